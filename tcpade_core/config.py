@@ -1,0 +1,237 @@
+"""Validated, frozen method configs: *when* to compute and *how* to predict.
+
+Every config checks itself in ``__post_init__`` and raises :class:`ConfigError`
+naming the parameter and its valid range. Configs hold settings only, never state.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Tuple
+
+
+class ConfigError(ValueError):
+    """A method parameter is outside its valid range."""
+
+
+def _check_range(name: str, value: Any, lo: float, hi: float, *, integer: bool = False,
+                 lo_open: bool = False, hi_open: bool = False) -> None:
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ConfigError(f"{name} must be {kind} in {_fmt(lo, hi, lo_open, hi_open)}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, in {_fmt(lo, hi, lo_open, hi_open)}, got {value!r}")
+    below = value <= lo if lo_open else value < lo
+    above = value >= hi if hi_open else value > hi
+    if below or above:
+        raise ConfigError(f"{name} must be in {_fmt(lo, hi, lo_open, hi_open)}, got {value!r}")
+
+
+def _fmt(lo, hi, lo_open, hi_open) -> str:
+    return f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+
+def _check_choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class _Common:
+    """Settings every method shares: the active window as fractions of the schedule.
+
+    Steps before ``start`` or at/after ``end`` (fractions of the step count, 0..1) always compute.
+    """
+
+    start: float = 0.0
+    end: float = 1.0
+
+    def _check_common(self) -> None:
+        _check_range("start", self.start, 0.0, 1.0)
+        _check_range("end", self.end, 0.0, 1.0)
+        if self.end < self.start:
+            raise ConfigError(f"end must be >= start (start={self.start}, end={self.end}); both in [0.0, 1.0]")
+
+    def with_(self, **changes):
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        parts = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v != f.default and f.name not in ("coefficients",):
+                parts.append(f"{f.name}={v}")
+        return f"{self.method}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class NoCacheConfig(_Common):
+    """Full compute on every step (the reference)."""
+
+    method = "none"
+
+    def __post_init__(self):
+        self._check_common()
+
+
+@dataclass(frozen=True)
+class ReuseConfig(_Common):
+    """FORA-style plain reuse: compute every ``interval`` steps, reuse the last block-stack residual between."""
+
+    method = "reuse"
+    interval: int = 2
+
+    def __post_init__(self):
+        self._check_common()
+        _check_range("interval", self.interval, 1, 100, integer=True)
+
+
+@dataclass(frozen=True)
+class TaylorSeerConfig(_Common):
+    """TaylorSeer (arXiv 2503.06923): full compute every ``interval`` N steps after ``first_enhance``
+    warm-up steps; in between, order-O Taylor extrapolation of the block-stack output (Eq. 10).
+
+    ``form``: ``"eq10"`` is the paper's Taylor series with finite-difference derivatives (exact on
+    degree <= 1); ``"newton"`` is the exact polynomial extrapolation (exact on degree <= O).
+    ``target``: ``"output"`` predicts the raw block-stack output as the paper does; ``"residual"``
+    predicts the residual and adds it to the current input.
+    """
+
+    method = "taylorseer"
+    interval: int = 4
+    order: int = 1
+    first_enhance: int = 2
+    form: str = "eq10"
+    target: str = "output"
+
+    def __post_init__(self):
+        self._check_common()
+        _check_range("interval", self.interval, 1, 100, integer=True)
+        _check_range("order", self.order, 0, 4, integer=True)
+        _check_range("first_enhance", self.first_enhance, 0, 100, integer=True)
+        _check_choice("form", self.form, ("eq10", "newton"))
+        _check_choice("target", self.target, ("output", "residual"))
+
+
+IDENTITY_COEFFICIENTS: Tuple[float, ...] = (1.0, 0.0)
+
+
+@dataclass(frozen=True)
+class TeaCacheConfig(_Common):
+    """TeaCache: accumulate the polynomial-rescaled relative L1 distance of block 0's
+    timestep-modulated input; skip (reuse the last residual) while the sum stays below ``threshold``
+    (delta); reset the sum on every computed step. The first and last steps always compute.
+
+    ``coefficients``: numpy ``poly1d`` order, highest power first.
+    """
+
+    method = "teacache"
+    threshold: float = 0.4
+    coefficients: Tuple[float, ...] = IDENTITY_COEFFICIENTS
+
+    def __post_init__(self):
+        self._check_common()
+        _check_range("threshold", self.threshold, 0.0, 10.0)
+        coeffs = tuple(self.coefficients)
+        if not 1 <= len(coeffs) <= 10 or not all(isinstance(c, (int, float)) and math.isfinite(c) for c in coeffs):
+            raise ConfigError(f"coefficients must be 1 to 10 finite numbers (highest power first), got {self.coefficients!r}")
+        object.__setattr__(self, "coefficients", tuple(float(c) for c in coeffs))
+
+
+@dataclass(frozen=True)
+class TraCacheConfig(_Common):
+    """TraCache: full compute every ``stride`` k steps; in between, Lagrange interpolation of the
+    block-stack output through the last n+1 computed states, n in 1..``max_order`` chosen per step by
+    the minimum std of phi_n - phi_(n-1) (dynamic order selection, Eq. 6-7)."""
+
+    method = "tracache"
+    stride: int = 2
+    max_order: int = 2
+    target: str = "output"
+
+    def __post_init__(self):
+        self._check_common()
+        _check_range("stride", self.stride, 1, 100, integer=True)
+        _check_range("max_order", self.max_order, 1, 4, integer=True)
+        _check_choice("target", self.target, ("output", "residual"))
+
+
+# The paper's ambiguous points, each a separate switch. ``mode`` picks a consistent set.
+PAPER_LITERAL = dict(tsi_scale="literal", numerator="literal", denominator="elementwise",
+                     reconstruct="previous_input", spacing="uniform", history="computed")
+DEFAULT_READING = dict(tsi_scale="cosine", numerator="recent", denominator="none",
+                       reconstruct="current_input", spacing="uniform", history="computed")
+
+
+@dataclass(frozen=True)
+class TCPadeConfig(_Common):
+    """TC-Padé (arXiv 2603.02943): TSI gate (Eq. 1) + step-phase Padé residual predictor (Eq. 5-9),
+    reconstruction x_t + R (Eq. 6).
+
+    theta: TSI threshold; a step inside an interval is skipped when the stability score >= theta.
+    lam: lambda, the sensitivity of sigma_stab (Eq. 7). alpha1: weight of R_{t+1} in the early phase
+    (alpha2 = 1 - alpha1). beta: weight of the first difference in the late phase.
+    interval: cache interval N; the first step of each interval always computes.
+    early_boundary / late_boundary: phase boundaries as fractions of T (paper: 0.7 and 0.2).
+    mode: ``"default"`` (the measured reading, see README "Notes on the equations") or
+    ``"paper_literal"`` (equations as printed). Individual switches override the mode.
+    """
+
+    method = "tcpade"
+    theta: float = 1.0
+    lam: float = 10.0
+    alpha1: float = 0.5
+    beta: float = 0.1
+    interval: int = 4
+    early_boundary: float = 0.7
+    late_boundary: float = 0.2
+    mode: str = "default"
+    tsi_scale: str = ""
+    numerator: str = ""
+    denominator: str = ""
+    reconstruct: str = ""
+    spacing: str = ""
+    history: str = ""
+    pole_guard: float = 0.1
+
+    def __post_init__(self):
+        self._check_common()
+        _check_range("theta", self.theta, 0.0, 4.0)
+        _check_range("lam", self.lam, 0.0, 100.0, lo_open=True)
+        _check_range("alpha1", self.alpha1, 0.0, 1.0)
+        _check_range("beta", self.beta, -1.0, 1.0)
+        _check_range("interval", self.interval, 1, 100, integer=True)
+        _check_range("early_boundary", self.early_boundary, 0.0, 1.0)
+        _check_range("late_boundary", self.late_boundary, 0.0, 1.0)
+        if self.late_boundary > self.early_boundary:
+            raise ConfigError(f"late_boundary must be <= early_boundary (got {self.late_boundary} > {self.early_boundary}); both in [0.0, 1.0]")
+        _check_range("pole_guard", self.pole_guard, 0.0, 1.0, lo_open=True)
+        _check_choice("mode", self.mode, ("default", "paper_literal"))
+        base = PAPER_LITERAL if self.mode == "paper_literal" else DEFAULT_READING
+        for key, value in base.items():
+            if getattr(self, key) == "":
+                object.__setattr__(self, key, value)
+        _check_choice("tsi_scale", self.tsi_scale, ("literal", "cosine", "sum_norm"))
+        _check_choice("numerator", self.numerator, ("literal", "recent"))
+        _check_choice("denominator", self.denominator, ("elementwise", "normalized", "none"))
+        _check_choice("reconstruct", self.reconstruct, ("current_input", "previous_input"))
+        _check_choice("spacing", self.spacing, ("uniform", "steps"))
+        _check_choice("history", self.history, ("computed", "all"))
+
+    def describe(self) -> str:
+        return f"tcpade(theta={self.theta}, N={self.interval}, mode={self.mode})"
+
+
+CONFIGS = {c.method: c for c in (NoCacheConfig, ReuseConfig, TaylorSeerConfig, TeaCacheConfig, TraCacheConfig, TCPadeConfig)}
+
+
+def make_config(method: str, **params) -> _Common:
+    """Build a config by method name; unknown names and parameters raise ConfigError."""
+    if method not in CONFIGS:
+        raise ConfigError(f"method must be one of {', '.join(sorted(CONFIGS))}; got {method!r}")
+    cls = CONFIGS[method]
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) for {method}: {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    return cls(**params)

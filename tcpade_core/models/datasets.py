@@ -1,0 +1,170 @@
+"""Datasets for the two benchmark models.
+
+* ``digits``: scikit-learn's 8x8 handwritten digits (values 0..16), bilinearly upsampled to 16x16,
+  scaled to [-1, 1], one channel, 10 classes.
+* ``shapes``: a procedurally generated, seeded 32x32 RGB dataset of 10 classes
+  (5 shapes x 2 colour schemes) with random position, size, rotation, hue jitter and a gradient
+  background. Rendering is vectorised in torch and fully determined by a ``torch.Generator``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "DIGITS_CLASSES",
+    "SHAPES_CLASSES",
+    "load_digits_8x8",
+    "load_digits_16",
+    "digits_to_8x8",
+    "augment_shift",
+    "render_shapes",
+    "make_shapes_dataset",
+]
+
+DIGITS_CLASSES = [str(i) for i in range(10)]
+SHAPE_NAMES = ["circle", "square", "triangle", "ring", "cross"]
+SCHEME_NAMES = ["warm-on-dark", "cool-on-light"]
+# class k -> (shape k % 5, scheme k // 5)
+SHAPES_CLASSES = [f"{SHAPE_NAMES[k % 5]} ({SCHEME_NAMES[k // 5]})" for k in range(10)]
+
+
+# ----------------------------------------------------------------------------- digits
+def load_digits_8x8() -> tuple[np.ndarray, np.ndarray]:
+    """Raw sklearn digits: images (N, 8, 8) float32 in 0..16, labels (N,) int64."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images.astype(np.float32), d.target.astype(np.int64)
+
+
+def load_digits_16() -> tuple[torch.Tensor, torch.Tensor]:
+    """Digits as (N, 1, 16, 16) float32 in [-1, 1] (bilinear upsampling) and labels (N,)."""
+    imgs, labels = load_digits_8x8()
+    x = torch.from_numpy(imgs).unsqueeze(1) / 16.0
+    x = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
+    return (x * 2 - 1).clamp(-1, 1), torch.from_numpy(labels)
+
+
+def digits_to_8x8(images: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`load_digits_16` for classification: (B,1,16,16) in [-1,1] -> (B,64) in 0..16."""
+    x = (images.float().clamp(-1, 1) + 1) / 2
+    if x.shape[-1] != 8:
+        x = F.adaptive_avg_pool2d(x, (8, 8))
+    return (x * 16.0).reshape(x.shape[0], -1)
+
+
+def augment_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, fill: float = -1.0) -> torch.Tensor:
+    """Random integer translation of each image by up to ``max_shift`` pixels (background fill)."""
+    if max_shift <= 0:
+        return x
+    B, C, H, W = x.shape
+    pad = F.pad(x, (max_shift,) * 4, value=fill)
+    dx = torch.randint(0, 2 * max_shift + 1, (B,), generator=generator)
+    dy = torch.randint(0, 2 * max_shift + 1, (B,), generator=generator)
+    out = torch.empty_like(x)
+    for i in range(B):
+        out[i] = pad[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W]
+    return out
+
+
+# ----------------------------------------------------------------------------- shapes
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Vectorised HSV -> RGB, inputs (...), output (..., 3), all in [0, 1]."""
+    h = torch.remainder(h, 1.0)
+    k = torch.stack([torch.remainder(n + h * 6, 6) for n in (5.0, 3.0, 1.0)], dim=-1)
+    f = v.unsqueeze(-1) - v.unsqueeze(-1) * s.unsqueeze(-1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+    return f
+
+
+def _u(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g)
+
+
+def render_shapes(labels: torch.Tensor, generator: torch.Generator, size: int = 32, supersample: int = 2) -> torch.Tensor:
+    """Render one image per label, returns (B, 3, size, size) float32 in [-1, 1].
+
+    Class ``k``: shape ``SHAPE_NAMES[k % 5]`` in colour scheme ``k // 5``. Scheme 0 draws a warm
+    (red/orange/yellow) shape on a dark blue-ish gradient; scheme 1 draws a cool (cyan/blue/green)
+    shape on a light gradient. All randomness comes from ``generator``.
+    """
+    labels = labels.long().cpu()
+    B = labels.shape[0]
+    g = generator
+    shape_id = labels % 5
+    scheme = labels // 5
+    S = size * supersample
+    coords = (torch.arange(S, dtype=torch.float32) + 0.5) / S * 2 - 1  # pixel centres in [-1, 1]
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+
+    # --- geometry
+    cx = _u(g, B, -0.35, 0.35)
+    cy = _u(g, B, -0.35, 0.35)
+    r = _u(g, B, 0.38, 0.58)
+    ang = _u(g, B, -0.45, 0.45)  # radians, ~ +-26 degrees
+    dx = xx[None] - cx[:, None, None]
+    dy = yy[None] - cy[:, None, None]
+    ca, sa = torch.cos(ang)[:, None, None], torch.sin(ang)[:, None, None]
+    u = (ca * dx + sa * dy) / r[:, None, None]
+    v = (-sa * dx + ca * dy) / r[:, None, None]
+    rad = torch.sqrt(u * u + v * v)
+    masks = torch.stack(
+        [
+            rad < 1.0,  # circle
+            torch.maximum(u.abs(), v.abs()) < 0.82,  # square
+            (v < 0.65) & (u.abs() < (v + 1.0) * 0.62),  # triangle (apex up)
+            (rad < 1.0) & (rad > 0.58),  # ring
+            ((u.abs() < 0.3) & (v.abs() < 1.0)) | ((v.abs() < 0.3) & (u.abs() < 1.0)),  # cross
+        ],
+        dim=1,
+    ).float()
+    mask = masks[torch.arange(B), shape_id]  # (B, S, S)
+    mask = F.avg_pool2d(mask[:, None], supersample)  # antialiased coverage (B, 1, size, size)
+
+    # --- colours
+    warm = scheme == 0
+    fg_h = torch.where(warm, _u(g, B, -0.03, 0.14), _u(g, B, 0.42, 0.68))
+    fg_s = torch.where(warm, _u(g, B, 0.75, 1.0), _u(g, B, 0.6, 0.95))
+    fg_v = torch.where(warm, _u(g, B, 0.85, 1.0), _u(g, B, 0.45, 0.75))
+    bg_h = torch.where(warm, _u(g, B, 0.55, 0.75), _u(g, B, 0.0, 1.0))
+    bg_s1 = torch.where(warm, _u(g, B, 0.4, 0.8), _u(g, B, 0.05, 0.3))
+    bg_v1 = torch.where(warm, _u(g, B, 0.08, 0.25), _u(g, B, 0.78, 0.95))
+    bg_v2 = torch.where(warm, _u(g, B, 0.25, 0.45), _u(g, B, 0.6, 0.8))
+    bg_dh = _u(g, B, -0.08, 0.08)
+    gang = _u(g, B, 0, 2 * math.pi)
+    fg_shade = _u(g, B, 0.0, 0.25)  # slight vertical shading of the shape
+
+    cs = torch.arange(size, dtype=torch.float32)
+    cs = (cs + 0.5) / size * 2 - 1
+    py, px = torch.meshgrid(cs, cs, indexing="ij")
+    ramp = (torch.cos(gang)[:, None, None] * px + torch.sin(gang)[:, None, None] * py) * 0.5 + 0.5  # (B,H,W) ~ [0,1]
+    ramp = ramp.clamp(0, 1)
+    c1 = _hsv_to_rgb(bg_h, bg_s1, bg_v1)  # (B,3)
+    c2 = _hsv_to_rgb(bg_h + bg_dh, bg_s1, bg_v2)
+    bg = c1[:, :, None, None] * (1 - ramp[:, None]) + c2[:, :, None, None] * ramp[:, None]
+    fg = _hsv_to_rgb(fg_h, fg_s, fg_v)[:, :, None, None]
+    shade = 1 - fg_shade[:, None, None, None] * (py[None, None] - cy[:, None, None, None] + 1) * 0.5
+    fg = (fg * shade).clamp(0, 1)
+    img = bg * (1 - mask) + fg * mask
+    noise = torch.randn(img.shape, generator=g) * 0.01
+    return ((img + noise).clamp(0, 1) * 2 - 1).float()
+
+
+def make_shapes_dataset(n: int, seed: int, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, class-balanced shapes dataset of ``n`` images determined by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=g)]
+    out = [render_shapes(labels[i : i + batch], g) for i in range(0, n, batch)]
+    return torch.cat(out), labels
+
+
+def shapes_batch(batch_size: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None):
+    """An on-the-fly batch (images, labels) for training."""
+    if labels is None:
+        labels = torch.randint(0, 10, (batch_size,), generator=generator)
+    return render_shapes(labels, generator), labels

@@ -1,0 +1,63 @@
+"""What a run did, step by step: computed or predicted, why, the gate's value, the phase, the error."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+
+@dataclass
+class StepRecord:
+    step: int
+    t: float
+    phase: str
+    computed: bool
+    reason: str                      # why it computed or skipped ("interval", "tsi", "warmup", ...)
+    gate: Optional[float] = None     # TSI stability score, TeaCache accumulated distance, ...
+    sigma_stab: Optional[float] = None
+    order: Optional[int] = None      # TraCache's chosen interpolation order
+    error: Optional[float] = None    # relative L2 error of the prediction, where the truth was computed
+    forced_streams: List[str] = field(default_factory=list)  # streams that computed although the step skipped
+
+
+@dataclass
+class RunReport:
+    method: str
+    settings: str
+    gate_name: str = ""
+    threshold: Optional[float] = None
+    steps: List[StepRecord] = field(default_factory=list)
+    cache_bytes: int = 0             # peak bytes held by all stream histories
+    store_device: str = "same"
+    stream_resets: int = 0
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.steps)
+
+    @property
+    def computed(self) -> int:
+        return sum(1 for r in self.steps if r.computed)
+
+    @property
+    def skipped_steps(self) -> List[int]:
+        return [r.step for r in self.steps if not r.computed]
+
+    @property
+    def speedup(self) -> float:
+        return self.num_steps / max(self.computed, 1)
+
+    def strip(self) -> str:
+        """One character a step: '#' computed, '.' predicted."""
+        return "".join("#" if r.computed else "." for r in self.steps)
+
+    def summary(self) -> str:
+        mb = self.cache_bytes / 2**20
+        where = "offload cpu" if self.store_device == "cpu" else "same device"
+        return (f"{self.method}: computed {self.computed}/{self.num_steps} steps ({self.speedup:.2f}x), "
+                f"{where}, cache {mb:.1f} MB [{self.strip()}]")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(computed=self.computed, num_steps=self.num_steps, speedup=self.speedup,
+                 skipped_steps=self.skipped_steps)
+        return d
