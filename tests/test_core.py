@@ -1,0 +1,348 @@
+"""Engine tests: exact values on constructed curves, gate rules, guards, config errors."""
+import math
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tcpade_core import (CacheRun, ConfigError, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig,
+                         TeaCacheConfig, TraCacheConfig, make_config)
+from tcpade_core import predictors as P
+from tcpade_core.history import ResidualHistory
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def poly_values(coeffs, times, shape=(3, 5), seed=0):
+    """Vector-valued polynomial sum_k c_k * A_k * t^k with random directions A_k."""
+    g = torch.Generator().manual_seed(seed)
+    dirs = [torch.randn(shape, generator=g, dtype=torch.float64) for _ in coeffs]
+    return [sum(c * d * t ** k for k, (c, d) in enumerate(zip(coeffs, dirs))) for t in times], dirs
+
+
+def poly_at(coeffs, dirs, t):
+    return sum(c * d * t ** k for k, (c, d) in enumerate(zip(coeffs, dirs)))
+
+
+# ------------------------------------------------------------------ Taylor / Lagrange exactness
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3])
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_newton_taylor_exact_on_polynomials_up_to_order(order, degree):
+    coeffs = [0.7, -1.3, 0.4, 0.25][: degree + 1]
+    steps = [9.0, 6.0, 3.0, 0.0]           # newest first, computed every 3 steps
+    vals, dirs = poly_values(coeffs, steps)
+    pred = P.newton(vals, steps, 11.0, order)
+    err = float((pred - poly_at(coeffs, dirs, 11.0)).abs().max())
+    if degree <= order:
+        assert err < 1e-9
+    else:
+        assert err > 1e-3  # a lower order cannot follow a higher-degree curve
+
+
+@pytest.mark.parametrize("degree", [0, 1])
+def test_taylorseer_eq10_exact_on_lines(degree):
+    coeffs = [0.7, -1.3][: degree + 1]
+    steps = [8.0, 4.0, 0.0]
+    vals, dirs = poly_values(coeffs, steps)
+    for order in (1, 2):
+        pred = P.taylor_eq10(vals, steps, 10.0, order)
+        assert float((pred - poly_at(coeffs, dirs, 10.0)).abs().max()) < 1e-9
+
+
+def test_taylorseer_eq10_matches_its_formula_on_a_parabola():
+    # F = t^2 sampled at 4, 2, 0 (N=2); Eq. 10 at t=5 (k=1): F + D1/N*k + D2/(2 N^2)*k^2
+    vals = [torch.tensor([16.0], dtype=torch.float64), torch.tensor([4.0], dtype=torch.float64),
+            torch.tensor([0.0], dtype=torch.float64)]
+    pred = P.taylor_eq10(vals, [4.0, 2.0, 0.0], 5.0, 2)
+    d1, d2 = 16 - 4, 16 - 2 * 4 + 0
+    assert float(pred) == pytest.approx(16 + d1 / 2 * 1 + d2 / (2 * 4) * 1)
+    assert float(pred) != pytest.approx(25.0)  # Eq. 10 is not the exact extrapolation for degree 2
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_lagrange_exact_on_polynomials_up_to_n(n):
+    times = [0.35, 0.5, 0.65, 0.8][: n + 1]
+    for degree in range(0, 4):
+        coeffs = [0.3, 1.1, -0.6, 0.2][: degree + 1]
+        vals, dirs = poly_values(coeffs, times, seed=degree)
+        err = float((P.lagrange(vals, times, 0.2) - poly_at(coeffs, dirs, 0.2)).abs().max())
+        assert (err < 1e-9) == (degree <= n)
+
+
+def test_lagrange_dynamic_picks_exact_order_on_a_line():
+    times = [0.4, 0.5, 0.6]
+    vals, dirs = poly_values([0.5, 2.0], times)
+    pred, order = P.lagrange_dynamic(vals, times, 0.3, max_order=2)
+    # phi_2 - phi_1 == 0 on a line, so std is minimal at n = 2; both are exact
+    assert order == 2
+    assert float((pred - poly_at([0.5, 2.0], dirs, 0.3)).abs().max()) < 1e-9
+
+
+# ------------------------------------------------------------------ TSI
+
+def _traj(d1, d2):
+    r3 = torch.zeros(4)
+    r2 = r3 + torch.tensor(d2, dtype=torch.float32)
+    r1 = r2 + torch.tensor(d1, dtype=torch.float32)
+    return r1, r2, r3
+
+
+def test_tsi_straight_line():
+    r1, r2, r3 = _traj([1.0, 2.0, 0.0, 0.0], [0.5, 1.0, 0.0, 0.0])
+    assert P.tsi_literal(r1, r2, r3) == pytest.approx(0.0, abs=1e-6)
+    assert P.stability_score(0.0, "cosine") == 2.0
+    assert P.stability_score(0.0, "sum_norm") == 2.0
+
+
+def test_tsi_reversal():
+    r1, r2, r3 = _traj([-1.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0])
+    tsi = P.tsi_literal(r1, r2, r3)
+    assert tsi == pytest.approx(1.0, abs=1e-6)
+    assert P.stability_score(tsi, "cosine") == pytest.approx(0.0, abs=1e-6)
+    assert P.stability_score(tsi, "sum_norm") == pytest.approx(0.0, abs=1e-3)
+
+
+def test_tsi_right_angle():
+    r1, r2, r3 = _traj([0.0, 2.0, 0.0, 0.0], [5.0, 0.0, 0.0, 0.0])
+    tsi = P.tsi_literal(r1, r2, r3)
+    assert tsi == pytest.approx(math.sqrt(2) / 2, abs=1e-6)
+    assert P.stability_score(tsi, "cosine") == pytest.approx(1.0, abs=1e-6)
+    assert P.stability_score(tsi, "sum_norm") == pytest.approx(math.sqrt(2), abs=1e-6)
+
+
+def test_tsi_constant_residual_is_steady():
+    r = torch.ones(4)
+    assert P.tsi_literal(r, r, r) == 0.0
+
+
+# ------------------------------------------------------------------ Padé guards
+
+def _finite(x):
+    return bool(torch.isfinite(x).all())
+
+
+@pytest.mark.parametrize("numerator", ["literal", "recent"])
+@pytest.mark.parametrize("denominator", ["elementwise", "normalized", "none"])
+def test_pade_pole_is_guarded(numerator, denominator):
+    lam = 10.0
+    r = torch.full((64,), -lam)         # R1 == R2 -> sigma = 1 -> a1 = 1/lam -> 1 + a1*R1 == 0
+    out, s = P.pade_residual(r, r.clone(), r.clone(), lam=lam, numerator=numerator, denominator=denominator)
+    assert s == 1.0
+    assert _finite(out)
+    if denominator == "elementwise":
+        # the guard keeps |1 + a1 R| >= 0.1
+        assert float(out.abs().max()) <= float(r.abs().max()) / 0.1 + 1e-3
+
+
+def test_pade_zero_norm_differences_and_sigma_to_zero():
+    z = torch.zeros(32)
+    for num in ("literal", "recent"):
+        out, s = P.pade_residual(z, z, z, lam=10.0, numerator=num, denominator="elementwise")
+        assert _finite(out) and s == 1.0 and float(out.abs().max()) == 0.0
+    a = torch.randn(32)
+    out, s = P.pade_residual(a, -a, a, lam=10.0, numerator="literal", denominator="elementwise")
+    assert s == 0.0 and _finite(out)
+    assert float(out.abs().max()) == 0.0      # literal Eq. 5 with sigma -> 0 predicts a zero residual
+    out, s = P.pade_residual(a, -a, a, lam=10.0, numerator="recent", denominator="elementwise")
+    assert torch.allclose(out, a)             # the default reading falls back to reuse of R1
+
+
+def test_pade_extreme_values_stay_finite():
+    big = torch.full((16,), 1e30)
+    out, _ = P.pade_residual(big, -big * 0.5, big, lam=10.0, numerator="recent", denominator="elementwise")
+    assert _finite(out)
+    nanin = torch.tensor([float("nan"), 1.0, float("inf")])
+    out, _ = P.pade_residual(nanin, nanin, nanin, lam=10.0, numerator="recent", denominator="none")
+    assert _finite(out)
+
+
+def test_pade_recent_is_linear_extrapolation_when_stable():
+    r2 = torch.ones(8)
+    r1 = r2 * 1.001                      # tiny change -> sigma close to 1
+    out, s = P.pade_residual(r1, r2, None, lam=10.0, numerator="recent", denominator="none")
+    assert torch.allclose(out, r1 + s * (r1 - r2))
+    assert s > 0.99
+
+
+# ------------------------------------------------------------------ engine rules on a synthetic stack
+
+W = torch.randn(16, 16, generator=torch.Generator().manual_seed(1)) * 0.2
+
+
+def stack(h):
+    return h + torch.tanh(h @ W)
+
+
+def run_cfg(cfg, steps=20, streams=("cond", "uncond"), measure_error=False, store_device=None, shape=(2, 8, 16)):
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(shape, generator=g)
+    calls = []
+    run = CacheRun(cfg, store_device=store_device, measure_error=measure_error)
+    outs = []
+
+    def counted(h):
+        calls.append(run.step.index)
+        return stack(h)
+
+    for i in range(steps):
+        t = 1 - i / steps
+        run.begin_step(i, steps, t)
+        for k, s in enumerate(streams):
+            h = x0 * (0.3 + 0.7 * t) + 0.05 * k
+            outs.append(run(s, h, counted, lambda: h * 0.5))
+    return run.end_run(), outs, calls
+
+
+def test_never_skipping_theta_reproduces_full_compute_bit_for_bit():
+    ref, ref_out, _ = run_cfg(NoCacheConfig())
+    rep, out, _ = run_cfg(TCPadeConfig(theta=4.0))
+    assert rep.computed == 20
+    assert all(torch.equal(a, b) for a, b in zip(ref_out, out))
+
+
+def test_tcpade_interval_and_warmup_rules():
+    rep, _, calls = run_cfg(TCPadeConfig(theta=0.0, interval=4))
+    expected = [i for i in range(20) if i < 3 or i % 4 == 0]
+    assert [r.step for r in rep.steps if r.computed] == expected
+    assert rep.skipped_steps == [i for i in range(20) if i not in expected]
+    # the block stack really ran exactly on the computed steps, once per stream
+    assert sorted(set(calls)) == expected and len(calls) == 2 * len(expected)
+    assert all(r.gate is not None for r in rep.steps if not r.computed)
+
+
+def test_tcpade_phases_follow_eq9_boundaries():
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0))
+    phases = [r.phase for r in rep.steps]
+    assert phases == ["early"] * 6 + ["mid"] * 11 + ["late"] * 3
+
+
+def test_teacache_first_and_last_always_compute():
+    rep, _, _ = run_cfg(TeaCacheConfig(threshold=10.0))
+    assert [r.step for r in rep.steps if r.computed] == [0, 19]
+
+
+def test_taylorseer_first_enhance_and_interval():
+    rep, _, _ = run_cfg(TaylorSeerConfig(interval=3, order=1, first_enhance=2))
+    assert [r.step for r in rep.steps if r.computed] == [0, 1, 2, 5, 8, 11, 14, 17]
+
+
+def test_tracache_and_reuse_stride():
+    rep, _, _ = run_cfg(TraCacheConfig(stride=3, max_order=2))
+    assert [r.step for r in rep.steps if r.computed] == [0, 3, 6, 9, 12, 15, 18]
+    rep, _, _ = run_cfg(ReuseConfig(interval=2))
+    assert rep.computed == 10
+
+
+def test_start_end_window_forces_compute():
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, start=0.5, end=0.9))
+    assert all(r.computed for r in rep.steps if r.step < 10 or r.step >= 18)
+    assert any(not r.computed for r in rep.steps)
+
+
+def test_no_state_carries_between_runs():
+    a = run_cfg(TCPadeConfig(theta=0.5))
+    b = run_cfg(TCPadeConfig(theta=0.5))
+    assert a[0].strip() == b[0].strip()
+    assert all(torch.equal(x, y) for x, y in zip(a[1], b[1]))
+
+
+def test_predictions_are_finite_and_errors_reported():
+    for cfg in (TCPadeConfig(theta=0.0), TCPadeConfig(theta=0.0, mode="paper_literal"),
+                TaylorSeerConfig(order=2), TraCacheConfig(max_order=3), ReuseConfig(interval=3)):
+        rep, outs, _ = run_cfg(cfg, measure_error=True)
+        assert all(torch.isfinite(o).all() for o in outs)
+        errs = [r.error for r in rep.steps if not r.computed]
+        assert errs and all(e is not None and math.isfinite(e) for e in errs)
+
+
+def test_cache_memory_is_what_tcpade_needs_and_offload_works():
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0), store_device="cpu")
+    per_stream = 2 * 8 * 16 * 4
+    assert rep.cache_bytes == 2 * 3 * per_stream      # three residuals per stream, two streams
+    assert rep.store_device == "cpu"
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, mode="paper_literal"))
+    assert rep.cache_bytes == 2 * 4 * per_stream      # + the previous input (literal Eq. 6)
+
+
+def test_stream_forced_to_compute_when_it_has_no_history():
+    run = CacheRun(ReuseConfig(interval=2))
+    h = torch.ones(1, 2, 16)
+    run.begin_step(0, 4, 1.0)
+    run("cond", h, stack)
+    run.begin_step(1, 4, 0.75)
+    run("cond", h, stack)
+    run("uncond", h, stack)   # new stream on a skip step: must compute
+    rep = run.end_run()
+    assert rep.steps[1].computed is False and rep.steps[1].forced_streams == ["uncond"]
+
+
+def test_history_resets_on_shape_dtype_device_change():
+    h = ResidualHistory(3)
+    h.check_meta(torch.zeros(2, 3))
+    h.push(0, 1.0, torch.zeros(2, 3))
+    assert len(h) == 1 and h.nbytes() == 24
+    assert h.check_meta(torch.zeros(2, 4)) is True and len(h) == 0
+    h.push(0, 1.0, torch.zeros(2, 4))
+    assert h.check_meta(torch.zeros(2, 4, dtype=torch.float16)) is True and len(h) == 0
+    for i in range(5):
+        h.push(i, 0.0, torch.full((2, 4), float(i)))
+    assert [e.step for e in h.latest(3)] == [4, 3, 2]
+
+
+def test_shape_change_between_steps_resets_and_computes():
+    run = CacheRun(TCPadeConfig(theta=0.0))
+    for i in range(8):
+        run.begin_step(i, 8, 1 - i / 8)
+        shape = (1, 4, 16) if i < 5 else (1, 6, 16)
+        y = run("cond", torch.ones(shape) * (1 - i / 8), stack)
+        assert y.shape == shape
+    rep = run.end_run()
+    assert rep.stream_resets == 1
+    assert rep.steps[5].computed
+
+
+# ------------------------------------------------------------------ configs
+
+@pytest.mark.parametrize("method,params,needle", [
+    ("tcpade", dict(theta=-0.1), "theta must be in [0.0, 4.0]"),
+    ("tcpade", dict(lam=0.0), "lam must be in (0.0, 100.0]"),
+    ("tcpade", dict(alpha1=1.5), "alpha1 must be in [0.0, 1.0]"),
+    ("tcpade", dict(interval=0), "interval must be in [1, 100]"),
+    ("tcpade", dict(interval=2.5), "interval must be an integer"),
+    ("tcpade", dict(mode="fast"), "mode must be one of 'default', 'paper_literal'"),
+    ("tcpade", dict(late_boundary=0.8, early_boundary=0.7), "late_boundary must be <= early_boundary"),
+    ("tcpade", dict(theta=float("nan")), "theta must be finite"),
+    ("taylorseer", dict(order=7), "order must be in [0, 4]"),
+    ("teacache", dict(threshold=-1), "threshold must be in [0.0, 10.0]"),
+    ("teacache", dict(coefficients=()), "coefficients must be 1 to 10 finite numbers"),
+    ("tracache", dict(max_order=0), "max_order must be in [1, 4]"),
+    ("reuse", dict(interval=-2), "interval must be in [1, 100]"),
+    ("tcpade", dict(start=0.8, end=0.2), "end must be >= start"),
+    ("tcpade", dict(thetaa=1.0), "unknown parameter(s) for tcpade: thetaa"),
+    ("magcache", dict(), "method must be one of"),
+])
+def test_config_errors_name_the_parameter_and_range(method, params, needle):
+    with pytest.raises(ConfigError) as e:
+        make_config(method, **params)
+    assert needle in str(e.value)
+
+
+def test_paper_literal_mode_sets_every_switch():
+    c = TCPadeConfig(mode="paper_literal")
+    assert (c.tsi_scale, c.numerator, c.denominator, c.reconstruct) == ("literal", "literal", "elementwise", "previous_input")
+    d = TCPadeConfig(mode="paper_literal", numerator="recent")
+    assert d.numerator == "recent" and d.tsi_scale == "literal"
+
+
+def test_engine_never_imports_comfy():
+    code = ("import sys, tcpade_core, tcpade_core.cache, tcpade_core.metrics, tcpade_core.predictors; "
+            "bad = [m for m in sys.modules if m == 'comfy' or m.startswith('comfy.') or m.startswith('comfy_')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for path in (ROOT / "tcpade_core").rglob("*.py"):
+        text = path.read_text()
+        assert "import comfy" not in text and "from comfy" not in text, path
