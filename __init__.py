@@ -1,0 +1,22 @@
+"""TC-Padé: diffusion-transformer feature caching for ComfyUI (V3 extension).
+
+ComfyUI loads this package from ``custom_nodes/<folder>`` and calls :func:`comfy_entrypoint`.
+``NODE_CLASS_MAPPINGS`` is deliberately not defined: the host ignores the V3 entry point when it is.
+Host modules are imported inside the entry point, so the package also imports outside ComfyUI.
+"""
+WEB_DIRECTORY = "./web"
+
+
+async def comfy_entrypoint():
+    from comfy_api.latest import ComfyExtension
+
+    from .nodes.cache_nodes import NODE_LIST
+
+    class TCPadeExtension(ComfyExtension):
+        async def get_node_list(self):
+            return list(NODE_LIST)
+
+    return TCPadeExtension()
+
+
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

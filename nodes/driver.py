@@ -1,0 +1,194 @@
+"""Drive a :class:`tcpade_core.CacheRun` from host callbacks: steps from sigmas, a split decide/record API.
+
+The engine's public call ``run(stream, h, run_fn)`` wants a closure around the whole block stack. The
+host gives us per-block patches instead, so the stack is entered at its first block and left at its
+last one. :class:`StackDriver` splits the engine call into :meth:`enter` (decide; predict on a
+skipped step) and :meth:`leave` (record a computed step), using the engine's per-step internals
+(``_stream``, ``_decide``, ``_predict``, ``_observe``) exactly as ``CacheRun.__call__`` does.
+
+Several streams (cond / uncond, one per ``transformer_options["uuids"]`` entry) share one batched
+forward, so one decision covers the whole batch: if any stream cannot be predicted yet the whole
+batch computes, and the step is reported as computed (reason ``forced (...)``).
+
+Steps. A model call begins engine step ``i`` when its sigma equals ``sample_sigmas[i]`` for an
+``i`` beyond the current step. Any other call is an *extra* evaluation (Heun's and dpmpp_2s'
+second evaluation, SkipLayerGuidance's extra pass, ...):
+
+- at a sigma inside the current step's interval ``[sigma[i+1], sigma[i]]``, or at the current
+  step's sigma again, it follows the step's decision (computed: full compute; skipped: predicted
+  from the same history with its own input), and is never recorded in the history, so the history
+  holds exactly one entry per computed step;
+- anywhere else (a sampler that revisits the schedule), it computes in full and touches no state.
+
+Heun's corrector of step ``i`` runs at ``sigma[i+1]`` and therefore begins step ``i+1``; the
+predictor evaluation of step ``i+1`` at the same sigma is then an extra evaluation of that step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import torch
+
+from ..tcpade_core import CacheRun, RunReport
+from ..tcpade_core.cache import Decision
+
+
+def match_index(sigmas: Sequence[float], sigma: float, rel: float = 1e-5) -> Optional[int]:
+    """Index ``i < len(sigmas) - 1`` with ``sigmas[i] == sigma`` (to a relative tolerance), newest match last."""
+    for i in range(len(sigmas) - 1):
+        s = sigmas[i]
+        if s == sigma or abs(s - sigma) <= rel * max(abs(s), abs(sigma), 1e-12):
+            return i
+    return None
+
+
+WINDOW_TOL = 1e-5  # relative tolerance of the sigma window boundaries
+
+
+def window_fractions(sigmas: Sequence[float], start_sigma: float, end_sigma: float):
+    """Translate a sigma window to the engine's step fractions.
+
+    A step ``i`` uses the cache when ``sigmas[i] <= start_sigma`` and ``sigmas[i] > end_sigma``
+    (the host's EasyCache convention), comparisons to a relative tolerance of ``WINDOW_TOL``. Returns ``(start, end)`` fractions of the step count such that
+    the engine's ``start <= i / n < end`` (or ``i / n >= start`` when ``end == 1``) selects those steps.
+    """
+    n = len(sigmas) - 1
+    if n <= 0:
+        return 0.0, 1.0
+    # sample_sigmas are float32: a step whose sigma *is* the boundary may sit just above it
+    le = lambda s, bound: s <= bound + WINDOW_TOL * max(abs(bound), 1e-12)
+    i_s = next((i for i in range(n) if le(sigmas[i], start_sigma)), n)
+    i_e = next((i for i in range(i_s, n) if le(sigmas[i], end_sigma)), n)
+    start = i_s / n
+    end = 1.0 if i_e >= n else i_e / n
+    if i_s >= n:
+        start, end = 1.0, 1.0
+    return start, end
+
+
+@dataclass
+class CallCtx:
+    """What the first block of one forward call hands to the blocks after it."""
+
+    streams: List[str]
+    inputs: List[torch.Tensor]           # stack input per stream (image tokens)
+    predicted: Optional[torch.Tensor]    # the stack output on a skipped call, else None
+    img_len: int = 0
+
+
+@dataclass
+class Counters:
+    model_calls: int = 0
+    stack_computed: int = 0
+    stack_predicted: int = 0
+    full_calls: int = 0          # calls outside the schedule, computed without touching state
+    computed_sigmas: List[float] = field(default_factory=list)
+    streams_seen: List[str] = field(default_factory=list)
+
+
+class StackDriver:
+    """One per sampling run (and per model): owns the run's CacheRun and its step bookkeeping."""
+
+    def __init__(self, cfg, sigmas: Sequence[float], sigma_max: float, store_device: Optional[str] = None,
+                 label: str = "TC-Padé"):
+        self.sigmas = [float(s) for s in sigmas]
+        self.num_steps = max(len(self.sigmas) - 1, 0)
+        self.sigma_max = float(sigma_max) if sigma_max and math.isfinite(sigma_max) and sigma_max > 0 else max(self.sigmas[:1] or [1.0])
+        self.run = CacheRun(cfg, store_device=store_device)
+        self.label = label
+        self.index: Optional[int] = None
+        self.mode = "idle"            # "step" (first call of a step), "extra", "full", "idle"
+        self._recorded: set = set()   # streams recorded in the current step
+        self.ctx: Optional[CallCtx] = None
+        self.counters = Counters()
+        self.report: Optional[RunReport] = None
+        self.current_sigma: Optional[float] = None
+        # set by the host side (nodes/patcher.py)
+        self.layout = None            # families.StackLayout, or None for model-level caching
+        self.dm = None                # the host's diffusion model (read only)
+        self.out_channels: Optional[int] = None
+        self.disabled = False
+        self.last_to: Optional[dict] = None
+
+    # ---------------------------------------------------------------- step bookkeeping
+    def t_of(self, sigma: float) -> float:
+        return max(0.0, min(1.0, sigma / self.sigma_max)) if self.sigma_max > 0 else 0.0
+
+    def on_model_call(self, sigma: float) -> str:
+        """Called once per model evaluation (the CALC_COND_BATCH wrapper). Returns the call's mode."""
+        self.counters.model_calls += 1
+        self.current_sigma = sigma
+        i = match_index(self.sigmas, sigma)
+        if i is not None and (self.index is None or i > self.index):
+            self.index = i
+            self.run.begin_step(i, self.num_steps, self.t_of(sigma))
+            self._recorded = set()
+            self.mode = "step"
+        elif self.index is not None and (i == self.index or self._inside_step(sigma)):
+            self.mode = "extra"
+        else:
+            self.mode = "full"
+        return self.mode
+
+    def _inside_step(self, sigma: float) -> bool:
+        hi = self.sigmas[self.index]
+        lo = self.sigmas[self.index + 1] if self.index + 1 < len(self.sigmas) else 0.0
+        return lo <= sigma <= hi
+
+    # ---------------------------------------------------------------- split engine API
+    def enter(self, streams: List[str], inputs: List[torch.Tensor], modulated_fn=None,
+              lead: int = 0) -> Optional[List[torch.Tensor]]:
+        """At the stack's first block. Returns None to compute the stack, else the predicted outputs.
+
+        ``lead``: index of the stream that decides for the step (the first cond; ``modulated_fn`` is its input).
+        """
+        run = self.run
+        if self.mode in ("idle", "full") or run.step is None:
+            self.counters.full_calls += 1
+            return None
+        states = [run._stream(s, h) for s, h in zip(streams, inputs)]
+        self.counters.streams_seen.extend(s for s in streams if s not in self.counters.streams_seen)
+        if run._decision is None:
+            d = run._decide(states[lead if 0 <= lead < len(states) else 0], modulated_fn)
+            run._decision = d
+            run._rec.computed, run._rec.reason, run._rec.gate = d.compute, d.reason, d.gate
+        d = run._decision
+        cannot = [s for s, st in zip(streams, states) if not run.method.can_predict(run.step, st)]
+        if d.compute or cannot:
+            if not d.compute:
+                # one batched forward: a stream that cannot be predicted makes the whole step compute
+                run._rec.forced_streams.extend(cannot)
+                run._rec.computed = True
+                run._rec.reason = f"forced ({d.reason})"
+                run._decision = Decision(True, run._rec.reason, d.gate)  # later calls of this step compute too
+            self.counters.stack_computed += 1
+            self.counters.computed_sigmas.append(self.current_sigma)
+            return None
+        out = []
+        for s, st, h in zip(streams, states, inputs):
+            y = run._predict(st, h)
+            if s not in self._recorded:
+                run.method.observe_skip(run.step, st, h, y)
+                self._recorded.add(s)
+            out.append(y)
+        self.counters.stack_predicted += 1
+        return out
+
+    def leave(self, streams: List[str], inputs: List[torch.Tensor], outputs: List[torch.Tensor]) -> None:
+        """At the stack's last block of a computed call: record each stream once per step."""
+        run = self.run
+        if self.mode in ("idle", "full") or run.step is None:
+            return
+        for s, h, y in zip(streams, inputs, outputs):
+            if s in self._recorded:
+                continue
+            run._observe(run._stream(s, h), h, y)
+            self._recorded.add(s)
+
+    def finish(self) -> RunReport:
+        self.ctx = None
+        self.report = self.run.end_run()
+        self.run.reset()
+        return self.report

@@ -1,0 +1,338 @@
+"""Attach a cache to a ComfyUI ModelPatcher through the host's wrapper and block-patch hooks.
+
+Pattern (the host's own EasyCache does the same; no model forward is copied or replaced):
+
+- :func:`apply_cache` clones the ModelPatcher, stores a :class:`CacheSettings` (settings only) in
+  ``model_options["transformer_options"][KEY]`` and registers three wrappers under ``KEY``.
+- OUTER_SAMPLE (:func:`outer_sample_wrapper`): per sampling run, on a clone of the guider's
+  model options: build a fresh :class:`StackDriver` (fresh engine state), translate the
+  start/end percents to sigmas, install block patches for the model's family, and in ``finally``
+  log the one-line summary, publish the per-step report and drop every cached tensor.
+- CALC_COND_BATCH (:func:`calc_cond_batch_wrapper`): one call per model evaluation; maps the
+  current sigma to a sampler step (see :mod:`.driver` for Heun / multi-evaluation samplers).
+- DIFFUSION_MODEL (:func:`diffusion_model_wrapper`): clears the per-call block context; for a
+  model without a block adapter it caches the whole diffusion-model output instead (fallback).
+- Block patches (:class:`BlockPatch`): the first block of the stack decides, middle blocks pass
+  their input through on a skipped call, the last block records the residual or returns the
+  prediction. A block patch already installed for a key (e.g. SkipLayerGuidance) is wrapped.
+
+Host modules are imported inside functions so that this file imports outside ComfyUI.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+from ..tcpade_core import RunReport
+from ..tcpade_core.config import TeaCacheConfig
+from . import teacache_tables as TT
+from .driver import CallCtx, StackDriver, window_fractions
+from .families import StackLayout, find_family, image_part, layout_for, with_image_part
+
+log = logging.getLogger("tcpade")
+
+KEY = "tcpade"            # transformer_options key of the settings and the wrapper key
+RUN_KEY = "tcpade_run"    # transformer_options key of the per-run driver (only on the run's clone)
+EVENT = "tcpade.report"   # PromptServer event name
+
+# The last published report per node (key: node unique id, else the node label). For the UI and tests.
+LAST_REPORTS: Dict[str, dict] = {}
+
+
+class CacheSettings:
+    """What a cache node configured: the engine config and host-side options. No run state.
+
+    ``ModelPatcher.clone`` deep-copies ``model_options``; a copy of the settings shares ``results``
+    so the report of a run is visible from every clone.
+    """
+
+    def __init__(self, cfg, label: str, start_percent: float, end_percent: float, store_device: Optional[str],
+                 node_id: Optional[str] = None, teacache_table: Optional[str] = None):
+        self.cfg = cfg
+        self.label = label
+        self.start_percent = float(start_percent)
+        self.end_percent = float(end_percent)
+        self.store_device = store_device
+        self.node_id = node_id
+        self.teacache_table = teacache_table  # "wan2.1 i2v": pick 480p / 720p per run
+        self.results: Dict[str, Any] = {}
+        self.warned: set = set()
+
+    def __deepcopy__(self, memo):
+        return copy.copy(self)
+
+    @property
+    def report_key(self) -> str:
+        return str(self.node_id) if self.node_id is not None else self.label
+
+    @property
+    def last_report(self) -> Optional[RunReport]:
+        return self.results.get("report")
+
+    def warn_once(self, key: str, msg: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            log.warning(msg)
+
+    # ---------------------------------------------------------------- per run
+    def run_config(self, sigmas: List[float], model_sampling, latent_shape) -> Any:
+        start_sigma = float(model_sampling.percent_to_sigma(self.start_percent))
+        end_sigma = float(model_sampling.percent_to_sigma(self.end_percent))
+        sf, ef = window_fractions(sigmas, start_sigma, end_sigma)
+        cfg = self.cfg.with_(start=sf, end=ef)
+        if isinstance(cfg, TeaCacheConfig) and self.teacache_table == "wan2.1 i2v":
+            table = TT.resolve_i2v(latent_shape)
+            cfg = cfg.with_(coefficients=TT.COEFFICIENTS[table])
+        return cfg
+
+    def publish(self, driver: StackDriver, report: RunReport) -> None:
+        self.results["report"] = report
+        self.results["counters"] = driver.counters
+        summary = report.summary()
+        prefix = f"{report.method}: "
+        log.info(f"{self.label}: {summary[len(prefix):] if summary.startswith(prefix) else summary}")
+        payload = {
+            "node": self.node_id, "label": self.label, "summary": report.summary(),
+            "method": report.method, "settings": report.settings, "gate": report.gate_name,
+            "threshold": report.threshold, "computed": report.computed, "num_steps": report.num_steps,
+            "speedup": report.speedup, "cache_bytes": report.cache_bytes, "store_device": report.store_device,
+            "adapter": driver.layout.family.name if driver.layout is not None else "model-level",
+            "steps": [{"step": r.step, "computed": r.computed, "gate": r.gate, "phase": r.phase,
+                       "reason": r.reason, "t": r.t} for r in report.steps],
+        }
+        LAST_REPORTS[self.report_key] = payload
+        _send_to_frontend(payload)
+
+
+def _send_to_frontend(payload: dict) -> None:
+    """Push the report to the browser if a PromptServer runs in this process (never import it)."""
+    server = sys.modules.get("server")
+    ps = getattr(server, "PromptServer", None) if server is not None else None
+    inst = getattr(ps, "instance", None) if ps is not None else None
+    if inst is None:
+        return
+    try:
+        inst.send_sync(EVENT, payload)
+    except Exception as e:  # the UI is optional; never fail a run for it
+        log.debug(f"TC-Padé: could not send report to the frontend: {e}")
+
+
+# -------------------------------------------------------------------------------- applying
+
+def apply_cache(model, settings: CacheSettings):
+    """Clone ``model`` (a ModelPatcher) and attach the cache. The input model is never mutated."""
+    import comfy.patcher_extension as pe
+
+    m = model.clone()
+    to = m.model_options.setdefault("transformer_options", {})
+    prev = to.get(KEY)
+    if prev is not None:
+        log.warning(f"{settings.label}: the model already has a cache node ({prev.label}); "
+                    f"the later node wins: {prev.label} is removed, {settings.label} is used.")
+        for kind in (pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.CALC_COND_BATCH, pe.WrappersMP.DIFFUSION_MODEL):
+            m.remove_wrappers_with_key(kind, KEY)
+    if "easycache" in to:
+        log.warning(f"{settings.label}: the model also has EasyCache/LazyCache; two caches on one model "
+                    f"compound their errors. Use one of them.")
+    dm = m.get_model_object("diffusion_model")
+    fam = find_family(dm)
+    if fam is None or layout_for(fam, dm) is None:
+        log.warning(f"{settings.label}: no block adapter for {type(dm).__name__}; falling back to caching the "
+                    f"whole diffusion-model output (model-level, like EasyCache).")
+    to[KEY] = settings
+    m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
+    m.add_wrapper_with_key(pe.WrappersMP.CALC_COND_BATCH, KEY, calc_cond_batch_wrapper)
+    m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, KEY, diffusion_model_wrapper)
+    return m
+
+
+# -------------------------------------------------------------------------------- wrappers
+
+def outer_sample_wrapper(executor, *args, **kwargs):
+    """One sampling run: fresh state, block patches on a clone of the options, report in finally."""
+    import comfy.model_patcher
+
+    guider = executor.class_obj
+    orig = guider.model_options
+    guider.model_options = comfy.model_patcher.create_model_options_clone(orig)
+    driver: Optional[StackDriver] = None
+    settings: Optional[CacheSettings] = None
+    try:
+        to = guider.model_options.setdefault("transformer_options", {})
+        settings = to.get(KEY)
+        if settings is not None:
+            noise, sigmas = args[0], args[3]
+            patcher = guider.model_patcher
+            ms = patcher.get_model_object("model_sampling")
+            dm = patcher.get_model_object("diffusion_model")
+            s_list = [float(s) for s in sigmas.flatten().tolist()]
+            cfg = settings.run_config(s_list, ms, tuple(noise.shape))
+            driver = StackDriver(cfg, s_list, float(getattr(ms, "sigma_max", s_list[0] if s_list else 1.0)),
+                                 settings.store_device, settings.label)
+            fam = find_family(dm)
+            driver.layout = layout_for(fam, dm) if fam is not None else None
+            driver.dm = dm
+            driver.out_channels = getattr(dm, "out_channels", None) or getattr(dm, "out_dim", None)
+            driver.disabled = False
+            to[RUN_KEY] = driver
+            if driver.layout is not None:
+                install_block_patches(to, driver)
+        return executor(*args, **kwargs)
+    finally:
+        if driver is not None and settings is not None:
+            try:
+                settings.publish(driver, driver.finish())
+            except Exception as e:  # reporting must never mask the run's own error
+                log.warning(f"{settings.label}: could not build the run report: {e}")
+        guider.model_options = orig
+
+
+def calc_cond_batch_wrapper(executor, *args, **kwargs):
+    model_options = kwargs.get("model_options", args[4] if len(args) > 4 else {})
+    timestep = kwargs.get("timestep", args[3] if len(args) > 3 else None)
+    driver = model_options.get("transformer_options", {}).get(RUN_KEY)
+    if driver is not None and timestep is not None:
+        driver.on_model_call(float(timestep.flatten()[0]))
+    return executor(*args, **kwargs)
+
+
+def _transformer_options(args, kwargs) -> dict:
+    to = kwargs.get("transformer_options")
+    if isinstance(to, dict):
+        return to
+    for a in reversed(args):
+        if isinstance(a, dict) and ("uuids" in a or RUN_KEY in a or "sigmas" in a):
+            return a
+    return {}
+
+
+def diffusion_model_wrapper(executor, *args, **kwargs):
+    to = _transformer_options(args, kwargs)
+    driver: Optional[StackDriver] = to.get(RUN_KEY)
+    if driver is None:
+        return executor(*args, **kwargs)
+    driver.last_to = to
+    if driver.layout is not None:
+        driver.ctx = None
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            driver.ctx = None
+    return _model_level(driver, to, executor, args, kwargs)
+
+
+def _model_level(driver: StackDriver, to: dict, executor, args, kwargs):
+    """Fallback: the 'stack' is the whole diffusion model; residual = output - input (first C channels)."""
+    x = args[0]
+    if driver.disabled or not isinstance(x, torch.Tensor):
+        return executor(*args, **kwargs)
+    streams = stream_names(to, x.shape[0])
+    hs = split(x, len(streams))
+    oc = driver.out_channels
+    if isinstance(oc, int) and 0 < oc < x.shape[1]:
+        hs = [h[:, :oc] for h in hs]
+    lead = lead_stream(to, streams)
+    preds = driver.enter(streams, hs, modulated_fn=lambda: hs[lead], lead=lead)
+    if preds is not None:
+        return torch.cat(preds, dim=0)
+    out = executor(*args, **kwargs)
+    ys = split(out, len(streams))
+    if ys[0].shape != hs[0].shape:
+        driver.disabled = True
+        log.warning(f"{driver.label}: model output {tuple(out.shape)} does not match its input {tuple(x.shape)}; "
+                    f"model-level caching disabled for this run.")
+        return out
+    driver.leave(streams, hs, ys)
+    return out
+
+
+# -------------------------------------------------------------------------------- block patches
+
+def stream_names(to: dict, batch: int) -> List[str]:
+    """One stream per cond/uncond chunk of the batch (``uuids``), or one stream for the whole batch."""
+    uuids = to.get("uuids") or []
+    if uuids and batch % len(uuids) == 0 and len(set(map(str, uuids))) == len(uuids):
+        return [str(u) for u in uuids]
+    return ["all"]
+
+
+def lead_stream(to: dict, streams: List[str]) -> int:
+    """Index of the stream that decides: the first cond chunk (``cond_or_uncond`` 0), else the first."""
+    cou = to.get("cond_or_uncond") or []
+    if len(cou) == len(streams) and 0 in cou:
+        return list(cou).index(0)
+    return 0
+
+
+def split(x: torch.Tensor, n: int) -> List[torch.Tensor]:
+    return list(x.chunk(n, dim=0)) if n > 1 else [x]
+
+
+def install_block_patches(to: dict, driver: StackDriver) -> None:
+    """Patch every block of the stack in this run's options, wrapping patches already there."""
+    pr = to.setdefault("patches_replace", {})
+    dit = dict(pr.get("dit", {}))
+    layout: StackLayout = driver.layout
+    for n, key in enumerate(layout.keys):
+        role = ("first" if n == 0 else "") + ("last" if n == len(layout.keys) - 1 else "")
+        dit[key] = BlockPatch(driver, role or "middle", dit.get(key))
+    pr["dit"] = dit
+
+
+def _passthrough(args: dict) -> dict:
+    out = {"img": args["img"]}
+    if "txt" in args:
+        out["txt"] = args["txt"]
+    return out
+
+
+class BlockPatch:
+    """One block of the stack. ``role``: 'first', 'middle', 'last' or 'firstlast' (a one-block stack)."""
+
+    def __init__(self, driver: StackDriver, role: str, inner: Optional[Callable]):
+        self.driver = driver
+        self.role = role
+        self.inner = inner
+
+    def _run(self, args, extra):
+        if self.inner is not None:
+            return self.inner(args, extra)
+        return extra["original_block"](args)
+
+    def __call__(self, args: dict, extra: dict) -> dict:
+        d = self.driver
+        if "first" in self.role:
+            self._enter(args)
+        ctx: Optional[CallCtx] = d.ctx
+        if ctx is not None and ctx.predicted is not None:
+            out = _passthrough(args)
+            if "last" in self.role:
+                out["img"] = with_image_part(args["img"], d.layout.joint_tail, ctx.predicted)
+                d.ctx = None
+            return out
+        out = self._run(args, extra)
+        if "last" in self.role and ctx is not None:
+            y = image_part(out["img"], d.layout.joint_tail, ctx.img_len)
+            d.leave(ctx.streams, ctx.inputs, split(y, len(ctx.streams)))
+            d.ctx = None
+        return out
+
+    def _enter(self, args: dict) -> None:
+        d = self.driver
+        img = args["img"]
+        to = args.get("transformer_options") or getattr(d, "last_to", None) or {}
+        streams = stream_names(to, img.shape[0])
+        inputs = split(img, len(streams))
+        fam = d.layout.family
+        lead = lead_stream(to, streams)
+
+        def modulated():
+            m = fam.modulated(args, d.dm) if fam.modulated is not None else img
+            return split(m, len(streams))[lead] if m.shape[0] == img.shape[0] else m
+
+        preds = d.enter(streams, inputs, modulated, lead)
+        d.ctx = CallCtx(streams, inputs, torch.cat(preds, dim=0) if preds is not None else None, img.shape[1])
