@@ -3,8 +3,8 @@
 The engine's public call ``run(stream, h, run_fn)`` wants a closure around the whole block stack. The
 host gives us per-block patches instead, so the stack is entered at its first block and left at its
 last one. :class:`StackDriver` splits the engine call into :meth:`enter` (decide; predict on a
-skipped step) and :meth:`leave` (record a computed step), using the engine's per-step internals
-(``_stream``, ``_decide``, ``_predict``, ``_observe``) exactly as ``CacheRun.__call__`` does.
+skipped step) and :meth:`leave` (record a computed step), on top of the engine's split API
+(:meth:`CacheRun.enter` / :meth:`CacheRun.leave`), adding the host's step bookkeeping and counters.
 
 Several streams (cond / uncond, one per ``transformer_options["uuids"]`` entry) share one batched
 forward, so one decision covers the whole batch: if any stream cannot be predicted yet the whole
@@ -32,7 +32,6 @@ from typing import List, Optional, Sequence
 import torch
 
 from ..tcpade_core import CacheRun, RunReport
-from ..tcpade_core.cache import Decision
 
 
 def match_index(sigmas: Sequence[float], sigma: float, rel: float = 1e-5) -> Optional[int]:
@@ -100,7 +99,6 @@ class StackDriver:
         self.label = label
         self.index: Optional[int] = None
         self.mode = "idle"            # "step" (first call of a step), "extra", "full", "idle"
-        self._recorded: set = set()   # streams recorded in the current step
         self.ctx: Optional[CallCtx] = None
         self.counters = Counters()
         self.report: Optional[RunReport] = None
@@ -124,7 +122,6 @@ class StackDriver:
         if i is not None and (self.index is None or i > self.index):
             self.index = i
             self.run.begin_step(i, self.num_steps, self.t_of(sigma))
-            self._recorded = set()
             self.mode = "step"
         elif self.index is not None and (i == self.index or self._inside_step(sigma)):
             self.mode = "extra"
@@ -148,32 +145,13 @@ class StackDriver:
         if self.mode in ("idle", "full") or run.step is None:
             self.counters.full_calls += 1
             return None
-        states = [run._stream(s, h) for s, h in zip(streams, inputs)]
         self.counters.streams_seen.extend(s for s in streams if s not in self.counters.streams_seen)
-        if run._decision is None:
-            d = run._decide(states[lead if 0 <= lead < len(states) else 0], modulated_fn)
-            run._decision = d
-            run._rec.computed, run._rec.reason, run._rec.gate = d.compute, d.reason, d.gate
-        d = run._decision
-        cannot = [s for s, st in zip(streams, states) if not run.method.can_predict(run.step, st)]
-        if d.compute or cannot:
-            if not d.compute:
-                # one batched forward: a stream that cannot be predicted makes the whole step compute
-                run._rec.forced_streams.extend(cannot)
-                run._rec.computed = True
-                run._rec.reason = f"forced ({d.reason})"
-                run._decision = Decision(True, run._rec.reason, d.gate)  # later calls of this step compute too
+        out = run.enter(streams, inputs, modulated_fn, lead)
+        if out is None:
             self.counters.stack_computed += 1
             self.counters.computed_sigmas.append(self.current_sigma)
-            return None
-        out = []
-        for s, st, h in zip(streams, states, inputs):
-            y = run._predict(st, h)
-            if s not in self._recorded:
-                run.method.observe_skip(run.step, st, h, y)
-                self._recorded.add(s)
-            out.append(y)
-        self.counters.stack_predicted += 1
+        else:
+            self.counters.stack_predicted += 1
         return out
 
     def leave(self, streams: List[str], inputs: List[torch.Tensor], outputs: List[torch.Tensor]) -> None:
@@ -181,11 +159,7 @@ class StackDriver:
         run = self.run
         if self.mode in ("idle", "full") or run.step is None:
             return
-        for s, h, y in zip(streams, inputs, outputs):
-            if s in self._recorded:
-                continue
-            run._observe(run._stream(s, h), h, y)
-            self._recorded.add(s)
+        run.leave(streams, inputs, outputs)
 
     def finish(self) -> RunReport:
         self.ctx = None

@@ -92,11 +92,10 @@ class CacheSettings:
     def publish(self, driver: StackDriver, report: RunReport) -> None:
         self.results["report"] = report
         self.results["counters"] = driver.counters
-        summary = report.summary()
-        prefix = f"{report.method}: "
-        log.info(f"{self.label}: {summary[len(prefix):] if summary.startswith(prefix) else summary}")
+        summary = report.summary(self.label)
+        log.info(summary)
         payload = {
-            "node": self.node_id, "label": self.label, "summary": report.summary(),
+            "node": self.node_id, "label": self.label, "summary": summary,
             "method": report.method, "settings": report.settings, "gate": report.gate_name,
             "threshold": report.threshold, "computed": report.computed, "num_steps": report.num_steps,
             "speedup": report.speedup, "cache_bytes": report.cache_bytes, "store_device": report.store_device,

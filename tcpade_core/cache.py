@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -290,14 +290,22 @@ class CacheRun:
         self.step: Optional[Step] = None
         self._decision: Optional[Decision] = None
         self._rec: Optional[StepRecord] = None
+        self._active: Optional[bool] = None
+        self._recorded: set = set()
 
     # -- sampler side ---------------------------------------------------------------------------
-    def begin_step(self, index: int, num_steps: int, t: float = 0.0) -> None:
+    def begin_step(self, index: int, num_steps: int, t: float = 0.0, active: Optional[bool] = None) -> None:
+        """Start step ``index`` of ``num_steps`` at normalised time ``t`` (1 = noise, 0 = clean).
+
+        ``active`` overrides the config's start/end window for this step (the host knows it in sigma).
+        """
         if index < 0 or num_steps <= 0 or index >= num_steps:
             raise ValueError(f"step index must be in [0, {num_steps - 1}], got {index}")
         self._finish_step()
         self.step = Step(index, num_steps, float(t), self.method.phase(index, num_steps))
+        self._active = active
         self._decision = None
+        self._recorded = set()
         self._rec = StepRecord(index, float(t), self.step.phase, True, "")
 
     def end_run(self) -> RunReport:
@@ -309,30 +317,67 @@ class CacheRun:
         """Drop all cached tensors (e.g. between runs, or when the host restarts sampling)."""
         self.streams.clear()
 
-    # -- model side -----------------------------------------------------------------------------
+    # -- model side: one closure around the whole stack -------------------------------------------
     def __call__(self, stream: str, h: torch.Tensor, run_fn: Callable[[torch.Tensor], torch.Tensor],
                  modulated_fn: Optional[Callable[[], torch.Tensor]] = None) -> torch.Tensor:
-        if self.step is None:
-            raise RuntimeError("CacheRun: call begin_step() before the block stack")
-        st = self._stream(stream, h)
-        if self._decision is None:
-            self._decision = self._decide(st, modulated_fn)
-            self._rec.computed, self._rec.reason, self._rec.gate = (
-                self._decision.compute, self._decision.reason, self._decision.gate)
-        compute = self._decision.compute or not self.method.can_predict(self.step, st)
-        if compute:
-            if not self._decision.compute:
-                self._rec.forced_streams.append(stream)
+        pred = self.enter([stream], [h], modulated_fn)
+        if pred is None:
             y = run_fn(h)
-            self._observe(st, h, y)
+            self.leave([stream], [h], [y])
             return y
-        y_hat = self._predict(st, h)
         if self.measure_error:
             y = run_fn(h)
-            err = float(torch.linalg.vector_norm((y_hat - y).float()) / torch.linalg.vector_norm(y.float()).clamp_min(1e-12))
+            err = float(torch.linalg.vector_norm((pred[0] - y).float()) / torch.linalg.vector_norm(y.float()).clamp_min(1e-12))
             self._rec.error = err if self._rec.error is None else max(self._rec.error, err)
-        self.method.observe_skip(self.step, st, h, y_hat)
-        return y_hat
+        return pred[0]
+
+    # -- model side: split API for hosts that enter the stack at its first block and leave at its last
+    def enter(self, streams: Sequence[str], inputs: Sequence[torch.Tensor],
+              modulated_fn: Optional[Callable[[], torch.Tensor]] = None, lead: int = 0) -> Optional[List[torch.Tensor]]:
+        """At the stack's entry, for the streams of one forward call (batched together or one alone).
+
+        Decides once per step (stream ``lead`` of the step's first call decides; ``modulated_fn`` is
+        its block-0 modulated input). Returns None when the stack must run for these streams (then
+        call :meth:`leave` with its outputs), else the predicted stack outputs, one per stream. A
+        stream that cannot be predicted yet (no history) makes the whole call compute; the step is
+        then reported as computed with reason ``forced (...)``.
+        """
+        if self.step is None:
+            raise RuntimeError("CacheRun: call begin_step() before the block stack")
+        states = [self._stream(s, h) for s, h in zip(streams, inputs)]
+        if self._decision is None:
+            d = self._decide(states[lead if 0 <= lead < len(states) else 0], modulated_fn)
+            self._decision = d
+            self._rec.computed, self._rec.reason, self._rec.gate = d.compute, d.reason, d.gate
+        if self._decision.compute:
+            return None
+        cannot = [s for s, st in zip(streams, states) if not self.method.can_predict(self.step, st)]
+        if cannot:
+            # the stack runs in this step after all: report it as computed (never over-claim a skip)
+            self._rec.forced_streams.extend(cannot)
+            self._rec.computed = True
+            if not self._rec.reason.startswith("forced"):
+                self._rec.reason = f"forced ({self._rec.reason})"
+            self._decision = Decision(True, self._rec.reason, self._decision.gate)  # later calls of the step compute
+            return None
+        out = []
+        for s, st, h in zip(streams, states, inputs):
+            y = self._predict(st, h)
+            if s not in self._recorded:
+                self.method.observe_skip(self.step, st, h, y)
+                self._recorded.add(s)
+            out.append(y)
+        return out
+
+    def leave(self, streams: Sequence[str], inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> None:
+        """At the stack's exit of a computed call: record each stream once per step."""
+        if self.step is None:
+            return
+        for s, h, y in zip(streams, inputs, outputs):
+            if s in self._recorded:
+                continue
+            self._observe(self._stream(s, h), h, y)
+            self._recorded.add(s)
 
     # -- internals --------------------------------------------------------------------------------
     def _stream(self, stream: str, h: torch.Tensor) -> StreamState:
@@ -345,7 +390,8 @@ class CacheRun:
 
     @_no_compile
     def _decide(self, st: StreamState, modulated_fn) -> Decision:
-        if not self.method.in_window(self.step):
+        active = self._active if self._active is not None else self.method.in_window(self.step)
+        if not active:
             if isinstance(self.method, TeaCache):
                 self.method.decide(self.step, st, modulated_fn)  # keep its reference input current
             return Decision(True, "outside start/end")

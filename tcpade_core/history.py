@@ -59,6 +59,8 @@ class ResidualHistory:
             v = v.to(self.store_device, non_blocking=True)
         elif v.data_ptr() == value.data_ptr() or v._base is not None:
             v = v.clone()
+        if self._entries and self._entries[-1].step == step:   # the same step recorded twice: keep the newest
+            self._entries.pop()
         self._entries.append(Entry(step, float(t), v, computed))
 
     def latest(self, n: int, device: Optional[torch.device] = None, dtype=torch.float32) -> List[Entry]:

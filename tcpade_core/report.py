@@ -50,10 +50,10 @@ class RunReport:
         """One character a step: '#' computed, '.' predicted."""
         return "".join("#" if r.computed else "." for r in self.steps)
 
-    def summary(self) -> str:
+    def summary(self, label: Optional[str] = None) -> str:
         mb = self.cache_bytes / 2**20
         where = "offload cpu" if self.store_device == "cpu" else "same device"
-        return (f"{self.method}: computed {self.computed}/{self.num_steps} steps ({self.speedup:.2f}x), "
+        return (f"{label or self.method}: computed {self.computed}/{self.num_steps} steps ({self.speedup:.2f}x), "
                 f"{where}, cache {mb:.1f} MB [{self.strip()}]")
 
     def to_dict(self) -> dict:

@@ -274,9 +274,42 @@ def test_stream_forced_to_compute_when_it_has_no_history():
     run("cond", h, stack)
     run.begin_step(1, 4, 0.75)
     run("cond", h, stack)
-    run("uncond", h, stack)   # new stream on a skip step: must compute
+    calls = []
+    run("uncond", h, lambda x: calls.append(1) or stack(x))   # new stream on a skip step: must compute
     rep = run.end_run()
-    assert rep.steps[1].computed is False and rep.steps[1].forced_streams == ["uncond"]
+    assert calls == [1]
+    # the stack ran in step 1, so the step is reported computed: a skip is never over-claimed
+    assert rep.steps[1].computed is True and rep.steps[1].forced_streams == ["uncond"]
+    assert rep.steps[1].reason == "forced (interval)"
+
+
+def test_split_api_batched_streams_decide_once_and_record_once():
+    run = CacheRun(TCPadeConfig(theta=0.0))
+    a, b = torch.ones(1, 2, 16), -torch.ones(1, 2, 16)
+    for i in range(6):
+        run.begin_step(i, 6, 1 - i / 6)
+        xs = [a * (1 - i / 6), b * (1 - i / 6)]
+        pred = run.enter(["c", "u"], xs)
+        if pred is None:
+            ys = [stack(x) for x in xs]
+            run.leave(["c", "u"], xs, ys)
+            run.leave(["c", "u"], xs, ys)          # a second (extra) call of the same step records nothing
+        else:
+            assert len(pred) == 2 and all(torch.isfinite(p).all() for p in pred)
+    rep = run.end_run()
+    assert rep.strip() == "###.#."
+    assert [len(st.history) for st in run.streams.values()] == [3, 3]
+
+
+def test_active_flag_overrides_window():
+    run = CacheRun(TCPadeConfig(theta=0.0))
+    h = torch.ones(1, 2, 16)
+    for i in range(8):
+        run.begin_step(i, 8, 1 - i / 8, active=i < 4)
+        run("c", h * (1 - i / 8), stack)
+    rep = run.end_run()
+    assert rep.strip() == "###.####"
+    assert rep.steps[5].reason == "outside start/end"
 
 
 def test_history_resets_on_shape_dtype_device_change():
