@@ -11,10 +11,12 @@ async def comfy_entrypoint():
     from comfy_api.latest import ComfyExtension
 
     from .nodes.cache_nodes import NODE_LIST
+    from .nodes.compare_nodes import NODE_LIST as COMPARE_NODES
+    from .nodes.model_nodes import NODE_LIST as MODEL_NODES
 
     class TCPadeExtension(ComfyExtension):
         async def get_node_list(self):
-            return list(NODE_LIST)
+            return list(NODE_LIST) + list(COMPARE_NODES) + list(MODEL_NODES)
 
     return TCPadeExtension()
 

@@ -62,6 +62,9 @@ FAMILIES: Tuple[Family, ...] = (
     Family("ltxv", ("LTXVModel",), (Stage("double_block", "transformer_blocks"),)),
     Family("sd3", ("MMDiT",), (Stage("double_block", "joint_blocks"),)),
     Family("dit", ("ComfyDiT",), (Stage("double_block", "blocks"),), _own_modulated),
+    # the pack's FLUX-like bench model B (nodes/dit_support.py): Flux's layout, its own modulated input
+    Family("tcpade_fluxlike", ("ComfyFluxLike",), (_DOUBLE, Stage("single_block", "single_blocks", "txt_first")),
+           _own_modulated),
 )
 
 

@@ -24,7 +24,7 @@ import torch
 
 from . import metrics
 from .cache import CacheRun
-from .config import (NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TeaCacheConfig,
+from .config import (IDENTITY_COEFFICIENTS, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TeaCacheConfig,
                      TraCacheConfig, _Common)
 
 MODEL_TITLES = {"a": "A: DiT digits 16x16 (DDIM, eps)", "b": "B: FLUX-like shapes 32x32 (flow, Euler)"}
@@ -112,8 +112,11 @@ def calibrate_teacache(model, name, labels, steps, degree=4) -> tuple:
             return y
 
     _sample(model, name, labels, steps, Probe(), seed=CALIB_SEED)
-    coeffs = np.polyfit(np.array(xs), np.array(ys), degree)
-    return tuple(float(c) for c in coeffs)
+    x, y = np.array(xs), np.array(ys)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < degree + 2 or np.ptp(x[ok]) == 0:
+        return IDENTITY_COEFFICIENTS
+    return tuple(float(c) for c in np.polyfit(x[ok], y[ok], degree))
 
 
 def run_one(model, name, labels, steps, cfg: _Common, ref, ref_seconds, classify) -> tuple:
@@ -268,7 +271,8 @@ def write_pareto(rows: List[Row], path: Path, title: str) -> None:
     ax.set_ylabel("PSNR vs full compute (dB)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -167,10 +167,13 @@ def fit_classifier(model_name: str):
     if key in _CLASSIFIERS:
         return _CLASSIFIERS[key]
     if key == "a":
-        from .models.datasets import load_digits_8x8
+        from .models.datasets import load_digits_16
 
-        imgs, labels = load_digits_8x8()
-        feats = imgs.reshape(len(imgs), -1).astype(np.float64)
+        # fit on exactly what the model saw (16x16 in [-1,1]) mapped back through the same
+        # feature transform that is applied to samples
+        imgs, labels_t = load_digits_16()
+        feats = classifier_features(imgs, "a")
+        labels = labels_t.numpy()
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.5))
     else:
         from .models.datasets import make_shapes_dataset

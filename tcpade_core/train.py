@@ -1,0 +1,167 @@
+"""Train the TC-Padé benchmark models (CPU).
+
+    python -m tcpade_core.train --model a      # DiT on 16x16 sklearn digits (DDPM eps)
+    python -m tcpade_core.train --model b      # FLUX-like rectified flow on 32x32 shapes
+
+Everything is seeded (data order, noise, timesteps, init); the number of iterations is fixed, so a
+rerun with the same ``--threads`` on the same machine reproduces the weights (floating-point
+reductions may differ across CPUs/thread counts). Expected wall time on 2 shared CPU cores is
+recorded in the shipped metadata (``wall_time_s``) and in the README of this module's report.
+
+The EMA weights are saved as float16 safetensors to ``tcpade_core/weights/``; the final class
+agreement is measured after that fp16 round trip and written to the metadata as well.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .models.datasets import load_digits_16, shapes_batch
+from .models.dit import DiT
+from .models.fluxlike import FluxLike
+from .models.zoo import MODEL_FILES, WEIGHTS_DIR, load_model, save_model
+
+PRESETS = {
+    "a": dict(
+        config=dict(input_size=16, patch_size=2, in_channels=1, hidden_size=128, depth=6, num_heads=4,
+                    mlp_ratio=4.0, num_classes=10, learn_sigma=True, class_dropout_prob=0.1),
+        iters=1800, batch=32, lr=8e-4, warmup=150, ema=0.998, seed=0, eval_cfg=1.5,
+    ),
+    "b": dict(
+        config=dict(input_size=32, patch_size=4, in_channels=3, hidden_size=128, num_heads=4, depth_double=2,
+                    depth_single=4, mlp_ratio=4.0, num_classes=10, txt_tokens=4, shift=2.0, class_dropout_prob=0.1),
+        iters=2000, batch=32, lr=8e-4, warmup=150, ema=0.998, seed=0, eval_cfg=2.0,
+    ),
+}
+
+
+def lr_at(i: int, base: float, warmup: int, total: int) -> float:
+    if i < warmup:
+        return base * (i + 1) / warmup
+    prog = (i - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
+
+
+def evaluate(name: str, n: int = 100, steps: int = 20, cfg: float = 1.5, seed: int = 0) -> float:
+    from .sampling import class_agreement, sample
+
+    model = load_model(name)
+    labels = torch.arange(n) % model.num_classes
+    t0 = time.time()
+    imgs = sample(model, labels, seed=seed, steps=steps, cfg_scale=cfg)
+    agree = class_agreement(imgs, labels, name)
+    print(f"[eval] model {name}: {n} samples, {steps} steps, cfg {cfg}: class agreement {agree:.3f} "
+          f"(sampling {time.time() - t0:.1f}s)", flush=True)
+    return agree
+
+
+def train(name: str, iters: int | None = None, threads: int = 2, log_every: int = 100, out=None, eval_n: int = 100) -> None:
+    preset = PRESETS[name]
+    iters = iters or preset["iters"]
+    torch.set_num_threads(threads)
+    seed = preset["seed"]
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    model = DiT(**preset["config"]) if name == "a" else FluxLike(**preset["config"])
+    ema = (DiT(**preset["config"]) if name == "a" else FluxLike(**preset["config"]))
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"model {name}: {n_params / 1e6:.2f}M trainable params, {iters} iters, batch {preset['batch']}", flush=True)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=preset["lr"], weight_decay=0.0)
+    B = preset["batch"]
+    null = model.null_class
+    pdrop = preset["config"]["class_dropout_prob"]
+
+    if name == "a":
+        data_x, data_y = load_digits_16()
+        acp = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0).float()
+
+    t_start = time.time()
+    run_loss = 0.0
+    for i in range(iters):
+        for pg in opt.param_groups:
+            pg["lr"] = lr_at(i, preset["lr"], preset["warmup"], iters)
+        if name == "a":
+            idx = torch.randint(0, data_x.shape[0], (B,), generator=g)
+            x0, y = data_x[idx], data_y[idx]
+        else:
+            x0, y = shapes_batch(B, g)
+        drop = torch.rand(B, generator=g) < pdrop
+        y = torch.where(drop, torch.full_like(y, null), y)
+        noise = torch.randn(x0.shape, generator=g)
+        if name == "a":
+            t = torch.randint(0, 1000, (B,), generator=g)
+            a = acp[t].view(B, 1, 1, 1)
+            xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            pred = model(xt, t.float(), y)[:, : model.in_channels]
+            loss = F.mse_loss(pred, noise)
+        else:
+            s = torch.sigmoid(torch.randn(B, generator=g))  # logit-normal(0, 1) time sampling
+            sv = s.view(B, 1, 1, 1)
+            xt = (1 - sv) * x0 + sv * noise
+            pred = model(xt, s, y)
+            loss = F.mse_loss(pred, noise - x0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        decay = min(preset["ema"], (1 + i) / (10 + i))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                if pm.requires_grad:
+                    pe.lerp_(pm, 1 - decay)
+        run_loss += loss.item()
+        if (i + 1) % log_every == 0:
+            el = time.time() - t_start
+            print(f"iter {i + 1}/{iters} loss {run_loss / log_every:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                  f"elapsed {el:.0f}s ({(i + 1) / el:.2f} it/s)", flush=True)
+            run_loss = 0.0
+        if (i + 1) % 300 == 0 and i + 1 < iters:
+            save_model(ema, f"/tmp/tcpade_ckpt_{name}.safetensors", {"iter": i + 1})
+    wall = time.time() - t_start
+    path = out or (WEIGHTS_DIR / MODEL_FILES[name])
+    meta = {
+        "model": name,
+        "train_seed": seed,
+        "train_iters": iters,
+        "batch_size": B,
+        "lr": preset["lr"],
+        "ema_decay": preset["ema"],
+        "wall_time_s": round(wall, 1),
+        "torch_threads": threads,
+        "torch_version": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "weights": "EMA, stored as float16",
+        "objective": "eps MSE, DDPM linear betas 1e-4..0.02 x1000 (sigma channels untrained, unused by DDIM)"
+        if name == "a" else "rectified flow velocity (noise - x0) MSE, logit-normal t",
+    }
+    save_model(ema, path, meta)
+    print(f"saved {path} after {wall:.0f}s of training", flush=True)
+    if eval_n > 0:
+        agree = evaluate(name if out is None else name, n=eval_n, cfg=preset["eval_cfg"]) if out is None else None
+        if agree is not None:
+            meta["class_agreement_20steps"] = {"n": eval_n, "cfg": preset["eval_cfg"], "seed": 0, "value": agree}
+            save_model(ema, path, meta)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=["a", "b"], required=True)
+    ap.add_argument("--iters", type=int, default=None, help="override the preset iteration count")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (the shipped models used 1 each, trained in parallel)")
+    ap.add_argument("--log-every", type=int, default=100)
+    ap.add_argument("--out", default=None, help="write weights here instead of tcpade_core/weights/")
+    ap.add_argument("--eval-n", type=int, default=100)
+    args = ap.parse_args(argv)
+    train(args.model, iters=args.iters, threads=args.threads, log_every=args.log_every, out=args.out, eval_n=args.eval_n)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Tests for the benchmark models (CPU, fast)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tcpade_core.models import DiT, FluxLike, load_dit_state_dict
+from tcpade_core.models.zoo import MODEL_FILES, WEIGHTS_DIR, load_model
+from tcpade_core.sampling import sample
+
+
+# --------------------------------------------------------------------------- DiT key mapping
+def official_dit_keys(depth=28, D=1152, patch=2, C=4, num_classes=1000, input_size=32, learn_sigma=True):
+    """Key names/shapes of the official facebookresearch/DiT checkpoints, written out by hand."""
+    T = (input_size // patch) ** 2
+    out_c = 2 * C if learn_sigma else C
+    keys = {
+        "pos_embed": (1, T, D),
+        "x_embedder.proj.weight": (D, C, patch, patch),
+        "x_embedder.proj.bias": (D,),
+        "t_embedder.mlp.0.weight": (D, 256),
+        "t_embedder.mlp.0.bias": (D,),
+        "t_embedder.mlp.2.weight": (D, D),
+        "t_embedder.mlp.2.bias": (D,),
+        "y_embedder.embedding_table.weight": (num_classes + 1, D),
+        "final_layer.linear.weight": (patch * patch * out_c, D),
+        "final_layer.linear.bias": (patch * patch * out_c,),
+        "final_layer.adaLN_modulation.1.weight": (2 * D, D),
+        "final_layer.adaLN_modulation.1.bias": (2 * D,),
+    }
+    for i in range(depth):
+        b = f"blocks.{i}."
+        keys.update({
+            b + "attn.qkv.weight": (3 * D, D),
+            b + "attn.qkv.bias": (3 * D,),
+            b + "attn.proj.weight": (D, D),
+            b + "attn.proj.bias": (D,),
+            b + "mlp.fc1.weight": (4 * D, D),
+            b + "mlp.fc1.bias": (4 * D,),
+            b + "mlp.fc2.weight": (D, 4 * D),
+            b + "mlp.fc2.bias": (D,),
+            b + "adaLN_modulation.1.weight": (6 * D, D),
+            b + "adaLN_modulation.1.bias": (6 * D,),
+        })
+    return keys
+
+
+def meta_state_dict(keys):
+    return {k: torch.empty(shape, device="meta") for k, shape in keys.items()}
+
+
+@pytest.mark.parametrize("input_size", [32, 64])
+def test_dit_xl2_official_keys_load(input_size):
+    keys = official_dit_keys(input_size=input_size)
+    assert len(keys) == 12 + 28 * 10
+    model = load_dit_state_dict(meta_state_dict(keys))
+    cfg = model.config
+    assert (cfg["depth"], cfg["hidden_size"], cfg["patch_size"], cfg["in_channels"]) == (28, 1152, 2, 4)
+    assert (cfg["input_size"], cfg["num_classes"], cfg["num_heads"], cfg["learn_sigma"]) == (input_size, 1000, 16, True)
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert got == keys  # no missing / unexpected keys, identical shapes
+
+
+def test_dit_xl2_constructor_matches_official_table():
+    with torch.device("meta"):
+        from tcpade_core.models import DiT_XL_2
+
+        m = DiT_XL_2(input_size=32)
+    assert {k: tuple(v.shape) for k, v in m.state_dict().items()} == official_dit_keys()
+    assert not m.pos_embed.requires_grad
+
+
+def test_dit_loader_wrappers_and_real_tensors(tmp_path):
+    small = DiT(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=7)
+    sd = {k: v.clone() for k, v in small.state_dict().items()}
+    torch.save({"ema": sd}, tmp_path / "ckpt.pt")
+    m = load_dit_state_dict(tmp_path / "ckpt.pt", num_heads=4)
+    assert m.config["depth"] == 2 and m.config["num_classes"] == 7 and m.config["input_size"] == 8
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "ckpt.safetensors"))
+    m2 = load_dit_state_dict(str(tmp_path / "ckpt.safetensors"), num_heads=4)
+    x = torch.randn(2, 4, 8, 8)
+    t = torch.tensor([10.0, 500.0])
+    y = torch.tensor([1, 7])
+    assert torch.equal(m(x, t, y), m2(x, t, y))
+
+
+def test_dit_loader_wrong_shape_raises_with_key_name():
+    keys = official_dit_keys()
+    sd = meta_state_dict(keys)
+    sd["blocks.3.mlp.fc1.weight"] = torch.empty(4 * 1152 + 1, 1152, device="meta")
+    with pytest.raises(ValueError, match=r"blocks\.3\.mlp\.fc1\.weight"):
+        load_dit_state_dict(sd)
+
+
+def test_dit_loader_missing_and_unexpected_key_raise_with_key_name():
+    sd = meta_state_dict(official_dit_keys())
+    del sd["blocks.5.attn.proj.bias"]
+    with pytest.raises(ValueError, match=r"missing.*blocks\.5\.attn\.proj\.bias"):
+        load_dit_state_dict(sd)
+    sd = meta_state_dict(official_dit_keys())
+    sd["blocks.0.attn.q_bias"] = torch.empty(1152, device="meta")
+    with pytest.raises(ValueError, match=r"unexpected.*blocks\.0\.attn\.q_bias"):
+        load_dit_state_dict(sd)
+
+
+# --------------------------------------------------------------------------- shipped models
+@pytest.fixture(scope="module", params=["a", "b"])
+def shipped(request):
+    path = WEIGHTS_DIR / MODEL_FILES[request.param]
+    if not path.exists():
+        pytest.fail(f"shipped weights missing: {path}")
+    return load_model(request.param)
+
+
+def test_shipped_models_load(shipped):
+    assert not shipped.training
+    assert all(p.dtype == torch.float32 for p in shipped.parameters())
+    assert shipped.kind in ("ddpm_eps", "flow")
+    assert "train_seed" in shipped.metadata and "wall_time_s" in shipped.metadata
+    if shipped.model_name == "a":
+        assert isinstance(shipped, DiT) and shipped.input_size == 16 and shipped.in_channels == 1
+    else:
+        assert isinstance(shipped, FluxLike) and shipped.input_size == 32 and shipped.in_channels == 3
+
+
+def test_aliases_load_same_model():
+    a, d = load_model("a"), load_model("digits")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), d.parameters()))
+    with pytest.raises(ValueError):
+        load_model("c")
+
+
+def test_sampling_deterministic(shipped):
+    labels = torch.tensor([0, 3, 7])
+    s1 = sample(shipped, labels, seed=5, steps=4, cfg_scale=1.5)
+    s2 = sample(shipped, labels, seed=5, steps=4, cfg_scale=1.5)
+    s3 = sample(shipped, labels, seed=6, steps=4, cfg_scale=1.5)
+    assert s1.dtype == torch.float32
+    assert s1.shape == (3, shipped.in_channels, shipped.input_size, shipped.input_size)
+    assert s1.min() >= -1 and s1.max() <= 1
+    assert torch.equal(s1, s2)
+    assert not torch.equal(s1, s3)
+
+
+class RecordingCache:
+    """A trivial engine: always full compute, records the protocol calls."""
+
+    def __init__(self):
+        self.calls, self.steps, self.ended = [], [], 0
+
+    def begin_step(self, i, n, t_norm):
+        self.steps.append((i, n, t_norm))
+
+    def __call__(self, stream, h, run_fn, modulated_fn):
+        m = modulated_fn()
+        assert m.shape == h.shape
+        self.calls.append(stream)
+        return run_fn(h)
+
+    def end_run(self):
+        self.ended += 1
+
+
+def test_sampler_calls_engine_protocol(shipped):
+    labels = torch.tensor([1, 2])
+    cache = RecordingCache()
+    with_cache = sample(shipped, labels, seed=0, steps=3, cfg_scale=2.0, cache=cache)
+    ref = sample(shipped, labels, seed=0, steps=3, cfg_scale=2.0)
+    assert torch.equal(with_cache, ref)
+    assert cache.calls == ["cond", "uncond"] * 3
+    assert [s[0] for s in cache.steps] == [0, 1, 2] and all(s[1] == 3 for s in cache.steps)
+    tn = [s[2] for s in cache.steps]
+    assert tn[0] == pytest.approx(1.0) and all(a > b for a, b in zip(tn, tn[1:])) and all(0 <= v <= 1 for v in tn)
+    assert cache.ended == 1
+    cache = RecordingCache()
+    sample(shipped, labels, seed=0, steps=2, cfg_scale=1.0, cache=cache)
+    assert cache.calls == ["cond", "cond"]
+    seen = []
+    sample(shipped, labels, seed=0, steps=2, cfg_scale=1.0, progress=seen.append)
+    assert seen == [0, 1]
+
+
+def test_block_stack_protocol(shipped):
+    torch.manual_seed(0)
+    B = 2
+    x = torch.randn(B, shipped.in_channels, shipped.input_size, shipped.input_size)
+    t = torch.tensor([0.7, 0.2]) if shipped.kind == "flow" else torch.tensor([700.0, 200.0])
+    y = torch.tensor([3, shipped.null_class])
+    with torch.no_grad():
+        ref = shipped(x, t, y)
+        out = shipped(x, t, y, stack=lambda stream, h, run_fn, mod_fn: run_fn(h), stream="cond")
+        assert torch.equal(ref, out)
+        h, ctx = shipped.embed(x, t, y)
+        L = (shipped.input_size // shipped.patch_size) ** 2
+        assert h.shape == (B, L, shipped.hidden_size)
+        mi = shipped.modulated_input(h, ctx)
+        assert mi.shape == h.shape
+        h_out = shipped.run_blocks(h, ctx)
+        assert h_out.shape == h.shape
+        assert torch.equal(shipped.unembed(h_out, ctx), ref)
+        # run_blocks must not depend on state left over from a previous call
+        assert torch.equal(shipped.run_blocks(h, ctx), h_out)

@@ -1,0 +1,381 @@
+"""The shipped workflows (workflows/*.json) against the host: node types, sockets, widget values, links.
+
+The structural checks need no host; the rest loads ComfyUI's core nodes (``nodes.py`` and
+``comfy_extras``) and the pack with the host's own loader, then checks every node of every
+workflow against the host's schema the way the frontend will read it: socket inputs first (links
+point at them by index), then one widget value per widget input in definition order (plus the
+frontend's ``control_after_generate`` after a seed). A combo value outside the host's options is
+accepted only for a model file the node declares in ``properties.models`` (the frontend offers it
+for download). The tiny bench workflows are converted to the API format and run headlessly
+through the host's executor when the bench weights are present.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import math
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+import host_util as H
+
+WF_DIR = H.PACK_ROOT / "workflows"
+WF_FILES = sorted(WF_DIR.glob("*.json"))
+FRONTEND_ONLY = {"MarkdownNote", "Note"}   # registered by the frontend (extensions/core/noteNode.ts)
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+SAMPLERS = {"KSampler": "seed", "KSamplerAdvanced": "noise_seed"}
+CAG = "control_after_generate"
+WEIGHTS = H.PACK_ROOT / "tcpade_core" / "weights"
+BENCH_FILES = ("model_a_digits.safetensors", "model_b_shapes.safetensors")
+
+
+def load(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def make_workflows():
+    sys.path.insert(0, str(WF_DIR))
+    try:
+        return importlib.import_module("make_workflows")
+    finally:
+        sys.path.remove(str(WF_DIR))
+
+
+# ------------------------------------------------------------------------------------ no host needed
+
+def test_workflows_exist():
+    names = {p.stem for p in WF_FILES}
+    for expected in ("tcpade_flux1_dev_20steps", "tcpade_wan2.1_t2v_1.3B_20steps", "tcpade_wan2.2_t2v_14B_two_experts",
+                     "tcpade_dit_xl2_256_20steps", "tcpade_tiny_digits_cpu", "tcpade_tiny_shapes_cpu"):
+        assert expected in names
+
+
+def test_generator_reproduces_the_files(tmp_path):
+    mw = make_workflows()
+    assert mw.main(["--out", str(tmp_path)]) == 0
+    for p in WF_FILES:
+        assert (tmp_path / p.name).read_text(encoding="utf-8") == p.read_text(encoding="utf-8"), \
+            f"{p.name} is stale: run python workflows/make_workflows.py"
+    assert sorted(x.name for x in tmp_path.glob("*.json")) == [p.name for p in WF_FILES]
+
+
+@pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
+def test_structure_and_links(path):
+    wf = load(path)
+    assert wf["version"] == 0.4 and uuid.UUID(wf["id"])
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    assert len(nodes) == len(wf["nodes"]) and wf["last_node_id"] == max(nodes)
+    links = {l[0]: l for l in wf["links"]}
+    assert len(links) == len(wf["links"]) and wf["last_link_id"] == max(links)
+    for lid, src, oslot, dst, islot, typ in wf["links"]:
+        out, inp = nodes[src]["outputs"][oslot], nodes[dst]["inputs"][islot]
+        assert lid in out["links"] and inp["link"] == lid, (path.name, lid)
+        assert out["type"] == inp["type"] == typ, (path.name, lid)
+    for n in wf["nodes"]:
+        for inp in n.get("inputs", []):
+            assert inp["link"] is None or links[inp["link"]][3] == n["id"]
+        for i, out in enumerate(n.get("outputs", [])):
+            for lid in out["links"]:
+                assert links[lid][1] == n["id"] and links[lid][2] == i
+        for key in ("pos", "size"):
+            assert len(n[key]) == 2 and all(math.isfinite(v) for v in n[key])
+    # every node runs before the nodes it feeds
+    for _, src, _, dst, _, _ in wf["links"]:
+        assert nodes[src]["order"] < nodes[dst]["order"]
+
+
+@pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
+def test_one_seed_fixed_everywhere(path):
+    """The branches must differ only in the cache: one seed, never re-randomised on queue."""
+    wf = load(path)
+    seeds = set()
+    steps = set()
+    for n in wf["nodes"]:
+        if n["type"] == "KSampler":
+            seed, cag, st = n["widgets_values"][0:3]
+        elif n["type"] == "KSamplerAdvanced":
+            _, seed, cag, st = n["widgets_values"][0:4]
+        else:
+            continue
+        assert cag == "fixed", n["id"]
+        seeds.add(seed)
+        steps.add(st)
+    assert len(seeds) == 1 and steps == {20}
+
+
+@pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
+def test_every_cached_branch_is_compared_with_an_uncached_one(path):
+    wf = load(path)
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    links = {l[0]: l for l in wf["links"]}
+
+    def upstream(nid, slot=None):
+        seen, stack = set(), []
+        ins = nodes[nid]["inputs"] if slot is None else [nodes[nid]["inputs"][slot]]
+        stack += [links[i["link"]][1] for i in ins if i["link"] is not None]
+        while stack:
+            x = stack.pop()
+            if x not in seen:
+                seen.add(x)
+                stack += [links[i["link"]][1] for i in nodes[x]["inputs"] if i["link"] is not None]
+        return seen
+
+    caches = {i for i, n in nodes.items() if n["type"].startswith("TCPade_") and n["type"] in (
+        "TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")}
+    compares = [i for i, n in nodes.items() if n["type"] == "TCPade_Compare"]
+    assert compares and caches
+    covered = set()
+    for c in compares:
+        test_up, ref_up = upstream(c, 0), upstream(c, 1)
+        assert not (ref_up & caches), "the reference branch must not be cached"
+        covered |= test_up & caches
+    assert covered == caches
+
+
+# ------------------------------------------------------------------------------------ host
+
+@pytest.fixture(scope="module")
+def host_nodes():
+    H.require_host()
+    h = H.host()
+    # nodes.py puts ComfyUI/comfy first on sys.path, where comfy/utils.py would shadow the host's utils
+    # package that comfy_extras -> server imports; import that package from the ComfyUI root first
+    if "utils" not in sys.modules or not hasattr(sys.modules["utils"], "__path__"):
+        sys.modules.pop("utils", None)
+        sys.path.insert(0, str(h.path))
+        try:
+            importlib.import_module("utils.install_util")
+        finally:
+            sys.path.remove(str(h.path))
+    if "SaveAnimatedWEBP" not in h.nodes.NODE_CLASS_MAPPINGS:
+        asyncio.run(h.nodes.init_builtin_extra_nodes())
+    H.load_pack()
+    return h.nodes.NODE_CLASS_MAPPINGS
+
+
+def node_info(cls) -> dict:
+    if hasattr(cls, "GET_NODE_INFO_V1"):
+        info = cls.GET_NODE_INFO_V1()
+        return {"input": info["input"], "output": list(info["output"]), "output_name": list(info["output_name"])}
+    return {"input": cls.INPUT_TYPES(), "output": list(cls.RETURN_TYPES),
+            "output_name": list(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES)}
+
+
+def split_inputs(info: dict):
+    """(socket inputs [(name, type)], widgets [(name, kind, opts, options)]) in the frontend's order."""
+    sockets, widgets = [], []
+    for section in ("required", "optional"):
+        for name, spec in (info["input"].get(section) or {}).items():
+            typ, opts = spec[0], (spec[1] if len(spec) > 1 else {}) or {}
+            if isinstance(typ, list):
+                kind, options = "COMBO", list(typ)
+            else:
+                kind, options = str(typ), list(opts.get("options", [])) if str(typ) == "COMBO" else None
+            if kind in WIDGET_TYPES and not opts.get("forceInput"):
+                widgets.append((name, kind, opts, options))
+                cag = opts.get("control_after_generate")
+                if cag or (cag is None and kind == "INT" and name in ("seed", "noise_seed")):
+                    widgets.append((CAG, "CAG", {}, ["fixed", "increment", "decrement", "randomize"]))
+            else:
+                sockets.append((name, kind))
+    return sockets, widgets
+
+
+def widget_problem(name, kind, opts, options, value, declared_models) -> str | None:
+    if kind in ("COMBO", "CAG"):
+        if value in options:
+            return None
+        if value in declared_models:
+            return None   # a model file this machine does not have; the frontend offers the download
+        return f"{name}={value!r} not in {options[:8]}{'...' if len(options) > 8 else ''}"
+    if kind == "INT":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{name}={value!r} is not an int"
+    elif kind == "FLOAT":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{name}={value!r} is not a number"
+    elif kind == "BOOLEAN":
+        return None if isinstance(value, bool) else f"{name}={value!r} is not a boolean"
+    elif kind == "STRING":
+        return None if isinstance(value, str) else f"{name}={value!r} is not a string"
+    lo, hi = opts.get("min"), opts.get("max")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        return f"{name}={value!r} outside [{lo}, {hi}]"
+    return None
+
+
+@pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
+def test_nodes_sockets_and_widgets_match_the_host(host_nodes, path):
+    wf = load(path)
+    problems = []
+    for n in wf["nodes"]:
+        t = n["type"]
+        where = f"{path.name} #{n['id']} {t}"
+        if t in FRONTEND_ONLY:
+            assert isinstance(n["widgets_values"][0], str)
+            continue
+        if t not in host_nodes:
+            problems.append(f"{where}: node type not registered by the host or the pack")
+            continue
+        info = node_info(host_nodes[t])
+        sockets, widgets = split_inputs(info)
+        got_in = [(i["name"], i["type"]) for i in n["inputs"]]
+        if got_in != sockets:
+            problems.append(f"{where}: socket inputs {got_in} != host {sockets}")
+        got_out = [o["type"] for o in n["outputs"]]
+        if got_out != [str(x) for x in info["output"]]:
+            problems.append(f"{where}: outputs {got_out} != host {info['output']}")
+        values = n["widgets_values"]
+        if len(values) != len(widgets):
+            problems.append(f"{where}: {len(values)} widget values for widgets {[w[0] for w in widgets]}")
+            continue
+        declared = {m["name"] for m in n["properties"].get("models", [])}
+        for (name, kind, opts, options), v in zip(widgets, values):
+            p = widget_problem(name, kind, opts, options, v, declared)
+            if p:
+                problems.append(f"{where}: {p}")
+    assert not problems, "\n".join(problems)
+
+
+def test_generator_specs_match_the_host(host_nodes):
+    """make_workflows.SPECS names every widget of every node type it uses in the host's order."""
+    mw = make_workflows()
+    for t, spec in mw.SPECS.items():
+        if spec.frontend_only:
+            continue
+        sockets, widgets = split_inputs(node_info(host_nodes[t]))
+        assert [n for n, _ in spec.inputs] == [s[0] for s in sockets], t
+        assert [n for n, _ in spec.widgets] == [w[0] for w in widgets], t
+        assert [o for _, o in spec.outputs] == [str(x) for x in node_info(host_nodes[t])["output"]], t
+
+
+# ------------------------------------------------------------------------------------ run the tiny workflow
+
+def to_api(wf: dict, host_nodes) -> dict:
+    """UI workflow -> API prompt (what the frontend's graphToPrompt sends), from the host's schemas."""
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    links = {l[0]: l for l in wf["links"]}
+    prompt = {}
+    for n in wf["nodes"]:
+        if n["type"] in FRONTEND_ONLY or n.get("mode", 0) != 0:
+            continue
+        _, widgets = split_inputs(node_info(host_nodes[n["type"]]))
+        inputs = {name: v for (name, kind, _, _), v in zip(widgets, n["widgets_values"]) if kind != "CAG"}
+        for inp in n["inputs"]:
+            if inp["link"] is not None:
+                _, src, slot, _, _, _ = links[inp["link"]]
+                assert src in nodes
+                inputs[inp["name"]] = [str(src), slot]
+        prompt[str(n["id"])] = {"class_type": n["type"], "inputs": inputs, "_meta": {"title": n.get("title", n["type"])}}
+    return prompt
+
+
+class FakeServer:
+    """What the executor needs from the PromptServer: a client id and a message sink."""
+
+    def __init__(self):
+        self.client_id = "test"
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.messages = []
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+
+@pytest.mark.parametrize("which", ["digits", "shapes"])
+def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
+    missing = [f for f in BENCH_FILES if not (WEIGHTS / f).is_file()]
+    if missing:
+        pytest.skip(f"!!! TINY WORKFLOW RUN SKIPPED: bench weights missing in {WEIGHTS}: {', '.join(missing)}")
+    import execution
+    import folder_paths
+    h = H.host()
+    wf = load(WF_DIR / f"tcpade_tiny_{which}_cpu.json")
+    prompt = to_api(wf, host_nodes)
+    ok, err, outputs, node_errors = asyncio.run(execution.validate_prompt("tiny", prompt, None))
+    assert ok, (err, node_errors)
+    old_temp, old_out = folder_paths.get_temp_directory(), folder_paths.get_output_directory()
+    folder_paths.set_temp_directory(str(tmp_path / "temp"))
+    folder_paths.set_output_directory(str(tmp_path / "out"))
+    patcher = H.pack_module("nodes.patcher")
+    patcher.LAST_REPORTS.clear()
+    server = FakeServer()
+    try:
+        ex = execution.PromptExecutor(server)
+        ex.execute(prompt, "tiny-" + which, {"client_id": "test"}, outputs)
+    finally:
+        folder_paths.set_temp_directory(old_temp)
+        folder_paths.set_output_directory(old_out)
+    assert ex.success, [m for m in server.messages if m[0] == "execution_error"]
+    kinds = {n["type"]: str(n["id"]) for n in wf["nodes"]}
+    caches = [str(n["id"]) for n in wf["nodes"] if n["type"] in
+              ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")]
+    assert sorted(patcher.LAST_REPORTS) == sorted(caches)
+    for nid in caches:
+        rep = patcher.LAST_REPORTS[nid]
+        assert rep["num_steps"] == 20 and 1 <= rep["computed"] <= 20 and len(rep["steps"]) == 20
+        assert rep["speedup"] == pytest.approx(20 / rep["computed"])
+    ts = patcher.LAST_REPORTS[kinds["TCPade_TaylorSeer"]]
+    assert ts["computed"] == 2 + math.ceil(18 / 3)          # first_enhance 2, then every 3rd step
+    compares = [str(n["id"]) for n in wf["nodes"] if n["type"] == "TCPade_Compare"]
+    for cid in compares:
+        res = ex.history_result["outputs"][cid]["tcpade_compare"][0]
+        assert res["frames"] == 8 and 0.0 < res["ssim"] <= 1.0
+        assert res["psnr"] is None or res["psnr"] > 10.0
+        json.dumps(ex.history_result["outputs"][cid], allow_nan=False)   # what the websocket sends
+
+
+# ------------------------------------------------------------------------------------ the Compare node
+
+def test_compare_node_scores_like_scikit_image(host_nodes, tmp_path):
+    import torch
+    import folder_paths
+    node = host_nodes["TCPade_Compare"]
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(3, 24, 20, 3, generator=g)
+    test = (ref + 0.05 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
+    test[1] = ref[1]                                    # one identical frame
+    old = folder_paths.get_temp_directory()
+    folder_paths.set_temp_directory(str(tmp_path))   # the node previews its difference image there
+    try:
+        check_compare(node, ref, test)
+    finally:
+        folder_paths.set_temp_directory(old)
+
+
+def check_compare(node, ref, test):
+    import numpy as np
+    import torch
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    out = node.execute(test, ref, 4.0)
+    psnr, ssim, diff = out.args
+    r, t = ref.double().numpy(), test.double().numpy()
+    want_psnr = np.mean([peak_signal_noise_ratio(r[i], t[i], data_range=1.0) for i in (0, 2)])
+    want_ssim = np.mean([structural_similarity(r[i], t[i], data_range=1.0, channel_axis=-1, win_size=7)
+                         for i in range(3)])
+    assert psnr == pytest.approx(want_psnr, rel=1e-5) and ssim == pytest.approx(want_ssim, rel=1e-5)
+    assert torch.allclose(diff, ((test - ref).abs() * 4).clamp(0, 1)) and diff.shape == test.shape
+    ui = out.ui
+    res = ui["tcpade_compare"][0]
+    assert res["identical_frames"] == 1 and res["frames"] == 3 and ui["text"] == [res["text"]]
+    assert "PSNR over the 2 that differ" in res["text"] and len(ui["images"]) == 3
+    json.dumps(ui, allow_nan=False)
+    # identical everywhere: inf PSNR as the output, null in the (JSON) UI payload
+    same = node.execute(ref, ref, 1.0)
+    assert math.isinf(same.args[0]) and same.args[1] == pytest.approx(1.0)
+    assert same.ui["tcpade_compare"][0]["psnr"] is None and "identical" in same.ui["text"][0]
+    json.dumps(same.ui, allow_nan=False)
+    # one reference image against a batch; a size mismatch fails with a clear message
+    one = node.execute(test, ref[:1], 1.0)
+    assert one.args[2].shape == test.shape
+    with pytest.raises(ValueError, match="differ in size"):
+        node.execute(test, ref[:, :20], 1.0)
