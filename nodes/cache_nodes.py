@@ -76,8 +76,9 @@ class TCPadeCache(io.ComfyNode):
                                        "fidelity). custom: use the theta widget. A preset overrides theta."),
                 io.Float.Input("theta", default=1.0, min=0.0, max=2.0, step=0.01,
                                tooltip="0.0-2.0, used when preset is custom. A step inside an interval is skipped when the "
-                                       "stability score (1 + cos of the residual's turn, in [0, 2]) is >= theta. Higher: "
-                                       "fewer skips, better quality."),
+                                       "stability score 1/(2·TSI) is >= theta, i.e. while the residual trajectory turns by "
+                                       "less than 91° (θ 0.7), 60° (θ 1.0) or 45° (θ 1.3). Higher: fewer skips, better "
+                                       "quality. In paper_literal mode theta compares with TSI itself (0-1)."),
                 io.Float.Input("lam", default=10.0, min=0.1, max=100.0, step=0.1,
                                tooltip="λ, 0.1-100.0 (paper: 10). Sensitivity of the stability factor σ = exp(-λ·relative "
                                        "residual change). Higher: the predictor falls back to reuse sooner."),

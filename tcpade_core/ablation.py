@@ -23,7 +23,7 @@ from .config import TCPadeConfig
 def variants():
     d = TCPadeConfig()
     out = []
-    for scale in ("cosine", "sum_norm", "literal"):
+    for scale in ("reciprocal", "cosine", "literal"):
         for th in (1.3, 1.0, 0.7):
             out.append(("TSI scale (Eq. 1)", f"{scale} θ={th}", replace(d, tsi_scale=scale, theta=th)))
     for th in (1.0, 0.7):
@@ -43,7 +43,7 @@ def variants():
         out.append(("λ (Eq. 7)", f"λ={lam:g} θ=0.7", replace(d, lam=lam, theta=0.7)))
     for a in (0.5, 0.75, 1.0):
         out.append(("α1 (Eq. 9 early)", f"α1={a} θ=0.7", replace(d, alpha1=a, theta=0.7)))
-    for b in (0.0, 0.1, 0.3):
+    for b in (0.0, 0.1, 0.3, 0.5):
         out.append(("β (Eq. 9 late)", f"β={b} θ=0.7", replace(d, beta=b, theta=0.7)))
     for th in (1.0, 0.7, 0.3):
         out.append(("whole reading", f"paper_literal θ={th}", TCPadeConfig(mode="paper_literal", theta=th)))

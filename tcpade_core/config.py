@@ -159,8 +159,8 @@ class TraCacheConfig(_Common):
 # The paper's ambiguous points, each a separate switch. ``mode`` picks a consistent set.
 PAPER_LITERAL = dict(tsi_scale="literal", numerator="literal", denominator="elementwise",
                      reconstruct="previous_input", spacing="uniform", history="computed")
-DEFAULT_READING = dict(tsi_scale="cosine", numerator="recent", denominator="none",
-                       reconstruct="current_input", spacing="uniform", history="computed")
+DEFAULT_READING = dict(tsi_scale="reciprocal", numerator="recent", denominator="none",
+                       reconstruct="previous_input", spacing="uniform", history="computed")
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ class TCPadeConfig(_Common):
 
     def __post_init__(self):
         self._check_common()
-        _check_range("theta", self.theta, 0.0, 4.0)
+        _check_range("theta", self.theta, 0.0, 1000.0)
         _check_range("lam", self.lam, 0.0, 100.0, lo_open=True)
         _check_range("alpha1", self.alpha1, 0.0, 1.0)
         _check_range("beta", self.beta, -1.0, 1.0)
@@ -211,7 +211,7 @@ class TCPadeConfig(_Common):
         for key, value in base.items():
             if getattr(self, key) == "":
                 object.__setattr__(self, key, value)
-        _check_choice("tsi_scale", self.tsi_scale, ("literal", "cosine", "sum_norm"))
+        _check_choice("tsi_scale", self.tsi_scale, ("literal", "reciprocal", "cosine", "sum_norm"))
         _check_choice("numerator", self.numerator, ("literal", "recent"))
         _check_choice("denominator", self.denominator, ("elementwise", "normalized", "none"))
         _check_choice("reconstruct", self.reconstruct, ("current_input", "previous_input"))

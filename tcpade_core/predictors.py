@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 EPS = 1e-12
+RECIPROCAL_CAP = 100.0
 
 
 def _finite(x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +116,13 @@ def stability_score(tsi: float, scale: str) -> float:
     - ``cosine``: 1 + cos(angle between u_{t+1} and u_{t+2}) = 2 - 2 TSI^2, in [0, 2]: 2 on a
       straight line, 1 at a right angle, 0 at a reversal (the default, see README).
     - ``sum_norm``: ||u_{t+1} + u_{t+2}|| = 2 sqrt(1 - TSI^2): 2, sqrt(2), 0.
+    - ``reciprocal``: 1 / (2 TSI) = 1 / ||u_{t+1} - u_{t+2}||, in [0.5, 100] (capped so reports stay
+      finite JSON): 100 on a straight line,
+      1/sqrt(2) at a right angle, 0.5 at a reversal. theta = 1.3 / 1.0 / 0.7 then skip while the
+      direction turns by less than 45 / 60 / 91 degrees (the default, see README).
     """
+    if scale == "reciprocal":
+        return RECIPROCAL_CAP if tsi <= 0.5 / RECIPROCAL_CAP else 1.0 / (2.0 * tsi)
     if scale == "literal":
         return tsi
     if scale == "cosine":

@@ -92,11 +92,12 @@ def server(tmp_path_factory):
     (base / "custom_nodes" / H.PACK_FOLDER).symlink_to(PACK, target_is_directory=True)
     user = base / "user" / "default"
     user.mkdir(parents=True)
-    (user / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+    (user / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}))
     port = _free_port()
     log_path = base / "server.log"
     log = open(log_path, "w")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # one compute thread: the test checks behaviour, not speed, and CI machines are small and shared
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
          "--base-directory", str(base), "--database-url", "sqlite:///:memory:"],
@@ -205,7 +206,8 @@ LOAD_WORKFLOW = """async (name) => {
   }
   return {missing, problems, nodes: app.graph.nodes.length, links: app.graph.links.size ?? Object.keys(app.graph.links).length,
           jsonNodes: wf.nodes.length, jsonLinks: wf.links.length,
-          toasts: [...document.querySelectorAll('.p-toast-message-warn, .p-toast-message-error')].map(e => e.textContent),
+          toasts: [...document.querySelectorAll('.p-toast-message')].map(e => [e.className, e.textContent])
+            .filter(([c, t]) => /toast-message-(warn|error)/.test(c) || /validation|links fixed/i.test(t)).map(x => x[1]),
           dialogs: [...document.querySelectorAll('.p-dialog')].map(e => e.textContent.slice(0, 200))};
 }"""
 
@@ -329,6 +331,9 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
     if not SCREENSHOT.exists() or os.environ.get("TCPADE_UPDATE_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copy(shot, SCREENSHOT)
+    ui.page.evaluate(FOCUS_NODE, ["TCPade_TeaCache", 0.75])
+    ui.page.wait_for_timeout(300)
+    ui.page.screenshot(path=str(ARTIFACTS / "tiny_digits_teacache_after_run.png"))
     assert not ui.ours(), ui.ours()
 
 

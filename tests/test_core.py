@@ -95,6 +95,7 @@ def test_tsi_straight_line():
     assert P.tsi_literal(r1, r2, r3) == pytest.approx(0.0, abs=1e-6)
     assert P.stability_score(0.0, "cosine") == 2.0
     assert P.stability_score(0.0, "sum_norm") == 2.0
+    assert P.stability_score(0.0, "reciprocal") == P.RECIPROCAL_CAP
 
 
 def test_tsi_reversal():
@@ -103,6 +104,7 @@ def test_tsi_reversal():
     assert tsi == pytest.approx(1.0, abs=1e-6)
     assert P.stability_score(tsi, "cosine") == pytest.approx(0.0, abs=1e-6)
     assert P.stability_score(tsi, "sum_norm") == pytest.approx(0.0, abs=1e-3)
+    assert P.stability_score(tsi, "reciprocal") == pytest.approx(0.5, abs=1e-6)
 
 
 def test_tsi_right_angle():
@@ -111,6 +113,17 @@ def test_tsi_right_angle():
     assert tsi == pytest.approx(math.sqrt(2) / 2, abs=1e-6)
     assert P.stability_score(tsi, "cosine") == pytest.approx(1.0, abs=1e-6)
     assert P.stability_score(tsi, "sum_norm") == pytest.approx(math.sqrt(2), abs=1e-6)
+    assert P.stability_score(tsi, "reciprocal") == pytest.approx(1 / math.sqrt(2), abs=1e-6)
+
+
+@pytest.mark.parametrize("theta,max_angle", [(1.3, 45.2), (1.0, 60.0), (0.7, 91.0)])
+def test_reciprocal_scale_turning_angles(theta, max_angle):
+    # skip while the residual-difference direction turns by less than max_angle degrees
+    for angle in (max_angle - 1.0, max_angle + 1.0):
+        a = math.radians(angle)
+        r1, r2, r3 = _traj([math.cos(a), math.sin(a), 0.0, 0.0], [1.0, 0.0, 0.0, 0.0])
+        score = P.stability_score(P.tsi_literal(r1, r2, r3), "reciprocal")
+        assert (score >= theta) == (angle < max_angle)
 
 
 def test_tsi_constant_residual_is_steady():
@@ -198,7 +211,7 @@ def run_cfg(cfg, steps=20, streams=("cond", "uncond"), measure_error=False, stor
 
 def test_never_skipping_theta_reproduces_full_compute_bit_for_bit():
     ref, ref_out, _ = run_cfg(NoCacheConfig())
-    rep, out, _ = run_cfg(TCPadeConfig(theta=4.0))
+    rep, out, _ = run_cfg(TCPadeConfig(theta=1000.0))
     assert rep.computed == 20
     assert all(torch.equal(a, b) for a, b in zip(ref_out, out))
 
@@ -259,12 +272,12 @@ def test_predictions_are_finite_and_errors_reported():
 
 
 def test_cache_memory_is_what_tcpade_needs_and_offload_works():
-    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0), store_device="cpu")
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, reconstruct="current_input"), store_device="cpu")
     per_stream = 2 * 8 * 16 * 4
     assert rep.cache_bytes == 2 * 3 * per_stream      # three residuals per stream, two streams
     assert rep.store_device == "cpu"
-    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, mode="paper_literal"))
-    assert rep.cache_bytes == 2 * 4 * per_stream      # + the previous input (literal Eq. 6)
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0))
+    assert rep.cache_bytes == 2 * 4 * per_stream      # + the previous block-stack input (Eq. 6, x_{t+1})
 
 
 def test_stream_forced_to_compute_when_it_has_no_history():
@@ -340,7 +353,7 @@ def test_shape_change_between_steps_resets_and_computes():
 # ------------------------------------------------------------------ configs
 
 @pytest.mark.parametrize("method,params,needle", [
-    ("tcpade", dict(theta=-0.1), "theta must be in [0.0, 4.0]"),
+    ("tcpade", dict(theta=-0.1), "theta must be in [0.0, 1000.0]"),
     ("tcpade", dict(lam=0.0), "lam must be in (0.0, 100.0]"),
     ("tcpade", dict(alpha1=1.5), "alpha1 must be in [0.0, 1.0]"),
     ("tcpade", dict(interval=0), "interval must be in [1, 100]"),

@@ -324,7 +324,7 @@ def test_dit_sampling_cached_exact_and_skips_match_report(pk, tiny):
     pos, neg = labels(pk, pk.MN.DIGITS, 4)
     shape = (1, 4, 8, 8)
     ref = sample(tiny, pos, neg, shape)
-    exact = attach(pk, "TCPade_TCPadeCache", tiny, preset="custom", theta=4.0)
+    exact = attach(pk, "TCPade_TCPadeCache", tiny, preset="custom", theta=1000.0)
     assert torch.equal(sample(tiny, pos, neg, shape), ref)  # deterministic
     assert torch.equal(sample(exact, pos, neg, shape), ref)
     rep = exact.model_options["transformer_options"]["tcpade"].last_report
@@ -488,7 +488,7 @@ def test_cache_nodes_on_bench_models(pk, temp_weights, key, node_id):
     rep = m.model_options["transformer_options"]["tcpade"].last_report
     assert rep.strip() == strip and first.calls == last.calls == rep.computed
     assert torch.isfinite(out).all() and out.shape == ref.shape and not torch.equal(out, ref)
-    never = {"TCPade_TCPadeCache": dict(preset="custom", theta=4.0), "TCPade_TaylorSeer": dict(interval=1),
+    never = {"TCPade_TCPadeCache": dict(preset="custom", theta=1000.0), "TCPade_TaylorSeer": dict(interval=1),
              "TCPade_TraCache": dict(stride=1), "TCPade_TeaCache": dict(threshold=0.0, coefficients="custom",
                                                                         custom_coefficients="1, 0")}[node_id]
     assert torch.equal(sample(attach(pk, node_id, base, **never), pos, neg, shape), ref)

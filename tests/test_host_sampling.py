@@ -41,7 +41,7 @@ def settings_of(model):
 
 
 NEVER_SKIP = {
-    "tcpade": ("TCPade_TCPadeCache", dict(preset="custom", theta=4.0)),
+    "tcpade": ("TCPade_TCPadeCache", dict(preset="custom", theta=1000.0)),
     "taylorseer": ("TCPade_TaylorSeer", dict(interval=1)),
     "teacache": ("TCPade_TeaCache", dict(threshold=0.0, coefficients="custom", custom_coefficients="1, 0")),
     "tracache": ("TCPade_TraCache", dict(stride=1)),
@@ -246,7 +246,7 @@ def test_model_level_fallback(mappings, models, patcher_mod, monkeypatch, caplog
     base = models[kind]
     ref = H.sample(base, kind, steps=8)
     with caplog.at_level(logging.WARNING, logger="tcpade"):
-        exact = attach(mappings, "TCPade_TCPadeCache", base, preset="custom", theta=4.0)
+        exact = attach(mappings, "TCPade_TCPadeCache", base, preset="custom", theta=1000.0)
     assert sum("falling back" in r.getMessage() for r in caplog.records) == 1
     assert torch.equal(H.sample(exact, kind, steps=8), ref)
     assert settings_of(exact).last_report.computed == 8
@@ -268,7 +268,7 @@ def test_with_skip_layer_guidance(mappings, models):
                                        double_layers="1", single_layers="").args[0]
     ref = H.sample(slg, kind, steps=steps)
     calls_ref = first.calls
-    exact = attach(mappings, "TCPade_TCPadeCache", slg, preset="custom", theta=4.0)
+    exact = attach(mappings, "TCPade_TCPadeCache", slg, preset="custom", theta=1000.0)
     assert torch.equal(H.sample(exact, kind, steps=steps), ref)
     assert first.calls - calls_ref == calls_ref == 2 * steps
     first.calls = 0
@@ -287,7 +287,7 @@ def test_cond_and_uncond_in_separate_forwards(mappings, models, monkeypatch):
     base = H.tiny_model(kind)
     monkeypatch.setattr(base.model, "memory_required", lambda *a, **k: 1e30)
     ref = H.sample(base, kind, steps=8)
-    assert torch.equal(H.sample(attach(mappings, "TCPade_TCPadeCache", base, preset="custom", theta=4.0), kind, steps=8), ref)
+    assert torch.equal(H.sample(attach(mappings, "TCPade_TCPadeCache", base, preset="custom", theta=1000.0), kind, steps=8), ref)
     counted, first, _ = H.with_counters(base, kind)
     m = attach(mappings, "TCPade_TCPadeCache", counted, preset="custom", theta=0.0)
     out = H.sample(m, kind, steps=8)

@@ -9,6 +9,15 @@ from tcpade_core.models.zoo import MODEL_FILES, WEIGHTS_DIR, load_model
 from tcpade_core.sampling import sample
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    # tiny tensors: one thread is faster and avoids OpenMP contention on shared CI cores
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 # --------------------------------------------------------------------------- DiT key mapping
 def official_dit_keys(depth=28, D=1152, patch=2, C=4, num_classes=1000, input_size=32, learn_sigma=True):
     """Key names/shapes of the official facebookresearch/DiT checkpoints, written out by hand."""
@@ -135,12 +144,12 @@ def test_aliases_load_same_model():
 
 
 def test_sampling_deterministic(shipped):
-    labels = torch.tensor([0, 3, 7])
-    s1 = sample(shipped, labels, seed=5, steps=4, cfg_scale=1.5)
-    s2 = sample(shipped, labels, seed=5, steps=4, cfg_scale=1.5)
-    s3 = sample(shipped, labels, seed=6, steps=4, cfg_scale=1.5)
+    labels = torch.tensor([0, 7])
+    s1 = sample(shipped, labels, seed=5, steps=3, cfg_scale=1.5)
+    s2 = sample(shipped, labels, seed=5, steps=3, cfg_scale=1.5)
+    s3 = sample(shipped, labels, seed=6, steps=3, cfg_scale=1.5)
     assert s1.dtype == torch.float32
-    assert s1.shape == (3, shipped.in_channels, shipped.input_size, shipped.input_size)
+    assert s1.shape == (2, shipped.in_channels, shipped.input_size, shipped.input_size)
     assert s1.min() >= -1 and s1.max() <= 1
     assert torch.equal(s1, s2)
     assert not torch.equal(s1, s3)

@@ -309,10 +309,14 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
     patcher = H.pack_module("nodes.patcher")
     patcher.LAST_REPORTS.clear()
     server = FakeServer()
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # on a shared 2-core machine two threads per process run several times slower
     try:
         ex = execution.PromptExecutor(server)
         ex.execute(prompt, "tiny-" + which, {"client_id": "test"}, outputs)
     finally:
+        torch.set_num_threads(threads)
         folder_paths.set_temp_directory(old_temp)
         folder_paths.set_output_directory(old_out)
     assert ex.success, [m for m in server.messages if m[0] == "execution_error"]

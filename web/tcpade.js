@@ -296,7 +296,8 @@ function drawStats(canvas, rep) {
   const isTSI = rep.method === "tcpade";
   const lo = 0;
   const hi = isTSI ? 2 : Math.max(thr * 1.4, ...vals) || 1;
-  const y = (v) => bottom - ((Math.min(Math.max(v, lo), hi) - lo) / (hi - lo)) * (bottom - top);
+  const inset = 4; // keep dots at the range ends inside the frame
+  const y = (v) => bottom - inset - ((Math.min(Math.max(v, lo), hi) - lo) / (hi - lo)) * (bottom - top - 2 * inset);
   ctx.strokeStyle = COLORS.grid;
   ctx.lineWidth = 1;
   ctx.strokeRect(padL + 0.5, top + 0.5, w - padL - padR, bottom - top);
@@ -307,11 +308,10 @@ function drawStats(canvas, rep) {
   ctx.lineTo(w - padR, y(thr));
   ctx.stroke();
   ctx.setLineDash([]);
+  // labels on the left, where the first (always computed, gate-less) steps leave room
   ctx.fillStyle = COLORS.threshold;
-  ctx.textAlign = "right";
   const above = y(thr) - top > 12;
-  ctx.fillText(`${isTSI ? "θ" : "δ"}=${fmt(thr)}`, w - padR - 3, above ? y(thr) - 3 : y(thr) + 11);
-  ctx.textAlign = "left";
+  ctx.fillText(`${isTSI ? "θ" : "δ"}=${fmt(thr)}`, padL + 3, above ? y(thr) - 3 : y(thr) + 11);
   ctx.strokeStyle = COLORS.dim;
   ctx.beginPath();
   let started = false;
