@@ -29,7 +29,7 @@ const TCPADE_TYPE = "TCPade_TCPadeCache";
 const PRESETS = { "slow (θ=1.0)": 1.0, "fast (θ=0.7)": 0.7 };
 const STATS_H = 142;
 const GATE_RULES = {   // how each method's gate decides (tcpade_core/cache.py)
-  "TSI stability": "skip when TSI ≥ θ",
+  "TSI stability": "skip when stability ≥ θ",
   "accumulated rel. L1": "skip while distance < δ",
   "interval": "fixed interval",
   "stride": "fixed stride",
@@ -295,7 +295,10 @@ function drawStats(canvas, rep) {
   }
   const isTSI = rep.method === "tcpade";
   const lo = 0;
-  const hi = isTSI ? 2 : Math.max(thr * 1.4, ...vals) || 1;
+  // TC-Padé's stability score is unbounded (up to 100 on a straight trajectory): θ sits in the middle and
+  // larger scores are drawn clipped at the top. TeaCache's distance stays near δ: show up to max(1.4 δ, peak).
+  let hi = isTSI ? 2 * thr : Math.min(Math.max(thr * 1.4, ...vals), 3 * thr);
+  if (!(hi > lo)) hi = Math.max(1, ...vals);
   const inset = 4; // keep dots at the range ends inside the frame
   const y = (v) => bottom - inset - ((Math.min(Math.max(v, lo), hi) - lo) / (hi - lo)) * (bottom - top - 2 * inset);
   ctx.strokeStyle = COLORS.grid;
@@ -328,9 +331,17 @@ function drawStats(canvas, rep) {
   ctx.stroke();
   gates.forEach((g, i) => {
     if (g === null) return;
+    const x = padL + (i + 0.5) * cw;
     ctx.fillStyle = rep.steps[i].computed ? COLORS.computed : COLORS.skipped;
     ctx.beginPath();
-    ctx.arc(padL + (i + 0.5) * cw, y(g), 2.5, 0, Math.PI * 2);
+    if (g > hi) { // off the scale: a triangle pointing up
+      ctx.moveTo(x, y(hi) - 3);
+      ctx.lineTo(x - 3, y(hi) + 2);
+      ctx.lineTo(x + 3, y(hi) + 2);
+      ctx.closePath();
+    } else {
+      ctx.arc(x, y(g), 2.5, 0, Math.PI * 2);
+    }
     ctx.fill();
   });
 }
