@@ -82,10 +82,10 @@ class TCPadeCache(io.ComfyNode):
                 io.Float.Input("lam", default=10.0, min=0.1, max=100.0, step=0.1,
                                tooltip="λ, 0.1-100.0 (paper: 10). Sensitivity of the stability factor σ = exp(-λ·relative "
                                        "residual change). Higher: the predictor falls back to reuse sooner."),
-                io.Float.Input("alpha1", default=0.5, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("alpha1", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="α1, 0.0-1.0. Early-phase weight of the newest residual (α2 = 1 - α1). Higher: "
                                        "follow the newest residual more closely."),
-                io.Float.Input("beta", default=0.1, min=-1.0, max=1.0, step=0.01,
+                io.Float.Input("beta", default=0.3, min=-1.0, max=1.0, step=0.01,
                                tooltip="β, -1.0-1.0. Late-phase weight of the residual's first difference. 0: no "
                                        "late-phase correction."),
                 io.Int.Input("interval", default=4, min=1, max=100,

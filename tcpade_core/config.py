@@ -180,8 +180,8 @@ class TCPadeConfig(_Common):
     method = "tcpade"
     theta: float = 1.0
     lam: float = 10.0
-    alpha1: float = 0.5
-    beta: float = 0.1
+    alpha1: float = 1.0
+    beta: float = 0.3
     interval: int = 4
     early_boundary: float = 0.7
     late_boundary: float = 0.2

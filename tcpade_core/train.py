@@ -41,7 +41,7 @@ PRESETS = {
     "b": dict(
         config=dict(input_size=32, patch_size=4, in_channels=3, hidden_size=128, num_heads=4, depth_double=2,
                     depth_single=4, mlp_ratio=4.0, num_classes=10, txt_tokens=4, shift=2.0, class_dropout_prob=0.1),
-        iters=2500, batch=32, lr=8e-4, warmup=150, ema=0.998, seed=0, eval_cfg=2.0, label_init_std=0.5,
+        iters=2000, batch=32, lr=8e-4, warmup=150, ema=0.998, seed=0, eval_cfg=2.0, label_init_std=None,
     ),
 }
 

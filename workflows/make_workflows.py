@@ -78,8 +78,8 @@ SPECS: Dict[str, Spec] = {
     "MarkdownNote": Spec(widgets=(("text", REQUIRED),), frontend_only=True),
     # this pack: cache nodes
     "TCPade_TCPadeCache": Spec((("model", "MODEL"),), (("MODEL", "MODEL"),),
-                               (("preset", "slow (θ=1.0)"), ("theta", 1.0), ("lam", 10.0), ("alpha1", 0.5),
-                                ("beta", 0.1), ("interval", 4), *WINDOW, ("mode", "default")), ours=True),
+                               (("preset", "slow (θ=1.0)"), ("theta", 1.0), ("lam", 10.0), ("alpha1", 1.0),
+                                ("beta", 0.3), ("interval", 4), *WINDOW, ("mode", "default")), ours=True),
     "TCPade_TaylorSeer": Spec((("model", "MODEL"),), (("MODEL", "MODEL"),),
                               (("interval", REQUIRED), ("order", REQUIRED), ("first_enhance", REQUIRED), *WINDOW),
                               ours=True),
