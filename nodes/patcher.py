@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
@@ -100,11 +101,16 @@ class CacheSettings:
             "threshold": report.threshold, "computed": report.computed, "num_steps": report.num_steps,
             "speedup": report.speedup, "cache_bytes": report.cache_bytes, "store_device": report.store_device,
             "adapter": driver.layout.family.name if driver.layout is not None else "model-level",
-            "steps": [{"step": r.step, "computed": r.computed, "gate": r.gate, "phase": r.phase,
-                       "reason": r.reason, "t": r.t} for r in report.steps],
+            "steps": [{"step": r.step, "computed": r.computed, "gate": _finite_or_none(r.gate), "phase": r.phase,
+                       "reason": r.reason, "t": _finite_or_none(r.t)} for r in report.steps],
         }
         LAST_REPORTS[self.report_key] = payload
         _send_to_frontend(payload)
+
+
+def _finite_or_none(v):
+    """JSON for the browser: NaN/Inf would make it drop the whole message."""
+    return v if v is None or math.isfinite(v) else None
 
 
 def _send_to_frontend(payload: dict) -> None:

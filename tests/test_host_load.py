@@ -76,8 +76,12 @@ def test_every_widget_has_a_tooltip_with_its_range(mappings):
 def test_tcpade_widgets(mappings):
     req = mappings["TCPade_TCPadeCache"].GET_NODE_INFO_V1()["input"]["required"]
     assert (req["theta"][1]["min"], req["theta"][1]["max"], req["theta"][1]["default"]) == (0.0, 2.0, 1.0)
-    assert req["lam"][1]["default"] == 10.0 and req["alpha1"][1]["default"] == 0.5
-    assert req["beta"][1]["default"] == 0.1 and req["interval"][1]["default"] == 4
+    # the node's defaults are the engine's measured defaults (README "Notes on the equations")
+    from tcpade_core import TCPadeConfig
+    d = TCPadeConfig()
+    assert (d.lam, d.alpha1, d.beta, d.interval) == (10.0, 1.0, 0.3, 4)
+    assert req["lam"][1]["default"] == d.lam and req["alpha1"][1]["default"] == d.alpha1
+    assert req["beta"][1]["default"] == d.beta and req["interval"][1]["default"] == d.interval
     assert (req["start_percent"][1]["default"], req["end_percent"][1]["default"]) == (0.0, 1.0)
     assert req["preset"][1]["options"] == ["slow (θ=1.0)", "fast (θ=0.7)", "custom"]
     assert req["cache_device"][1]["options"] == ["same", "cpu offload"]
