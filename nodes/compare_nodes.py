@@ -1,7 +1,7 @@
 """Score a cached branch against the uncached one: PSNR, SSIM and an amplified difference image.
 
-The metrics are :mod:`tcpade_core.metrics` (scikit-image), the same code the benchmark uses, so a
-number in the UI and a number in the README mean the same thing. ComfyUI IMAGE tensors are
+The metrics are :mod:`tcpade_core.metrics` (torch; scikit-image's definitions), the same code the
+benchmark uses, so a number in the UI and a number in the README mean the same thing. ComfyUI IMAGE tensors are
 ``(B, H, W, C)`` in ``[0, 1]``; the metrics take ``(B, C, H, W)`` in ``[-1, 1]``. A video is a batch
 of frames: its score is the mean over frames.
 
@@ -17,6 +17,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..tcpade_core import metrics
+from ..tcpade_core.report import finite_or_none
 
 CATEGORY = "tcpade/"
 UI_KEY = "tcpade_compare"   # the node's UI payload; read by web/tcpade.js
@@ -53,10 +54,6 @@ def difference_image(test: torch.Tensor, reference: torch.Tensor, amplify: float
     return ((test[..., :3].float() - reference[..., :3].float()).abs() * float(amplify)).clamp(0.0, 1.0)
 
 
-def finite_or_none(v: float):
-    return float(v) if math.isfinite(v) else None
-
-
 def frame_psnr(a: torch.Tensor, b: torch.Tensor):
     """(mean PSNR over the frames that differ, number of identical frames); inf when all are identical.
 
@@ -90,8 +87,8 @@ class Compare(io.ComfyNode):
             node_id="TCPade_Compare",
             display_name="Compare to Reference (PSNR / SSIM)",
             category=CATEGORY,
-            description="Scores a cached branch against the uncached reference: PSNR and SSIM (scikit-image, data "
-                        "range [0, 1], mean over a batch or video frames; PSNR over the frames that differ) and an "
+            description="Scores a cached branch against the uncached reference: PSNR and SSIM (scikit-image's "
+                        "definitions, data range [0, 1], mean over a batch or video frames; PSNR over the frames that differ) and an "
                         "amplified difference image. With the pack's web extension it also shows each branch's "
                         "sampling time and speed-up.",
             inputs=[

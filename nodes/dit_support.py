@@ -15,14 +15,14 @@ gives them the host's conventions without copying any host forward:
   written here; every computation is a call into the engine's submodules.
 * Both forwards run through the host's ``DIFFUSION_MODEL`` wrappers (EasyCache, this pack's
   model-level fallback), with ``transformer_options`` as the last positional argument.
-* :func:`dit_patcher` turns an official DiT checkpoint (``.pt`` or ``.safetensors``, 256 or 512)
-  into a ``ModelPatcher`` of an EPS model with DiT's training schedule (linear betas 1e-4..0.02 over
+* :func:`dit_patcher` turns an official DiT state dict (read by
+  :func:`tcpade_core.models.dit.read_checkpoint`, ``.pt`` or ``.safetensors``, 256 or 512) into a ``ModelPatcher`` of an EPS model with DiT's training schedule (linear betas 1e-4..0.02 over
   1000 steps; ComfyUI calls that ``sqrt_linear``; its "linear" is the SD schedule) and the SD VAE
   latent format (scale 0.18215). :func:`bench_patcher` does the same for a ``tcpade_core`` bench
   model: model A (DiT, digits) is EPS on the same schedule, model B (rectified flow) is
   ``ModelType.FLOW`` with ``shift`` = the model's shift and ``multiplier`` 1, so that
   ``model_sampling.timestep(sigma) == sigma``, the ``t`` that ``FluxLike.embed`` was trained with
-  (it scales by 1000 itself; see ``tcpade_core.sampling``).
+  (it scales by 1000 itself; see ``tcpade_core.research.sampling``).
 
 Class conditioning rides in the CONDITIONING dict as ``tcpade_class_label`` (plus
 ``tcpade_num_classes`` of the label set, checked against the model) and reaches the model as ``y``
@@ -33,16 +33,15 @@ Host modules are imported inside functions; the module imports without ComfyUI.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import pickle
 from types import SimpleNamespace
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
 
-from ..tcpade_core.models.dit import DiT, infer_dit_config, sincos_pos_embed_2d, timestep_embedding
+from ..tcpade_core.models.dit import (DiT, check_state_dict, infer_dit_config, sincos_pos_embed_2d,
+                                      timestep_embedding)
 from ..tcpade_core.models.fluxlike import FluxLike
 
 log = logging.getLogger("tcpade")
@@ -298,53 +297,9 @@ def host_classes() -> SimpleNamespace:
     return _HOST
 
 
-def state_dict_from_file(path: str) -> Tuple[dict, dict]:
-    """(state dict, metadata) of a DiT checkpoint.
-
-    ``.safetensors``: the tensors and their metadata (a ``config`` JSON there supplies ``num_heads``).
-    ``.pt``/``.pth``/``.ckpt``: loaded with ``weights_only``; a training checkpoint
-    ``{"model", "ema", "opt", "args"}`` is accepted (``args`` is an ``argparse.Namespace``) and its
-    ``ema`` weights are used, as DiT's own sampling script does.
-    """
-    import comfy.utils
-    meta: dict = {}
-    if path.lower().endswith((".safetensors", ".sft")):
-        sd, meta = comfy.utils.load_torch_file(path, safe_load=True, return_metadata=True)
-        meta = dict(meta or {})
-    else:
-        try:
-            sd = comfy.utils.load_torch_file(path, safe_load=True)
-        except pickle.UnpicklingError:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                sd = comfy.utils.load_torch_file(path, safe_load=True)
-    for key in ("ema", "model", "state_dict", "module"):
-        if isinstance(sd.get(key), dict):
-            sd = sd[key]
-            break
-    for prefix in ("module.", "_orig_mod."):
-        if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
-    return sd, meta
-
-
-def _num_heads_from_metadata(meta: dict) -> Optional[int]:
-    import json
-    try:
-        return int(json.loads(meta["config"])["num_heads"])
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
 def _load_strict(model, sd: dict, what: str) -> None:
     dm = model.diffusion_model
-    expected = dm.state_dict()
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    shapes = sorted(f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                    if k in sd and tuple(sd[k].shape) != tuple(v.shape))
-    if missing or unexpected or shapes:
-        raise ValueError(f"{what}: the weights do not fit the inferred model: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}, shape mismatch {shapes[:5]}")
+    check_state_dict(dm.state_dict(), sd, f"{what}: the weights do not fit the inferred model")
     dm.load_state_dict(sd, strict=True)
 
 

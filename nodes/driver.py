@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -35,7 +35,7 @@ from ..tcpade_core import CacheRun, RunReport
 
 
 def match_index(sigmas: Sequence[float], sigma: float, rel: float = 1e-5) -> Optional[int]:
-    """Index ``i < len(sigmas) - 1`` with ``sigmas[i] == sigma`` (to a relative tolerance), newest match last."""
+    """The first index ``i < len(sigmas) - 1`` with ``sigmas[i] == sigma`` (to a relative tolerance), or None."""
     for i in range(len(sigmas) - 1):
         s = sigmas[i]
         if s == sigma or abs(s - sigma) <= rel * max(abs(s), abs(sigma), 1e-12):
@@ -43,28 +43,15 @@ def match_index(sigmas: Sequence[float], sigma: float, rel: float = 1e-5) -> Opt
     return None
 
 
-WINDOW_TOL = 1e-5  # relative tolerance of the sigma window boundaries
+WINDOW_TOL = 1e-5  # relative tolerance of the sigma window boundaries (sample_sigmas are float32)
 
 
-def window_fractions(sigmas: Sequence[float], start_sigma: float, end_sigma: float):
-    """Translate a sigma window to the engine's step fractions.
-
-    A step ``i`` uses the cache when ``sigmas[i] <= start_sigma`` and ``sigmas[i] > end_sigma``
-    (the host's EasyCache convention), comparisons to a relative tolerance of ``WINDOW_TOL``. Returns ``(start, end)`` fractions of the step count such that
-    the engine's ``start <= i / n < end`` (or ``i / n >= start`` when ``end == 1``) selects those steps.
-    """
-    n = len(sigmas) - 1
-    if n <= 0:
-        return 0.0, 1.0
-    # sample_sigmas are float32: a step whose sigma *is* the boundary may sit just above it
+def in_window(sigma: float, start_sigma: float, end_sigma: float) -> bool:
+    """The cache may skip a step at ``sigma`` when ``end_sigma < sigma <= start_sigma`` (the host's EasyCache
+    convention), both comparisons to a relative tolerance of ``WINDOW_TOL``: a step whose sigma *is* a
+    boundary may sit just above it in float32."""
     le = lambda s, bound: s <= bound + WINDOW_TOL * max(abs(bound), 1e-12)
-    i_s = next((i for i in range(n) if le(sigmas[i], start_sigma)), n)
-    i_e = next((i for i in range(i_s, n) if le(sigmas[i], end_sigma)), n)
-    start = i_s / n
-    end = 1.0 if i_e >= n else i_e / n
-    if i_s >= n:
-        start, end = 1.0, 1.0
-    return start, end
+    return le(sigma, start_sigma) and not le(sigma, end_sigma)
 
 
 @dataclass
@@ -79,35 +66,37 @@ class CallCtx:
 
 @dataclass
 class Counters:
-    model_calls: int = 0
-    stack_computed: int = 0
-    stack_predicted: int = 0
-    full_calls: int = 0          # calls outside the schedule, computed without touching state
-    computed_sigmas: List[float] = field(default_factory=list)
-    streams_seen: List[str] = field(default_factory=list)
+    model_calls: int = 0                                          # model evaluations seen by the run
+    computed_sigmas: List[float] = field(default_factory=list)   # sigma of every call that ran the stack
+    streams_seen: List[str] = field(default_factory=list)        # cond / uncond streams, in order of appearance
 
 
 class StackDriver:
-    """One per sampling run (and per model): owns the run's CacheRun and its step bookkeeping."""
+    """One per sampling run (and per model): owns the run's CacheRun and its step bookkeeping.
 
-    def __init__(self, cfg, sigmas: Sequence[float], sigma_max: float, store_device: Optional[str] = None,
+    Everything the run needs is given here: the engine config, the schedule (``sigmas``, ``sigma_max``),
+    the start/end window in sigma, where the stack is (``layout``; None: cache the whole model output),
+    the host's diffusion model (read only) and its output channels.
+    """
+
+    def __init__(self, cfg, sigmas: Sequence[float], sigma_max: float, window: Tuple[float, float],
+                 layout=None, dm=None, out_channels: Optional[int] = None, store_device: Optional[str] = None,
                  label: str = "TC-Padé"):
         self.sigmas = [float(s) for s in sigmas]
         self.num_steps = max(len(self.sigmas) - 1, 0)
         self.sigma_max = float(sigma_max) if sigma_max and math.isfinite(sigma_max) and sigma_max > 0 else max(self.sigmas[:1] or [1.0])
+        self.start_sigma, self.end_sigma = (float(w) for w in window)
         self.run = CacheRun(cfg, store_device=store_device)
+        self.layout = layout
+        self.dm = dm
+        self.out_channels = out_channels
         self.label = label
         self.index: Optional[int] = None
         self.mode = "idle"            # "step" (first call of a step), "extra", "full", "idle"
         self.ctx: Optional[CallCtx] = None
         self.counters = Counters()
-        self.report: Optional[RunReport] = None
         self.current_sigma: Optional[float] = None
-        # set by the host side (nodes/patcher.py)
-        self.layout = None            # families.StackLayout, or None for model-level caching
-        self.dm = None                # the host's diffusion model (read only)
-        self.out_channels: Optional[int] = None
-        self.disabled = False
+        self.disabled = False         # model-level fallback: the output did not match the input
         self.last_to: Optional[dict] = None
 
     # ---------------------------------------------------------------- step bookkeeping
@@ -121,7 +110,8 @@ class StackDriver:
         i = match_index(self.sigmas, sigma)
         if i is not None and (self.index is None or i > self.index):
             self.index = i
-            self.run.begin_step(i, self.num_steps, self.t_of(sigma))
+            s = self.sigmas[i]
+            self.run.begin_step(i, self.num_steps, self.t_of(sigma), active=in_window(s, self.start_sigma, self.end_sigma))
             self.mode = "step"
         elif self.index is not None and (i == self.index or self._inside_step(sigma)):
             self.mode = "extra"
@@ -143,26 +133,22 @@ class StackDriver:
         """
         run = self.run
         if self.mode in ("idle", "full") or run.step is None:
-            self.counters.full_calls += 1
             return None
         self.counters.streams_seen.extend(s for s in streams if s not in self.counters.streams_seen)
         out = run.enter(streams, inputs, modulated_fn, lead)
         if out is None:
-            self.counters.stack_computed += 1
             self.counters.computed_sigmas.append(self.current_sigma)
-        else:
-            self.counters.stack_predicted += 1
         return out
 
     def leave(self, streams: List[str], inputs: List[torch.Tensor], outputs: List[torch.Tensor]) -> None:
         """At the stack's last block of a computed call: record each stream once per step."""
-        run = self.run
-        if self.mode in ("idle", "full") or run.step is None:
+        if self.mode in ("idle", "full") or self.run.step is None:
             return
-        run.leave(streams, inputs, outputs)
+        self.run.leave(streams, inputs, outputs)
 
     def finish(self) -> RunReport:
+        """The run's report; every cached tensor is dropped."""
         self.ctx = None
-        self.report = self.run.end_run()
+        report = self.run.end_run()
         self.run.reset()
-        return self.report
+        return report

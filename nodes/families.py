@@ -11,9 +11,11 @@ host's module objects and plain dicts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+
+from . import teacache_tables as TT
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class Family:
     class_names: Tuple[str, ...]   # matched against the diffusion model's class and its bases
     stages: Tuple[Stage, ...]
     modulated: Optional[Callable[[dict, torch.nn.Module], torch.Tensor]] = None  # TeaCache input; None: the stack input
-    teacache_key: Optional[str] = None  # default coefficient table for TeaCache "auto"
+    # TeaCache "auto": (host model_config, latent shape or None) -> a table of teacache_tables.COEFFICIENTS, or None
+    teacache: Optional[Callable[[object, Optional[Sequence[int]]], Optional[str]]] = None
 
 
 def _flux_modulated(args: dict, dm) -> torch.Tensor:
@@ -53,10 +56,10 @@ def _own_modulated(args: dict, dm) -> torch.Tensor:
 _DOUBLE = Stage("double_block", "double_blocks")
 FAMILIES: Tuple[Family, ...] = (
     Family("flux", ("Flux",), (_DOUBLE, Stage("single_block", "single_blocks", "txt_first")),
-           _flux_modulated, "flux"),
+           _flux_modulated, TT.flux_table),
     Family("chroma", ("Chroma",), (Stage("double_block", "double_blocks", skip_attr="skip_mmdit"),
                                    Stage("single_block", "single_blocks", "txt_first", skip_attr="skip_dit"))),
-    Family("wan", ("WanModel",), (Stage("double_block", "blocks"),), _vec, "wan2.1 t2v 1.3B"),
+    Family("wan", ("WanModel",), (Stage("double_block", "blocks"),), _vec, TT.wan_table),
     Family("hunyuan_video", ("HunyuanVideo",), (_DOUBLE, Stage("single_block", "single_blocks", "img_first"))),
     Family("qwen_image", ("QwenImageTransformer2DModel",), (Stage("double_block", "transformer_blocks"),)),
     Family("ltxv", ("LTXVModel",), (Stage("double_block", "transformer_blocks"),)),
@@ -86,13 +89,12 @@ class StackLayout:
     keys: Tuple[Tuple[str, int], ...]
     joint_tail: Optional[str]   # how the image part sits in the last block's output
 
-    @property
-    def first(self):
-        return self.keys[0]
 
-    @property
-    def last(self):
-        return self.keys[-1]
+def resolve(diffusion_model) -> Tuple[Optional[Family], Optional[StackLayout]]:
+    """The family of a diffusion model and its stack layout; (family or None, None) when the pack cannot
+    patch it block by block (then it caches the whole model output)."""
+    fam = find_family(diffusion_model)
+    return fam, (layout_for(fam, diffusion_model) if fam is not None else None)
 
 
 def layout_for(family: Family, diffusion_model) -> Optional[StackLayout]:
@@ -129,7 +131,3 @@ def with_image_part(stream: torch.Tensor, tail: Optional[str], img: torch.Tensor
     if tail == "txt_first":
         return torch.cat((stream[:, : stream.shape[1] - n].to(img.dtype), img), dim=1)
     return torch.cat((img, stream[:, n:].to(img.dtype)), dim=1)
-
-
-def describe_families() -> Dict[str, List[str]]:
-    return {f.name: [f"{s.kind}:{s.attr}" for s in f.stages] for f in FAMILIES}

@@ -22,7 +22,8 @@ import torch
 
 from comfy_api.latest import io
 
-from ..tcpade_core.models import datasets, zoo
+from ..tcpade_core.models import zoo
+from ..tcpade_core.models.dit import num_heads_from_metadata, read_checkpoint
 from . import dit_support as DS
 
 CATEGORY = "tcpade/models"
@@ -46,9 +47,9 @@ def class_names(label_set: str) -> Tuple[str, ...]:
             raise RuntimeError(f"imagenet_classes.json holds {len(names)} names, expected 1000")
         return tuple(names)
     if label_set == DIGITS:
-        return tuple(datasets.DIGITS_CLASSES)
+        return tuple(zoo.CLASS_NAMES["a"])
     if label_set == SHAPES:
-        return tuple(datasets.SHAPES_CLASSES)
+        return tuple(zoo.CLASS_NAMES["b"])
     raise ValueError(f"label_set must be one of {', '.join(map(repr, LABEL_SETS))}; got {label_set!r}")
 
 
@@ -175,8 +176,8 @@ class DiTLoader(io.ComfyNode):
         if weight_dtype not in WEIGHT_DTYPES:
             raise ValueError(f"weight_dtype must be one of {', '.join(map(repr, WEIGHT_DTYPES))}; got {weight_dtype!r}")
         path = folder_paths.get_full_path_or_raise("diffusion_models", ckpt_name)
-        sd, meta = DS.state_dict_from_file(path)
-        model = DS.dit_patcher(sd, WEIGHT_DTYPES[weight_dtype], DS._num_heads_from_metadata(meta), name=ckpt_name)
+        sd, meta = read_checkpoint(path)
+        model = DS.dit_patcher(sd, WEIGHT_DTYPES[weight_dtype], num_heads_from_metadata(meta), name=ckpt_name)
         return io.NodeOutput(model)
 
 

@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
 from ..tcpade_core import RunReport
-from ..tcpade_core.config import TeaCacheConfig
+from ..tcpade_core.report import finite_or_none
 from . import teacache_tables as TT
-from .driver import CallCtx, StackDriver, window_fractions
-from .families import StackLayout, find_family, image_part, layout_for, with_image_part
+from .driver import CallCtx, StackDriver
+from .families import Family, StackLayout, image_part, with_image_part
 
 log = logging.getLogger("tcpade")
 
@@ -47,21 +46,25 @@ LAST_REPORTS: Dict[str, dict] = {}
 class CacheSettings:
     """What a cache node configured: the engine config and host-side options. No run state.
 
-    ``ModelPatcher.clone`` deep-copies ``model_options``; a copy of the settings shares ``results``
-    so the report of a run is visible from every clone.
+    ``family`` / ``layout``: where the stack is (:func:`.families.resolve`, called once by the node).
+    ``teacache_auto``: TeaCache's coefficients follow the family's table, re-chosen per run from the
+    latent shape (Wan i2v 480p / 720p). ``ModelPatcher.clone`` deep-copies ``model_options``; a copy of
+    the settings shares ``results`` so the report of a run is visible from every clone.
     """
 
     def __init__(self, cfg, label: str, start_percent: float, end_percent: float, store_device: Optional[str],
-                 node_id: Optional[str] = None, teacache_table: Optional[str] = None):
+                 family: Optional[Family], layout: Optional[StackLayout], node_id: Optional[str] = None,
+                 teacache_auto: bool = False):
         self.cfg = cfg
         self.label = label
         self.start_percent = float(start_percent)
         self.end_percent = float(end_percent)
         self.store_device = store_device
+        self.family = family
+        self.layout = layout
         self.node_id = node_id
-        self.teacache_table = teacache_table  # "wan2.1 i2v": pick 480p / 720p per run
+        self.teacache_auto = teacache_auto
         self.results: Dict[str, Any] = {}
-        self.warned: set = set()
 
     def __deepcopy__(self, memo):
         return copy.copy(self)
@@ -74,21 +77,20 @@ class CacheSettings:
     def last_report(self) -> Optional[RunReport]:
         return self.results.get("report")
 
-    def warn_once(self, key: str, msg: str) -> None:
-        if key not in self.warned:
-            self.warned.add(key)
-            log.warning(msg)
-
     # ---------------------------------------------------------------- per run
-    def run_config(self, sigmas: List[float], model_sampling, latent_shape) -> Any:
-        start_sigma = float(model_sampling.percent_to_sigma(self.start_percent))
-        end_sigma = float(model_sampling.percent_to_sigma(self.end_percent))
-        sf, ef = window_fractions(sigmas, start_sigma, end_sigma)
-        cfg = self.cfg.with_(start=sf, end=ef)
-        if isinstance(cfg, TeaCacheConfig) and self.teacache_table == "wan2.1 i2v":
-            table = TT.resolve_i2v(latent_shape)
-            cfg = cfg.with_(coefficients=TT.COEFFICIENTS[table])
-        return cfg
+    def new_driver(self, sigmas: List[float], model_sampling, model_config, dm, latent_shape) -> StackDriver:
+        """A fresh driver for one sampling run: the window in sigma, this run's TeaCache table."""
+        cfg = self.cfg
+        if self.teacache_auto:
+            table = self.family.teacache(model_config, latent_shape)
+            if table is not None:
+                cfg = cfg.with_(coefficients=TT.COEFFICIENTS[table])
+        window = (float(model_sampling.percent_to_sigma(self.start_percent)),
+                  float(model_sampling.percent_to_sigma(self.end_percent)))
+        sigma_max = float(getattr(model_sampling, "sigma_max", sigmas[0] if sigmas else 1.0))
+        out_channels = getattr(dm, "out_channels", None) or getattr(dm, "out_dim", None)
+        return StackDriver(cfg, sigmas, sigma_max, window, layout=self.layout, dm=dm, out_channels=out_channels,
+                           store_device=self.store_device, label=self.label)
 
     def publish(self, driver: StackDriver, report: RunReport) -> None:
         self.results["report"] = report
@@ -100,17 +102,12 @@ class CacheSettings:
             "method": report.method, "settings": report.settings, "gate": report.gate_name,
             "threshold": report.threshold, "computed": report.computed, "num_steps": report.num_steps,
             "speedup": report.speedup, "cache_bytes": report.cache_bytes, "store_device": report.store_device,
-            "adapter": driver.layout.family.name if driver.layout is not None else "model-level",
-            "steps": [{"step": r.step, "computed": r.computed, "gate": _finite_or_none(r.gate), "phase": r.phase,
-                       "reason": r.reason, "t": _finite_or_none(r.t)} for r in report.steps],
+            "adapter": self.layout.family.name if self.layout is not None else "model-level",
+            "steps": [{"step": r.step, "computed": r.computed, "gate": finite_or_none(r.gate), "phase": r.phase,
+                       "reason": r.reason, "t": finite_or_none(r.t)} for r in report.steps],
         }
         LAST_REPORTS[self.report_key] = payload
         _send_to_frontend(payload)
-
-
-def _finite_or_none(v):
-    """JSON for the browser: NaN/Inf would make it drop the whole message."""
-    return v if v is None or math.isfinite(v) else None
 
 
 def _send_to_frontend(payload: dict) -> None:
@@ -129,7 +126,11 @@ def _send_to_frontend(payload: dict) -> None:
 # -------------------------------------------------------------------------------- applying
 
 def apply_cache(model, settings: CacheSettings):
-    """Clone ``model`` (a ModelPatcher) and attach the cache. The input model is never mutated."""
+    """Clone ``model`` (a ModelPatcher) and attach the cache. The input model is never mutated.
+
+    A model the pack cannot patch block by block (``settings.layout`` None) gets the whole-model
+    fallback, with one warning.
+    """
     import comfy.patcher_extension as pe
 
     m = model.clone()
@@ -143,9 +144,8 @@ def apply_cache(model, settings: CacheSettings):
     if "easycache" in to:
         log.warning(f"{settings.label}: the model also has EasyCache/LazyCache; two caches on one model "
                     f"compound their errors. Use one of them.")
-    dm = m.get_model_object("diffusion_model")
-    fam = find_family(dm)
-    if fam is None or layout_for(fam, dm) is None:
+    if settings.layout is None:
+        dm = m.get_model_object("diffusion_model")
         log.warning(f"{settings.label}: no block adapter for {type(dm).__name__}; falling back to caching the "
                     f"whole diffusion-model output (model-level, like EasyCache).")
     to[KEY] = settings
@@ -172,17 +172,10 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         if settings is not None:
             noise, sigmas = args[0], args[3]
             patcher = guider.model_patcher
-            ms = patcher.get_model_object("model_sampling")
-            dm = patcher.get_model_object("diffusion_model")
-            s_list = [float(s) for s in sigmas.flatten().tolist()]
-            cfg = settings.run_config(s_list, ms, tuple(noise.shape))
-            driver = StackDriver(cfg, s_list, float(getattr(ms, "sigma_max", s_list[0] if s_list else 1.0)),
-                                 settings.store_device, settings.label)
-            fam = find_family(dm)
-            driver.layout = layout_for(fam, dm) if fam is not None else None
-            driver.dm = dm
-            driver.out_channels = getattr(dm, "out_channels", None) or getattr(dm, "out_dim", None)
-            driver.disabled = False
+            driver = settings.new_driver([float(s) for s in sigmas.flatten().tolist()],
+                                         patcher.get_model_object("model_sampling"),
+                                         getattr(patcher.model, "model_config", None),
+                                         patcher.get_model_object("diffusion_model"), tuple(noise.shape))
             to[RUN_KEY] = driver
             if driver.layout is not None:
                 install_block_patches(to, driver)
@@ -281,10 +274,9 @@ def install_block_patches(to: dict, driver: StackDriver) -> None:
     """Patch every block of the stack in this run's options, wrapping patches already there."""
     pr = to.setdefault("patches_replace", {})
     dit = dict(pr.get("dit", {}))
-    layout: StackLayout = driver.layout
-    for n, key in enumerate(layout.keys):
-        role = ("first" if n == 0 else "") + ("last" if n == len(layout.keys) - 1 else "")
-        dit[key] = BlockPatch(driver, role or "middle", dit.get(key))
+    keys = driver.layout.keys
+    for n, key in enumerate(keys):
+        dit[key] = BlockPatch(driver, dit.get(key), first=n == 0, last=n == len(keys) - 1)
     pr["dit"] = dit
 
 
@@ -296,12 +288,14 @@ def _passthrough(args: dict) -> dict:
 
 
 class BlockPatch:
-    """One block of the stack. ``role``: 'first', 'middle', 'last' or 'firstlast' (a one-block stack)."""
+    """One block of the stack: the ``first`` decides, a middle block passes its input through on a skipped
+    call, the ``last`` records the residual or applies the prediction (a one-block stack is both)."""
 
-    def __init__(self, driver: StackDriver, role: str, inner: Optional[Callable]):
+    def __init__(self, driver: StackDriver, inner: Optional[Callable], first: bool = False, last: bool = False):
         self.driver = driver
-        self.role = role
         self.inner = inner
+        self.first = first
+        self.last = last
 
     def _run(self, args, extra):
         if self.inner is not None:
@@ -310,17 +304,17 @@ class BlockPatch:
 
     def __call__(self, args: dict, extra: dict) -> dict:
         d = self.driver
-        if "first" in self.role:
+        if self.first:
             self._enter(args)
         ctx: Optional[CallCtx] = d.ctx
         if ctx is not None and ctx.predicted is not None:
             out = _passthrough(args)
-            if "last" in self.role:
+            if self.last:
                 out["img"] = with_image_part(args["img"], d.layout.joint_tail, ctx.predicted)
                 d.ctx = None
             return out
         out = self._run(args, extra)
-        if "last" in self.role and ctx is not None:
+        if self.last and ctx is not None:
             y = image_part(out["img"], d.layout.joint_tail, ctx.img_len)
             d.leave(ctx.streams, ctx.inputs, split(y, len(ctx.streams)))
             d.ctx = None
@@ -329,7 +323,7 @@ class BlockPatch:
     def _enter(self, args: dict) -> None:
         d = self.driver
         img = args["img"]
-        to = args.get("transformer_options") or getattr(d, "last_to", None) or {}
+        to = args.get("transformer_options") or d.last_to or {}
         streams = stream_names(to, img.shape[0])
         inputs = split(img, len(streams))
         fam = d.layout.family

@@ -1,7 +1,9 @@
-"""TeaCache rescale polynomials (numpy poly1d order, highest power first) and model detection.
+"""TeaCache rescale polynomials (numpy poly1d order, highest power first) and which one fits a model.
 
-Numbers as published by the TeaCache authors (see shared ANCHORS.md). Detection looks at the host's
-model config only through plain attributes, so this module imports nothing from the host.
+The numbers are the ones the TeaCache authors publish in https://github.com/ali-vilab/TeaCache
+(``TeaCache4FLUX/teacache_flux.py`` and the Wan 2.1 scripts of ``TeaCache4Wan2.1/``). Each model family names its table chooser in :mod:`.families`
+(``Family.teacache``); the choosers read the host's model config only through plain attributes, so this
+module imports nothing from the host.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ AUTO = "auto"
 CUSTOM = "custom"
 CHOICES = [AUTO, *COEFFICIENTS, CUSTOM]
 
-# Below this many latent pixels per frame (x 8 x 8 = image pixels) a Wan i2v run uses the 480p table.
+# From this many image pixels per frame (latent pixels x 8 x 8) a Wan i2v run uses the 720p table.
 _720P_PIXELS = 0.75 * 1280 * 720
 
 
@@ -37,23 +39,20 @@ def parse_coefficients(text: str) -> Tuple[float, ...]:
     return vals
 
 
-def detect_table(model_config, diffusion_model_class: str) -> Optional[str]:
-    """Which table fits a model, from its config, without the latent size. Wan i2v returns 'wan2.1 i2v'
-    (resolved to 480p / 720p per run, see :func:`resolve_i2v`). None if unknown."""
+def flux_table(model_config, latent_shape: Optional[Sequence[int]] = None) -> str:
+    return "flux"
+
+
+def wan_table(model_config, latent_shape: Optional[Sequence[int]] = None) -> Optional[str]:
+    """Wan 2.1: t2v 1.3B / 14B by width; i2v (``model_type`` i2v or 36 input channels) 480p / 720p by the
+    latent's spatial size (480p while it is unknown). None for a Wan variant without a table."""
     uc = dict(getattr(model_config, "unet_config", {}) or {})
-    image_model = str(uc.get("image_model", ""))
-    if image_model.startswith("flux") or diffusion_model_class == "Flux":
-        return "flux"
-    if image_model == "wan2.1" or diffusion_model_class == "WanModel":
-        kind = str(uc.get("model_type", "t2v"))
-        if kind == "i2v" or uc.get("in_dim") == 36:
-            return "wan2.1 i2v"
-        if kind == "t2v":
-            return "wan2.1 t2v 14B" if int(uc.get("dim", 1536)) >= 4000 else "wan2.1 t2v 1.3B"
+    kind = str(uc.get("model_type", "t2v"))
+    if kind == "i2v" or uc.get("in_dim") == 36:
+        if latent_shape is None:
+            return "wan2.1 i2v 480p"
+        h, w = int(latent_shape[-2]), int(latent_shape[-1])
+        return "wan2.1 i2v 720p" if h * w * 64 >= _720P_PIXELS else "wan2.1 i2v 480p"
+    if kind == "t2v":
+        return "wan2.1 t2v 14B" if int(uc.get("dim", 1536)) >= 4000 else "wan2.1 t2v 1.3B"
     return None
-
-
-def resolve_i2v(latent_shape: Sequence[int]) -> str:
-    """480p or 720p table for a Wan i2v run from the latent's spatial size (8x VAE downscale)."""
-    h, w = int(latent_shape[-2]), int(latent_shape[-1])
-    return "wan2.1 i2v 720p" if h * w * 64 >= _720P_PIXELS else "wan2.1 i2v 480p"

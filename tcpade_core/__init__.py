@@ -1,10 +1,13 @@
-"""tcpade_core: the caching engine of the TC-Padé pack. Imports torch, numpy and safetensors only."""
+"""tcpade_core: the caching engine of the TC-Padé pack (configs, gates, predictors, history, engine,
+report, metrics, and the model classes the nodes load). Its runtime imports torch, numpy and safetensors
+only, never ComfyUI; the research kit (benchmark, ablation, training, samplers, data sets, classifiers)
+lives in :mod:`tcpade_core.research` and may import more (scikit-learn, matplotlib, tqdm)."""
 from .config import (ConfigError, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig,
                      TeaCacheConfig, TraCacheConfig, make_config)
-from .cache import CacheRun, make_method
+from .engine import CacheRun
 from .history import ResidualHistory
 from .report import RunReport, StepRecord
 
 __all__ = ["ConfigError", "NoCacheConfig", "ReuseConfig", "TaylorSeerConfig", "TCPadeConfig",
-           "TeaCacheConfig", "TraCacheConfig", "make_config", "CacheRun", "make_method",
+           "TeaCacheConfig", "TraCacheConfig", "make_config", "CacheRun",
            "ResidualHistory", "RunReport", "StepRecord"]

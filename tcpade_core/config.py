@@ -38,19 +38,8 @@ def _check_choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class _Common:
-    """Settings every method shares: the active window as fractions of the schedule.
-
-    Steps before ``start`` or at/after ``end`` (fractions of the step count, 0..1) always compute.
-    """
-
-    start: float = 0.0
-    end: float = 1.0
-
-    def _check_common(self) -> None:
-        _check_range("start", self.start, 0.0, 1.0)
-        _check_range("end", self.end, 0.0, 1.0)
-        if self.end < self.start:
-            raise ConfigError(f"end must be >= start (start={self.start}, end={self.end}); both in [0.0, 1.0]")
+    """What every method config shares: ``with_`` and a one-line ``describe``. Which steps may skip at
+    all (the start/end window) is the caller's decision, passed per step to the engine."""
 
     def with_(self, **changes):
         return replace(self, **changes)
@@ -59,7 +48,7 @@ class _Common:
         parts = []
         for f in fields(self):
             v = getattr(self, f.name)
-            if v != f.default and f.name not in ("coefficients",):
+            if v != f.default and f.name != "coefficients":
                 parts.append(f"{f.name}={v}")
         return f"{self.method}({', '.join(parts)})"
 
@@ -70,9 +59,6 @@ class NoCacheConfig(_Common):
 
     method = "none"
 
-    def __post_init__(self):
-        self._check_common()
-
 
 @dataclass(frozen=True)
 class ReuseConfig(_Common):
@@ -82,7 +68,6 @@ class ReuseConfig(_Common):
     interval: int = 2
 
     def __post_init__(self):
-        self._check_common()
         _check_range("interval", self.interval, 1, 100, integer=True)
 
 
@@ -105,7 +90,6 @@ class TaylorSeerConfig(_Common):
     target: str = "output"
 
     def __post_init__(self):
-        self._check_common()
         _check_range("interval", self.interval, 1, 100, integer=True)
         _check_range("order", self.order, 0, 4, integer=True)
         _check_range("first_enhance", self.first_enhance, 0, 100, integer=True)
@@ -130,7 +114,6 @@ class TeaCacheConfig(_Common):
     coefficients: Tuple[float, ...] = IDENTITY_COEFFICIENTS
 
     def __post_init__(self):
-        self._check_common()
         _check_range("threshold", self.threshold, 0.0, 10.0)
         coeffs = tuple(self.coefficients)
         if not 1 <= len(coeffs) <= 10 or not all(isinstance(c, (int, float)) and math.isfinite(c) for c in coeffs):
@@ -150,7 +133,6 @@ class TraCacheConfig(_Common):
     target: str = "output"
 
     def __post_init__(self):
-        self._check_common()
         _check_range("stride", self.stride, 1, 100, integer=True)
         _check_range("max_order", self.max_order, 1, 4, integer=True)
         _check_choice("target", self.target, ("output", "residual"))
@@ -166,7 +148,7 @@ DEFAULT_READING = dict(tsi_scale="reciprocal", numerator="recent", denominator="
 @dataclass(frozen=True)
 class TCPadeConfig(_Common):
     """TC-Padé (arXiv 2603.02943): TSI gate (Eq. 1) + step-phase Padé residual predictor (Eq. 5-9),
-    reconstruction x_t + R (Eq. 6).
+    reconstruction base + R (Eq. 6).
 
     theta: TSI threshold; a step inside an interval is skipped when the stability score >= theta.
     lam: lambda, the sensitivity of sigma_stab (Eq. 7). alpha1: weight of R_{t+1} in the early phase
@@ -195,7 +177,6 @@ class TCPadeConfig(_Common):
     pole_guard: float = 0.1
 
     def __post_init__(self):
-        self._check_common()
         _check_range("theta", self.theta, 0.0, 1000.0)
         _check_range("lam", self.lam, 0.0, 100.0, lo_open=True)
         _check_range("alpha1", self.alpha1, 0.0, 1.0)

@@ -1,28 +1,27 @@
-"""Predictors: pure math on histories, in float32, testable on synthetic curves.
+"""Predictors: *how* to stand in for the block stack on a skipped step.
 
-Each function takes values newest first and returns a tensor, never NaN or Inf.
+The first half is pure math on histories (values newest first), in float32, testable on synthetic
+curves; every function returns a finite tensor (NaN/Inf become 0). The second half are the predictor
+objects the engine drives (:mod:`tcpade_core.engine`), one per method reading:
+
+* ``capacity``: history entries per stream; ``stores``: ``"residual"`` (y - h) or ``"output"`` (y);
+* ``phase(index, num_steps)``: the step's phase for the report ("-" where a method has none);
+* ``ready(step, st)``: enough history to predict;
+* ``predict(step, st, h, rec) -> y_hat``: the stack output for input ``h`` (in ``h``'s dtype);
+* ``observe(step, st, h, y)`` on a computed step, ``observe_skip(step, st, h, y_hat)`` on a skipped one.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
 EPS = 1e-12
-RECIPROCAL_CAP = 100.0
 
 
 def _finite(x: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-# ---------------------------------------------------------------- reuse
-
-def reuse(values: Sequence[torch.Tensor]) -> torch.Tensor:
-    """FORA / TeaCache: the newest cached value, unchanged."""
-    return values[0]
 
 
 # ---------------------------------------------------------------- Taylor (TaylorSeer Eq. 10)
@@ -38,7 +37,7 @@ def taylor_eq10(values: Sequence[torch.Tensor], steps: Sequence[float], target_s
     order = min(order, len(values) - 1)
     out = values[0].clone()
     if order <= 0:
-        return out
+        return _finite(out)
     n = float(steps[0] - steps[1])
     k = float(target_step - steps[0])
     for i in range(1, order + 1):
@@ -68,7 +67,7 @@ def lagrange(values: Sequence[torch.Tensor], times: Sequence[float], t: float) -
     """The polynomial of degree len-1 through (times[k], values[k]), evaluated at t. Exact on
     polynomials of degree <= len(values) - 1. Repeated times fall back to the newest value."""
     if len(values) == 1 or len(set(times)) != len(times):
-        return values[0].clone()
+        return _finite(values[0].clone())
     out = torch.zeros_like(values[0])
     for v, w in zip(values, lagrange_weights(times, t)):
         out = out + w * v
@@ -89,47 +88,10 @@ def lagrange_dynamic(values: Sequence[torch.Tensor], times: Sequence[float], t: 
     for n in range(1, top + 1):
         phis.append(lagrange(values[: n + 1], times[: n + 1], t))
     if top <= 0:
-        return phis[0].clone(), 0
+        return _finite(phis[0].clone()), 0
     stds = [float((phis[n] - phis[n - 1]).float().std()) for n in range(1, top + 1)]
     best = 1 + min(range(len(stds)), key=lambda i: (stds[i], i))
     return phis[best], best
-
-
-# ---------------------------------------------------------------- TSI (TC-Padé Eq. 1)
-
-def tsi_literal(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor) -> float:
-    """Eq. 1 as printed: 1/2 ||u_{t+1} - u_{t+2}||, u_{t+1} = unit(R_{t+1} - R_{t+2}),
-    u_{t+2} = unit(R_{t+2} - R_{t+3}). 0 on a straight line, sqrt(2)/2 at a right angle, 1 at a
-    reversal. If either difference has zero norm the residual is not moving: TSI = 0 (steady)."""
-    d1 = (r1 - r2).flatten().float()
-    d2 = (r2 - r3).flatten().float()
-    n1, n2 = float(torch.linalg.vector_norm(d1)), float(torch.linalg.vector_norm(d2))
-    if n1 <= EPS or n2 <= EPS:
-        return 0.0
-    return min(1.0, 0.5 * float(torch.linalg.vector_norm(d1 / n1 - d2 / n2)))
-
-
-def stability_score(tsi: float, scale: str) -> float:
-    """Map Eq. 1's TSI to the score compared against theta (skip when score >= theta).
-
-    - ``literal``: TSI itself (in [0, 1]; as printed, larger means *less* steady).
-    - ``cosine``: 1 + cos(angle between u_{t+1} and u_{t+2}) = 2 - 2 TSI^2, in [0, 2]: 2 on a
-      straight line, 1 at a right angle, 0 at a reversal (the default, see README).
-    - ``sum_norm``: ||u_{t+1} + u_{t+2}|| = 2 sqrt(1 - TSI^2): 2, sqrt(2), 0.
-    - ``reciprocal``: 1 / (2 TSI) = 1 / ||u_{t+1} - u_{t+2}||, in [0.5, 100] (capped so reports stay
-      finite JSON): 100 on a straight line,
-      1/sqrt(2) at a right angle, 0.5 at a reversal. theta = 1.3 / 1.0 / 0.7 then skip while the
-      direction turns by less than 45 / 60 / 91 degrees (the default, see README).
-    """
-    if scale == "reciprocal":
-        return RECIPROCAL_CAP if tsi <= 0.5 / RECIPROCAL_CAP else 1.0 / (2.0 * tsi)
-    if scale == "literal":
-        return tsi
-    if scale == "cosine":
-        return 2.0 - 2.0 * tsi * tsi
-    if scale == "sum_norm":
-        return 2.0 * math.sqrt(max(0.0, 1.0 - tsi * tsi))
-    raise ValueError(f"unknown tsi_scale {scale!r}")
 
 
 # ---------------------------------------------------------------- Padé (TC-Padé Eq. 5-9)
@@ -149,12 +111,6 @@ def guard_pole(d: torch.Tensor, eps: float) -> torch.Tensor:
     """Keep a denominator at least ``eps`` away from zero, keeping its sign (0 counts as +)."""
     sign = torch.where(d < 0, -torch.ones_like(d), torch.ones_like(d))
     return torch.where(d.abs() < eps, sign * eps, d)
-
-
-@dataclass
-class PadeTerms:
-    sigma: float
-    phase: str
 
 
 def pade_residual(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor | None, *, lam: float,
@@ -192,3 +148,151 @@ def pade_residual(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor | None, *
             raise ValueError(f"unknown denominator {denominator!r}")
         out = num / guard_pole(1.0 + a1 * q, pole_guard)
     return _finite(out), s
+
+
+# ================================================================ predictor objects
+
+class Predictor:
+    """Base: nothing to predict (full compute)."""
+
+    capacity = 0
+    stores = "residual"
+
+    def phase(self, index: int, num_steps: int) -> str:
+        return "-"
+
+    def ready(self, step, st) -> bool:
+        return False
+
+    def predict(self, step, st, h: torch.Tensor, rec) -> torch.Tensor:
+        raise NotImplementedError
+
+    def observe(self, step, st, h: torch.Tensor, y: torch.Tensor) -> None:
+        st.history.push(step.index, step.t, y if self.stores == "output" else y - h)
+
+    def observe_skip(self, step, st, h: torch.Tensor, y_hat: torch.Tensor) -> None:
+        pass
+
+    def _output(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The stack output from a predicted value: the value itself, or input + predicted residual."""
+        return (v if self.stores == "output" else h.float() + v).to(h.dtype)
+
+
+class NoPredictor(Predictor):
+    def observe(self, step, st, h, y) -> None:
+        pass
+
+
+class ReusePredictor(Predictor):
+    """FORA / TeaCache: the newest computed residual, added to the current input."""
+
+    capacity = 1
+
+    def ready(self, step, st) -> bool:
+        return len(st.history) >= 1
+
+    def predict(self, step, st, h, rec):
+        (r1,) = st.history.latest(1, h.device)
+        return self._output(r1.value, h)
+
+
+class TaylorPredictor(Predictor):
+    """TaylorSeer: order-O extrapolation in the step index, Eq. 10 (``form="eq10"``) or the exact
+    polynomial through the newest O+1 values (``form="newton"``), of the stack output or residual."""
+
+    def __init__(self, order: int, form: str, target: str):
+        self.order, self.capacity, self.stores = order, order + 1, target
+        self._fn = taylor_eq10 if form == "eq10" else newton
+
+    def ready(self, step, st) -> bool:
+        return len(st.history) >= 1
+
+    def predict(self, step, st, h, rec):
+        es = st.history.latest(self.capacity, h.device)
+        vals, steps = [e.value for e in es], [e.step for e in es]
+        v = self._fn(vals, steps, step.index, self.order)
+        rec.order = min(self.order, len(vals) - 1)
+        return self._output(v, h)
+
+
+class LagrangePredictor(Predictor):
+    """TraCache: Lagrange interpolation in normalised time through the newest n+1 values, n chosen per
+    step by dynamic order selection (:func:`lagrange_dynamic`)."""
+
+    def __init__(self, max_order: int, target: str):
+        self.max_order, self.capacity, self.stores = max_order, max_order + 1, target
+
+    def ready(self, step, st) -> bool:
+        return len(st.history) >= 1
+
+    def predict(self, step, st, h, rec):
+        es = st.history.latest(self.capacity, h.device)
+        v, rec.order = lagrange_dynamic([e.value for e in es], [e.t for e in es], step.t, self.max_order)
+        return self._output(v, h)
+
+
+def phase_of(index: int, num_steps: int, early: float, late: float) -> str:
+    """Eq. 9's phases with t = T - index counting down: early t > early*T, late t < late*T."""
+    t = num_steps - index
+    if t > early * num_steps:
+        return "early"
+    if t < late * num_steps:
+        return "late"
+    return "mid"
+
+
+class PadePredictor(Predictor):
+    """TC-Padé's step-phase residual predictor (Eq. 5-9) and reconstruction (Eq. 6).
+
+    Early phase: alpha1 R1 + (1 - alpha1) R2. Mid: the Padé residual (:func:`pade_residual`). Late:
+    Padé + beta (R1 - R2). The stack output is ``base + R`` with ``base`` the current input or, as Eq. 6
+    prints it, the previous step's input. ``cfg`` is a :class:`tcpade_core.config.TCPadeConfig`.
+    """
+
+    capacity = 3
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def phase(self, index, num_steps):
+        return phase_of(index, num_steps, self.cfg.early_boundary, self.cfg.late_boundary)
+
+    def ready(self, step, st) -> bool:
+        need = 3 if self.cfg.numerator == "literal" and step.phase != "early" else 2
+        if self.cfg.reconstruct == "previous_input" and "prev_input" not in st.pred_state:
+            return False
+        return len(st.history) >= need
+
+    def predict(self, step, st, h, rec):
+        c = self.cfg
+        es = st.history.latest(3, h.device)
+        r1, r2 = es[0].value, es[1].value
+        r3 = es[2].value if len(es) > 2 else None
+        if step.phase == "early":
+            r = c.alpha1 * r1 + (1.0 - c.alpha1) * r2
+        else:
+            ratio = 1.0
+            if c.spacing == "steps" and es[0].step != es[1].step:
+                ratio = (step.index - es[0].step) / (es[0].step - es[1].step)
+            r, rec.sigma_stab = pade_residual(r1, r2, r3, lam=c.lam, numerator=c.numerator,
+                                              denominator=c.denominator, ratio=ratio, pole_guard=c.pole_guard)
+            if step.phase == "late":
+                r = r + c.beta * (r1 - r2)
+        base = h if c.reconstruct == "current_input" else st.pred_state["prev_input"].to(h.device)
+        out = base.float() + r
+        if c.history == "all":
+            st.pred_state["last_pred_residual"] = r
+        return _finite(out).to(h.dtype)
+
+    def observe(self, step, st, h, y):
+        st.history.push(step.index, step.t, y - h)
+        self._keep_input(st, h)
+
+    def observe_skip(self, step, st, h, y_hat):
+        if self.cfg.history == "all":
+            st.history.push(step.index, step.t, st.pred_state["last_pred_residual"], computed=False)
+        self._keep_input(st, h)
+
+    def _keep_input(self, st, h):
+        if self.cfg.reconstruct == "previous_input":
+            st.pred_state["prev_input"] = h.detach().clone()

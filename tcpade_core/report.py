@@ -1,7 +1,8 @@
 """What a run did, step by step: computed or predicted, why, the gate's value, the phase, the error."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 
@@ -56,8 +57,7 @@ class RunReport:
         return (f"{label or self.method}: computed {self.computed}/{self.num_steps} steps ({self.speedup:.2f}x), "
                 f"{where}, cache {mb:.1f} MB [{self.strip()}]")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.update(computed=self.computed, num_steps=self.num_steps, speedup=self.speedup,
-                 skipped_steps=self.skipped_steps)
-        return d
+
+def finite_or_none(v: Optional[float]) -> Optional[float]:
+    """A number for JSON: NaN and +-Inf become None (the browser's JSON.parse rejects them)."""
+    return None if v is None or not math.isfinite(v) else float(v)

@@ -14,8 +14,9 @@ is symlinked as ``custom_nodes/ComfyUI-TCPade``; it is killed at the end. Checks
 * the TC-Padé preset buttons (clicked with the mouse) set the preset and θ widgets;
 * without the extension file (blocked), a workflow still loads and runs.
 
-Screenshots go to ``test_artifacts/`` (gitignored); ``docs/screenshot.png`` is written from the tiny
-run when it is missing or ``TCPADE_UPDATE_SCREENSHOT=1``. Skips with one line when there is no
+Screenshots go to a temporary directory (``$TCPADE_ARTIFACTS``, default ``<tmp>/tcpade_test_artifacts``);
+the repository is never written, except ``docs/screenshot.png`` from the tiny run when
+``TCPADE_UPDATE_SCREENSHOT=1`` asks for it explicitly. Skips with one line when there is no
 ComfyUI checkout, no Chromium (``apt-get install -y chromium``), no Playwright or no bench weights.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -39,7 +41,7 @@ import host_util as H
 
 CHROMIUM = Path(os.environ.get("TCPADE_CHROMIUM", "/usr/bin/chromium"))
 PACK = Path(os.environ.get("TCPADE_PACK_UNDER_TEST") or H.PACK_ROOT).resolve()  # e.g. an installed copy
-ARTIFACTS = H.PACK_ROOT / "test_artifacts"
+ARTIFACTS = Path(os.environ.get("TCPADE_ARTIFACTS") or Path(tempfile.gettempdir()) / "tcpade_test_artifacts")
 SCREENSHOT = H.PACK_ROOT / "docs" / "screenshot.png"
 BENCH_FILES = ("model_a_digits.safetensors", "model_b_shapes.safetensors")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -126,7 +128,7 @@ def server(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=15)
         log.close()
-        ARTIFACTS.mkdir(exist_ok=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(log_path, ARTIFACTS / "browser_server.log")
 
 
@@ -279,7 +281,7 @@ def test_workflow_loads_clean(ui, name):
     assert r["problems"] == [], "\n".join(r["problems"])
     assert (r["nodes"], r["links"]) == (r["jsonNodes"], r["jsonLinks"])
     assert r["toasts"] == [] and r["dialogs"] == [], (r["toasts"], r["dialogs"])
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ui.page.screenshot(path=str(ARTIFACTS / f"workflow_{name}.png"))
     assert not ui.ours(), ui.ours()
 
@@ -323,12 +325,12 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
         assert float(d["speedup"]) == pytest.approx(ref_s / test_s, abs=0.011)
         assert f"{d['speedup']}x" in p["lines"][1]
     assert seconds < RUN_TIMEOUT_S
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ui.page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 0.75])   # the TC-Padé branch, cache node to Compare
     ui.page.wait_for_timeout(500)
     shot = ARTIFACTS / "tiny_digits_after_run.png"
     ui.page.screenshot(path=str(shot))
-    if not SCREENSHOT.exists() or os.environ.get("TCPADE_UPDATE_SCREENSHOT") == "1":
+    if os.environ.get("TCPADE_UPDATE_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copy(shot, SCREENSHOT)
     ui.page.evaluate(FOCUS_NODE, ["TCPade_TeaCache", 0.75])

@@ -56,8 +56,8 @@ def test_v3_entrypoint_only_and_web_directory(pack):
     assert callable(pack.comfy_entrypoint)
     assert pack.WEB_DIRECTORY == "./web"
     webdirs = H.host().nodes.EXTENSION_WEB_DIRS
-    if (H.PACK_ROOT / "web").is_dir():
-        assert webdirs[H.PACK_FOLDER] == os.path.abspath(H.host().path / "custom_nodes" / H.PACK_FOLDER / "web")
+    assert (H.PACK_ROOT / "web" / "tcpade.js").is_file()
+    assert webdirs[H.PACK_FOLDER] == os.path.abspath(H.host().path / "custom_nodes" / H.PACK_FOLDER / "web")
 
 
 def test_every_widget_has_a_tooltip_with_its_range(mappings):
@@ -144,9 +144,13 @@ def test_teacache_coefficients_auto_detect(pack, mappings, flux):
     assert s.cfg.coefficients == tables.COEFFICIENTS["wan2.1 i2v 720p"]
     s = node.execute(flux, **params(node, coefficients="custom", custom_coefficients="2, 0.5")).args[0]
     assert s.model_options["transformer_options"]["tcpade"].cfg.coefficients == (2.0, 0.5)
-    assert tables.detect_table(type("C", (), {"unet_config": {"image_model": "wan2.1", "model_type": "t2v", "dim": 5120}})(), "WanModel") == "wan2.1 t2v 14B"
-    assert tables.resolve_i2v((1, 16, 21, 90, 160)) == "wan2.1 i2v 720p"
-    assert tables.resolve_i2v((1, 16, 21, 60, 104)) == "wan2.1 i2v 480p"
+    conf = lambda **uc: type("C", (), {"unet_config": {"image_model": "wan2.1", **uc}})()
+    assert tables.wan_table(conf(model_type="t2v", dim=5120)) == "wan2.1 t2v 14B"
+    assert tables.wan_table(conf(model_type="t2v", dim=1536)) == "wan2.1 t2v 1.3B"
+    assert tables.wan_table(conf(model_type="i2v"), (1, 16, 21, 90, 160)) == "wan2.1 i2v 720p"
+    assert tables.wan_table(conf(model_type="i2v"), (1, 16, 21, 60, 104)) == "wan2.1 i2v 480p"
+    assert tables.wan_table(conf(model_type="t2v", in_dim=36), None) == "wan2.1 i2v 480p"
+    assert tables.wan_table(conf(model_type="vace")) is None
 
 
 def test_pack_imports_without_comfyui(tmp_path):

@@ -6,7 +6,7 @@ import torch
 
 from tcpade_core.models import DiT, FluxLike, load_dit_state_dict
 from tcpade_core.models.zoo import MODEL_FILES, WEIGHTS_DIR, load_model
-from tcpade_core.sampling import sample
+from tcpade_core.research.sampling import sample
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -324,12 +324,25 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
     caches = [str(n["id"]) for n in wf["nodes"] if n["type"] in
               ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")]
     assert sorted(patcher.LAST_REPORTS) == sorted(caches)
+    strip = lambda rep: "".join("#" if s["computed"] else "." for s in rep["steps"])
     for nid in caches:
         rep = patcher.LAST_REPORTS[nid]
-        assert rep["num_steps"] == 20 and 1 <= rep["computed"] <= 20 and len(rep["steps"]) == 20
-        assert rep["speedup"] == pytest.approx(20 / rep["computed"])
-    ts = patcher.LAST_REPORTS[kinds["TCPade_TaylorSeer"]]
-    assert ts["computed"] == 2 + math.ceil(18 / 3)          # first_enhance 2, then every 3rd step
+        assert rep["num_steps"] == 20 and [s["step"] for s in rep["steps"]] == list(range(20))
+    # the fixed schedules, exactly: TaylorSeer first_enhance 2 then every 3rd step; TraCache every 2nd
+    assert strip(patcher.LAST_REPORTS[kinds["TCPade_TaylorSeer"]]) == "###..#..#..#..#..#.."
+    assert strip(patcher.LAST_REPORTS[kinds["TCPade_TraCache"]]) == "#." * 10
+    # the data-driven gates: every decision agrees with the value the report shows against the threshold
+    tc = patcher.LAST_REPORTS[kinds["TCPade_TCPadeCache"]]
+    assert tc["threshold"] == 1.0 and tc["computed"] < 20
+    for s in tc["steps"]:
+        if s["reason"] in ("tsi>=theta", "tsi<theta"):
+            assert (s["gate"] >= 1.0) == (not s["computed"]) == (s["reason"] == "tsi>=theta"), s
+        else:
+            assert s["computed"] and (s["reason"] in ("interval", "warmup") or s["reason"].startswith("forced")), s
+    tea = patcher.LAST_REPORTS[kinds["TCPade_TeaCache"]]
+    assert tea["threshold"] == 0.3 and tea["steps"][0]["computed"] and tea["steps"][-1]["computed"]
+    for s in tea["steps"][1:-1]:
+        assert (s["gate"] < 0.3) == (not s["computed"]) == (s["reason"] == "acc<delta"), s
     compares = [str(n["id"]) for n in wf["nodes"] if n["type"] == "TCPade_Compare"]
     for cid in compares:
         res = ex.history_result["outputs"][cid]["tcpade_compare"][0]

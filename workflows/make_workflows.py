@@ -309,6 +309,16 @@ def cache_branch(wf: Workflow, kind: str, model_src: Tuple[Node, str], x: float,
 
 # ------------------------------------------------------------------------------------ image workflows
 
+def vae_decoder(wf: Workflow, vae: Node):
+    """decode(sampler, x, y) for :func:`four_branches`: a VAEDecode of the sampler's latent with ``vae``."""
+    def decode(ks, x, y):
+        d = wf.add("VAEDecode", (x, y))
+        wf.link(ks, "LATENT", d, "samples")
+        wf.link(vae, "VAE", d, "vae")
+        return d, "IMAGE"
+    return decode
+
+
 def four_branches(wf: Workflow, *, model: Node, model_out: str, positive: Tuple[Node, str],
                   negative: Tuple[Node, str], latent: Node, decode, save, sampler: dict, branches: List[tuple],
                   x0: float = 480.0, y0: float = 0.0, row: float = 560.0, compare_amplify: float = 4.0):
@@ -364,11 +374,7 @@ def flux_dev() -> Workflow:
     wf.link(text, "CONDITIONING", zero, "conditioning")
     latent = wf.add("EmptySD3LatentImage", (0, 940), width=1024, height=1024, batch_size=1)
 
-    def decode(ks, x, y):
-        d = wf.add("VAEDecode", (x, y))
-        wf.link(ks, "LATENT", d, "samples")
-        wf.link(vae, "VAE", d, "vae")
-        return d, "IMAGE"
+    decode = vae_decoder(wf, vae)
 
     def save(img, x, y, kind):
         s = wf.add("SaveImage", (x, y), filename_prefix=f"tcpade/flux_{kind}")
@@ -398,11 +404,7 @@ def dit_xl2() -> Workflow:
     label = wf.add("TCPade_ClassLabel", (0, 260), label_set="ImageNet (DiT-XL/2)", class_index=207, class_name="")
     latent = wf.add("EmptyLatentImage", (0, 440), width=256, height=256, batch_size=4)
 
-    def decode(ks, x, y):
-        d = wf.add("VAEDecode", (x, y))
-        wf.link(ks, "LATENT", d, "samples")
-        wf.link(vae, "VAE", d, "vae")
-        return d, "IMAGE"
+    decode = vae_decoder(wf, vae)
 
     def save(img, x, y, kind):
         s = wf.add("SaveImage", (x, y), filename_prefix=f"tcpade/dit_{kind}")
@@ -445,11 +447,7 @@ def wan21_1_3b() -> Workflow:
     wf.link(clip, "CLIP", neg, "clip")
     latent = wf.add("EmptyHunyuanLatentVideo", (0, 1100), width=832, height=480, length=33, batch_size=1)
 
-    def decode(ks, x, y):
-        d = wf.add("VAEDecode", (x, y))
-        wf.link(ks, "LATENT", d, "samples")
-        wf.link(vae, "VAE", d, "vae")
-        return d, "IMAGE"
+    decode = vae_decoder(wf, vae)
 
     def save(img, x, y, kind):
         s = wf.add("SaveAnimatedWEBP", (x, y), filename_prefix=f"tcpade/wan21_{kind}", fps=16.0, lossless=False,

@@ -30,6 +30,9 @@ __all__ = [
     "DiT",
     "DiT_XL_2",
     "load_dit_state_dict",
+    "read_checkpoint",
+    "num_heads_from_metadata",
+    "check_state_dict",
     "infer_dit_config",
     "timestep_embedding",
     "sincos_pos_embed_2d",
@@ -298,12 +301,16 @@ def DiT_XL_2(input_size: int = 32, **kwargs) -> DiT:
 _HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1152: 16}
 
 
-def _read_state_dict(path_or_dict: Any) -> tuple[dict, dict]:
-    """Return (state_dict, metadata) from a dict, a .pt/.pth file or a .safetensors file."""
+def read_checkpoint(path_or_dict: Any) -> tuple[dict, dict]:
+    """The one DiT checkpoint reader: (state dict, metadata) from a dict, a ``.safetensors``/``.sft`` file
+    (its metadata too) or a ``.pt``/``.pth``/``.ckpt`` file (``torch.load(weights_only=True)``; a
+    training checkpoint ``{"model", "ema", "opt", "args"}`` with an ``argparse.Namespace`` is accepted).
+    ``ema`` / ``model`` / ``state_dict`` / ``module`` wrappers are unwrapped (EMA first, as DiT's own
+    sampling script uses it) and a ``module.`` / ``_orig_mod.`` prefix on every key is stripped."""
     meta: dict = {}
     if isinstance(path_or_dict, (str, os.PathLike)):
         path = os.fspath(path_or_dict)
-        if path.endswith(".safetensors"):
+        if path.lower().endswith((".safetensors", ".sft")):
             from safetensors import safe_open
             from safetensors.torch import load_file
 
@@ -311,22 +318,47 @@ def _read_state_dict(path_or_dict: Any) -> tuple[dict, dict]:
                 meta = dict(f.metadata() or {})
             sd = load_file(path)
         else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            import argparse
+            import pickle
+            try:
+                sd = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:
+                with torch.serialization.safe_globals([argparse.Namespace]):
+                    sd = torch.load(path, map_location="cpu", weights_only=True)
     elif isinstance(path_or_dict, dict):
         sd = path_or_dict
     else:
         raise TypeError(f"expected a path or a state dict, got {type(path_or_dict).__name__}")
-    for wrapper in ("ema", "model", "state_dict"):
-        if isinstance(sd, dict) and wrapper in sd and isinstance(sd[wrapper], dict):
+    for wrapper in ("ema", "model", "state_dict", "module"):
+        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]
             break
     if not isinstance(sd, dict):
         raise ValueError("checkpoint does not contain a state dict")
-    # strip a DataParallel / torch.compile prefix if every key has it
     for prefix in ("module.", "_orig_mod."):
         if sd and all(k.startswith(prefix) for k in sd):
             sd = {k[len(prefix):]: v for k, v in sd.items()}
     return sd, meta
+
+
+def num_heads_from_metadata(meta: dict) -> Optional[int]:
+    """``num_heads`` from a ``config`` JSON in safetensors metadata (heads cannot be read from weights)."""
+    try:
+        return int(json.loads(meta["config"])["num_heads"])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def check_state_dict(expected: dict, sd: dict, what: str) -> None:
+    """Raise ``ValueError`` naming every missing, unexpected or wrongly-shaped key of ``sd``."""
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    bad_shape = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
+                       for k in set(expected) & set(sd) if tuple(sd[k].shape) != tuple(expected[k].shape))
+    parts = [f"{name}: {keys}" for name, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                                  ("shape mismatch", bad_shape)) if keys]
+    if parts:
+        raise ValueError(f"{what}: " + "; ".join(parts))
 
 
 def infer_dit_config(sd: dict, num_heads: Optional[int] = None) -> dict:
@@ -375,12 +407,9 @@ def load_dit_state_dict(path_or_dict: Any, num_heads: Optional[int] = None, dtyp
     wrongly-shaped key. If the tensors live on the ``meta`` device the model is built on ``meta``
     too (useful for checking a key mapping without allocating memory).
     """
-    sd, meta = _read_state_dict(path_or_dict)
-    if num_heads is None and "config" in meta:
-        try:
-            num_heads = int(json.loads(meta["config"]).get("num_heads"))
-        except (ValueError, TypeError, AttributeError):
-            num_heads = None
+    sd, meta = read_checkpoint(path_or_dict)
+    if num_heads is None:
+        num_heads = num_heads_from_metadata(meta)
     cfg = infer_dit_config(sd, num_heads=num_heads)
     on_meta = any(getattr(v, "is_meta", False) for v in sd.values())
     if on_meta:
@@ -388,23 +417,7 @@ def load_dit_state_dict(path_or_dict: Any, num_heads: Optional[int] = None, dtyp
             model = DiT(**cfg)
     else:
         model = DiT(**cfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    bad_shape = sorted(
-        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(sd)
-        if tuple(sd[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or bad_shape:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {missing}")
-        if unexpected:
-            parts.append(f"unexpected keys: {unexpected}")
-        if bad_shape:
-            parts.append(f"shape mismatch: {bad_shape}")
-        raise ValueError(f"DiT state dict does not match the inferred config {cfg}: " + "; ".join(parts))
+    check_state_dict(model.state_dict(), sd, f"DiT state dict does not match the inferred config {cfg}")
     if on_meta:
         model.load_state_dict(sd, strict=True, assign=True)
     else:

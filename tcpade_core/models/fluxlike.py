@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dit import modulate, timestep_embedding
+from .dit import FinalLayer, modulate, timestep_embedding
 
 __all__ = ["FluxLike"]
 
@@ -154,18 +154,6 @@ class SingleStreamBlock(nn.Module):
         return x + gate * self.linear2(torch.cat([a, F.gelu(mlp, approximate="tanh")], dim=-1))
 
 
-class LastLayer(nn.Module):
-    def __init__(self, dim: int, patch_size: int, out_channels: int):
-        super().__init__()
-        self.norm_final = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.linear = nn.Linear(dim, patch_size * patch_size * out_channels, bias=True)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim, bias=True))
-
-    def forward(self, x, c):
-        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
-        return self.linear(modulate(self.norm_final(x), shift, scale))
-
-
 class FluxLike(nn.Module):
     kind = "flow"
 
@@ -222,7 +210,7 @@ class FluxLike(nn.Module):
         self.txt_in = nn.Linear(hidden_size, hidden_size, bias=True)
         self.double_blocks = nn.ModuleList([DoubleStreamBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth_double)])
         self.single_blocks = nn.ModuleList([SingleStreamBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth_single)])
-        self.final_layer = LastLayer(hidden_size, patch_size, self.out_channels)
+        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
 
         # RoPE table for [txt (pos 0,0), img (row, col)]; half the head channels per axis
         g = self.grid_size

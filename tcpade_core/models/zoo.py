@@ -12,10 +12,17 @@ import torch.nn as nn
 from .dit import DiT
 from .fluxlike import FluxLike
 
-__all__ = ["WEIGHTS_DIR", "MODEL_FILES", "canonical_name", "build_model", "save_model", "load_model", "read_metadata"]
+__all__ = ["WEIGHTS_DIR", "MODEL_FILES", "CLASS_NAMES", "canonical_name", "build_model", "save_model", "load_model",
+           "read_metadata"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MODEL_FILES = {"a": "model_a_digits.safetensors", "b": "model_b_shapes.safetensors"}
+# class names of the shipped models' label sets (index = class; the null class is len(names))
+DIGITS_CLASSES = [str(i) for i in range(10)]
+SHAPE_NAMES = ["circle", "square", "triangle", "ring", "cross"]
+SCHEME_NAMES = ["warm-on-dark", "cool-on-light"]
+SHAPES_CLASSES = [f"{SHAPE_NAMES[k % 5]} ({SCHEME_NAMES[k // 5]})" for k in range(10)]  # k -> (shape k % 5, scheme k // 5)
+CLASS_NAMES = {"a": DIGITS_CLASSES, "b": SHAPES_CLASSES}
 _ALIASES = {"a": "a", "digits": "a", "model_a": "a", "b": "b", "shapes": "b", "model_b": "b"}
 
 
@@ -65,7 +72,7 @@ def load_model(name: str, path: Optional[os.PathLike | str] = None) -> nn.Module
     key = canonical_name(name)
     path = Path(path) if path is not None else WEIGHTS_DIR / MODEL_FILES[key]
     if not path.exists():
-        raise FileNotFoundError(f"weights for model {key!r} not found at {path}; train with `python -m tcpade_core.train --model {key}`")
+        raise FileNotFoundError(f"weights for model {key!r} not found at {path}; train with `python -m tcpade_core.research.train --model {key}`")
     meta = read_metadata(path)
     model = build_model(json.loads(meta["config"]))
     sd = load_file(os.fspath(path))

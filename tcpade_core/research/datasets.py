@@ -1,4 +1,4 @@
-"""Datasets for the two benchmark models.
+"""Datasets for the benchmark models (research kit: digits need scikit-learn).
 
 * ``digits``: scikit-learn's 8x8 handwritten digits (values 0..16), bilinearly upsampled to 16x16,
   scaled to [-1, 1], one channel, 10 classes.
@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.zoo import DIGITS_CLASSES, SCHEME_NAMES, SHAPE_NAMES, SHAPES_CLASSES  # noqa: F401 (re-exported)
+
 __all__ = [
     "DIGITS_CLASSES",
     "SHAPES_CLASSES",
@@ -26,11 +28,6 @@ __all__ = [
     "make_shapes_dataset",
 ]
 
-DIGITS_CLASSES = [str(i) for i in range(10)]
-SHAPE_NAMES = ["circle", "square", "triangle", "ring", "cross"]
-SCHEME_NAMES = ["warm-on-dark", "cool-on-light"]
-# class k -> (shape k % 5, scheme k // 5)
-SHAPES_CLASSES = [f"{SHAPE_NAMES[k % 5]} ({SCHEME_NAMES[k // 5]})" for k in range(10)]
 
 
 # ----------------------------------------------------------------------------- digits

@@ -1,8 +1,9 @@
 """The main job: every cache method on the shipped benchmark models, side by side in one process.
 
-    python -m tcpade_core.bench            # full: models A and B, 10 / 20 / 30 steps, sweeps
-    python -m tcpade_core.bench --quick    # under 2 minutes: 20 steps, small sweep
-    python -m tcpade_core.bench --ablation # the TC-Padé reading ablation behind README "Notes on the equations"
+    python -m tcpade_core.research.bench            # full: models A and B, 10 / 20 / 30 steps, sweeps
+    python -m tcpade_core.research.bench --quick    # about a minute: 20 steps, small sweep
+
+(The TC-Padé reading ablation behind README "Notes on the equations" is ``python -m tcpade_core.research.ablation``.)
 
 Prints tables (steps computed, NFE speedup, wall-clock speedup measured in this run, PSNR/SSIM against
 full compute on the same seeds, class agreement), writes a PNG grid of samples and a
@@ -15,21 +16,18 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-from . import metrics
-from .cache import CacheRun
-from .config import (IDENTITY_COEFFICIENTS, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TeaCacheConfig,
-                     TraCacheConfig, _Common)
-
-MODEL_TITLES = {"a": "A: DiT digits 16x16 (DDIM, eps)", "b": "B: FLUX-like shapes 32x32 (flow, Euler)"}
-CFG_SCALE = {"a": 2.0, "b": 2.0}
-EVAL_SEED, CALIB_SEED = 1234, 777
+from .. import metrics
+from ..config import (IDENTITY_COEFFICIENTS, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TeaCacheConfig,
+                      TraCacheConfig, _Common)
+from ..engine import CacheRun
+from .common import CALIB_SEED, CFG_SCALE, MODEL_TITLES, labels as _labels, sample_timed as _sample
 
 
 @dataclass
@@ -47,7 +45,6 @@ class Row:
     seconds: float
     strip: str = ""
     cache_mb: float = 0.0
-    extra: Dict[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ sweeps
@@ -59,7 +56,7 @@ def tcpade_presets() -> List[tuple]:
             ("TC-Padé literal θ0.7", TCPadeConfig(theta=0.7, mode="paper_literal"))]
 
 
-def baseline_sweep(steps: int, quick: bool) -> List[tuple]:
+def baseline_sweep(quick: bool) -> List[tuple]:
     out = []
     for n in ((2, 3) if quick else (2, 3, 4)):
         out.append((f"Reuse N={n}", ReuseConfig(interval=n)))
@@ -80,14 +77,6 @@ FAMILY = {"none": "full", "reuse": "Reuse", "taylorseer": "TaylorSeer", "teacach
 
 
 # ------------------------------------------------------------------------------------------ runs
-
-def _sample(model, name, labels, steps, cache, seed=EVAL_SEED):
-    from .sampling import sample
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        img = sample(model, labels, seed=seed, steps=steps, cfg_scale=CFG_SCALE[name], cache=cache)
-    return img, time.perf_counter() - t0
-
 
 def calibrate_teacache(model, name, labels, steps, degree=4) -> tuple:
     """TeaCache-style calibration on CALIB_SEED (never the evaluation seed): fit a polynomial from the
@@ -134,13 +123,9 @@ def run_one(model, name, labels, steps, cfg: _Common, ref, ref_seconds, classify
     return row, img, rep
 
 
-def _labels(n):
-    return torch.arange(n) % 10
-
-
-def bench_model(name, steps_list, quick, out_dir, progress, n_samples, timing_repeats=2):
-    from .models.zoo import load_model
-    from .sampling import classify, fit_classifier
+def bench_model(name, steps_list, quick, progress, n_samples):
+    from ..models.zoo import load_model
+    from .classifiers import classify, fit_classifier
     model = load_model(name)
     fit_classifier(name)
     labels = _labels(n_samples)
@@ -150,7 +135,7 @@ def bench_model(name, steps_list, quick, out_dir, progress, n_samples, timing_re
         ref, t_ref = _sample(model, name, labels, steps, None)
         coeffs = calibrate_teacache(model, name, labels, steps)
         progress(f"{name}/{steps}: full")
-        methods = tcpade_presets() + baseline_sweep(steps, quick)
+        methods = tcpade_presets() + baseline_sweep(quick)
         ref_times = [t_ref]
         results = []
         for label, cfg in methods:
@@ -281,7 +266,7 @@ def write_pareto(rows: List[Row], path: Path, title: str) -> None:
 def overhead(model_name: str, n_samples: int, steps: int = 20, repeats: int = 3) -> str:
     """Cache machinery cost on computed steps: TC-Padé with a θ that never skips (every step runs the
     gate and stores the residual) against full compute, and a skipped step against a full step."""
-    from .models.zoo import load_model
+    from ..models.zoo import load_model
     model = load_model(model_name)
     labels = _labels(n_samples)
     t_none, t_tc = [], []
@@ -294,27 +279,23 @@ def overhead(model_name: str, n_samples: int, steps: int = 20, repeats: int = 3)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m tcpade_core.bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tcpade_core.research.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="20 steps only, small sweep, fewer samples (< 2 min)")
+    ap.add_argument("--quick", action="store_true", help="20 steps only, small sweep, fewer samples (about a minute)")
     ap.add_argument("--models", default="a,b")
     ap.add_argument("--steps", default=None, help="comma list (default 10,20,30; quick: 20)")
     ap.add_argument("--samples", type=int, default=None, help="samples per model (default 16; quick 10)")
     ap.add_argument("--out", default="bench_out")
-    ap.add_argument("--ablation", action="store_true", help="run the TC-Padé reading ablation instead")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.ablation:
-        from .ablation import main as ablation_main
-        return ablation_main(args, out)
     steps_list = [int(s) for s in (args.steps or ("20" if args.quick else "10,20,30")).split(",")]
     n = args.samples or (10 if args.quick else 16)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     from tqdm import tqdm
-    total = sum(1 + len(tcpade_presets()) + len(baseline_sweep(s, args.quick)) for s in steps_list) * len(models)
+    total = sum(1 + len(tcpade_presets()) + len(baseline_sweep(args.quick)) for s in steps_list) * len(models)
     bar = tqdm(total=total, desc="bench", unit="run", dynamic_ncols=True)
 
     def progress(msg):
@@ -324,7 +305,7 @@ def main(argv=None):
     all_rows = []
     t0 = time.time()
     for m in models:
-        rows, grids, _ = bench_model(m, steps_list, args.quick, out, progress, n)
+        rows, grids, _ = bench_model(m, steps_list, args.quick, progress, n)
         all_rows += rows
         if grids:
             write_grid(grids, out / f"samples_{m}.png", f"Model {MODEL_TITLES[m]}, 20 steps")

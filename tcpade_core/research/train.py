@@ -1,7 +1,7 @@
 """Train the TC-Padé benchmark models (CPU).
 
-    python -m tcpade_core.train --model a      # DiT on 16x16 sklearn digits (DDPM eps), ~12 min
-    python -m tcpade_core.train --model b      # FLUX-like rectified flow on 32x32 shapes, ~27 min
+    python -m tcpade_core.research.train --model a      # DiT on 16x16 sklearn digits (DDPM eps), ~12 min
+    python -m tcpade_core.research.train --model b      # FLUX-like rectified flow on 32x32 shapes, ~27 min
 
 Everything is seeded (init, data order, noise, timesteps, class dropout) and the number of
 iterations is fixed per model, so a rerun reproduces the shipped weights. The shipped files were
@@ -34,10 +34,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .models.datasets import load_digits_16, shapes_batch
-from .models.dit import DiT
-from .models.fluxlike import FluxLike
-from .models.zoo import MODEL_FILES, WEIGHTS_DIR, load_model, save_model
+from ..models.dit import DiT
+from ..models.fluxlike import FluxLike
+from ..models.zoo import MODEL_FILES, WEIGHTS_DIR, load_model, save_model
+from .datasets import load_digits_16, shapes_batch
 
 PRESETS = {
     "a": dict(
@@ -63,7 +63,8 @@ def lr_at(i: int, base: float, warmup: int, total: int) -> float:
 
 def evaluate(name: str, n: int = 100, steps: int = 20, cfg: float = 1.5, seed: int = 0, path=None) -> float:
     """Full-compute class agreement of ``n`` samples (labels 0..9 cycled) from the saved weights."""
-    from .sampling import class_agreement, sample
+    from .classifiers import class_agreement
+    from .sampling import sample
 
     model = load_model(name, path)
     labels = torch.arange(n) % model.num_classes

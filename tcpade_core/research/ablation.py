@@ -1,7 +1,7 @@
 """Measurements behind README "Notes on the equations": each ambiguous point of the TC-Padé paper,
 its literal reading against the alternatives, on the shipped models at 20 steps.
 
-    python -m tcpade_core.bench --ablation [--models a,b] [--samples 20]
+    python -m tcpade_core.research.ablation [--models a,b] [--samples 20]
 
 Each variant changes one switch of the default reading (``TCPadeConfig``); PSNR/SSIM are against
 full compute on the same seeds; "pred err" is the mean relative L2 error of the predicted block-stack
@@ -15,9 +15,10 @@ from dataclasses import replace
 
 import torch
 
-from . import metrics
-from .cache import CacheRun
-from .config import TCPadeConfig
+from .. import metrics
+from ..config import TCPadeConfig
+from ..engine import CacheRun
+from .common import CFG_SCALE, labels as _labels, sample_timed as _sample
 
 
 def variants():
@@ -51,10 +52,19 @@ def variants():
     return out
 
 
-def main(args, out_dir):
+def main(argv=None):
+    import argparse
+
     from tqdm import tqdm
-    from .bench import CFG_SCALE, _labels, _sample
-    from .models.zoo import load_model
+
+    from ..models.zoo import load_model
+    ap = argparse.ArgumentParser(prog="python -m tcpade_core.research.ablation", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="a,b")
+    ap.add_argument("--samples", type=int, default=None, help="samples per model (default 20)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     n = args.samples or 20
     steps = 20
@@ -86,3 +96,7 @@ def main(args, out_dir):
                   f"{metrics.ssim(img, ref):6.3f} {err:8.4f}  {rep.strip()}")
     bar.close()
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

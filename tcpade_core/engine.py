@@ -1,0 +1,211 @@
+"""The engine: one :class:`CacheRun` per sampling run wraps a block stack.
+
+The sampler (or the ComfyUI patcher) calls, per step::
+
+    run.begin_step(step_index, num_steps, t_norm, active)
+    h_out = run(stream, h, run_fn, modulated_fn)   # once per stream (cond / uncond)
+    ...
+    report = run.end_run()
+
+``run`` decides once per step (the first stream of the step decides, as the host's EasyCache does),
+then either calls ``run_fn(h)`` and records what the predictor needs, or returns a prediction.
+*When* is the method's gate (:mod:`.gates`), *how* its predictor (:mod:`.predictors`), both from the
+table in :mod:`.methods`; *where* is the caller's business.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from .config import _Common
+from .gates import Decision
+from .history import ResidualHistory
+from .methods import build
+from .report import RunReport, StepRecord
+
+_no_compile = getattr(getattr(torch, "compiler", None), "disable", lambda f=None, **k: f)
+
+
+@dataclass
+class Step:
+    index: int
+    num_steps: int
+    t: float
+    phase: str = "-"
+
+
+@dataclass
+class StreamState:
+    """One stream's state: the predictor's history and free state, and the gate's."""
+
+    history: ResidualHistory
+    gate_residuals: ResidualHistory          # the residuals the gate reads (``history`` itself when it fits)
+    pred_state: Dict[str, object] = field(default_factory=dict)
+    gate_state: Dict[str, object] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.pred_state.clear()
+        self.gate_state.clear()
+        if self.gate_residuals is not self.history:
+            self.gate_residuals.reset()
+
+    def nbytes(self) -> int:
+        n = self.history.nbytes()
+        if self.gate_residuals is not self.history:
+            n += self.gate_residuals.nbytes()
+        for d in (self.pred_state, self.gate_state):
+            n += sum(v.numel() * v.element_size() for v in d.values() if isinstance(v, torch.Tensor))
+        return n
+
+
+class CacheRun:
+    """Per-run state of one cache method over one block stack. Create one per sampling run."""
+
+    def __init__(self, cfg: _Common, store_device: Optional[str] = None, measure_error: bool = False):
+        self.cfg = cfg
+        self.gate, self.predictor = build(cfg)
+        self.store_device = store_device
+        self.measure_error = measure_error
+        self.streams: Dict[str, StreamState] = {}
+        self.report = RunReport(cfg.method, cfg.describe(), self.gate.name,
+                                self.gate.threshold, store_device=store_device or "same")
+        self.step: Optional[Step] = None
+        self._decision: Optional[Decision] = None
+        self._rec: Optional[StepRecord] = None
+        self._active = True
+        self._recorded: set = set()
+
+    # -- sampler side ---------------------------------------------------------------------------
+    def begin_step(self, index: int, num_steps: int, t: float = 0.0, active: bool = True) -> None:
+        """Start step ``index`` of ``num_steps`` at normalised time ``t`` (1 = noise, 0 = clean).
+
+        ``active``: the step lies in the caller's start/end window (the host decides it in sigma);
+        outside it the step always computes.
+        """
+        if index < 0 or num_steps <= 0 or index >= num_steps:
+            raise ValueError(f"step index must be in [0, {num_steps - 1}], got {index}")
+        self._finish_step()
+        self.step = Step(index, num_steps, float(t), self.predictor.phase(index, num_steps))
+        self._active = active
+        self._decision = None
+        self._recorded = set()
+        self._rec = StepRecord(index, float(t), self.step.phase, True, "")
+
+    def end_run(self) -> RunReport:
+        self._finish_step()
+        self.report.stream_resets = sum(s.history.resets for s in self.streams.values())
+        return self.report
+
+    def reset(self) -> None:
+        """Drop all cached tensors (e.g. between runs, or when the host restarts sampling)."""
+        self.streams.clear()
+
+    # -- model side: one closure around the whole stack -------------------------------------------
+    def __call__(self, stream: str, h: torch.Tensor, run_fn: Callable[[torch.Tensor], torch.Tensor],
+                 modulated_fn: Optional[Callable[[], torch.Tensor]] = None) -> torch.Tensor:
+        pred = self.enter([stream], [h], modulated_fn)
+        if pred is None:
+            y = run_fn(h)
+            self.leave([stream], [h], [y])
+            return y
+        if self.measure_error:
+            y = run_fn(h)
+            err = float(torch.linalg.vector_norm((pred[0] - y).float()) / torch.linalg.vector_norm(y.float()).clamp_min(1e-12))
+            self._rec.error = err if self._rec.error is None else max(self._rec.error, err)
+        return pred[0]
+
+    # -- model side: split API for hosts that enter the stack at its first block and leave at its last
+    def enter(self, streams: Sequence[str], inputs: Sequence[torch.Tensor],
+              modulated_fn: Optional[Callable[[], torch.Tensor]] = None, lead: int = 0) -> Optional[List[torch.Tensor]]:
+        """At the stack's entry, for the streams of one forward call (batched together or one alone).
+
+        Decides once per step (stream ``lead`` of the step's first call decides; ``modulated_fn`` is
+        its block-0 modulated input). Returns None when the stack must run for these streams (then
+        call :meth:`leave` with its outputs), else the predicted stack outputs, one per stream. A
+        stream that cannot be predicted yet (no history) makes the whole call compute; the step is
+        then reported as computed with reason ``forced (...)``.
+        """
+        if self.step is None:
+            raise RuntimeError("CacheRun: call begin_step() before the block stack")
+        states = [self._stream(s, h) for s, h in zip(streams, inputs)]
+        if self._decision is None:
+            d = self._decide(states[lead if 0 <= lead < len(states) else 0], modulated_fn)
+            self._decision = d
+            self._rec.computed, self._rec.reason, self._rec.gate = d.compute, d.reason, d.gate
+        if self._decision.compute:
+            return None
+        cannot = [s for s, st in zip(streams, states) if not self.predictor.ready(self.step, st)]
+        if cannot:
+            # the stack runs in this step after all: report it as computed (never over-claim a skip)
+            self._rec.forced_streams.extend(cannot)
+            self._rec.computed = True
+            if not self._rec.reason.startswith("forced"):
+                self._rec.reason = f"forced ({self._rec.reason})"
+            self._decision = Decision(True, self._rec.reason, self._decision.gate)  # later calls of the step compute
+            return None
+        out = []
+        for s, st, h in zip(streams, states, inputs):
+            y = self._predict(st, h)
+            if s not in self._recorded:
+                self.predictor.observe_skip(self.step, st, h, y)
+                self._recorded.add(s)
+            out.append(y)
+        return out
+
+    def leave(self, streams: Sequence[str], inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> None:
+        """At the stack's exit of a computed call: record each stream once per step."""
+        if self.step is None:
+            return
+        for s, h, y in zip(streams, inputs, outputs):
+            if s in self._recorded:
+                continue
+            self._observe(self._stream(s, h), h, y)
+            self._recorded.add(s)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _stream(self, stream: str, h: torch.Tensor) -> StreamState:
+        st = self.streams.get(stream)
+        if st is None:
+            st = self.streams[stream] = self._new_stream()
+        if st.history.check_meta(h):
+            st.clear()
+        return st
+
+    def _new_stream(self) -> StreamState:
+        p, need = self.predictor, self.gate.needs_residuals
+        if need and (p.stores != "residual" or p.capacity < need):
+            hist = ResidualHistory(p.capacity, self.store_device)
+            return StreamState(hist, ResidualHistory(need, self.store_device))
+        hist = ResidualHistory(max(p.capacity, need), self.store_device)
+        return StreamState(hist, hist)
+
+    @_no_compile
+    def _decide(self, st: StreamState, modulated_fn) -> Decision:
+        if not self._active:
+            self.gate.track(self.step, st, modulated_fn)
+            return Decision(True, "outside start/end")
+        d = self.gate.decide(self.step, st, modulated_fn)
+        if not d.compute and not self.predictor.ready(self.step, st):
+            return Decision(True, "warmup", d.gate)
+        return d
+
+    @_no_compile
+    def _predict(self, st: StreamState, h: torch.Tensor) -> torch.Tensor:
+        return self.predictor.predict(self.step, st, h, self._rec)
+
+    @_no_compile
+    def _observe(self, st: StreamState, h: torch.Tensor, y: torch.Tensor) -> None:
+        self.predictor.observe(self.step, st, h, y)
+        if st.gate_residuals is not st.history:
+            st.gate_residuals.push(self.step.index, self.step.t, y - h)
+        self.report.cache_bytes = max(self.report.cache_bytes, self.cache_bytes())
+
+    def cache_bytes(self) -> int:
+        return sum(s.nbytes() for s in self.streams.values())
+
+    def _finish_step(self) -> None:
+        if self._rec is not None and self._decision is not None:
+            self.report.steps.append(self._rec)
+        self._rec = None

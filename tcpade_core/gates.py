@@ -1,0 +1,163 @@
+"""Gates: *when* to compute. Each gate decides per step, for the stream that leads the step.
+
+A gate returns a :class:`Decision` with its reason and the value it compared (the TSI stability
+score, TeaCache's accumulated distance, ...), so the run report can say why a step was computed or
+skipped. Gates never predict: any gate can drive any predictor (:mod:`tcpade_core.methods`).
+
+Protocol (duck-typed; :class:`Gate` is the base):
+
+* ``name`` / ``threshold``: for the report;
+* ``needs_residuals``: how many computed residuals of the stream the gate reads (0: none);
+* ``decide(step, st, signal_fn) -> Decision``: ``signal_fn()`` returns the block-0 modulated input
+  of the leading stream (TeaCache's signal), computed only if the gate calls it;
+* ``track(step, st, signal_fn)``: called instead of ``decide`` on steps outside the active window,
+  so that a gate with a running reference (TeaCache) stays current.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+EPS = 1e-12
+RECIPROCAL_CAP = 100.0
+
+
+@dataclass
+class Decision:
+    compute: bool
+    reason: str
+    gate: Optional[float] = None
+
+
+class Gate:
+    """Base: compute every step."""
+
+    name = ""
+    threshold: Optional[float] = None
+    needs_residuals = 0
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        return Decision(True, "full")
+
+    def track(self, step, st, signal_fn) -> None:
+        pass
+
+
+class IntervalGate(Gate):
+    """Compute the first ``first`` steps, then every ``interval``-th step counted from ``first``.
+
+    Reuse / FORA (first 0, reason "interval"), TaylorSeer (first = first_enhance), TraCache
+    (first 0, reason "stride").
+    """
+
+    def __init__(self, interval: int, first: int = 0, reason: str = "interval"):
+        self.interval, self.first, self.reason = interval, first, reason
+        self.name = reason
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        if step.index < self.first:
+            return Decision(True, "first_enhance")
+        return Decision((step.index - self.first) % self.interval == 0, self.reason)
+
+
+class RescaledL1Gate(Gate):
+    """TeaCache: accumulate ``poly(mean|m_t - m_prev| / mean|m_prev|)`` over the block-0 modulated input
+    ``m``; skip while the sum stays below ``threshold`` (delta), reset it on every computed step. The first
+    and last steps always compute. ``coefficients``: numpy ``poly1d`` order, highest power first."""
+
+    name = "accumulated rel. L1"
+
+    def __init__(self, threshold: float, coefficients: Sequence[float]):
+        self.threshold = threshold
+        self._poly = list(coefficients)
+
+    def rescale(self, x: float) -> float:
+        out = 0.0
+        for c in self._poly:
+            out = out * x + c
+        return out
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        ex = st.gate_state
+        mod = signal_fn() if signal_fn is not None else None
+        prev = ex.get("prev_mod")
+        if mod is not None:
+            mod = mod.detach()
+            ex["prev_mod"] = mod.clone()
+        first, last = step.index == 0, step.index == step.num_steps - 1
+        if prev is None or mod is None or prev.shape != mod.shape or first or last:
+            ex["acc"] = 0.0
+            return Decision(True, "first" if first else "last" if last else "no reference", 0.0)
+        m, p = mod.float(), prev.float()
+        rel = float((m - p).abs().mean() / p.abs().mean().clamp_min(1e-12))
+        acc = float(ex.get("acc", 0.0)) + self.rescale(rel)
+        if acc < self.threshold:
+            ex["acc"] = acc
+            return Decision(False, "acc<delta", acc)
+        ex["acc"] = 0.0
+        return Decision(True, "acc>=delta", acc)
+
+    def track(self, step, st, signal_fn) -> None:
+        self.decide(step, st, signal_fn)   # keep the reference input (and the sum) current
+
+
+# ---------------------------------------------------------------- TSI (TC-Padé Eq. 1)
+
+def tsi_literal(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor) -> float:
+    """Eq. 1 as printed: 1/2 ||u_{t+1} - u_{t+2}||, u_{t+1} = unit(R_{t+1} - R_{t+2}),
+    u_{t+2} = unit(R_{t+2} - R_{t+3}). 0 on a straight line, sqrt(2)/2 at a right angle, 1 at a
+    reversal. If either difference has zero norm the residual is not moving: TSI = 0 (steady)."""
+    d1 = (r1 - r2).flatten().float()
+    d2 = (r2 - r3).flatten().float()
+    n1, n2 = float(torch.linalg.vector_norm(d1)), float(torch.linalg.vector_norm(d2))
+    if n1 <= EPS or n2 <= EPS:
+        return 0.0
+    return min(1.0, 0.5 * float(torch.linalg.vector_norm(d1 / n1 - d2 / n2)))
+
+
+def stability_score(tsi: float, scale: str) -> float:
+    """Map Eq. 1's TSI to the score compared against theta (skip when score >= theta).
+
+    - ``literal``: TSI itself (in [0, 1]; as printed, larger means *less* steady).
+    - ``cosine``: 1 + cos(angle between u_{t+1} and u_{t+2}) = 2 - 2 TSI^2, in [0, 2]: 2 on a
+      straight line, 1 at a right angle, 0 at a reversal.
+    - ``sum_norm``: ||u_{t+1} + u_{t+2}|| = 2 sqrt(1 - TSI^2): 2, sqrt(2), 0.
+    - ``reciprocal``: 1 / (2 TSI) = 1 / ||u_{t+1} - u_{t+2}||, in [0.5, 100] (capped so reports stay
+      finite JSON): 100 on a straight line, 1/sqrt(2) at a right angle, 0.5 at a reversal.
+      theta = 1.3 / 1.0 / 0.7 then skip while the direction turns by less than 45 / 60 / 91 degrees.
+    """
+    if scale == "reciprocal":
+        return RECIPROCAL_CAP if tsi <= 0.5 / RECIPROCAL_CAP else 1.0 / (2.0 * tsi)
+    if scale == "literal":
+        return tsi
+    if scale == "cosine":
+        return 2.0 - 2.0 * tsi * tsi
+    if scale == "sum_norm":
+        return 2.0 * math.sqrt(max(0.0, 1.0 - tsi * tsi))
+    raise ValueError(f"unknown tsi_scale {scale!r}")
+
+
+class TSIGate(Gate):
+    """TC-Padé's gate: the first step of every ``interval``-step interval computes; inside an interval a
+    step is skipped when the stability score of the three newest residuals (Eq. 1, mapped by ``scale``)
+    is >= ``theta``. Until three residuals exist the step computes ("warmup")."""
+
+    name = "TSI stability"
+    needs_residuals = 3
+
+    def __init__(self, theta: float, interval: int, scale: str):
+        self.threshold, self.interval, self.scale = theta, interval, scale
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        if step.index % self.interval == 0:
+            return Decision(True, "interval")
+        hist = st.gate_residuals
+        if len(hist) < 3:
+            return Decision(True, "warmup")
+        r1, r2, r3 = (e.value for e in hist.latest(3))
+        score = stability_score(tsi_literal(r1, r2, r3), self.scale)
+        skip = score >= self.threshold
+        return Decision(not skip, "tsi>=theta" if skip else "tsi<theta", score)

@@ -1,0 +1,27 @@
+"""Every method is a gate (*when*, :mod:`tcpade_core.gates`) plus a predictor (*how*,
+:mod:`tcpade_core.predictors`), declared in one table. Any gate can drive any predictor: the engine
+(:mod:`tcpade_core.engine`) knows only the two protocols, never a method by name or type.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Tuple
+
+from . import gates as G
+from . import predictors as P
+
+# method name -> (gate factory, predictor factory), each called with the method's config
+METHODS: Dict[str, Tuple[Callable, Callable]] = {
+    "none": (lambda c: G.Gate(), lambda c: P.NoPredictor()),
+    "reuse": (lambda c: G.IntervalGate(c.interval), lambda c: P.ReusePredictor()),
+    "taylorseer": (lambda c: G.IntervalGate(c.interval, first=c.first_enhance),
+                   lambda c: P.TaylorPredictor(c.order, c.form, c.target)),
+    "teacache": (lambda c: G.RescaledL1Gate(c.threshold, c.coefficients), lambda c: P.ReusePredictor()),
+    "tracache": (lambda c: G.IntervalGate(c.stride, reason="stride"), lambda c: P.LagrangePredictor(c.max_order, c.target)),
+    "tcpade": (lambda c: G.TSIGate(c.theta, c.interval, c.tsi_scale), lambda c: P.PadePredictor(c)),
+}
+
+
+def build(cfg) -> Tuple[G.Gate, P.Predictor]:
+    """The (gate, predictor) pair of a method config."""
+    make_gate, make_predictor = METHODS[cfg.method]
+    return make_gate(cfg), make_predictor(cfg)

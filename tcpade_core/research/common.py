@@ -1,0 +1,24 @@
+"""What the benchmark and the ablation share: the models' titles and CFG scales, seeds, labels, timed sampling."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+MODEL_TITLES = {"a": "A: DiT digits 16x16 (DDIM, eps)", "b": "B: FLUX-like shapes 32x32 (flow, Euler)"}
+CFG_SCALE = {"a": 2.0, "b": 2.0}
+EVAL_SEED, CALIB_SEED = 1234, 777
+
+
+def labels(n: int) -> torch.Tensor:
+    """Class labels 0..9 cycled, one per sample."""
+    return torch.arange(n) % 10
+
+
+def sample_timed(model, name: str, labels: torch.Tensor, steps: int, cache, seed: int = EVAL_SEED):
+    """(images, seconds) of one deterministic sampling run of bench model ``name``."""
+    from .sampling import sample
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        img = sample(model, labels, seed=seed, steps=steps, cfg_scale=CFG_SCALE[name], cache=cache)
+    return img, time.perf_counter() - t0
