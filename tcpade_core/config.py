@@ -73,11 +73,16 @@ class ReuseConfig(_Common):
 
 @dataclass(frozen=True)
 class TaylorSeerConfig(_Common):
-    """TaylorSeer (arXiv 2503.06923): full compute every ``interval`` N steps after ``first_enhance``
-    warm-up steps; in between, order-O Taylor extrapolation of the block-stack output (Eq. 10).
+    """TaylorSeer (arXiv 2503.06923), scheduled as its official code does: full compute on the first
+    ``first_enhance`` steps, then after every ``interval - 1`` predicted steps; in between, order-O Taylor
+    extrapolation of the block-stack output in the step index.
 
-    ``form``: ``"eq10"`` is the paper's Taylor series with finite-difference derivatives (exact on
-    degree <= 1); ``"newton"`` is the exact polynomial extrapolation (exact on degree <= O).
+    ``form``: ``"official"`` (default) is the official code's recursive scheme: on each computed step the
+    order-(i+1) factor is (new order-i factor - stored order-i factor) / (distance between the last two
+    computed steps), and the prediction is sum_i factor_i k^i / i!, k the distance to the last computed
+    step; ``"eq10"`` is the paper's Eq. 10 on the stored values (backward differences over the newest
+    spacing; the same as ``official`` on evenly spaced computes, different after the first_enhance steps);
+    ``"newton"`` is the exact polynomial through the newest O+1 values (exact on degree <= O).
     ``target``: ``"output"`` predicts the raw block-stack output as the paper does; ``"residual"``
     predicts the residual and adds it to the current input.
     """
@@ -86,14 +91,14 @@ class TaylorSeerConfig(_Common):
     interval: int = 4
     order: int = 1
     first_enhance: int = 2
-    form: str = "eq10"
+    form: str = "official"
     target: str = "output"
 
     def __post_init__(self):
         _check_range("interval", self.interval, 1, 100, integer=True)
         _check_range("order", self.order, 0, 4, integer=True)
         _check_range("first_enhance", self.first_enhance, 0, 100, integer=True)
-        _check_choice("form", self.form, ("eq10", "newton"))
+        _check_choice("form", self.form, ("official", "eq10", "newton"))
         _check_choice("target", self.target, ("output", "residual"))
 
 

@@ -56,7 +56,10 @@ class StreamState:
         if self.gate_residuals is not self.history:
             n += self.gate_residuals.nbytes()
         for d in (self.pred_state, self.gate_state):
-            n += sum(v.numel() * v.element_size() for v in d.values() if isinstance(v, torch.Tensor))
+            for v in d.values():
+                for t in (v if isinstance(v, (list, tuple)) else [v]):
+                    if isinstance(t, torch.Tensor):
+                        n += t.numel() * t.element_size()
         return n
 
 

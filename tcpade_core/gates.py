@@ -47,20 +47,21 @@ class Gate:
 
 
 class IntervalGate(Gate):
-    """Compute the first ``first`` steps, then every ``interval``-th step counted from ``first``.
+    """Compute the first ``first`` steps, then step ``i`` when ``(i - offset) % interval == 0``.
 
-    Reuse / FORA (first 0, reason "interval"), TaylorSeer (first = first_enhance), TraCache
-    (first 0, reason "stride").
+    Reuse / FORA and TraCache: first 0, offset 0 (steps 0, N, 2N, ...; reasons "interval" / "stride").
+    TaylorSeer as its official code schedules it (``cal_type``: full while ``i < first_enhance``, then
+    after every ``N - 1`` predicted steps): first = first_enhance, offset = first_enhance - 1.
     """
 
-    def __init__(self, interval: int, first: int = 0, reason: str = "interval"):
-        self.interval, self.first, self.reason = interval, first, reason
+    def __init__(self, interval: int, first: int = 0, offset: int = 0, reason: str = "interval"):
+        self.interval, self.first, self.offset, self.reason = interval, first, offset, reason
         self.name = reason
 
     def decide(self, step, st, signal_fn) -> Decision:
         if step.index < self.first:
             return Decision(True, "first_enhance")
-        return Decision((step.index - self.first) % self.interval == 0, self.reason)
+        return Decision((step.index - self.offset) % self.interval == 0, self.reason)
 
 
 class RescaledL1Gate(Gate):

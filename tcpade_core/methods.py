@@ -13,8 +13,8 @@ from . import predictors as P
 METHODS: Dict[str, Tuple[Callable, Callable]] = {
     "none": (lambda c: G.Gate(), lambda c: P.NoPredictor()),
     "reuse": (lambda c: G.IntervalGate(c.interval), lambda c: P.ReusePredictor()),
-    "taylorseer": (lambda c: G.IntervalGate(c.interval, first=c.first_enhance),
-                   lambda c: P.TaylorPredictor(c.order, c.form, c.target)),
+    "taylorseer": (lambda c: G.IntervalGate(c.interval, first=c.first_enhance, offset=c.first_enhance - 1),
+                   lambda c: P.TaylorPredictor(c.order, c.form, c.target, c.first_enhance)),
     "teacache": (lambda c: G.RescaledL1Gate(c.threshold, c.coefficients), lambda c: P.ReusePredictor()),
     "tracache": (lambda c: G.IntervalGate(c.stride, reason="stride"), lambda c: P.LagrangePredictor(c.max_order, c.target)),
     "tcpade": (lambda c: G.TSIGate(c.theta, c.interval, c.tsi_scale), lambda c: P.PadePredictor(c)),

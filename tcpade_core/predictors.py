@@ -48,6 +48,26 @@ def taylor_eq10(values: Sequence[torch.Tensor], steps: Sequence[float], target_s
     return _finite(out)
 
 
+def taylor_factors_update(old, value: torch.Tensor, distance: float, order: int) -> list:
+    """TaylorSeer's official recursive derivative estimate on a computed step: factor_0 = the new value,
+    factor_{i+1} = (factor_i(new) - factor_i(stored)) / distance, for as many orders as were stored (up to
+    ``order``). ``old``: the stored factors (None: start over with the value alone)."""
+    new = [value]
+    for i in range(order):
+        if old is None or i >= len(old):
+            break
+        new.append((new[i] - old[i]) / distance)
+    return new
+
+
+def taylor_factors_eval(factors, k: float) -> torch.Tensor:
+    """sum_i factor_i k^i / i!  (k: steps since the computed step the factors belong to)."""
+    out = factors[0].clone()
+    for i in range(1, len(factors)):
+        out = out + factors[i] * (k ** i / math.factorial(i))
+    return _finite(out)
+
+
 # ---------------------------------------------------------------- Lagrange (TraCache Eq. 6)
 
 def lagrange_weights(times: Sequence[float], t: float) -> list[float]:
@@ -197,17 +217,40 @@ class ReusePredictor(Predictor):
 
 
 class TaylorPredictor(Predictor):
-    """TaylorSeer: order-O extrapolation in the step index, Eq. 10 (``form="eq10"``) or the exact
-    polynomial through the newest O+1 values (``form="newton"``), of the stack output or residual."""
+    """TaylorSeer: order-O extrapolation in the step index of the stack output (or residual).
 
-    def __init__(self, order: int, form: str, target: str):
-        self.order, self.capacity, self.stores = order, order + 1, target
-        self._fn = taylor_eq10 if form == "eq10" else newton
+    ``form="official"``: the official code's recursive factors (:func:`taylor_factors_update`), kept in the
+    stream's state; ``"eq10"`` / ``"newton"``: :func:`taylor_eq10` / :func:`newton` on the newest O+1
+    computed values. ``first_enhance``: as in the official code, the factors of order >= 1 are only
+    updated from step ``first_enhance - 1`` on.
+    """
+
+    def __init__(self, order: int, form: str, target: str, first_enhance: int = 0):
+        self.order, self.form, self.stores, self.first_enhance = order, form, target, first_enhance
+        self.capacity = 0 if form == "official" else order + 1
+        self._fn = {"eq10": taylor_eq10, "newton": newton}.get(form)
 
     def ready(self, step, st) -> bool:
-        return len(st.history) >= 1
+        return "factors" in st.pred_state if self.form == "official" else len(st.history) >= 1
+
+    def observe(self, step, st, h, y):
+        if self.form != "official":
+            return super().observe(step, st, h, y)
+        value = (y if self.stores == "output" else y - h).detach().float()
+        if st.history.store_device is not None:
+            value = value.to(st.history.store_device)
+        old, last = st.pred_state.get("factors"), st.pred_state.get("factor_step")
+        keep_old = old is not None and step.index >= self.first_enhance - 1 and step.index != last
+        st.pred_state["factors"] = taylor_factors_update(old if keep_old else None, value,
+                                                         float(step.index - last) if keep_old else 1.0, self.order)
+        st.pred_state["factor_step"] = step.index
 
     def predict(self, step, st, h, rec):
+        if self.form == "official":
+            factors = [f.to(h.device) for f in st.pred_state["factors"]]
+            v = taylor_factors_eval(factors, float(step.index - st.pred_state["factor_step"]))
+            rec.order = len(factors) - 1
+            return self._output(v, h)
         es = st.history.latest(self.capacity, h.device)
         vals, steps = [e.value for e in es], [e.step for e in es]
         v = self._fn(vals, steps, step.index, self.order)

@@ -53,6 +53,68 @@ def test_taylorseer_eq10_exact_on_lines(degree):
         assert float((pred - poly_at(coeffs, dirs, 10.0)).abs().max()) < 1e-9
 
 
+def official_taylor(values, steps, target, order, first_enhance=0):
+    """Drive TaylorSeer's recursive factors through computed (step, value) pairs, oldest first."""
+    factors, last = None, None
+    for s, v in zip(steps, values):
+        keep = factors is not None and s >= first_enhance - 1
+        factors = P.taylor_factors_update(factors if keep else None, v, float(s - last) if keep else 1.0, order)
+        last = s
+    return P.taylor_factors_eval(factors, float(target - last))
+
+
+@pytest.mark.parametrize("degree", [0, 1])
+def test_taylorseer_official_exact_on_lines_even_with_uneven_spacing(degree):
+    coeffs = [0.7, -1.3][: degree + 1]
+    steps = [0.0, 1.0, 4.0, 7.0]                 # first_enhance 2, interval 3: uneven first spacing
+    vals, dirs = poly_values(coeffs, steps)
+    for order in (1, 2, 3):
+        pred = official_taylor(vals, steps, 9.0, order)
+        assert float((pred - poly_at(coeffs, dirs, 9.0)).abs().max()) < 1e-9
+
+
+def test_taylorseer_official_recursion_by_hand():
+    # F = t^2 computed at steps 0, 1, 4 (spacings 1 then 3), order 2, predicted at step 6 (k = 2):
+    # after step 1: f0 = 1, f1 = (1 - 0) / 1 = 1
+    # after step 4: f0 = 16, f1 = (16 - 1) / 3 = 5, f2 = (5 - 1) / 3 = 4/3
+    # prediction: 16 + 5 * 2 + (4/3) * 2^2 / 2 = 26 + 8/3
+    one = lambda x: torch.tensor([x], dtype=torch.float64)
+    pred = official_taylor([one(0.0), one(1.0), one(16.0)], [0, 1, 4], 6, 2)
+    assert float(pred) == pytest.approx(26 + 8 / 3, abs=1e-12)
+    # Eq. 10 on the same values uses the newest spacing (3) for both differences: a different number
+    eq10 = P.taylor_eq10([one(16.0), one(1.0), one(0.0)], [4.0, 1.0, 0.0], 6.0, 2)
+    assert float(eq10) == pytest.approx(16 + 15 / 3 * 2 + (16 - 2 + 0) / (2 * 9) * 4, abs=1e-12)
+    assert abs(float(eq10) - float(pred)) > 0.4
+    # on evenly spaced computes the two coincide
+    vals = [one(float(s) ** 2) for s in (0, 3, 6)]
+    assert float(official_taylor(vals, [0, 3, 6], 8, 2)) == pytest.approx(
+        float(P.taylor_eq10(vals[::-1], [6.0, 3.0, 0.0], 8.0, 2)), abs=1e-12)
+
+
+def test_taylorseer_official_first_enhance_holds_back_derivatives():
+    # official: order >= 1 factors are only updated from step first_enhance - 1 on
+    one = lambda x: torch.tensor([x], dtype=torch.float64)
+    pred = official_taylor([one(0.0), one(1.0), one(5.0)], [0, 1, 2], 3, 1, first_enhance=3)
+    assert float(pred) == pytest.approx(5 + (5 - 1) * 1)       # the step-0 value never made a derivative
+    pred = official_taylor([one(0.0), one(1.0)], [0, 1], 3, 1, first_enhance=3)
+    assert float(pred) == 1.0                                   # step 1 < first_enhance - 1: no derivative yet
+
+
+def test_taylorseer_official_in_the_engine_matches_the_recursion():
+    cfg = TaylorSeerConfig(interval=3, order=2, first_enhance=2)
+    run = CacheRun(cfg)
+    seq = [torch.full((1, 2, 3), float(i) ** 2) for i in range(10)]
+    outs = []
+    for i in range(10):
+        run.begin_step(i, 10, 1 - i / 10)
+        outs.append(run("c", torch.zeros(1, 2, 3), lambda h, i=i: seq[i]))
+    rep = run.end_run()
+    assert rep.strip() == "##..#..#.."
+    want = official_taylor([seq[s] for s in (0, 1, 4)], [0, 1, 4], 6, 2, first_enhance=2)
+    assert torch.allclose(outs[6], want.float())
+    assert rep.cache_bytes == 3 * 6 * 4              # order + 1 factors of one stream, fp32
+
+
 def test_taylorseer_eq10_matches_its_formula_on_a_parabola():
     # F = t^2 sampled at 4, 2, 0 (N=2); Eq. 10 at t=5 (k=1): F + D1/N*k + D2/(2 N^2)*k^2
     vals = [torch.tensor([16.0], dtype=torch.float64), torch.tensor([4.0], dtype=torch.float64),
@@ -247,9 +309,14 @@ def test_teacache_first_and_last_always_compute():
     assert [r.step for r in rep.steps if r.computed] == [0, 19]
 
 
-def test_taylorseer_first_enhance_and_interval():
+def test_taylorseer_schedule_is_the_official_one():
+    # cal_type: full while i < first_enhance, then after every interval - 1 predicted steps
     rep, _, _ = run_cfg(TaylorSeerConfig(interval=3, order=1, first_enhance=2))
-    assert [r.step for r in rep.steps if r.computed] == [0, 1, 2, 5, 8, 11, 14, 17]
+    assert [r.step for r in rep.steps if r.computed] == [0, 1, 4, 7, 10, 13, 16, 19]
+    rep, _, _ = run_cfg(TaylorSeerConfig(interval=4, order=1, first_enhance=1))
+    assert [r.step for r in rep.steps if r.computed] == [0, 4, 8, 12, 16]
+    rep, _, _ = run_cfg(TaylorSeerConfig(interval=6, order=1, first_enhance=3))   # the FLUX defaults
+    assert rep.strip() == "###.....#.....#....."
 
 
 def test_tracache_and_reuse_stride():

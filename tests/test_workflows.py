@@ -328,8 +328,9 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
     for nid in caches:
         rep = patcher.LAST_REPORTS[nid]
         assert rep["num_steps"] == 20 and [s["step"] for s in rep["steps"]] == list(range(20))
-    # the fixed schedules, exactly: TaylorSeer first_enhance 2 then every 3rd step; TraCache every 2nd
-    assert strip(patcher.LAST_REPORTS[kinds["TCPade_TaylorSeer"]]) == "###..#..#..#..#..#.."
+    # the fixed schedules, exactly: TaylorSeer first_enhance 2 then after every 2 predicted steps (official
+    # cal_type); TraCache every 2nd
+    assert strip(patcher.LAST_REPORTS[kinds["TCPade_TaylorSeer"]]) == "##..#..#..#..#..#..#"
     assert strip(patcher.LAST_REPORTS[kinds["TCPade_TraCache"]]) == "#." * 10
     # the data-driven gates: every decision agrees with the value the report shows against the threshold
     tc = patcher.LAST_REPORTS[kinds["TCPade_TCPadeCache"]]
