@@ -120,14 +120,20 @@ class TCPadeCache(CacheNode):
 
     @classmethod
     def tail_inputs(cls) -> list:
-        return [io.Combo.Input("mode", options=["default", "paper_literal"], default="default",
+        return [io.Combo.Input("mode", options=["default", "paper_literal", "official"], default="default",
                                tooltip="default: the measured reading of the paper's equations. paper_literal: the "
-                                       "equations exactly as printed (for comparison).")]
+                                       "equations exactly as printed. official: the authors' code "
+                                       "(Alibaba-YuFeng/TC_Pade): fixed schedule (interval 8 from step 5), their "
+                                       "predictor; with preset custom, theta is its curvature threshold and "
+                                       "interval its interval. For comparison.")]
 
     @classmethod
     def make_config(cls, model, family, preset, theta, lam, alpha1, beta, interval, mode):
         if preset != CUSTOM and preset not in PRESETS:
             raise ConfigError(f"preset must be one of {', '.join(map(repr, [*PRESETS, CUSTOM]))}; got {preset!r}")
+        if mode == "official":
+            custom = dict(threshold=theta, interval=interval) if preset == CUSTOM else {}
+            return make_config("tcpade", mode="official", **custom), False
         th = PRESETS.get(preset, theta)
         return make_config("tcpade", theta=th, lam=lam, alpha1=alpha1, beta=beta, interval=interval, mode=mode), False
 

@@ -192,6 +192,9 @@ class TCPadeConfig(_Common):
         if self.late_boundary > self.early_boundary:
             raise ConfigError(f"late_boundary must be <= early_boundary (got {self.late_boundary} > {self.early_boundary}); both in [0.0, 1.0]")
         _check_range("pole_guard", self.pole_guard, 0.0, 1.0, lo_open=True)
+        if self.mode == "official":
+            raise ConfigError("mode 'official' (the authors' code) is TCPadeOfficialConfig, or make_config('tcpade', "
+                              "mode='official'); TCPadeConfig's mode must be one of 'default', 'paper_literal'")
         _check_choice("mode", self.mode, ("default", "paper_literal"))
         base = PAPER_LITERAL if self.mode == "paper_literal" else DEFAULT_READING
         for key, value in base.items():
@@ -208,11 +211,55 @@ class TCPadeConfig(_Common):
         return f"tcpade(theta={self.theta}, N={self.interval}, mode={self.mode})"
 
 
-CONFIGS = {c.method: c for c in (NoCacheConfig, ReuseConfig, TaylorSeerConfig, TeaCacheConfig, TraCacheConfig, TCPadeConfig)}
+@dataclass(frozen=True)
+class TCPadeOfficialConfig(_Common):
+    """TC-Padé as the authors' code does it (github.com/Alibaba-YuFeng/TC_Pade, ``utils/predict.py`` and
+    ``forwards/tc_pade_flux_forward.py``), which differs from the paper in gate, predictor, reconstruction
+    and history. ``make_config("tcpade", mode="official", ...)`` builds it; the defaults are ``run.py``'s.
+
+    Schedule: predict step i when ``start_step < i < num_steps - 1``, ``i % interval != 0`` and the curvature
+    test passes: with 5 or more stored residuals, 0.5 ||u1 - u2|| over the newest three < ``threshold`` (N);
+    the score is at most 1, so the default N = 1.4 always passes and the schedule is fixed.
+    Predictor (``order``, ``history_size``): phases by step index against ``phase_steps`` ("coded": the
+    hard-coded 20 steps; "run": this run's step count): i > 0.8 T Padé + 0.3 (R1 - R2); 0.3 T < i <= 0.8 T
+    Padé; otherwise 0.9 R1 + 0.1 R2. Padé: elementwise factor sf = exp(-5 |R1 - R2| / (mean |R| + 1e-7)),
+    (2 sf R1 - sf R2) / (1 - 0.1 sf) (denominator 1 when the curvature test fails), clamped around
+    0.6 R1 + 0.4 R2 and blended with it; a weighted-mean fallback (0.4, 0.3, 0.2, 0.1) x a stability
+    factor in [0.8, 1.2] while fewer than order + 1 residuals exist, the order adapting 2-4 from the cosine
+    similarity of recent residuals. Every step's residual is stored, predicted ones too. Output: current
+    input + R + 0.2 (input - previous input).
+    """
+
+    method = "tcpade_official"
+    threshold: float = 1.4
+    interval: int = 8
+    start_step: int = 4
+    order: int = 3
+    history_size: int = 6
+    phase_steps: str = "coded"
+
+    def __post_init__(self):
+        _check_range("threshold", self.threshold, 0.0, 1000.0)
+        _check_range("interval", self.interval, 1, 100, integer=True)
+        _check_range("start_step", self.start_step, 0, 1000, integer=True)
+        _check_range("order", self.order, 1, 4, integer=True)
+        _check_range("history_size", self.history_size, 3, 16, integer=True)
+        _check_choice("phase_steps", self.phase_steps, ("coded", "run"))
+
+    def describe(self) -> str:
+        return f"tcpade(official, N={self.threshold}, interval={self.interval}, start={self.start_step})"
+
+
+CONFIGS = {c.method: c for c in (NoCacheConfig, ReuseConfig, TaylorSeerConfig, TeaCacheConfig, TraCacheConfig, TCPadeConfig,
+                                 TCPadeOfficialConfig)}
 
 
 def make_config(method: str, **params) -> _Common:
-    """Build a config by method name; unknown names and parameters raise ConfigError."""
+    """Build a config by method name; unknown names and parameters raise ConfigError.
+    ``make_config("tcpade", mode="official", ...)`` gives the authors' code (:class:`TCPadeOfficialConfig`)."""
+    if method == "tcpade" and params.get("mode") == "official":
+        params = {k: v for k, v in params.items() if k != "mode"}
+        method = "tcpade_official"
     if method not in CONFIGS:
         raise ConfigError(f"method must be one of {', '.join(sorted(CONFIGS))}; got {method!r}")
     cls = CONFIGS[method]

@@ -162,3 +162,42 @@ class TSIGate(Gate):
         score = stability_score(tsi_literal(r1, r2, r3), self.scale)
         skip = score >= self.threshold
         return Decision(not skip, "tsi>=theta" if skip else "tsi<theta", score)
+
+
+def bend_score(r_old: torch.Tensor, r_mid: torch.Tensor, r_new: torch.Tensor, eps: float = 1e-12) -> float:
+    """The authors' curvature score: 0.5 ||u1 - u2||, u1 = unit(r_mid - r_old), u2 = unit(r_new - r_mid), with
+    ``eps`` added to each norm (Eq. 1's TSI with their guard); in [0, 1]."""
+    v1 = (r_mid - r_old).flatten().float()
+    v2 = (r_new - r_mid).flatten().float()
+    u1 = v1 / (torch.linalg.vector_norm(v1) + eps)
+    u2 = v2 / (torch.linalg.vector_norm(v2) + eps)
+    return 0.5 * float(torch.linalg.vector_norm(u1 - u2))
+
+
+def curvature_test(hist, threshold: float):
+    """(passes, score): the authors' ``curvetest``. Fewer than 5 stored residuals pass (score None)."""
+    if len(hist) < 5:
+        return True, None
+    r_new, r_mid, r_old = (e.value for e in hist.latest(3))
+    score = bend_score(r_old, r_mid, r_new)
+    return score < threshold, score
+
+
+class OfficialScheduleGate(Gate):
+    """The authors' schedule: predict when ``start_step < i < num_steps - 1``, ``i % interval != 0`` and the
+    curvature test over the stored residuals (predicted ones included) passes."""
+
+    name = "curvature (official)"
+    needs_residuals = 3
+
+    def __init__(self, threshold: float, interval: int, start_step: int):
+        self.threshold, self.interval, self.start_step = threshold, interval, start_step
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        i = step.index
+        if not (self.start_step < i < step.num_steps - 1):
+            return Decision(True, "schedule")
+        if i % self.interval == 0:
+            return Decision(True, "interval")
+        ok, score = curvature_test(st.gate_residuals, self.threshold)
+        return Decision(not ok, "curvature<N" if ok else "curvature>=N", score)

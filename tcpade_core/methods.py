@@ -18,6 +18,8 @@ METHODS: Dict[str, Tuple[Callable, Callable]] = {
     "teacache": (lambda c: G.RescaledL1Gate(c.threshold, c.coefficients), lambda c: P.ReusePredictor()),
     "tracache": (lambda c: G.IntervalGate(c.stride, reason="stride"), lambda c: P.LagrangePredictor(c.max_order, c.target)),
     "tcpade": (lambda c: G.TSIGate(c.theta, c.interval, c.tsi_scale), lambda c: P.PadePredictor(c)),
+    "tcpade_official": (lambda c: G.OfficialScheduleGate(c.threshold, c.interval, c.start_step),
+                        lambda c: P.OfficialPadePredictor(c)),
 }
 
 

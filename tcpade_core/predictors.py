@@ -17,6 +17,8 @@ from typing import Sequence
 
 import torch
 
+from .gates import curvature_test
+
 EPS = 1e-12
 
 
@@ -339,3 +341,85 @@ class PadePredictor(Predictor):
     def _keep_input(self, st, h):
         if self.cfg.reconstruct == "previous_input":
             st.pred_state["prev_input"] = h.detach().clone()
+
+
+class OfficialPadePredictor(Predictor):
+    """The authors' residual predictor (``ResidualPredictor`` in their ``utils/predict.py``), per stream.
+
+    ``cfg`` is a :class:`tcpade_core.config.TCPadeOfficialConfig`. Every step's residual is stored (a
+    predicted step stores prediction - input); the stream keeps the previous step's input, the adaptive
+    order (2-4, from the cosine similarity of the newest residuals) and the stability factor
+    clip(1 / (1 + 10 ||R1 - R2||), 0.8, 1.2). Their weighted-mean fallback, clamp and blend are kept as
+    written; the denominator's "curvature sign" is the boolean curvature test (their ``< 0`` test on it
+    never fires), so it is 1 - 0.1 sf when the test passes and 1 otherwise.
+    """
+
+    WEIGHTS = (0.4, 0.3, 0.2, 0.1)
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.capacity = cfg.history_size
+
+    def _total(self, num_steps: int) -> int:
+        return 20 if self.cfg.phase_steps == "coded" else num_steps
+
+    def phase(self, index, num_steps):
+        t = self._total(num_steps)
+        return "late" if index > 0.8 * t else "mid" if index > 0.3 * t else "early"
+
+    def ready(self, step, st) -> bool:
+        return len(st.history) >= max(2, min(3, self.cfg.order)) and "last_input" in st.pred_state
+
+    def predict(self, step, st, h, rec):
+        es = st.history.latest(self.capacity, h.device)
+        r = [e.value for e in es]                      # newest first
+        ps = st.pred_state
+        if step.phase == "early":
+            res = 0.9 * r[0] + 0.1 * r[1]
+        else:
+            res = self._pade(r, ps, curvature_test(st.history, self.cfg.threshold)[0])
+            if step.phase == "late":
+                res = res + 0.3 * (r[0] - r[1])
+        hf = h.float()
+        res = res + 0.2 * (hf - ps["last_input"].to(h.device).float())
+        ps["last_pred_residual"] = res
+        return _finite(hf + res).to(h.dtype)
+
+    def _pade(self, r, ps, curve_ok: bool) -> torch.Tensor:
+        order = ps.get("order", self.cfg.order)
+        if len(r) < order + 1:
+            k = min(len(r), order)
+            w = self.WEIGHTS[:k]
+            return sum((wi / sum(w)) * ri for wi, ri in zip(w, r)) * ps.get("stability", 1.0)
+        r1, r2 = r[0], r[1]
+        delta = (r1 - r2).abs()
+        avg_mag = 0.5 * (r1.abs() + r2.abs())
+        sf = torch.exp(-5.0 * delta / (avg_mag + 1e-7))
+        den = 1.0 - 0.1 * sf if curve_ok else torch.ones_like(sf)
+        result = (2.0 * sf * r1 - sf * r2) / den
+        recent = 0.6 * r1 + 0.4 * r2
+        max_dev = torch.maximum(0.5 * delta, 0.1 * avg_mag)
+        result = recent + torch.maximum(torch.minimum(result - recent, max_dev), -max_dev)
+        blend = 0.7 * sf + 0.3
+        result = blend * result + (1.0 - blend) * recent
+        if not bool(torch.isfinite(result).all()):
+            result = r1 + 0.5 * (r1 - r2)
+        return result
+
+    def observe(self, step, st, h, y):
+        self._record(step, st, h, y.float() - h.float(), True)
+
+    def observe_skip(self, step, st, h, y_hat):
+        self._record(step, st, h, st.pred_state["last_pred_residual"], False)
+
+    def _record(self, step, st, h, residual, computed: bool):
+        st.history.push(step.index, step.t, residual, computed=computed)
+        ps = st.pred_state
+        ps["last_input"] = h.detach().float().clone()
+        if len(st.history) >= 3:
+            r1, r2, r3 = (e.value for e in st.history.latest(3))
+            cos = lambda a, b: 0.0 if float(a.norm()) == 0 or float(b.norm()) == 0 else float(
+                torch.nn.functional.cosine_similarity(a.flatten()[None], b.flatten()[None]))
+            sim = (cos(r1, r2) + cos(r2, r3)) / 2
+            ps["order"] = min(self.cfg.order, 4) if sim > 0.98 else min(self.cfg.order, 3) if sim > 0.90 else 2
+            ps["stability"] = max(0.8, min(1.2, 1.0 / (1.0 + 10.0 * float(torch.linalg.vector_norm(r1 - r2)))))

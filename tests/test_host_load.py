@@ -85,7 +85,7 @@ def test_tcpade_widgets(mappings):
     assert (req["start_percent"][1]["default"], req["end_percent"][1]["default"]) == (0.0, 1.0)
     assert req["preset"][1]["options"] == ["slow (θ=1.0)", "fast (θ=0.7)", "custom"]
     assert req["cache_device"][1]["options"] == ["same", "cpu offload"]
-    assert req["mode"][1]["options"] == ["default", "paper_literal"]
+    assert req["mode"][1]["options"] == ["default", "paper_literal", "official"]
 
 
 @pytest.fixture(scope="module")
