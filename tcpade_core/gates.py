@@ -142,26 +142,78 @@ def stability_score(tsi: float, scale: str) -> float:
 
 
 class TSIGate(Gate):
-    """TC-Padé's gate: the first step of every ``interval``-step interval computes; inside an interval a
-    step is skipped when the stability score of the three newest residuals (Eq. 1, mapped by ``scale``)
-    is >= ``theta``. Until three residuals exist the step computes ("warmup")."""
+    """TC-Padé's gate: forced computes on a grid, the stability score (Eq. 1, mapped by ``scale``) of the three
+    newest residuals decides in between: a step is skipped when the score is >= ``theta``.
+
+    ``schedule="interval"``: the first step of every ``interval``-step interval computes, and every step
+    until three residuals exist ("warmup"). ``schedule="spread"``: the first ``warmup_steps`` compute,
+    then every ``interval``-th step counted from the last of them (TaylorSeer's grid); with fewer than
+    three residuals, or three that are not equally spaced (the warm-up ones), the trajectory counts as steady.
+    """
 
     name = "TSI stability"
     needs_residuals = 3
 
-    def __init__(self, theta: float, interval: int, scale: str):
+    def __init__(self, theta: float, interval: int, scale: str, schedule: str = "interval", warmup_steps: int = 2):
         self.threshold, self.interval, self.scale = theta, interval, scale
+        self.schedule, self.warmup_steps = schedule, warmup_steps
+
+    def forced(self, i: int):
+        """The reason step ``i`` must compute on the grid, or None."""
+        if self.schedule == "spread":
+            if i < self.warmup_steps:
+                return "warmup"
+            return "interval" if (i - self.warmup_steps + 1) % self.interval == 0 else None
+        return "interval" if i % self.interval == 0 else None
 
     def decide(self, step, st, signal_fn) -> Decision:
-        if step.index % self.interval == 0:
-            return Decision(True, "interval")
+        why = self.forced(step.index)
+        if why is not None:
+            return Decision(True, why)
         hist = st.gate_residuals
-        if len(hist) < 3:
+        if len(hist) < 3 and self.schedule != "spread":
             return Decision(True, "warmup")
-        r1, r2, r3 = (e.value for e in hist.latest(3))
+        es = hist.latest(3)
+        if len(es) < 3 or (self.schedule == "spread" and es[0].step - es[1].step != es[1].step - es[2].step):
+            # Eq. 1 compares equally spaced differences (the warm-up ones are not): no evidence of a turn,
+            # so the step counts as steady (the score of a straight line)
+            steady = stability_score(0.0, self.scale)
+            return Decision(steady < self.threshold, "tsi n/a", steady)
+        r1, r2, r3 = (e.value for e in es)
         score = stability_score(tsi_literal(r1, r2, r3), self.scale)
         skip = score >= self.threshold
         return Decision(not skip, "tsi>=theta" if skip else "tsi<theta", score)
+
+
+class ErrorGate(TSIGate):
+    """A gate that estimates its own error: on every computed step the predictor reports how far its
+    prediction of that step was from the truth (relative error e over the distance k0 from the previous
+    compute, ``st.gate_state["self_error"]``). A step k steps after the last compute is expected to be off
+    by e (k / k0)^2 (a linear extrapolation's error grows with the square of the distance); the score
+    ``tolerance / expected`` is compared with theta: skip while it is >= theta. The forced grid is
+    :class:`TSIGate`'s."""
+
+    name = "self-error"
+    needs_residuals = 0
+
+    def __init__(self, theta: float, interval: int, tolerance: float, schedule: str, warmup_steps: int):
+        super().__init__(theta, interval, "reciprocal", schedule, warmup_steps)
+        self.tolerance = tolerance
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        why = self.forced(step.index)
+        if why is not None:
+            return Decision(True, why)
+        own = st.gate_state.get("self_error")
+        last = st.history.latest(1)
+        if own is None or not last:   # no estimate yet: the grid alone decides on a spread schedule
+            return Decision(self.schedule != "spread", "no estimate")
+        err, k0 = own
+        k = step.index - last[0].step
+        expected = err * (k / max(k0, 1)) ** 2
+        score = RECIPROCAL_CAP if expected <= self.tolerance / RECIPROCAL_CAP else min(RECIPROCAL_CAP, self.tolerance / expected)
+        skip = score >= self.threshold
+        return Decision(not skip, "error<tol" if skip else "error>=tol", score)
 
 
 def bend_score(r_old: torch.Tensor, r_mid: torch.Tensor, r_new: torch.Tensor, eps: float = 1e-12) -> float:

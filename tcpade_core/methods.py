@@ -17,10 +17,15 @@ METHODS: Dict[str, Tuple[Callable, Callable]] = {
                    lambda c: P.TaylorPredictor(c.order, c.form, c.target, c.first_enhance)),
     "teacache": (lambda c: G.RescaledL1Gate(c.threshold, c.coefficients), lambda c: P.ReusePredictor()),
     "tracache": (lambda c: G.IntervalGate(c.stride, reason="stride"), lambda c: P.LagrangePredictor(c.max_order, c.target)),
-    "tcpade": (lambda c: G.TSIGate(c.theta, c.interval, c.tsi_scale), lambda c: P.PadePredictor(c)),
+    "tcpade": (lambda c: (G.ErrorGate(c.theta, c.interval, c.error_tolerance, c.schedule, c.warmup_steps)
+                          if c.gate == "error" else G.TSIGate(c.theta, c.interval, c.tsi_scale, c.schedule, c.warmup_steps)),
+               lambda c: P.PadePredictor(c)),
     "tcpade_official": (lambda c: G.OfficialScheduleGate(c.threshold, c.interval, c.start_step),
                         lambda c: P.OfficialPadePredictor(c)),
 }
+
+
+METHODS["composed"] = (lambda c: build(c.gate)[0], lambda c: build(c.predictor)[1])
 
 
 def build(cfg) -> Tuple[G.Gate, P.Predictor]:

@@ -172,6 +172,36 @@ def pade_residual(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor | None, *
     return _finite(out), s
 
 
+def rational_extrapolate(values: Sequence[torch.Tensor], steps: Sequence[float], target: float,
+                         pole_guard: float = 0.1, saturate_only: bool = False) -> tuple[torch.Tensor, float]:
+    """A [1/1] Padé approximant in the step variable through the three newest values (newest first):
+    v(s) = v1 + B k / (1 + c k), k = s - s1, with one pole coefficient c shared by all elements and B per
+    element. It passes through v1 and v2 exactly; c is fitted (least squares over all elements) to v3:
+    with D = (v1 - v2) / d2 the newest secant slope, d2 = s1 - s2, d3 = s1 - s3 and g the scalar that
+    best maps D onto v3 - v1, c = (g + d3) / (d3 (d2 + g)) and B = D (1 - c d2). c = 0 on a straight line
+    (linear extrapolation); c > 0 saturates a decelerating trajectory; c < 0 accelerates
+    (``saturate_only`` keeps c >= 0). c stays where the three points and the target lie on one branch,
+    with every denominator at least ``pole_guard``. Returns (prediction, c)."""
+    v1, v2, v3 = values[0], values[1], values[2]
+    s1, s2, s3 = float(steps[0]), float(steps[1]), float(steps[2])
+    d2, d3, k = s1 - s2, s1 - s3, float(target) - s1
+    if d2 <= 0 or d3 <= d2:
+        return _finite(v1.clone()), 0.0
+    slope = (v1 - v2) / d2
+    dn = float((slope * slope).sum())
+    c = 0.0
+    if dn > EPS:
+        g = float((slope * (v3 - v1)).sum()) / dn
+        if abs(d2 + g) > EPS:
+            c = (g + d3) / (d3 * (d2 + g))
+    if saturate_only:
+        c = max(c, 0.0)
+    c = min(c, (1.0 - pole_guard) / d3)                 # 1 - c d3 >= pole_guard: the points on one branch
+    if k > 0:
+        c = max(c, (pole_guard - 1.0) / k)              # 1 + c k >= pole_guard: the target too
+    return _finite(v1 + slope * (1.0 - c * d2) * (k / (1.0 + c * k))), c
+
+
 # ================================================================ predictor objects
 
 class Predictor:
@@ -287,51 +317,90 @@ def phase_of(index: int, num_steps: int, early: float, late: float) -> str:
 
 
 class PadePredictor(Predictor):
-    """TC-Padé's step-phase residual predictor (Eq. 5-9) and reconstruction (Eq. 6).
+    """TC-Padé's step-phase predictor (Eq. 5-9) and reconstruction (Eq. 6).
 
-    Early phase: alpha1 R1 + (1 - alpha1) R2. Mid: the Padé residual (:func:`pade_residual`). Late:
-    Padé + beta (R1 - R2). The stack output is ``base + R`` with ``base`` the current input or, as Eq. 6
-    prints it, the previous step's input. ``cfg`` is a :class:`tcpade_core.config.TCPadeConfig`.
+    Early phase: alpha1 V1 + (1 - alpha1) V2. Mid: the Padé value (:func:`pade_residual`, or with
+    ``numerator="rational"`` the [1/1] approximant in the step variable, :func:`rational_extrapolate`,
+    its increment damped by sigma_stab). Late: Padé + beta (V1 - V2). ``target="residual"``: V is the stack
+    residual and the output is ``base + V`` with ``base`` the current input or, as Eq. 6 prints it, the
+    previous step's input; ``target="output"``: V is the stack output itself.
+    ``cfg`` is a :class:`tcpade_core.config.TCPadeConfig`.
     """
 
     capacity = 3
 
     def __init__(self, cfg):
         self.cfg = cfg
+        self.stores = cfg.target
 
     def phase(self, index, num_steps):
         return phase_of(index, num_steps, self.cfg.early_boundary, self.cfg.late_boundary)
 
     def ready(self, step, st) -> bool:
         need = 3 if self.cfg.numerator == "literal" and step.phase != "early" else 2
-        if self.cfg.reconstruct == "previous_input" and "prev_input" not in st.pred_state:
+        if self._base_is_previous() and "prev_input" not in st.pred_state:
             return False
         return len(st.history) >= need
 
-    def predict(self, step, st, h, rec):
+    def _base_is_previous(self) -> bool:
+        return self.cfg.target == "residual" and self.cfg.reconstruct == "previous_input"
+
+    def value(self, step_index: int, phase: str, es, rec=None) -> torch.Tensor:
+        """The predicted value (residual or output) at ``step_index`` from history entries ``es`` (newest first)."""
         c = self.cfg
-        es = st.history.latest(3, h.device)
         r1, r2 = es[0].value, es[1].value
         r3 = es[2].value if len(es) > 2 else None
-        if step.phase == "early":
-            r = c.alpha1 * r1 + (1.0 - c.alpha1) * r2
+        if phase == "early":
+            return c.alpha1 * r1 + (1.0 - c.alpha1) * r2
+        if c.numerator in ("rational", "rational_damped"):
+            s = sigma_stab(r1, r2, c.lam)
+            if r3 is None:
+                ratio = (step_index - es[0].step) / (es[0].step - es[1].step) if es[0].step != es[1].step else 1.0
+                r = r1 + s * ratio * (r1 - r2)
+            else:
+                ext, _ = rational_extrapolate([r1, r2, r3], [e.step for e in es[:3]], step_index, c.pole_guard,
+                                              saturate_only=c.numerator == "rational_damped")
+                r = r1 + s * (ext - r1)
         else:
             ratio = 1.0
             if c.spacing == "steps" and es[0].step != es[1].step:
-                ratio = (step.index - es[0].step) / (es[0].step - es[1].step)
-            r, rec.sigma_stab = pade_residual(r1, r2, r3, lam=c.lam, numerator=c.numerator,
-                                              denominator=c.denominator, ratio=ratio, pole_guard=c.pole_guard)
-            if step.phase == "late":
-                r = r + c.beta * (r1 - r2)
-        base = h if c.reconstruct == "current_input" else st.pred_state["prev_input"].to(h.device)
-        out = base.float() + r
+                ratio = (step_index - es[0].step) / (es[0].step - es[1].step)
+            r, s = pade_residual(r1, r2, r3, lam=c.lam, numerator=c.numerator, denominator=c.denominator, ratio=ratio,
+                                 pole_guard=c.pole_guard)
+        if rec is not None:
+            rec.sigma_stab = s
+        if phase == "late":
+            r = r + c.beta * (r1 - r2)
+        return r
+
+    def predict(self, step, st, h, rec):
+        c = self.cfg
+        r = self.value(step.index, step.phase, st.history.latest(3, h.device), rec)
+        if c.target == "output":
+            out = r
+        else:
+            base = h if c.reconstruct == "current_input" else st.pred_state["prev_input"].to(h.device)
+            out = base.float() + r
         if c.history == "all":
             st.pred_state["last_pred_residual"] = r
         return _finite(out).to(h.dtype)
 
     def observe(self, step, st, h, y):
-        st.history.push(step.index, step.t, y - h)
+        if self.cfg.gate == "error":
+            self._self_check(step, st, h, y)
+        super().observe(step, st, h, y)
         self._keep_input(st, h)
+
+    def _self_check(self, step, st, h, y):
+        """For the error gate: how well would the predictor have predicted this computed step?"""
+        es = [e for e in st.history.latest(3, y.device) if e.computed]
+        if len(es) < 2:
+            return
+        truth = (y if self.cfg.target == "output" else y - h).float()
+        guess = self.value(step.index, "mid", es)
+        err = float(torch.linalg.vector_norm(guess - truth) / torch.linalg.vector_norm(
+            y.float() if self.cfg.target == "output" else y.float()).clamp_min(1e-12))
+        st.gate_state["self_error"] = (err, step.index - es[0].step)
 
     def observe_skip(self, step, st, h, y_hat):
         if self.cfg.history == "all":
@@ -339,7 +408,7 @@ class PadePredictor(Predictor):
         self._keep_input(st, h)
 
     def _keep_input(self, st, h):
-        if self.cfg.reconstruct == "previous_input":
+        if self._base_is_previous():
             st.pred_state["prev_input"] = h.detach().clone()
 
 

@@ -288,8 +288,9 @@ def test_never_skipping_theta_reproduces_full_compute_bit_for_bit():
     assert all(torch.equal(a, b) for a, b in zip(ref_out, out))
 
 
-def test_tcpade_interval_and_warmup_rules():
-    rep, _, calls = run_cfg(TCPadeConfig(theta=0.0, interval=4))
+def test_tcpade_interval_schedule_and_warmup_rules():
+    # the paper's schedule: every N-th step from 0, and every step until three residuals exist
+    rep, _, calls = run_cfg(TCPadeConfig(theta=0.0, interval=4, schedule="interval"))
     expected = [i for i in range(20) if i < 3 or i % 4 == 0]
     assert [r.step for r in rep.steps if r.computed] == expected
     assert rep.skipped_steps == [i for i in range(20) if i not in expected]
@@ -299,9 +300,24 @@ def test_tcpade_interval_and_warmup_rules():
 
 
 def test_tcpade_phases_follow_eq9_boundaries():
-    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0))
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, mode="paper_literal"))
     phases = [r.phase for r in rep.steps]
     assert phases == ["early"] * 6 + ["mid"] * 11 + ["late"] * 3
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0))        # the default reading has no phases
+    assert {r.phase for r in rep.steps} == {"mid"}
+
+
+def test_tcpade_default_spread_schedule_and_tsi_spacing_rule():
+    # warm-up 1 (+ one forced compute: the predictor needs two values), then every 4th step from step 0;
+    # the TSI gate only compares equally spaced computes, so the uneven warm-up ones count as steady
+    rep, _, calls = run_cfg(TCPadeConfig(theta=1.0))
+    assert rep.strip() == "##..#...#...#...#..."
+    assert [r.reason for r in rep.steps[:6]] == ["warmup", "warmup", "tsi n/a", "tsi n/a", "interval", "tsi n/a"]
+    assert rep.steps[9].reason == "tsi n/a"              # computes 1, 4, 8: uneven
+    assert rep.steps[13].reason in ("tsi>=theta", "tsi<theta") and rep.steps[13].gate is not None  # 4, 8, 12
+    assert sorted(set(calls)) == [0, 1, 4, 8, 12, 16]
+    # a theta no score reaches never skips, also where the TSI cannot be evaluated
+    assert run_cfg(TCPadeConfig(theta=1000.0))[0].computed == 20
 
 
 def test_teacache_first_and_last_always_compute():
@@ -353,12 +369,15 @@ def test_higher_order_predicts_better_on_a_smooth_stack():
 
 
 def test_cache_memory_is_what_tcpade_needs_and_offload_works():
-    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, reconstruct="current_input"), store_device="cpu")
     per_stream = 2 * 8 * 16 * 4
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, target="residual", reconstruct="current_input"), store_device="cpu")
     assert rep.cache_bytes == 2 * 3 * per_stream      # three residuals per stream, two streams
     assert rep.store_device == "cpu"
-    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0))
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, mode="paper_literal"))
     assert rep.cache_bytes == 2 * 4 * per_stream      # + the previous block-stack input (Eq. 6, x_{t+1})
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0))
+    # the default: three outputs for the predictor, three residuals for the TSI gate, per stream
+    assert rep.cache_bytes == 2 * 6 * per_stream
 
 
 def test_stream_forced_to_compute_when_it_has_no_history():
@@ -378,7 +397,7 @@ def test_stream_forced_to_compute_when_it_has_no_history():
 
 
 def test_split_api_batched_streams_decide_once_and_record_once():
-    run = CacheRun(TCPadeConfig(theta=0.0))
+    run = CacheRun(TCPadeConfig(theta=0.0, schedule="interval"))
     a, b = torch.ones(1, 2, 16), -torch.ones(1, 2, 16)
     for i in range(6):
         run.begin_step(i, 6, 1 - i / 6)
@@ -396,7 +415,7 @@ def test_split_api_batched_streams_decide_once_and_record_once():
 
 
 def test_active_flag_overrides_window():
-    run = CacheRun(TCPadeConfig(theta=0.0))
+    run = CacheRun(TCPadeConfig(theta=0.0, schedule="interval"))
     h = torch.ones(1, 2, 16)
     for i in range(8):
         run.begin_step(i, 8, 1 - i / 8, active=i < 4)
@@ -472,3 +491,49 @@ def test_engine_never_imports_comfy():
     for path in (ROOT / "tcpade_core").rglob("*.py"):
         text = path.read_text()
         assert "import comfy" not in text and "from comfy" not in text, path
+
+
+# ------------------------------------------------------------------ the default predictor: [1/1] in the step variable
+
+def test_rational_extrapolation_is_exact_on_lines_and_on_saturating_rationals():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    line = lambda s: a + b * s
+    steps = [8.0, 4.0, 1.0]                                   # newest first, uneven spacing
+    pred, c = P.rational_extrapolate([line(s) for s in steps], steps, 11.0)
+    assert c == pytest.approx(0.0, abs=1e-9) and torch.allclose(pred, line(11.0), atol=1e-9)
+    # v(s) = a + b (s - 8) / (1 + 0.2 (s - 8)): a [1/1] approximant in s is exact on it, c = 0.2 recovered
+    rat = lambda s: a + b * (s - 8.0) / (1 + 0.2 * (s - 8.0))
+    pred, c = P.rational_extrapolate([rat(s) for s in steps], steps, 11.0)
+    # the slope the approximant uses is the newest secant, so it is exact through the three points and at
+    # the target only when written in that slope: check the three-point fit and the saturation
+    assert c > 0.0
+    assert float((pred - rat(11.0)).abs().max()) < float((P.rational_extrapolate(
+        [line(s) for s in steps], steps, 11.0)[0] - rat(11.0)).abs().max())
+
+
+def test_rational_damped_never_amplifies_the_slope_and_keeps_off_the_pole():
+    v = lambda s: torch.tensor([s * s], dtype=torch.float64)      # accelerating: a free c would be < 0
+    steps = [6.0, 4.0, 2.0]
+    free, c_free = P.rational_extrapolate([v(s) for s in steps], steps, 8.0)
+    damped, c = P.rational_extrapolate([v(s) for s in steps], steps, 8.0, saturate_only=True)
+    assert c_free < 0 and c == 0.0
+    assert float(damped) == pytest.approx(36 + (36 - 16) / 2 * 2)   # the newest slope, linearly
+    assert float(free) > float(damped)
+    far, c = P.rational_extrapolate([v(s) for s in steps], steps, 100.0, pole_guard=0.1)
+    assert 1.0 + c * 94.0 >= 0.1 - 1e-12 and torch.isfinite(far).all()
+
+
+def test_default_predictor_is_sigma_damped_rational_on_the_output():
+    cfg = TCPadeConfig(theta=0.0)
+    run = CacheRun(cfg)
+    vals = {0: 1.0, 1: 2.0, 4: 4.0}
+    outs = []
+    for i in range(6):
+        run.begin_step(i, 6, 1 - i / 6)
+        outs.append(run("c", torch.zeros(1, 1), lambda h, i=i: torch.full((1, 1), vals[i])))
+    assert run.end_run().strip() == "##..#."
+    hist = [torch.full((1, 1), vals[s], dtype=torch.float32) for s in (4, 1, 0)]
+    ext, _ = P.rational_extrapolate(hist, [4, 1, 0], 5, saturate_only=True)
+    s = P.sigma_stab(hist[0], hist[1], cfg.lam)
+    assert float(outs[5]) == pytest.approx(float(hist[0] + s * (ext - hist[0])), rel=1e-6)

@@ -1,38 +1,49 @@
 """The main job: every cache method on the shipped benchmark models, side by side in one process.
 
-    python -m tcpade_core.research.bench            # full: models A and B, 10 / 20 / 30 steps, sweeps
-    python -m tcpade_core.research.bench --quick    # about a minute: 20 steps, small sweep
+    python -m tcpade_core.research.bench            # full: 10 / 20 / 30 steps, development and held-out
+    python -m tcpade_core.research.bench --quick    # about a minute: 20 steps, models A and B, small sweep
 
-(The TC-Padé reading ablation behind README "Notes on the equations" is ``python -m tcpade_core.research.ablation``.)
+Protocol (README "Benchmark"): every default of the pack was chosen on the *development* runs, models A
+and B with seed 1234, and frozen before the *held-out* runs were made: models A and B with a fresh seed
+(4321) and model C (never used for tuning) with both seeds. The two are printed separately.
 
-Prints tables (steps computed, NFE speedup, wall-clock speedup measured in this run, PSNR/SSIM against
-full compute on the same seeds, class agreement), writes a PNG grid of samples and a
-speedup-vs-PSNR Pareto plot per model to ``--out`` (default ``bench_out/``).
+For every run: steps computed, NFE speedup, wall-clock speedup measured in this run, PSNR/SSIM against
+full compute on the same seeds, class agreement. Then, for each TC-Padé setting, the Pareto margin:
+its PSNR minus the best PSNR any baseline setting of the sweep reaches with the same or fewer computed
+steps (the ±1-step table is kept as a second view). PNGs in ``--out`` (default ``bench_out/``): a grid of
+samples per model and the speedup-vs-PSNR fronts per model and step count.
+(The TC-Padé reading ablation is ``python -m tcpade_core.research.ablation``.)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .. import metrics
-from ..config import (IDENTITY_COEFFICIENTS, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TeaCacheConfig,
-                      TraCacheConfig, _Common)
+from ..config import (IDENTITY_COEFFICIENTS, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig,
+                      TeaCacheConfig, TraCacheConfig, _Common)
 from ..engine import CacheRun
-from .common import CALIB_SEED, CFG_SCALE, MODEL_TITLES, labels as _labels, sample_timed as _sample
+from .common import CALIB_SEED, CFG_SCALE, EVAL_SEED, MODEL_TITLES, labels as _labels, sample_timed as _sample
+
+HELD_OUT_SEED = 4321
+DEV_MODELS = ("a", "b")
+BASELINE_FAMILIES = ("TaylorSeer", "TeaCache", "TraCache", "Reuse")
+THETAS = (0.7, 1.0, 1.3)
 
 
 @dataclass
 class Row:
+    split: str          # "dev" or "held-out"
     model: str
+    seed: int
     steps: int
     family: str
     label: str
@@ -47,33 +58,43 @@ class Row:
     cache_mb: float = 0.0
 
 
+def cases(quick: bool, models: List[str]) -> List[Tuple[str, str, int]]:
+    """(split, model, seed) of every run set: development A/B seed 1234; held-out A/B seed 4321 and C."""
+    out = [("dev", m, EVAL_SEED) for m in models if m in DEV_MODELS]
+    if not quick:
+        out += [("held-out", m, HELD_OUT_SEED) for m in models if m in DEV_MODELS]
+        out += [("held-out", m, s) for m in models if m not in DEV_MODELS for s in (EVAL_SEED, HELD_OUT_SEED)]
+    return out
+
+
 # ------------------------------------------------------------------------------------------ sweeps
 
-def tcpade_presets() -> List[tuple]:
-    return [("TC-Padé fast θ0.7", TCPadeConfig(theta=0.7)),
-            ("TC-Padé slow θ1.0", TCPadeConfig(theta=1.0)),
-            ("TC-Padé θ1.3", TCPadeConfig(theta=1.3)),
-            ("TC-Padé literal θ0.7", TCPadeConfig(theta=0.7, mode="paper_literal"))]
+def tcpade_settings(quick: bool) -> List[tuple]:
+    """The default reading at θ 0.7 / 1.0 / 1.3, the paper as printed, and the authors' code (its defaults
+    and, in full mode, a small sweep of interval and start step)."""
+    out = [(f"TC-Padé θ{th}", TCPadeConfig(theta=th)) for th in THETAS]
+    out.append(("TC-Padé paper_literal θ0.7", TCPadeConfig(theta=0.7, mode="paper_literal")))
+    out.append(("TC-Padé official (code defaults)", TCPadeOfficialConfig()))
+    if not quick:
+        out += [(f"TC-Padé official N={iv} start={st}", TCPadeOfficialConfig(interval=iv, start_step=st))
+                for iv in (3, 4, 6) for st in (1, 2)]
+    return out
 
 
 def baseline_sweep(quick: bool) -> List[tuple]:
-    out = []
-    for n in ((2, 3) if quick else (2, 3, 4)):
-        out.append((f"Reuse N={n}", ReuseConfig(interval=n)))
-    ts = [(3, 1, 2), (4, 1, 2)] if quick else [(2, 1, 2)] + [(n, o, f) for n in (3, 4, 5) for o in (1, 2) for f in (1, 2, 3)]
-    for n, o, f in ts:
-        out.append((f"TaylorSeer N={n} O={o} fe={f}", TaylorSeerConfig(interval=n, order=o, first_enhance=f)))
-    deltas = (0.3, 0.6) if quick else (0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.2)
-    for d in deltas:
-        out.append((f"TeaCache δ={d}", ("teacache", d)))
-    tc = [(2, 2), (3, 2)] if quick else [(k, o) for k in (2, 3, 4) for o in (2, 3)]
-    for k, o in tc:
-        out.append((f"TraCache k={k} o={o}", TraCacheConfig(stride=k, max_order=o)))
+    out = [(f"Reuse N={n}", ReuseConfig(interval=n)) for n in ((2, 3, 4) if quick else (2, 3, 4, 5, 6))]
+    ts = [(n, o, f) for n in (3, 4) for o in (1, 2) for f in (1, 2)] if quick else \
+        [(n, o, f) for n in (2, 3, 4, 5, 6) for o in (1, 2) for f in (1, 2, 3)]
+    out += [(f"TaylorSeer N={n} O={o} fe={f}", TaylorSeerConfig(interval=n, order=o, first_enhance=f)) for n, o, f in ts]
+    deltas = (0.2, 0.3, 0.6) if quick else (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.2)
+    out += [(f"TeaCache δ={d}", ("teacache", d)) for d in deltas]
+    tc = [(2, 2), (3, 2)] if quick else [(k, o) for k in (2, 3, 4, 5) for o in (2, 3)]
+    out += [(f"TraCache k={k} o={o}", TraCacheConfig(stride=k, max_order=o)) for k, o in tc]
     return out
 
 
 FAMILY = {"none": "full", "reuse": "Reuse", "taylorseer": "TaylorSeer", "teacache": "TeaCache",
-          "tracache": "TraCache", "tcpade": "TC-Padé"}
+          "tracache": "TraCache", "tcpade": "TC-Padé", "tcpade_official": "TC-Padé"}
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -108,22 +129,7 @@ def calibrate_teacache(model, name, labels, steps, degree=4) -> tuple:
     return tuple(float(c) for c in np.polyfit(x[ok], y[ok], degree))
 
 
-def run_one(model, name, labels, steps, cfg: _Common, ref, ref_seconds, classify) -> tuple:
-    run = CacheRun(cfg)
-    img, sec = _sample(model, name, labels, steps, run)
-    rep = run.report
-    finite = bool(torch.isfinite(img).all())
-    if not finite:
-        raise RuntimeError(f"{cfg.describe()} produced NaN/Inf")
-    row = Row(model=name, steps=steps, family=FAMILY[cfg.method], label="", computed=rep.computed,
-              nfe_speedup=rep.speedup, wall_speedup=ref_seconds / sec,
-              psnr=metrics.psnr(img, ref), ssim=metrics.ssim(img, ref),
-              agree=metrics.agreement(classify(img, name), labels), seconds=sec, strip=rep.strip(),
-              cache_mb=rep.cache_bytes / 2**20)
-    return row, img, rep
-
-
-def bench_model(name, steps_list, quick, progress, n_samples):
+def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progress, n_samples: int):
     from ..models.zoo import load_model
     from .classifiers import classify, fit_classifier
     model = load_model(name)
@@ -132,43 +138,51 @@ def bench_model(name, steps_list, quick, progress, n_samples):
     rows, grids = [], {}
     for steps in steps_list:
         # full compute: reference images, and the reference time (min of repeats, interleaved)
-        ref, t_ref = _sample(model, name, labels, steps, None)
+        ref, t_ref = _sample(model, name, labels, steps, None, seed=seed)
         coeffs = calibrate_teacache(model, name, labels, steps)
-        progress(f"{name}/{steps}: full")
-        methods = tcpade_presets() + baseline_sweep(quick)
-        ref_times = [t_ref]
-        results = []
-        for label, cfg in methods:
+        progress(f"{name}/{seed}/{steps}: full")
+        ref_times, results = [t_ref], []
+        for label, cfg in tcpade_settings(quick) + baseline_sweep(quick):
             if isinstance(cfg, tuple):
                 cfg = TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
-            row, img, rep = run_one(model, name, labels, steps, cfg, ref, t_ref, classify)
-            row.label = label
-            results.append((row, img))
+            run = CacheRun(cfg)
+            img, sec = _sample(model, name, labels, steps, run, seed=seed)
+            if not bool(torch.isfinite(img).all()):
+                raise RuntimeError(f"{cfg.describe()} produced NaN/Inf")
+            rep = run.report
+            results.append((Row(split, name, seed, steps, FAMILY[cfg.method], label, rep.computed, rep.speedup, 0.0,
+                                metrics.psnr(img, ref), metrics.ssim(img, ref),
+                                metrics.agreement(classify(img, name), labels), sec, rep.strip(),
+                                rep.cache_bytes / 2**20), img))
             if len(results) % 6 == 0:      # re-time the reference between methods: drift-robust ratio
-                ref_times.append(_sample(model, name, labels, steps, None)[1])
-            progress(f"{name}/{steps}: {label}")
+                ref_times.append(_sample(model, name, labels, steps, None, seed=seed)[1])
+            progress(f"{name}/{seed}/{steps}: {label}")
         t_ref = min(ref_times)
-        full_row = Row(name, steps, "full", "Full compute", steps, 1.0, 1.0, float("inf"), 1.0,
-                       metrics.agreement(classify(ref, name), labels), t_ref, "#" * steps)
-        rows.append(full_row)
+        rows.append(Row(split, name, seed, steps, "full", "Full compute", steps, 1.0, 1.0, float("inf"), 1.0,
+                        metrics.agreement(classify(ref, name), labels), t_ref, "#" * steps))
         for row, img in results:
             row.wall_speedup = t_ref / row.seconds
             rows.append(row)
         if steps == 20:
             grids = {"Full compute": ref, **{r.label: img for r, img in results}}
-    return rows, grids, model
+    return rows, grids
 
 
-# ------------------------------------------------------------------------------------------ output
+# ------------------------------------------------------------------------------------------ analysis
 
-def fmt_table(rows: List[Row]) -> str:
-    head = f"{'model':5} {'steps':>5} {'method and settings':30} {'computed':>8} {'NFE x':>6} {'wall x':>6} {'PSNR':>6} {'SSIM':>6} {'class':>6}  schedule"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        psnr = "  full" if math.isinf(r.psnr) else f"{r.psnr:6.2f}"
-        lines.append(f"{r.model:5} {r.steps:5d} {r.label:30} {r.computed:5d}/{r.steps:<2d} {r.nfe_speedup:6.2f} "
-                     f"{r.wall_speedup:6.2f} {psnr} {r.ssim:6.3f} {r.agree:6.2f}  {r.strip}")
-    return "\n".join(lines)
+def same_run(rows: List[Row], r: Row) -> List[Row]:
+    return [x for x in rows if (x.split, x.model, x.seed, x.steps) == (r.split, r.model, r.seed, r.steps)]
+
+
+def best_baseline_at_most(rows: List[Row], r: Row) -> Optional[Row]:
+    """The best baseline of the sweep (highest PSNR) with the same or fewer computed steps than ``r``."""
+    c = [x for x in same_run(rows, r) if x.family in BASELINE_FAMILIES and x.computed <= r.computed]
+    return max(c, key=lambda x: x.psnr) if c else None
+
+
+def pareto_margin(rows: List[Row], r: Row) -> Tuple[Optional[float], Optional[Row]]:
+    b = best_baseline_at_most(rows, r)
+    return (r.psnr - b.psnr if b is not None else None), b
 
 
 def best_at_nfe(rows: List[Row], family: str, computed: int, tol: int = 1) -> Optional[Row]:
@@ -176,40 +190,103 @@ def best_at_nfe(rows: List[Row], family: str, computed: int, tol: int = 1) -> Op
     return max(cands, key=lambda r: r.psnr) if cands else None
 
 
-def matched_table(rows: List[Row]) -> str:
-    lines = ["matched-NFE comparison (baselines: best PSNR within ±1 computed step of TC-Padé, from the sweep)",
-             f"{'model':5} {'steps':>5} {'TC-Padé setting':22} {'comp':>4} {'PSNR':>6} | {'best TaylorSeer':>16} {'best TeaCache':>16} {'best TraCache':>16} {'best Reuse':>16} | {'margin dB':>9}"]
+# ------------------------------------------------------------------------------------------ output
+
+def case_title(split: str, model: str, seed: int) -> str:
+    return f"{split}: model {MODEL_TITLES[model]}, seed {seed}"
+
+
+def fmt_table(rows: List[Row]) -> str:
+    head = (f"{'model':5} {'steps':>5} {'method and settings':34} {'computed':>8} {'NFE x':>6} {'wall x':>6} "
+            f"{'PSNR':>6} {'SSIM':>6} {'class':>6}  schedule")
+    lines = [head, "-" * len(head)]
     for r in rows:
-        if r.family != "TC-Padé" or "literal" in r.label:
-            continue
-        cells, best = [], -math.inf
-        for fam in ("TaylorSeer", "TeaCache", "TraCache", "Reuse"):
-            b = best_at_nfe([x for x in rows if x.model == r.model and x.steps == r.steps], fam, r.computed)
-            cells.append(f"{b.psnr:6.2f} ({b.computed:2d})" if b else f"{'-':>11}")
-            if b and fam != "Reuse":
-                best = max(best, b.psnr)
-        margin = f"{r.psnr - best:+9.2f}" if best > -math.inf else f"{'n/a':>9}"
-        lines.append(f"{r.model:5} {r.steps:5d} {r.label:22} {r.computed:4d} {r.psnr:6.2f} | "
-                     + " ".join(f"{c:>16}" for c in cells) + f" | {margin}")
+        psnr = "  full" if math.isinf(r.psnr) else f"{r.psnr:6.2f}"
+        lines.append(f"{r.model:5} {r.steps:5d} {r.label:34} {r.computed:5d}/{r.steps:<2d} {r.nfe_speedup:6.2f} "
+                     f"{r.wall_speedup:6.2f} {psnr} {r.ssim:6.3f} {r.agree:6.2f}  {r.strip}")
     return "\n".join(lines)
 
 
-def separation_table(rows: List[Row]) -> str:
-    """Does a model separate the plain baselines? PSNR of reuse, TaylorSeer O=1 and TeaCache nearest 2.5x."""
-    lines = ["baseline separation at ~2.5x NFE (20 steps): best config per family with 2.2x <= NFE <= 2.9x"]
-    for m in sorted({r.model for r in rows}):
+def margin_table(rows: List[Row], split: str) -> str:
+    lines = [f"Pareto margin, {split}: TC-Padé PSNR minus the best baseline setting with the same or fewer computed steps",
+             f"{'model':5} {'seed':>5} {'steps':>5} {'TC-Padé setting':34} {'comp':>4} {'PSNR':>6} | "
+             f"{'best baseline at <= comp':34} {'comp':>4} {'PSNR':>6} | {'margin':>7}"]
+    for r in rows:
+        if r.split != split or r.family != "TC-Padé":
+            continue
+        m, b = pareto_margin(rows, r)
+        bl = f"{b.label:34} {b.computed:4d} {b.psnr:6.2f}" if b else f"{'(none computes this little)':34} {'':4} {'':6}"
+        ms = f"{m:+7.2f}" if m is not None else f"{'n/a':>7}"
+        lines.append(f"{r.model:5} {r.seed:5d} {r.steps:5d} {r.label:34} {r.computed:4d} {r.psnr:6.2f} | {bl} | {ms}")
+    return "\n".join(lines)
+
+
+def matched_table(rows: List[Row], split: str) -> str:
+    lines = [f"second view, {split}: best PSNR per baseline family within ±1 computed step of each TC-Padé setting",
+             f"{'model':5} {'seed':>5} {'steps':>5} {'TC-Padé setting':34} {'comp':>4} {'PSNR':>6} | {'TaylorSeer':>13} "
+             f"{'TeaCache':>13} {'TraCache':>13} {'Reuse':>13} | {'margin':>7}"]
+    for r in rows:
+        if r.split != split or r.family != "TC-Padé":
+            continue
+        run = same_run(rows, r)
+        cells, best = [], -math.inf
+        for fam in BASELINE_FAMILIES:
+            b = best_at_nfe(run, fam, r.computed)
+            cells.append(f"{b.psnr:6.2f} ({b.computed:2d})" if b else f"{'-':>13}")
+            if b:
+                best = max(best, b.psnr)
+        margin = f"{r.psnr - best:+7.2f}" if best > -math.inf else f"{'n/a':>7}"
+        lines.append(f"{r.model:5} {r.seed:5d} {r.steps:5d} {r.label:34} {r.computed:4d} {r.psnr:6.2f} | "
+                     + " ".join(f"{c:>13}" for c in cells) + f" | {margin}")
+    return "\n".join(lines)
+
+
+def regime_table(rows: List[Row]) -> str:
+    """How hard is each model for caching: the best of plain reuse and TeaCache near 2.5x NFE at 20 steps
+    (the paper's FLUX figures for those baselines are 17-18 dB)."""
+    lines = ["regime at 20 steps: best reuse / TeaCache / TaylorSeer O=1 with 2.2x <= NFE <= 2.9x"]
+    for key in sorted({(r.split, r.model, r.seed) for r in rows}):
         vals = {}
-        for fam, pred in (("Reuse", lambda r: r.family == "Reuse"),
-                          ("TaylorSeer O=1", lambda r: r.family == "TaylorSeer" and " O=1 " in r.label),
-                          ("TeaCache", lambda r: r.family == "TeaCache")):
-            c = [r for r in rows if r.model == m and r.steps == 20 and pred(r) and 2.2 <= r.nfe_speedup <= 2.9]
+        for fam, pred in (("Reuse", lambda r: r.family == "Reuse"), ("TeaCache", lambda r: r.family == "TeaCache"),
+                          ("TaylorSeer O=1", lambda r: r.family == "TaylorSeer" and " O=1 " in r.label)):
+            c = [r for r in rows if (r.split, r.model, r.seed) == key and r.steps == 20 and pred(r)
+                 and 2.2 <= r.nfe_speedup <= 2.9]
             if c:
-                b = max(c, key=lambda r: r.psnr)
-                vals[fam] = b
+                vals[fam] = max(c, key=lambda r: r.psnr)
         if vals:
-            ps = [v.psnr for v in vals.values()]
             desc = ", ".join(f"{k} {v.psnr:.2f} dB @{v.nfe_speedup:.2f}x" for k, v in vals.items())
-            lines.append(f"  model {m}: {desc}; spread {max(ps) - min(ps):.2f} dB")
+            lines.append(f"  {key[0]:8} model {key[1]} seed {key[2]}: {desc}")
+    return "\n".join(lines)
+
+
+def targets_table(rows: List[Row]) -> str:
+    """The issue's targets, each with what this run measured (met / MISSED)."""
+    lines = ["targets (the default reading; margins are Pareto margins)"]
+    ok = lambda b: "met" if b else "MISSED"
+    for split in ("dev", "held-out"):
+        for key in sorted({(r.model, r.seed) for r in rows if r.split == split}):
+            for steps in sorted({r.steps for r in rows if r.split == split and (r.model, r.seed) == key}):
+                run = [r for r in rows if r.split == split and (r.model, r.seed) == key and r.steps == steps]
+                tcs = [r for r in run if r.label.startswith("TC-Padé θ")]
+                ms = [(r.label, pareto_margin(rows, r)[0]) for r in tcs]
+                desc = ", ".join(f"{lab[9:]} {m:+.2f}" if m is not None else f"{lab[9:]} n/a" for lab, m in ms)
+                worst = min((m for _, m in ms if m is not None), default=None)
+                lines.append(f"  {split:8} {key[0]} seed {key[1]} {steps:2d} steps: margin >= 0 dB: "
+                             f"{ok(worst is not None and worst >= 0)} ({desc})")
+    for key in sorted({(r.model, r.seed) for r in rows if r.model == "c"}):
+        c20 = [r for r in rows if (r.model, r.seed) == key and r.steps == 20 and r.label.startswith("TC-Padé θ")
+               and r.nfe_speedup >= 2.5]
+        ms = [pareto_margin(rows, r)[0] for r in c20]
+        best = max((m for m in ms if m is not None), default=None)
+        lines.append(f"  C seed {key[1]} at 20 steps, >= 2.5x NFE, margin >= +2 dB: {ok(best is not None and best >= 2)} "
+                     f"({'best ' + format(best, '+.2f') if best is not None else 'no TC-Padé setting reaches 2.5x'})")
+    for key in sorted({(r.split, r.model, r.seed, r.steps) for r in rows}):
+        sp = {r.label: r for r in rows if (r.split, r.model, r.seed, r.steps) == key and r.label.startswith("TC-Padé θ")}
+        if len(sp) == len(THETAS):
+            x = [sp[f"TC-Padé θ{th}"].nfe_speedup for th in (1.3, 1.0, 0.7)]
+            lines.append(f"  θ 1.3 / 1.0 / 0.7 speedups on {key[1]} seed {key[2]} {key[3]} steps: "
+                         f"{x[0]:.2f} / {x[1]:.2f} / {x[2]:.2f}x: rising {ok(x[0] < x[1] < x[2])}, "
+                         f"non-decreasing {ok(x[0] <= x[1] <= x[2])}, above 1 {ok(min(x) > 1)}")
     return "\n".join(lines)
 
 
@@ -217,7 +294,7 @@ def write_grid(grids: Dict[str, torch.Tensor], path: Path, title: str, n_cols: i
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    keep = ["Full compute"] + [k for k in grids if k.startswith("TC-Padé")]
+    keep = ["Full compute"] + [k for k in grids if k.startswith("TC-Padé θ") or k == "TC-Padé official (code defaults)"]
     # one representative per baseline family: the first sweep entry of each family
     seen = set()
     for k in grids:
@@ -241,39 +318,49 @@ def write_grid(grids: Dict[str, torch.Tensor], path: Path, title: str, n_cols: i
     plt.close(fig)
 
 
-def write_pareto(rows: List[Row], path: Path, title: str) -> None:
+def write_fronts(rows: List[Row], path: Path, title: str) -> None:
+    """Per step count: the baseline front (best PSNR with at most c computed steps, a staircase), every
+    baseline point, and TC-Padé's points and front."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    marks = {"TC-Padé": ("*", "tab:red"), "TaylorSeer": ("o", "tab:blue"), "TeaCache": ("s", "tab:green"),
-             "TraCache": ("^", "tab:purple"), "Reuse": ("x", "tab:gray")}
-    for fam, (m, c) in marks.items():
-        pts = [(r.nfe_speedup, r.psnr) for r in rows if r.family == fam and math.isfinite(r.psnr)]
-        if pts:
-            ax.scatter(*zip(*pts), marker=m, color=c, label=fam, s=60 if fam == "TC-Padé" else 25)
-    ax.set_xlabel("NFE speedup (x)")
-    ax.set_ylabel("PSNR vs full compute (dB)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    steps_list = sorted({r.steps for r in rows})
+    fig, axes = plt.subplots(1, len(steps_list), figsize=(5 * len(steps_list), 4), squeeze=False)
+    for ax, steps in zip(axes[0], steps_list):
+        run = [r for r in rows if r.steps == steps and math.isfinite(r.psnr)]
+        for fams, color, name in ((BASELINE_FAMILIES, "tab:blue", "best baseline"), (("TC-Padé",), "tab:red", "TC-Padé")):
+            pts = [r for r in run if r.family in fams]
+            if not pts:
+                continue
+            cs = sorted({r.computed for r in pts})
+            front = [(steps / c, max(r.psnr for r in pts if r.computed <= c)) for c in cs]
+            ax.step([f[0] for f in front], [f[1] for f in front], where="post", color=color, label=f"{name} front")
+            ax.scatter([steps / r.computed for r in pts], [r.psnr for r in pts], color=color, s=14, alpha=0.5)
+        for r in run:
+            if r.label.startswith("TC-Padé θ"):
+                ax.annotate(r.label[8:], (r.nfe_speedup, r.psnr), fontsize=7, color="tab:red")
+        ax.set_title(f"{steps} steps", fontsize=9)
+        ax.set_xlabel("NFE speedup (x)")
+        ax.set_ylabel("PSNR vs full compute (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def overhead(model_name: str, n_samples: int, steps: int = 20, repeats: int = 3) -> str:
-    """Cache machinery cost on computed steps: TC-Padé with a θ that never skips (every step runs the
-    gate and stores the residual) against full compute, and a skipped step against a full step."""
+    """Cache machinery cost on computed steps: TC-Padé with a θ that never skips (every step runs the gate
+    and stores what the predictor needs) against full compute."""
     from ..models.zoo import load_model
     model = load_model(model_name)
     labels = _labels(n_samples)
     t_none, t_tc = [], []
+    never = TCPadeConfig(theta=1000.0)
     for _ in range(repeats):
         t_none.append(_sample(model, model_name, labels, steps, None)[1])
-        t_tc.append(_sample(model, model_name, labels, steps, CacheRun(TCPadeConfig(theta=1000.0)))[1])
-        t_tc[-1] = min(t_tc[-1], _sample(model, model_name, labels, steps, CacheRun(TCPadeConfig(theta=1000.0)))[1])
+        t_tc.append(min(_sample(model, model_name, labels, steps, CacheRun(never))[1] for _ in range(2)))
     a, b = min(t_none), min(t_tc)
     return f"  model {model_name}: full {a:.3f}s, TC-Padé never-skip {b:.3f}s -> machinery {100 * (b / a - 1):+.1f}% per computed step"
 
@@ -281,10 +368,10 @@ def overhead(model_name: str, n_samples: int, steps: int = 20, repeats: int = 3)
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tcpade_core.research.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="20 steps only, small sweep, fewer samples (about a minute)")
-    ap.add_argument("--models", default="a,b")
+    ap.add_argument("--quick", action="store_true", help="20 steps, models A and B (development seed), small sweep")
+    ap.add_argument("--models", default=None, help="comma list (default a,b,c; quick: a,b)")
     ap.add_argument("--steps", default=None, help="comma list (default 10,20,30; quick: 20)")
-    ap.add_argument("--samples", type=int, default=None, help="samples per model (default 16; quick 10)")
+    ap.add_argument("--samples", type=int, default=None, help="samples per run (default 16; quick 10)")
     ap.add_argument("--out", default="bench_out")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -293,10 +380,16 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     steps_list = [int(s) for s in (args.steps or ("20" if args.quick else "10,20,30")).split(",")]
     n = args.samples or (10 if args.quick else 16)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    from ..models.zoo import MODEL_FILES, WEIGHTS_DIR
+    models = [m.strip() for m in (args.models or ("a,b" if args.quick else "a,b,c")).split(",") if m.strip()]
+    missing = [m for m in models if not (WEIGHTS_DIR / MODEL_FILES.get(m, "?")).is_file()]
+    for m in missing:
+        print(f"!!! model {m}: no shipped weights, skipped")
+    models = [m for m in models if m not in missing]
+    todo = cases(args.quick, models)
     from tqdm import tqdm
-    total = sum(1 + len(tcpade_presets()) + len(baseline_sweep(args.quick)) for s in steps_list) * len(models)
-    bar = tqdm(total=total, desc="bench", unit="run", dynamic_ncols=True)
+    per = 1 + len(tcpade_settings(args.quick)) + len(baseline_sweep(args.quick))
+    bar = tqdm(total=per * len(steps_list) * len(todo), desc="bench", unit="run", dynamic_ncols=True)
 
     def progress(msg):
         bar.set_postfix_str(msg[:40])
@@ -304,27 +397,33 @@ def main(argv=None):
 
     all_rows = []
     t0 = time.time()
-    for m in models:
-        rows, grids, _ = bench_model(m, steps_list, args.quick, progress, n)
+    for split, m, seed in todo:
+        rows, grids = bench_case(split, m, seed, steps_list, args.quick, progress, n)
         all_rows += rows
+        tag = f"{m}_{seed}"
         if grids:
-            write_grid(grids, out / f"samples_{m}.png", f"Model {MODEL_TITLES[m]}, 20 steps")
-        write_pareto([r for r in rows if r.steps == 20] or rows, out / f"pareto_{m}.png",
-                     f"Model {MODEL_TITLES[m]}: speedup vs PSNR, 20 steps")
+            write_grid(grids, out / f"samples_{tag}.png", f"{case_title(split, m, seed)}, 20 steps")
+        write_fronts(rows, out / f"fronts_{tag}.png", case_title(split, m, seed))
     bar.close()
     print()
-    for m in models:
-        print(f"== Model {MODEL_TITLES[m]}, {n} samples, CFG {CFG_SCALE[m]}, torch threads {args.threads}")
-        print(fmt_table([r for r in all_rows if r.model == m]))
+    for split, m, seed in todo:
+        print(f"== {case_title(split, m, seed)}, {n} samples, CFG {CFG_SCALE[m]}, torch threads {args.threads}")
+        print(fmt_table([r for r in all_rows if (r.split, r.model, r.seed) == (split, m, seed)]))
         print()
-    print(matched_table(all_rows))
+    for split in ("dev", "held-out"):
+        if any(r.split == split for r in all_rows):
+            print(margin_table(all_rows, split))
+            print()
+            print(matched_table(all_rows, split))
+            print()
+    print(regime_table(all_rows))
     print()
-    print(separation_table(all_rows))
+    print(targets_table(all_rows))
     print()
     print("cache machinery overhead (wall clock, min of repeats, this run)")
     for m in models:
         print(overhead(m, n))
-    print(f"\nwrote {out}/samples_*.png, {out}/pareto_*.png, {out}/results.json; total {time.time() - t0:.0f}s")
+    print(f"\nwrote {out}/samples_*.png, {out}/fronts_*.png, {out}/results.json; total {time.time() - t0:.0f}s")
     with open(out / "results.json", "w") as f:
         json.dump([r.__dict__ for r in all_rows], f, indent=1, default=str)
     return 0

@@ -1,0 +1,77 @@
+"""The development sweep that chose the default TC-Padé reading (models A and B, seed 1234 only).
+
+    python -m tcpade_core.research.devsweep [--samples 16] [--threads 1]
+
+Runs the baseline sweep of the full benchmark and the candidate readings below at 10, 20 and 30 steps on the
+development runs, and prints each candidate's Pareto margin per cell (``model+steps: computed/PSNR/margin``;
+margin = PSNR minus the best baseline with the same or fewer computed steps), its worst and its mean margin.
+It refuses model C and the held-out seed: the held-out protocol forbids tuning on them. The history of how
+the candidates came about, with the earlier rounds' numbers, is in ``docs/dev_tuning.md``.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import torch
+
+from .. import metrics
+from ..config import TCPadeConfig, TeaCacheConfig
+from ..engine import CacheRun
+from .bench import EVAL_SEED, baseline_sweep, calibrate_teacache
+from .common import labels as _labels, sample_timed as _sample
+
+
+def candidates():
+    d = TCPadeConfig()
+    return [("default θ1.0", d), ("default θ0.7", replace(d, theta=0.7)), ("default θ1.3", replace(d, theta=1.3)),
+            ("free rational (c any sign)", replace(d, numerator="rational")),
+            ("λ 0.001 (no σ damping)", replace(d, lam=1e-3)), ("λ 5", replace(d, lam=5.0)),
+            ("N 3", replace(d, interval=3)), ("warm-up 2", replace(d, warmup_steps=2)),
+            ("linear in the step (2:-1, spacing)", replace(d, numerator="recent")),
+            ("residual on the current input", replace(d, target="residual", reconstruct="current_input")),
+            ("residual on the previous input", replace(d, target="residual", reconstruct="previous_input")),
+            ("self-error gate tol 0.05", replace(d, gate="error", error_tolerance=0.05)),
+            ("previous default (0.1.0)", TCPadeConfig(theta=1.0, lam=10.0, numerator="recent", target="residual",
+                                                     reconstruct="previous_input", spacing="uniform",
+                                                     schedule="interval", early_boundary=0.7, late_boundary=0.2))]
+
+
+def main(argv=None):
+    from ..models.zoo import load_model
+    ap = argparse.ArgumentParser(prog="python -m tcpade_core.research.devsweep", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    labels = _labels(args.samples)
+    fronts, refs, models = {}, {}, {m: load_model(m) for m in ("a", "b")}
+    for m, model in models.items():
+        for steps in (10, 20, 30):
+            ref = refs[(m, steps)] = _sample(model, m, labels, steps, None, seed=EVAL_SEED)[0]
+            coeffs = calibrate_teacache(model, m, labels, steps)
+            pts = []
+            for _, cfg in baseline_sweep(quick=False):
+                if isinstance(cfg, tuple):
+                    cfg = TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
+                run = CacheRun(cfg)
+                img = _sample(model, m, labels, steps, run, seed=EVAL_SEED)[0]
+                pts.append((run.report.computed, metrics.psnr(img, ref)))
+            fronts[(m, steps)] = pts
+    for label, cfg in candidates():
+        cells, margins = [], []
+        for m, model in models.items():
+            for steps in (10, 20, 30):
+                run = CacheRun(cfg)
+                img = _sample(model, m, labels, steps, run, seed=EVAL_SEED)[0]
+                c, p = run.report.computed, metrics.psnr(img, refs[(m, steps)])
+                best = max((q for k, q in fronts[(m, steps)] if k <= c), default=float("-inf"))
+                margins.append(p - best)
+                cells.append(f"{m}{steps}:{c:2d}/{p:5.2f}/{p - best:+6.2f}")
+        print(f"{label:36} {' '.join(cells)}  min {min(margins):+.2f} mean {sum(margins) / len(margins):+.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
