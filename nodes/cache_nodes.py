@@ -100,22 +100,23 @@ class TCPadeCache(CacheNode):
                            tooltip="slow: θ=1.0 (paper: ~2.2x on FLUX at 20 steps). fast: θ=0.7 (~2.9x, lower "
                                    "fidelity). custom: use the theta widget. A preset overrides theta."),
             io.Float.Input("theta", default=1.0, min=0.0, max=2.0, step=0.01,
-                           tooltip="0.0-2.0, used when preset is custom. A step inside an interval is skipped when the "
-                                   "stability score 1/(2·TSI) is >= theta, i.e. while the residual trajectory turns by "
-                                   "less than 91° (θ 0.7), 60° (θ 1.0) or 45° (θ 1.3). Higher: fewer skips, better "
-                                   "quality. In paper_literal mode theta compares with TSI itself (0-1)."),
-            io.Float.Input("lam", default=10.0, min=0.1, max=100.0, step=0.1,
-                           tooltip="λ, 0.1-100.0 (paper: 10). Sensitivity of the stability factor σ = exp(-λ·relative "
-                                   "residual change). Higher: the predictor falls back to reuse sooner."),
+                           tooltip="0.0-2.0, used when preset is custom. Between the forced computes a step is skipped "
+                                   "when the stability score 1/(2·TSI) of the last three equally spaced computes is "
+                                   ">= theta, i.e. while the trajectory turns by less than 91° (θ 0.7), 60° (θ 1.0) or 45° "
+                                   "(θ 1.3). Higher: fewer skips. In paper_literal mode theta compares with TSI itself (0-1)."),
+            io.Float.Input("lam", default=2.0, min=0.1, max=100.0, step=0.1,
+                           tooltip="λ, 0.1-100.0 (default 2, measured; the paper: 10). Sensitivity of the stability factor "
+                                   "σ = exp(-λ·relative change): how fast the prediction falls back from extrapolation "
+                                   "to the newest value when the trajectory moves quickly."),
             io.Float.Input("alpha1", default=1.0, min=0.0, max=1.0, step=0.01,
-                           tooltip="α1, 0.0-1.0. Early-phase weight of the newest residual (α2 = 1 - α1). Higher: "
-                                   "follow the newest residual more closely."),
+                           tooltip="α1, 0.0-1.0. paper_literal mode only (its early phase): weight of the newest residual "
+                                   "(α2 = 1 - α1). The default reading has no phases (measured)."),
             io.Float.Input("beta", default=0.3, min=-1.0, max=1.0, step=0.01,
-                           tooltip="β, -1.0-1.0. Late-phase weight of the residual's first difference. 0: no "
-                                   "late-phase correction."),
+                           tooltip="β, -1.0-1.0. paper_literal mode only (its late phase): weight of the residual's first "
+                                   "difference. The default reading has no phases (measured)."),
             io.Int.Input("interval", default=4, min=1, max=100,
-                         tooltip="N, 1-100. The first step of every N-step interval is always computed. Lower: more "
-                                 "full steps, better quality; 1 disables skipping."),
+                         tooltip="N, 1-100. After the first step, every N-th step is always computed (paper_literal: "
+                                 "every N-th from step 0). Lower: more full steps, better quality; 1 disables skipping."),
         ]
 
     @classmethod

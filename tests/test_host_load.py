@@ -79,7 +79,7 @@ def test_tcpade_widgets(mappings):
     # the node's defaults are the engine's measured defaults (README "Notes on the equations")
     from tcpade_core import TCPadeConfig
     d = TCPadeConfig()
-    assert (d.lam, d.alpha1, d.beta, d.interval) == (10.0, 1.0, 0.3, 4)
+    assert (d.lam, d.alpha1, d.beta, d.interval) == (2.0, 1.0, 0.3, 4)
     assert req["lam"][1]["default"] == d.lam and req["alpha1"][1]["default"] == d.alpha1
     assert req["beta"][1]["default"] == d.beta and req["interval"][1]["default"] == d.interval
     assert (req["start_percent"][1]["default"], req["end_percent"][1]["default"]) == (0.0, 1.0)
