@@ -68,6 +68,7 @@ class CallCtx:
 class Counters:
     model_calls: int = 0                                          # model evaluations seen by the run
     computed_sigmas: List[float] = field(default_factory=list)   # sigma of every call that ran the stack
+    unscheduled: int = 0                                          # calls outside the schedule (always computed)
     streams_seen: List[str] = field(default_factory=list)        # cond / uncond streams, in order of appearance
 
 
@@ -108,6 +109,8 @@ class StackDriver:
         self.counters.model_calls += 1
         self.current_sigma = sigma
         i = match_index(self.sigmas, sigma)
+        if i is None and self.index is None and self.num_steps >= 1 and self._first_offset(sigma):
+            i = 0
         if i is not None and (self.index is None or i > self.index):
             self.index = i
             s = self.sigmas[i]
@@ -118,6 +121,14 @@ class StackDriver:
         else:
             self.mode = "full"
         return self.mode
+
+    def _first_offset(self, sigma: float) -> bool:
+        """The first call of a run at a sigma a sampler moved slightly off ``sigmas[0]`` (the host's SDE samplers
+        start flow models at ``percent_to_sigma(1e-4)`` instead of 1): still step 0 while it lies above
+        ``sigmas[1]`` and within 1 % of ``sigmas[0]``."""
+        s0 = self.sigmas[0]
+        s1 = self.sigmas[1] if len(self.sigmas) > 1 else 0.0
+        return s1 < sigma <= s0 * (1 + 1e-5) and sigma >= s0 * 0.99
 
     def _inside_step(self, sigma: float) -> bool:
         hi = self.sigmas[self.index]
@@ -133,6 +144,8 @@ class StackDriver:
         """
         run = self.run
         if self.mode in ("idle", "full") or run.step is None:
+            self.counters.computed_sigmas.append(self.current_sigma)   # outside the schedule: always computes
+            self.counters.unscheduled += 1
             return None
         self.counters.streams_seen.extend(s for s in streams if s not in self.counters.streams_seen)
         out = run.enter(streams, inputs, modulated_fn, lead)
@@ -146,9 +159,14 @@ class StackDriver:
             return
         self.run.leave(streams, inputs, outputs)
 
-    def finish(self) -> RunReport:
-        """The run's report; every cached tensor is dropped."""
+    def finish(self, interrupted: bool = False) -> RunReport:
+        """The run's report (``interrupted``: the sampler stopped early); every cached tensor is dropped."""
         self.ctx = None
         report = self.run.end_run()
+        report.planned_steps = self.num_steps
+        report.interrupted = interrupted
+        c = self.counters
+        if c.model_calls != report.num_steps:     # several evaluations per step: say what really ran
+            report.model_calls, report.stack_calls = c.model_calls, len(c.computed_sigmas)
         self.run.reset()
         return report

@@ -78,7 +78,15 @@ class CacheRun:
         self._decision: Optional[Decision] = None
         self._rec: Optional[StepRecord] = None
         self._active = True
+        self._hold: Optional[str] = None
         self._recorded: set = set()
+
+    def hold(self, reason: str, note: str) -> None:
+        """Compute every step of this run (reason in each step's record, ``note`` in the report): a fallback
+        the caller decides, e.g. a sampler that injects noise the predictor cannot see."""
+        self._hold = reason
+        if note not in self.report.notes:
+            self.report.notes.append(note)
 
     # -- sampler side ---------------------------------------------------------------------------
     def begin_step(self, index: int, num_steps: int, t: float = 0.0, active: bool = True) -> None:
@@ -186,6 +194,8 @@ class CacheRun:
 
     @_no_compile
     def _decide(self, st: StreamState, modulated_fn) -> Decision:
+        if self._hold is not None:
+            return Decision(True, self._hold)
         if not self._active:
             self.gate.track(self.step, st, modulated_fn)
             return Decision(True, "outside start/end")

@@ -30,6 +30,11 @@ class RunReport:
     cache_bytes: int = 0             # peak bytes held by all stream histories
     store_device: str = "same"
     stream_resets: int = 0
+    notes: List[str] = field(default_factory=list)   # what changes what the run means (a fallback, ...)
+    planned_steps: Optional[int] = None              # the schedule's step count
+    interrupted: bool = False                         # the run stopped before its last step
+    model_calls: Optional[int] = None                 # with several model calls per step: how many ...
+    stack_calls: Optional[int] = None                 # ... and how many of them ran the block stack
 
     @property
     def num_steps(self) -> int:
@@ -54,8 +59,14 @@ class RunReport:
     def summary(self, label: Optional[str] = None) -> str:
         mb = self.cache_bytes / 2**20
         where = "offload cpu" if self.store_device == "cpu" else "same device"
-        return (f"{label or self.method}: computed {self.computed}/{self.num_steps} steps ({self.speedup:.2f}x), "
+        head = f"{label or self.method}: "
+        if self.interrupted:
+            head += f"interrupted at step {self.num_steps}/{self.planned_steps or self.num_steps}, "
+        line = (f"{head}computed {self.computed}/{self.num_steps} steps ({self.speedup:.2f}x), "
                 f"{where}, cache {mb:.1f} MB [{self.strip()}]")
+        if self.model_calls is not None:
+            line += f"; the stack ran on {self.stack_calls} of {self.model_calls} model calls"
+        return line + "".join(f"; {n}" for n in self.notes)
 
 
 def finite_or_none(v: Optional[float]) -> Optional[float]:

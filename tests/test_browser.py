@@ -305,7 +305,7 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
         d = p["data"]
         assert (int(d["computed"]), int(d["numSteps"]), d["strip"]) == (rep["computed"], rep["num_steps"], strip)
         assert d["speedup"] == f"{rep['speedup']:.2f}" and rep["num_steps"] == 20
-        assert p["lines"][0] == f"computed {rep['computed']}/{rep['num_steps']} steps ({rep['speedup']:.2f}x fewer)"
+        assert p["lines"][0] == f"computed {rep['computed']}/{rep['num_steps']} steps ({rep['speedup']:.2f}x speed-up)"
         m = log_lines[rep["label"]]                  # the server's own log line says the same
         assert (int(m.group(2)), int(m.group(3)), m.group(4), m.group(5)) == \
             (rep["computed"], rep["num_steps"], f"{rep['speedup']:.2f}", strip)

@@ -362,7 +362,10 @@ function renderCacheNode(node) {
     return;
   }
   const strip = rep.steps.map((s) => (s.computed ? "#" : ".")).join("");
-  p.lines[0].textContent = `computed ${rep.computed}/${rep.num_steps} steps (${fmt(rep.speedup)}x fewer)`;
+  p.lines[0].textContent = (rep.interrupted ? `interrupted at step ${rep.num_steps}/${rep.planned_steps}: ` : "") +
+    `computed ${rep.computed}/${rep.num_steps} steps (${fmt(rep.speedup)}x speed-up)`;
+  el.dataset.interrupted = rep.interrupted ? "1" : "";
+  el.dataset.notes = (rep.notes ?? []).join("\n");
   el.dataset.computed = String(rep.computed);
   el.dataset.numSteps = String(rep.num_steps);
   el.dataset.speedup = fmt(rep.speedup);
@@ -384,7 +387,8 @@ function renderCacheNode(node) {
   }
   el.dataset.seconds = secs ? fmt(secs.seconds, 3) : "";
   p.lines[1].textContent = wall;
-  p.lines[2].textContent = `${rep.label}: ${GATE_RULES[rep.gate] ?? rep.gate ?? ""}`;
+  p.lines[2].textContent = rep.notes?.length ? `⚠ ${rep.notes[0]}` : `${rep.label}: ${GATE_RULES[rep.gate] ?? rep.gate ?? ""}`;
+  p.lines[2].style.color = rep.notes?.length ? "#e8a33d" : "";
   el.title = rep.summary || "";
   drawStats(p.canvas, rep);
 }
