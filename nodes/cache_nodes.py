@@ -19,8 +19,8 @@ from .patcher import CacheSettings, apply_cache
 
 log = logging.getLogger("tcpade")
 
-CATEGORY = "tcpade/"
-PRESETS = {"slow (θ=1.0)": 1.0, "fast (θ=0.7)": 0.7}
+CATEGORY = "tcpade"
+PRESETS = {"slow (2x)": 2.0, "fast (2.8x)": 2.8}   # speed targets: the same meaning on every model
 CUSTOM = "custom"
 DEVICES = {"same": None, "cpu offload": "cpu"}
 
@@ -37,6 +37,13 @@ def _window_inputs(start: float = 0.0, end: float = 1.0):
                        tooltip="same: keep cached residuals on the model's device (fastest). cpu offload: keep them in "
                                "system RAM (saves VRAM, costs a copy per step)."),
     ]
+
+
+def _target_input():
+    return io.Float.Input("target_speedup", display_name="target speed-up", default=0.0, min=0.0, max=10.0, step=0.05,
+                          tooltip="0.0-10.0: 0 is off, otherwise at least 1.0. Ask for a speed: the run computes round(steps / target) steps "
+                                  "(exactly, ±1 at most), spaced evenly; the method's own signal may move a compute "
+                                  "earlier. 0: the method's own schedule and threshold decide.")
 
 
 _MODEL_IN = lambda: io.Model.Input("model", tooltip="The diffusion model to accelerate. It is cloned; the input is not changed.")
@@ -71,7 +78,15 @@ class CacheNode(io.ComfyNode):
                          outputs=[_MODEL_OUT()], hidden=[io.Hidden.unique_id])
 
     @classmethod
+    def target_of(cls, widgets: dict) -> float:
+        """The speed target this node's widgets ask for (0: off)."""
+        return widgets.pop("target_speedup", 0.0)
+
+    @classmethod
     def execute(cls, model, start_percent, end_percent, cache_device, **widgets) -> io.NodeOutput:
+        target = cls.target_of(widgets)
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not (target == 0 or 1.0 <= target <= 10.0):
+            raise ConfigError(f"target_speedup must be 0 (off) or a number in [1.0, 10.0], got {target!r}")
         for name, v in (("start_percent", start_percent), ("end_percent", end_percent)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ConfigError(f"{name} must be a number in [0.0, 1.0], got {v!r}")
@@ -84,7 +99,8 @@ class CacheNode(io.ComfyNode):
         cfg, teacache_auto = cls.make_config(model, family, **widgets)
         hidden = getattr(cls, "hidden", None)
         settings = CacheSettings(cfg, cls.LABEL, start_percent, end_percent, DEVICES[cache_device], family, layout,
-                                 node_id=getattr(hidden, "unique_id", None), teacache_auto=teacache_auto)
+                                 node_id=getattr(hidden, "unique_id", None), teacache_auto=teacache_auto,
+                                 target_speedup=float(target))
         return io.NodeOutput(apply_cache(model, settings))
 
 
@@ -96,25 +112,28 @@ class TCPadeCache(CacheNode):
     @classmethod
     def own_inputs(cls) -> list:
         return [
-            io.Combo.Input("preset", options=[*PRESETS, CUSTOM], default="slow (θ=1.0)",
-                           tooltip="slow: θ=1.0 (paper: ~2.2x on FLUX at 20 steps). fast: θ=0.7 (~2.9x, lower "
-                                   "fidelity). custom: use the theta widget. A preset overrides theta."),
-            io.Float.Input("theta", default=1.0, min=0.0, max=2.0, step=0.01,
-                           tooltip="0.0-2.0, used when preset is custom. Between the forced computes a step is skipped "
-                                   "when the stability score 1/(2·TSI) of the last three equally spaced computes is "
-                                   ">= theta, i.e. while the trajectory turns by less than 91° (θ 0.7), 60° (θ 1.0) or 45° "
-                                   "(θ 1.3). Higher: fewer skips. In paper_literal mode theta compares with TSI itself (0-1)."),
-            io.Float.Input("lam", default=2.0, min=0.1, max=100.0, step=0.1,
+            io.Combo.Input("preset", options=[*PRESETS, CUSTOM], default="slow (2x)",
+                           tooltip="slow: a 2x speed target (20 steps: 10 computed). fast: 2.8x (20 steps: 7 computed). "
+                                   "The same speed on every model; the stability signal decides where the computes "
+                                   "go. custom: target speed-up and θ below decide (target 0: θ alone)."),
+            _target_input(),
+            io.Float.Input("theta", display_name="θ", default=1.0, min=0.0, max=2.0, step=0.01,
+                           tooltip="θ, 0.0-2.0. Between the forced computes a step is skipped when the stability score "
+                                   "1/(2·TSI) of the last three equally spaced computes is >= θ, i.e. while the "
+                                   "trajectory turns by less than 91° (θ 0.7), 60° (θ 1.0) or 45° (θ 1.3). Higher: "
+                                   "fewer skips. With a target: a turn (score < θ) moves the next compute earlier. "
+                                   "In paper_literal mode θ compares with TSI itself (0-1). Used with preset custom."),
+            io.Float.Input("lam", display_name="λ", default=2.0, min=0.1, max=100.0, step=0.1,
                            tooltip="λ, 0.1-100.0 (default 2, measured; the paper: 10). Sensitivity of the stability factor "
                                    "σ = exp(-λ·relative change): how fast the prediction falls back from extrapolation "
                                    "to the newest value when the trajectory moves quickly."),
-            io.Float.Input("alpha1", default=1.0, min=0.0, max=1.0, step=0.01,
+            io.Float.Input("alpha1", display_name="α1", default=1.0, min=0.0, max=1.0, step=0.01,
                            tooltip="α1, 0.0-1.0. paper_literal mode only (its early phase): weight of the newest residual "
                                    "(α2 = 1 - α1). The default reading has no phases (measured)."),
-            io.Float.Input("beta", default=0.3, min=-1.0, max=1.0, step=0.01,
+            io.Float.Input("beta", display_name="β", default=0.3, min=-1.0, max=1.0, step=0.01,
                            tooltip="β, -1.0-1.0. paper_literal mode only (its late phase): weight of the residual's first "
                                    "difference. The default reading has no phases (measured)."),
-            io.Int.Input("interval", default=4, min=1, max=100,
+            io.Int.Input("interval", display_name="N (interval)", default=4, min=1, max=100,
                          tooltip="N, 1-100. After the first step, every N-th step is always computed (paper_literal: "
                                  "every N-th from step 0). Lower: more full steps, better quality; 1 disables skipping."),
         ]
@@ -129,14 +148,19 @@ class TCPadeCache(CacheNode):
                                        "interval its interval. For comparison.")]
 
     @classmethod
-    def make_config(cls, model, family, preset, theta, lam, alpha1, beta, interval, mode):
+    def target_of(cls, widgets: dict) -> float:
+        """A preset is a speed target; custom uses the target speed-up widget (0: θ alone)."""
+        preset, target = widgets["preset"], widgets.pop("target_speedup", 0.0)
         if preset != CUSTOM and preset not in PRESETS:
             raise ConfigError(f"preset must be one of {', '.join(map(repr, [*PRESETS, CUSTOM]))}; got {preset!r}")
+        return PRESETS.get(preset, target)
+
+    @classmethod
+    def make_config(cls, model, family, preset, theta, lam, alpha1, beta, interval, mode):
         if mode == "official":
             custom = dict(threshold=theta, interval=interval) if preset == CUSTOM else {}
             return make_config("tcpade", mode="official", **custom), False
-        th = PRESETS.get(preset, theta)
-        return make_config("tcpade", theta=th, lam=lam, alpha1=alpha1, beta=beta, interval=interval, mode=mode), False
+        return make_config("tcpade", theta=theta, lam=lam, alpha1=alpha1, beta=beta, interval=interval, mode=mode), False
 
 
 class TaylorSeerCache(CacheNode):
@@ -147,10 +171,11 @@ class TaylorSeerCache(CacheNode):
     @classmethod
     def own_inputs(cls) -> list:
         return [
-            io.Int.Input("interval", default=4, min=1, max=100,
+            _target_input(),
+            io.Int.Input("interval", display_name="N (interval)", default=4, min=1, max=100,
                          tooltip="N, 1-100. Full compute every N steps (FLUX: 6, Wan2.1: 5). Higher: faster, lower "
                                  "fidelity; 1 disables skipping."),
-            io.Int.Input("order", default=1, min=0, max=4,
+            io.Int.Input("order", display_name="O (order)", default=1, min=0, max=4,
                          tooltip="O, 0-4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached "
                                  "outputs (more memory) and can overshoot."),
             io.Int.Input("first_enhance", default=2, min=0, max=100,
@@ -171,7 +196,8 @@ class TeaCacheNode(CacheNode):
     @classmethod
     def own_inputs(cls) -> list:
         return [
-            io.Float.Input("threshold", default=0.4, min=0.0, max=10.0, step=0.01,
+            _target_input(),
+            io.Float.Input("threshold", display_name="δ", default=0.4, min=0.0, max=10.0, step=0.01,
                            tooltip="δ, 0.0-10.0. Skip while the accumulated distance is below δ. Higher: more skips. "
                                    "FLUX: 0.25 (1.5x) to 0.8 (2.25x); Wan 1.3B 0.05-0.08; Wan 14B 0.14-0.2."),
             io.Combo.Input("coefficients", options=TT.CHOICES, default=TT.AUTO,
@@ -211,7 +237,8 @@ class TraCacheNode(CacheNode):
     @classmethod
     def own_inputs(cls) -> list:
         return [
-            io.Int.Input("stride", default=2, min=1, max=100,
+            _target_input(),
+            io.Int.Input("stride", display_name="k (stride)", default=2, min=1, max=100,
                          tooltip="k, 1-100. Full compute every k steps. Higher: faster, lower fidelity; 1 disables "
                                  "skipping."),
             io.Int.Input("max_order", default=2, min=1, max=4,

@@ -19,7 +19,7 @@ from comfy_api.latest import io, ui
 from ..tcpade_core import metrics
 from ..tcpade_core.report import finite_or_none
 
-CATEGORY = "tcpade/"
+CATEGORY = "tcpade"
 UI_KEY = "tcpade_compare"   # the node's UI payload; read by web/tcpade.js
 PREVIEW_FRAMES = 8          # the node previews at most this many difference images (the output has all)
 

@@ -82,12 +82,12 @@ class StackDriver:
 
     def __init__(self, cfg, sigmas: Sequence[float], sigma_max: float, window: Tuple[float, float],
                  layout=None, dm=None, out_channels: Optional[int] = None, store_device: Optional[str] = None,
-                 label: str = "TC-Padé"):
+                 label: str = "TC-Padé", target_speedup: float = 0.0):
         self.sigmas = [float(s) for s in sigmas]
         self.num_steps = max(len(self.sigmas) - 1, 0)
         self.sigma_max = float(sigma_max) if sigma_max and math.isfinite(sigma_max) and sigma_max > 0 else max(self.sigmas[:1] or [1.0])
         self.start_sigma, self.end_sigma = (float(w) for w in window)
-        self.run = CacheRun(cfg, store_device=store_device)
+        self.run = CacheRun(cfg, store_device=store_device, target_speedup=target_speedup)
         self.layout = layout
         self.dm = dm
         self.out_channels = out_channels

@@ -55,7 +55,7 @@ class CacheSettings:
 
     def __init__(self, cfg, label: str, start_percent: float, end_percent: float, store_device: Optional[str],
                  family: Optional[Family], layout: Optional[StackLayout], node_id: Optional[str] = None,
-                 teacache_auto: bool = False):
+                 teacache_auto: bool = False, target_speedup: float = 0.0):
         self.cfg = cfg
         self.label = label
         self.start_percent = float(start_percent)
@@ -65,6 +65,7 @@ class CacheSettings:
         self.layout = layout
         self.node_id = node_id
         self.teacache_auto = teacache_auto
+        self.target_speedup = float(target_speedup)
         self.results: Dict[str, Any] = {}
 
     def __deepcopy__(self, memo):
@@ -91,7 +92,7 @@ class CacheSettings:
         sigma_max = float(getattr(model_sampling, "sigma_max", sigmas[0] if sigmas else 1.0))
         out_channels = getattr(dm, "out_channels", None) or getattr(dm, "out_dim", None)
         return StackDriver(cfg, sigmas, sigma_max, window, layout=self.layout, dm=dm, out_channels=out_channels,
-                           store_device=self.store_device, label=self.label)
+                           store_device=self.store_device, label=self.label, target_speedup=self.target_speedup)
 
     def publish(self, driver: StackDriver, report: RunReport) -> None:
         self.results["report"] = report
@@ -104,6 +105,7 @@ class CacheSettings:
             "threshold": report.threshold, "computed": report.computed, "num_steps": report.num_steps,
             "speedup": report.speedup, "cache_bytes": report.cache_bytes, "store_device": report.store_device,
             "notes": list(report.notes), "interrupted": report.interrupted, "planned_steps": report.planned_steps,
+            "target_speedup": report.target_speedup, "target_note": report.target_note,
             "adapter": self.layout.family.name if self.layout is not None else "model-level",
             "steps": [{"step": r.step, "computed": r.computed, "gate": finite_or_none(r.gate), "phase": r.phase,
                        "reason": r.reason, "t": finite_or_none(r.t)} for r in report.steps],

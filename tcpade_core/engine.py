@@ -19,8 +19,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from .config import _Common
-from .gates import Decision
+from .config import ConfigError, _Common
+from .gates import BudgetGate, Decision
 from .history import ResidualHistory
 from .methods import build
 from .report import RunReport, StepRecord
@@ -66,14 +66,23 @@ class StreamState:
 class CacheRun:
     """Per-run state of one cache method over one block stack. Create one per sampling run."""
 
-    def __init__(self, cfg: _Common, store_device: Optional[str] = None, measure_error: bool = False):
+    def __init__(self, cfg: _Common, store_device: Optional[str] = None, measure_error: bool = False,
+                 target_speedup: float = 0.0):
+        """``target_speedup`` > 0: compute round(steps / target) steps (:class:`~tcpade_core.gates.BudgetGate`
+        around the method's gate) instead of following the method's own schedule."""
+        if isinstance(target_speedup, bool) or not isinstance(target_speedup, (int, float)) or \
+                not (target_speedup == 0 or 1.0 <= target_speedup <= 100.0):
+            raise ConfigError(f"target_speedup must be 0 (off) or a number in [1.0, 100.0], got {target_speedup!r}")
         self.cfg = cfg
         self.gate, self.predictor = build(cfg)
+        if target_speedup:
+            self.gate = BudgetGate(self.gate, target_speedup)
         self.store_device = store_device
         self.measure_error = measure_error
         self.streams: Dict[str, StreamState] = {}
         self.report = RunReport(cfg.method, cfg.describe(), self.gate.name,
-                                self.gate.threshold, store_device=store_device or "same")
+                                self.gate.threshold, store_device=store_device or "same",
+                                target_speedup=float(target_speedup) or None)
         self.step: Optional[Step] = None
         self._decision: Optional[Decision] = None
         self._rec: Optional[StepRecord] = None
@@ -107,6 +116,11 @@ class CacheRun:
     def end_run(self) -> RunReport:
         self._finish_step()
         self.report.stream_resets = sum(s.history.resets for s in self.streams.values())
+        g = self.gate
+        if isinstance(g, BudgetGate) and g.budget is not None:
+            self.report.target_note = (f"target {g.target:g}x: budget {g.budget} of {self.step.num_steps} computes, "
+                                       f"spaced evenly" + (f"; the {g.base.name} signal moved {g.early} earlier"
+                                                           if g.early else ""))
         return self.report
 
     def reset(self) -> None:
@@ -221,4 +235,5 @@ class CacheRun:
     def _finish_step(self) -> None:
         if self._rec is not None and self._decision is not None:
             self.report.steps.append(self._rec)
+            self.gate.step_done(self._rec.step, self._rec.computed)
         self._rec = None

@@ -30,6 +30,7 @@ class Decision:
     compute: bool
     reason: str
     gate: Optional[float] = None
+    forced: bool = False     # decided by the schedule (grid, warm-up, first/last step), not by the signal
 
 
 class Gate:
@@ -40,10 +41,13 @@ class Gate:
     needs_residuals = 0
 
     def decide(self, step, st, signal_fn) -> Decision:
-        return Decision(True, "full")
+        return Decision(True, "full", forced=True)
 
     def track(self, step, st, signal_fn) -> None:
         pass
+
+    def step_done(self, index: int, computed: bool) -> None:
+        """Called once per step when it is over (a speed target counts its computes)."""
 
 
 class IntervalGate(Gate):
@@ -60,8 +64,8 @@ class IntervalGate(Gate):
 
     def decide(self, step, st, signal_fn) -> Decision:
         if step.index < self.first:
-            return Decision(True, "first_enhance")
-        return Decision((step.index - self.offset) % self.interval == 0, self.reason)
+            return Decision(True, "first_enhance", forced=True)
+        return Decision((step.index - self.offset) % self.interval == 0, self.reason, forced=True)
 
 
 class RescaledL1Gate(Gate):
@@ -91,7 +95,7 @@ class RescaledL1Gate(Gate):
         first, last = step.index == 0, step.index == step.num_steps - 1
         if prev is None or mod is None or prev.shape != mod.shape or first or last:
             ex["acc"] = 0.0
-            return Decision(True, "first" if first else "last" if last else "no reference", 0.0)
+            return Decision(True, "first" if first else "last" if last else "no reference", 0.0, forced=True)
         m, p = mod.float(), prev.float()
         rel = float((m - p).abs().mean() / p.abs().mean().clamp_min(1e-12))
         acc = float(ex.get("acc", 0.0)) + self.rescale(rel)
@@ -169,10 +173,10 @@ class TSIGate(Gate):
     def decide(self, step, st, signal_fn) -> Decision:
         why = self.forced(step.index)
         if why is not None:
-            return Decision(True, why)
+            return Decision(True, why, forced=True)
         hist = st.gate_residuals
         if len(hist) < 3 and self.schedule != "spread":
-            return Decision(True, "warmup")
+            return Decision(True, "warmup", forced=True)
         es = hist.latest(3)
         if len(es) < 3 or (self.schedule == "spread" and es[0].step - es[1].step != es[1].step - es[2].step):
             # Eq. 1 compares equally spaced differences (the warm-up ones are not): no evidence of a turn,
@@ -203,7 +207,7 @@ class ErrorGate(TSIGate):
     def decide(self, step, st, signal_fn) -> Decision:
         why = self.forced(step.index)
         if why is not None:
-            return Decision(True, why)
+            return Decision(True, why, forced=True)
         own = st.gate_state.get("self_error")
         last = st.history.latest(1)
         if own is None or not last:   # no estimate yet: the grid alone decides on a spread schedule
@@ -248,8 +252,54 @@ class OfficialScheduleGate(Gate):
     def decide(self, step, st, signal_fn) -> Decision:
         i = step.index
         if not (self.start_step < i < step.num_steps - 1):
-            return Decision(True, "schedule")
+            return Decision(True, "schedule", forced=True)
         if i % self.interval == 0:
-            return Decision(True, "interval")
+            return Decision(True, "interval", forced=True)
         ok, score = curvature_test(st.gate_residuals, self.threshold)
         return Decision(not ok, "curvature<N" if ok else "curvature>=N", score)
+
+
+class BudgetGate(Gate):
+    """A speed target: the run computes ``budget`` steps (exactly, as long as the warm-up fits in it).
+
+    The method's own gate keeps its signal, not its schedule: at step i with b computes left for the r steps
+    from here, the step computes when b >= r (the budget must be spent) or when the gap since the last
+    compute reaches the even spacing r / b; it computes early, from half that spacing on, when the method's
+    own signal asks for it (TSI turning, TeaCache's accumulated distance, ...); it never computes once the
+    budget is spent. The engine's warm-up computes (a predictor that is not ready) count against it.
+    """
+
+    def __init__(self, base: Gate, target: float):
+        self.base, self.target = base, float(target)
+        self.name, self.threshold, self.needs_residuals = base.name, base.threshold, base.needs_residuals
+        self.used, self.last, self.budget = 0, None, None
+        self.early = 0          # computes the method's signal moved earlier than the even spacing
+
+    def plan(self, num_steps: int) -> int:
+        return max(1, min(num_steps, int(math.floor(num_steps / self.target + 0.5))))
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        if self.budget is None:
+            self.budget = self.plan(step.num_steps)
+        own = self.base.decide(step, st, signal_fn)
+        b, r = self.budget - self.used, step.num_steps - step.index
+        gap = step.index - self.last if self.last is not None else step.index + 1
+        if b <= 0:
+            return Decision(False, "budget spent", own.gate)
+        if b >= r:
+            return Decision(True, "budget: every step left", own.gate, forced=True)
+        spacing = r / b
+        if gap >= spacing - 1e-9:
+            return Decision(True, "budget spacing", own.gate, forced=True)
+        if own.compute and not own.forced and gap >= spacing / 2:
+            self.early += 1
+            return Decision(True, f"{own.reason} (early)", own.gate)
+        return Decision(False, "budget spacing", own.gate)
+
+    def track(self, step, st, signal_fn) -> None:
+        self.base.track(step, st, signal_fn)
+
+    def step_done(self, index: int, computed: bool) -> None:
+        if computed:
+            self.used += 1
+            self.last = index

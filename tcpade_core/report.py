@@ -33,6 +33,8 @@ class RunReport:
     notes: List[str] = field(default_factory=list)   # what changes what the run means (a fallback, ...)
     planned_steps: Optional[int] = None              # the schedule's step count
     interrupted: bool = False                         # the run stopped before its last step
+    target_speedup: Optional[float] = None            # the speed target the run was given (None: off)
+    target_note: str = ""                             # how the target was met
     model_calls: Optional[int] = None                 # with several model calls per step: how many ...
     stack_calls: Optional[int] = None                 # ... and how many of them ran the block stack
 
@@ -64,6 +66,8 @@ class RunReport:
             head += f"interrupted at step {self.num_steps}/{self.planned_steps or self.num_steps}, "
         line = (f"{head}computed {self.computed}/{self.num_steps} steps ({self.speedup:.2f}x), "
                 f"{where}, cache {mb:.1f} MB [{self.strip()}]")
+        if self.target_note:
+            line += f"; {self.target_note}"
         if self.model_calls is not None:
             line += f"; the stack ran on {self.stack_calls} of {self.model_calls} model calls"
         return line + "".join(f"; {n}" for n in self.notes)

@@ -339,19 +339,19 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
     assert not ui.ours(), ui.ours()
 
 
-def test_preset_buttons_set_preset_and_theta(ui):
+def test_preset_buttons_set_preset_and_target(ui):
     ui.page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 1.0])
     ui.page.wait_for_timeout(300)
-    for preset, theta in (("fast (θ=0.7)", 0.7), ("slow (θ=1.0)", 1.0)):
+    for preset, target in (("fast (2.8x)", 2.8), ("slow (2x)", 2.0)):
         x, y = ui.page.evaluate(WIDGET_POINT, ["TCPade_TCPadeCache", f"preset: {preset}"])
         ui.page.mouse.click(x, y)
         ui.page.wait_for_timeout(200)
         w = widget_values(ui.page, "TCPade_TCPadeCache")
-        assert (w["preset"], w["theta"]) == (preset, theta)
+        assert (w["preset"], w["target_speedup"]) == (preset, target)
     # the buttons and the panel are not saved with the workflow nor sent to the server
     n = ui.page.evaluate("""() => { const n = window.comfyAPI.app.app.graph.nodes.find(n => n.type === 'TCPade_TCPadeCache');
         return n.serialize().widgets_values.length }""")
-    assert n == 10
+    assert n == 11
 
 
 def test_runs_without_the_extension(browser, server):

@@ -537,3 +537,45 @@ def test_default_predictor_is_sigma_damped_rational_on_the_output():
     ext, _ = P.rational_extrapolate(hist, [4, 1, 0], 5, saturate_only=True)
     s = P.sigma_stab(hist[0], hist[1], cfg.lam)
     assert float(outs[5]) == pytest.approx(float(hist[0] + s * (ext - hist[0])), rel=1e-6)
+
+
+# ------------------------------------------------------------------ speed targets
+
+@pytest.mark.parametrize("target", [1.5, 2.0, 2.5, 3.0])
+@pytest.mark.parametrize("steps", [10, 20, 30])
+@pytest.mark.parametrize("cfg", [TCPadeConfig(), TaylorSeerConfig(), TraCacheConfig(), TeaCacheConfig(threshold=0.3),
+                                 ReuseConfig()], ids=lambda c: c.method)
+def test_speed_target_computes_exactly_round_steps_over_target(cfg, steps, target):
+    run = CacheRun(cfg, target_speedup=target)
+    for i in range(steps):
+        run.begin_step(i, steps, 1 - i / steps)
+        h = torch.ones(1, 2, 16) * (1 - i / steps) + 0.1 * i ** 2 / steps
+        run("c", h, stack, lambda: h * (1 + (i % 3)))
+    rep = run.end_run()
+    assert rep.computed == int(steps / target + 0.5)
+    assert rep.target_speedup == target and f"budget {rep.computed} of {steps}" in rep.target_note
+
+
+def test_speed_target_spacing_and_an_early_compute_by_the_signal():
+    # a residual trajectory that keeps turning (0.6 rad a step): the TSI signal moves computes earlier,
+    # and the budget still comes out exact
+    def turning(i):
+        return torch.tensor([[[math.cos(0.6 * i), math.sin(0.6 * i), 0.0, 0.0]]])
+    run = CacheRun(TCPadeConfig(theta=1.0, interval=100), target_speedup=3.0)
+    plain = CacheRun(ReuseConfig(), target_speedup=3.0)
+    for r in (run, plain):
+        for i in range(20):
+            r.begin_step(i, 20, 1 - i / 20)
+            r("c", torch.zeros(1, 1, 4), lambda h, i=i: turning(i))
+    rep, prep = run.end_run(), plain.end_run()
+    assert prep.strip() == "#..#..#..#..#..#..#." and prep.computed == 7      # even spacing
+    assert rep.computed == 7 and "moved" not in prep.target_note
+    early = [r for r in rep.steps if r.reason.endswith("(early)")]
+    assert early and all(r.computed and r.gate < 1.0 for r in early)
+    assert "TSI stability signal moved" in rep.target_note and rep.strip() != prep.strip()
+
+
+@pytest.mark.parametrize("bad", [0.5, -1.0, 101.0, float("nan"), True])
+def test_speed_target_out_of_range_names_the_input(bad):
+    with pytest.raises(ConfigError, match=r"target_speedup must be 0 \(off\) or a number in \[1.0, 100.0\]"):
+        CacheRun(ReuseConfig(), target_speedup=bad)

@@ -41,11 +41,11 @@ def test_loaded_by_host_loader_with_prefixed_ids(pack, mappings):
     ours = sorted(k for k, v in mappings.items() if getattr(v, "RELATIVE_PYTHON_MODULE", "").endswith(H.PACK_FOLDER))
     assert set(NODE_IDS + OTHER_IDS) <= set(ours)
     assert all(k.startswith("TCPade_") for k in ours)
-    for nid in OTHER_IDS:
-        assert mappings[nid].GET_SCHEMA().category.startswith("tcpade/")
+    # categories never end in "/" (the library would show an unnamed folder)
+    assert {mappings[nid].GET_SCHEMA().category for nid in OTHER_IDS} == {"tcpade", "tcpade/models"}
     for nid in NODE_IDS:
         schema = mappings[nid].GET_SCHEMA()
-        assert schema.node_id == nid and schema.category == "tcpade/"
+        assert schema.node_id == nid and schema.category == "tcpade"
         assert H.host().nodes.NODE_DISPLAY_NAME_MAPPINGS[nid] == schema.display_name
         assert [o.io_type for o in schema.outputs] == ["MODEL"]
         assert schema.inputs[0].id == "model" and schema.inputs[0].io_type == "MODEL"
@@ -83,7 +83,8 @@ def test_tcpade_widgets(mappings):
     assert req["lam"][1]["default"] == d.lam and req["alpha1"][1]["default"] == d.alpha1
     assert req["beta"][1]["default"] == d.beta and req["interval"][1]["default"] == d.interval
     assert (req["start_percent"][1]["default"], req["end_percent"][1]["default"]) == (0.0, 1.0)
-    assert req["preset"][1]["options"] == ["slow (θ=1.0)", "fast (θ=0.7)", "custom"]
+    assert req["preset"][1]["options"] == ["slow (2x)", "fast (2.8x)", "custom"]
+    assert [req[k][1].get("display_name") for k in ("theta", "lam", "alpha1", "beta")] == ["θ", "λ", "α1", "β"]
     assert req["cache_device"][1]["options"] == ["same", "cpu offload"]
     assert req["mode"][1]["options"] == ["default", "paper_literal", "official"]
 
@@ -104,13 +105,15 @@ def test_clone_never_mutates_input(mappings, flux):
         assert len(out.get_wrappers(kind, "tcpade")) == 1
 
 
-def test_preset_overrides_theta(mappings, flux):
+def test_presets_are_speed_targets(mappings, flux):
     node = mappings["TCPade_TCPadeCache"]
     to = lambda m: m.model_options["transformer_options"]["tcpade"]
-    fast = to(node.execute(flux, **params(node, preset="fast (θ=0.7)", theta=1.9)).args[0])
-    custom = to(node.execute(flux, **params(node, preset="custom", theta=1.9)).args[0])
+    fast = to(node.execute(flux, **params(node, preset="fast (2.8x)", target_speedup=1.5, theta=1.9)).args[0])
+    custom = to(node.execute(flux, **params(node, preset="custom", target_speedup=1.5, theta=1.9)).args[0])
+    off = to(node.execute(flux, **params(node, preset="custom", target_speedup=0.0)).args[0])
     paper = to(node.execute(flux, **params(node, mode="paper_literal", cache_device="cpu offload")).args[0])
-    assert fast.cfg.theta == 0.7 and custom.cfg.theta == 1.9
+    assert (fast.target_speedup, custom.target_speedup, off.target_speedup) == (2.8, 1.5, 0.0)
+    assert fast.cfg.theta == 1.9 and custom.cfg.theta == 1.9
     assert paper.cfg.mode == "paper_literal" and paper.cfg.numerator == "literal" and paper.store_device == "cpu"
 
 
@@ -124,6 +127,8 @@ def test_preset_overrides_theta(mappings, flux):
     ("TCPade_TeaCache", dict(coefficients="custom", custom_coefficients="1, x"), "custom_coefficients"),
     ("TCPade_TraCache", dict(max_order=7), "max_order"),
     ("TCPade_TraCache", dict(start_percent=1.5), "start_percent"),
+    ("TCPade_TaylorSeer", dict(target_speedup=0.5), "target_speedup"),
+    ("TCPade_TCPadeCache", dict(preset="custom", target_speedup=0.9), "target_speedup"),
 ])
 def test_bad_values_raise_config_error_naming_the_widget(pack, mappings, flux, nid, bad, name):
     ConfigError = sys.modules[H._STATE["pack_name"] + ".tcpade_core"].ConfigError

@@ -153,7 +153,7 @@ MODEL_NODE_IDS = ["TCPade_DiTLoader", "TCPade_ClassLabel", "TCPade_BenchModelLoa
 def test_nodes_registered_with_tooltips_and_ranges(pk):
     for nid in MODEL_NODE_IDS:
         schema = pk.mappings[nid].GET_SCHEMA()
-        assert schema.node_id == nid and schema.category.startswith("tcpade/")
+        assert schema.node_id == nid and schema.category.startswith("tcpade")
         info = pk.mappings[nid].GET_NODE_INFO_V1()
         for name, (kind, opts) in info["input"]["required"].items():
             assert opts.get("tooltip"), f"{nid}.{name} has no tooltip"

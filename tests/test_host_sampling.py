@@ -139,7 +139,7 @@ def test_denoise_below_one(mappings, models):
 
 def test_resolution_and_step_count_change_between_runs(mappings, models):
     kind = "flux"
-    m = attach(mappings, "TCPade_TCPadeCache", models[kind], preset="fast (θ=0.7)")
+    m = attach(mappings, "TCPade_TCPadeCache", models[kind], preset="fast (2.8x)")
     a = H.sample(m, kind, steps=6, size=8)
     b = H.sample(m, kind, steps=9, size=12, batch=2)
     assert settings_of(m).last_report.num_steps == 9 and b.shape == (2, 16, 12, 12)

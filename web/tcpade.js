@@ -26,7 +26,7 @@ const EXT = "tcpade.cache";
 const CACHE_TYPES = new Set(["TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache"]);
 const COMPARE_TYPE = "TCPade_Compare";
 const TCPADE_TYPE = "TCPade_TCPadeCache";
-const PRESETS = { "slow (θ=1.0)": 1.0, "fast (θ=0.7)": 0.7 };
+const PRESETS = { "slow (2x)": 2.0, "fast (2.8x)": 2.8 };   // preset -> speed target (nodes/cache_nodes.py)
 const STATS_H = 142;
 const GATE_RULES = {   // how each method's gate decides (tcpade_core/cache.py)
   "TSI stability": "skip when stability ≥ θ",
@@ -437,7 +437,7 @@ function findWidget(node, name) {
 
 function applyPreset(node, preset) {
   const p = findWidget(node, "preset");
-  const th = findWidget(node, "theta");
+  const th = findWidget(node, "target_speedup");
   if (!p || !th || !(preset in PRESETS)) return;
   p.value = preset;
   th.value = PRESETS[preset];
@@ -447,9 +447,9 @@ function applyPreset(node, preset) {
 
 function setupTCPade(node) {
   const p = findWidget(node, "preset");
-  const th = findWidget(node, "theta");
+  const th = findWidget(node, "target_speedup");
   if (p && th) {
-    // keep the theta widget showing the θ a preset puts in effect
+    // keep the target widget showing the speed a preset puts in effect
     const cb = p.callback;
     p.callback = function (v, ...rest) {
       const r = cb?.apply(this, [v, ...rest]);

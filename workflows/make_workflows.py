@@ -78,16 +78,16 @@ SPECS: Dict[str, Spec] = {
     "MarkdownNote": Spec(widgets=(("text", REQUIRED),), frontend_only=True),
     # this pack: cache nodes
     "TCPade_TCPadeCache": Spec((("model", "MODEL"),), (("MODEL", "MODEL"),),
-                               (("preset", "slow (θ=1.0)"), ("theta", 1.0), ("lam", 10.0), ("alpha1", 1.0),
-                                ("beta", 0.3), ("interval", 4), *WINDOW, ("mode", "default")), ours=True),
+                               (("preset", "slow (2x)"), ("target_speedup", 0.0), ("theta", 1.0), ("lam", 2.0),
+                                ("alpha1", 1.0), ("beta", 0.3), ("interval", 4), *WINDOW, ("mode", "default")), ours=True),
     "TCPade_TaylorSeer": Spec((("model", "MODEL"),), (("MODEL", "MODEL"),),
-                              (("interval", REQUIRED), ("order", REQUIRED), ("first_enhance", REQUIRED), *WINDOW),
-                              ours=True),
+                              (("target_speedup", 0.0), ("interval", REQUIRED), ("order", REQUIRED),
+                               ("first_enhance", REQUIRED), *WINDOW), ours=True),
     "TCPade_TeaCache": Spec((("model", "MODEL"),), (("MODEL", "MODEL"),),
-                            (("threshold", REQUIRED), ("coefficients", "auto"), ("custom_coefficients", ""), *WINDOW),
-                            ours=True),
+                            (("target_speedup", 0.0), ("threshold", REQUIRED), ("coefficients", "auto"),
+                             ("custom_coefficients", ""), *WINDOW), ours=True),
     "TCPade_TraCache": Spec((("model", "MODEL"),), (("MODEL", "MODEL"),),
-                            (("stride", REQUIRED), ("max_order", REQUIRED), *WINDOW), ours=True),
+                            (("target_speedup", 0.0), ("stride", REQUIRED), ("max_order", REQUIRED), *WINDOW), ours=True),
     "TCPade_Compare": Spec((("test", "IMAGE"), ("reference", "IMAGE")),
                            (("PSNR", "FLOAT"), ("SSIM", "FLOAT"), ("difference", "IMAGE")), (("amplify", 4.0),),
                            ours=True),
@@ -384,7 +384,7 @@ def flux_dev() -> Workflow:
     four_branches(wf, model=unet, model_out="MODEL", positive=(guid, "CONDITIONING"), negative=(zero, "CONDITIONING"),
                   latent=latent, decode=decode, save=save,
                   sampler=dict(seed=SEED, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple"),
-                  branches=[("tcpade", "TC-Padé slow (θ=1.0)", dict(preset="slow (θ=1.0)", theta=1.0)),
+                  branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
                             ("taylorseer", "TaylorSeer N=5 O=2", dict(interval=5, order=2, first_enhance=3)),
                             ("teacache", "TeaCache δ=0.6", dict(threshold=0.6))])
     return wf
@@ -414,7 +414,7 @@ def dit_xl2() -> Workflow:
     four_branches(wf, model=dit, model_out="MODEL", positive=(label, "positive"), negative=(label, "negative"),
                   latent=latent, decode=decode, save=save,
                   sampler=dict(seed=SEED, steps=20, cfg=4.0, sampler_name="ddim", scheduler="ddim_uniform"),
-                  branches=[("tcpade", "TC-Padé slow (θ=1.0)", dict(preset="slow (θ=1.0)", theta=1.0)),
+                  branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
                             ("taylorseer", "TaylorSeer N=3 O=2", dict(interval=3, order=2, first_enhance=2)),
                             ("teacache", "TeaCache δ=0.3", dict(threshold=0.3))])
     return wf
@@ -458,7 +458,7 @@ def wan21_1_3b() -> Workflow:
     four_branches(wf, model=shift, model_out="MODEL", positive=(pos, "CONDITIONING"), negative=(neg, "CONDITIONING"),
                   latent=latent, decode=decode, save=save,
                   sampler=dict(seed=SEED, steps=20, cfg=6.0, sampler_name="uni_pc", scheduler="simple"),
-                  branches=[("tcpade", "TC-Padé slow (θ=1.0)", dict(preset="slow (θ=1.0)", theta=1.0)),
+                  branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
                             ("taylorseer", "TaylorSeer N=4 O=1", dict(interval=4, order=1, first_enhance=1)),
                             ("teacache", "TeaCache δ=0.08", dict(threshold=0.08))])
     return wf
@@ -493,13 +493,13 @@ def wan22_14b() -> Workflow:
     common = dict(noise_seed=SEED, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple")
     x0, row = 480.0, 620.0
     ref_img = None
-    for i, (kind, label) in enumerate([("ref", "no cache (reference)"), ("tcpade", "TC-Padé slow (θ=1.0) on both experts")]):
+    for i, (kind, label) in enumerate([("ref", "no cache (reference)"), ("tcpade", "TC-Padé slow (2x) on both experts")]):
         y = i * row
         m_hi, m_lo = (hi_s, "MODEL"), (lo_s, "MODEL")
         members = []
         if kind == "tcpade":
-            c_hi = cache_branch(wf, "tcpade", m_hi, x0, y, preset="slow (θ=1.0)")
-            c_lo = cache_branch(wf, "tcpade", m_lo, x0 + 380, y, preset="slow (θ=1.0)")
+            c_hi = cache_branch(wf, "tcpade", m_hi, x0, y, preset="slow (2x)")
+            c_lo = cache_branch(wf, "tcpade", m_lo, x0 + 380, y, preset="slow (2x)")
             c_hi.title, c_lo.title = "TC-Padé Cache (high-noise expert)", "TC-Padé Cache (low-noise expert)"
             m_hi, m_lo = (c_hi, "MODEL"), (c_lo, "MODEL")
             members += [c_hi, c_lo]
@@ -567,7 +567,7 @@ def tiny(which: str) -> Workflow:
     four_branches(wf, model=model, model_out="MODEL", positive=(label, "positive"), negative=(label, "negative"),
                   latent=latent, decode=decode, save=save, compare_amplify=4.0,
                   sampler=dict(seed=SEED, steps=20, cfg=2.0, sampler_name=b["sampler"], scheduler=b["scheduler"]),
-                  branches=[("tcpade", "TC-Padé slow (θ=1.0)", dict(preset="slow (θ=1.0)", theta=1.0)),
+                  branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
                             ("taylorseer", "TaylorSeer N=3 O=1", dict(interval=3, order=1, first_enhance=2)),
                             ("teacache", "TeaCache δ=0.3", dict(threshold=0.3)),
                             ("tracache", "TraCache k=2", dict(stride=2, max_order=2))])
