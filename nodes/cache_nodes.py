@@ -67,7 +67,7 @@ class CacheNode(io.ComfyNode):
 
     @classmethod
     def make_config(cls, model, family, **widgets):
-        """(engine config, TeaCache coefficients follow the family's table per run)."""
+        """(engine config, options for :class:`CacheSettings`: ``teacache_auto``, ``notes``)."""
         raise NotImplementedError
 
     @classmethod
@@ -96,11 +96,10 @@ class CacheNode(io.ComfyNode):
         if cache_device not in DEVICES:
             raise ConfigError(f"cache_device must be one of {', '.join(map(repr, DEVICES))}; got {cache_device!r}")
         family, layout = resolve(model.get_model_object("diffusion_model"))
-        cfg, teacache_auto = cls.make_config(model, family, **widgets)
+        cfg, options = cls.make_config(model, family, **widgets)
         hidden = getattr(cls, "hidden", None)
         settings = CacheSettings(cfg, cls.LABEL, start_percent, end_percent, DEVICES[cache_device], family, layout,
-                                 node_id=getattr(hidden, "unique_id", None), teacache_auto=teacache_auto,
-                                 target_speedup=float(target))
+                                 node_id=getattr(hidden, "unique_id", None), target_speedup=float(target), **options)
         return io.NodeOutput(apply_cache(model, settings))
 
 
@@ -159,8 +158,8 @@ class TCPadeCache(CacheNode):
     def make_config(cls, model, family, preset, theta, lam, alpha1, beta, interval, mode):
         if mode == "official":
             custom = dict(threshold=theta, interval=interval) if preset == CUSTOM else {}
-            return make_config("tcpade", mode="official", **custom), False
-        return make_config("tcpade", theta=theta, lam=lam, alpha1=alpha1, beta=beta, interval=interval, mode=mode), False
+            return make_config("tcpade", mode="official", **custom), {}
+        return make_config("tcpade", theta=theta, lam=lam, alpha1=alpha1, beta=beta, interval=interval, mode=mode), {}
 
 
 class TaylorSeerCache(CacheNode):
@@ -185,7 +184,7 @@ class TaylorSeerCache(CacheNode):
 
     @classmethod
     def make_config(cls, model, family, interval, order, first_enhance):
-        return make_config("taylorseer", interval=interval, order=order, first_enhance=first_enhance), False
+        return make_config("taylorseer", interval=interval, order=order, first_enhance=first_enhance), {}
 
 
 class TeaCacheNode(CacheNode):
@@ -212,21 +211,23 @@ class TeaCacheNode(CacheNode):
     def make_config(cls, model, family, threshold, coefficients, custom_coefficients):
         """'auto' takes the table the model's family names (chosen again per run from the latent size);
         a model without a table gets the raw relative L1 distance (coefficients 1, 0) with a warning."""
-        auto = False
+        auto, notes = False, []
         if coefficients == TT.CUSTOM:
             coeffs = TT.parse_coefficients(custom_coefficients)
         elif coefficients == TT.AUTO:
             table = family.teacache(getattr(model.model, "model_config", None), None) if family and family.teacache else None
+            notes = []
             if table is None:
                 name = type(model.get_model_object("diffusion_model")).__name__
-                log.warning(f"TeaCache: no calibrated coefficients for {name}; using the raw relative L1 distance. "
-                            f"Pick a table or enter custom coefficients, and tune the threshold.")
+                notes.append(f"no calibrated TeaCache coefficients for {name}: raw relative L1 distance, tune δ "
+                             f"or calibrate")
+                log.warning(f"TeaCache: {notes[0]}")
             coeffs, auto = TT.COEFFICIENTS.get(table, IDENTITY_COEFFICIENTS), table is not None
         elif coefficients in TT.COEFFICIENTS:
             coeffs = TT.COEFFICIENTS[coefficients]
         else:
             raise ConfigError(f"coefficients must be one of {', '.join(map(repr, TT.CHOICES))}; got {coefficients!r}")
-        return make_config("teacache", threshold=threshold, coefficients=coeffs), auto
+        return make_config("teacache", threshold=threshold, coefficients=coeffs), dict(teacache_auto=auto, notes=notes)
 
 
 class TraCacheNode(CacheNode):
@@ -248,7 +249,7 @@ class TraCacheNode(CacheNode):
 
     @classmethod
     def make_config(cls, model, family, stride, max_order):
-        return make_config("tracache", stride=stride, max_order=max_order), False
+        return make_config("tracache", stride=stride, max_order=max_order), {}
 
 
 NODE_LIST = [TCPadeCache, TaylorSeerCache, TeaCacheNode, TraCacheNode]

@@ -55,7 +55,7 @@ class CacheSettings:
 
     def __init__(self, cfg, label: str, start_percent: float, end_percent: float, store_device: Optional[str],
                  family: Optional[Family], layout: Optional[StackLayout], node_id: Optional[str] = None,
-                 teacache_auto: bool = False, target_speedup: float = 0.0):
+                 teacache_auto: bool = False, target_speedup: float = 0.0, notes=()):
         self.cfg = cfg
         self.label = label
         self.start_percent = float(start_percent)
@@ -66,6 +66,7 @@ class CacheSettings:
         self.node_id = node_id
         self.teacache_auto = teacache_auto
         self.target_speedup = float(target_speedup)
+        self.notes = list(notes)          # what the node found when it attached (shown with every run's report)
         self.results: Dict[str, Any] = {}
 
     def __deepcopy__(self, memo):
@@ -91,8 +92,12 @@ class CacheSettings:
                   float(model_sampling.percent_to_sigma(self.end_percent)))
         sigma_max = float(getattr(model_sampling, "sigma_max", sigmas[0] if sigmas else 1.0))
         out_channels = getattr(dm, "out_channels", None) or getattr(dm, "out_dim", None)
-        return StackDriver(cfg, sigmas, sigma_max, window, layout=self.layout, dm=dm, out_channels=out_channels,
-                           store_device=self.store_device, label=self.label, target_speedup=self.target_speedup)
+        driver = StackDriver(cfg, sigmas, sigma_max, window, layout=self.layout, dm=dm, out_channels=out_channels,
+                             store_device=self.store_device, label=self.label, target_speedup=self.target_speedup)
+        driver.run.report.notes.extend(self.notes)
+        if self.layout is None:
+            driver.run.report.notes.append(f"no block adapter for {type(dm).__name__}: caching the whole model output")
+        return driver
 
     def publish(self, driver: StackDriver, report: RunReport) -> None:
         self.results["report"] = report

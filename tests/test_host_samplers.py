@@ -93,7 +93,7 @@ def test_every_sampler_with_every_cache_node(env):
                 problems.append(f"{where}: NaN/Inf")
                 continue
             if info.own_steps:      # documented fallback: the sampler's times are not the schedule's
-                assert rep.notes == [f"{info.name} chooses its own steps: {settings.label} computes every step"], where
+                assert f"{info.name} chooses its own steps: {settings.label} computes every step" in rep.notes, where
                 assert torch.equal(out, ref), where
                 continue
             assert rep.num_steps == STEPS and [r.step for r in rep.steps] == list(range(STEPS)), where
@@ -101,7 +101,7 @@ def test_every_sampler_with_every_cache_node(env):
             assert len({round(x, 6) for x in first.sigmas}) >= rep.computed, where
             if info.injects_noise:  # documented fallback: computes every step, says why
                 assert rep.computed == STEPS and all(r.reason == "stochastic sampler" for r in rep.steps), where
-                assert rep.notes and rep.notes[0].startswith(f"{info.name} ") and "computes every step" in rep.notes[0]
+                assert any(n.startswith(f"{info.name} ") and n.endswith("computes every step") for n in rep.notes), where
                 assert torch.equal(out, ref), where
                 continue
             assert rep.computed < STEPS, where
