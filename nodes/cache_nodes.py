@@ -14,8 +14,11 @@ from comfy_api.latest import io
 from ..tcpade_core import ConfigError, make_config
 from ..tcpade_core.config import IDENTITY_COEFFICIENTS
 from . import teacache_tables as TT
+from . import calibration as CAL
 from .families import resolve
 from .patcher import CacheSettings, apply_cache
+
+CALIBRATION = io.Custom("TCPADE_CALIBRATION")
 
 log = logging.getLogger("tcpade")
 
@@ -74,8 +77,17 @@ class CacheNode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(node_id=cls.NODE_ID, display_name=cls.DISPLAY_NAME, category=CATEGORY,
                          description=cls.DESCRIPTION,
-                         inputs=[_MODEL_IN(), *cls.own_inputs(), *_window_inputs(), *cls.tail_inputs()],
+                         inputs=[_MODEL_IN(), *cls.own_inputs(), *_window_inputs(), *cls.tail_inputs(),
+                                 CALIBRATION.Input("calibration", optional=True,
+                                                   tooltip="Optional: the output of Calibrate (TC-Padé) for this model "
+                                                           "and step count. Without it a stored calibration for the "
+                                                           "same model and step count is used, if there is one.")],
                          outputs=[_MODEL_OUT()], hidden=[io.Hidden.unique_id])
+
+    @classmethod
+    def apply_calibration(cls, cfg, cal, target: float):
+        """(config, target) for a run with calibration ``cal``. Default: nothing to calibrate."""
+        return cfg, target
 
     @classmethod
     def target_of(cls, widgets: dict) -> float:
@@ -83,7 +95,7 @@ class CacheNode(io.ComfyNode):
         return widgets.pop("target_speedup", 0.0)
 
     @classmethod
-    def execute(cls, model, start_percent, end_percent, cache_device, **widgets) -> io.NodeOutput:
+    def execute(cls, model, start_percent, end_percent, cache_device, calibration=None, **widgets) -> io.NodeOutput:
         target = cls.target_of(widgets)
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not (target == 0 or 1.0 <= target <= 10.0):
             raise ConfigError(f"target_speedup must be 0 (off) or a number in [1.0, 10.0], got {target!r}")
@@ -99,7 +111,9 @@ class CacheNode(io.ComfyNode):
         cfg, options = cls.make_config(model, family, **widgets)
         hidden = getattr(cls, "hidden", None)
         settings = CacheSettings(cfg, cls.LABEL, start_percent, end_percent, DEVICES[cache_device], family, layout,
-                                 node_id=getattr(hidden, "unique_id", None), target_speedup=float(target), **options)
+                                 node_id=getattr(hidden, "unique_id", None), target_speedup=float(target),
+                                 model_key=CAL.model_key(model), calibration=calibration,
+                                 apply_calibration=cls.apply_calibration, **options)
         return io.NodeOutput(apply_cache(model, settings))
 
 
@@ -162,6 +176,19 @@ class TCPadeCache(CacheNode):
         return make_config("tcpade", theta=theta, lam=lam, alpha1=alpha1, beta=beta, interval=interval, mode=mode), {}
 
 
+    @classmethod
+    def apply_calibration(cls, cfg, cal, target: float):
+        """With a target: the budget gate, and the warm-up that predicted best; without: the calibrated θ
+        meets the calibration's speed."""
+        if cfg.method != "tcpade":
+            return cfg, target
+        if target:
+            return cfg.with_(warmup_steps=cal.tcpade_warmup), target
+        if cal.tcpade_theta is not None:
+            return cfg.with_(theta=cal.tcpade_theta), target
+        return cfg, cal.target
+
+
 class TaylorSeerCache(CacheNode):
     NODE_ID, DISPLAY_NAME, LABEL = "TCPade_TaylorSeer", "TaylorSeer Cache", "TaylorSeer"
     DESCRIPTION = ("TaylorSeer (arXiv 2503.06923): compute every N steps, extrapolate the block-stack output "
@@ -185,6 +212,12 @@ class TaylorSeerCache(CacheNode):
     @classmethod
     def make_config(cls, model, family, interval, order, first_enhance):
         return make_config("taylorseer", interval=interval, order=order, first_enhance=first_enhance), {}
+
+
+    @classmethod
+    def apply_calibration(cls, cfg, cal, target: float):
+        """The interval, order and first_enhance that meet the calibration's speed with the smallest error."""
+        return (cfg.with_(**cal.taylorseer), target) if cal.taylorseer else (cfg, target or cal.target)
 
 
 class TeaCacheNode(CacheNode):
@@ -230,6 +263,17 @@ class TeaCacheNode(CacheNode):
         return make_config("teacache", threshold=threshold, coefficients=coeffs), dict(teacache_auto=auto, notes=notes)
 
 
+    @classmethod
+    def apply_calibration(cls, cfg, cal, target: float):
+        """This model's rescale polynomial, and the δ that meets the calibration's speed."""
+        cfg = cfg.with_(coefficients=cal.teacache_coefficients)
+        if cal.teacache_threshold is not None:
+            cfg = cfg.with_(threshold=cal.teacache_threshold)
+        elif not target:
+            target = cal.target
+        return cfg, target
+
+
 class TraCacheNode(CacheNode):
     NODE_ID, DISPLAY_NAME, LABEL = "TCPade_TraCache", "TraCache", "TraCache"
     DESCRIPTION = ("TraCache: compute every k steps; in between, Lagrange interpolation through the last "
@@ -252,4 +296,79 @@ class TraCacheNode(CacheNode):
         return make_config("tracache", stride=stride, max_order=max_order), {}
 
 
-NODE_LIST = [TCPadeCache, TaylorSeerCache, TeaCacheNode, TraCacheNode]
+class Calibrate(io.ComfyNode):
+    """One full-compute sampling pass that fits every cache method to this model and step count."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        import comfy.samplers
+        return io.Schema(
+            node_id="TCPade_Calibrate",
+            display_name="Calibrate (TC-Padé)",
+            category=CATEGORY,
+            description="Samples once with full compute (like a KSampler) and fits, on that run, what the cache "
+                        "methods need for this model, step count and speed target: TeaCache's rescale polynomial "
+                        "and δ, TaylorSeer's interval, TC-Padé's θ and warm-up. Connect its calibration output to "
+                        "the cache nodes; the result is also stored (ComfyUI user directory, tcpade/calibration.json) "
+                        "and used by later runs of the same model and step count without this node.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model to calibrate (the same one the cache nodes get)."),
+                io.Conditioning.Input("positive", tooltip="A typical prompt."),
+                io.Conditioning.Input("negative"),
+                io.Latent.Input("latent_image"),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                             tooltip="0-18446744073709551615. Seed of the calibration run."),
+                io.Int.Input("steps", default=20, min=1, max=10000,
+                             tooltip="1-10000. The step count to calibrate for: a calibration applies to runs with "
+                                     "exactly this many steps."),
+                io.Float.Input("cfg", default=4.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="0.0-100.0. The CFG scale of your runs."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler",
+                               tooltip="The sampler of your runs (a deterministic one: stochastic samplers make every "
+                                       "method compute every step)."),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"),
+                io.Float.Input("target_speedup", display_name="target speed-up", default=2.0, min=1.0, max=10.0,
+                               step=0.05, tooltip="1.0-10.0. The speed to calibrate the thresholds for."),
+            ],
+            outputs=[CALIBRATION.Output(display_name="calibration",
+                                        tooltip="Connect to the calibration input of the cache nodes."),
+                     io.Latent.Output(display_name="LATENT", tooltip="The full-compute result of the calibration run.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler,
+                target_speedup) -> io.NodeOutput:
+        import time
+
+        import comfy.sample
+
+        from ..tcpade_core import NoCacheConfig
+        from ..tcpade_core.calibrate import calibrate
+        if isinstance(target_speedup, bool) or not isinstance(target_speedup, (int, float)) or \
+                not 1.0 <= target_speedup <= 10.0:
+            raise ConfigError(f"target_speedup must be a number in [1.0, 10.0], got {target_speedup!r}")
+        t0 = time.perf_counter()
+        family, layout = resolve(model.get_model_object("diffusion_model"))
+        settings = CacheSettings(NoCacheConfig(), "Calibrate", 0.0, 1.0, None, family, layout)
+        settings.recorder = CAL.Recorder()
+        m = apply_cache(model, settings)
+        latent = comfy.sample.fix_empty_latent_channels(m, latent_image["samples"])
+        noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
+        samples = comfy.sample.sample(m, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
+                                      noise_mask=latent_image.get("noise_mask"), seed=seed, disable_pbar=True)
+        sampled = time.perf_counter() - t0
+        traj = settings.recorder.traj
+        if len(traj) < 3:
+            raise ValueError(f"calibration needs a run of at least 3 steps with one model call each; got {len(traj)} "
+                             f"(steps={steps}, sampler_name={sampler_name!r})")
+        cal = calibrate(traj, CAL.model_key(model), float(target_speedup))
+        path = CAL.save(cal)
+        text = f"{cal.describe()}; sampling {sampled:.1f} s, fitting {time.perf_counter() - t0 - sampled:.1f} s; stored in {path}"
+        log.info(f"TC-Padé: {text}")
+        out = dict(latent_image)
+        out["samples"] = samples
+        return io.NodeOutput(cal, out, ui={"text": [text]})
+
+
+NODE_LIST = [TCPadeCache, TaylorSeerCache, TeaCacheNode, TraCacheNode, Calibrate]

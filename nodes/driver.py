@@ -99,6 +99,8 @@ class StackDriver:
         self.current_sigma: Optional[float] = None
         self.disabled = False         # model-level fallback: the output did not match the input
         self.last_to: Optional[dict] = None
+        self.recorder = None          # calibration: nodes.calibration.Recorder
+        self._rec_stream: Optional[str] = None
 
     # ---------------------------------------------------------------- step bookkeeping
     def t_of(self, sigma: float) -> float:
@@ -116,6 +118,7 @@ class StackDriver:
             s = self.sigmas[i]
             self.run.begin_step(i, self.num_steps, self.t_of(sigma), active=in_window(s, self.start_sigma, self.end_sigma))
             self.mode = "step"
+            self._rec_stream = None
         elif self.index is not None and (i == self.index or self._inside_step(sigma)):
             self.mode = "extra"
         else:
@@ -148,6 +151,9 @@ class StackDriver:
             self.counters.unscheduled += 1
             return None
         self.counters.streams_seen.extend(s for s in streams if s not in self.counters.streams_seen)
+        if self.recorder is not None and self.mode == "step" and self._rec_stream is None:
+            self._rec_stream = streams[lead]
+            self.recorder.enter(run.step.t, inputs[lead], modulated_fn)
         out = run.enter(streams, inputs, modulated_fn, lead)
         if out is None:
             self.counters.computed_sigmas.append(self.current_sigma)
@@ -157,6 +163,9 @@ class StackDriver:
         """At the stack's last block of a computed call: record each stream once per step."""
         if self.mode in ("idle", "full") or self.run.step is None:
             return
+        if self._rec_stream in streams:
+            self.recorder.leave(outputs[streams.index(self._rec_stream)])
+            self._rec_stream = None
         self.run.leave(streams, inputs, outputs)
 
     def finish(self, interrupted: bool = False) -> RunReport:

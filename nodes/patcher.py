@@ -55,7 +55,8 @@ class CacheSettings:
 
     def __init__(self, cfg, label: str, start_percent: float, end_percent: float, store_device: Optional[str],
                  family: Optional[Family], layout: Optional[StackLayout], node_id: Optional[str] = None,
-                 teacache_auto: bool = False, target_speedup: float = 0.0, notes=()):
+                 teacache_auto: bool = False, target_speedup: float = 0.0, notes=(), model_key: Optional[str] = None,
+                 calibration=None, apply_calibration: Optional[Callable] = None):
         self.cfg = cfg
         self.label = label
         self.start_percent = float(start_percent)
@@ -67,6 +68,10 @@ class CacheSettings:
         self.teacache_auto = teacache_auto
         self.target_speedup = float(target_speedup)
         self.notes = list(notes)          # what the node found when it attached (shown with every run's report)
+        self.model_key = model_key        # fingerprint of the model (nodes.calibration.model_key)
+        self.calibration = calibration    # a connected Calibration, else the store is asked per run
+        self.apply_calibration = apply_calibration   # (cfg, cal, target) -> (cfg, target); the node's method
+        self.recorder = None              # set by the Calibrate node's pass
         self.results: Dict[str, Any] = {}
 
     def __deepcopy__(self, memo):
@@ -83,8 +88,12 @@ class CacheSettings:
     # ---------------------------------------------------------------- per run
     def new_driver(self, sigmas: List[float], model_sampling, model_config, dm, latent_shape) -> StackDriver:
         """A fresh driver for one sampling run: the window in sigma, this run's TeaCache table."""
-        cfg = self.cfg
-        if self.teacache_auto:
+        cfg, target, notes = self.cfg, self.target_speedup, list(self.notes)
+        cal = self._calibration_for(len(sigmas) - 1, notes)
+        if cal is not None:
+            cfg, target = self.apply_calibration(cfg, cal, target)
+            notes = [n for n in notes if not n.startswith("no calibrated TeaCache")] + [cal.describe()]
+        if self.teacache_auto and cal is None:
             table = self.family.teacache(model_config, latent_shape)
             if table is not None:
                 cfg = cfg.with_(coefficients=TT.COEFFICIENTS[table])
@@ -93,11 +102,33 @@ class CacheSettings:
         sigma_max = float(getattr(model_sampling, "sigma_max", sigmas[0] if sigmas else 1.0))
         out_channels = getattr(dm, "out_channels", None) or getattr(dm, "out_dim", None)
         driver = StackDriver(cfg, sigmas, sigma_max, window, layout=self.layout, dm=dm, out_channels=out_channels,
-                             store_device=self.store_device, label=self.label, target_speedup=self.target_speedup)
-        driver.run.report.notes.extend(self.notes)
+                             store_device=self.store_device, label=self.label, target_speedup=target)
+        driver.recorder = self.recorder
+        driver.run.report.notes.extend(notes)
         if self.layout is None:
             driver.run.report.notes.append(f"no block adapter for {type(dm).__name__}: caching the whole model output")
         return driver
+
+    def _calibration_for(self, steps: int, notes: list):
+        """The calibration that applies to a run of ``steps`` steps: the connected one if it was made for this
+        model and step count (else ignored, with a warning), otherwise the stored one, if any."""
+        if self.apply_calibration is None or self.model_key is None:
+            return None
+        from . import calibration as C
+        cal = self.calibration
+        if cal is not None:
+            if (cal.model_key, cal.steps) == (self.model_key, steps):
+                return cal
+            why = "another model" if cal.model_key != self.model_key else f"{cal.steps} steps, not {steps}"
+            notes.append(f"calibration ignored: it was made for {why}")
+            log.warning(f"{self.label}: {notes[-1]}")
+            return None
+        try:
+            return C.lookup(self.model_key, steps)
+        except C.CalibrationFileError as e:
+            notes.append(str(e))
+            log.error(f"{self.label}: {e}")
+            return None
 
     def publish(self, driver: StackDriver, report: RunReport) -> None:
         self.results["report"] = report

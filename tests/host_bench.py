@@ -69,7 +69,7 @@ def main(argv=None):
     H.load_pack()
     mappings = H.host().nodes.NODE_CLASS_MAPPINGS
     node = mappings["TCPade_TCPadeCache"]
-    defaults = {i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model"}
+    defaults = {i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model" and hasattr(i, "default")}
     print(f"{'model':5} {'full s/step':>11} {'patches on computed steps':>26} {'skipped step / full step':>25} "
           f"{'computed':>9} {'cache':>10}")
     for kind in ("flux", "wan"):

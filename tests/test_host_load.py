@@ -31,7 +31,7 @@ def params(node_cls, **overrides):
     """The node's widget defaults from its schema, with overrides."""
     out = {}
     for inp in node_cls.GET_SCHEMA().inputs:
-        if inp.id != "model":
+        if inp.id != "model" and hasattr(inp, "default"):   # widgets; the optional calibration socket stays None
             out[inp.id] = inp.default
     out.update(overrides)
     return out

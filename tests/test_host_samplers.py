@@ -61,7 +61,7 @@ def sample(env, m, sampler):
 
 def attach(env, nid, model):
     node = env["nodes"][nid]
-    params = {i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model"}
+    params = {i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model" and hasattr(i, "default")}
     return node.execute(model, **params).args[0]
 
 

@@ -31,7 +31,7 @@ def patcher_mod():
 
 def attach(mappings, node_id, model, **overrides):
     node = mappings[node_id]
-    params = {i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model"}
+    params = {i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model" and hasattr(i, "default")}
     params.update(overrides)
     return node.execute(model, **params).args[0]
 

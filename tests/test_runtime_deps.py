@@ -77,7 +77,7 @@ SCRIPT = textwrap.dedent('''
     import comfy.sample
     for nid in ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache"):
         node = nodes[nid]
-        params = {{i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model"}}
+        params = {{i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model" and hasattr(i, "default")}}
         m = node.execute(flux, **params).args[0]
         x = H.sample(m, "flux", steps=8)
         rep = m.model_options["transformer_options"]["tcpade"].last_report

@@ -1,0 +1,162 @@
+"""Calibration from one full-compute pass: fit what the methods need, offline, on the recorded trajectory.
+
+The host records, for the leading (cond) stream, a fixed subsample of the block stack's input and output
+tokens and of block 0's modulated input at every step (:class:`Trajectory`). Everything else happens here,
+without another model call: each candidate setting is replayed through the real engine on that trajectory
+(the stack is replaced by the recorded outputs, teacher-forced), which gives its computed-step count and the
+relative error of its predictions on the skipped steps. From that:
+
+* TeaCache: the rescale polynomial (relative L1 change of the modulated input -> of the stack output,
+  numpy ``poly1d`` order, degree 4, as the TeaCache authors fit theirs) and the δ that meets the target;
+* TaylorSeer: the interval and first_enhance (order 1 and 2 tried) that meet the target with the smallest
+  error;
+* TC-Padé: the θ that meets the target without a budget, and the warm-up that predicts best under one.
+
+Offline replay ignores how skipping changes the later inputs (as TeaCache's own calibration does), so a
+count it predicts holds on the real run to about one step; a speed target is met exactly by the budget
+gate in any case.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .config import TaylorSeerConfig, TCPadeConfig, TeaCacheConfig, _Common
+from .engine import CacheRun
+
+VERSION = 1
+
+
+@dataclass
+class Trajectory:
+    """One stream of a full-compute run: per step the normalised time and token subsamples (fp32, CPU)."""
+
+    t: List[float] = field(default_factory=list)
+    inputs: List[torch.Tensor] = field(default_factory=list)
+    outputs: List[torch.Tensor] = field(default_factory=list)
+    modulated: List[Optional[torch.Tensor]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+
+def replay(cfg: _Common, traj: Trajectory, target: float = 0.0) -> tuple:
+    """(computed steps, mean relative error of the predicted stack output on skipped steps) of ``cfg``
+    replayed on the recorded trajectory."""
+    n = len(traj)
+    run = CacheRun(cfg, measure_error=True, target_speedup=target)
+    for i in range(n):
+        run.begin_step(i, n, traj.t[i])
+        m = traj.modulated[i]
+        run("c", traj.inputs[i], lambda h, i=i: traj.outputs[i], (lambda m=m: m) if m is not None else None)
+    rep = run.end_run()
+    errs = [r.error for r in rep.steps if r.error is not None]
+    return rep.computed, (sum(errs) / len(errs) if errs else 0.0)
+
+
+def fit_teacache(traj: Trajectory, degree: int = 4) -> tuple:
+    xs, ys = [], []
+    for i in range(1, len(traj)):
+        m0, m1 = traj.modulated[i - 1], traj.modulated[i]
+        if m0 is None or m1 is None:
+            continue
+        xs.append(float((m1 - m0).abs().mean() / m0.abs().mean().clamp_min(1e-12)))
+        y0, y1 = traj.outputs[i - 1], traj.outputs[i]
+        ys.append(float((y1 - y0).abs().mean() / y0.abs().mean().clamp_min(1e-12)))
+    x, y = np.array(xs), np.array(ys)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < degree + 2 or np.ptp(x[ok]) == 0:
+        return (1.0, 0.0)
+    return tuple(float(c) for c in np.polyfit(x[ok], y[ok], degree))
+
+
+def budget(steps: int, target: float) -> int:
+    return max(1, min(steps, int(math.floor(steps / target + 0.5))))
+
+
+def _best(cands, want):
+    """The candidate meeting the budget (exactly, else within one step) with the smallest error."""
+    for tol in (0, 1):
+        ok = [c for c in cands if abs(c[1] - want) <= tol]
+        if ok:
+            return min(ok, key=lambda c: c[2])
+    return None
+
+
+@dataclass
+class Calibration:
+    """What one calibration pass found, for one model fingerprint, step count and speed target."""
+
+    model_key: str
+    steps: int
+    target: float
+    teacache_coefficients: tuple
+    teacache_threshold: Optional[float]
+    taylorseer: Optional[Dict[str, int]]      # interval, order, first_enhance
+    tcpade_theta: Optional[float]
+    tcpade_warmup: int
+    errors: Dict[str, float] = field(default_factory=dict)
+    version: int = VERSION
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Calibration":
+        if not isinstance(d, dict) or d.get("version") != VERSION:
+            raise ValueError(f"calibration entry of version {d.get('version') if isinstance(d, dict) else '?'}, "
+                             f"expected {VERSION}")
+        d = dict(d)
+        d["teacache_coefficients"] = tuple(float(c) for c in d["teacache_coefficients"])
+        return cls(**d)
+
+    def describe(self) -> str:
+        ts = self.taylorseer
+        return (f"calibrated for {self.steps} steps at {self.target:g}x: TeaCache δ "
+                f"{self.teacache_threshold if self.teacache_threshold is not None else '-'}, TaylorSeer "
+                + (f"N {ts['interval']} O {ts['order']} fe {ts['first_enhance']}" if ts else "-")
+                + f", TC-Padé θ {self.tcpade_theta if self.tcpade_theta is not None else '-'} warm-up {self.tcpade_warmup}")
+
+
+def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeConfig = None) -> Calibration:
+    """Fit every method's settings for ``target`` on a recorded full-compute trajectory."""
+    n = len(traj)
+    want = budget(n, target)
+    coeffs = fit_teacache(traj)
+    errors: Dict[str, float] = {}
+    # TeaCache: the δ whose count meets the budget (count falls as δ rises: bisection on a log scale)
+    tea = []
+    for d in np.geomspace(0.01, 5.0, 40):
+        c, e = replay(TeaCacheConfig(threshold=float(d), coefficients=coeffs), traj)
+        tea.append((round(float(d), 4), c, e))
+    best = _best(tea, want)
+    tea_delta = best[0] if best else None
+    if best:
+        errors["teacache"] = best[2]
+    # TaylorSeer: interval / order / first_enhance
+    ts = []
+    for N in range(2, 9):
+        for O in (1, 2):
+            for fe in (1, 2, 3):
+                c, e = replay(TaylorSeerConfig(interval=N, order=O, first_enhance=fe), traj)
+                ts.append((dict(interval=N, order=O, first_enhance=fe), c, e))
+    best = _best(ts, want)
+    taylor = best[0] if best else None
+    if best:
+        errors["taylorseer"] = best[2]
+    # TC-Padé: θ without a budget, warm-up under the budget
+    d = default or TCPadeConfig()
+    tc = []
+    for th in np.round(np.linspace(0.3, 2.0, 18), 2):
+        c, e = replay(replace(d, theta=float(th)), traj)
+        tc.append((float(th), c, e))
+    best = _best(tc, want)
+    theta = best[0] if best else None
+    wu = [(w, *replay(replace(d, warmup_steps=w), traj, target)) for w in (1, 2, 3)]
+    w_best = min(wu, key=lambda c: c[2])
+    errors["tcpade"] = w_best[2]
+    return Calibration(model_key, n, float(target), coeffs, tea_delta, taylor, theta, int(w_best[0]), errors)

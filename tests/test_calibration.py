@@ -1,0 +1,160 @@
+"""Calibration: fitting on a recorded trajectory (engine), and the Calibrate node, the store and its use
+by the cache nodes (host)."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+
+from tcpade_core import TaylorSeerConfig, TCPadeConfig, TeaCacheConfig
+from tcpade_core.calibrate import Calibration, Trajectory, budget, calibrate, fit_teacache, replay
+
+
+def synthetic(n=20, d=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a, b, c = (torch.randn(1, 4, d, generator=g) for _ in range(3))
+    tr = Trajectory()
+    for i in range(n):
+        s = 1 - i / n
+        tr.t.append(s)
+        h = a * s + 0.1 * b
+        tr.inputs.append(h)
+        tr.outputs.append(h + torch.tanh(b * s + c * s * s))
+        tr.modulated.append(h * (1 + 0.3 * s))
+    return tr
+
+
+def test_replay_counts_and_errors_like_the_engine():
+    tr = synthetic()
+    c, e = replay(TaylorSeerConfig(interval=3, order=1, first_enhance=2), tr)
+    assert c == 8 and 0.0 < e < 0.2                      # ##..#..#..#..#..#..#
+    c, _ = replay(TCPadeConfig(), tr, target=2.5)
+    assert c == budget(20, 2.5) == 8
+
+
+def test_teacache_fit_recovers_a_known_relation():
+    tr = Trajectory()
+    g = torch.Generator().manual_seed(1)
+    base = torch.rand(1, 8, 16, generator=g) + 0.5
+    m, y = base.clone(), base.clone()
+    for i in range(20):
+        step = 0.01 * (1 + i % 5)
+        m = m * (1 + step)                                 # relative L1 change of m: step
+        y = y * (1 + 2 * step)                             # ... of the output: 2 x step
+        tr.t.append(1 - i / 20)
+        tr.inputs.append(base)
+        tr.outputs.append(y.clone())
+        tr.modulated.append(m.clone())
+    coeffs = fit_teacache(tr)
+    poly = lambda x: sum(c * x ** (len(coeffs) - 1 - k) for k, c in enumerate(coeffs))
+    for x in (0.01, 0.03, 0.05):
+        assert poly(x) == pytest.approx(2 * x, rel=1e-3, abs=1e-6)
+
+
+def test_calibrate_meets_the_budget_and_round_trips_as_json():
+    tr = synthetic()
+    cal = calibrate(tr, "abc", 2.5)
+    want = budget(20, 2.5)
+    assert cal.steps == 20 and cal.target == 2.5 and cal.model_key == "abc"
+    assert replay(TaylorSeerConfig(**cal.taylorseer), tr)[0] in (want - 1, want, want + 1)
+    if cal.teacache_threshold is not None:
+        tc = TeaCacheConfig(threshold=cal.teacache_threshold, coefficients=cal.teacache_coefficients)
+        assert abs(replay(tc, tr)[0] - want) <= 1
+    assert cal.tcpade_warmup in (1, 2, 3)
+    again = Calibration.from_json(json.loads(json.dumps(cal.to_json())))
+    assert again == cal
+    with pytest.raises(ValueError, match="version"):
+        Calibration.from_json({**cal.to_json(), "version": 99})
+
+
+# --------------------------------------------------------------------------------------- host
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    import host_util as H
+    H.require_host()
+    torch.set_num_threads(1)
+    H.load_pack()
+    import folder_paths
+    old = folder_paths.get_user_directory()
+    folder_paths.set_user_directory(str(tmp_path_factory.mktemp("user")))
+    nodes = H.host().nodes.NODE_CLASS_MAPPINGS
+    model = nodes["TCPade_BenchModelLoader"].execute("B: FLUX-like shapes 32x32").args[0]
+    pos, neg = nodes["TCPade_ClassLabel"].execute("B: shapes", 2, "").args
+    yield dict(H=H, nodes=nodes, model=model, pos=pos, neg=neg, folder_paths=folder_paths,
+               CAL=H.pack_module("nodes.calibration"))
+    folder_paths.set_user_directory(old)
+
+
+def _sample(env, m, steps=12):
+    import comfy.sample
+    noise = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    return comfy.sample.sample(m, noise, steps, 2.0, "euler", "simple", env["pos"], env["neg"],
+                               torch.zeros(1, 3, 32, 32), seed=3, disable_pbar=True)
+
+
+def _attach(env, nid, model, **kw):
+    node = env["nodes"][nid]
+    params = {i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model" and hasattr(i, "default")}
+    params.update(kw)
+    return node.execute(model, **params).args[0]
+
+
+def test_calibrate_node_stores_and_cache_nodes_use_it(host, caplog):
+    env = host
+    node = env["nodes"]["TCPade_Calibrate"]
+    latent = {"samples": torch.zeros(1, 3, 32, 32)}
+    out = node.execute(env["model"], env["pos"], env["neg"], latent, 3, 12, 2.0, "euler", "simple", 2.0)
+    cal, lat = out.args
+    assert cal.steps == 12 and cal.target == 2.0 and lat["samples"].shape == (1, 3, 32, 32)
+    path = env["CAL"].store_path()
+    assert path.startswith(env["folder_paths"].get_user_directory()) and path.endswith("tcpade/calibration.json")
+    assert env["CAL"].lookup(cal.model_key, 12) == cal                       # round trip through the store
+    assert torch.equal(lat["samples"], _sample(env, env["model"]))           # the pass is a full-compute run
+    # a cache node without the calibration input finds the stored one for this model and step count
+    m = _attach(env, "TCPade_TaylorSeer", env["model"])
+    _sample(env, m)
+    rep = m.model_options["transformer_options"]["tcpade"].last_report
+    assert any(n.startswith("calibrated for 12 steps at 2x") for n in rep.notes)
+    ts = cal.taylorseer
+    assert f"interval={ts['interval']}" in rep.settings or ts["interval"] == 4
+    assert abs(rep.computed - 6) <= 1                                          # 12 steps at 2x
+    # another step count: not applied
+    _sample(env, m, steps=10)
+    assert not any(n.startswith("calibrated") for n in m.model_options["transformer_options"]["tcpade"].last_report.notes)
+    # connected, but made for another step count: ignored, with a warning on the node and in the console
+    m2 = _attach(env, "TCPade_TeaCache", env["model"], calibration=cal)
+    with caplog.at_level(logging.WARNING, logger="tcpade"):
+        _sample(env, m2, steps=10)
+    rep = m2.model_options["transformer_options"]["tcpade"].last_report
+    assert "calibration ignored: it was made for 12 steps, not 10" in rep.notes
+    assert any("calibration ignored" in r.getMessage() for r in caplog.records)
+    # connected and matching: TeaCache takes this model's polynomial and δ
+    m3 = _attach(env, "TCPade_TeaCache", env["model"], calibration=cal)
+    _sample(env, m3)
+    rep3 = m3.model_options["transformer_options"]["tcpade"].last_report
+    assert not any(n.startswith("no calibrated TeaCache") for n in rep3.notes)
+    assert any(n.startswith("calibrated for 12 steps") for n in rep3.notes)
+
+
+def test_a_different_model_does_not_use_it(host):
+    env = host
+    other = env["model"].clone()
+    other.add_patches({next(iter(other.model.state_dict())): (torch.zeros(1),)}, 0.5)   # a patch changes the key
+    assert env["CAL"].model_key(other) != env["CAL"].model_key(env["model"])
+
+
+def test_corrupt_file_names_it_and_the_run_goes_on(host, caplog):
+    env = host
+    path = env["CAL"].store_path()
+    with open(path, "w") as f:
+        f.write("{ not json")
+    m = _attach(env, "TCPade_TCPadeCache", env["model"])
+    with caplog.at_level(logging.ERROR, logger="tcpade"):
+        out = _sample(env, m)
+    rep = m.model_options["transformer_options"]["tcpade"].last_report
+    assert torch.isfinite(out).all() and rep.num_steps == 12 and rep.computed == 6   # uncalibrated: 2x preset
+    assert any(path in n and "cannot be read" in n for n in rep.notes)
+    assert any(path in r.getMessage() for r in caplog.records)
