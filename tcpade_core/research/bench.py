@@ -72,7 +72,8 @@ def cases(quick: bool, models: List[str]) -> List[Tuple[str, str, int]]:
 def tcpade_settings(quick: bool) -> List[tuple]:
     """The default reading at θ 0.7 / 1.0 / 1.3, the paper as printed, and the authors' code (its defaults
     and, in full mode, a small sweep of interval and start step)."""
-    out = [(f"TC-Padé θ{th}", TCPadeConfig(theta=th)) for th in THETAS]
+    out = [("TC-Padé slow (2x target)", TCPadeConfig(), 2.0), ("TC-Padé fast (2.8x target)", TCPadeConfig(), 2.8)]
+    out += [(f"TC-Padé θ{th}", TCPadeConfig(theta=th)) for th in THETAS]
     out.append(("TC-Padé paper_literal θ0.7", TCPadeConfig(theta=0.7, mode="paper_literal")))
     out.append(("TC-Padé official (code defaults)", TCPadeOfficialConfig()))
     if not quick:
@@ -90,6 +91,20 @@ def baseline_sweep(quick: bool) -> List[tuple]:
     out += [(f"TeaCache δ={d}", ("teacache", d)) for d in deltas]
     tc = [(2, 2), (3, 2)] if quick else [(k, o) for k in (2, 3, 4, 5) for o in (2, 3)]
     out += [(f"TraCache k={k} o={o}", TraCacheConfig(stride=k, max_order=o)) for k, o in tc]
+    return out
+
+
+TARGETS = (1.5, 2.0, 2.5, 3.0)
+
+
+def target_settings() -> List[tuple]:
+    """Speed targets for every cache method at its default settings, and the fixed settings of the default
+    TC-Padé reading they are compared with (same computed steps)."""
+    methods = (("TC-Padé", TCPadeConfig()), ("TaylorSeer", TaylorSeerConfig()), ("TeaCache", ("teacache", 0.4)),
+               ("TraCache", TraCacheConfig()))
+    out = [(f"target {t:g}x {name}", cfg, t) for t in TARGETS for name, cfg in methods]
+    out += [(f"fixed TC-Padé N={n} warm-up {w} θ{th}", TCPadeConfig(interval=n, warmup_steps=w, theta=th), 0.0)
+            for n in (2, 3, 4, 5, 6) for w in (1, 2) for th in (0.7, 1.3)]
     return out
 
 
@@ -142,10 +157,10 @@ def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progre
         coeffs = calibrate_teacache(model, name, labels, steps)
         progress(f"{name}/{seed}/{steps}: full")
         ref_times, results = [t_ref], []
-        for label, cfg in tcpade_settings(quick) + baseline_sweep(quick):
+        for label, cfg, *target in tcpade_settings(quick) + baseline_sweep(quick):
             if isinstance(cfg, tuple):
                 cfg = TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
-            run = CacheRun(cfg)
+            run = CacheRun(cfg, target_speedup=target[0] if target else 0.0)
             img, sec = _sample(model, name, labels, steps, run, seed=seed)
             if not bool(torch.isfinite(img).all()):
                 raise RuntimeError(f"{cfg.describe()} produced NaN/Inf")
@@ -157,6 +172,18 @@ def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progre
             if len(results) % 6 == 0:      # re-time the reference between methods: drift-robust ratio
                 ref_times.append(_sample(model, name, labels, steps, None, seed=seed)[1])
             progress(f"{name}/{seed}/{steps}: {label}")
+        if not quick and seed == EVAL_SEED:
+            for label, cfg, target in target_settings():
+                if isinstance(cfg, tuple):
+                    cfg = TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
+                run = CacheRun(cfg, target_speedup=target)
+                img, sec = _sample(model, name, labels, steps, run, seed=seed)
+                rep = run.report
+                results.append((Row(split, name, seed, steps, "target" if target else "TC-Padé fixed", label,
+                                    rep.computed, rep.speedup, 0.0, metrics.psnr(img, ref), metrics.ssim(img, ref),
+                                    metrics.agreement(classify(img, name), labels), sec, rep.strip(),
+                                    rep.cache_bytes / 2**20), img))
+                progress(f"{name}/{seed}/{steps}: {label}")
         t_ref = min(ref_times)
         rows.append(Row(split, name, seed, steps, "full", "Full compute", steps, 1.0, 1.0, float("inf"), 1.0,
                         metrics.agreement(classify(ref, name), labels), t_ref, "#" * steps))
@@ -241,6 +268,31 @@ def matched_table(rows: List[Row], split: str) -> str:
     return "\n".join(lines)
 
 
+def targets_speed_table(rows: List[Row]) -> str:
+    """Speed targets: computed steps against round(steps / target); TC-Padé's PSNR against the best fixed
+    setting of the default reading that computes the same number of steps."""
+    lines = ["speed targets (computed vs. wanted = round(steps / target); TC-Padé: PSNR vs. the best fixed setting "
+             "with the same computed steps)",
+             f"{'model':5} {'steps':>5} {'target':>6} | {'TC-Padé':>9} {'TaylorSeer':>10} {'TeaCache':>9} {'TraCache':>9} | "
+             f"{'TC-Padé PSNR':>12} {'best fixed':>10} {'Δ dB':>6}  best fixed setting"]
+    for key in sorted({(r.model, r.seed, r.steps) for r in rows if r.family == "target"}):
+        run = [r for r in rows if (r.model, r.seed, r.steps) == key]
+        for t in TARGETS:
+            want = int(key[2] / t + 0.5)
+            cells, tc = [], None
+            for name in ("TC-Padé", "TaylorSeer", "TeaCache", "TraCache"):
+                r = next(x for x in run if x.label == f"target {t:g}x {name}")
+                cells.append(f"{r.computed:3d}/{want:<2d}{' ok' if abs(r.computed - want) <= 1 else ' !!'}")
+                tc = r if name == "TC-Padé" else tc
+            fixed = [x for x in run if x.family == "TC-Padé fixed" and x.computed == tc.computed]
+            best = max(fixed, key=lambda x: x.psnr) if fixed else None
+            cmp_ = (f"{best.psnr:10.2f} {tc.psnr - best.psnr:+6.2f}  {best.label[14:]}" if best
+                    else f"{'-':>10} {'':6}  (no fixed setting computes {tc.computed})")
+            lines.append(f"{key[0]:5} {key[2]:5d} {t:5g}x | {cells[0]:>9} {cells[1]:>10} {cells[2]:>9} {cells[3]:>9} | "
+                         f"{tc.psnr:12.2f} {cmp_}")
+    return "\n".join(lines)
+
+
 def regime_table(rows: List[Row]) -> str:
     """How hard is each model for caching: the best of plain reuse and TeaCache near 2.5x NFE at 20 steps
     (the paper's FLUX figures for those baselines are 17-18 dB)."""
@@ -267,15 +319,15 @@ def targets_table(rows: List[Row]) -> str:
         for key in sorted({(r.model, r.seed) for r in rows if r.split == split}):
             for steps in sorted({r.steps for r in rows if r.split == split and (r.model, r.seed) == key}):
                 run = [r for r in rows if r.split == split and (r.model, r.seed) == key and r.steps == steps]
-                tcs = [r for r in run if r.label.startswith("TC-Padé θ")]
+                tcs = [r for r in run if r.label.startswith(("TC-Padé θ", "TC-Padé slow", "TC-Padé fast"))]
                 ms = [(r.label, pareto_margin(rows, r)[0]) for r in tcs]
-                desc = ", ".join(f"{lab[9:]} {m:+.2f}" if m is not None else f"{lab[9:]} n/a" for lab, m in ms)
+                desc = ", ".join(f"{lab[8:]} {m:+.2f}" if m is not None else f"{lab[8:]} n/a" for lab, m in ms)
                 worst = min((m for _, m in ms if m is not None), default=None)
                 lines.append(f"  {split:8} {key[0]} seed {key[1]} {steps:2d} steps: margin >= 0 dB: "
                              f"{ok(worst is not None and worst >= 0)} ({desc})")
     for key in sorted({(r.model, r.seed) for r in rows if r.model == "c"}):
-        c20 = [r for r in rows if (r.model, r.seed) == key and r.steps == 20 and r.label.startswith("TC-Padé θ")
-               and r.nfe_speedup >= 2.5]
+        c20 = [r for r in rows if (r.model, r.seed) == key and r.steps == 20 and r.nfe_speedup >= 2.5
+               and r.label.startswith(("TC-Padé θ", "TC-Padé slow", "TC-Padé fast"))]
         ms = [pareto_margin(rows, r)[0] for r in c20]
         best = max((m for m in ms if m is not None), default=None)
         lines.append(f"  C seed {key[1]} at 20 steps, >= 2.5x NFE, margin >= +2 dB: {ok(best is not None and best >= 2)} "
@@ -294,7 +346,8 @@ def write_grid(grids: Dict[str, torch.Tensor], path: Path, title: str, n_cols: i
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    keep = ["Full compute"] + [k for k in grids if k.startswith("TC-Padé θ") or k == "TC-Padé official (code defaults)"]
+    keep = ["Full compute"] + [k for k in grids if k.startswith(("TC-Padé slow", "TC-Padé fast", "TC-Padé θ1.0"))
+                               or k == "TC-Padé official (code defaults)"]
     # one representative per baseline family: the first sweep entry of each family
     seen = set()
     for k in grids:
@@ -337,8 +390,8 @@ def write_fronts(rows: List[Row], path: Path, title: str) -> None:
             ax.step([f[0] for f in front], [f[1] for f in front], where="post", color=color, label=f"{name} front")
             ax.scatter([steps / r.computed for r in pts], [r.psnr for r in pts], color=color, s=14, alpha=0.5)
         for r in run:
-            if r.label.startswith("TC-Padé θ"):
-                ax.annotate(r.label[8:], (r.nfe_speedup, r.psnr), fontsize=7, color="tab:red")
+            if r.label.startswith(("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")):
+                ax.annotate(r.label[8:].split(" (")[0], (r.nfe_speedup, r.psnr), fontsize=7, color="tab:red")
         ax.set_title(f"{steps} steps", fontsize=9)
         ax.set_xlabel("NFE speedup (x)")
         ax.set_ylabel("PSNR vs full compute (dB)")
@@ -388,7 +441,8 @@ def main(argv=None):
     models = [m for m in models if m not in missing]
     todo = cases(args.quick, models)
     from tqdm import tqdm
-    per = 1 + len(tcpade_settings(args.quick)) + len(baseline_sweep(args.quick))
+    per = 1 + len(tcpade_settings(args.quick)) + len(baseline_sweep(args.quick)) + \
+        (0 if args.quick else len(target_settings()))
     bar = tqdm(total=per * len(steps_list) * len(todo), desc="bench", unit="run", dynamic_ncols=True)
 
     def progress(msg):
@@ -416,6 +470,9 @@ def main(argv=None):
             print()
             print(matched_table(all_rows, split))
             print()
+    if any(r.family == "target" for r in all_rows):
+        print(targets_speed_table(all_rows))
+        print()
     print(regime_table(all_rows))
     print()
     print(targets_table(all_rows))
