@@ -2,8 +2,13 @@
 
 The metrics are :mod:`tcpade_core.metrics` (torch; scikit-image's definitions), the same code the
 benchmark uses, so a number in the UI and a number in the README mean the same thing. ComfyUI IMAGE tensors are
-``(B, H, W, C)`` in ``[0, 1]``; the metrics take ``(B, C, H, W)`` in ``[-1, 1]``. A video is a batch
-of frames: its score is the mean over frames.
+``(B, H, W, C)`` in ``[0, 1]``; the metrics take ``(B, C, H, W)`` in ``[-1, 1]``. A batch is scored
+image by image (a video is a batch of frames): the score is the mean over the images.
+
+The node previews the amplified difference as one grid image, small images scaled up by a whole
+factor with nearest neighbour (pixels stay sharp, :func:`image_grid`); **Preview Image Grid**
+(``TCPade_PreviewGrid``) does the same for any IMAGE batch, e.g. the tiny bench models' 16x16 and
+32x32 samples, which the host's preview would show about 40 px wide.
 
 Timing is not measured here: a node cannot see how long an upstream sampler ran. The web extension
 (``web/tcpade.js``) times each sampler from the server's execution events and shows every branch's
@@ -21,7 +26,11 @@ from ..tcpade_core.report import finite_or_none
 
 CATEGORY = "tcpade"
 UI_KEY = "tcpade_compare"   # the node's UI payload; read by web/tcpade.js
-PREVIEW_FRAMES = 8          # the node previews at most this many difference images (the output has all)
+PREVIEW_IMAGES = 8          # the node previews at most this many difference images (the output has all)
+GRID_MIN_SIZE = 256         # preview tiles are scaled up (whole factor, nearest) to at least this long side
+GRID_MAX_SIDE = 2048        # a preview grid larger than this is scaled down to it
+GRID_GAP = 4                # pixels between tiles
+GRID_GAP_VALUE = 0.3        # grey of the gaps (visible between black difference images)
 
 
 def to_metric_space(images: torch.Tensor) -> torch.Tensor:
@@ -54,11 +63,58 @@ def difference_image(test: torch.Tensor, reference: torch.Tensor, amplify: float
     return ((test[..., :3].float() - reference[..., :3].float()).abs() * float(amplify)).clamp(0.0, 1.0)
 
 
+def grid_shape(n: int, height: int, width: int, columns: int = 0, aspect: float = 1.6) -> tuple:
+    """(rows, columns) of a grid of ``n`` images: ``columns`` if given, else no empty cell if possible and
+    the grid's width / height closest to ``aspect``."""
+    if n < 1:
+        raise ValueError("an image grid needs at least one image")
+    if columns:
+        cols = max(1, min(int(columns), n))
+        return math.ceil(n / cols), cols
+    best = None
+    for cols in range(1, n + 1):
+        rows = math.ceil(n / cols)
+        score = (rows * cols - n, abs(math.log((cols * width) / (rows * height) / aspect)))
+        if best is None or score < best[0]:
+            best = (score, (rows, cols))
+    return best[1]
+
+
+def image_grid(images: torch.Tensor, columns: int = 0, min_size: int = GRID_MIN_SIZE, max_side: int = GRID_MAX_SIDE,
+               gap: int = GRID_GAP, gap_value: float = GRID_GAP_VALUE) -> torch.Tensor:
+    """IMAGE ``(B, H, W, C)`` -> one IMAGE ``(1, GH, GW, 3)``: the images in rows and columns
+    (:func:`grid_shape`), each scaled up by the smallest whole factor that makes its longer side at least
+    ``min_size`` (nearest neighbour: every pixel becomes a sharp square), ``gap`` pixels of grey between
+    them; a grid longer than ``max_side`` is scaled down (area) to it."""
+    if images.ndim != 4:
+        raise ValueError(f"expected an IMAGE tensor (batch, height, width, channels); got shape {tuple(images.shape)}")
+    x = images[..., :3].float()
+    if x.shape[-1] == 1:
+        x = x.expand(-1, -1, -1, 3)
+    b, h, w, _ = x.shape
+    k = max(1, math.ceil(min_size / max(h, w)))
+    if k > 1:
+        x = x.repeat_interleave(k, dim=1).repeat_interleave(k, dim=2)
+        h, w = h * k, w * k
+    rows, cols = grid_shape(b, h, w, columns)
+    out = torch.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, 3), float(gap_value),
+                     dtype=x.dtype, device=x.device)
+    for i in range(b):
+        r, c = divmod(i, cols)
+        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = x[i]
+    long_side = max(out.shape[0], out.shape[1])
+    if long_side > max_side:
+        scale = max_side / long_side
+        size = (max(1, round(out.shape[0] * scale)), max(1, round(out.shape[1] * scale)))
+        out = torch.nn.functional.interpolate(out.movedim(-1, 0)[None], size=size, mode="area")[0].movedim(0, -1)
+    return out[None].clamp(0.0, 1.0)
+
+
 def frame_psnr(a: torch.Tensor, b: torch.Tensor):
-    """(mean PSNR over the frames that differ, number of identical frames); inf when all are identical.
+    """(mean PSNR over the images that differ, number of identical images); inf when all are identical.
 
     :func:`tcpade_core.metrics.psnr` is +inf for an identical image, so a plain mean over a batch would be
-    inf as soon as one frame is unchanged (e.g. a static first frame); those frames are counted instead.
+    inf as soon as one image is unchanged (e.g. a static first video frame); those are counted instead.
     """
     vals = [metrics.psnr(a[i:i + 1], b[i:i + 1]) for i in range(a.shape[0])]
     finite = [v for v in vals if math.isfinite(v)]
@@ -66,16 +122,17 @@ def frame_psnr(a: torch.Tensor, b: torch.Tensor):
     return mean, len(vals) - len(finite)
 
 
-def format_scores(psnr: float, ssim: float, frames: int, identical: int = 0) -> str:
+def format_scores(psnr: float, ssim: float, images: int, identical: int = 0) -> str:
+    """One line for the UI. A batch is called "images": the node cannot tell a video's frames from a batch."""
     if math.isinf(psnr):
         p = "∞ dB (identical)"
     else:
         p = f"{psnr:.2f} dB"
     notes = []
-    if frames > 1:
-        notes.append(f"mean of {frames} frames")
+    if images > 1:
+        notes.append(f"mean of {images} images")
     if identical and not math.isinf(psnr):
-        notes.append(f"PSNR over the {frames - identical} that differ")
+        notes.append(f"PSNR over the {images - identical} that differ")
     tail = f" ({'; '.join(notes)})" if notes else ""
     return f"PSNR {p} · SSIM {ssim:.4f}{tail}"
 
@@ -88,12 +145,13 @@ class Compare(io.ComfyNode):
             display_name="Compare to Reference (PSNR / SSIM)",
             category=CATEGORY,
             description="Scores a cached branch against the uncached reference: PSNR and SSIM (scikit-image's "
-                        "definitions, data range [0, 1], mean over a batch or video frames; PSNR over the frames that differ) and an "
-                        "amplified difference image. With the pack's web extension it also shows each branch's "
+                        "definitions, data range [0, 1], mean over the images of a batch or the frames of a video; PSNR over "
+                        "the images that differ) and an amplified difference image, previewed as a grid (small "
+                        "images scaled up sharply). With the pack's web extension it also shows each branch's "
                         "sampling time and speed-up.",
             inputs=[
-                io.Image.Input("test", tooltip="The image (or video frames) from the cached branch."),
-                io.Image.Input("reference", tooltip="The image (or video frames) from the uncached branch, same size "
+                io.Image.Input("test", tooltip="The images (or video frames) from the cached branch."),
+                io.Image.Input("reference", tooltip="The images (or video frames) from the uncached branch, same size "
                                                     "and seed. One reference image is compared with every test image."),
                 io.Float.Input("amplify", default=4.0, min=1.0, max=100.0, step=0.5,
                                tooltip="1.0-100.0. Multiplier of |test - reference| in the difference image (black: "
@@ -101,11 +159,12 @@ class Compare(io.ComfyNode):
             ],
             outputs=[
                 io.Float.Output("psnr", display_name="PSNR",
-                                tooltip="Peak signal-to-noise ratio in dB, mean over the frames that differ (higher: "
-                                        "closer to the reference; inf when every frame is identical)."),
+                                tooltip="Peak signal-to-noise ratio in dB, mean over the images that differ (higher: "
+                                        "closer to the reference; inf when every image is identical)."),
                 io.Float.Output("ssim", display_name="SSIM", tooltip="Structural similarity, up to 1.0 (identical)."),
                 io.Image.Output("difference", display_name="difference",
-                                tooltip="clamp(|test - reference| x amplify, 0, 1)."),
+                                tooltip="clamp(|test - reference| x amplify, 0, 1), one per image, at the images' size "
+                                        "(the node's preview is a grid of the first 8, scaled up)."),
             ],
             is_output_node=True,
         )
@@ -118,12 +177,43 @@ class Compare(io.ComfyNode):
         ssim = metrics.ssim(a, b)
         diff = difference_image(test, reference, amplify)
         text = format_scores(psnr, ssim, test.shape[0], identical)
-        payload = {"psnr": finite_or_none(psnr), "ssim": finite_or_none(ssim), "identical_frames": identical,
-                   "frames": int(test.shape[0]), "amplify": float(amplify), "text": text}
-        preview = ui.PreviewImage(diff[:PREVIEW_FRAMES], cls=cls).as_dict()
+        payload = {"psnr": finite_or_none(psnr), "ssim": finite_or_none(ssim), "identical_images": identical,
+                   "images": int(test.shape[0]), "previewed": min(int(test.shape[0]), PREVIEW_IMAGES),
+                   "amplify": float(amplify), "text": text}
+        preview = ui.PreviewImage(image_grid(diff[:PREVIEW_IMAGES]), cls=cls).as_dict()
         # JSON for the websocket: no inf/nan (the browser's JSON.parse rejects them)
         ui_out = {**preview, "text": [text], UI_KEY: [payload]}
         return io.NodeOutput(psnr, ssim, diff, ui=ui_out)
 
 
-NODE_LIST = [Compare]
+class PreviewGrid(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="TCPade_PreviewGrid",
+            display_name="Preview Image Grid (sharp upscale)",
+            category=CATEGORY,
+            description="Preview a batch of images as one grid, small images scaled up by a whole factor with "
+                        "nearest neighbour so every pixel stays a sharp square (the tiny bench models' 16x16 and "
+                        "32x32 samples become 256 px). The grid is also an output; the images are not changed.",
+            inputs=[
+                io.Image.Input("images", tooltip="The images to show (a batch, or video frames)."),
+                io.Int.Input("columns", default=0, min=0, max=64,
+                             tooltip="0-64. Images per row; 0: chosen so the grid has no empty cell and is about "
+                                     "16:10."),
+                io.Int.Input("min_size", default=GRID_MIN_SIZE, min=16, max=1024, step=16,
+                             tooltip="16-1024. Each image is scaled up by the smallest whole factor that makes its "
+                                     "longer side at least this (nearest neighbour); larger images are not scaled. "
+                                     f"A grid longer than {GRID_MAX_SIDE} px is scaled down to it."),
+            ],
+            outputs=[io.Image.Output(display_name="grid", tooltip="The grid as one image.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, images, columns, min_size) -> io.NodeOutput:
+        grid = image_grid(images, columns=columns, min_size=min_size)
+        return io.NodeOutput(grid, ui=ui.PreviewImage(grid, cls=cls).as_dict())
+
+
+NODE_LIST = [Compare, PreviewGrid]

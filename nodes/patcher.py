@@ -141,6 +141,7 @@ class CacheSettings:
             "threshold": report.threshold, "computed": report.computed, "num_steps": report.num_steps,
             "speedup": report.speedup, "cache_bytes": report.cache_bytes, "store_device": report.store_device,
             "notes": list(report.notes), "interrupted": report.interrupted, "planned_steps": report.planned_steps,
+            "prompt_id": _current_prompt_id(),
             "target_speedup": report.target_speedup, "target_note": report.target_note,
             "adapter": self.layout.family.name if self.layout is not None else "model-level",
             "steps": [{"step": r.step, "computed": r.computed, "gate": finite_or_none(r.gate), "phase": r.phase,
@@ -150,11 +151,21 @@ class CacheSettings:
         _send_to_frontend(payload)
 
 
-def _send_to_frontend(payload: dict) -> None:
-    """Push the report to the browser if a PromptServer runs in this process (never import it)."""
+def _prompt_server():
     server = sys.modules.get("server")
     ps = getattr(server, "PromptServer", None) if server is not None else None
-    inst = getattr(ps, "instance", None) if ps is not None else None
+    return getattr(ps, "instance", None) if ps is not None else None
+
+
+def _current_prompt_id() -> Optional[str]:
+    """The id of the prompt the host runs now (None outside a server): lets the UI find a report's workflow."""
+    pid = getattr(_prompt_server(), "last_prompt_id", None)
+    return str(pid) if pid is not None else None
+
+
+def _send_to_frontend(payload: dict) -> None:
+    """Push the report to the browser if a PromptServer runs in this process (never import it)."""
+    inst = _prompt_server()
     if inst is None:
         return
     try:

@@ -2,16 +2,26 @@
 
 A server is started from the ComfyUI checkout on a free port with a throw-away base directory
 (``--base-directory``: its own custom_nodes, models, user, input/output/temp) into which the pack
-is symlinked as ``custom_nodes/ComfyUI-TCPade``; it is killed at the end. Checks:
+is symlinked as ``custom_nodes/ComfyUI-TCPade``; it is killed at the end. Checks, in the order a new
+user meets them:
 
-* the web extension loads and the pack's workflows are served as templates;
+* the web extension loads; the node library shows a ``tcpade`` folder (with ``models`` in it, no
+  unnamed folder) and the node search shows the categories ``tcpade`` / ``tcpade > models``;
+* Templates -> Custom Nodes -> ComfyUI-TCPade lists every workflow, the CPU ones first, each card
+  with its thumbnail loaded (no 404);
 * every shipped workflow loads with no missing node types, the frontend keeps every widget value
-  (none re-mapped or reset), combos hold valid options (or a model file the node declares), and
-  no validation toast appears;
+  (none re-mapped or reset), combos hold valid options (or a model file the node declares), no
+  validation toast appears, every node is shown at exactly its saved position and size, the frontend's
+  minimum node sizes are the generator's table, and the wires are where tests/layout_geometry.py
+  (used by the layout test) computes them;
 * the tiny bench workflow is queued and finishes; each cache node's panel shows the numbers of the
-  server's ``tcpade.report`` and of its log line, each Compare node the server's PSNR / SSIM and a
-  consistent timing readout;
-* the TC-Padé preset buttons (clicked with the mouse) set the preset and θ widgets;
+  server's ``tcpade.report`` and of its log line in the panel's wording ("target 2x → reached 2.00x"),
+  every warning of the run (TeaCache without calibrated coefficients on its node), the gate plot's axes;
+  each Compare node the server's PSNR / SSIM, "images" and a consistent timing readout;
+* widgets show their display names (θ, λ, α1, β); the widgets a preset or mode overrides are
+  disabled and say why; the TC-Padé preset buttons (clicked with the mouse) set the preset and target;
+* a page reload keeps the last run on the cache nodes (GET /tcpade/reports);
+* a speed target set with the mouse and keyboard (preset custom, target 2.5) is what the run reaches;
 * without the extension file (blocked), a workflow still loads and runs.
 
 Screenshots go to a temporary directory (``$TCPADE_ARTIFACTS``, default ``<tmp>/tcpade_test_artifacts``);
@@ -22,6 +32,7 @@ ComfyUI checkout, no Chromium (``apt-get install -y chromium``), no Playwright o
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -31,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,6 +50,7 @@ from types import SimpleNamespace
 import pytest
 
 import host_util as H
+import layout_geometry as G
 
 CHROMIUM = Path(os.environ.get("TCPADE_CHROMIUM", "/usr/bin/chromium"))
 PACK = Path(os.environ.get("TCPADE_PACK_UNDER_TEST") or H.PACK_ROOT).resolve()  # e.g. an installed copy
@@ -47,6 +60,7 @@ BENCH_FILES = ("model_a_digits.safetensors", "model_b_shapes.safetensors")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 WORKFLOWS = sorted(p.stem for p in (PACK / "workflows").glob("*.json"))
+TINY_SHAPES, TINY_DIGITS = "1 TCPade on CPU, tiny shapes", "2 TCPade on CPU, tiny digits"
 CACHE_TYPES = ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")
 RUN_TIMEOUT_S = 150
 
@@ -155,16 +169,26 @@ class Page:
         self.errors = []
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e.stack or e}"))
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.on("response", lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status}: {r.url}"))
+        self.block_extension = block_extension
         self.page.goto(url)
+        self._ready()
+
+    def _ready(self):
         self.page.wait_for_function("window.comfyAPI?.app?.app?.graph && window.comfyAPI.app.app.canvas",
                                     timeout=90_000)
-        if not block_extension:
+        if not self.block_extension:
             self.page.wait_for_function("window.tcpade !== undefined", timeout=30_000)
-        self.page.evaluate(INSTALL_LISTENERS, not block_extension)
+        self.page.evaluate(INSTALL_LISTENERS, not self.block_extension)
+
+    def reload(self):
+        """Reload the page: the frontend restores the open workflow; the extension starts with no state."""
+        self.page.reload()
+        self._ready()
 
     def ours(self):
-        """Errors that come from this pack's files (the frontend logs its own, unrelated ones)."""
-        return [e for e in self.errors if "tcpade" in e.lower()]
+        """Errors that come from this pack's files or URLs (the frontend logs its own, unrelated ones)."""
+        return [e for e in self.errors if "tcpade" in urllib.parse.unquote(e).lower()]
 
     def close(self):
         self.ctx.close()
@@ -181,7 +205,7 @@ INSTALL_LISTENERS = """(reports) => {
 
 LOAD_WORKFLOW = """async (name) => {
   const app = window.comfyAPI.app.app;
-  const res = await fetch('/api/workflow_templates/ComfyUI-TCPade/' + name + '.json');
+  const res = await fetch('/api/workflow_templates/ComfyUI-TCPade/' + encodeURIComponent(name) + '.json');
   if (!res.ok) return {error: 'HTTP ' + res.status};
   const wf = await res.json();
   const missing = wf.nodes.filter(n => !(n.type in LiteGraph.registered_node_types)).map(n => n.type);
@@ -206,7 +230,8 @@ LOAD_WORKFLOW = """async (name) => {
         problems.push(`#${j.id} ${j.type}: ${w.name}=${w.value} out of range`);
     }
   }
-  return {missing, problems, nodes: app.graph.nodes.length, links: app.graph.links.size ?? Object.keys(app.graph.links).length,
+  const shown = app.graph.nodes.map(n => [n.id, [...n.pos], [...n.size]]);
+  return {missing, problems, shown, nodes: app.graph.nodes.length, links: app.graph.links.size ?? Object.keys(app.graph.links).length,
           jsonNodes: wf.nodes.length, jsonLinks: wf.links.length,
           toasts: [...document.querySelectorAll('.p-toast-message')].map(e => [e.className, e.textContent])
             .filter(([c, t]) => /toast-message-(warn|error)/.test(c) || /validation|links fixed/i.test(t)).map(x => x[1]),
@@ -215,7 +240,10 @@ LOAD_WORKFLOW = """async (name) => {
 
 PANELS = """() => window.comfyAPI.app.app.graph.nodes.filter(n => n.tcpadePanel).map(n => ({
   id: String(n.id), type: n.type, data: {...n.tcpadePanel.el.dataset},
-  lines: n.tcpadePanel.lines.map(l => l.textContent)}))"""
+  lines: n.tcpadePanel.lines.map(l => l.textContent),
+  notes: n.tcpadePanel.notes ? n.tcpadePanel.notes.textContent : null,
+  notesShown: n.tcpadePanel.notes ? [n.tcpadePanel.notes.offsetHeight, n.tcpadePanel.notes.scrollHeight] : null,
+  axes: n.tcpadePanel.canvas ? n.tcpadePanel.canvas.dataset.axes : null}))"""
 
 FOCUS_NODE = """([type, scale]) => {
   const app = window.comfyAPI.app.app;
@@ -255,6 +283,25 @@ def run_queued(page) -> float:
 LOG_LINE = re.compile(r"(TC-Padé|TaylorSeer|TeaCache|TraCache): computed (\d+)/(\d+) steps \(([\d.]+)x\).*\[([#.]+)\]")
 
 
+
+# frame one row: the group whose title is given and the Compare node of the same branch, as large as it fits
+FRAME_ROW = """(title) => {
+  const app = window.comfyAPI.app.app;
+  const g = app.graph.groups.find(g => g.title === title);
+  const c = app.graph.nodes.find(n => n.type === 'TCPade_Compare' && n.title.includes(title));
+  const b = [g._bounding[0], g._bounding[1], g._bounding[0] + g._bounding[2], g._bounding[1] + g._bounding[3]];
+  if (c) { b[2] = Math.max(b[2], c.pos[0] + c.size[0] + 20); b[3] = Math.max(b[3], c.pos[1] + c.size[1] + 20); }
+  const el = app.canvas.canvas;
+  const s = Math.min(el.clientWidth / (b[2] - b[0] + 40), el.clientHeight / (b[3] - b[1] + 40));
+  app.canvas.ds.scale = s;
+  app.canvas.ds.offset = [-b[0] + (el.clientWidth / s - (b[2] - b[0])) / 2, -b[1] + (el.clientHeight / s - (b[3] - b[1])) / 2];
+  app.canvas.setDirty(true, true);
+  return s;
+}"""
+
+TCPADE_ROW = "TC-Padé slow (2x)"
+
+
 # ------------------------------------------------------------------------------------ tests
 
 @pytest.fixture(scope="module")
@@ -269,26 +316,110 @@ def test_extension_loaded_and_workflows_served(ui, server):
     assert f"/extensions/{H.PACK_FOLDER}/tcpade.js" in exts
     names = _get(server.url + "/workflow_templates")[H.PACK_FOLDER]
     assert sorted(names) == WORKFLOWS and len(WORKFLOWS) >= 6
+    for name in names:   # the card's thumbnail, where the frontend asks for it
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{H.PACK_FOLDER}/"
+                                    f"{urllib.parse.quote(name)}.jpg", timeout=5) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
     assert ui.page.evaluate("typeof window.tcpade.compareTiming") == "function"
     assert not ui.ours(), ui.ours()
 
 
-@pytest.mark.parametrize("name", WORKFLOWS)
-def test_workflow_loads_clean(ui, name):
-    r = ui.page.evaluate(LOAD_WORKFLOW, name)
-    assert "error" not in r, r
-    assert r["missing"] == [], f"missing node types: {r['missing']}"
-    assert r["problems"] == [], "\n".join(r["problems"])
-    assert (r["nodes"], r["links"]) == (r["jsonNodes"], r["jsonLinks"])
-    assert r["toasts"] == [] and r["dialogs"] == [], (r["toasts"], r["dialogs"])
+def test_node_library_shows_the_tcpade_folder(ui):
+    """Node library: a "tcpade" folder with the nodes and a "models" folder, no unnamed folder; the node
+    search shows the categories "tcpade" and "tcpade > models" (never a dangling "tcpade >")."""
+    page = ui.page
+    page.click("button.node-library-tab-button")
+    page.get_by_text("tcpade", exact=True).click()
+    page.get_by_text("models", exact=True).first.click()
+    page.wait_for_timeout(300)
+    tree = page.evaluate("""() => [...document.querySelectorAll('.p-tree-node')].map(n =>
+        [+n.getAttribute('aria-level'), n.getAttribute('aria-label') ?? '',
+         n.querySelector('.p-tree-node-label')?.textContent.trim() ?? ''])""")
+    top = [t for t in tree if t[0] == 1]
+    assert ("tcpade" in [t[1] for t in top]) and all(t[1].strip() for t in tree), tree
+    i = [t[1] for t in tree].index("tcpade")
+    inside = []
+    for t in tree[i + 1:]:
+        if t[0] == 1:
+            break
+        inside.append(t[:2])
+    assert [2, "models"] in [list(x) for x in inside]
+    assert {"TC-Padé Cache", "TaylorSeer Cache", "TeaCache (block residual)", "TraCache",
+            "Compare to Reference (PSNR / SSIM)", "Preview Image Grid (sharp upscale)"} <= \
+        {name for lvl, name in inside if lvl == 2}
+    assert {"Load Bench Model (tiny, CPU)", "Bench Latent", "Bench Decode", "Load DiT (DiT-XL/2)",
+            "Class Label (DiT / bench)"} <= {name for lvl, name in inside if lvl == 3}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    ui.page.screenshot(path=str(ARTIFACTS / f"workflow_{name}.png"))
+    page.screenshot(path=str(ARTIFACTS / "node_library.png"))
+    page.click("button.node-library-tab-button")          # close the sidebar
+    # the node search box (double click on the empty canvas)
+    page.evaluate("() => { const c = window.comfyAPI.app.app.canvas; c.ds.offset = [5000, 5000]; c.setDirty(true, true); }")
+    page.mouse.dblclick(1200, 700)
+    page.keyboard.type("bench")
+    page.wait_for_selector(".p-autocomplete-option .option-category", timeout=10_000)
+    page.wait_for_timeout(500)
+    options = page.evaluate("""() => [...document.querySelectorAll('.p-autocomplete-option')].map(o =>
+        [o.getAttribute('aria-label'), o.querySelector('.option-category')?.textContent.trim()])""")
+    ours = {label: cat for label, cat in options if cat and cat.startswith("tcpade")}
+    assert ours.get("Bench Latent") == "tcpade > models" and ours.get("Bench Decode") == "tcpade > models", options
+    page.screenshot(path=str(ARTIFACTS / "node_search.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(200)
+    page.mouse.dblclick(1200, 700)
+    page.keyboard.type("TC-Pad")
+    page.wait_for_timeout(800)
+    options = page.evaluate("""() => [...document.querySelectorAll('.p-autocomplete-option')].map(o =>
+        [o.getAttribute('aria-label'), o.querySelector('.option-category')?.textContent.trim()])""")
+    assert ["TC-Padé Cache", "tcpade"] in [list(o) for o in options], options
+    cats = {cat for _, cat in options if cat and cat.startswith("tcpade")}
+    assert cats <= {"tcpade", "tcpade > models"} and not any(c.endswith(">") for c in cats), cats
+    page.keyboard.press("Escape")
+    assert not ui.ours(), ui.ours()
+
+
+def server_url(p: "Page") -> str:
+    return p.page.evaluate("location.origin")
+
+
+def test_templates_dialog_lists_cpu_workflows_first_with_thumbnails(ui):
+    """Templates -> Custom Nodes -> <the pack's folder>: one card per workflow, titled by its file name, in
+    file-name order (the extension sorts the host's directory-order list), each thumbnail loaded."""
+    page = ui.page
+    thumbs = []
+    page.on("response", lambda r: r.url.endswith(".jpg") and thumbs.append((r.status, urllib.parse.unquote(r.url))))
+    page.click("button.templates-tab-button")
+    page.get_by_text(H.PACK_FOLDER, exact=True).first.click()
+    page.wait_for_function("""(n) => { const imgs = [...document.querySelectorAll('[data-testid^="template-workflow-"] img')];
+        return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0); }""", arg=len(WORKFLOWS),
+                           timeout=20_000)
+    cards = page.evaluate("""() => [...document.querySelectorAll('[data-testid^="template-workflow-"]')].map(c =>
+        [c.getAttribute('data-testid').slice('template-workflow-'.length), c.querySelector('img').naturalWidth,
+         c.querySelector('img').naturalHeight, c.innerText])""")
+    assert [c[0] for c in cards] == WORKFLOWS                                  # file-name order: CPU first
+    assert all(c[1:3] == [512, 512] and c[0] in c[3] for c in cards), cards    # thumbnail shown, title = name
+    base = f"{server_url(ui)}/api/workflow_templates/{H.PACK_FOLDER}/"
+    assert sorted(thumbs) == sorted((200, f"{base}{name}.jpg") for name in WORKFLOWS), thumbs
+    text = page.evaluate("() => document.querySelector('[data-testid=template-workflows-content]').innerText")
+    positions = [text.find(name) for name in WORKFLOWS]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), positions
+    assert WORKFLOWS[:2] == [TINY_SHAPES, TINY_DIGITS]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "templates_dialog.png"))
+    # a click on the first card opens it, as a new user would (the next test runs it)
+    page.click(f'[data-testid="template-workflow-{TINY_SHAPES}"]')
+    wid = json.loads((PACK / "workflows" / f"{TINY_SHAPES}.json").read_text(encoding="utf-8"))["id"]
+    page.wait_for_function("(id) => window.comfyAPI.app.app.graph.id === id && !document.querySelector("
+                           "'[data-testid=template-workflows-content]')", arg=wid, timeout=20_000)
+    page.evaluate("() => document.activeElement?.blur()")
     assert not ui.ours(), ui.ours()
 
 
 def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
-    r = ui.page.evaluate(LOAD_WORKFLOW, "tcpade_tiny_digits_cpu")
-    assert r["missing"] == [] and r["problems"] == []
+    """The first template, opened from its card by the previous test, run as it is."""
+    wid = json.loads((PACK / "workflows" / f"{TINY_SHAPES}.json").read_text(encoding="utf-8"))["id"]
+    if ui.page.evaluate("window.comfyAPI.app.app.graph.id") != wid:      # run alone (-k): open it here
+        r = ui.page.evaluate(LOAD_WORKFLOW, TINY_SHAPES)
+        assert r["missing"] == [] and r["problems"] == []
     before = server.log_path.read_text()
     seconds = run_queued(ui.page)
     reports = {str(x["node"]): x for x in ui.page.evaluate("window.__t.reports")}
@@ -304,17 +435,30 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
         strip = "".join("#" if s["computed"] else "." for s in rep["steps"])
         d = p["data"]
         assert (int(d["computed"]), int(d["numSteps"]), d["strip"]) == (rep["computed"], rep["num_steps"], strip)
-        assert d["speedup"] == f"{rep['speedup']:.2f}" and rep["num_steps"] == 20
-        assert p["lines"][0] == f"computed {rep['computed']}/{rep['num_steps']} steps ({rep['speedup']:.2f}x speed-up)"
+        assert d["speedup"] == f"{rep['speedup']:.2f}" and rep["num_steps"] == 20 and d["source"] == "live"
+        speed = (f"target {rep['target_speedup']:g}x → reached {rep['speedup']:.2f}x" if rep["target_speedup"]
+                 else f"{rep['speedup']:.2f}x speed-up")
+        assert p["lines"][0] == f"computed {rep['computed']}/{rep['num_steps']} steps · {speed}"
         m = log_lines[rep["label"]]                  # the server's own log line says the same
         assert (int(m.group(2)), int(m.group(3)), m.group(4), m.group(5)) == \
             (rep["computed"], rep["num_steps"], f"{rep['speedup']:.2f}", strip)
         assert float(d["seconds"]) > 0
+        # every warning of the run is on the node, each on its own line
+        assert p["notes"] == "\n".join(f"⚠ {n}" for n in rep["notes"])
+    by_type = {p["type"]: p for p in caches}
+    tc, tea = by_type["TCPade_TCPadeCache"], by_type["TCPade_TeaCache"]
+    assert tc["lines"][0] == "computed 10/20 steps · target 2x → reached 2.00x"      # the slow preset: a 2x target
+    assert tc["axes"] == "stability score|step|θ = 1.00" and tea["axes"] == "distance|step|δ = 0.30"
+    assert by_type["TCPade_TaylorSeer"]["axes"] == "step"
+    assert tea["notes"].startswith("⚠ no calibrated TeaCache coefficients for ") and "tune δ or calibrate" in tea["notes"]
+    assert [p["notes"] for p in caches if p["type"] != "TCPade_TeaCache"] == ["", "", ""]
     prompt_s = float(re.search(r"Prompt executed in ([\d.]+) seconds", log).group(1))
     for p in compares:
         res = executed[p["id"]]["tcpade_compare"][0]
         d = p["data"]
-        assert p["lines"][0] == res["text"]
+        assert p["lines"][0] == res["text"] and "mean of 8 images" in res["text"]
+        assert p["lines"][2] == "difference ×4 of the 8 images: black = identical"
+        assert len(executed[p["id"]]["images"]) == 1          # one grid image
         if res["psnr"] is None:
             assert d["psnr"] == "inf"
         else:
@@ -326,16 +470,123 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
         assert f"{d['speedup']}x" in p["lines"][1]
     assert seconds < RUN_TIMEOUT_S
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    ui.page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 0.75])   # the TC-Padé branch, cache node to Compare
-    ui.page.wait_for_timeout(500)
-    shot = ARTIFACTS / "tiny_digits_after_run.png"
+    ui.page.evaluate(FRAME_ROW, TCPADE_ROW)       # the TC-Padé row: cache panel, previews, Compare
+    ui.page.wait_for_timeout(600)
+    shot = ARTIFACTS / "tiny_shapes_after_run.png"
     ui.page.screenshot(path=str(shot))
     if os.environ.get("TCPADE_UPDATE_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copy(shot, SCREENSHOT)
-    ui.page.evaluate(FOCUS_NODE, ["TCPade_TeaCache", 0.75])
-    ui.page.wait_for_timeout(300)
-    ui.page.screenshot(path=str(ARTIFACTS / "tiny_digits_teacache_after_run.png"))
+    ui.page.evaluate(FRAME_ROW, "TeaCache δ=0.3")
+    ui.page.wait_for_timeout(500)
+    ui.page.screenshot(path=str(ARTIFACTS / "tiny_shapes_teacache_after_run.png"))
+    shown = {p["type"]: p["notesShown"] for p in ui.page.evaluate(PANELS)}["TCPade_TeaCache"]
+    assert 0 < shown[0] and shown[1] <= shown[0] + 1, shown          # the warning is on screen, not cut off
+    assert not ui.ours(), ui.ours()
+
+
+def test_panel_wording(ui):
+    """The first panel line with and without a target, and for an interrupted run."""
+    line = lambda rep: ui.page.evaluate("(rep) => window.tcpade.resultLine(rep)", rep)
+    base = {"computed": 8, "num_steps": 20, "speedup": 2.5, "target_speedup": None, "interrupted": False}
+    assert line(base) == "computed 8/20 steps · 2.50x speed-up"
+    assert line({**base, "target_speedup": 2.5}) == "computed 8/20 steps · target 2.5x → reached 2.50x"
+    assert line({**base, "computed": 10, "speedup": 2.0, "target_speedup": 2.0}) == \
+        "computed 10/20 steps · target 2x → reached 2.00x"
+    assert line({**base, "computed": 4, "num_steps": 7, "planned_steps": 20, "speedup": 1.75, "interrupted": True}) == \
+        "interrupted at step 7/20 · computed 4/7 steps · 1.75x speed-up"
+
+
+def test_widget_labels_and_what_a_preset_overrides(ui):
+    """Display names (θ, λ, α1, β, N) on the widgets; with a preset the target widget is disabled and says
+    the preset sets it, α1 / β say they apply to paper_literal only; custom enables the target."""
+    page = ui.page
+    state = lambda: page.evaluate("""() => Object.fromEntries(window.comfyAPI.app.app.graph.nodes
+        .find(n => n.type === 'TCPade_TCPadeCache').widgets.filter(w => w.label !== undefined || w.name)
+        .map(w => [w.name, [w.label ?? w.name, !!w.disabled]]))""")
+    w = state()
+    assert [w[k][0] for k in ("theta", "lam", "interval")] == ["θ", "λ", "N (interval)"]
+    assert w["target_speedup"] == ["target speed-up (set by preset: 2x)", True]
+    assert w["alpha1"] == ["α1 (paper_literal mode only)", True] and w["beta"] == ["β (paper_literal mode only)", True]
+    assert w["theta"][1] is False and w["preset"][1] is False
+    page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 1.0])
+    page.wait_for_timeout(300)
+    x, y = page.evaluate(WIDGET_POINT, ["TCPade_TCPadeCache", "preset"])
+    page.mouse.click(x, y)                                        # the combo's menu, then "custom"
+    page.locator(".litecontextmenu .litemenu-entry", has_text="custom").click()
+    page.wait_for_timeout(200)
+    w = state()
+    assert w["target_speedup"] == ["target speed-up", False] and w["preset"][0] == "preset"
+    page.evaluate("""() => { const n = window.comfyAPI.app.app.graph.nodes.find(n => n.type === 'TCPade_TCPadeCache');
+        const m = n.widgets.find(w => w.name === 'mode'); m.value = 'paper_literal'; m.callback?.(m.value); }""")
+    w = state()
+    assert w["alpha1"] == ["α1", False] and w["beta"] == ["β", False]
+    page.evaluate("""() => { const n = window.comfyAPI.app.app.graph.nodes.find(n => n.type === 'TCPade_TCPadeCache');
+        for (const [k, v] of [['mode', 'default'], ['preset', 'slow (2x)']]) {
+          const w = n.widgets.find(w => w.name === k); w.value = v; w.callback?.(v); } }""")
+    assert state()["target_speedup"] == ["target speed-up (set by preset: 2x)", True]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "tcpade_widgets.png"))
+
+
+def test_a_reload_keeps_the_last_run_on_the_cache_nodes(ui, server):
+    """After a page reload the extension has no report of its own: it shows the server's (GET /tcpade/reports,
+    matched by workflow and node type), not "no run yet"."""
+    served = _get(server.url + "/api/tcpade/reports")
+    before = {p["id"]: p for p in ui.page.evaluate(PANELS) if p["type"] in CACHE_TYPES}
+    wid = ui.page.evaluate("window.comfyAPI.app.app.graph.id")
+    assert {k for k in before} <= set(served) and all(served[k]["workflow_id"] == wid for k in before)
+    ui.reload()
+    ui.page.wait_for_function("""() => window.comfyAPI.app.app.graph.nodes.filter(n => n.tcpadePanel?.el.dataset.source === 'server').length === 4""",
+                              timeout=20_000)
+    after = {p["id"]: p for p in ui.page.evaluate(PANELS) if p["type"] in CACHE_TYPES}
+    assert set(after) == set(before)
+    for k, p in after.items():
+        assert p["lines"][0] == before[k]["lines"][0] and p["data"]["strip"] == before[k]["data"]["strip"]
+        assert p["notes"] == before[k]["notes"] and p["data"]["source"] == "server"
+    # another workflow with the same node ids shows none of them
+    ui.page.evaluate(LOAD_WORKFLOW, TINY_DIGITS)
+    ui.page.wait_for_timeout(500)
+    assert all(p["lines"][0] == "no run yet" for p in ui.page.evaluate(PANELS) if p["type"] in CACHE_TYPES)
+    ui.page.evaluate(LOAD_WORKFLOW, TINY_SHAPES)
+    ui.page.wait_for_function("""() => window.comfyAPI.app.app.graph.nodes.filter(n => n.tcpadePanel?.el.dataset.source === 'server').length === 4""",
+                              timeout=20_000)
+    assert not ui.ours(), ui.ours()
+
+
+def test_a_target_set_with_mouse_and_keyboard_is_reached(ui):
+    """TC-Padé preset custom (mouse, the combo's menu) and target speed-up 2.5 (mouse, then typed in the
+    value prompt): the run computes 8 of 20 steps and the panel reads "target 2.5x → reached 2.50x". The
+    other branches are served from the host's cache: their panels keep the server's last report."""
+    page = ui.page
+    page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 1.0])
+    page.wait_for_timeout(300)
+    x, y = page.evaluate(WIDGET_POINT, ["TCPade_TCPadeCache", "preset"])
+    page.mouse.click(x, y)
+    page.locator(".litecontextmenu .litemenu-entry", has_text="custom").click()
+    page.wait_for_timeout(200)
+    x, y = page.evaluate(WIDGET_POINT, ["TCPade_TCPadeCache", "target_speedup"])
+    page.mouse.click(x, y)
+    page.wait_for_selector(".graphdialog input", timeout=5_000)
+    page.keyboard.type("2.5")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(200)
+    w = widget_values(page, "TCPade_TCPadeCache")
+    assert (w["preset"], w["target_speedup"]) == ("custom", 2.5)
+    # a tab that has seen no run (its panels empty): the branches the host serves from its cache send no
+    # report, the extension fetches the server's on "execution_cached"
+    before = {p["type"]: p for p in page.evaluate(PANELS)}
+    page.evaluate("() => { window.tcpade.state.reports.clear(); window.tcpade.renderAll(); }")
+    assert all(p["lines"][0] == "no run yet" for p in page.evaluate(PANELS) if p["type"] in CACHE_TYPES)
+    run_queued(page)
+    panels = {p["type"]: p for p in page.evaluate(PANELS)}
+    tc = panels["TCPade_TCPadeCache"]
+    assert tc["lines"][0] == "computed 8/20 steps · target 2.5x → reached 2.50x"
+    assert (tc["data"]["computed"], tc["data"]["speedup"], tc["data"]["source"]) == ("8", "2.50", "live")
+    assert len(page.evaluate("window.__t.reports")) == 1               # only the TC-Padé branch sampled
+    for t in ("TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache"):
+        assert panels[t]["data"]["source"] == "server" and panels[t]["lines"][0] == before[t]["lines"][0]
+    page.screenshot(path=str(ARTIFACTS / "tiny_shapes_target_2.5.png"))
     assert not ui.ours(), ui.ours()
 
 
@@ -354,11 +605,62 @@ def test_preset_buttons_set_preset_and_target(ui):
     assert n == 11
 
 
+def test_min_size_table_is_what_the_frontend_computes(ui):
+    """make_workflows.MIN_SIZE (the saved sizes are at least this) is the frontend's computeSize per type."""
+    sys.path.insert(0, str(PACK / "workflows"))
+    try:
+        import make_workflows as mw
+    finally:
+        sys.path.remove(str(PACK / "workflows"))
+    got = ui.page.evaluate("""(types) => Object.fromEntries(types.map(t => {
+        const n = LiteGraph.createNode(t); window.comfyAPI.app.app.graph.add(n);
+        const s = n.computeSize().map(Math.ceil); window.comfyAPI.app.app.graph.remove(n); return [t, s]; }))""",
+                           sorted(mw.MIN_SIZE))
+    assert got == {k: list(v) for k, v in mw.MIN_SIZE.items()}
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_loads_clean(ui, name):
+    r = ui.page.evaluate(LOAD_WORKFLOW, name)
+    assert "error" not in r, r
+    assert r["missing"] == [], f"missing node types: {r['missing']}"
+    assert r["problems"] == [], "\n".join(r["problems"])
+    assert (r["nodes"], r["links"]) == (r["jsonNodes"], r["jsonLinks"])
+    assert r["toasts"] == [] and r["dialogs"] == [], (r["toasts"], r["dialogs"])
+    # every node exactly where and as large as saved: the layout test's boxes are what a person sees
+    wf = json.loads((PACK / "workflows" / f"{name}.json").read_text(encoding="utf-8"))
+    saved = {n["id"]: (n["pos"], n["size"]) for n in wf["nodes"]}
+    moved = [(i, pos, size, saved[i]) for i, pos, size in r["shown"]
+             if [round(v, 1) for v in pos + size] != [round(v, 1) for v in saved[i][0] + saved[i][1]]]
+    assert moved == [], moved
+    # the wires are the layout test's curves: the frontend's midpoint of every drawn segment (t = 0.5)
+    ui.page.evaluate("""() => { const app = window.comfyAPI.app.app; const el = app.canvas.canvas;
+        const b = app.graph.nodes.reduce((b, n) => [Math.min(b[0], n.pos[0]), Math.min(b[1], n.pos[1] - 40),
+            Math.max(b[2], n.pos[0] + n.size[0]), Math.max(b[3], n.pos[1] + n.size[1])], [1e9, 1e9, -1e9, -1e9]);
+        const s = Math.min(el.clientWidth / (b[2] - b[0] + 200), el.clientHeight / (b[3] - b[1] + 200));
+        app.canvas.ds.scale = s; app.canvas.ds.offset = [-b[0] + 100, -b[1] + 100]; app.canvas.draw(true, true); }""")
+    mids = ui.page.evaluate("""() => { const g = window.comfyAPI.app.app.graph;
+        return {links: [...g._links.values()].map(l => [l.id, l._pos ? [...l._pos] : null]),
+                reroutes: [...g.reroutes.values()].map(r => [r.id, r._pos ? [...r._pos] : null])}; }""")
+    paths, ends_at = G.link_paths(wf, with_reroutes=True)
+    want = {}
+    for lid, segs in paths.items():
+        for seg, rid in zip(segs, ends_at[lid]):
+            want[("link", lid) if rid is None else ("reroute", rid)] = seg[len(seg) // 2]
+    got = {("link", i): p for i, p in mids["links"]} | {("reroute", i): p for i, p in mids["reroutes"]}
+    assert set(got) == set(want) and all(p is not None for p in got.values())
+    off = {k: round(math.dist(got[k], want[k]), 2) for k in want if math.dist(got[k], want[k]) > 0.5}
+    assert off == {}, off
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ui.page.screenshot(path=str(ARTIFACTS / f"workflow_{name}.png"))
+    assert not ui.ours(), ui.ours()
+
+
 def test_runs_without_the_extension(browser, server):
     p = Page(browser, server.url, block_extension=True)
     try:
         assert p.page.evaluate("window.tcpade === undefined")
-        r = p.page.evaluate(LOAD_WORKFLOW, "tcpade_tiny_shapes_cpu")
+        r = p.page.evaluate(LOAD_WORKFLOW, TINY_DIGITS)
         assert r["missing"] == [] and r["problems"] == [], r
         assert p.page.evaluate("window.comfyAPI.app.app.graph.nodes.every(n => !n.tcpadePanel)")
         run_queued(p.page)
@@ -369,7 +671,7 @@ def test_runs_without_the_extension(browser, server):
         for cid in compares:
             out = executed[cid]
             assert out["images"] and 0 < out["tcpade_compare"][0]["ssim"] <= 1.0
-        p.page.screenshot(path=str(ARTIFACTS / "tiny_shapes_without_extension.png"))
+        p.page.screenshot(path=str(ARTIFACTS / "tiny_digits_without_extension.png"))
         assert not p.ours(), p.ours()
     finally:
         p.close()

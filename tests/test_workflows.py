@@ -8,6 +8,12 @@ frontend's ``control_after_generate`` after a seed). A combo value outside the h
 accepted only for a model file the node declares in ``properties.models`` (the frontend offers it
 for download). The tiny bench workflows are converted to the API format and run headlessly
 through the host's executor when the bench weights are present.
+
+The layout is checked as the frontend draws it (``layout_geometry.py``: node boxes from the saved sizes, which
+are at least the frontend's minimum for the type, ``make_workflows.MIN_SIZE``; wires as the frontend's
+bezier curves, through native reroutes): no two nodes overlap, no node is half in a group, no wire crosses a
+group neither of its ends is in or passes under a node that is not one of its ends. Every template has its
+thumbnail (``<name>.jpg``, what the frontend shows on the template card).
 """
 from __future__ import annotations
 
@@ -22,9 +28,11 @@ from pathlib import Path
 import pytest
 
 import host_util as H
+import layout_geometry as G
 
 WF_DIR = H.PACK_ROOT / "workflows"
 WF_FILES = sorted(WF_DIR.glob("*.json"))
+CACHE_NODE_TYPES = ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")
 FRONTEND_ONLY = {"MarkdownNote", "Note"}   # registered by the frontend (extensions/core/noteNode.ts)
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SAMPLERS = {"KSampler": "seed", "KSamplerAdvanced": "noise_seed"}
@@ -48,11 +56,35 @@ def make_workflows():
 
 # ------------------------------------------------------------------------------------ no host needed
 
-def test_workflows_exist():
-    names = {p.stem for p in WF_FILES}
-    for expected in ("tcpade_flux1_dev_20steps", "tcpade_wan2.1_t2v_1.3B_20steps", "tcpade_wan2.2_t2v_14B_two_experts",
-                     "tcpade_dit_xl2_256_20steps", "tcpade_tiny_digits_cpu", "tcpade_tiny_shapes_cpu"):
-        assert expected in names
+def test_workflows_exist_named_as_template_titles_cpu_first():
+    """The frontend titles a template card by its file name: numbered, so a sorted listing (the pack's web
+    extension sorts the host's directory-order list) starts with the two CPU workflows."""
+    mw = make_workflows()
+    names = [p.stem for p in WF_FILES]
+    assert names == sorted(mw.NAMES.values())
+    assert names[:2] == ["1 TCPade on CPU, tiny shapes", "2 TCPade on CPU, tiny digits"]
+    assert ["flux", "wan21", "wan22", "dit"] == [k for k, v in sorted(mw.NAMES.items(), key=lambda kv: kv[1])][2:]
+    for n in names:   # a URL path segment as the frontend builds it, a file name on every OS
+        assert n.isascii() and not set(n) & set('#?%/\\:*"<>|') and len(n) <= 30, n
+
+
+@pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
+def test_every_template_has_a_square_jpeg_thumbnail(path):
+    """The card shows <name>.jpg (python workflows/make_workflows.py --thumbnails renders it)."""
+    jpg = path.with_suffix(".jpg")
+    assert jpg.is_file(), f"no thumbnail {jpg.name}: run python workflows/make_workflows.py --thumbnails"
+    data = jpg.read_bytes()
+    assert data[:3] == b"\xff\xd8\xff" and 5_000 < len(data) < 120_000, (jpg.name, len(data))
+    i = 2                                           # the frame header (SOF0-SOF2) holds height and width
+    while i < len(data):
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            assert (int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")) == (512, 512)
+            break
+        i += 2 + length
+    else:
+        pytest.fail(f"{jpg.name}: no JPEG frame header")
+    assert sorted(p.name for p in WF_DIR.glob("*.jpg")) == sorted(p.with_suffix(".jpg").name for p in WF_FILES)
 
 
 def test_generator_reproduces_the_files(tmp_path):
@@ -87,6 +119,64 @@ def test_structure_and_links(path):
     # every node runs before the nodes it feeds
     for _, src, _, dst, _, _ in wf["links"]:
         assert nodes[src]["order"] < nodes[dst]["order"]
+
+
+# ------------------------------------------------------------------------------------ layout
+
+@pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
+def test_layout_no_overlap_no_wire_across_a_foreign_group(path):
+    """Node boxes are the saved position and size plus the 30 px title bar (the browser test checks the
+    frontend shows every node at exactly that size); wires are the frontend's curves."""
+    wf = load(path)
+    problems = G.layout_problems(wf)
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
+def test_node_sizes_at_least_the_frontend_minimum(path):
+    """A node saved smaller than the frontend's minimum for its type (MIN_SIZE, measured in the browser) or
+    with a title wider than the node is enlarged on load: it would no longer be where the layout put it."""
+    mw = make_workflows()
+    for n in load(path)["nodes"]:
+        lo = mw.MIN_SIZE[n["type"]]
+        assert n["size"][0] >= lo[0] and n["size"][1] >= lo[1], (n["id"], n["type"], n["size"], lo)
+        assert G.title_fits(n), (n["id"], n.get("title"), n["size"])
+
+
+@pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
+def test_reroutes_are_consistent(path):
+    """Every native reroute lists exactly the links whose chain passes it; chains end at the link's parentId."""
+    wf = load(path)
+    extra = wf["extra"]
+    rr = {r["id"]: r for r in extra.get("reroutes", [])}
+    assert len(rr) == len(extra.get("reroutes", []))
+    through = {rid: set() for rid in rr}
+    for e in extra.get("linkExtensions", []):
+        rid = e["parentId"]
+        while rid is not None:
+            through[rid].add(e["id"])
+            rid = rr[rid].get("parentId")
+    for rid, r in rr.items():
+        assert set(r["linkIds"]) == through[rid] and through[rid], (path.name, rid)
+    paths = G.link_paths(wf)
+    assert set(paths) == {l[0] for l in wf["links"]}
+
+
+def test_layout_check_catches_overlaps_and_crossings():
+    """The check fails for what the issue saw: a decoder over its preview, a wire across another branch."""
+    def node(i, x, y, w=200, h=100, inputs=(), outputs=()):
+        return {"id": i, "type": "X", "pos": [x, y], "size": [w, h],
+                "inputs": [{"name": n, "type": "IMAGE", "link": l} for n, l in inputs],
+                "outputs": [{"name": n, "type": "IMAGE", "links": ls} for n, ls in outputs]}
+    wf = {"nodes": [node(1, 0, 0, outputs=[("o", [1])]), node(2, 180, 0),                 # overlap by 20 px
+                    node(3, 0, 400, outputs=[("o", [2])]), node(4, 900, 900, inputs=[("i", 2)]),
+                    node(5, 400, 500)],
+          "links": [[1, 1, 0, 5, 0, "IMAGE"], [2, 3, 0, 4, 0, "IMAGE"]],
+          "groups": [{"title": "other branch", "bounding": [380, 420, 300, 250]}], "extra": {}}
+    problems = G.layout_problems(wf)
+    assert any("overlap" in p and "#1" in p and "#2" in p for p in problems), problems
+    assert any(p.startswith("wire 2") and "crosses group 'other branch'" for p in problems), problems
+    assert not any(p.startswith("wire 1") and "crosses" in p for p in problems), problems   # its target is in it
 
 
 @pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
@@ -299,7 +389,7 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
     import execution
     import folder_paths
     h = H.host()
-    wf = load(WF_DIR / f"tcpade_tiny_{which}_cpu.json")
+    wf = load(WF_DIR / f"{make_workflows().NAMES[which]}.json")
     prompt = to_api(wf, host_nodes)
     ok, err, outputs, node_errors = asyncio.run(execution.validate_prompt("tiny", prompt, None))
     assert ok, (err, node_errors)
@@ -349,7 +439,10 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
     compares = [str(n["id"]) for n in wf["nodes"] if n["type"] == "TCPade_Compare"]
     for cid in compares:
         res = ex.history_result["outputs"][cid]["tcpade_compare"][0]
-        assert res["frames"] == 8 and 0.0 < res["ssim"] <= 1.0
+        assert res["images"] == 8 and res["previewed"] == 8 and 0.0 < res["ssim"] <= 1.0
+        assert "mean of 8 images" in res["text"] and "frames" not in res["text"]
+        grid = ex.history_result["outputs"][cid]["images"]
+        assert len(grid) == 1            # one grid image: 4 x 2 tiles of 256 px (16 or 32 px scaled up sharply)
         assert res["psnr"] is None or res["psnr"] > 10.0
         json.dumps(ex.history_result["outputs"][cid], allow_nan=False)   # what the websocket sends
 
@@ -386,8 +479,8 @@ def check_compare(node, ref, test):
     assert torch.allclose(diff, ((test - ref).abs() * 4).clamp(0, 1)) and diff.shape == test.shape
     ui = out.ui
     res = ui["tcpade_compare"][0]
-    assert res["identical_frames"] == 1 and res["frames"] == 3 and ui["text"] == [res["text"]]
-    assert "PSNR over the 2 that differ" in res["text"] and len(ui["images"]) == 3
+    assert res["identical_images"] == 1 and res["images"] == 3 and ui["text"] == [res["text"]]
+    assert "mean of 3 images; PSNR over the 2 that differ" in res["text"] and len(ui["images"]) == 1
     json.dumps(ui, allow_nan=False)
     # identical everywhere: inf PSNR as the output, null in the (JSON) UI payload
     same = node.execute(ref, ref, 1.0)
@@ -399,3 +492,53 @@ def check_compare(node, ref, test):
     assert one.args[2].shape == test.shape
     with pytest.raises(ValueError, match="differ in size"):
         node.execute(test, ref[:, :20], 1.0)
+
+
+def test_image_grid_scales_up_sharply(host_nodes, tmp_path):
+    """Preview Image Grid (and the Compare preview): 8 images of 16x16 -> 4 x 2 tiles of 256 px, every source
+    pixel a 16x16 block of the same colour, 4 px grey gaps; large images are not scaled up."""
+    import torch
+    import folder_paths
+    cn = H.pack_module("nodes.compare_nodes")
+    node = host_nodes["TCPade_PreviewGrid"]
+    imgs = torch.rand(8, 16, 16, 3, generator=torch.Generator().manual_seed(0))
+    old = folder_paths.get_temp_directory()
+    folder_paths.set_temp_directory(str(tmp_path))
+    try:
+        out = node.execute(imgs, 0, 256)
+    finally:
+        folder_paths.set_temp_directory(old)
+    grid = out.args[0]
+    assert tuple(grid.shape) == (1, 2 * 256 + 4, 4 * 256 + 3 * 4, 3) and len(out.ui["images"]) == 1
+    for i in range(8):
+        r, c = divmod(i, 4)
+        tile = grid[0, r * 260:r * 260 + 256, c * 260:c * 260 + 256]
+        assert torch.equal(tile, imgs[i].repeat_interleave(16, 0).repeat_interleave(16, 1))
+    assert torch.all(grid[0, 256:260] == cn.GRID_GAP_VALUE)
+    assert cn.grid_shape(4, 16, 16) == (2, 2) and cn.grid_shape(1, 7, 7) == (1, 1) and cn.grid_shape(8, 8, 8, 3) == (3, 3)
+    big = cn.image_grid(torch.rand(1, 300, 400, 3))
+    assert tuple(big.shape) == (1, 300, 400, 3)         # already >= 256 px: unchanged
+
+
+# ------------------------------------------------------------------------------------ the reports route
+
+def test_reports_route_payload_and_no_server(host_nodes):
+    """GET /tcpade/reports: patcher.LAST_REPORTS with the workflow each report ran in (looked up once per
+    prompt); without a running server nothing is registered (the pack imports and runs the same)."""
+    routes = H.pack_module("nodes.routes")
+    asked = []
+
+    def lookup(pid):
+        asked.append(pid)
+        return {"p1": "wf-a"}.get(pid)
+
+    reports = {"8": {"label": "TC-Padé", "prompt_id": "p1"}, "13": {"label": "TaylorSeer", "prompt_id": "p1"},
+               "18": {"label": "TeaCache", "prompt_id": "p2"}, "23": {"label": "TraCache", "prompt_id": None}}
+    out = routes.reports_payload(reports, lookup)
+    assert {k: v["workflow_id"] for k, v in out.items()} == {"8": "wf-a", "13": "wf-a", "18": None, "23": None}
+    assert sorted(asked) == ["p1", "p2"] and out["8"]["label"] == "TC-Padé" and "workflow_id" not in reports["8"]
+    assert routes._workflow_id({"extra_pnginfo": {"workflow": {"id": "abc"}}}) == "abc"
+    assert routes._workflow_id({}) is None and routes._workflow_id(None) is None
+    server = sys.modules.get("server")
+    if getattr(getattr(server, "PromptServer", None), "instance", None) is None:
+        assert routes.register() is False

@@ -1,5 +1,6 @@
 // TC-Padé web extension: run reports on the cache nodes, scores and timing on the Compare node,
-// slow / fast preset buttons on the TC-Padé node.
+// slow / fast preset buttons on the TC-Padé node, widgets a preset or mode overrides shown disabled,
+// the pack's templates listed in file-name order.
 //
 // Everything here is optional: without this file the nodes run the same way (the server only
 // broadcasts a "tcpade.report" message that nobody listens to, and the Compare node still
@@ -9,7 +10,10 @@
 //   * "tcpade.report" (server, nodes/patcher.py): one message per sampling run of a cache node:
 //     {node, label, method, gate, threshold, computed, num_steps, speedup, steps: [{step,
 //     computed, gate, phase, reason, t}], ...}. Matched to the node by payload.node == node.id.
-//   * the Compare node's UI output "tcpade_compare": {psnr, ssim, frames, identical, text}.
+//   * GET /tcpade/reports (server, nodes/routes.py): the last report of every cache node, with the id of
+//     the workflow it ran in. Fetched when a workflow is loaded (a page reload too) and when the host
+//     serves nodes from its cache ("execution_cached"), so a panel shows the last run, not "no run yet".
+//   * the Compare node's UI output "tcpade_compare": {psnr, ssim, images, identical_images, amplify, text}.
 //   * timing: ComfyUI's own execution events. A node runs from its "executing" event to the next
 //     "executing" (or the end of the prompt); a sampler also sends one "progress" tick per step.
 //     The sampler that runs first also loads the model weights, so a node's time is measured
@@ -27,14 +31,23 @@ const CACHE_TYPES = new Set(["TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_
 const COMPARE_TYPE = "TCPade_Compare";
 const TCPADE_TYPE = "TCPade_TCPadeCache";
 const PRESETS = { "slow (2x)": 2.0, "fast (2.8x)": 2.8 };   // preset -> speed target (nodes/cache_nodes.py)
-const STATS_H = 142;
-const GATE_RULES = {   // how each method's gate decides (tcpade_core/cache.py)
+const CUSTOM = "custom";
+const LABELS = {   // report label (nodes/cache_nodes.py LABEL) per node type
+  TCPade_TCPadeCache: "TC-Padé", TCPade_TaylorSeer: "TaylorSeer", TCPade_TeaCache: "TeaCache", TCPade_TraCache: "TraCache",
+};
+const STATS_H = 196;
+const GATE_RULES = {   // how each method's gate decides (tcpade_core/gates.py)
   "TSI stability": "skip when stability ≥ θ",
   "accumulated rel. L1": "skip while distance < δ",
   "interval": "fixed interval",
   "stride": "fixed stride",
 };
-const COMPARE_H = 62;
+const GATE_AXES = {    // y-axis name and threshold symbol of the gate plot
+  "TSI stability": ["stability score", "θ"],
+  "accumulated rel. L1": ["distance", "δ"],
+};
+const COMPARE_H = 66;
+const REPORTS_PATH = "/tcpade/reports";
 const COLORS = {
   computed: "#e8a33d", skipped: "#3aa6a0", grid: "#555", text: "#ddd", dim: "#999",
   threshold: "#e05a5a", phase: { early: "#6b8fd6", mid: "#9b7bd1", late: "#c77bb0" },
@@ -43,7 +56,7 @@ const COLORS = {
 // ------------------------------------------------------------------------------------ state
 
 const state = {
-  reports: new Map(),   // cache node id -> last tcpade.report payload (+ prompt, receivedAt)
+  reports: new Map(),   // cache node id -> last tcpade.report payload (+ prompt, receivedAt, fromServer)
   compares: new Map(),  // compare node id -> last tcpade_compare payload (+ prompt)
   timing: new Map(),    // any node id -> {id, prompt, start, end, ticks: [{value, max, t}], status}
   prompt: null,         // id of the prompt running now (or last run)
@@ -207,8 +220,11 @@ function injectStyle() {
   const css = `
 .tcpade-panel{box-sizing:border-box;width:100%;height:100%;padding:2px 4px;font:11px/1.35 system-ui,sans-serif;
   color:${COLORS.text};background:rgba(0,0,0,.25);border-radius:4px;overflow:hidden;display:flex;flex-direction:column}
-.tcpade-line{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.tcpade-line{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;flex:0 0 auto}
 .tcpade-dim{color:${COLORS.dim}}
+.tcpade-notes{flex:0 0 auto;color:${COLORS.computed};white-space:normal;overflow:hidden;display:-webkit-box;
+  -webkit-box-orient:vertical;-webkit-line-clamp:3;line-height:1.3}
+.tcpade-notes:empty{display:none}
 .tcpade-canvas{flex:1 1 auto;width:100%;min-height:0;display:block}`;
   const el = document.createElement("style");
   el.id = "tcpade-style";
@@ -227,7 +243,11 @@ function addPanel(node, name, height, withCanvas, nLines = 2) {
     el.appendChild(l);
   });
   let canvas = null;
+  let notes = null;
   if (withCanvas) {
+    notes = document.createElement("div");   // every warning of the run, wrapped (up to 3 lines; all in the tooltip)
+    notes.className = "tcpade-notes";
+    el.appendChild(notes);
     canvas = document.createElement("canvas");
     canvas.className = "tcpade-canvas";
     el.appendChild(canvas);
@@ -246,11 +266,25 @@ function addPanel(node, name, height, withCanvas, nLines = 2) {
   });
   widget.serialize = false; // not in widgets_values: the saved workflow is the same with or without this file
   if (widget.options) widget.options.serialize = false; // not in the API prompt
-  return { el, lines, canvas, widget };
+  return { el, lines, notes, canvas, widget };
 }
 
 function fmt(x, digits = 2) {
   return x === null || x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(digits);
+}
+
+/** 2 -> "2", 2.8 -> "2.8", 2.25 -> "2.25": a speed target as the user typed it. */
+function fmtTarget(x) {
+  return Number.isFinite(x) ? String(Number(x.toFixed(2))) : "–";
+}
+
+/** The panel's first line: what the run computed and what speed-up it reached (against its target). */
+function resultLine(rep) {
+  const head = rep.interrupted ? `interrupted at step ${rep.num_steps}/${rep.planned_steps} · ` : "";
+  const speed = rep.target_speedup
+    ? `target ${fmtTarget(rep.target_speedup)}x → reached ${fmt(rep.speedup)}x`
+    : `${fmt(rep.speedup)}x speed-up`;
+  return `${head}computed ${rep.computed}/${rep.num_steps} steps · ${speed}`;
 }
 
 function drawStats(canvas, rep) {
@@ -264,10 +298,12 @@ function drawStats(canvas, rep) {
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
+  canvas.dataset.axes = "";
   if (!rep || !rep.steps?.length) return;
   const n = rep.steps.length;
-  const padL = 4, padR = 4;
+  const padL = 14, padR = 4, axisH = 11;   // room for the y-axis name (left) and the step axis (bottom)
   const cw = (w - padL - padR) / n;
+  ctx.font = "10px system-ui, sans-serif";
   // strip: one cell per step; filled = computed, outlined = skipped (predicted); phase underline
   const stripY = 2, stripH = 10;
   rep.steps.forEach((s, i) => {
@@ -282,18 +318,30 @@ function drawStats(canvas, rep) {
       ctx.fillRect(x + 0.5, stripY + stripH + 1, Math.max(1, cw - 1), 2);
     }
   });
+  // step axis: first and last step number and the axis name, under everything
+  const bottom = h - axisH - 2;
+  ctx.fillStyle = COLORS.dim;
+  ctx.textBaseline = "alphabetic";
+  ctx.textAlign = "left";
+  ctx.fillText("1", padL + cw / 2 - 3, h - 2);
+  ctx.textAlign = "right";
+  ctx.fillText(String(n), padL + (n - 0.5) * cw + 6, h - 2);
+  ctx.textAlign = "center";
+  ctx.fillText("step", padL + (w - padL - padR) / 2, h - 2);
+  ctx.textAlign = "left";
   // gate plot: the gate signal per step against the threshold line
-  const top = stripY + stripH + 6, bottom = h - 3;
+  const top = stripY + stripH + 6;
   const gates = rep.steps.map((s) => (typeof s.gate === "number" && Number.isFinite(s.gate) ? s.gate : null));
   const thr = typeof rep.threshold === "number" && Number.isFinite(rep.threshold) ? rep.threshold : null;
   const vals = gates.filter((g) => g !== null);
-  ctx.font = "10px system-ui, sans-serif";
   if (!vals.length || thr === null) {
     ctx.fillStyle = COLORS.dim;
-    ctx.fillText(`gate: ${rep.gate || "fixed schedule"} (no threshold)`, padL, top + 12);
+    ctx.fillText(`${rep.gate || "fixed schedule"}: no gate signal to plot`, padL, top + 12);
+    canvas.dataset.axes = "step";
     return;
   }
   const isTSI = rep.method === "tcpade";
+  const [yName, sym] = GATE_AXES[rep.gate] ?? [isTSI ? "stability score" : "gate signal", isTSI ? "θ" : "δ"];
   const lo = 0;
   // TC-Padé's stability score is unbounded (up to 100 on a straight trajectory): θ sits in the middle and
   // larger scores are drawn clipped at the top. TeaCache's distance stays near δ: show up to max(1.4 δ, peak).
@@ -304,6 +352,14 @@ function drawStats(canvas, rep) {
   ctx.strokeStyle = COLORS.grid;
   ctx.lineWidth = 1;
   ctx.strokeRect(padL + 0.5, top + 0.5, w - padL - padR, bottom - top);
+  // y-axis name, written upwards along the left edge
+  ctx.save();
+  ctx.translate(9, (top + bottom) / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textAlign = "center";
+  ctx.fillStyle = COLORS.dim;
+  ctx.fillText(yName, 0, 0);
+  ctx.restore();
   ctx.setLineDash([4, 3]);
   ctx.strokeStyle = COLORS.threshold;
   ctx.beginPath();
@@ -311,10 +367,12 @@ function drawStats(canvas, rep) {
   ctx.lineTo(w - padR, y(thr));
   ctx.stroke();
   ctx.setLineDash([]);
-  // labels on the left, where the first (always computed, gate-less) steps leave room
+  // threshold label on the left, where the first (always computed, gate-less) steps leave room
   ctx.fillStyle = COLORS.threshold;
   const above = y(thr) - top > 12;
-  ctx.fillText(`${isTSI ? "θ" : "δ"}=${fmt(thr)}`, padL + 3, above ? y(thr) - 3 : y(thr) + 11);
+  const thrLabel = `${sym} = ${fmt(thr)}`;
+  ctx.fillText(thrLabel, padL + 3, above ? y(thr) - 3 : y(thr) + 11);
+  canvas.dataset.axes = `${yName}|step|${thrLabel}`;
   ctx.strokeStyle = COLORS.dim;
   ctx.beginPath();
   let started = false;
@@ -357,25 +415,30 @@ function renderCacheNode(node) {
     p.lines[0].textContent = "no run yet";
     p.lines[1].textContent = "queue the workflow: computed / skipped steps";
     p.lines[2].textContent = "and the gate signal appear here";
-    el.dataset.computed = el.dataset.numSteps = el.dataset.speedup = el.dataset.strip = "";
+    p.notes.textContent = "";
+    el.title = "";
+    for (const k of ["computed", "numSteps", "speedup", "strip", "notes", "prompt", "source", "seconds", "wallSpeedup"])
+      el.dataset[k] = "";
     drawStats(p.canvas, null);
     return;
   }
   const strip = rep.steps.map((s) => (s.computed ? "#" : ".")).join("");
-  p.lines[0].textContent = (rep.interrupted ? `interrupted at step ${rep.num_steps}/${rep.planned_steps}: ` : "") +
-    `computed ${rep.computed}/${rep.num_steps} steps (${fmt(rep.speedup)}x speed-up)`;
+  const notes = rep.notes ?? [];
+  p.lines[0].textContent = resultLine(rep);
   el.dataset.interrupted = rep.interrupted ? "1" : "";
-  el.dataset.notes = (rep.notes ?? []).join("\n");
+  el.dataset.notes = notes.join("\n");
   el.dataset.computed = String(rep.computed);
   el.dataset.numSteps = String(rep.num_steps);
   el.dataset.speedup = fmt(rep.speedup);
   el.dataset.strip = strip;
   el.dataset.threshold = rep.threshold === null || rep.threshold === undefined ? "" : String(rep.threshold);
   el.dataset.prompt = rep.prompt ?? "";
+  el.dataset.source = rep.fromServer ? "server" : "live";
   // wall time: this node's samplers, and the branch speed-up from a Compare node scoring them
   const samplers = samplersDownstream(node);
   const secs = sumSeconds(samplers);
-  let wall = secs ? `sampling ${fmt(secs.seconds)} s` : "sampling time: –";
+  let wall = secs ? `sampling ${fmt(secs.seconds)} s` : "sampling time: – (not timed in this tab)";
+  el.dataset.wallSpeedup = "";
   const cmp = (graph()?.nodes ?? []).filter((n) => n.type === COMPARE_TYPE && isActive(n));
   for (const c of cmp) {
     const t = compareTiming(c);
@@ -387,9 +450,12 @@ function renderCacheNode(node) {
   }
   el.dataset.seconds = secs ? fmt(secs.seconds, 3) : "";
   p.lines[1].textContent = wall;
-  p.lines[2].textContent = rep.notes?.length ? `⚠ ${rep.notes[0]}` : `${rep.label}: ${GATE_RULES[rep.gate] ?? rep.gate ?? ""}`;
-  p.lines[2].style.color = rep.notes?.length ? "#e8a33d" : "";
-  el.title = rep.summary || "";
+  p.lines[2].textContent = `${rep.label}: ${GATE_RULES[rep.gate] ?? rep.gate ?? ""}` +
+    (rep.target_note ? ` · ${rep.target_note}` : "");
+  // every warning that changes what the run means, each on its own line (the tooltip has them in full)
+  p.notes.textContent = notes.map((x) => `⚠ ${x}`).join("\n");
+  p.notes.style.whiteSpace = "pre-line";
+  el.title = [rep.summary || "", ...notes.map((x) => `⚠ ${x}`)].filter(Boolean).join("\n");
   drawStats(p.canvas, rep);
 }
 
@@ -402,14 +468,19 @@ function renderCompareNode(node) {
     p.lines[0].textContent = res.text;
     el.dataset.psnr = res.psnr === null ? "inf" : String(res.psnr);
     el.dataset.ssim = String(res.ssim);
+    const n = res.images ?? 1;
+    const shown = res.previewed ?? n;
+    p.lines[2].textContent = `difference ×${fmtTarget(res.amplify)}` +
+      (n > 1 ? ` of ${shown === n ? `the ${n}` : `${shown} of ${n}`} images` : "") + ": black = identical";
   } else {
     p.lines[0].textContent = "PSNR / SSIM: not run yet";
+    p.lines[2].textContent = "queue the workflow: scores and the difference image appear here";
   }
   const t = compareTiming(node);
   if (!t || !t.samplers[0].length || !t.samplers[1].length) {
     p.lines[1].textContent = "timing: test and reference need their own sampler";
   } else if (!t.test || !t.ref) {
-    p.lines[1].textContent = "timing: run both branches once";
+    p.lines[1].textContent = "timing: run both branches once in this tab";
   } else {
     const old = t.test.earlier || t.ref.earlier ? " (incl. an earlier run)" : "";
     p.lines[1].textContent = `${fmt(t.test.seconds)} s vs. ${fmt(t.ref.seconds)} s reference: ${fmt(t.speedup)}x${old}`;
@@ -429,10 +500,96 @@ function renderAll() {
   graph()?.setDirtyCanvas?.(true, true);
 }
 
+// ------------------------------------------------------------------------------------ reports kept by the server
+
+function workflowId() {
+  const id = graph()?.id;
+  return id === undefined || id === null ? null : String(id);
+}
+
+/**
+ * Show the server's last report on every cache node of this workflow that has one (GET /tcpade/reports):
+ * after a page reload, or when the host serves a branch from its cache and sends no report. A report
+ * is shown only on a node of the same type in the workflow it ran in.
+ */
+async function loadServerReports() {
+  let all;
+  try {
+    const res = await api.fetchApi(REPORTS_PATH, { cache: "no-store" });
+    if (!res.ok) return 0;
+    all = await res.json();
+  } catch {
+    return 0; // an older server without the route: live reports only
+  }
+  const wid = workflowId();
+  let shown = 0;
+  for (const [id, rep] of Object.entries(all ?? {})) {
+    const node = nodeById(id);
+    if (!node || !CACHE_TYPES.has(node.type) || LABELS[node.type] !== rep.label) continue;
+    if (!rep.workflow_id || !wid || rep.workflow_id !== wid) continue;
+    const cur = state.reports.get(sid(id));
+    // a report received live is never older than the server's (every report is broadcast to every tab)
+    if (cur && (!cur.fromServer || cur.prompt_id === rep.prompt_id)) continue;
+    state.reports.set(sid(id), { ...rep, prompt: rep.prompt_id ?? null, receivedAt: now(), fromServer: true });
+    shown += 1;
+  }
+  if (shown) renderAll();
+  return shown;
+}
+
+// ------------------------------------------------------------------------------------ widget labels
+
+/**
+ * The display names the node definitions declare for their widgets (θ, λ, α1, β, N (interval), ...):
+ * this frontend labels widgets from its translation files only and leaves a V3 input's display_name unused.
+ */
+function applyDisplayNames(node, nodeData) {
+  const specs = { ...(nodeData?.input?.required ?? {}), ...(nodeData?.input?.optional ?? {}) };
+  for (const w of node.widgets ?? []) {
+    const name = specs[w.name]?.[1]?.display_name;
+    if (name && (!w.label || w.label === w.name)) w.label = name;
+  }
+}
+
 // ------------------------------------------------------------------------------------ presets
 
 function findWidget(node, name) {
   return node.widgets?.find((w) => w.name === name);
+}
+
+/**
+ * TC-Padé widgets that have no effect with the node's preset and mode (nodes/cache_nodes.py: target_of,
+ * make_config; tcpade_core/config.py): name -> why. They are drawn disabled and say why in their label.
+ */
+function tcpadeOverridden(node) {
+  const v = (name) => findWidget(node, name)?.value;
+  const preset = v("preset");
+  const mode = v("mode");
+  const out = {};
+  if (preset !== undefined && preset !== CUSTOM) out.target_speedup = `set by preset: ${fmtTarget(PRESETS[preset])}x`;
+  if (mode === "official") {
+    out.lam = "not used in official mode";
+    if (preset !== CUSTOM) out.theta = out.interval = "official schedule; preset custom to set";
+  }
+  if (mode !== undefined && mode !== "paper_literal") out.alpha1 = out.beta = "paper_literal mode only";
+  return out;
+}
+
+/** Disable (and relabel) the widgets the preset or mode overrides; enable the others. */
+function syncOverrides(node) {
+  const why = tcpadeOverridden(node);
+  for (const w of node.widgets ?? []) {
+    if (!["target_speedup", "theta", "lam", "alpha1", "beta", "interval"].includes(w.name)) continue;
+    if (w.tcpadeLabel === undefined) w.tcpadeLabel = w.label ?? null;
+    const base = w.tcpadeLabel ?? w.name;
+    const reason = why[w.name];
+    const label = reason ? `${base} (${reason})` : w.tcpadeLabel ?? undefined;
+    if (!!w.disabled !== !!reason || w.label !== label) {
+      w.disabled = !!reason;
+      w.label = label;
+      node.setDirtyCanvas?.(true, true);
+    }
+  }
 }
 
 function applyPreset(node, preset) {
@@ -441,6 +598,7 @@ function applyPreset(node, preset) {
   if (!p || !th || !(preset in PRESETS)) return;
   p.value = preset;
   th.value = PRESETS[preset];
+  syncOverrides(node);
   node.setDirtyCanvas?.(true, true);
   graph()?.change?.();
 }
@@ -454,6 +612,16 @@ function setupTCPade(node) {
     p.callback = function (v, ...rest) {
       const r = cb?.apply(this, [v, ...rest]);
       if (v in PRESETS) th.value = PRESETS[v];
+      syncOverrides(node);
+      return r;
+    };
+  }
+  const m = findWidget(node, "mode");
+  if (m) {
+    const cb = m.callback;
+    m.callback = function (...args) {
+      const r = cb?.apply(this, args);
+      syncOverrides(node);
       return r;
     };
   }
@@ -462,6 +630,31 @@ function setupTCPade(node) {
     b.serialize = false;
     b.options = { ...(b.options ?? {}), serialize: false };
   }
+  syncOverrides(node);
+}
+
+// ------------------------------------------------------------------------------------ templates
+
+/** This pack's folder under custom_nodes: the module the host lists its templates under. */
+const PACK_MODULE = (() => {
+  const m = /\/extensions\/([^/]+)\//.exec(new URL(import.meta.url).pathname);
+  return m ? decodeURIComponent(m[1]) : null;
+})();
+
+/**
+ * The host lists a pack's templates in directory order (a glob, app/custom_node_manager.py) and the
+ * frontend keeps that order: sort ours by file name, so the numbered CPU workflows come first.
+ */
+function sortTemplates() {
+  const orig = api.getWorkflowTemplates;
+  if (typeof orig !== "function" || orig.tcpadeSorted) return;
+  const sorted = async function (...args) {
+    const res = await orig.apply(this, args);
+    if (PACK_MODULE && Array.isArray(res?.[PACK_MODULE])) res[PACK_MODULE] = [...res[PACK_MODULE]].sort();
+    return res;
+  };
+  sorted.tcpadeSorted = true;
+  api.getWorkflowTemplates = sorted;
 }
 
 // ------------------------------------------------------------------------------------ extension
@@ -470,15 +663,20 @@ app.registerExtension({
   name: EXT,
 
   async setup() {
+    sortTemplates();
     api.addEventListener("tcpade.report", ({ detail }) => {
       const id = sid(detail?.node);
       if (id === null) return;
-      state.reports.set(id, { ...detail, prompt: state.prompt, receivedAt: now() });
+      state.reports.set(id, { ...detail, prompt: state.prompt, receivedAt: now(), fromServer: false });
       renderAll();
     });
     api.addEventListener("execution_start", ({ detail }) => {
       closeOpen(now());
       state.prompt = detail?.prompt_id ?? null;
+    });
+    api.addEventListener("execution_cached", ({ detail }) => {
+      // cached nodes send no report: show the one the server kept (a reloaded page has none of its own)
+      if ((detail?.nodes ?? []).some((id) => CACHE_TYPES.has(nodeById(id)?.type))) loadServerReports();
     });
     api.addEventListener("executing", ({ detail }) => {
       const t = now();
@@ -501,25 +699,46 @@ app.registerExtension({
       });
     }
     // a test or a user script can read what the panels show
-    window.tcpade = { state, compareTiming, samplerSeconds, renderAll };
+    window.tcpade = { state, compareTiming, samplerSeconds, renderAll, loadServerReports, tcpadeOverridden, resultLine };
   },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const name = nodeData?.name;
-    if (!CACHE_TYPES.has(name) && name !== COMPARE_TYPE) return;
+    if (!name?.startsWith("TCPade_")) return;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const r = onNodeCreated?.apply(this, arguments);
+      applyDisplayNames(this, nodeData);
       if (name === TCPADE_TYPE) setupTCPade(this);
       if (CACHE_TYPES.has(name)) {
         this.tcpadePanel = addPanel(this, "tcpade_stats", STATS_H, true, 3);
         renderCacheNode(this);
-      } else {
-        this.tcpadePanel = addPanel(this, "tcpade_compare", COMPARE_H, false);
+      } else if (name === COMPARE_TYPE) {
+        this.tcpadePanel = addPanel(this, "tcpade_compare", COMPARE_H, false, 3);
         renderCompareNode(this);
       }
       return r;
     };
+    if (name === TCPADE_TYPE) {
+      // values set by a loaded workflow, the widget API or the mouse: keep the disabled widgets right
+      const onConfigure = nodeType.prototype.onConfigure;
+      nodeType.prototype.onConfigure = function () {
+        const r = onConfigure?.apply(this, arguments);
+        syncOverrides(this);
+        return r;
+      };
+      const onWidgetChanged = nodeType.prototype.onWidgetChanged;
+      nodeType.prototype.onWidgetChanged = function () {
+        const r = onWidgetChanged?.apply(this, arguments);
+        syncOverrides(this);
+        return r;
+      };
+      const onDrawBackground = nodeType.prototype.onDrawBackground;
+      nodeType.prototype.onDrawBackground = function () {
+        syncOverrides(this);
+        return onDrawBackground?.apply(this, arguments);
+      };
+    }
     if (name === COMPARE_TYPE) {
       const onExecuted = nodeType.prototype.onExecuted;
       nodeType.prototype.onExecuted = function (output) {
@@ -535,10 +754,11 @@ app.registerExtension({
   },
 
   async afterConfigureGraph() {
-    // a new workflow: node ids mean other nodes now
+    // a new workflow: node ids mean other nodes now; the server may still know this workflow's last run
     state.reports.clear();
     state.compares.clear();
     state.timing.clear();
     renderAll();
+    await loadServerReports();
   },
 });

@@ -1,16 +1,33 @@
 """Generate the example workflows (ComfyUI UI format, the JSON the frontend loads and saves).
 
-    python workflows/make_workflows.py           # (re)write workflows/*.json
-    python workflows/make_workflows.py --check   # exit 1 if a JSON differs from what this script writes
+    python workflows/make_workflows.py                # (re)write workflows/*.json
+    python workflows/make_workflows.py --check        # exit 1 if a JSON differs from what this script writes
+    python workflows/make_workflows.py --thumbnails   # also render workflows/*.jpg in the real frontend
 
 One script writes them all so that every workflow uses the same node layout, seeds and cache
 settings. ``tests/test_workflows.py`` checks the files against the host's node schemas (node types,
-socket names and types, widget order and values, links) and against this script's output.
+socket names and types, widget order and values, links), against this script's output, and checks
+the layout: no two nodes overlap and no wire crosses a group it does not belong to.
 
-ComfyUI serves a custom node pack's ``workflows/*.json`` as templates (Workflow > Browse Templates).
-Every sampler of a workflow uses the same seed with ``control_after_generate = fixed``, so the
-branches differ only in the cache. Model files are the names and folders of the Comfy-Org
-repackaged releases (what the core templates use).
+Templates. ComfyUI serves a pack's ``workflows/`` folder (also ``example_workflows/`` and a few other
+names, ``app/custom_node_manager.py``) as templates: the frontend lists them under *Templates ->
+Custom Nodes -> <the pack's folder>*, names each card by its file name (the title, and the
+description with ``-`` and ``_`` as spaces: it reads no index and nothing inside the workflow) and
+shows ``<file name>.jpg`` from the same folder as its thumbnail. So the file names are the titles,
+numbered so that the CPU workflows come first (the host lists the files in directory order; the
+pack's web extension sorts them by name), and ``--thumbnails`` renders every workflow in headless
+Chromium through the real frontend and saves the square picture the card shows (``thumbnails.py``).
+
+Layout. Rows are branches (reference first), columns are stages; a group frames each branch. The
+inputs every branch shares (model, conditioning, latent, VAE) reach the rows through buses of native
+reroutes in a corridor left of the groups (a bezier wire from one column to a node deep inside a
+row would cut through the rows between), and the reference images reach the Compare nodes, which
+stand right of the groups, through a second bus. Node sizes are at least what the frontend computes
+for each node (``MIN_SIZE``, measured in the browser; a browser test keeps the table true), so the
+frontend shows every node exactly at the saved position and size. Every sampler of a workflow uses
+the same seed with ``control_after_generate = fixed``, so the branches differ only in the cache.
+Model files are the names and folders of the Comfy-Org repackaged releases (what the core templates
+use).
 """
 from __future__ import annotations
 
@@ -99,12 +116,44 @@ SPECS: Dict[str, Spec] = {
     "TCPade_BenchModelLoader": Spec((), (("MODEL", "MODEL"),), (("model", REQUIRED),), ours=True),
     "TCPade_BenchLatent": Spec((), (("LATENT", "LATENT"),), (("model", REQUIRED), ("batch_size", REQUIRED)), ours=True),
     "TCPade_BenchDecode": Spec((("samples", "LATENT"),), (("IMAGE", "IMAGE"),), ours=True),
+    "TCPade_PreviewGrid": Spec((("images", "IMAGE"),), (("grid", "IMAGE"),), (("columns", 0), ("min_size", 256)),
+                               ours=True),
 }
 
-# rough heights so the saved layout does not overlap; the frontend grows a node to fit its content
-EXTRA_HEIGHT = {"TCPade_TCPadeCache": 200, "TCPade_TaylorSeer": 140, "TCPade_TeaCache": 140,
-                "TCPade_TraCache": 140, "TCPade_Compare": 330, "SaveImage": 300, "PreviewImage": 300,
-                "SaveAnimatedWEBP": 260, "CLIPTextEncode": 80}
+
+# ------------------------------------------------------------------------------------ sizes and geometry
+# The smallest size the frontend gives a node of each type (LGraphNode.computeSize() with the pack's web
+# extension: its panels are part of the cache and Compare nodes), measured in Chromium with ComfyUI
+# frontend 1.27.10 (`python workflows/make_workflows.py --measure` prints it again). The frontend enlarges a
+# node saved smaller than this, so every saved size here is at least this; tests/test_browser.py checks the
+# table against the frontend and that every shipped node is shown at exactly its saved size.
+MIN_SIZE: Dict[str, Tuple[int, int]] = {
+    "UNETLoader": (210, 82), "DualCLIPLoader": (210, 130), "CLIPLoader": (210, 106), "VAELoader": (210, 58),
+    "CLIPTextEncode": (211, 88), "FluxGuidance": (210, 58), "ConditioningZeroOut": (198, 26),
+    "EmptySD3LatentImage": (210, 106), "EmptyLatentImage": (210, 106), "EmptyHunyuanLatentVideo": (211, 130),
+    "ModelSamplingSD3": (210, 58), "KSampler": (210, 262), "KSamplerAdvanced": (245, 334), "VAEDecode": (140, 46),
+    "SaveImage": (210, 58), "PreviewImage": (140, 26), "SaveAnimatedWEBP": (210, 154), "MarkdownNote": (210, 88),
+    "TCPade_TCPadeCache": (210, 566), "TCPade_TaylorSeer": (210, 422), "TCPade_TeaCache": (210, 422),
+    "TCPade_TraCache": (210, 398), "TCPade_Compare": (280, 168), "TCPade_PreviewGrid": (264, 82),
+    "TCPade_DiTLoader": (210, 82), "TCPade_ClassLabel": (210, 126), "TCPade_BenchModelLoader": (228, 58),
+    "TCPade_BenchLatent": (210, 82), "TCPade_BenchDecode": (140, 26),
+}
+TITLE_H = 30           # LiteGraph.NODE_TITLE_HEIGHT: the title bar sits above a node's pos
+SLOT_H = 20            # LiteGraph.NODE_SLOT_HEIGHT
+GROUP_PAD = 20         # group frame around its nodes
+GROUP_HEAD = 50        # group title bar (font 24) above its nodes' title bars
+GAP = 60               # between the columns of a row
+
+
+def in_pos(node: "Node", slot: int) -> Tuple[float, float]:
+    """Canvas position of a socket input (LGraphNode.getInputPos for a node's first, non-widget inputs)."""
+    return node.pos[0] + 10.0, node.pos[1] + 14.0 + SLOT_H * slot
+
+
+def out_pos(node: "Node", slot: int) -> Tuple[float, float]:
+    """Canvas position of an output (LGraphNode.getOutputPos)."""
+    return node.pos[0] + node.size[0] - 9.0, node.pos[1] + 14.0 + SLOT_H * slot
+
 
 # ------------------------------------------------------------------------------------ graph builder
 
@@ -114,10 +163,10 @@ class Node:
     id: int
     type: str
     pos: Tuple[float, float]
+    size: Tuple[float, float]
     widgets: List[Any]
     title: Optional[str] = None
     models: Optional[List[dict]] = None
-    size: Optional[Tuple[float, float]] = None
     color: Optional[Tuple[str, str]] = None
     in_links: Dict[str, int] = field(default_factory=dict)
     out_links: Dict[int, List[int]] = field(default_factory=dict)
@@ -126,15 +175,35 @@ class Node:
     def spec(self) -> Spec:
         return SPECS[self.type]
 
+    def input_slot(self, name: str) -> int:
+        return [n for n, _ in self.spec.inputs].index(name)
+
+    def move(self, x: float, y: float) -> "Node":
+        self.pos = (float(x), float(y))
+        return self
+
+    @property
+    def w(self) -> float:
+        return self.size[0]
+
+    @property
+    def h(self) -> float:
+        return self.size[1]
+
 
 class Workflow:
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, key: str, name: str):
+        self.key = key            # stable: the workflow's id is derived from it
+        self.name = name          # the file name (without .json): the template's title in the frontend
         self.nodes: List[Node] = []
         self.links: List[list] = []
         self.groups: List[dict] = []
+        self.reroutes: List[dict] = []
+        self.link_parent: Dict[int, int] = {}   # link id -> the last reroute it passes
+        self.view: Tuple[float, float, float] = (0.6, 0.0, 0.0)   # scale, offset x, offset y
 
-    def add(self, type_: str, pos, title: Optional[str] = None, models=None, size=None, color=None, **widgets) -> Node:
+    def add(self, type_: str, pos=(0.0, 0.0), title: Optional[str] = None, models=None, size=None, color=None,
+            **widgets) -> Node:
         spec = SPECS[type_]
         names = [n for n, _ in spec.widgets]
         unknown = sorted(set(widgets) - set(names))
@@ -146,11 +215,16 @@ class Workflow:
             if v is REQUIRED:
                 raise ValueError(f"{type_}: widget {name!r} needs a value")
             values.append(v)
-        node = Node(len(self.nodes) + 1, type_, (float(pos[0]), float(pos[1])), values, title, models, size, color)
+        lo = MIN_SIZE[type_]
+        w, h = size if size is not None else (320.0, lo[1])
+        if w < lo[0] or h < lo[1]:
+            raise ValueError(f"{type_}: size {w}x{h} is below the frontend's minimum {lo[0]}x{lo[1]}")
+        node = Node(len(self.nodes) + 1, type_, (float(pos[0]), float(pos[1])), (float(w), float(h)), values, title,
+                    models, color)
         self.nodes.append(node)
         return node
 
-    def link(self, src: Node, out: str, dst: Node, inp: str) -> None:
+    def link(self, src: Node, out: str, dst: Node, inp: str) -> int:
         outs = [n for n, _ in src.spec.outputs]
         ins = [n for n, _ in dst.spec.inputs]
         if out not in outs or inp not in ins:
@@ -165,23 +239,45 @@ class Workflow:
         self.links.append([lid, src.id, o_slot, dst.id, i_slot, o_type])
         dst.in_links[inp] = lid
         src.out_links.setdefault(o_slot, []).append(lid)
+        return lid
 
-    def group(self, title: str, nodes: Sequence[Node], color: str = "#3f789e", pad: float = 20.0) -> None:
-        x0 = min(n.pos[0] for n in nodes) - pad
-        y0 = min(n.pos[1] for n in nodes) - pad - 50
-        x1 = max(n.pos[0] + self._size(n)[0] for n in nodes) + pad
-        y1 = max(n.pos[1] + self._size(n)[1] for n in nodes) + pad
-        self.groups.append({"id": len(self.groups) + 1, "title": title, "bounding": [x0, y0, x1 - x0, y1 - y0],
-                            "color": color, "font_size": 24, "flags": {}})
+    def bus(self, src: Node, out: str, x: float, targets: Sequence[Tuple[Node, str]]) -> None:
+        """Link ``src.out`` to every target through native reroutes on the vertical line ``x``: one at the
+        output's height (the wire from the source is level), then one per target at the height of the target's
+        input (the last stretch of each wire is level); targets below hang on a chain going down, targets
+        above on one going up."""
+        y0 = out_pos(src, [n for n, _ in src.spec.outputs].index(out))[1]
+        lanes = [(in_pos(n, n.input_slot(i))[1], n, i) for n, i in targets]
+        down = sorted((t for t in lanes if t[0] >= y0), key=lambda t: t[0])
+        up = sorted((t for t in lanes if t[0] < y0), key=lambda t: -t[0])
+        head = self._reroute(x, y0, None)
+        for chain in (down, up):
+            ids = [head["id"]]
+            for y, _, _ in chain:   # a target level with the output shares the first reroute
+                ids.append(ids[-1] if abs(y - y0) < 1.0 and ids[-1] == head["id"] else self._reroute(x, y, ids[-1])["id"])
+            for k, (_, node, inp) in enumerate(chain):
+                lid = self.link(src, out, node, inp)
+                self.link_parent[lid] = ids[k + 1]
+                for rid in dict.fromkeys(ids[:k + 2]):
+                    self.reroutes[rid - 1]["linkIds"].append(lid)
 
-    @staticmethod
-    def _size(n: Node) -> Tuple[float, float]:
-        if n.size is not None:
-            return n.size
-        s = n.spec
-        rows = max(len(s.inputs), len(s.outputs))
-        shown = sum(1 for name, _ in s.widgets if name != CAG) + (1 if any(nm == CAG for nm, _ in s.widgets) else 0)
-        return 320.0, float(30 + 22 * rows + 24 * shown + EXTRA_HEIGHT.get(n.type, 10))
+    def _reroute(self, x: float, y: float, parent: Optional[int]) -> dict:
+        r: Dict[str, Any] = {"id": len(self.reroutes) + 1, "pos": [float(x), float(y)], "linkIds": []}
+        if parent is not None:
+            r["parentId"] = parent
+        self.reroutes.append(r)
+        return r
+
+    def group(self, title: str, nodes: Sequence[Node], color: str = "#3f789e", x0: Optional[float] = None,
+              x1: Optional[float] = None, pad: float = GROUP_PAD) -> dict:
+        gx0 = min(n.pos[0] for n in nodes) - pad if x0 is None else x0
+        gy0 = min(n.pos[1] for n in nodes) - pad - GROUP_HEAD
+        gx1 = max(n.pos[0] + n.w for n in nodes) + pad if x1 is None else x1
+        gy1 = max(n.pos[1] + n.h for n in nodes) + pad
+        g = {"id": len(self.groups) + 1, "title": title, "bounding": [gx0, gy0, gx1 - gx0, gy1 - gy0],
+             "color": color, "font_size": 24, "flags": {}}
+        self.groups.append(g)
+        return g
 
     def _order(self) -> Dict[int, int]:
         """Topological execution order (the frontend's ``order`` field)."""
@@ -207,7 +303,7 @@ class Workflow:
             if n.models:
                 props["models"] = n.models
             d: Dict[str, Any] = {
-                "id": n.id, "type": n.type, "pos": list(n.pos), "size": list(self._size(n)), "flags": {},
+                "id": n.id, "type": n.type, "pos": list(n.pos), "size": list(n.size), "flags": {},
                 "order": order[n.id], "mode": 0,
                 "inputs": [{"name": name, "type": typ, "link": n.in_links.get(name)} for name, typ in s.inputs],
                 "outputs": [{"name": name, "type": typ, "links": n.out_links.get(i, [])}
@@ -220,8 +316,13 @@ class Workflow:
             if n.color:
                 d["color"], d["bgcolor"] = n.color
             nodes.append(d)
+        scale, ox, oy = self.view
+        extra: Dict[str, Any] = {"ds": {"scale": scale, "offset": [ox, oy]}}
+        if self.reroutes:
+            extra["reroutes"] = [dict(r, linkIds=sorted(r["linkIds"])) for r in self.reroutes]
+            extra["linkExtensions"] = [{"id": lid, "parentId": rid} for lid, rid in sorted(self.link_parent.items())]
         return {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "tcpade/workflows/" + self.name)),
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "tcpade/workflows/" + self.key)),
             "revision": 0,
             "last_node_id": len(self.nodes),
             "last_link_id": len(self.links),
@@ -229,7 +330,7 @@ class Workflow:
             "links": self.links,
             "groups": self.groups,
             "config": {},
-            "extra": {"ds": {"scale": 0.62, "offset": [500.0, 460.0]}},
+            "extra": extra,
             "version": 0.4,
         }
 
@@ -280,143 +381,194 @@ def model_tree(*names: str) -> str:
 
 SEED = 42
 BRANCH_COLORS = {"ref": "#444", "tcpade": "#a1309b", "taylorseer": "#3f789e", "teacache": "#2a7a6e",
-                 "tracache": "#8a6d2e"}
+                 "tracache": "#8a6d2e", "inputs": "#3a3a3a", "compare": "#3a3a3a"}
 COLOR_PAIRS = {  # node color / bgcolor, per branch (frontend palette "purple", "blue", "cyan", "brown")
     "tcpade": ("#323", "#535"), "taylorseer": ("#223", "#335"), "teacache": ("#233", "#355"),
     "tracache": ("#332922", "#593930"),
 }
+CACHE_TYPES = {"tcpade": "TCPade_TCPadeCache", "taylorseer": "TCPade_TaylorSeer", "teacache": "TCPade_TeaCache",
+               "tracache": "TCPade_TraCache"}
+CACHE_TITLES = {"tcpade": "TC-Padé Cache", "taylorseer": "TaylorSeer Cache", "teacache": "TeaCache (block residual)",
+                "tracache": "TraCache"}
 
 NOTE_HEAD = (
     "# TC-Padé: {title}\n\n"
-    "Same prompt, seed and sampler in every branch; only the cache differs. The top branch computes "
-    "every step (the reference). **Compare** scores each cached branch against it (PSNR / SSIM) and, "
-    "with the pack's web extension, shows each branch's sampling time and speed-up; each cache node "
-    "shows which steps it computed and its gate signal after a run.\n\n"
+    "Same prompt, seed and sampler in every row; only the cache differs. The top row computes every step "
+    "(the reference). Each **Compare** node (right) scores a cached row against it: PSNR / SSIM, the "
+    "amplified difference and, with the pack's web extension, each row's sampling time and speed-up. "
+    "After a run each cache node shows which steps it computed, its gate signal and any warning.\n\n"
     "Change the seed in **every** sampler (they are set to *fixed*). The first sampler to run also loads "
     "the model; the timing leaves that out.\n\n"
 )
 
+# Row geometry, relative to the KSampler's position (y) in a row:
+RAISE = 110   # the decoder and the Compare node stand this much higher: the VAE wire to the decoder runs above
+#               the KSampler and the wire to Compare above the preview / save node
+DROP = 140    # the cache node stands this much lower: the conditioning and latent wires to the KSampler's
+#               inputs run above it
+BUS_STEP = 40  # between the vertical lines of the buses
+BUS_ROOM = 170  # from the last bus to the groups: a wire leaving a bus dips before it levels out
 
-def cache_branch(wf: Workflow, kind: str, model_src: Tuple[Node, str], x: float, y: float, **settings) -> Node:
-    titles = {"tcpade": "TC-Padé Cache", "taylorseer": "TaylorSeer Cache", "teacache": "TeaCache (block residual)",
-              "tracache": "TraCache"}
-    types = {"tcpade": "TCPade_TCPadeCache", "taylorseer": "TCPade_TaylorSeer", "teacache": "TCPade_TeaCache",
-             "tracache": "TCPade_TraCache"}
-    node = wf.add(types[kind], (x, y), title=titles[kind], color=COLOR_PAIRS[kind], **settings)
-    wf.link(model_src[0], model_src[1], node, "model")
-    return node
+
+def cache_node(wf: Workflow, kind: str, **settings) -> Node:
+    return wf.add(CACHE_TYPES[kind], title=CACHE_TITLES[kind], color=COLOR_PAIRS[kind],
+                  size=(320, MIN_SIZE[CACHE_TYPES[kind]][1]), **settings)
+
+
+def stack(nodes: Sequence[Node], x: float, y: float, gap: float = 50.0) -> float:
+    """Place nodes in a column from y down (title bars included); returns the bottom of the last one."""
+    for n in nodes:
+        n.move(x, y + TITLE_H)
+        y = n.pos[1] + n.h + gap
+    return y - gap
+
+
+def inputs_group(wf: Workflow, nodes: Sequence[Node]) -> None:
+    wf.group("inputs (every row)", nodes, color=BRANCH_COLORS["inputs"])
+
+
+@dataclass
+class Sources:
+    model: Tuple[Node, str]
+    positive: Tuple[Node, str]
+    negative: Tuple[Node, str]
+    latent: Tuple[Node, str]
+    vae: Optional[Node] = None
+    right: float = 320.0        # right edge of the source column
+
+
+def branch_rows(wf: Workflow, src: Sources, *, decoder: str, output, sampler: dict, branches: List[tuple],
+                compare_amplify: float = 4.0, top: float = 0.0) -> None:
+    """The reference row and one row per (kind, label, settings): cache -> KSampler -> decoder -> output, a
+    Compare node per cached row against the reference; buses bring the shared inputs (see the module doc)."""
+    rows = []
+    for kind, label, settings in [("ref", "no cache (reference)", {})] + branches:
+        r = {"kind": kind, "label": label}
+        r["cache"] = cache_node(wf, kind, **settings) if kind != "ref" else None
+        r["ks"] = wf.add("KSampler", title=f"KSampler · {label}", size=(320, MIN_SIZE["KSampler"][1]), **sampler)
+        r["dec"] = wf.add(decoder, size=(200, MIN_SIZE[decoder][1]))
+        r["out"] = output(kind, label)
+        r["cmp"] = None if kind == "ref" else wf.add(
+            "TCPade_Compare", title=f"Compare · {label} vs. reference", size=(440, 398), amplify=compare_amplify,
+            color=COLOR_PAIRS[kind])
+        rows.append(r)
+    n_bus = 5 if src.vae is not None else 4
+    xg = src.right + GAP + BUS_STEP * (n_bus - 1) + BUS_ROOM          # left edge of every row's group
+    xc = xg + GROUP_PAD
+    xk = xc + 320 + GAP
+    xd = xk + 320 + GAP
+    xs = xd + 200 + GAP
+    gx1 = xs + max(r["out"].w for r in rows) + GROUP_PAD              # right edge of every row's group
+    xb = gx1 + 80                                                    # the reference-image bus
+    xcmp = xb + BUS_ROOM
+    y = top + GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE                # the first KSampler
+    for r in rows:
+        if r["cache"] is not None:
+            r["cache"].move(xc, y + DROP)
+        r["ks"].move(xk, y)
+        r["dec"].move(xd, y - RAISE)
+        r["out"].move(xs, y)
+        if r["cmp"] is not None:
+            r["cmp"].move(xcmp, y - RAISE)
+        r["y"] = y
+        members = [n for n in (r["cache"], r["ks"], r["dec"], r["out"]) if n is not None]
+        bottom = max(max(n.pos[1] + n.h for n in members) + GROUP_PAD,
+                     (r["cmp"].pos[1] + r["cmp"].h) if r["cmp"] is not None else -1e9)
+        r["group"] = wf.group(r["label"], members, color=BRANCH_COLORS[r["kind"]], x0=xg, x1=gx1)
+        y = bottom + 60 + GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE
+    ref = rows[0]
+    # the row's own wires
+    for r in rows:
+        if r["cache"] is not None:
+            wf.link(r["cache"], "MODEL", r["ks"], "model")
+        wf.link(r["ks"], "LATENT", r["dec"], "samples")
+        wf.link(r["dec"], "IMAGE", r["out"], "images")
+        if r["cmp"] is not None:
+            wf.link(r["dec"], "IMAGE", r["cmp"], "test")
+    # the shared inputs, each on its bus
+    x = src.right + GAP
+    wf.bus(src.model[0], src.model[1], x, [(r["cache"] or r["ks"], "model") for r in rows])
+    for s, inp in ((src.positive, "positive"), (src.negative, "negative"), (src.latent, "latent_image")):
+        x += BUS_STEP
+        wf.bus(s[0], s[1], x, [(r["ks"], inp) for r in rows])
+    if src.vae is not None:
+        x += BUS_STEP
+        wf.bus(src.vae, "VAE", x, [(r["dec"], "vae") for r in rows])
+    wf.bus(ref["dec"], "IMAGE", xb, [(r["cmp"], "reference") for r in rows[1:]])
+    wf.group("compare with the reference", [r["cmp"] for r in rows[1:]], color=BRANCH_COLORS["compare"])
 
 
 # ------------------------------------------------------------------------------------ image workflows
 
-def vae_decoder(wf: Workflow, vae: Node):
-    """decode(sampler, x, y) for :func:`four_branches`: a VAEDecode of the sampler's latent with ``vae``."""
-    def decode(ks, x, y):
-        d = wf.add("VAEDecode", (x, y))
-        wf.link(ks, "LATENT", d, "samples")
-        wf.link(vae, "VAE", d, "vae")
-        return d, "IMAGE"
-    return decode
+def save_image(wf: Workflow, prefix: str, size=(400, 460)):
+    def output(kind: str, label: str) -> Node:
+        return wf.add("SaveImage", title=f"Save · {label}", size=size, filename_prefix=f"tcpade/{prefix}_{kind}")
+    return output
 
 
-def four_branches(wf: Workflow, *, model: Node, model_out: str, positive: Tuple[Node, str],
-                  negative: Tuple[Node, str], latent: Node, decode, save, sampler: dict, branches: List[tuple],
-                  x0: float = 480.0, y0: float = 0.0, row: float = 560.0, compare_amplify: float = 4.0):
-    """Reference branch + one branch per (kind, label, settings): cache -> KSampler -> decode -> save,
-    and a Compare node per cached branch against the reference."""
-    xs = {"cache": x0, "sampler": x0 + 380, "decode": x0 + 760, "save": x0 + 1040, "compare": x0 + 1420}
-    ref_img = None
-    for i, (kind, label, settings) in enumerate([("ref", "no cache (reference)", {})] + branches):
-        y = y0 + i * row
-        members = []
-        src = (model, model_out)
-        if kind != "ref":
-            c = cache_branch(wf, kind, src, xs["cache"], y, **settings)
-            src = (c, "MODEL")
-            members.append(c)
-        ks = wf.add("KSampler", (xs["sampler"], y), title=f"KSampler · {label}", **sampler)
-        wf.link(src[0], src[1], ks, "model")
-        wf.link(positive[0], positive[1], ks, "positive")
-        wf.link(negative[0], negative[1], ks, "negative")
-        wf.link(latent, "LATENT", ks, "latent_image")
-        img = decode(ks, xs["decode"], y)
-        out = save(img, xs["save"], y, kind)
-        members += [ks, out]
-        if kind == "ref":
-            ref_img = img
-        else:
-            cmp_ = wf.add("TCPade_Compare", (xs["compare"], y), title=f"Compare · {label} vs. reference",
-                          amplify=compare_amplify)
-            wf.link(img[0], img[1], cmp_, "test")
-            wf.link(ref_img[0], ref_img[1], cmp_, "reference")
-            members.append(cmp_)
-        wf.group(label, members, color=BRANCH_COLORS[kind])
+def note(wf: Workflow, text: str, right: float = -60.0, top: float = 0.0, size=(440, 600)) -> Node:
+    """The workflow's note, left of the inputs."""
+    return wf.add("MarkdownNote", pos=(right - size[0], top + TITLE_H), size=size, text=text)
 
 
 def flux_dev() -> Workflow:
-    wf = Workflow("tcpade_flux1_dev_20steps")
+    wf = Workflow("tcpade_flux1_dev_20steps", NAMES["flux"])
     files = ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors")
-    wf.add("MarkdownNote", (-460, -380), size=(420, 560), text=NOTE_HEAD.format(title="FLUX.1-dev, 20 steps") +
-           "Settings from the TC-Padé paper's FLUX comparison: TC-Padé *slow* (θ = 1.0, λ = 10), TaylorSeer "
-           "N = 5, O = 2, TeaCache δ = 0.6 (FLUX coefficients, picked automatically). Switch the TC-Padé "
-           "node to *fast* (θ = 0.7) for more speed.\n\n" + model_tree(*files))
-    unet = wf.add("UNETLoader", (0, 0), models=models(files[0]), unet_name=files[0], weight_dtype="default")
-    clip = wf.add("DualCLIPLoader", (0, 140), models=models(files[1], files[2]), clip_name1=files[1],
+    note(wf, NOTE_HEAD.format(title="FLUX.1-dev, 20 steps") +
+         "Settings from the TC-Padé paper's FLUX comparison: TC-Padé *slow* (a 2x speed target: 10 of 20 steps "
+         "computed), TaylorSeer N = 5, O = 2, TeaCache δ = 0.6 (FLUX coefficients, picked automatically). Switch "
+         "the TC-Padé node to *fast* (2.8x) for more speed.\n\n" + model_tree(*files), size=(440, 760))
+    unet = wf.add("UNETLoader", models=models(files[0]), size=(320, 82), unet_name=files[0], weight_dtype="default")
+    vae = wf.add("VAELoader", models=models(files[3]), size=(320, 58), vae_name=files[3])
+    clip = wf.add("DualCLIPLoader", models=models(files[1], files[2]), size=(320, 130), clip_name1=files[1],
                   clip_name2=files[2], type="flux", device="default")
-    vae = wf.add("VAELoader", (0, 320), models=models(files[3]), vae_name=files[3])
-    text = wf.add("CLIPTextEncode", (0, 440), title="Prompt",
+    text = wf.add("CLIPTextEncode", title="Prompt", size=(400, 200),
                   text="a red fox sitting in a snowy birch forest at sunrise, detailed fur, soft golden light, "
                        "shallow depth of field, photograph")
+    guid = wf.add("FluxGuidance", size=(320, 58), guidance=3.5)
+    zero = wf.add("ConditioningZeroOut", size=(320, 26))
+    latent = wf.add("EmptySD3LatentImage", size=(320, 106), width=1024, height=1024, batch_size=1)
+    stack([unet, vae, clip], 0, 0)
+    text.move(380, clip.pos[1])
+    guid.move(840, clip.pos[1])
+    zero.move(840, guid.pos[1] + guid.h + 80)
+    latent.move(0, text.pos[1] + text.h + 80)
     wf.link(clip, "CLIP", text, "clip")
-    guid = wf.add("FluxGuidance", (0, 720), guidance=3.5)
     wf.link(text, "CONDITIONING", guid, "conditioning")
-    zero = wf.add("ConditioningZeroOut", (0, 840))
     wf.link(text, "CONDITIONING", zero, "conditioning")
-    latent = wf.add("EmptySD3LatentImage", (0, 940), width=1024, height=1024, batch_size=1)
-
-    decode = vae_decoder(wf, vae)
-
-    def save(img, x, y, kind):
-        s = wf.add("SaveImage", (x, y), filename_prefix=f"tcpade/flux_{kind}")
-        wf.link(img[0], img[1], s, "images")
-        return s
-
-    four_branches(wf, model=unet, model_out="MODEL", positive=(guid, "CONDITIONING"), negative=(zero, "CONDITIONING"),
-                  latent=latent, decode=decode, save=save,
-                  sampler=dict(seed=SEED, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple"),
-                  branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
-                            ("taylorseer", "TaylorSeer N=5 O=2", dict(interval=5, order=2, first_enhance=3)),
-                            ("teacache", "TeaCache δ=0.6", dict(threshold=0.6))])
+    inputs_group(wf, [unet, vae, clip, text, guid, zero, latent])
+    branch_rows(wf, Sources((unet, "MODEL"), (guid, "CONDITIONING"), (zero, "CONDITIONING"), (latent, "LATENT"),
+                            vae=vae, right=1160),
+                decoder="VAEDecode", output=save_image(wf, "flux"),
+                sampler=dict(seed=SEED, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple"),
+                branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
+                          ("taylorseer", "TaylorSeer N=5 O=2", dict(interval=5, order=2, first_enhance=3)),
+                          ("teacache", "TeaCache δ=0.6", dict(threshold=0.6))])
     return wf
 
 
 def dit_xl2() -> Workflow:
-    wf = Workflow("tcpade_dit_xl2_256_20steps")
+    wf = Workflow("tcpade_dit_xl2_256_20steps", NAMES["dit"])
     ckpt, vae_file = "DiT-XL-2-256x256.pt", "vae-ft-ema-560000-ema-pruned.safetensors"
-    wf.add("MarkdownNote", (-460, -380), size=(420, 560), text=NOTE_HEAD.format(
-        title="DiT-XL/2 256x256 (ImageNet class-conditional), 20 steps") +
-        "ComfyUI has no DiT loader: **Load DiT** (this pack) reads the official checkpoint; **Class Label** "
-        "gives the ImageNet class (207 = golden retriever) and the null class for CFG 4.0. DDIM, 20 steps. "
-        "Settings from the paper's DiT comparison: TC-Padé *slow*, TaylorSeer N = 3, O = 2; TeaCache has no "
-        "published DiT coefficients (raw relative L1, δ = 0.3).\n\n" + model_tree(ckpt, vae_file))
-    dit = wf.add("TCPade_DiTLoader", (0, 0), models=models(ckpt), ckpt_name=ckpt, weight_dtype="default")
-    vae = wf.add("VAELoader", (0, 140), models=models(vae_file), vae_name=vae_file)
-    label = wf.add("TCPade_ClassLabel", (0, 260), label_set="ImageNet (DiT-XL/2)", class_index=207, class_name="")
-    latent = wf.add("EmptyLatentImage", (0, 440), width=256, height=256, batch_size=4)
-
-    decode = vae_decoder(wf, vae)
-
-    def save(img, x, y, kind):
-        s = wf.add("SaveImage", (x, y), filename_prefix=f"tcpade/dit_{kind}")
-        wf.link(img[0], img[1], s, "images")
-        return s
-
-    four_branches(wf, model=dit, model_out="MODEL", positive=(label, "positive"), negative=(label, "negative"),
-                  latent=latent, decode=decode, save=save,
-                  sampler=dict(seed=SEED, steps=20, cfg=4.0, sampler_name="ddim", scheduler="ddim_uniform"),
-                  branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
-                            ("taylorseer", "TaylorSeer N=3 O=2", dict(interval=3, order=2, first_enhance=2)),
-                            ("teacache", "TeaCache δ=0.3", dict(threshold=0.3))])
+    note(wf, NOTE_HEAD.format(title="DiT-XL/2 256x256 (ImageNet class-conditional), 20 steps") +
+         "ComfyUI has no DiT loader: **Load DiT** (this pack) reads the official checkpoint; **Class Label** "
+         "gives the ImageNet class (207 = golden retriever) and the null class for CFG 4.0. DDIM, 20 steps. "
+         "Settings from the paper's DiT comparison: TC-Padé *slow* (2x), TaylorSeer N = 3, O = 2; TeaCache has no "
+         "published DiT coefficients (raw relative L1, δ = 0.3; its node says so after a run).\n\n" +
+         model_tree(ckpt, vae_file), size=(440, 700))
+    dit = wf.add("TCPade_DiTLoader", models=models(ckpt), size=(320, 82), ckpt_name=ckpt, weight_dtype="default")
+    vae = wf.add("VAELoader", models=models(vae_file), size=(320, 58), vae_name=vae_file)
+    label = wf.add("TCPade_ClassLabel", size=(320, 126), label_set="ImageNet (DiT-XL/2)", class_index=207,
+                   class_name="")
+    latent = wf.add("EmptyLatentImage", size=(320, 106), width=256, height=256, batch_size=4)
+    stack([dit, vae, label, latent], 0, 0)
+    inputs_group(wf, [dit, vae, label, latent])
+    branch_rows(wf, Sources((dit, "MODEL"), (label, "positive"), (label, "negative"), (latent, "LATENT"), vae=vae),
+                decoder="VAEDecode", output=save_image(wf, "dit"),
+                sampler=dict(seed=SEED, steps=20, cfg=4.0, sampler_name="ddim", scheduler="ddim_uniform"),
+                branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
+                          ("taylorseer", "TaylorSeer N=3 O=2", dict(interval=3, order=2, first_enhance=2)),
+                          ("teacache", "TeaCache δ=0.3", dict(threshold=0.3))])
     return wf
 
 
@@ -426,110 +578,144 @@ WAN_NEGATIVE = ("blurry, low quality, worst quality, static, still frame, distor
                 "watermark, text, subtitles")
 
 
-def wan21_1_3b() -> Workflow:
-    wf = Workflow("tcpade_wan2.1_t2v_1.3B_20steps")
-    files = ("wan2.1_t2v_1.3B_fp16.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors")
-    wf.add("MarkdownNote", (-460, -380), size=(420, 560), text=NOTE_HEAD.format(
-        title="Wan 2.1 text-to-video 1.3B, 20 steps") +
-        "832x480, 33 frames, UniPC, CFG 6, shift 8. Settings from the paper's Wan comparison: TC-Padé *slow*, "
-        "TaylorSeer N = 4, O = 1, TeaCache δ = 0.08 (Wan 1.3B coefficients, picked automatically). Compare "
-        "scores the mean over frames.\n\n" + model_tree(*files))
-    unet = wf.add("UNETLoader", (0, 0), models=models(files[0]), unet_name=files[0], weight_dtype="default")
-    shift = wf.add("ModelSamplingSD3", (0, 140), shift=8.0)
-    wf.link(unet, "MODEL", shift, "model")
-    clip = wf.add("CLIPLoader", (0, 260), models=models(files[1]), clip_name=files[1], type="wan", device="default")
-    vae = wf.add("VAELoader", (0, 420), models=models(files[2]), vae_name=files[2])
-    pos = wf.add("CLIPTextEncode", (0, 540), title="Prompt",
-                 text="a paper boat drifting down a rain-filled street gutter at night, neon reflections rippling "
-                      "on the water, slow tracking shot")
-    neg = wf.add("CLIPTextEncode", (0, 820), title="Negative prompt", text=WAN_NEGATIVE)
+def wan_inputs(wf: Workflow, experts: Sequence[Tuple[Optional[str], Optional[str], str]], te_f: str, vae_f: str,
+               prompt: str, size: Tuple[int, int, int]):
+    """Loaders (one per expert (loader title, shift title, file), each with its shift), the text encoder with
+    both prompts, VAE and latent: the loaders in one column, shifts and prompts right of them."""
+    loaders, shifts = [], []
+    for title, shift_title, f in experts:
+        loaders.append(wf.add("UNETLoader", title=title, models=models(f), size=(320, 82), unet_name=f))
+        shifts.append(wf.add("ModelSamplingSD3", title=shift_title, size=(320, 58), shift=8.0))
+    vae = wf.add("VAELoader", models=models(vae_f), size=(320, 58), vae_name=vae_f)
+    clip = wf.add("CLIPLoader", models=models(te_f), size=(320, 106), clip_name=te_f, type="wan", device="default")
+    pos = wf.add("CLIPTextEncode", title="Prompt", size=(400, 200), text=prompt)
+    neg = wf.add("CLIPTextEncode", title="Negative prompt", size=(400, 200), text=WAN_NEGATIVE)
+    w, h, length = size
+    latent = wf.add("EmptyHunyuanLatentVideo", size=(320, 130), width=w, height=h, length=length, batch_size=1)
+    stack([*loaders, vae, clip], 0, 0)
+    for l, s in zip(loaders, shifts):
+        s.move(380, l.pos[1])
+        wf.link(l, "MODEL", s, "model")
+    pos.move(380, clip.pos[1])
+    neg.move(380, pos.pos[1] + pos.h + 80)
+    latent.move(0, neg.pos[1] + neg.h + 80)
     wf.link(clip, "CLIP", pos, "clip")
     wf.link(clip, "CLIP", neg, "clip")
-    latent = wf.add("EmptyHunyuanLatentVideo", (0, 1100), width=832, height=480, length=33, batch_size=1)
+    inputs_group(wf, [*loaders, *shifts, vae, clip, pos, neg, latent])
+    return shifts, pos, neg, vae, latent
 
-    decode = vae_decoder(wf, vae)
 
-    def save(img, x, y, kind):
-        s = wf.add("SaveAnimatedWEBP", (x, y), filename_prefix=f"tcpade/wan21_{kind}", fps=16.0, lossless=False,
-                   quality=90, method="default")
-        wf.link(img[0], img[1], s, "images")
-        return s
+def save_webp(wf: Workflow, prefix: str, size):
+    def output(kind: str, label: str) -> Node:
+        return wf.add("SaveAnimatedWEBP", title=f"Save · {label}", size=size, filename_prefix=f"tcpade/{prefix}_{kind}",
+                      fps=16.0, lossless=False, quality=90, method="default")
+    return output
 
-    four_branches(wf, model=shift, model_out="MODEL", positive=(pos, "CONDITIONING"), negative=(neg, "CONDITIONING"),
-                  latent=latent, decode=decode, save=save,
-                  sampler=dict(seed=SEED, steps=20, cfg=6.0, sampler_name="uni_pc", scheduler="simple"),
-                  branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
-                            ("taylorseer", "TaylorSeer N=4 O=1", dict(interval=4, order=1, first_enhance=1)),
-                            ("teacache", "TeaCache δ=0.08", dict(threshold=0.08))])
+
+def wan21_1_3b() -> Workflow:
+    wf = Workflow("tcpade_wan2.1_t2v_1.3B_20steps", NAMES["wan21"])
+    files = ("wan2.1_t2v_1.3B_fp16.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors")
+    note(wf, NOTE_HEAD.format(title="Wan 2.1 text-to-video 1.3B, 20 steps") +
+         "832x480, 33 frames, UniPC, CFG 6, shift 8. Settings from the paper's Wan comparison: TC-Padé *slow* (2x), "
+         "TaylorSeer N = 4, O = 1, TeaCache δ = 0.08 (Wan 1.3B coefficients, picked automatically). Compare "
+         "scores the mean over frames.\n\n" + model_tree(*files), size=(440, 700))
+    (shift,), pos, neg, vae, latent = wan_inputs(
+        wf, [(None, None, files[0])], files[1], files[2],
+        "a paper boat drifting down a rain-filled street gutter at night, neon reflections rippling on the water, "
+        "slow tracking shot", (832, 480, 33))
+    branch_rows(wf, Sources((shift, "MODEL"), (pos, "CONDITIONING"), (neg, "CONDITIONING"), (latent, "LATENT"),
+                            vae=vae, right=780),
+                decoder="VAEDecode", output=save_webp(wf, "wan21", (400, 400)),
+                sampler=dict(seed=SEED, steps=20, cfg=6.0, sampler_name="uni_pc", scheduler="simple"),
+                branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
+                          ("taylorseer", "TaylorSeer N=4 O=1", dict(interval=4, order=1, first_enhance=1)),
+                          ("teacache", "TeaCache δ=0.08", dict(threshold=0.08))])
     return wf
 
 
 def wan22_14b() -> Workflow:
-    """Two experts: high-noise model for steps 0-10, low-noise model for 10-20; a cache on each."""
-    wf = Workflow("tcpade_wan2.2_t2v_14B_two_experts")
+    """Two experts: high-noise model for steps 0-10, low-noise model for 10-20; a cache on each.
+
+    A row has two stages, each with its own inputs: the high-noise sampler (and its cache) first, the low-noise
+    sampler (and its cache) below-right of it, so that every wire into it runs below the first stage."""
+    wf = Workflow("tcpade_wan2.2_t2v_14B_two_experts", NAMES["wan22"])
     hi_f, lo_f = "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"
     te_f, vae_f = "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors"
-    wf.add("MarkdownNote", (-460, -380), size=(420, 600), text=NOTE_HEAD.format(
-        title="Wan 2.2 text-to-video 14B, two experts, 20 steps") +
-        "The high-noise expert samples steps 0-10, the low-noise expert steps 10-20 (two KSamplerAdvanced). "
-        "Each expert gets its own TC-Padé node: each sampler run starts a fresh cache, so nothing computed by "
-        "one expert is ever used by the other, and the first step after the switch is computed in full. "
-        "640x640, 81 frames, Euler, CFG 3.5, shift 8.\n\n" + model_tree(hi_f, lo_f, te_f, vae_f))
-    hi = wf.add("UNETLoader", (0, 0), title="Load high-noise expert", models=models(hi_f), unet_name=hi_f)
-    lo = wf.add("UNETLoader", (0, 140), title="Load low-noise expert", models=models(lo_f), unet_name=lo_f)
-    hi_s = wf.add("ModelSamplingSD3", (0, 280), title="Shift (high)", shift=8.0)
-    lo_s = wf.add("ModelSamplingSD3", (0, 390), title="Shift (low)", shift=8.0)
-    wf.link(hi, "MODEL", hi_s, "model")
-    wf.link(lo, "MODEL", lo_s, "model")
-    clip = wf.add("CLIPLoader", (0, 500), models=models(te_f), clip_name=te_f, type="wan", device="default")
-    vae = wf.add("VAELoader", (0, 660), models=models(vae_f), vae_name=vae_f)
-    pos = wf.add("CLIPTextEncode", (0, 780), title="Prompt",
-                 text="a hot air balloon rising over a misty valley at dawn, the basket swaying gently, slow "
-                      "aerial orbit")
-    neg = wf.add("CLIPTextEncode", (0, 1060), title="Negative prompt", text=WAN_NEGATIVE)
-    wf.link(clip, "CLIP", pos, "clip")
-    wf.link(clip, "CLIP", neg, "clip")
-    latent = wf.add("EmptyHunyuanLatentVideo", (0, 1340), width=640, height=640, length=81, batch_size=1)
+    note(wf, NOTE_HEAD.format(title="Wan 2.2 text-to-video 14B, two experts, 20 steps") +
+         "The high-noise expert samples steps 0-10, the low-noise expert steps 10-20 (two KSamplerAdvanced). "
+         "Each expert gets its own TC-Padé node: each sampler run starts a fresh cache, so nothing computed by "
+         "one expert is ever used by the other, and the first step after the switch is computed in full. "
+         "640x640, 81 frames, Euler, CFG 3.5, shift 8.\n\n" + model_tree(hi_f, lo_f, te_f, vae_f), size=(440, 800))
+    (hi_s, lo_s), pos, neg, vae, latent = wan_inputs(
+        wf, [("Load high-noise expert", "Shift (high)", hi_f), ("Load low-noise expert", "Shift (low)", lo_f)], te_f, vae_f,
+        "a hot air balloon rising over a misty valley at dawn, the basket swaying gently, slow aerial orbit",
+        (640, 640, 81))
     common = dict(noise_seed=SEED, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple")
-    x0, row = 480.0, 620.0
-    ref_img = None
-    for i, (kind, label) in enumerate([("ref", "no cache (reference)"), ("tcpade", "TC-Padé slow (2x) on both experts")]):
-        y = i * row
-        m_hi, m_lo = (hi_s, "MODEL"), (lo_s, "MODEL")
-        members = []
-        if kind == "tcpade":
-            c_hi = cache_branch(wf, "tcpade", m_hi, x0, y, preset="slow (2x)")
-            c_lo = cache_branch(wf, "tcpade", m_lo, x0 + 380, y, preset="slow (2x)")
-            c_hi.title, c_lo.title = "TC-Padé Cache (high-noise expert)", "TC-Padé Cache (low-noise expert)"
-            m_hi, m_lo = (c_hi, "MODEL"), (c_lo, "MODEL")
-            members += [c_hi, c_lo]
-        k1 = wf.add("KSamplerAdvanced", (x0 + 760, y), title=f"KSamplerAdvanced high noise · {label}",
+    right = 780
+    n_bus = 6
+    xg = right + GAP + BUS_STEP * (n_bus - 1) + BUS_ROOM
+    xc, xk1 = xg + GROUP_PAD, xg + GROUP_PAD + 320 + GAP
+    xk2 = xk1 + 320 + 140
+    xd = xk2 + 320 + GAP
+    xs = xd + 200 + GAP
+    gx1 = xs + 400 + GROUP_PAD
+    xb = gx1 + 80
+    xcmp = xb + BUS_ROOM
+    rows = []
+    y = GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE + 130
+    for kind, label in [("ref", "no cache (reference)"), ("tcpade", "TC-Padé slow (2x) on both experts")]:
+        r: Dict[str, Any] = {"kind": kind, "label": label}
+        k1 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · high noise, steps 0-10", size=(320, 334),
                     add_noise="enable", start_at_step=0, end_at_step=10, return_with_leftover_noise="enable", **common)
-        k2 = wf.add("KSamplerAdvanced", (x0 + 1140, y), title=f"KSamplerAdvanced low noise · {label}",
+        k2 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · low noise, steps 10-20", size=(320, 334),
                     add_noise="disable", start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable",
                     **common)
-        wf.link(m_hi[0], m_hi[1], k1, "model")
-        wf.link(m_lo[0], m_lo[1], k2, "model")
-        for k in (k1, k2):
-            wf.link(pos, "CONDITIONING", k, "positive")
-            wf.link(neg, "CONDITIONING", k, "negative")
-        wf.link(latent, "LATENT", k1, "latent_image")
-        wf.link(k1, "LATENT", k2, "latent_image")
-        d = wf.add("VAEDecode", (x0 + 1520, y))
-        wf.link(k2, "LATENT", d, "samples")
-        wf.link(vae, "VAE", d, "vae")
-        s = wf.add("SaveAnimatedWEBP", (x0 + 1780, y), filename_prefix=f"tcpade/wan22_{kind}", fps=16.0,
-                   lossless=False, quality=90, method="default")
-        wf.link(d, "IMAGE", s, "images")
-        members += [k1, k2, s]
+        dec = wf.add("VAEDecode", size=(200, 46))
+        out = save_webp(wf, "wan22", (400, 540))(kind, label)
+        k1.move(xk1, y)
+        members = [k1, k2, dec, out]
         if kind == "ref":
-            ref_img = d
+            k2.move(xk2, y - 130)                     # its inputs run above the first sampler
+            r["m_hi"], r["m_lo"] = k1, k2
         else:
-            c = wf.add("TCPade_Compare", (x0 + 2140, y), title=f"Compare · {label} vs. reference")
-            wf.link(d, "IMAGE", c, "test")
-            wf.link(ref_img, "IMAGE", c, "reference")
-            members.append(c)
-        wf.group(label, members, color=BRANCH_COLORS[kind])
+            c_hi = cache_node(wf, "tcpade", preset="slow (2x)")
+            c_lo = cache_node(wf, "tcpade", preset="slow (2x)")
+            c_hi.title, c_lo.title = "TC-Padé Cache (high-noise expert)", "TC-Padé Cache (low-noise expert)"
+            c_hi.move(xc, y + DROP)
+            y2 = c_hi.pos[1] + c_hi.h + 140            # the second stage: below the first one's cache
+            k2.move(xk2, y2)
+            c_lo.move(xc, y2 + DROP)
+            wf.link(c_hi, "MODEL", k1, "model")
+            wf.link(c_lo, "MODEL", k2, "model")
+            r["m_hi"], r["m_lo"] = c_hi, c_lo
+            members += [c_hi, c_lo]
+        dec.move(xd, k2.pos[1] - RAISE)
+        out.move(xs, k2.pos[1])
+        wf.link(k1, "LATENT", k2, "latent_image")
+        wf.link(k2, "LATENT", dec, "samples")
+        wf.link(dec, "IMAGE", out, "images")
+        r.update(k1=k1, k2=k2, dec=dec, out=out)
+        if kind != "ref":
+            c = wf.add("TCPade_Compare", title=f"Compare · {label} vs. reference", size=(440, 398), amplify=4.0,
+                       color=COLOR_PAIRS[kind])
+            c.move(xcmp, dec.pos[1])
+            wf.link(dec, "IMAGE", c, "test")
+            r["cmp"] = c
+        wf.group(label, members, color=BRANCH_COLORS[kind], x0=xg, x1=gx1)
+        rows.append(r)
+        y = max(n.pos[1] + n.h for n in members) + GROUP_PAD + 60 + GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE + 130
+    x = right + GAP
+    for s, inp, key in ((hi_s, "model", "m_hi"), (lo_s, "model", "m_lo")):
+        wf.bus(s, "MODEL", x, [(r[key], "model") for r in rows])
+        x += BUS_STEP
+    for s, inp in ((pos, "positive"), (neg, "negative")):
+        wf.bus(s, "CONDITIONING", x, [(r[k], inp) for r in rows for k in ("k1", "k2")])
+        x += BUS_STEP
+    wf.bus(latent, "LATENT", x, [(r["k1"], "latent_image") for r in rows])
+    x += BUS_STEP
+    wf.bus(vae, "VAE", x, [(r["dec"], "vae") for r in rows])
+    wf.bus(rows[0]["dec"], "IMAGE", xb, [(r["cmp"], "reference") for r in rows[1:]])
+    wf.group("compare with the reference", [r["cmp"] for r in rows[1:]], color=BRANCH_COLORS["compare"])
     return wf
 
 
@@ -545,39 +731,46 @@ BENCH = {
 
 def tiny(which: str) -> Workflow:
     b = BENCH[which]
-    wf = Workflow(f"tcpade_tiny_{which}_cpu")
-    wf.add("MarkdownNote", (-460, -380), size=(420, 520), text=NOTE_HEAD.format(title=f"tiny {b['title']}, CPU") +
-           "Runs on a CPU in about a minute with **no download**: the bench models ship with the pack (Load "
-           "Bench Model). They work in pixel space, so Bench Latent and Bench Decode replace the VAE. "
-           "Batch of 8, 20 steps, CFG 2. All four cache methods of the pack side by side.")
-    model = wf.add("TCPade_BenchModelLoader", (0, 0), model=b["choice"])
-    label = wf.add("TCPade_ClassLabel", (0, 120), label_set=b["label_set"], class_index=b["class_index"])
-    latent = wf.add("TCPade_BenchLatent", (0, 320), model=b["choice"], batch_size=8)
+    wf = Workflow(f"tcpade_tiny_{which}_cpu", NAMES[which])
+    note(wf, NOTE_HEAD.format(title=f"tiny {b['title']}, CPU") +
+         "Runs on a CPU in about a minute with **no download**: the bench models ship with the pack (Load "
+         "Bench Model). They work in pixel space, so Bench Latent and Bench Decode replace the VAE; **Preview "
+         "Image Grid** shows each batch of 8 as one grid, every pixel a sharp square. 20 steps, CFG 2. All four "
+         "cache methods of the pack side by side.", size=(440, 560))
+    model = wf.add("TCPade_BenchModelLoader", size=(320, 58), model=b["choice"])
+    label = wf.add("TCPade_ClassLabel", size=(320, 126), label_set=b["label_set"], class_index=b["class_index"])
+    latent = wf.add("TCPade_BenchLatent", size=(320, 82), model=b["choice"], batch_size=8)
+    stack([model, label, latent], 0, 0)
+    inputs_group(wf, [model, label, latent])
 
-    def decode(ks, x, y):
-        d = wf.add("TCPade_BenchDecode", (x, y))
-        wf.link(ks, "LATENT", d, "samples")
-        return d, "IMAGE"
+    def output(kind: str, label_: str) -> Node:
+        return wf.add("TCPade_PreviewGrid", title=f"Preview · {label_}", size=(440, 320))
 
-    def save(img, x, y, kind):
-        s = wf.add("PreviewImage", (x, y))
-        wf.link(img[0], img[1], s, "images")
-        return s
-
-    four_branches(wf, model=model, model_out="MODEL", positive=(label, "positive"), negative=(label, "negative"),
-                  latent=latent, decode=decode, save=save, compare_amplify=4.0,
-                  sampler=dict(seed=SEED, steps=20, cfg=2.0, sampler_name=b["sampler"], scheduler=b["scheduler"]),
-                  branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
-                            ("taylorseer", "TaylorSeer N=3 O=1", dict(interval=3, order=1, first_enhance=2)),
-                            ("teacache", "TeaCache δ=0.3", dict(threshold=0.3)),
-                            ("tracache", "TraCache k=2", dict(stride=2, max_order=2))])
+    branch_rows(wf, Sources((model, "MODEL"), (label, "positive"), (label, "negative"), (latent, "LATENT")),
+                decoder="TCPade_BenchDecode", output=output, compare_amplify=4.0,
+                sampler=dict(seed=SEED, steps=20, cfg=2.0, sampler_name=b["sampler"], scheduler=b["scheduler"]),
+                branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
+                          ("taylorseer", "TaylorSeer N=3 O=1", dict(interval=3, order=1, first_enhance=2)),
+                          ("teacache", "TeaCache δ=0.3", dict(threshold=0.3)),
+                          ("tracache", "TraCache k=2", dict(stride=2, max_order=2))])
     return wf
 
 
 # ------------------------------------------------------------------------------------ main
 
+# file names: the frontend's card titles, numbered so that a sorted listing starts with the CPU workflows
+NAMES = {
+    "shapes": "1 TCPade on CPU, tiny shapes",
+    "digits": "2 TCPade on CPU, tiny digits",
+    "flux": "3 TCPade FLUX.1 dev, 20 steps",
+    "wan21": "4 TCPade Wan 2.1 T2V 1.3B",
+    "wan22": "5 TCPade Wan 2.2 T2V 14B",
+    "dit": "6 TCPade DiT XL2 256",
+}
+
+
 def all_workflows() -> List[Workflow]:
-    return [flux_dev(), wan21_1_3b(), wan22_14b(), dit_xl2(), tiny("digits"), tiny("shapes")]
+    return [tiny("shapes"), tiny("digits"), flux_dev(), wan21_1_3b(), wan22_14b(), dit_xl2()]
 
 
 def render(wf: Workflow) -> str:
@@ -587,8 +780,17 @@ def render(wf: Workflow) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 if a file is missing or differs")
+    ap.add_argument("--thumbnails", action="store_true",
+                    help="also render each workflow in the real frontend (a ComfyUI server and headless Chromium) "
+                         "and save <name>.jpg, the template card's picture")
+    ap.add_argument("--measure", action="store_true", help="print MIN_SIZE as the frontend computes it, and exit")
     ap.add_argument("--out", type=Path, default=HERE)
     a = ap.parse_args(argv)
+    if a.measure:
+        sys.path.insert(0, str(HERE))
+        from thumbnails import measure_min_sizes
+        print(json.dumps(measure_min_sizes(sorted(SPECS)), indent=1))
+        return 0
     bad = 0
     for wf in all_workflows():
         path = a.out / f"{wf.name}.json"
@@ -599,7 +801,12 @@ def main(argv=None) -> int:
                 bad += 1
         else:
             path.write_text(text, encoding="utf-8")
-            print(f"wrote {path} ({len(wf.nodes)} nodes, {len(wf.links)} links)")
+            print(f"wrote {path} ({len(wf.nodes)} nodes, {len(wf.links)} links, {len(wf.reroutes)} reroutes)")
+    if a.thumbnails and not a.check:
+        sys.path.insert(0, str(HERE))
+        from thumbnails import render_thumbnails
+        for path in render_thumbnails(a.out, [wf.name for wf in all_workflows()]):
+            print(f"wrote {path}")
     return 1 if bad else 0
 
 
