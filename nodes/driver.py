@@ -94,6 +94,7 @@ class StackDriver:
         self.index: Optional[int] = None
         self.mode = "idle"            # "step" (first call of a step), "extra", "full", "idle"
         self.ctx: Optional[CallCtx] = None
+        self.model_ctx = None         # model-level fallback: (streams, inputs) of the running call
         self.counters = Counters()
         self.current_sigma: Optional[float] = None
         self.disabled = False         # model-level fallback: the output did not match the input
@@ -148,7 +149,7 @@ class StackDriver:
 
     def finish(self) -> RunReport:
         """The run's report; every cached tensor is dropped."""
-        self.ctx = None
+        self.ctx = self.model_ctx = None
         report = self.run.end_run()
         self.run.reset()
         return report
