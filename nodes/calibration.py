@@ -78,13 +78,23 @@ def model_key(patcher) -> str:
     for name, p in params:
         h.update(f"{name}:{tuple(p.shape)}:{p.dtype}".encode())
     for name, p in params[:: max(1, len(params) // 8)][:8]:
-        v = p.detach().flatten()[:64]
-        if v.is_floating_point():
-            h.update(v.float().cpu().numpy().tobytes())
+        h.update(_sample_bytes(p))
     for key, plist in sorted(getattr(patcher, "patches", {}).items()):
         for patch in plist:
             h.update(f"{key}:{patch[0]}:{patch[2] if len(patch) > 2 else ''}".encode())
     return h.hexdigest()[:16]
+
+
+def _sample_bytes(p) -> bytes:
+    """The first values of a weight, when they can be read here. Quantised (GGUF) or lazily loaded
+    weights can live on the meta device or in a packed dtype: those add their storage type instead."""
+    kind = f"{type(p).__name__}:{getattr(p, 'tensor_type', '')}".encode()
+    if p.device.type == "meta" or not p.is_floating_point():
+        return kind
+    try:
+        return kind + p.detach().flatten()[:64].float().cpu().numpy().tobytes()
+    except (RuntimeError, NotImplementedError, TypeError):
+        return kind
 
 
 # --------------------------------------------------------------------------------------- the store

@@ -95,6 +95,7 @@ class StackDriver:
         self.index: Optional[int] = None
         self.mode = "idle"            # "step" (first call of a step), "extra", "full", "idle"
         self.ctx: Optional[CallCtx] = None
+        self.model_ctx = None         # model-level fallback: (streams, inputs) of the running call
         self.counters = Counters()
         self.current_sigma: Optional[float] = None
         self.disabled = False         # model-level fallback: the output did not match the input
@@ -170,7 +171,7 @@ class StackDriver:
 
     def finish(self, interrupted: bool = False) -> RunReport:
         """The run's report (``interrupted``: the sampler stopped early); every cached tensor is dropped."""
-        self.ctx = None
+        self.ctx = self.model_ctx = None
         report = self.run.end_run()
         report.planned_steps = self.num_steps
         report.interrupted = interrupted

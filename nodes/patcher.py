@@ -16,6 +16,14 @@ Pattern (the host's own EasyCache does the same; no model forward is copied or r
   their input through on a skipped call, the last block records the residual or returns the
   prediction. A block patch already installed for a key (e.g. SkipLayerGuidance) is wrapped.
 
+torch.compile (the host's TorchCompileModel compiles the whole diffusion model): the wrappers and the
+block patches' bookkeeping run eager (:func:`_eager`, ``torch.compiler.disable``) and only the blocks
+are compiled (:func:`_run_block`), so no compiled code guards on per-run objects (driver, stream names
+from the host's uuids, step, which patch object called): one compiled block per kind of block, nothing
+recompiled per step or run. Where compilation fails with the cache attached (``fullgraph=True`` cannot
+include the cache's per-step decision), :func:`calc_cond_batch_wrapper` logs one line, removes the host's
+compile wrapper from this run's options and evaluates eagerly.
+
 Host modules are imported inside functions so that this file imports outside ComfyUI.
 """
 from __future__ import annotations
@@ -35,6 +43,25 @@ from .families import Family, StackLayout, image_part, with_image_part
 from .samplers import SamplerInfo, classify
 
 log = logging.getLogger("tcpade")
+
+_disable = getattr(getattr(torch, "compiler", None), "disable", None)
+
+
+def _eager(fn):
+    """Host-side bookkeeping that torch.compile must not trace: it reads per-run objects (the driver, stream
+    names from the host's uuids, the step) that would become guards and recompile every step or run. The
+    function and everything it calls run eager (a graph break under compile, nothing in eager mode)."""
+    return _disable(fn) if _disable is not None else fn
+
+
+def _eager_frame(fn):
+    """This frame runs eager, the frames it calls are compiled as usual (the blocks)."""
+    if _disable is None:
+        return fn
+    try:
+        return _disable(fn, recursive=False)
+    except TypeError:  # a torch without non-recursive disable: let Dynamo trace it (more recompiles, same result)
+        return fn
 
 KEY = "tcpade"            # transformer_options key of the settings and the wrapper key
 RUN_KEY = "tcpade_run"    # transformer_options key of the per-run driver (only on the run's clone)
@@ -267,9 +294,41 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
     model_options = kwargs.get("model_options", args[4] if len(args) > 4 else {})
     timestep = kwargs.get("timestep", args[3] if len(args) > 3 else None)
     driver = model_options.get("transformer_options", {}).get(RUN_KEY)
-    if driver is not None and timestep is not None:
+    if driver is None:
+        return executor(*args, **kwargs)
+    if timestep is not None:
         driver.on_model_call(float(timestep.flatten()[0]))
-    return executor(*args, **kwargs)
+    mark = len(driver.counters.computed_sigmas)
+    try:
+        return executor(*args, **kwargs)
+    except Exception as e:
+        if not _is_compile_failure(e) or not _drop_torch_compile(model_options):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        fullgraph = " (fullgraph=True)" if (model_options.get("torch_compile_kwargs") or {}).get("fullgraph") else ""
+        log.warning(f"{driver.label}: torch.compile{fullgraph} cannot compile this model with the cache attached "
+                    f"({type(e).__name__}: {first}); the diffusion model runs eager for the rest of this run.")
+        # nothing of the failed evaluation counts: the step's decision stands, its record happens on the retry
+        driver.ctx = driver.model_ctx = None
+        del driver.counters.computed_sigmas[mark:]
+        return executor(*args, **kwargs)
+
+
+COMPILE_WRAPPER_KEY = "torch.compile"   # the key comfy_api.torch_helpers.set_torch_compile_wrapper registers under
+
+
+def _is_compile_failure(e: BaseException) -> bool:
+    exc = getattr(getattr(torch, "_dynamo", None), "exc", None)
+    base = getattr(exc, "TorchDynamoException", None) if exc is not None else None
+    return base is not None and isinstance(e, base)
+
+
+def _drop_torch_compile(model_options: dict) -> bool:
+    """Remove the host's torch.compile wrapper from this run's options (a clone). True if there was one."""
+    import comfy.patcher_extension as pe
+
+    wrappers = model_options.get("transformer_options", {}).get("wrappers", {}).get(pe.WrappersMP.APPLY_MODEL, {})
+    return wrappers.pop(COMPILE_WRAPPER_KEY, None) is not None
 
 
 def _transformer_options(args, kwargs) -> dict:
@@ -282,26 +341,48 @@ def _transformer_options(args, kwargs) -> dict:
     return {}
 
 
+@_eager_frame
 def diffusion_model_wrapper(executor, *args, **kwargs):
-    to = _transformer_options(args, kwargs)
-    driver: Optional[StackDriver] = to.get(RUN_KEY)
+    driver, to = _begin_call(args, kwargs)
     if driver is None:
         return executor(*args, **kwargs)
-    driver.last_to = to
     if driver.layout is not None:
-        driver.ctx = None
         try:
             return executor(*args, **kwargs)
         finally:
-            driver.ctx = None
-    return _model_level(driver, to, executor, args, kwargs)
+            _end_call(driver)
+    x = args[0] if args else None
+    predicted = _model_level_enter(driver, to, x)
+    if predicted is not None:
+        return predicted
+    out = executor(*args, **kwargs)
+    return _model_level_leave(driver, x, out)
 
 
-def _model_level(driver: StackDriver, to: dict, executor, args, kwargs):
-    """Fallback: the 'stack' is the whole diffusion model; residual = output - input (first C channels)."""
-    x = args[0]
+@_eager
+def _begin_call(args, kwargs):
+    to = _transformer_options(args, kwargs)
+    driver: Optional[StackDriver] = to.get(RUN_KEY)
+    if driver is not None:
+        driver.last_to = to
+        driver.ctx = None
+        driver.model_ctx = None
+    return driver, to
+
+
+@_eager
+def _end_call(driver: StackDriver) -> None:
+    driver.ctx = None
+
+
+@_eager
+def _model_level_enter(driver: StackDriver, to: dict, x):
+    """Fallback: the 'stack' is the whole diffusion model; residual = output - input (first C channels).
+    Returns None to run the model (its streams and inputs are kept for :func:`_model_level_leave`), else
+    the predicted output."""
+    driver.model_ctx = None
     if driver.disabled or not isinstance(x, torch.Tensor):
-        return executor(*args, **kwargs)
+        return None
     streams = stream_names(to, x.shape[0])
     hs = split(x, len(streams))
     oc = driver.out_channels
@@ -311,7 +392,16 @@ def _model_level(driver: StackDriver, to: dict, executor, args, kwargs):
     preds = driver.enter(streams, hs, modulated_fn=lambda: hs[lead], lead=lead)
     if preds is not None:
         return torch.cat(preds, dim=0)
-    out = executor(*args, **kwargs)
+    driver.model_ctx = (streams, hs)
+    return None
+
+
+@_eager
+def _model_level_leave(driver: StackDriver, x, out):
+    ctx, driver.model_ctx = driver.model_ctx, None
+    if ctx is None:
+        return out
+    streams, hs = ctx
     ys = split(out, len(streams))
     if ys[0].shape != hs[0].shape:
         driver.disabled = True
@@ -363,7 +453,13 @@ def _passthrough(args: dict) -> dict:
 
 class BlockPatch:
     """One block of the stack: the ``first`` decides, a middle block passes its input through on a skipped
-    call, the ``last`` records the residual or applies the prediction (a one-block stack is both)."""
+    call, the ``last`` records the residual or applies the prediction (a one-block stack is both).
+
+    Under ``torch.compile`` the bookkeeping runs eager (:func:`_eager`) and only the block itself
+    (:func:`_run_block`, a frame without this object in it) is compiled, so the compiled code never guards
+    on which patch object, driver, stream name or step it saw: one compiled block serves every block of a
+    kind and every run.
+    """
 
     def __init__(self, driver: StackDriver, inner: Optional[Callable], first: bool = False, last: bool = False):
         self.driver = driver
@@ -371,29 +467,41 @@ class BlockPatch:
         self.first = first
         self.last = last
 
-    def _run(self, args, extra):
-        if self.inner is not None:
-            return self.inner(args, extra)
-        return extra["original_block"](args)
-
+    @_eager_frame
     def __call__(self, args: dict, extra: dict) -> dict:
-        d = self.driver
         if self.first:
             self._enter(args)
+        skipped = self._skipped(args)
+        if skipped is not None:
+            return skipped
+        out = _run_block(self.inner, args, extra)
+        if self.last:
+            self._leave(out)
+        return out
+
+    @_eager
+    def _skipped(self, args: dict) -> Optional[dict]:
+        """On a skipped call: the block's pass-through output (the prediction at the last block), else None."""
+        d = self.driver
         ctx: Optional[CallCtx] = d.ctx
-        if ctx is not None and ctx.predicted is not None:
-            out = _passthrough(args)
-            if self.last:
-                out["img"] = with_image_part(args["img"], d.layout.joint_tail, ctx.predicted)
-                d.ctx = None
-            return out
-        out = self._run(args, extra)
-        if self.last and ctx is not None:
-            y = image_part(out["img"], d.layout.joint_tail, ctx.img_len)
-            d.leave(ctx.streams, ctx.inputs, split(y, len(ctx.streams)))
+        if ctx is None or ctx.predicted is None:
+            return None
+        out = _passthrough(args)
+        if self.last:
+            out["img"] = with_image_part(args["img"], d.layout.joint_tail, ctx.predicted)
             d.ctx = None
         return out
 
+    @_eager
+    def _leave(self, out: dict) -> None:
+        d = self.driver
+        ctx: Optional[CallCtx] = d.ctx
+        if ctx is not None:
+            y = image_part(out["img"], d.layout.joint_tail, ctx.img_len)
+            d.leave(ctx.streams, ctx.inputs, split(y, len(ctx.streams)))
+            d.ctx = None
+
+    @_eager
     def _enter(self, args: dict) -> None:
         d = self.driver
         img = args["img"]
@@ -409,3 +517,10 @@ class BlockPatch:
 
         preds = d.enter(streams, inputs, modulated, lead)
         d.ctx = CallCtx(streams, inputs, torch.cat(preds, dim=0) if preds is not None else None, img.shape[1])
+
+
+def _run_block(inner: Optional[Callable], args: dict, extra: dict) -> dict:
+    """The block itself (or the patch this one wraps): the part torch.compile may compile."""
+    if inner is not None:
+        return inner(args, extra)
+    return extra["original_block"](args)

@@ -23,6 +23,7 @@ from .config import ConfigError, _Common
 from .gates import BudgetGate, Decision
 from .history import ResidualHistory
 from .methods import build
+from .predictors import residual
 from .report import RunReport, StepRecord
 
 _no_compile = getattr(getattr(torch, "compiler", None), "disable", lambda f=None, **k: f)
@@ -196,6 +197,8 @@ class CacheRun:
             st = self.streams[stream] = self._new_stream()
         if st.history.check_meta(h):
             st.clear()
+        if st.gate_residuals is not st.history:
+            st.gate_residuals.check_meta(h)   # same stream, same storage dtype
         return st
 
     def _new_stream(self) -> StreamState:
@@ -226,7 +229,7 @@ class CacheRun:
     def _observe(self, st: StreamState, h: torch.Tensor, y: torch.Tensor) -> None:
         self.predictor.observe(self.step, st, h, y)
         if st.gate_residuals is not st.history:
-            st.gate_residuals.push(self.step.index, self.step.t, y - h)
+            st.gate_residuals.push(self.step.index, self.step.t, residual(y, h))
         self.report.cache_bytes = max(self.report.cache_bytes, self.cache_bytes())
 
     def cache_bytes(self) -> int:

@@ -9,6 +9,11 @@ objects the engine drives (:mod:`tcpade_core.engine`), one per method reading:
 * ``ready(step, st)``: enough history to predict;
 * ``predict(step, st, h, rec) -> y_hat``: the stack output for input ``h`` (in ``h``'s dtype);
 * ``observe(step, st, h, y)`` on a computed step, ``observe_skip(step, st, h, y_hat)`` on a skipped one.
+
+Precision: whatever a predictor computes (residuals, differences, factors, predictions) is computed in
+float32 (:func:`residual` and :meth:`ResidualHistory.latest` hand out float32); what it keeps goes
+through the stream's history (:meth:`ResidualHistory.push` / :meth:`ResidualHistory.keep`), which
+stores it in the stream's dtype; predictions are cast back to the input's dtype.
 """
 from __future__ import annotations
 
@@ -24,6 +29,11 @@ EPS = 1e-12
 
 def _finite(x: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def residual(y: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``y - h`` in float32, whatever the dtypes of ``y`` and ``h`` (one float32 temporary)."""
+    return y.detach().to(torch.float32, copy=True).sub_(h.detach())
 
 
 # ---------------------------------------------------------------- Taylor (TaylorSeer Eq. 10)
@@ -220,7 +230,7 @@ class Predictor:
         raise NotImplementedError
 
     def observe(self, step, st, h: torch.Tensor, y: torch.Tensor) -> None:
-        st.history.push(step.index, step.t, y if self.stores == "output" else y - h)
+        st.history.push(step.index, step.t, y if self.stores == "output" else residual(y, h))
 
     def observe_skip(self, step, st, h: torch.Tensor, y_hat: torch.Tensor) -> None:
         pass
@@ -268,18 +278,17 @@ class TaylorPredictor(Predictor):
     def observe(self, step, st, h, y):
         if self.form != "official":
             return super().observe(step, st, h, y)
-        value = (y if self.stores == "output" else y - h).detach().float()
-        if st.history.store_device is not None:
-            value = value.to(st.history.store_device)
+        value = y.detach().float() if self.stores == "output" else residual(y, h)
         old, last = st.pred_state.get("factors"), st.pred_state.get("factor_step")
         keep_old = old is not None and step.index >= self.first_enhance - 1 and step.index != last
-        st.pred_state["factors"] = taylor_factors_update(old if keep_old else None, value,
-                                                         float(step.index - last) if keep_old else 1.0, self.order)
+        old = [f.to(value.device, torch.float32) for f in old] if keep_old else None
+        new = taylor_factors_update(old, value, float(step.index - last) if keep_old else 1.0, self.order)
+        st.pred_state["factors"] = [st.history.keep(f) for f in new]
         st.pred_state["factor_step"] = step.index
 
     def predict(self, step, st, h, rec):
         if self.form == "official":
-            factors = [f.to(h.device) for f in st.pred_state["factors"]]
+            factors = [f.to(h.device, torch.float32) for f in st.pred_state["factors"]]
             v = taylor_factors_eval(factors, float(step.index - st.pred_state["factor_step"]))
             rec.order = len(factors) - 1
             return self._output(v, h)
@@ -380,7 +389,7 @@ class PadePredictor(Predictor):
             out = r
         else:
             base = h if c.reconstruct == "current_input" else st.pred_state["prev_input"].to(h.device)
-            out = base.float() + r
+            out = r + base
         if c.history == "all":
             st.pred_state["last_pred_residual"] = r
         return _finite(out).to(h.dtype)
@@ -388,6 +397,7 @@ class PadePredictor(Predictor):
     def observe(self, step, st, h, y):
         if self.cfg.gate == "error":
             self._self_check(step, st, h, y)
+        st.pred_state.pop("last_pred_residual", None)   # a prediction of this step's extra call: not kept
         super().observe(step, st, h, y)
         self._keep_input(st, h)
 
@@ -396,7 +406,7 @@ class PadePredictor(Predictor):
         es = [e for e in st.history.latest(3, y.device) if e.computed]
         if len(es) < 2:
             return
-        truth = (y if self.cfg.target == "output" else y - h).float()
+        truth = y.float() if self.cfg.target == "output" else residual(y, h)
         guess = self.value(step.index, "mid", es)
         err = float(torch.linalg.vector_norm(guess - truth) / torch.linalg.vector_norm(
             y.float() if self.cfg.target == "output" else y.float()).clamp_min(1e-12))
@@ -404,12 +414,12 @@ class PadePredictor(Predictor):
 
     def observe_skip(self, step, st, h, y_hat):
         if self.cfg.history == "all":
-            st.history.push(step.index, step.t, st.pred_state["last_pred_residual"], computed=False)
+            st.history.push(step.index, step.t, st.pred_state.pop("last_pred_residual"), computed=False)
         self._keep_input(st, h)
 
     def _keep_input(self, st, h):
         if self._base_is_previous():
-            st.pred_state["prev_input"] = h.detach().clone()
+            st.pred_state["prev_input"] = st.history.keep(h)
 
 
 class OfficialPadePredictor(Predictor):
@@ -450,7 +460,7 @@ class OfficialPadePredictor(Predictor):
             if step.phase == "late":
                 res = res + 0.3 * (r[0] - r[1])
         hf = h.float()
-        res = res + 0.2 * (hf - ps["last_input"].to(h.device).float())
+        res = res + 0.2 * (hf - ps["last_input"].to(h.device, torch.float32))
         ps["last_pred_residual"] = res
         return _finite(hf + res).to(h.dtype)
 
@@ -476,15 +486,16 @@ class OfficialPadePredictor(Predictor):
         return result
 
     def observe(self, step, st, h, y):
-        self._record(step, st, h, y.float() - h.float(), True)
+        st.pred_state.pop("last_pred_residual", None)
+        self._record(step, st, h, residual(y, h), True)
 
     def observe_skip(self, step, st, h, y_hat):
-        self._record(step, st, h, st.pred_state["last_pred_residual"], False)
+        self._record(step, st, h, st.pred_state.pop("last_pred_residual"), False)
 
     def _record(self, step, st, h, residual, computed: bool):
         st.history.push(step.index, step.t, residual, computed=computed)
         ps = st.pred_state
-        ps["last_input"] = h.detach().float().clone()
+        ps["last_input"] = st.history.keep(h)
         if len(st.history) >= 3:
             r1, r2, r3 = (e.value for e in st.history.latest(3))
             cos = lambda a, b: 0.0 if float(a.norm()) == 0 or float(b.norm()) == 0 else float(

@@ -144,8 +144,10 @@ def latent_shape(kind: str, batch: int = 1, size: int = 8):
 
 
 def sample(model, kind: str, steps: int = 6, cfg: float = 2.0, sampler: str = "euler", scheduler: str = "simple",
-           batch: int = 1, size: int = 8, denoise: float = 1.0, seed: int = 0, latent=None, **kw):
-    """Sample through the host's ``comfy.sample.sample``; deterministic noise and conditioning."""
+           batch: int = 1, size: int = 8, denoise: float = 1.0, seed: int = 0, latent=None, positive=None, negative=None,
+           **kw):
+    """Sample through the host's ``comfy.sample.sample``; deterministic noise and conditioning (or the given
+    ``positive`` / ``negative`` conditioning, e.g. from the host's CLIPTextEncode)."""
     import torch
     h = host()
     shape = latent_shape(kind, batch, size)
@@ -153,6 +155,7 @@ def sample(model, kind: str, steps: int = 6, cfg: float = 2.0, sampler: str = "e
     if latent is None:
         latent = torch.zeros(shape) if denoise >= 1.0 else torch.randn(shape, generator=torch.Generator().manual_seed(99)) * 0.5
     pos, neg = conds(kind, 0, batch)
+    pos, neg = positive if positive is not None else pos, negative if negative is not None else neg
     return h.comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, pos, neg, latent, denoise=denoise,
                                  seed=seed, disable_pbar=True, **kw)
 
@@ -174,14 +177,46 @@ class BlockCounter:
 
 
 def with_counters(model, kind: str):
-    """Clone ``model`` with counters on the first and last block of the stack. Returns (model, first, last)."""
+    """Clone ``model`` with counters on the first and last block of the stack. Returns (model, first, last).
+    The block counts are read from the model itself (any size of Flux / Chroma / Wan / Qwen-Image)."""
     m = model.clone()
+    dm = model.get_model_object("diffusion_model")
     first, last = BlockCounter(), BlockCounter()
+    m.set_model_patch_replace(first, "dit", "double_block", 0)
     if kind in ("flux", "chroma"):
-        m.set_model_patch_replace(first, "dit", "double_block", 0)
-        m.set_model_patch_replace(last, "dit", "single_block", FLUX_CONFIG["depth_single_blocks"] - 1)
+        m.set_model_patch_replace(last, "dit", "single_block", len(dm.single_blocks) - 1)
     else:
-        n = {"wan": WAN_CONFIG["num_layers"], "qwen": QWEN_CONFIG["num_layers"]}[kind]
-        m.set_model_patch_replace(first, "dit", "double_block", 0)
-        m.set_model_patch_replace(last, "dit", "double_block", n - 1)
+        blocks = dm.blocks if kind == "wan" else dm.transformer_blocks
+        m.set_model_patch_replace(last, "dit", "double_block", len(blocks) - 1)
     return m, first, last
+
+
+# ------------------------------------------------------------------------------ the cache nodes
+
+def attach(node_id: str, model, **overrides):
+    """Run a cache node (``NODE_CLASS_MAPPINGS[node_id]``) with its defaults and ``overrides``; the MODEL out."""
+    node = host().nodes.NODE_CLASS_MAPPINGS[node_id]
+    params = {i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model" and hasattr(i, "default")}
+    params.update(overrides)
+    return node.execute(model, **params).args[0]
+
+
+def settings_of(model):
+    return model.model_options["transformer_options"]["tcpade"]
+
+
+# settings under which each node computes every step (the run must equal the uncached run bit for bit)
+NEVER_SKIP = {
+    "tcpade": ("TCPade_TCPadeCache", dict(preset="custom", theta=1000.0)),
+    "taylorseer": ("TCPade_TaylorSeer", dict(interval=1)),
+    "teacache": ("TCPade_TeaCache", dict(threshold=0.0, coefficients="custom", custom_coefficients="1, 0")),
+    "tracache": ("TCPade_TraCache", dict(stride=1)),
+}
+
+# settings that skip, and the strip each gives at 8 steps
+SKIPPING = {
+    "tcpade": ("TCPade_TCPadeCache", dict(preset="custom", theta=0.0, interval=4), "##..#..."),
+    "taylorseer": ("TCPade_TaylorSeer", dict(interval=3, order=1, first_enhance=1), "#..#..#."),
+    "tracache": ("TCPade_TraCache", dict(stride=2, max_order=2), "#.#.#.#."),
+    "teacache": ("TCPade_TeaCache", dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"), "#......#"),
+}

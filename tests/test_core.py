@@ -579,3 +579,46 @@ def test_speed_target_spacing_and_an_early_compute_by_the_signal():
 def test_speed_target_out_of_range_names_the_input(bad):
     with pytest.raises(ConfigError, match=r"target_speedup must be 0 \(off\) or a number in \[1.0, 100.0\]"):
         CacheRun(ReuseConfig(), target_speedup=bad)
+
+
+@pytest.mark.parametrize("cfg", [TaylorSeerConfig(interval=4, order=2, first_enhance=3, form="eq10"),
+                                 TCPadeConfig(theta=0.0)], ids=["taylorseer-eq10", "tcpade"])
+def test_16bit_stream_computes_in_float32_and_stores_in_its_dtype(cfg):
+    """A bfloat16 stream: every prediction is the float32 formula on the stored values, cast back once (what the
+    same run gives on float32 copies of the same numbers), and the history holds bfloat16 (half the bytes)."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 8, 64, generator=g)
+    ys = [(base * (1 + 0.3 * i + 0.05 * i * i) + 3.0).to(torch.bfloat16) for i in range(12)]
+    hs = [(base * (0.5 - 0.02 * i)).to(torch.bfloat16) for i in range(12)]
+
+    def go(dtype):
+        run, outs = CacheRun(cfg), []
+        for i in range(12):
+            run.begin_step(i, 12, 1 - i / 12)
+            outs.append(run("c", hs[i].to(dtype), lambda h, i=i: ys[i].to(dtype)))
+        return run, run.end_run(), outs
+
+    run16, rep16, out16 = go(torch.bfloat16)
+    _, rep32, out32 = go(torch.float32)
+    assert rep16.strip() == rep32.strip() and rep16.strip().count(".") >= 4
+    assert all(o.dtype == torch.bfloat16 for o in out16)
+    assert all(torch.equal(a, b.to(torch.bfloat16)) for a, b in zip(out16, out32))
+    assert rep16.cache_bytes * 2 == rep32.cache_bytes > 0
+    st = run16.streams["c"]
+    assert {e.value.dtype for e in st.history._entries} == {torch.bfloat16}
+    if isinstance(cfg, TaylorSeerConfig):
+        # the same formula in bfloat16 arithmetic rounds differently: what storing-and-computing in 16 bits would give
+        i = rep16.skipped_steps[-1]
+        es = [e for e in rep16.steps if e.computed and e.step < i][-3:][::-1]
+        vals = [ys[e.step] for e in es]
+        in_bf16 = P.taylor_eq10(vals, [e.step for e in es], i, 2)
+        assert in_bf16.dtype == torch.bfloat16 and not torch.equal(in_bf16, out16[i])
+
+
+def test_history_keeps_float16_finite_and_computes_from_float32():
+    h = ResidualHistory(2)
+    h.check_meta(torch.zeros(3, dtype=torch.float16))
+    h.push(0, 1.0, torch.tensor([1e6, -1e6, 0.1]))          # a float32 value beyond float16's range
+    (e,) = h.latest(1)
+    assert e.value.dtype == torch.float32 and h.nbytes() == 3 * 2
+    assert e.value.tolist()[:2] == [65504.0, -65504.0]

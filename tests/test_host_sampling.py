@@ -30,22 +30,11 @@ def patcher_mod():
 
 
 def attach(mappings, node_id, model, **overrides):
-    node = mappings[node_id]
-    params = {i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model" and hasattr(i, "default")}
-    params.update(overrides)
-    return node.execute(model, **params).args[0]
+    return H.attach(node_id, model, **overrides)
 
 
-def settings_of(model):
-    return model.model_options["transformer_options"]["tcpade"]
-
-
-NEVER_SKIP = {
-    "tcpade": ("TCPade_TCPadeCache", dict(preset="custom", theta=1000.0)),
-    "taylorseer": ("TCPade_TaylorSeer", dict(interval=1)),
-    "teacache": ("TCPade_TeaCache", dict(threshold=0.0, coefficients="custom", custom_coefficients="1, 0")),
-    "tracache": ("TCPade_TraCache", dict(stride=1)),
-}
+settings_of = H.settings_of
+NEVER_SKIP = H.NEVER_SKIP
 
 
 @pytest.mark.parametrize("method", list(NEVER_SKIP))
@@ -63,12 +52,7 @@ def test_never_skip_is_bit_exact(mappings, models, kind, method):
         assert [r.reason for r in rep.steps][3] == "tsi<theta" and rep.steps[3].gate is not None
 
 
-SKIPPING = {
-    "tcpade": ("TCPade_TCPadeCache", dict(preset="custom", theta=0.0, interval=4), "##..#..."),
-    "taylorseer": ("TCPade_TaylorSeer", dict(interval=3, order=1, first_enhance=1), "#..#..#."),
-    "tracache": ("TCPade_TraCache", dict(stride=2, max_order=2), "#.#.#.#."),
-    "teacache": ("TCPade_TeaCache", dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"), "#......#"),
-}
+SKIPPING = H.SKIPPING
 
 
 @pytest.mark.parametrize("method", list(SKIPPING))
