@@ -171,6 +171,7 @@ class FluxLike(nn.Module):
         txt_tokens: int = 4,
         shift: float = 2.0,
         class_dropout_prob: float = 0.1,
+        rope_theta: float = 10000.0,
     ):
         super().__init__()
         self.config = dict(
@@ -187,6 +188,7 @@ class FluxLike(nn.Module):
             txt_tokens=txt_tokens,
             shift=shift,
             class_dropout_prob=class_dropout_prob,
+            rope_theta=rope_theta,
         )
         self.input_size = input_size
         self.patch_size = patch_size
@@ -217,8 +219,8 @@ class FluxLike(nn.Module):
         rows = torch.arange(g).repeat_interleave(g)
         cols = torch.arange(g).repeat(g)
         zeros = torch.zeros(txt_tokens, dtype=torch.long)
-        fr = rope_freqs(torch.cat([zeros, rows]), head_dim // 2)
-        fc = rope_freqs(torch.cat([zeros, cols]), head_dim // 2)
+        fr = rope_freqs(torch.cat([zeros, rows]), head_dim // 2, rope_theta)
+        fc = rope_freqs(torch.cat([zeros, cols]), head_dim // 2, rope_theta)
         self.register_buffer("rope", torch.cat([fr, fc], dim=1), persistent=False)  # (Ltot, hd/2, 2)
         self.initialize_weights()
 

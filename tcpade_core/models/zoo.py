@@ -16,14 +16,19 @@ __all__ = ["WEIGHTS_DIR", "MODEL_FILES", "CLASS_NAMES", "canonical_name", "build
            "read_metadata"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-MODEL_FILES = {"a": "model_a_digits.safetensors", "b": "model_b_shapes.safetensors"}
+MODEL_FILES = {"a": "model_a_digits.safetensors", "b": "model_b_shapes.safetensors", "c": "model_c_textures.safetensors"}
 # class names of the shipped models' label sets (index = class; the null class is len(names))
 DIGITS_CLASSES = [str(i) for i in range(10)]
 SHAPE_NAMES = ["circle", "square", "triangle", "ring", "cross"]
 SCHEME_NAMES = ["warm-on-dark", "cool-on-light"]
 SHAPES_CLASSES = [f"{SHAPE_NAMES[k % 5]} ({SCHEME_NAMES[k // 5]})" for k in range(10)]  # k -> (shape k % 5, scheme k // 5)
-CLASS_NAMES = {"a": DIGITS_CLASSES, "b": SHAPES_CLASSES}
-_ALIASES = {"a": "a", "digits": "a", "model_a": "a", "b": "b", "shapes": "b", "model_b": "b"}
+# model C: class k -> texture pattern k (random period, phase, sharpness, colours; occluding objects)
+TEXTURE_NAMES = ["v-stripes", "h-stripes", "diag-stripes", "anti-diag-stripes", "checkers",
+                 "dots", "rings", "waves", "plaid", "spokes"]
+TEXTURES_CLASSES = list(TEXTURE_NAMES)
+CLASS_NAMES = {"a": DIGITS_CLASSES, "b": SHAPES_CLASSES, "c": TEXTURES_CLASSES}
+_ALIASES = {"a": "a", "digits": "a", "model_a": "a", "b": "b", "shapes": "b", "model_b": "b",
+            "c": "c", "textures": "c", "model_c": "c"}
 
 
 def canonical_name(name: str) -> str:
@@ -63,7 +68,7 @@ def read_metadata(path: os.PathLike | str) -> dict:
 
 
 def load_model(name: str, path: Optional[os.PathLike | str] = None) -> nn.Module:
-    """Load shipped model ``"a"``/``"digits"`` or ``"b"``/``"shapes"`` in eval mode, float32.
+    """Load shipped model ``"a"``/``"digits"``, ``"b"``/``"shapes"`` or ``"c"``/``"textures"`` in eval mode, float32.
 
     ``model.metadata`` holds the decoded safetensors metadata (training seed, steps, wall time...).
     """

@@ -5,8 +5,9 @@ import time
 
 import torch
 
-MODEL_TITLES = {"a": "A: DiT digits 16x16 (DDIM, eps)", "b": "B: FLUX-like shapes 32x32 (flow, Euler)"}
-CFG_SCALE = {"a": 2.0, "b": 2.0}
+MODEL_TITLES = {"a": "A: DiT digits 16x16 (DDIM, eps)", "b": "B: FLUX-like shapes 32x32 (flow, Euler)",
+                "c": "C: FLUX-like textures 32x32 (flow, Euler; held out for TC-Padé)"}
+CFG_SCALE = {"a": 2.0, "b": 2.0, "c": 2.0}
 EVAL_SEED, CALIB_SEED = 1234, 777
 
 

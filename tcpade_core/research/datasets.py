@@ -5,6 +5,9 @@
 * ``shapes``: a procedurally generated, seeded 32x32 RGB dataset of 10 classes
   (5 shapes x 2 colour schemes) with random position, size, rotation, hue jitter and a gradient
   background. Rendering is vectorised in torch and fully determined by a ``torch.Generator``.
+* ``textures`` (model C): a procedurally generated, seeded 32x32 RGB dataset of 10 fine texture
+  patterns (stripes in four orientations, checkers, dots, rings, waves, plaid, spokes) of random
+  period (3.5-7 px), phase, sharpness and colours, occluded by up to 3 flat-coloured objects.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.zoo import DIGITS_CLASSES, SCHEME_NAMES, SHAPE_NAMES, SHAPES_CLASSES  # noqa: F401 (re-exported)
+from ..models.zoo import (DIGITS_CLASSES, SCHEME_NAMES, SHAPE_NAMES, SHAPES_CLASSES,  # noqa: F401 (re-exported)
+                          TEXTURE_NAMES, TEXTURES_CLASSES)
 
 __all__ = [
     "DIGITS_CLASSES",
@@ -26,6 +30,11 @@ __all__ = [
     "augment_shift",
     "render_shapes",
     "make_shapes_dataset",
+    "shapes_batch",
+    "TEXTURES_CLASSES",
+    "render_textures",
+    "make_textures_dataset",
+    "textures_batch",
 ]
 
 
@@ -165,3 +174,116 @@ def shapes_batch(batch_size: int, generator: torch.Generator, labels: Optional[t
     if labels is None:
         labels = torch.randint(0, 10, (batch_size,), generator=generator)
     return render_shapes(labels, generator), labels
+
+
+# ----------------------------------------------------------------------------- textures
+def render_textures(labels: torch.Tensor, generator: torch.Generator, size: int = 32, supersample: int = 2,
+                    period=(3.5, 7.0), max_objects: int = 3) -> torch.Tensor:
+    """Render one textured image per label, returns (B, 3, size, size) float32 in [-1, 1].
+
+    Class ``k`` is the texture pattern ``TEXTURE_NAMES[k]``: stripes at 0/90/45/135 degrees,
+    checkers, a dot lattice, concentric rings, sinusoidally warped stripes, a two-colour plaid and
+    angular spokes around a random centre. Every image draws the pattern's period (``period``, in
+    pixels), phase, a +-10 degree orientation jitter, the edge sharpness and two colours at random,
+    then 0..``max_objects`` flat-coloured discs/squares (random colour, size, position) occlude it.
+    All randomness comes from ``generator``.
+    """
+    labels = labels.long().cpu()
+    B = labels.shape[0]
+    g = generator
+    S = size * supersample
+    coords = (torch.arange(S, dtype=torch.float32) + 0.5) / supersample  # pixel units
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    yy, xx = yy[None], xx[None]
+    col = lambda v: v[:, None, None]  # noqa: E731
+
+    per = _u(g, B, period[0], period[1])
+    k = 2 * math.pi / per
+    phase = _u(g, B, 0, 2 * math.pi)
+    jitter = _u(g, B, -math.pi / 18, math.pi / 18)
+    sharp = _u(g, B, 1.5, 6.0)
+    cx = _u(g, B, 0.25, 0.75) * size
+    cy = _u(g, B, 0.25, 0.75) * size
+    phase2 = _u(g, B, 0, 2 * math.pi)
+    wave_amp = _u(g, B, 1.5, 3.0)
+    wave_per = _u(g, B, 10.0, 18.0)
+    n_spokes = torch.randint(5, 9, (B,), generator=g).float()
+
+    base_ang = torch.tensor([0.0, 90.0, 45.0, 135.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])[labels] * math.pi / 180
+    ang = base_ang + jitter
+    ca, sa = col(torch.cos(ang)), col(torch.sin(ang))
+    u = ca * xx + sa * yy  # coordinate along the wave vector
+    v = -sa * xx + ca * yy
+    kk, ph, ph2 = col(k), col(phase), col(phase2)
+    rx, ry = xx - col(cx), yy - col(cy)
+
+    def pattern(c: int, i: torch.Tensor) -> torch.Tensor:
+        """Pattern of class ``c`` for the images ``i`` (only those are computed)."""
+        uu, vv, k_, p1, p2 = u[i], v[i], kk[i], ph[i], ph2[i]
+        if c <= 3:  # stripes
+            return torch.sin(k_ * uu + p1)
+        if c == 4:  # checkers
+            return torch.sin(k_ * uu + p1) * torch.sin(k_ * vv + p2)
+        if c == 5:  # dots: peaks = lattice points
+            return ((torch.cos(k_ * uu + p1) + torch.cos(k_ * vv + p2)) * 0.5 - 0.3) * 1.6
+        if c == 6:  # rings
+            return torch.sin(k_ * torch.sqrt(rx[i] * rx[i] + ry[i] * ry[i]) + p1)
+        if c == 7:  # waves
+            return torch.sin(k_ * (uu + col(wave_amp)[i] * torch.sin(2 * math.pi * vv / col(wave_per)[i] + p2)) + p1)
+        if c == 8:  # plaid, first stripe family (the second is composited below)
+            return torch.sin(k_ * uu + p1)
+        return torch.sin(col(n_spokes)[i] * torch.atan2(ry[i], rx[i]) + p1)  # spokes
+
+    p = torch.empty(B, S, S)
+    for c in range(10):
+        i = (labels == c).nonzero().flatten()
+        if i.numel():
+            p[i] = pattern(c, i)  # (B, S, S) in ~[-1, 1]
+    p = torch.sigmoid(col(sharp) * p)  # soft -> near-binary edges
+
+    def rand_colour(vlo, vhi):
+        return _hsv_to_rgb(_u(g, B, 0, 1), _u(g, B, 0.5, 1.0), _u(g, B, vlo, vhi))
+
+    c1 = rand_colour(0.75, 1.0)
+    c2 = rand_colour(0.05, 0.35)
+    c3 = rand_colour(0.4, 0.9)
+    img = c1[:, :, None, None] * p[:, None] + c2[:, :, None, None] * (1 - p[:, None])
+    # plaid: second stripe family in a third colour, half transparent
+    i8 = (labels == 8).nonzero().flatten()
+    if i8.numel():
+        pb = torch.sigmoid(col(sharp)[i8] * torch.sin(kk[i8] * 0.8 * v[i8] + ph2[i8]))[:, None] * 0.75
+        img[i8] = img[i8] * (1 - pb) + c3[i8][:, :, None, None] * pb
+
+    # occluding flat objects
+    n_obj = torch.randint(0, max_objects + 1, (B,), generator=g)
+    for j in range(max_objects):
+        ox = _u(g, B, 0.1, 0.9) * size
+        oy = _u(g, B, 0.1, 0.9) * size
+        orad = _u(g, B, 0.08, 0.2) * size
+        is_sq = torch.rand(B, generator=g) < 0.5
+        ocol = rand_colour(0.2, 1.0)
+        i = (j < n_obj).nonzero().flatten()  # the images that draw an object j (all draw its parameters)
+        if not i.numel():
+            continue
+        dx, dy = (xx - col(ox)[i]).abs(), (yy - col(oy)[i]).abs()
+        m = torch.where(col(is_sq)[i], torch.maximum(dx, dy) < col(orad)[i] * 0.85, dx * dx + dy * dy < col(orad)[i] ** 2)
+        m = m.float()[:, None]
+        img[i] = img[i] * (1 - m) + ocol[i][:, :, None, None] * m
+    img = F.avg_pool2d(img, supersample)
+    return (img.clamp(0, 1) * 2 - 1).float()
+
+
+def make_textures_dataset(n: int, seed: int, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, class-balanced textures dataset of ``n`` images determined by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=g)]
+    out = [render_textures(labels[i : i + batch], g) for i in range(0, n, batch)]
+    return torch.cat(out), labels
+
+
+def textures_batch(batch_size: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None):
+    """An on-the-fly textures batch (images, labels) for training."""
+    if labels is None:
+        labels = torch.randint(0, 10, (batch_size,), generator=generator)
+    return render_textures(labels, generator), labels
