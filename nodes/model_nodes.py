@@ -5,8 +5,8 @@
 * ``TCPade_ClassLabel``: an ImageNet (or bench) class -> positive CONDITIONING and the null class as
   negative CONDITIONING for CFG.
 * ``TCPade_BenchModelLoader`` / ``TCPade_BenchLatent`` / ``TCPade_BenchDecode``: the shipped bench
-  models of ``tcpade_core`` (A: DiT on 16x16 digits, B: FLUX-like rectified flow on 32x32 shapes),
-  which work in pixel space, so they need no VAE.
+  models of ``tcpade_core`` (A: DiT on 16x16 digits, B: FLUX-like rectified flow on 32x32 shapes,
+  C: FLUX-like rectified flow on 32x32 textures), which work in pixel space, so they need no VAE.
 
 The model code is in :mod:`.dit_support`; these nodes only load, validate and convert.
 """
@@ -33,7 +33,8 @@ CATEGORY = "tcpade/models"
 IMAGENET = "ImageNet (DiT-XL/2)"
 DIGITS = "A: digits"
 SHAPES = "B: shapes"
-LABEL_SETS = [IMAGENET, DIGITS, SHAPES]
+TEXTURES = "C: textures"
+LABEL_SETS = [IMAGENET, DIGITS, SHAPES, TEXTURES]
 _IMAGENET_JSON = os.path.join(os.path.dirname(os.path.realpath(__file__)), "imagenet_classes.json")
 
 
@@ -50,6 +51,8 @@ def class_names(label_set: str) -> Tuple[str, ...]:
         return tuple(zoo.CLASS_NAMES["a"])
     if label_set == SHAPES:
         return tuple(zoo.CLASS_NAMES["b"])
+    if label_set == TEXTURES:
+        return tuple(zoo.CLASS_NAMES["c"])
     raise ValueError(f"label_set must be one of {', '.join(map(repr, LABEL_SETS))}; got {label_set!r}")
 
 
@@ -110,17 +113,18 @@ class ClassLabel(io.ComfyNode):
             node_id="TCPade_ClassLabel",
             display_name="Class Label (DiT / bench)",
             category=CATEGORY,
-            description="Class conditioning for class-conditional models (DiT-XL/2, bench models A and B): the "
+            description="Class conditioning for class-conditional models (DiT-XL/2, bench models A, B and C): the "
                         "class as positive, the null class as negative (for CFG).",
             inputs=[
                 io.Combo.Input("label_set", options=LABEL_SETS, default=IMAGENET,
                                tooltip="Which class list the index/name refers to. Must match the model: ImageNet "
-                                       "(1000 classes) for DiT-XL/2, digits 0-9 for bench model A, shapes for B."),
+                                       "(1000 classes) for DiT-XL/2, digits 0-9 for bench model A, shapes for B, "
+                                       "textures for C."),
                 io.Int.Input("class_index", default=207, min=0, max=999,
                              tooltip="0-999 (ImageNet) or 0-9 (bench models). The class to generate; used when "
                                      "class_name is empty. 207 = golden retriever."),
                 io.String.Input("class_name", default="", multiline=False,
-                                tooltip="Optional. A class name, e.g. 'golden retriever', 'triangle (cool-on-light)'; "
+                                tooltip="Optional. A class name, e.g. 'golden retriever', 'triangle (cool-on-light)', 'rings'; "
                                         "matched case-insensitively, a number is an index. When set it replaces "
                                         "class_index. An unknown name fails with a list of close matches."),
             ],
@@ -185,8 +189,9 @@ class DiTLoader(io.ComfyNode):
 
 BENCH_A = "A: DiT digits 16x16"
 BENCH_B = "B: FLUX-like shapes 32x32"
+BENCH_C = "C: FLUX-like textures 32x32"
 # choice -> (zoo name, latent channels, size, label set)
-BENCH = {BENCH_A: ("a", 1, 16, DIGITS), BENCH_B: ("b", 3, 32, SHAPES)}
+BENCH = {BENCH_A: ("a", 1, 16, DIGITS), BENCH_B: ("b", 3, 32, SHAPES), BENCH_C: ("c", 3, 32, TEXTURES)}
 
 
 def _bench(choice: str):
@@ -198,7 +203,8 @@ def _bench(choice: str):
 def _bench_input():
     return io.Combo.Input("model", options=list(BENCH), default=BENCH_A,
                           tooltip="A: DiT (EPS, DDPM) on 16x16 grey digits, label set 'A: digits'. B: FLUX-like "
-                                  "rectified flow on 32x32 RGB shapes, label set 'B: shapes'.")
+                                  "rectified flow on 32x32 RGB shapes, label set 'B: shapes'. C: FLUX-like rectified "
+                                  "flow on 32x32 RGB textures, label set 'C: textures'.")
 
 
 class BenchModelLoader(io.ComfyNode):
@@ -208,10 +214,10 @@ class BenchModelLoader(io.ComfyNode):
             node_id="TCPade_BenchModelLoader",
             display_name="Load Bench Model (tiny, CPU)",
             category=CATEGORY,
-            description="The pack's two tiny shipped models, to try the cache nodes on CPU in a minute with no "
+            description="The pack's three tiny shipped models, to try the cache nodes on CPU in a minute with no "
                         "download. They work in pixel space: use Bench Latent and Bench Decode instead of a VAE.",
             inputs=[_bench_input()],
-            outputs=[io.Model.Output(tooltip="The bench model as a ComfyUI model (A: EPS DDPM, B: discrete flow).")],
+            outputs=[io.Model.Output(tooltip="The bench model as a ComfyUI model (A: EPS DDPM, B and C: discrete flow).")],
         )
 
     @classmethod
@@ -232,7 +238,7 @@ class BenchLatent(io.ComfyNode):
             node_id="TCPade_BenchLatent",
             display_name="Bench Latent",
             category=CATEGORY,
-            description="An empty latent of the bench model's (pixel-space) shape: A 1x16x16, B 3x32x32.",
+            description="An empty latent of the bench model's (pixel-space) shape: A 1x16x16, B and C 3x32x32.",
             inputs=[
                 _bench_input(),
                 io.Int.Input("batch_size", default=4, min=1, max=256,
@@ -270,7 +276,7 @@ class BenchDecode(io.ComfyNode):
             display_name="Bench Decode",
             category=CATEGORY,
             description="Turn a bench-model latent (pixels in [-1, 1]) into an IMAGE: [0, 1], grey to RGB.",
-            inputs=[io.Latent.Input("samples", tooltip="The sampled latent of bench model A or B.")],
+            inputs=[io.Latent.Input("samples", tooltip="The sampled latent of bench model A, B or C.")],
             outputs=[io.Image.Output(tooltip="The images (batch, height, width, 3) in [0, 1].")],
         )
 

@@ -23,6 +23,9 @@ BENCH_CONFIGS = {  # tiny stand-ins for the shipped weights (same arch, channels
               num_classes=10, learn_sigma=True),
     "b": dict(arch="fluxlike", input_size=32, patch_size=4, in_channels=3, hidden_size=32, num_heads=2,
               depth_double=1, depth_single=2, mlp_ratio=2.0, num_classes=10, txt_tokens=2, shift=2.0),
+    "c": dict(arch="fluxlike", input_size=32, patch_size=4, in_channels=3, hidden_size=32, num_heads=2,
+              depth_double=1, depth_single=2, mlp_ratio=2.0, num_classes=10, txt_tokens=2, shift=2.0,
+              rope_theta=100.0),
 }
 
 
@@ -286,6 +289,8 @@ def test_class_label_index_name_and_errors(pk):
     with pytest.raises(ValueError, match=r"^class_index must be 0-9"):
         label(MN.DIGITS, "", 12)
     assert labels(pk, MN.SHAPES)[1][0][1]["tcpade_class_label"] == 10
+    assert label(MN.TEXTURES, "Rings") == 6 and label(MN.TEXTURES, "", 9) == 9
+    assert labels(pk, MN.TEXTURES)[1][0][1]["tcpade_class_label"] == 10
 
 
 def test_class_cond_batching(pk, tiny):
@@ -363,15 +368,19 @@ def temp_weights(pk, bench_weights, monkeypatch):
 
 BENCH = {"a": ("A: DiT digits 16x16", "A: digits", (1, 16, 16), ("double_block", BENCH_CONFIGS["a"]["depth"] - 1)),
          "b": ("B: FLUX-like shapes 32x32", "B: shapes", (3, 32, 32),
-               ("single_block", BENCH_CONFIGS["b"]["depth_single"] - 1))}
+               ("single_block", BENCH_CONFIGS["b"]["depth_single"] - 1)),
+         "c": ("C: FLUX-like textures 32x32", "C: textures", (3, 32, 32),
+               ("single_block", BENCH_CONFIGS["c"]["depth_single"] - 1))}
 
 
-@pytest.mark.parametrize("key", ["a", "b"])
+# model C is held out for TC-Padé: its loader, latent and decode are tested here (tiny random stand-in
+# weights), the cache nodes are not run on it
+@pytest.mark.parametrize("key", ["a", "b", "c"])
 def test_bench_loader_latent_decode(pk, temp_weights, key):
     choice, label_set, chw, _ = BENCH[key]
     model = run_node(pk, "TCPade_BenchModelLoader", model=choice)[0]
     dm = model.model.diffusion_model
-    assert type(dm).__name__ == {"a": "ComfyDiT", "b": "ComfyFluxLike"}[key]
+    assert type(dm).__name__ == {"a": "ComfyDiT", "b": "ComfyFluxLike", "c": "ComfyFluxLike"}[key]
     latent = run_node(pk, "TCPade_BenchLatent", model=choice, batch_size=3)[0]
     assert latent["samples"].shape == (3, *chw) and not latent["samples"].any()
     pos, neg = labels(pk, label_set, 2)
@@ -385,7 +394,7 @@ def test_bench_loader_latent_decode(pk, temp_weights, key):
     eng = temp_weights.engines[key]
     x = torch.randn(2, *chw, generator=torch.Generator().manual_seed(3))
     ms = model.get_model_object("model_sampling")
-    t = ms.timestep(torch.tensor([0.9, 0.3]) if key == "b" else ms.sigmas[[900, 300]]).float()
+    t = ms.timestep(torch.tensor([0.9, 0.3]) if key != "a" else ms.sigmas[[900, 300]]).float()
     y = torch.tensor([1, 10])
     with torch.no_grad():
         assert torch.equal(dm(x, t, None, y=y, transformer_options={}), eng(x, t, y)[:, : chw[0]])

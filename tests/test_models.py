@@ -117,7 +117,7 @@ def test_dit_loader_missing_and_unexpected_key_raise_with_key_name():
 
 
 # --------------------------------------------------------------------------- shipped models
-@pytest.fixture(scope="module", params=["a", "b"])
+@pytest.fixture(scope="module", params=["a", "b", "c"])
 def shipped(request):
     path = WEIGHTS_DIR / MODEL_FILES[request.param]
     if not path.exists():
@@ -139,8 +139,29 @@ def test_shipped_models_load(shipped):
 def test_aliases_load_same_model():
     a, d = load_model("a"), load_model("digits")
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), d.parameters()))
+    c, t = load_model("c"), load_model("textures")
+    assert all(torch.equal(p, q) for p, q in zip(c.parameters(), t.parameters()))
     with pytest.raises(ValueError):
-        load_model("c")
+        load_model("d")
+
+
+def test_model_c_metadata_and_size():
+    """Model C (held out for TC-Padé): trained far longer than A and B, fp16 and small, with its measurements."""
+    from tcpade_core.models.zoo import CLASS_NAMES, read_metadata
+    from tcpade_core.research.train import PRESETS
+
+    path = WEIGHTS_DIR / MODEL_FILES["c"]
+    assert path.stat().st_size <= 10 * 2**20
+    meta = load_model("c").metadata
+    assert meta["model"] == "c" and meta["train_seed"] == 0
+    assert meta["train_iters"] == PRESETS["c"]["iters"] >= 10000
+    assert 0 < meta["wall_time_s"] <= 90 * 60 and meta["torch_threads"] == 1
+    agree = meta["class_agreement_20steps"]
+    assert agree["n"] >= 100 and agree["value"] >= 0.9
+    cfg = {k: v for k, v in meta["config"].items() if k != "arch"}
+    assert cfg == PRESETS["c"]["config"] and meta["config"]["arch"] == "fluxlike"
+    assert read_metadata(path)["dtype"] == "float16"
+    assert len(CLASS_NAMES["c"]) == 10
 
 
 def test_sampling_deterministic(shipped):
@@ -213,3 +234,18 @@ def test_block_stack_protocol(shipped):
         assert torch.equal(shipped.unembed(h_out, ctx), ref)
         # run_blocks must not depend on state left over from a previous call
         assert torch.equal(shipped.run_blocks(h, ctx), h_out)
+
+
+def test_tuning_tools_refuse_held_out_models():
+    """The held-out protocol: the tools that choose TC-Padé's defaults never look at model C."""
+    from tcpade_core.research.ablation import main as ablation_main
+    from tcpade_core.research.bench import cases
+    from tcpade_core.research.common import DEV_MODELS, refuse_held_out
+
+    assert DEV_MODELS == ("a", "b")
+    for bad in (["c"], ["a", "textures"]):
+        with pytest.raises(SystemExit, match="held out"):
+            ablation_main(["--models", ",".join(bad)])
+    refuse_held_out(["a", "digits", "b"], "x")                   # development models pass
+    # the benchmark reports C only in its held-out split, on both seeds
+    assert {(split, m) for split, m, _ in cases(False, ["a", "b", "c"]) if m == "c"} == {("held-out", "c")}

@@ -21,7 +21,7 @@ import torch
 from .. import metrics
 from ..config import ComposedConfig, TCPadeConfig, TCPadeOfficialConfig
 from ..engine import CacheRun
-from .common import CFG_SCALE, EVAL_SEED, labels as _labels, sample_timed as _sample
+from .common import CFG_SCALE, EVAL_SEED, labels as _labels, refuse_held_out, sample_timed as _sample
 
 
 def switch_variants():
@@ -135,6 +135,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    refuse_held_out(models, "ablation")
     parts = [("part 1: one switch of the default at a time", switch_variants()),
              ("part 2: whole components swapped (any gate drives any predictor)", component_variants())]
     bar = tqdm(total=sum(len(v) for _, v in parts) * len(models), desc="ablation", unit="run", dynamic_ncols=True)

@@ -31,10 +31,9 @@ from .. import metrics
 from ..config import (IDENTITY_COEFFICIENTS, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig,
                       TeaCacheConfig, TraCacheConfig, _Common)
 from ..engine import CacheRun
-from .common import CALIB_SEED, CFG_SCALE, EVAL_SEED, MODEL_TITLES, labels as _labels, sample_timed as _sample
+from .common import CALIB_SEED, CFG_SCALE, DEV_MODELS, EVAL_SEED, MODEL_TITLES, labels as _labels, sample_timed as _sample
 
 HELD_OUT_SEED = 4321
-DEV_MODELS = ("a", "b")
 BASELINE_FAMILIES = ("TaylorSeer", "TeaCache", "TraCache", "Reuse")
 THETAS = (0.7, 1.0, 1.3)
 

@@ -9,6 +9,19 @@ MODEL_TITLES = {"a": "A: DiT digits 16x16 (DDIM, eps)", "b": "B: FLUX-like shape
                 "c": "C: FLUX-like textures 32x32 (flow, Euler; held out for TC-Padé)"}
 CFG_SCALE = {"a": 2.0, "b": 2.0, "c": 2.0}
 EVAL_SEED, CALIB_SEED = 1234, 777
+# The held-out protocol: every TC-Padé choice is made on the development models with EVAL_SEED. The tools
+# that inform those choices (devsweep, ablation) refuse any other model; the benchmark reports the frozen
+# default on the held-out models and seeds without retuning.
+DEV_MODELS = ("a", "b")
+
+
+def refuse_held_out(models, tool: str) -> None:
+    """Stop a tuning tool that is asked to look at a held-out model."""
+    from ..models.zoo import canonical_name
+    bad = [m for m in models if canonical_name(m) not in DEV_MODELS]
+    if bad:
+        raise SystemExit(f"{tool}: model(s) {', '.join(bad)} are held out (development models: "
+                         f"{', '.join(DEV_MODELS)}); tuning tools never look at them")
 
 
 def labels(n: int) -> torch.Tensor:

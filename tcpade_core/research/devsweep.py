@@ -19,7 +19,7 @@ from .. import metrics
 from ..config import TCPadeConfig, TeaCacheConfig
 from ..engine import CacheRun
 from .bench import EVAL_SEED, baseline_sweep, calibrate_teacache
-from .common import labels as _labels, sample_timed as _sample
+from .common import DEV_MODELS, labels as _labels, sample_timed as _sample
 
 
 def candidates():
@@ -46,7 +46,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     labels = _labels(args.samples)
-    fronts, refs, models = {}, {}, {m: load_model(m) for m in ("a", "b")}
+    fronts, refs, models = {}, {}, {m: load_model(m) for m in DEV_MODELS}
     for m, model in models.items():
         for steps in (10, 20, 30):
             ref = refs[(m, steps)] = _sample(model, m, labels, steps, None, seed=EVAL_SEED)[0]

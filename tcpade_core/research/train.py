@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from ..models.dit import DiT
 from ..models.fluxlike import FluxLike
 from ..models.zoo import MODEL_FILES, WEIGHTS_DIR, load_model, save_model
-from .datasets import load_digits_16, shapes_batch
+from .datasets import load_digits_16, shapes_batch, textures_batch
 
 PRESETS = {
     "a": dict(
@@ -51,7 +51,17 @@ PRESETS = {
         iters=2000, batch=32, lr=8e-4, warmup=150, ema=0.998, seed=0, eval_cfg=2.0, label_init_std=None,
         train_t_shift=False,
     ),
+    "c": dict(
+        config=dict(input_size=32, patch_size=4, in_channels=3, hidden_size=128, num_heads=4, depth_double=1,
+                    depth_single=4, mlp_ratio=4.0, num_classes=10, txt_tokens=4, shift=2.0, class_dropout_prob=0.1,
+                    rope_theta=100.0),
+        iters=10000, batch=32, lr=6e-4, warmup=150, ema=0.998, seed=0, eval_cfg=2.0, label_init_std=0.5,
+        train_t_shift=True,
+    ),
 }
+# arch / data of each preset (A: DiT, digits, eps; B and C: FluxLike, flow)
+PRESET_KIND = {"a": ("dit", "digits"), "b": ("fluxlike", "shapes"), "c": ("fluxlike", "textures")}
+DATA_BATCH = {"shapes": shapes_batch, "textures": textures_batch}
 
 
 def lr_at(i: int, base: float, warmup: int, total: int) -> float:
@@ -76,21 +86,29 @@ def evaluate(name: str, n: int = 100, steps: int = 20, cfg: float = 1.5, seed: i
     return agree
 
 
-def train(name: str, iters: int | None = None, threads: int = 1, log_every: int = 100, out=None, eval_n: int = 100) -> None:
-    preset = PRESETS[name]
+def train(name: str, iters: int | None = None, threads: int = 1, log_every: int = 100, out=None, eval_n: int = 100,
+          preset: dict | None = None, kind: tuple | None = None, ckpt_every: int = 0,
+          ckpt_prefix: str = "/tmp/tcpade_ckpt") -> None:
+    """Train preset ``name`` (or an explicit ``preset``/``kind`` for exploration runs, saved as model ``name``).
+
+    ``ckpt_every`` > 0 also keeps EMA checkpoints ``{ckpt_prefix}_{iter}.safetensors`` every that many iterations.
+    """
+    preset = preset or PRESETS[name]
+    arch, data = kind or PRESET_KIND[name]
     iters = iters or preset["iters"]
     torch.set_num_threads(threads)
     seed = preset["seed"]
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = DiT(**preset["config"]) if name == "a" else FluxLike(**preset["config"])
+    Arch = DiT if arch == "dit" else FluxLike
+    model = Arch(**preset["config"])
     # The official DiT init (std 0.02) makes the class embedding tiny next to the timestep
     # embedding; with a training budget of minutes the model then ignores the class. A larger
     # init of the class vectors makes class conditioning emerge within the budget.
     if preset.get("label_init_std") is not None:
-        label_table = model.y_embedder.embedding_table if name == "a" else model.vector_in
+        label_table = model.y_embedder.embedding_table if arch == "dit" else model.vector_in
         torch.nn.init.normal_(label_table.weight, std=preset["label_init_std"])
-    ema = (DiT(**preset["config"]) if name == "a" else FluxLike(**preset["config"]))
+    ema = Arch(**preset["config"])
     ema.load_state_dict(model.state_dict())
     ema.requires_grad_(False)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -100,7 +118,7 @@ def train(name: str, iters: int | None = None, threads: int = 1, log_every: int 
     null = model.null_class
     pdrop = preset["config"]["class_dropout_prob"]
 
-    if name == "a":
+    if data == "digits":
         data_x, data_y = load_digits_16()
         acp = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0).float()
 
@@ -109,15 +127,15 @@ def train(name: str, iters: int | None = None, threads: int = 1, log_every: int 
     for i in range(iters):
         for pg in opt.param_groups:
             pg["lr"] = lr_at(i, preset["lr"], preset["warmup"], iters)
-        if name == "a":
+        if data == "digits":
             idx = torch.randint(0, data_x.shape[0], (B,), generator=g)
             x0, y = data_x[idx], data_y[idx]
         else:
-            x0, y = shapes_batch(B, g)
+            x0, y = DATA_BATCH[data](B, g)
         drop = torch.rand(B, generator=g) < pdrop
         y = torch.where(drop, torch.full_like(y, null), y)
         noise = torch.randn(x0.shape, generator=g)
-        if name == "a":
+        if arch == "dit":
             t = torch.randint(0, 1000, (B,), generator=g)
             a = acp[t].view(B, 1, 1, 1)
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
@@ -150,22 +168,28 @@ def train(name: str, iters: int | None = None, threads: int = 1, log_every: int 
             run_loss = 0.0
         if (i + 1) % 300 == 0 and i + 1 < iters:
             save_model(ema, f"/tmp/tcpade_ckpt_{name}.safetensors", {"iter": i + 1})
+        if ckpt_every and (i + 1) % ckpt_every == 0 and i + 1 < iters:
+            save_model(ema, f"{ckpt_prefix}_{i + 1}.safetensors",
+                       {"iter": i + 1, "elapsed_s": round(time.time() - t_start, 1)})
     wall = time.time() - t_start
     path = out or (WEIGHTS_DIR / MODEL_FILES[name])
     meta = {
         "model": name,
         "train_seed": seed,
         "train_iters": iters,
+        "data": data,
         "batch_size": B,
         "lr": preset["lr"],
+        "lr_schedule": f"linear warmup {preset['warmup']} iters, then cosine to 0.1x",
         "ema_decay": preset["ema"],
+        "label_init_std": preset.get("label_init_std"),
         "wall_time_s": round(wall, 1),
         "torch_threads": threads,
         "torch_version": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "weights": "EMA, stored as float16",
         "objective": "eps MSE, DDPM linear betas 1e-4..0.02 x1000 (sigma channels untrained, unused by DDIM)"
-        if name == "a" else "rectified flow velocity (noise - x0) MSE, "
+        if arch == "dit" else "rectified flow velocity (noise - x0) MSE, "
         + ("shifted " if preset.get("train_t_shift", False) else "") + "logit-normal t",
     }
     save_model(ema, path, meta)
@@ -178,15 +202,18 @@ def train(name: str, iters: int | None = None, threads: int = 1, log_every: int 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["a", "b"], required=True)
+    ap.add_argument("--model", choices=sorted(PRESETS), required=True)
     ap.add_argument("--iters", type=int, default=None, help="override the preset iteration count")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1, as used for the shipped weights; 2 is faster on an idle 2-core machine)")
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--out", default=None, help="write weights here instead of tcpade_core/weights/")
     ap.add_argument("--eval-n", type=int, default=100)
+    ap.add_argument("--ckpt-every", type=int, default=0, help="also keep EMA checkpoints every N iterations")
+    ap.add_argument("--ckpt-prefix", default="/tmp/tcpade_ckpt", help="checkpoint path prefix for --ckpt-every")
     args = ap.parse_args(argv)
-    train(args.model, iters=args.iters, threads=args.threads, log_every=args.log_every, out=args.out, eval_n=args.eval_n)
+    train(args.model, iters=args.iters, threads=args.threads, log_every=args.log_every, out=args.out, eval_n=args.eval_n,
+          ckpt_every=args.ckpt_every, ckpt_prefix=args.ckpt_prefix)
 
 
 if __name__ == "__main__":
