@@ -30,6 +30,10 @@ def require_host() -> Path:
 
 
 _STATE: dict = {}
+# Where the host tests run: CPU in CI and here. The one GPU run (docs/gpu/) sets TCPADE_HOST_DEVICE=cuda and
+# TCPADE_HOST_DTYPE=bfloat16 (the tiny models' weights and compute; the compat tests pick their own dtypes).
+DEVICE = os.environ.get("TCPADE_HOST_DEVICE", "cpu")
+DTYPE = os.environ.get("TCPADE_HOST_DTYPE", "float32")
 
 
 def host():
@@ -46,7 +50,7 @@ def host():
         del sys.modules["nodes"]
     import comfy.options  # noqa: F401
     import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.cpu = DEVICE == "cpu"
     import torch  # noqa: F401
     import comfy.model_management
     import comfy.model_patcher
@@ -118,14 +122,27 @@ def tiny_model(kind: str, seed: int = 0):
     cls, cfg = {"flux": (sm.Flux, FLUX_CONFIG), "chroma": (sm.Chroma, CHROMA_CONFIG),
                 "wan": (sm.WAN21_T2V, WAN_CONFIG), "qwen": (sm.QwenImage, QWEN_CONFIG)}[kind]
     mc = cls(dict(cfg))
-    mc.set_inference_dtype(torch.float32, None)
+    mc.set_inference_dtype(getattr(torch, DTYPE), None)
     m = mc.get_model({})
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, p in sorted(m.named_parameters()):
             p.copy_(torch.randn(p.shape, generator=g) * (0.05 if p.ndim > 1 else 0.02))
-    cpu = torch.device("cpu")
-    return h.comfy.model_patcher.ModelPatcher(m, load_device=cpu, offload_device=cpu)
+    return patcher(m)
+
+
+def sync() -> None:
+    """Wait for the test device (a no-op on the CPU), so that wall-clock timings include the queued GPU work."""
+    if DEVICE != "cpu":
+        import torch
+        torch.cuda.synchronize()
+
+
+def patcher(model):
+    """A host ModelPatcher that loads ``model`` on the test device (``DEVICE``) and offloads to the CPU."""
+    import torch
+    return host().comfy.model_patcher.ModelPatcher(model, load_device=torch.device(DEVICE),
+                                                   offload_device=torch.device("cpu"))
 
 
 def conds(kind: str, seed: int = 0, batch: int = 1):

@@ -81,8 +81,7 @@ def host_model(kind: str, config: dict, weight_dtype=torch.float32, manual_cast=
     mc.set_inference_dtype(weight_dtype, manual_cast)
     m = mc.get_model({})
     seeded_(m, seed)
-    cpu = torch.device("cpu")
-    return h.comfy.model_patcher.ModelPatcher(m, load_device=cpu, offload_device=cpu)
+    return H.patcher(m)
 
 
 def wan_file_conds(seed: int = 5):
