@@ -75,7 +75,7 @@ def build(kind, config=None, dtype=None, fan_in_scale=False):
     sm = h.comfy.supported_models
     cls = {"flux": sm.Flux, "wan": sm.WAN21_T2V}[kind]
     mc = cls(dict(config or CONFIGS[kind]))
-    dtype = dtype or torch.float32
+    dtype = dtype or getattr(torch, H.DTYPE)
     mc.set_inference_dtype(dtype, None)
     m = mc.get_model({})
     g = torch.Generator().manual_seed(0)
