@@ -119,8 +119,9 @@ class CacheNode(io.ComfyNode):
 
 class TCPadeCache(CacheNode):
     NODE_ID, DISPLAY_NAME, LABEL = "TCPade_TCPadeCache", "TC-Padé Cache", "TC-Padé"
-    DESCRIPTION = ("TC-Padé (arXiv 2603.02943): skip block-stack computations on stable steps and predict the "
-                   "residual with a step-phase Padé approximant.")
+    DESCRIPTION = ("TC-Padé (arXiv 2603.02943): skip block-stack computations on stable steps (the TSI gate) and "
+                   "predict the stack's output with a σ-damped [1/1] Padé approximant in the step variable. Modes "
+                   "paper_literal (the equations as printed) and official (the authors' code) for comparison.")
 
     @classmethod
     def own_inputs(cls) -> list:
