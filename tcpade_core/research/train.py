@@ -55,7 +55,7 @@ PRESETS = {
         config=dict(input_size=32, patch_size=4, in_channels=3, hidden_size=128, num_heads=4, depth_double=1,
                     depth_single=4, mlp_ratio=4.0, num_classes=10, txt_tokens=4, shift=2.0, class_dropout_prob=0.1,
                     rope_theta=100.0),
-        iters=10000, batch=32, lr=6e-4, warmup=150, ema=0.998, seed=0, eval_cfg=2.0, label_init_std=0.5,
+        iters=10000, batch=32, lr=6e-4, warmup=150, ema=0.998, seed=0, eval_cfg=4.0, label_init_std=0.5,
         train_t_shift=True,
     ),
 }
@@ -196,7 +196,7 @@ def train(name: str, iters: int | None = None, threads: int = 1, log_every: int 
     print(f"saved {path} after {wall:.0f}s of training", flush=True)
     if eval_n > 0:
         agree = evaluate(name, n=eval_n, cfg=preset["eval_cfg"], path=path)
-        meta["class_agreement_20steps"] = {"n": eval_n, "cfg": preset["eval_cfg"], "seed": 0, "value": agree}
+        meta["class_agreement_20steps"] = {"n": eval_n, "cfg": preset["eval_cfg"], "seed": 0, "value": round(agree, 4)}
         save_model(ema, path, meta)
 
 
