@@ -160,20 +160,30 @@ def render_shapes(labels: torch.Tensor, generator: torch.Generator, size: int = 
     return ((img + noise).clamp(0, 1) * 2 - 1).float()
 
 
-def make_shapes_dataset(n: int, seed: int, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed, class-balanced shapes dataset of ``n`` images determined by ``seed``."""
+def _fixed_dataset(render, n: int, seed: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, class-balanced dataset of ``n`` images drawn by ``render``, determined by ``seed``."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % 10
     labels = labels[torch.randperm(n, generator=g)]
-    out = [render_shapes(labels[i : i + batch], g) for i in range(0, n, batch)]
+    out = [render(labels[i : i + batch], g) for i in range(0, n, batch)]
     return torch.cat(out), labels
 
 
-def shapes_batch(batch_size: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None):
-    """An on-the-fly batch (images, labels) for training."""
+def _batch(render, batch_size: int, generator: torch.Generator, labels: Optional[torch.Tensor]):
+    """An on-the-fly batch (images, labels) drawn by ``render``, for training."""
     if labels is None:
         labels = torch.randint(0, 10, (batch_size,), generator=generator)
-    return render_shapes(labels, generator), labels
+    return render(labels, generator), labels
+
+
+def make_shapes_dataset(n: int, seed: int, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, class-balanced shapes dataset of ``n`` images determined by ``seed``."""
+    return _fixed_dataset(render_shapes, n, seed, batch)
+
+
+def shapes_batch(batch_size: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None):
+    """An on-the-fly shapes batch (images, labels) for training."""
+    return _batch(render_shapes, batch_size, generator, labels)
 
 
 # ----------------------------------------------------------------------------- textures
@@ -275,15 +285,9 @@ def render_textures(labels: torch.Tensor, generator: torch.Generator, size: int 
 
 def make_textures_dataset(n: int, seed: int, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed, class-balanced textures dataset of ``n`` images determined by ``seed``."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    labels = labels[torch.randperm(n, generator=g)]
-    out = [render_textures(labels[i : i + batch], g) for i in range(0, n, batch)]
-    return torch.cat(out), labels
+    return _fixed_dataset(render_textures, n, seed, batch)
 
 
 def textures_batch(batch_size: int, generator: torch.Generator, labels: Optional[torch.Tensor] = None):
     """An on-the-fly textures batch (images, labels) for training."""
-    if labels is None:
-        labels = torch.randint(0, 10, (batch_size,), generator=generator)
-    return render_textures(labels, generator), labels
+    return _batch(render_textures, batch_size, generator, labels)
