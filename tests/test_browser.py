@@ -331,7 +331,9 @@ def test_node_library_shows_the_tcpade_folder(ui):
     page.click("button.node-library-tab-button")
     page.get_by_text("tcpade", exact=True).click()
     page.get_by_text("models", exact=True).first.click()
-    page.wait_for_timeout(300)
+    # the folders open asynchronously: wait until a level-3 entry (inside tcpade > models) is rendered
+    page.wait_for_function("() => [...document.querySelectorAll('.p-tree-node')].some(n => "
+                           "n.getAttribute('aria-label') === 'Bench Latent')", timeout=10_000)
     tree = page.evaluate("""() => [...document.querySelectorAll('.p-tree-node')].map(n =>
         [+n.getAttribute('aria-level'), n.getAttribute('aria-label') ?? '',
          n.querySelector('.p-tree-node-label')?.textContent.trim() ?? ''])""")
@@ -354,7 +356,14 @@ def test_node_library_shows_the_tcpade_folder(ui):
     page.click("button.node-library-tab-button")          # close the sidebar
     # the node search box (double click on the empty canvas)
     page.evaluate("() => { const c = window.comfyAPI.app.app.canvas; c.ds.offset = [5000, 5000]; c.setDirty(true, true); }")
-    page.mouse.dblclick(1200, 700)
+    for attempt in range(3):              # the first double click after the sidebar closes is sometimes lost
+        page.mouse.dblclick(1200, 700)
+        try:
+            page.wait_for_selector(".node-search-box-dialog-mask", timeout=3_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     page.keyboard.type("bench")
     page.wait_for_selector(".p-autocomplete-option .option-category", timeout=10_000)
     page.wait_for_timeout(500)
@@ -497,6 +506,22 @@ def test_panel_wording(ui):
         "interrupted at step 7/20 · computed 4/7 steps · 1.75x speed-up"
 
 
+def open_combo_and_pick(page, x, y, entry: str) -> None:
+    """Click a combo widget and pick ``entry`` from its menu; a click the canvas swallows is repeated."""
+    for attempt in range(3):
+        page.mouse.click(x, y)
+        item = page.locator(".litecontextmenu .litemenu-entry", has_text=entry)
+        try:
+            item.first.wait_for(state="visible", timeout=3_000)
+        except Exception:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+            continue
+        item.first.click()
+        return
+
+
 def test_widget_labels_and_what_a_preset_overrides(ui):
     """Display names (θ, λ, α1, β, N) on the widgets; with a preset the target widget is disabled and says
     the preset sets it, α1 / β say they apply to paper_literal only; custom enables the target."""
@@ -512,8 +537,7 @@ def test_widget_labels_and_what_a_preset_overrides(ui):
     page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 1.0])
     page.wait_for_timeout(300)
     x, y = page.evaluate(WIDGET_POINT, ["TCPade_TCPadeCache", "preset"])
-    page.mouse.click(x, y)                                        # the combo's menu, then "custom"
-    page.locator(".litecontextmenu .litemenu-entry", has_text="custom").click()
+    open_combo_and_pick(page, x, y, "custom")                     # the combo's menu, then "custom"
     page.wait_for_timeout(200)
     w = state()
     assert w["target_speedup"] == ["target speed-up", False] and w["preset"][0] == "preset"
@@ -562,8 +586,7 @@ def test_a_target_set_with_mouse_and_keyboard_is_reached(ui):
     page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 1.0])
     page.wait_for_timeout(300)
     x, y = page.evaluate(WIDGET_POINT, ["TCPade_TCPadeCache", "preset"])
-    page.mouse.click(x, y)
-    page.locator(".litecontextmenu .litemenu-entry", has_text="custom").click()
+    open_combo_and_pick(page, x, y, "custom")
     page.wait_for_timeout(200)
     x, y = page.evaluate(WIDGET_POINT, ["TCPade_TCPadeCache", "target_speedup"])
     page.mouse.click(x, y)
