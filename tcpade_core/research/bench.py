@@ -94,6 +94,9 @@ def baseline_sweep(quick: bool) -> List[tuple]:
 
 
 TARGETS = (1.5, 2.0, 2.5, 3.0)
+TARGET_METHODS = ("TC-Padé", "TaylorSeer", "TeaCache", "TraCache")
+# the default reading's rows: its presets (speed targets) and its θ values
+DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 
 
 def target_settings() -> List[tuple]:
@@ -156,37 +159,32 @@ def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progre
         coeffs = calibrate_teacache(model, name, labels, steps)
         progress(f"{name}/{seed}/{steps}: full")
         ref_times, results = [t_ref], []
-        for label, cfg, *target in tcpade_settings(quick) + baseline_sweep(quick):
+
+        def measure(label, cfg, target, family=None):
+            """One cached run of this case: its row (wall speed-up filled in below) and its images."""
             if isinstance(cfg, tuple):
                 cfg = TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
-            run = CacheRun(cfg, target_speedup=target[0] if target else 0.0)
+            run = CacheRun(cfg, target_speedup=target)
             img, sec = _sample(model, name, labels, steps, run, seed=seed)
             if not bool(torch.isfinite(img).all()):
                 raise RuntimeError(f"{cfg.describe()} produced NaN/Inf")
             rep = run.report
-            results.append((Row(split, name, seed, steps, FAMILY[cfg.method], label, rep.computed, rep.speedup, 0.0,
-                                metrics.psnr(img, ref), metrics.ssim(img, ref),
+            results.append((Row(split, name, seed, steps, family or FAMILY[cfg.method], label, rep.computed,
+                                rep.speedup, 0.0, metrics.psnr(img, ref), metrics.ssim(img, ref),
                                 metrics.agreement(classify(img, name), labels), sec, rep.strip(),
                                 rep.cache_bytes / 2**20), img))
+            progress(f"{name}/{seed}/{steps}: {label}")
+
+        for label, cfg, *target in tcpade_settings(quick) + baseline_sweep(quick):
+            measure(label, cfg, target[0] if target else 0.0)
             if len(results) % 6 == 0:      # re-time the reference between methods: drift-robust ratio
                 ref_times.append(_sample(model, name, labels, steps, None, seed=seed)[1])
-            progress(f"{name}/{seed}/{steps}: {label}")
         if not quick:
             # speed targets on every run (the recommendation is checked on the held-out runs); the fixed TC-Padé
             # grid they are compared with on the evaluation seed only
             for label, cfg, target in target_settings():
-                if not target and seed != EVAL_SEED:
-                    continue
-                if isinstance(cfg, tuple):
-                    cfg = TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
-                run = CacheRun(cfg, target_speedup=target)
-                img, sec = _sample(model, name, labels, steps, run, seed=seed)
-                rep = run.report
-                results.append((Row(split, name, seed, steps, "target" if target else "TC-Padé fixed", label,
-                                    rep.computed, rep.speedup, 0.0, metrics.psnr(img, ref), metrics.ssim(img, ref),
-                                    metrics.agreement(classify(img, name), labels), sec, rep.strip(),
-                                    rep.cache_bytes / 2**20), img))
-                progress(f"{name}/{seed}/{steps}: {label}")
+                if target or seed == EVAL_SEED:
+                    measure(label, cfg, target, "target" if target else "TC-Padé fixed")
         t_ref = min(ref_times)
         rows.append(Row(split, name, seed, steps, "full", "Full compute", steps, 1.0, 1.0, float("inf"), 1.0,
                         metrics.agreement(classify(ref, name), labels), t_ref, "#" * steps))
@@ -284,7 +282,7 @@ def targets_speed_table(rows: List[Row]) -> str:
         for t in TARGETS:
             want = int(key[2] / t + 0.5)
             cells, tc = [], None
-            for name in ("TC-Padé", "TaylorSeer", "TeaCache", "TraCache"):
+            for name in TARGET_METHODS:
                 r = next(x for x in run if x.label == f"target {t:g}x {name}")
                 cells.append(f"{r.computed:3d}/{want:<2d}{' ok' if abs(r.computed - want) <= 1 else ' !!'}")
                 tc = r if name == "TC-Padé" else tc
@@ -295,9 +293,6 @@ def targets_speed_table(rows: List[Row]) -> str:
             lines.append(f"{tag:10} {key[2]:5d} {t:5g}x | {cells[0]:>9} {cells[1]:>10} {cells[2]:>9} {cells[3]:>9} | "
                          f"{tc.psnr:12.2f} {cmp_}")
     return "\n".join(lines)
-
-
-TARGET_METHODS = ("TC-Padé", "TaylorSeer", "TeaCache", "TraCache")
 
 
 def recommend_table(rows: List[Row]) -> str:
@@ -351,7 +346,7 @@ def targets_table(rows: List[Row]) -> str:
         for key in sorted({(r.model, r.seed) for r in rows if r.split == split}):
             for steps in sorted({r.steps for r in rows if r.split == split and (r.model, r.seed) == key}):
                 run = [r for r in rows if r.split == split and (r.model, r.seed) == key and r.steps == steps]
-                tcs = [r for r in run if r.label.startswith(("TC-Padé θ", "TC-Padé slow", "TC-Padé fast"))]
+                tcs = [r for r in run if r.label.startswith(DEFAULT_TC_LABELS)]
                 ms = [(r.label, pareto_margin(rows, r)[0]) for r in tcs]
                 desc = ", ".join(f"{lab[8:]} {m:+.2f}" if m is not None else f"{lab[8:]} n/a" for lab, m in ms)
                 worst = min((m for _, m in ms if m is not None), default=None)
@@ -359,7 +354,7 @@ def targets_table(rows: List[Row]) -> str:
                              f"{ok(worst is not None and worst >= 0)} ({desc})")
     for key in sorted({(r.model, r.seed) for r in rows if r.model == "c"}):
         c20 = [r for r in rows if (r.model, r.seed) == key and r.steps == 20 and r.nfe_speedup >= 2.5
-               and r.label.startswith(("TC-Padé θ", "TC-Padé slow", "TC-Padé fast"))]
+               and r.label.startswith(DEFAULT_TC_LABELS)]
         ms = [pareto_margin(rows, r)[0] for r in c20]
         best = max((m for m in ms if m is not None), default=None)
         lines.append(f"  C seed {key[1]} at 20 steps, >= 2.5x NFE, margin >= +2 dB: {ok(best is not None and best >= 2)} "
@@ -422,7 +417,7 @@ def write_fronts(rows: List[Row], path: Path, title: str) -> None:
             ax.step([f[0] for f in front], [f[1] for f in front], where="post", color=color, label=f"{name} front")
             ax.scatter([steps / r.computed for r in pts], [r.psnr for r in pts], color=color, s=14, alpha=0.5)
         for r in run:
-            if r.label.startswith(("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")):
+            if r.label.startswith(DEFAULT_TC_LABELS):
                 ax.annotate(r.label[8:].split(" (")[0], (r.nfe_speedup, r.psnr), fontsize=7, color="tab:red")
         ax.set_title(f"{steps} steps", fontsize=9)
         ax.set_xlabel("NFE speedup (x)")
