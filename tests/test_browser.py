@@ -324,6 +324,29 @@ def test_extension_loaded_and_workflows_served(ui, server):
     assert not ui.ours(), ui.ours()
 
 
+def open_node_search(page, text: str) -> None:
+    """Open the node search box (double click on the empty canvas), type ``text`` and wait for categorised
+    options. A double click the canvas swallows (it happens right after a sidebar or dialog closes) is repeated."""
+    page.wait_for_selector(".node-search-box-dialog-mask", state="detached", timeout=5_000)   # a closing one
+    for attempt in range(3):
+        page.mouse.dblclick(1200, 700)
+        try:
+            page.wait_for_selector(".node-search-box-dialog-mask", timeout=3_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+    page.keyboard.type(text)
+    page.wait_for_function("(t) => [...document.querySelectorAll('.p-autocomplete-option')].some(o => "
+                           "(o.getAttribute('aria-label') || '').toLowerCase().includes(t.toLowerCase()) && "
+                           "o.querySelector('.option-category'))", arg=text, timeout=10_000)
+
+
+def close_node_search(page) -> None:
+    page.keyboard.press("Escape")
+    page.wait_for_selector(".node-search-box-dialog-mask", state="detached", timeout=5_000)
+
+
 def test_node_library_shows_the_tcpade_folder(ui):
     """Node library: a "tcpade" folder with the nodes and a "models" folder, no unnamed folder; the node
     search shows the categories "tcpade" and "tcpade > models" (never a dangling "tcpade >")."""
@@ -356,33 +379,21 @@ def test_node_library_shows_the_tcpade_folder(ui):
     page.click("button.node-library-tab-button")          # close the sidebar
     # the node search box (double click on the empty canvas)
     page.evaluate("() => { const c = window.comfyAPI.app.app.canvas; c.ds.offset = [5000, 5000]; c.setDirty(true, true); }")
-    for attempt in range(3):              # the first double click after the sidebar closes is sometimes lost
-        page.mouse.dblclick(1200, 700)
-        try:
-            page.wait_for_selector(".node-search-box-dialog-mask", timeout=3_000)
-            break
-        except Exception:
-            if attempt == 2:
-                raise
-    page.keyboard.type("bench")
-    page.wait_for_selector(".p-autocomplete-option .option-category", timeout=10_000)
+    open_node_search(page, "bench")
     page.wait_for_timeout(500)
     options = page.evaluate("""() => [...document.querySelectorAll('.p-autocomplete-option')].map(o =>
         [o.getAttribute('aria-label'), o.querySelector('.option-category')?.textContent.trim()])""")
     ours = {label: cat for label, cat in options if cat and cat.startswith("tcpade")}
     assert ours.get("Bench Latent") == "tcpade > models" and ours.get("Bench Decode") == "tcpade > models", options
     page.screenshot(path=str(ARTIFACTS / "node_search.png"))
-    page.keyboard.press("Escape")
-    page.wait_for_timeout(200)
-    page.mouse.dblclick(1200, 700)
-    page.keyboard.type("TC-Pad")
-    page.wait_for_timeout(800)
+    close_node_search(page)
+    open_node_search(page, "TC-Pad")
     options = page.evaluate("""() => [...document.querySelectorAll('.p-autocomplete-option')].map(o =>
         [o.getAttribute('aria-label'), o.querySelector('.option-category')?.textContent.trim()])""")
     assert ["TC-Padé Cache", "tcpade"] in [list(o) for o in options], options
     cats = {cat for _, cat in options if cat and cat.startswith("tcpade")}
     assert cats <= {"tcpade", "tcpade > models"} and not any(c.endswith(">") for c in cats), cats
-    page.keyboard.press("Escape")
+    close_node_search(page)
     assert not ui.ours(), ui.ours()
 
 
