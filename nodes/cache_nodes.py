@@ -252,7 +252,7 @@ class TeaCacheNode(CacheNode):
             table = family.teacache(getattr(model.model, "model_config", None), None) if family and family.teacache else None
             notes = []
             if table is None:
-                name = type(model.get_model_object("diffusion_model")).__name__
+                name = family.display if family is not None else type(model.get_model_object("diffusion_model")).__name__
                 notes.append(f"no calibrated TeaCache coefficients for {name}: raw relative L1 distance, tune δ "
                              f"or calibrate")
                 log.warning(f"TeaCache: {notes[0]}")

@@ -62,6 +62,7 @@ class CallCtx:
     inputs: List[torch.Tensor]           # stack input per stream (image tokens)
     predicted: Optional[torch.Tensor]    # the stack output on a skipped call, else None
     img_len: int = 0
+    packed: object = None                # families.Packed of a tuple stream (LTX-2), else None
 
 
 @dataclass
@@ -99,6 +100,11 @@ class StackDriver:
         self.counters = Counters()
         self.current_sigma: Optional[float] = None
         self.disabled = False         # model-level fallback: the output did not match the input
+        self.unsupported: Optional[str] = None   # why the pack cannot cache this model's inputs (then it holds)
+        self.wrapper_calls = 0        # calls that reached the DIFFUSION_MODEL wrapper (torch.compile may bypass it)
+        self.block_entries = 0        # calls that reached the stack's first block patch
+        self.recompiled = False       # the compiled graphs were reset once in this run (see patcher)
+        self.inactive: Optional[str] = None      # why the cache never ran in this run (reported, never 0/0)
         self.last_to: Optional[dict] = None
         self.recorder = None          # calibration: nodes.calibration.Recorder
         self._rec_stream: Optional[str] = None
@@ -176,6 +182,8 @@ class StackDriver:
         report.planned_steps = self.num_steps
         report.interrupted = interrupted
         c = self.counters
+        if self.inactive is not None or (c.model_calls and not report.steps):
+            report.inactive = self.inactive or "the model never reached the pack's hooks"
         if c.model_calls != report.num_steps:     # several evaluations per step: say what really ran
             report.model_calls, report.stack_calls = c.model_calls, len(c.computed_sigmas)
         self.run.reset()

@@ -39,7 +39,7 @@ from ..tcpade_core import RunReport
 from ..tcpade_core.report import finite_or_none
 from . import teacache_tables as TT
 from .driver import CallCtx, StackDriver
-from .families import Family, StackLayout, image_part, with_image_part
+from .families import Family, StackLayout, image_part, joint_order, pack_stream, unpack_stream, with_image_part
 from .samplers import SamplerInfo, classify
 
 log = logging.getLogger("tcpade")
@@ -167,7 +167,7 @@ class CacheSettings:
             "method": report.method, "settings": report.settings, "gate": report.gate_name,
             "threshold": report.threshold, "computed": report.computed, "num_steps": report.num_steps,
             "speedup": report.speedup, "cache_bytes": report.cache_bytes, "store_device": report.store_device,
-            "notes": list(report.notes), "interrupted": report.interrupted, "planned_steps": report.planned_steps,
+            "notes": list(report.notes), "interrupted": report.interrupted, "inactive": report.inactive, "planned_steps": report.planned_steps,
             "prompt_id": _current_prompt_id(),
             "target_speedup": report.target_speedup, "target_note": report.target_note,
             "adapter": self.layout.family.name if self.layout is not None else "model-level",
@@ -281,7 +281,11 @@ def apply_sampler_rules(driver: StackDriver, info: SamplerInfo) -> None:
     every method computes every step, and says so. A sampler that picks its own times cannot be followed
     step by step: every method computes every call."""
     label = driver.label
-    if info.own_steps:
+    if info.unknown:
+        name = info.name or "this sampler"
+        driver.run.hold("unknown sampler", f"{name} is not in the pack's sampler table (it may inject noise or pick "
+                                           f"its own steps): {label} computes every step")
+    elif info.own_steps:
         driver.run.hold("adaptive sampler", f"{info.name} chooses its own steps: {label} computes every step")
     elif info.injects_noise:
         what = "re-noises the latent each step" if info.family == "lcm" else "injects noise each step"
@@ -299,8 +303,9 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
     if timestep is not None:
         driver.on_model_call(float(timestep.flatten()[0]))
     mark = len(driver.counters.computed_sigmas)
+    seen = (driver.wrapper_calls, driver.block_entries)
     try:
-        return executor(*args, **kwargs)
+        out = executor(*args, **kwargs)
     except Exception as e:
         if not _is_compile_failure(e) or not _drop_torch_compile(model_options):
             raise
@@ -312,6 +317,58 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
         driver.ctx = driver.model_ctx = None
         del driver.counters.computed_sigmas[mark:]
         return executor(*args, **kwargs)
+    why = _bypassed(driver, seen)
+    if why is None:
+        return out
+    # the model ran without the cache's hooks: nothing of this call was recorded; make them run, then evaluate again
+    driver.ctx = driver.model_ctx = None
+    del driver.counters.computed_sigmas[mark:]
+    if why == "compiled" and _compiled(model_options) and not driver.recompiled:
+        driver.recompiled = True
+        _reset_compiled_graphs()
+        note = ("torch.compile had compiled this model without the cache (the host's compile guards skip "
+                "transformer_options); its compiled graphs were reset so that the cache's hooks run (one recompile)")
+        driver.run.report.notes.append(note)
+        log.warning(f"{driver.label}: {note}")
+    elif why == "blocks" and driver.layout is not None:
+        fam = driver.layout.family.display
+        driver.layout = None
+        note = f"the {fam} model did not call the pack's block patches: caching the whole model output instead"
+        driver.run.report.notes.append(note)
+        log.warning(f"{driver.label}: {note}")
+    else:
+        driver.inactive = driver.inactive or "the model ran without calling the pack's hooks (torch.compile?)"
+        return out
+    seen = (driver.wrapper_calls, driver.block_entries)
+    out = executor(*args, **kwargs)
+    if _bypassed(driver, seen) is not None:
+        driver.inactive = driver.inactive or "the model ran without calling the pack's hooks even after a recompile"
+    return out
+
+
+def _bypassed(driver: StackDriver, seen) -> Optional[str]:
+    """Why the model call that just returned did not go through the cache: ``"compiled"`` (the DIFFUSION_MODEL
+    wrapper never ran: a compiled graph from a run without the cache), ``"blocks"`` (the wrapper ran, the stack's
+    first block patch did not: the model does not honour ``patches_replace["dit"]``), or None."""
+    if driver.wrapper_calls == seen[0]:
+        return "compiled"
+    if driver.layout is not None and driver.block_entries == seen[1] and driver.unsupported is None:
+        return "blocks"
+    return None
+
+
+def _compiled(model_options: dict) -> bool:
+    import comfy.patcher_extension as pe
+
+    wrappers = model_options.get("transformer_options", {}).get("wrappers", {}).get(pe.WrappersMP.APPLY_MODEL, {})
+    return COMPILE_WRAPPER_KEY in wrappers
+
+
+def _reset_compiled_graphs() -> None:
+    """torch.compile's public reset: every compiled graph of the process is dropped and recompiled on next use."""
+    reset = getattr(getattr(torch, "compiler", None), "reset", None)
+    if reset is not None:
+        reset()
 
 
 COMPILE_WRAPPER_KEY = "torch.compile"   # the key comfy_api.torch_helpers.set_torch_compile_wrapper registers under
@@ -364,6 +421,7 @@ def _begin_call(args, kwargs):
     to = _transformer_options(args, kwargs)
     driver: Optional[StackDriver] = to.get(RUN_KEY)
     if driver is not None:
+        driver.wrapper_calls += 1
         driver.last_to = to
         driver.ctx = None
         driver.model_ctx = None
@@ -381,7 +439,11 @@ def _model_level_enter(driver: StackDriver, to: dict, x):
     Returns None to run the model (its streams and inputs are kept for :func:`_model_level_leave`), else
     the predicted output."""
     driver.model_ctx = None
-    if driver.disabled or not isinstance(x, torch.Tensor):
+    if driver.disabled:
+        return None
+    if not isinstance(x, torch.Tensor):
+        _hold_unsupported(driver, f"the model input is a {type(x).__name__}")
+        driver.enter(["all"], [_PLACEHOLDER], None, 0)   # the hold decides: compute (recorded in the report)
         return None
     streams = stream_names(to, x.shape[0])
     hs = split(x, len(streams))
@@ -440,13 +502,13 @@ def install_block_patches(to: dict, driver: StackDriver) -> None:
     dit = dict(pr.get("dit", {}))
     keys = driver.layout.keys
     for n, key in enumerate(keys):
-        dit[key] = BlockPatch(driver, dit.get(key), first=n == 0, last=n == len(keys) - 1)
+        dit[key] = BlockPatch(driver, dit.get(key), first=n == 0, last=n == len(keys) - 1, key=key)
     pr["dit"] = dit
 
 
-def _passthrough(args: dict) -> dict:
-    out = {"img": args["img"]}
-    if "txt" in args:
+def _passthrough(args: dict, key: str) -> dict:
+    out = {key: args[key]}
+    if "txt" in args and key == "img":
         out["txt"] = args["txt"]
     return out
 
@@ -455,17 +517,25 @@ class BlockPatch:
     """One block of the stack: the ``first`` decides, a middle block passes its input through on a skipped
     call, the ``last`` records the residual or applies the prediction (a one-block stack is both).
 
+    The stream is ``args[family.stream_key]``: a tensor, or a tuple of tensors (LTX-2's video and audio),
+    packed into one tensor for the engine (:func:`.families.pack_stream`). A stream of any other type cannot
+    be cached: the run holds (computes every step) with one warning, and never raises.
+
     Under ``torch.compile`` the bookkeeping runs eager (:func:`_eager`) and only the block itself
     (:func:`_run_block`, a frame without this object in it) is compiled, so the compiled code never guards
     on which patch object, driver, stream name or step it saw: one compiled block serves every block of a
     kind and every run.
     """
 
-    def __init__(self, driver: StackDriver, inner: Optional[Callable], first: bool = False, last: bool = False):
+    def __init__(self, driver: StackDriver, inner: Optional[Callable], first: bool = False, last: bool = False,
+                 key: Optional[tuple] = None):
         self.driver = driver
         self.inner = inner
         self.first = first
         self.last = last
+        fam = driver.layout.family if driver.layout is not None else None
+        self.call = (fam.block_call, driver.dm, key) if fam is not None and fam.block_call is not None else None
+        self.key = fam.stream_key if fam is not None else "img"
 
     @_eager_frame
     def __call__(self, args: dict, extra: dict) -> dict:
@@ -474,9 +544,9 @@ class BlockPatch:
         skipped = self._skipped(args)
         if skipped is not None:
             return skipped
-        out = _run_block(self.inner, args, extra)
+        out = _run_block(self.inner, args, extra, self.call, self.key)
         if self.last:
-            self._leave(out)
+            self._leave(out, args)
         return out
 
     @_eager
@@ -486,41 +556,83 @@ class BlockPatch:
         ctx: Optional[CallCtx] = d.ctx
         if ctx is None or ctx.predicted is None:
             return None
-        out = _passthrough(args)
+        key = d.layout.family.stream_key
+        out = _passthrough(args, key)
         if self.last:
-            out["img"] = with_image_part(args["img"], d.layout.joint_tail, ctx.predicted)
+            if ctx.packed is not None:
+                out[key] = unpack_stream(ctx.predicted, ctx.packed)
+            else:
+                stream = args[key]
+                tail = joint_order(d.layout.joint_tail, args.get("transformer_options"), stream.shape[1], ctx.img_len)
+                out[key] = with_image_part(stream, tail, ctx.predicted)
             d.ctx = None
         return out
 
     @_eager
-    def _leave(self, out: dict) -> None:
+    def _leave(self, out: dict, args: dict) -> None:
         d = self.driver
         ctx: Optional[CallCtx] = d.ctx
         if ctx is not None:
-            y = image_part(out["img"], d.layout.joint_tail, ctx.img_len)
-            d.leave(ctx.streams, ctx.inputs, split(y, len(ctx.streams)))
+            y = out[d.layout.family.stream_key]
+            if ctx.packed is not None:
+                y, _, _ = pack_stream(y)
+            else:
+                tail = joint_order(d.layout.joint_tail, args.get("transformer_options"), y.shape[1], ctx.img_len)
+                y = image_part(y, tail, ctx.img_len)
+            if y is not None:
+                d.leave(ctx.streams, ctx.inputs, split(y, len(ctx.streams)))
             d.ctx = None
 
     @_eager
     def _enter(self, args: dict) -> None:
         d = self.driver
-        img = args["img"]
+        d.block_entries += 1
+        fam = d.layout.family
+        x = args.get(fam.stream_key)
         to = args.get("transformer_options") or d.last_to or {}
+        img, packed, why = pack_stream(x)
+        if packed is None and img is not None:
+            img = img.clone()   # blocks may update their input in place (Flux, Chroma, LTXV): keep the stack input
+        if img is None:
+            _hold_unsupported(d, f"its blocks take {why} as {fam.stream_key!r}")
+            d.enter(["all"], [_PLACEHOLDER], None, 0)   # the hold decides: compute (recorded in the report)
+            d.ctx = None
+            return
         streams = stream_names(to, img.shape[0])
         inputs = split(img, len(streams))
-        fam = d.layout.family
         lead = lead_stream(to, streams)
 
         def modulated():
-            m = fam.modulated(args, d.dm) if fam.modulated is not None else img
+            m = fam.modulated(args, d.dm) if fam.modulated is not None and packed is None else img
             return split(m, len(streams))[lead] if m.shape[0] == img.shape[0] else m
 
         preds = d.enter(streams, inputs, modulated, lead)
-        d.ctx = CallCtx(streams, inputs, torch.cat(preds, dim=0) if preds is not None else None, img.shape[1])
+        d.ctx = CallCtx(streams, inputs, torch.cat(preds, dim=0) if preds is not None else None,
+                        img.shape[1] if img.ndim > 1 else 0, packed)
 
 
-def _run_block(inner: Optional[Callable], args: dict, extra: dict) -> dict:
-    """The block itself (or the patch this one wraps): the part torch.compile may compile."""
+_PLACEHOLDER = torch.zeros(1, 1)
+
+
+def _hold_unsupported(driver: StackDriver, why: str) -> None:
+    """The pack cannot cache this model's inputs: compute every step of the run, say why once (log and report)."""
+    if driver.unsupported is not None:
+        return
+    driver.unsupported = why
+    name = type(driver.dm).__name__ if driver.dm is not None else "this model"
+    note = f"cache inactive for {name}: {why}, which the pack does not recognise; every step computes"
+    driver.run.hold("unsupported input", note)
+    log.warning(f"{driver.label}: {note}")
+
+
+def _run_block(inner: Optional[Callable], args: dict, extra: dict, call=None, key: str = "img") -> dict:
+    """The block itself (or the patch this one wraps): the part torch.compile may compile. ``call``: the family's
+    own way to run the block (``Family.block_call``, dm, patch key). A block that returns its stream bare (not in a
+    dict) is given the dict a patch returns."""
     if inner is not None:
-        return inner(args, extra)
-    return extra["original_block"](args)
+        out = inner(args, extra)
+    elif call is not None:
+        out = call[0](call[1], call[2], args)
+    else:
+        out = extra["original_block"](args)
+    return out if isinstance(out, dict) else {key: out}

@@ -9,7 +9,12 @@ Families (README "Samplers"):
 - ``two-evaluation``: an extra call inside each step (heun, dpm_2, ...): it follows its step's decision;
 - ``stochastic``: fresh noise enters the latent between steps (ancestral and SDE samplers, ddpm, ...);
 - ``lcm``: re-noises the denoised latent every step;
-- ``adaptive``: picks its own times (dpm_fast, dpm_adaptive), which do not follow the schedule.
+- ``adaptive``: picks its own times (dpm_fast, dpm_adaptive), which do not follow the schedule;
+- ``unknown``: a sampler not in this table (a newer host's, another pack's): the pack cannot know whether it
+  injects noise or picks its own times, so every method computes every step and says why (it holds).
+
+``exp_heun_2_x0`` (ComfyUI 2026) is SEEDS-2 with r = 1 and no noise: a second evaluation at the next step's
+sigma, like Heun; ``exp_heun_2_x0_sde`` is the same with noise (eta, s_noise).
 """
 from __future__ import annotations
 
@@ -19,12 +24,12 @@ FAMILIES = {
     "deterministic": ("euler", "euler_cfg_pp", "ddim", "gradient_estimation", "gradient_estimation_cfg_pp"),
     "multistep": ("lms", "dpmpp_2m", "dpmpp_2m_cfg_pp", "ipndm", "ipndm_v", "deis", "res_multistep",
                   "res_multistep_cfg_pp", "uni_pc", "uni_pc_bh2", "unipc", "unipc_bh2"),
-    "two-evaluation": ("heun", "heunpp2", "dpm_2"),
+    "two-evaluation": ("heun", "heunpp2", "dpm_2", "exp_heun_2_x0"),
     "stochastic": ("euler_ancestral", "euler_ancestral_cfg_pp", "dpm_2_ancestral", "dpmpp_2s_ancestral",
                    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
                    "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm",
                    "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp", "er_sde", "seeds_2", "seeds_3",
-                   "sa_solver", "sa_solver_pece"),
+                   "sa_solver", "sa_solver_pece", "exp_heun_2_x0_sde"),
     "lcm": ("lcm",),
     "adaptive": ("dpm_fast", "dpm_adaptive"),
 }
@@ -44,6 +49,10 @@ class SamplerInfo:
     @property
     def own_steps(self) -> bool:
         return self.family == "adaptive"
+
+    @property
+    def unknown(self) -> bool:
+        return self.family == "unknown"
 
 
 def sampler_name(sampler) -> str:

@@ -39,7 +39,12 @@ def parse_coefficients(text: str) -> Tuple[float, ...]:
     return vals
 
 
-def flux_table(model_config, latent_shape: Optional[Sequence[int]] = None) -> str:
+def flux_table(model_config, latent_shape: Optional[Sequence[int]] = None) -> Optional[str]:
+    """FLUX.1 only: the host's Flux class also runs Flux 2 (``image_model`` "flux2", global modulation), Kontext
+    and others, whose rescale polynomials nobody published (None: the node says so)."""
+    uc = dict(getattr(model_config, "unet_config", {}) or {})
+    if uc.get("image_model", "flux") != "flux" or uc.get("global_modulation"):
+        return None
     return "flux"
 
 
@@ -53,6 +58,6 @@ def wan_table(model_config, latent_shape: Optional[Sequence[int]] = None) -> Opt
             return "wan2.1 i2v 480p"
         h, w = int(latent_shape[-2]), int(latent_shape[-1])
         return "wan2.1 i2v 720p" if h * w * 64 >= _720P_PIXELS else "wan2.1 i2v 480p"
-    if kind == "t2v":
-        return "wan2.1 t2v 14B" if int(uc.get("dim", 1536)) >= 4000 else "wan2.1 t2v 1.3B"
+    if kind == "t2v":   # by width: 1536 is the 1.3B, 5120 the 14B; other widths (Wan 2.2 TI2V-5B: 3072) have no table
+        return {1536: "wan2.1 t2v 1.3B", 5120: "wan2.1 t2v 14B"}.get(int(uc.get("dim", 1536)))
     return None

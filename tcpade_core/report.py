@@ -37,6 +37,7 @@ class RunReport:
     target_note: str = ""                             # how the target was met
     model_calls: Optional[int] = None                 # with several model calls per step: how many ...
     stack_calls: Optional[int] = None                 # ... and how many of them ran the block stack
+    inactive: str = ""                                # why the cache did not run at all ("": it ran)
 
     @property
     def num_steps(self) -> int:
@@ -62,6 +63,9 @@ class RunReport:
         mb = self.cache_bytes / 2**20
         where = "offload cpu" if self.store_device == "cpu" else "same device"
         head = f"{label or self.method}: "
+        if self.inactive:
+            calls = f"; {self.model_calls} model calls computed in full" if self.model_calls else ""
+            return f"{head}cache inactive: {self.inactive}{calls}" + "".join(f"; {n}" for n in self.notes)
         if self.interrupted:
             head += f"interrupted at step {self.num_steps}/{self.planned_steps or self.num_steps}, "
         line = (f"{head}computed {self.computed}/{self.num_steps} steps ({self.speedup:.2f}x), "

@@ -1,0 +1,190 @@
+"""Every DiT family of the running host, through the host's own sampler on tiny real models
+(tests/host_families.py): each is either cached block by block or falls back safely, with one warning.
+
+For each family the host has (v0.3.64: Flux, Chroma, Wan, Qwen-Image, HunyuanVideo, LTX-Video; 0.33.0 adds
+Flux 2, Z-Image, HunyuanVideo 1.5, LTX-2 audio+video, Kandinsky 5), and each cache node:
+- the never-skip settings give the uncached run bit for bit;
+- the skipped steps are exactly those reported: the stack's first block module really ran once per computed
+  step (a forward hook on the module counts real executions, however the block is called);
+- the output is finite;
+- TeaCache either has calibrated coefficients for the family or says that it has none, naming the family.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import host_families as F
+import host_util as H
+
+H.require_host()
+
+KINDS = F.available_kinds()
+STEPS = 8
+MODEL_LEVEL = {"zimage"}     # honours no patches_replace["dit"]: the pack caches the whole model output
+
+
+@pytest.fixture(scope="module")
+def models():
+    H.load_pack()
+    return {k: F.tiny_model(k) for k in KINDS}
+
+
+def first_module(kind: str, model) -> torch.nn.Module:
+    """The module of the stack's first block (Z-Image: its first main layer)."""
+    dm = model.get_model_object("diffusion_model")
+    if kind == "zimage":
+        return dm.layers[0]
+    kind_, i = F.stack_keys(kind, model)[0]
+    attr = {"flux": "double_blocks", "flux2": "double_blocks", "chroma": "double_blocks",
+            "hunyuan_video": "double_blocks", "hunyuan_video15": "double_blocks", "wan": "blocks",
+            "qwen": "transformer_blocks", "ltxv": "transformer_blocks", "ltxav": "transformer_blocks",
+            "kandinsky5": "visual_transformer_blocks"}[kind]
+    return getattr(dm, attr)[i]
+
+
+class Count:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, module, args, kwargs, out):
+        self.calls += 1
+
+
+def run(model, kind: str, module=None, **kw):
+    """(outputs as a list of tensors, real executions of ``module``)."""
+    counter, handle = Count(), None
+    if module is not None:
+        handle = module.register_forward_hook(counter, with_kwargs=True)
+    try:
+        out = F.sample(model, kind, steps=STEPS, **kw)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return F.as_tensors(out), counter.calls
+
+
+def test_the_host_has_the_families_it_should():
+    """The test covers at least the families of v0.3.64; a newer host adds the 2026 ones (asked of the host)."""
+    assert {"flux", "chroma", "wan", "qwen", "hunyuan_video", "ltxv"} <= set(KINDS)
+    sm = H.host().comfy.supported_models
+    if hasattr(sm, "Flux2"):
+        assert {"flux2", "zimage", "hunyuan_video15", "ltxav", "kandinsky5"} <= set(KINDS)
+
+
+@pytest.mark.parametrize("method", list(H.NEVER_SKIP))
+@pytest.mark.parametrize("kind", KINDS)
+def test_never_skip_is_bit_exact(models, kind, method):
+    base = models[kind]
+    ref, _ = run(base, kind)
+    nid, kw = H.NEVER_SKIP[method]
+    m = H.attach(nid, base, **kw)
+    out, _ = run(m, kind)
+    rep = H.settings_of(m).last_report
+    assert all(torch.equal(a, b) for a, b in zip(out, ref)) and len(out) == len(ref)
+    assert not rep.inactive and rep.num_steps == STEPS and rep.computed == STEPS
+
+
+@pytest.mark.parametrize("method", list(H.SKIPPING))
+@pytest.mark.parametrize("kind", KINDS)
+def test_skipped_steps_are_exactly_those_reported(models, kind, method):
+    base = models[kind]
+    ref, _ = run(base, kind)
+    nid, kw, strip = H.SKIPPING[method]
+    m = H.attach(nid, base, **kw)
+    out, calls = run(m, kind, module=first_module(kind, base))
+    rep = H.settings_of(m).last_report
+    assert rep.strip() == strip and not rep.inactive
+    assert calls == rep.computed                          # the stack really ran on the computed steps only
+    assert all(torch.isfinite(o).all() for o in out)
+    assert any(not torch.equal(a, b) for a, b in zip(out, ref))     # the skips changed the result ...
+    for a, b in zip(out, ref):                                       # ... but not into noise
+        assert (a - b).abs().max() < 0.5 * b.abs().max() + 1e-3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_block_level_or_whole_model_said_once(models, kind, caplog):
+    """Block level wherever the family honours dit patches; otherwise the whole-model fallback, said in one warning
+    when the node attaches and in the report, never an exception."""
+    with caplog.at_level(logging.WARNING, logger="tcpade"):
+        m = H.attach("TCPade_TaylorSeer", models[kind], interval=2)
+    fallback = [r.getMessage() for r in caplog.records if "falling back" in r.getMessage()]
+    s = H.settings_of(m)
+    if kind in MODEL_LEVEL:
+        assert s.layout is None and len(fallback) == 1 and "whole diffusion-model output" in fallback[0]
+    else:
+        assert s.layout is not None and not fallback
+        assert list(s.layout.keys) == F.stack_keys(kind, models[kind])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_teacache_works_or_says_why(models, kind, caplog):
+    with caplog.at_level(logging.WARNING, logger="tcpade"):
+        m = H.attach("TCPade_TeaCache", models[kind])      # coefficients "auto", the node's default δ
+    out, _ = run(m, kind)
+    rep = H.settings_of(m).last_report
+    assert all(torch.isfinite(o).all() for o in out) and rep.num_steps == STEPS and not rep.inactive
+    missing = [n for n in rep.notes if n.startswith("no calibrated TeaCache coefficients")]
+    fam = H.settings_of(m).family
+    if kind == "flux":        # FLUX.1: the authors' polynomial
+        assert not missing
+    else:                     # everything else (Flux 2, the tiny Wan whose width is no released model's, ...)
+        assert len(missing) == 1 and (fam.display if fam else "") in missing[0]
+
+
+def test_joint_single_stream_image_tokens_are_where_the_host_puts_them(models):
+    """Flux and HunyuanVideo join text and image tokens for their single blocks; HunyuanVideo puts the image first
+    in v0.3.64 and last in later hosts (which say so in ``img_slice``). With order-0 TaylorSeer a skipped step
+    reuses the last computed stack output, so the image tokens the final layer reads on a skipped step must be
+    exactly those of the computed step before it: any other token order would hand it text tokens."""
+    for kind in ("flux", "hunyuan_video"):
+        if kind not in KINDS:
+            continue
+        base = models[kind]
+        seen = []
+        dm = base.get_model_object("diffusion_model")
+        handle = dm.final_layer.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+        try:
+            m = H.attach("TCPade_TaylorSeer", base, interval=2, order=0, first_enhance=1)
+            F.sample(m, kind, steps=4, cfg=1.0)
+        finally:
+            handle.remove()
+        assert H.settings_of(m).last_report.strip() == "#.#."
+        assert len(seen) == 4
+        assert torch.equal(seen[1], seen[0]) and torch.equal(seen[3], seen[2]), kind
+        assert not torch.equal(seen[2], seen[0])
+
+
+def test_ltx2_caches_video_and_audio_together(models):
+    if "ltxav" not in KINDS:
+        pytest.skip("this host has no LTX-2 (LTXAV)")
+    base = models["ltxav"]
+    nid, kw, strip = H.SKIPPING["taylorseer"]
+    m = H.attach(nid, base, **kw)
+    out, calls = run(m, "ltxav", module=first_module("ltxav", base))
+    ref, _ = run(base, "ltxav")
+    assert len(out) == 2 and calls == H.settings_of(m).last_report.computed
+    assert all(not torch.equal(a, b) for a, b in zip(out, ref))      # both streams were predicted
+
+
+def test_residual_uses_the_stack_input_as_it_was(models):
+    """Flux (0.33.0) and Chroma blocks update their input tensor in place; the cache keeps its own copy of the
+    stack input, so a skipped TeaCache step is exactly (its input) + (the last computed residual)."""
+    for kind in ("flux", "chroma"):
+        base = models[kind]
+        dm = base.get_model_object("diffusion_model")
+        ins, outs = [], []
+        h1 = dm.img_in.register_forward_hook(lambda mod, args, out: ins.append(out.detach().clone()))
+        h2 = dm.final_layer.register_forward_pre_hook(lambda mod, args: outs.append(args[0].detach().clone()))
+        try:
+            nid, kw, strip = H.SKIPPING["teacache"]
+            m = H.attach(nid, base, **kw)
+            F.sample(m, kind, steps=4, cfg=1.0)
+        finally:
+            h1.remove()
+            h2.remove()
+        assert H.settings_of(m).last_report.strip() == "#..#"
+        expected = ins[1] + (outs[0].float() - ins[0].float())
+        assert torch.allclose(outs[1].float(), expected.float(), rtol=1e-5, atol=1e-5), kind
