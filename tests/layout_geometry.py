@@ -2,12 +2,12 @@
 layout problems a person would see. Used by tests/test_workflows.py (every shipped workflow) and
 tests/test_browser.py (which checks these positions and curves against the frontend itself).
 
-Geometry of ComfyUI frontend 1.27 (LiteGraph): a node's title bar (30 px) sits above its ``pos``; socket input
-``i`` at ``(x + 10, y + 14 + 20 i)``, output ``j`` at ``(x + w - 9, y + 14 + 20 j)``; in the default spline mode a
-wire is a cubic bezier whose control points lie a quarter of its length right of the output and left of the
-input; a wire through native reroutes is drawn segment by segment with the control points
-``LGraphCanvas.renderAllLinkSegments`` and ``Reroute.calculateAngle`` compute (the frontend sets
-``Reroute.maxSplineOffset`` to 20).
+Geometry of ComfyUI frontend 1.27 (LiteGraph), the same in 1.49 (the browser test checks both): a node's title
+bar (30 px) sits above its ``pos``; socket input ``i`` at ``(x + 10, y + 14 + 20 i)``, output ``j`` at
+``(x + w - 9, y + 14 + 20 j)``; in the default spline mode a wire is a cubic bezier whose control points lie a
+quarter of its length right of the output and left of the input; a wire through native reroutes is drawn
+segment by segment with the control points ``LGraphCanvas.renderAllLinkSegments`` and ``Reroute.calculateAngle``
+compute (the frontend sets ``Reroute.maxSplineOffset`` to 20).
 """
 from __future__ import annotations
 
@@ -107,7 +107,8 @@ def link_paths(wf, samples=64, with_reroutes=False):
 
 def title_fits(n, char_px=7.5):
     """Whether the node's title fits its width (the frontend widens a node for a longer title: about 7.3 px per
-    character of its 14 px font; the browser test checks the exact widths)."""
+    character of its 14 px font and 40 px of title bar padding). A rough check that leaves the padding out; the
+    browser test checks every node against the width its frontend computes."""
     title = n.get("title") or ""
     return len(title) * char_px <= n["size"][0]
 

@@ -10,10 +10,12 @@ user meets them:
 * Templates -> Custom Nodes -> ComfyUI-TCPade lists every workflow, the CPU ones first, each card
   with its thumbnail loaded (no 404);
 * every shipped workflow loads with no missing node types, the frontend keeps every widget value
-  (none re-mapped or reset), combos hold valid options (or a model file the node declares), no
-  validation toast appears, every node is shown at exactly its saved position and size, the frontend's
-  minimum node sizes are the generator's table, and the wires are where tests/layout_geometry.py
-  (used by the layout test) computes them;
+  (none re-mapped or reset), combos hold valid options (or a model file the node declares; a node the
+  frontend marks for a missing model file is accepted only for files it declares), no validation toast
+  appears, every node's saved size is at least the frontend's own minimum for it (computeSize, its
+  title included) and it is shown at exactly its saved position and size, overlapping nothing; the
+  generator's table of minimum sizes is at least what the frontend computes, and the wires are where
+  tests/layout_geometry.py (used by the layout test) computes them;
 * the tiny bench workflow is queued and finishes; each cache node's panel shows the numbers of the
   server's ``tcpade.report`` and of its log line in the panel's wording ("target 2x → reached 2.00x"),
   every warning of the run (TeaCache without calibrated coefficients on its node), the gate plot's axes;
@@ -23,6 +25,11 @@ user meets them:
 * a page reload keeps the last run on the cache nodes (GET /tcpade/reports);
 * a speed target set with the mouse and keyboard (preset custom, target 2.5) is what the run reaches;
 * without the extension file (blocked), a workflow still loads and runs.
+
+The same checks run against every frontend the pack supports (1.27 with ComfyUI v0.3.64, 1.49 with ComfyUI
+0.33): where the frontends differ (markup of the node library, the node search and its category path, node
+ids as numbers or strings, node widths, when the node types are registered) the test asks the page what is
+there, it keeps no table per frontend version.
 
 Screenshots go to a temporary directory (``$TCPADE_ARTIFACTS``, default ``<tmp>/tcpade_test_artifacts``);
 the repository is never written, except ``docs/screenshot.png`` from the tiny run when
@@ -63,6 +70,13 @@ WORKFLOWS = sorted(p.stem for p in (PACK / "workflows").glob("*.json"))
 TINY_SHAPES, TINY_DIGITS = "1 TCPade on CPU, tiny shapes", "2 TCPade on CPU, tiny digits"
 CACHE_TYPES = ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")
 RUN_TIMEOUT_S = 150
+TYPES_TIMEOUT_S = 60    # newer frontends (1.49) register the node types seconds after the canvas exists
+
+
+def workflow_types():
+    """Every node type a shipped workflow uses (the pack's, the core's and the frontend's own MarkdownNote)."""
+    return sorted({n["type"] for p in (PACK / "workflows").glob("*.json")
+                   for n in json.loads(p.read_text(encoding="utf-8"))["nodes"]})
 
 
 def _why_skip():
@@ -177,6 +191,11 @@ class Page:
     def _ready(self):
         self.page.wait_for_function("window.comfyAPI?.app?.app?.graph && window.comfyAPI.app.app.canvas",
                                     timeout=90_000)
+        # the canvas can exist before the node types are registered (frontend 1.49: seconds later): wait for
+        # every type a shipped workflow uses
+        self.page.wait_for_function("(types) => typeof LiteGraph !== 'undefined' && "
+                                    "types.every(t => t in LiteGraph.registered_node_types)",
+                                    arg=workflow_types(), timeout=TYPES_TIMEOUT_S * 1000, polling=250)
         if not self.block_extension:
             self.page.wait_for_function("window.tcpade !== undefined", timeout=30_000)
         self.page.evaluate(INSTALL_LISTENERS, not self.block_extension)
@@ -213,15 +232,30 @@ LOAD_WORKFLOW = """async (name) => {
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   const problems = [];
   const byId = new Map(app.graph.nodes.map(n => [String(n.id), n]));
+  // the model files the frontend itself found missing, per node id: frontend 1.49 marks such a loader
+  // has_errors (older frontends keep no list and mark nothing). The test server has none of the big models.
+  const missingModels = new Map();
+  const pinia = document.querySelector('[data-v-app]')?.__vue_app__?.config?.globalProperties?.$pinia;
+  for (const m of pinia?._s?.get('missingModel')?.missingModelCandidates ?? [])
+    if (m.nodeId !== null && m.nodeId !== undefined)
+      missingModels.set(String(m.nodeId), [...(missingModels.get(String(m.nodeId)) ?? []), m]);
   for (const j of wf.nodes) {
     const n = byId.get(String(j.id));
     if (!n) { problems.push(`#${j.id} ${j.type}: not in the graph`); continue; }
     if (n.type !== j.type) problems.push(`#${j.id}: type ${n.type} != ${j.type}`);
-    if (n.has_errors) problems.push(`#${j.id} ${j.type}: has_errors`);
+    const models = new Set((j.properties?.models ?? []).map(m => m.name));
+    if (n.has_errors) {
+      // an error only for model files this node declares (properties.models) and its widgets name
+      const why = missingModels.get(String(n.id)) ?? [];
+      const declared = why.filter(m => models.has(m.name) &&
+                                        n.widgets?.find(w => w.name === m.widgetName)?.value === m.name);
+      if (!why.length || declared.length !== why.length)
+        problems.push(`#${j.id} ${j.type}: has_errors` +
+                      (why.length ? ` (missing ${why.map(m => m.widgetName + '=' + m.name).join(', ')})` : ''));
+    }
     const got = n.serialize().widgets_values ?? [];
     if (JSON.stringify(got) !== JSON.stringify(j.widgets_values ?? []))
       problems.push(`#${j.id} ${j.type}: widgets ${JSON.stringify(got)} != ${JSON.stringify(j.widgets_values)}`);
-    const models = new Set((j.properties?.models ?? []).map(m => m.name));
     for (const w of n.widgets ?? []) {
       if (w.type === 'combo' && Array.isArray(w.options?.values) && !w.options.values.includes(w.value) && !models.has(w.value))
         problems.push(`#${j.id} ${j.type}: ${w.name}=${JSON.stringify(w.value)} not an option`);
@@ -230,7 +264,8 @@ LOAD_WORKFLOW = """async (name) => {
         problems.push(`#${j.id} ${j.type}: ${w.name}=${w.value} out of range`);
     }
   }
-  const shown = app.graph.nodes.map(n => [n.id, [...n.pos], [...n.size]]);
+  // where and how large the frontend shows each node, and the smallest size it allows it (its title included)
+  const shown = app.graph.nodes.map(n => [n.id, [...n.pos], [...n.size], [...n.computeSize()]]);
   return {missing, problems, shown, nodes: app.graph.nodes.length, links: app.graph.links.size ?? Object.keys(app.graph.links).length,
           jsonNodes: wf.nodes.length, jsonLinks: wf.links.length,
           toasts: [...document.querySelectorAll('.p-toast-message')].map(e => [e.className, e.textContent])
@@ -324,27 +359,50 @@ def test_extension_loaded_and_workflows_served(ui, server):
     assert not ui.ours(), ui.ours()
 
 
+# The node search box (double click on the empty canvas): frontend 1.27 shows a PrimeVue autocomplete (options
+# with an aria-label and an ".option-category"), frontend 1.49 a list of options under #results-list (the
+# display name and the category path in the option's rows). Each option as [display name, category shown].
+SEARCH_MASK = ".node-search-box-dialog-mask, .p-dialog-mask:has([role=search])"
+SEARCH_OPTIONS = """() => [...document.querySelectorAll('.p-autocomplete-option, #results-list [role=option]')].map(o => {
+  const name = o.getAttribute('aria-label') ?? o.querySelector('.option-container .truncate')?.textContent ?? '';
+  const cat = o.querySelector('.option-category') ??
+              o.querySelector('.option-container > div > div:nth-child(2) > span:first-child');
+  return [name.trim(), cat ? cat.textContent.trim() : null]; })"""
+
+
+def category_path(shown):
+    """A category as the search box shows it ("tcpade > models" or "tcpade / models") -> ["tcpade", "models"];
+    a dangling separator ("tcpade >") leaves an empty last part."""
+    return [part.strip() for part in re.split(r"[>/]", shown.strip())]
+
+
 def open_node_search(page, text: str) -> None:
     """Open the node search box (double click on the empty canvas), type ``text`` and wait for categorised
     options. A double click the canvas swallows (it happens right after a sidebar or dialog closes) is repeated."""
-    page.wait_for_selector(".node-search-box-dialog-mask", state="detached", timeout=5_000)   # a closing one
+    page.wait_for_selector(SEARCH_MASK, state="detached", timeout=5_000)   # a closing one
     for attempt in range(3):
         page.mouse.dblclick(1200, 700)
         try:
-            page.wait_for_selector(".node-search-box-dialog-mask", timeout=3_000)
+            page.wait_for_selector(SEARCH_MASK, timeout=3_000)
             break
         except Exception:
             if attempt == 2:
                 raise
     page.keyboard.type(text)
-    page.wait_for_function("(t) => [...document.querySelectorAll('.p-autocomplete-option')].some(o => "
-                           "(o.getAttribute('aria-label') || '').toLowerCase().includes(t.toLowerCase()) && "
-                           "o.querySelector('.option-category'))", arg=text, timeout=10_000)
+    page.wait_for_function(f"(t) => ({SEARCH_OPTIONS})().some(([label, cat]) => "
+                           "label.toLowerCase().includes(t.toLowerCase()) && cat)", arg=text, timeout=10_000)
 
 
 def close_node_search(page) -> None:
     page.keyboard.press("Escape")
-    page.wait_for_selector(".node-search-box-dialog-mask", state="detached", timeout=5_000)
+    page.wait_for_selector(SEARCH_MASK, state="detached", timeout=5_000)
+
+
+# The node library's tree as [level, label] in display order: frontend 1.27 nests PrimeVue tree nodes (the
+# label in aria-label), 1.49 renders one flat row per visible entry (the label is the row's text); both mark
+# each entry role=treeitem with its aria-level.
+LIBRARY_TREE = """() => [...document.querySelectorAll('.side-bar-panel [role=treeitem]')].map(n =>
+    [+n.getAttribute('aria-level'), (n.getAttribute('aria-label') ?? n.textContent).trim()])"""
 
 
 def test_node_library_shows_the_tcpade_folder(ui):
@@ -355,14 +413,12 @@ def test_node_library_shows_the_tcpade_folder(ui):
     page.get_by_text("tcpade", exact=True).click()
     page.get_by_text("models", exact=True).first.click()
     # the folders open asynchronously: wait until a level-3 entry (inside tcpade > models) is rendered
-    page.wait_for_function("() => [...document.querySelectorAll('.p-tree-node')].some(n => "
-                           "n.getAttribute('aria-label') === 'Bench Latent')", timeout=10_000)
-    tree = page.evaluate("""() => [...document.querySelectorAll('.p-tree-node')].map(n =>
-        [+n.getAttribute('aria-level'), n.getAttribute('aria-label') ?? '',
-         n.querySelector('.p-tree-node-label')?.textContent.trim() ?? ''])""")
+    page.wait_for_function(f"() => ({LIBRARY_TREE})().some(([lvl, label]) => lvl === 3 && label === 'Bench Latent')",
+                           timeout=10_000)
+    tree = page.evaluate(LIBRARY_TREE)
     top = [t for t in tree if t[0] == 1]
     assert ("tcpade" in [t[1] for t in top]) and all(t[1].strip() for t in tree), tree
-    i = [t[1] for t in tree].index("tcpade")
+    i = [list(t) for t in tree].index([1, "tcpade"])
     inside = []
     for t in tree[i + 1:]:
         if t[0] == 1:
@@ -381,18 +437,16 @@ def test_node_library_shows_the_tcpade_folder(ui):
     page.evaluate("() => { const c = window.comfyAPI.app.app.canvas; c.ds.offset = [5000, 5000]; c.setDirty(true, true); }")
     open_node_search(page, "bench")
     page.wait_for_timeout(500)
-    options = page.evaluate("""() => [...document.querySelectorAll('.p-autocomplete-option')].map(o =>
-        [o.getAttribute('aria-label'), o.querySelector('.option-category')?.textContent.trim()])""")
-    ours = {label: cat for label, cat in options if cat and cat.startswith("tcpade")}
-    assert ours.get("Bench Latent") == "tcpade > models" and ours.get("Bench Decode") == "tcpade > models", options
+    options = page.evaluate(SEARCH_OPTIONS)
+    ours = {label: category_path(cat) for label, cat in options if cat and cat.startswith("tcpade")}
+    assert ours.get("Bench Latent") == ours.get("Bench Decode") == ["tcpade", "models"], options
     page.screenshot(path=str(ARTIFACTS / "node_search.png"))
     close_node_search(page)
     open_node_search(page, "TC-Pad")
-    options = page.evaluate("""() => [...document.querySelectorAll('.p-autocomplete-option')].map(o =>
-        [o.getAttribute('aria-label'), o.querySelector('.option-category')?.textContent.trim()])""")
-    assert ["TC-Padé Cache", "tcpade"] in [list(o) for o in options], options
-    cats = {cat for _, cat in options if cat and cat.startswith("tcpade")}
-    assert cats <= {"tcpade", "tcpade > models"} and not any(c.endswith(">") for c in cats), cats
+    options = page.evaluate(SEARCH_OPTIONS)
+    assert ["TC-Padé Cache", ["tcpade"]] in [[label, category_path(cat or "")] for label, cat in options], options
+    cats = {tuple(category_path(cat)) for _, cat in options if cat and cat.startswith("tcpade")}
+    assert cats <= {("tcpade",), ("tcpade", "models")}, cats            # no dangling "tcpade >"
     close_node_search(page)
     assert not ui.ours(), ui.ours()
 
@@ -640,7 +694,10 @@ def test_preset_buttons_set_preset_and_target(ui):
 
 
 def test_min_size_table_is_what_the_frontend_computes(ui):
-    """make_workflows.MIN_SIZE (the saved sizes are at least this) is the frontend's computeSize per type."""
+    """make_workflows.MIN_SIZE, the generator's floor per node type (every saved size is at least this), is at
+    least what this frontend computes for a new node of each type (LGraphNode.computeSize, measured here: the
+    frontends differ, 1.49 draws some nodes wider than 1.27). test_workflow_loads_clean checks every shipped
+    node, its title included, against the frontend's minimum for that node."""
     sys.path.insert(0, str(PACK / "workflows"))
     try:
         import make_workflows as mw
@@ -650,7 +707,10 @@ def test_min_size_table_is_what_the_frontend_computes(ui):
         const n = LiteGraph.createNode(t); window.comfyAPI.app.app.graph.add(n);
         const s = n.computeSize().map(Math.ceil); window.comfyAPI.app.app.graph.remove(n); return [t, s]; }))""",
                            sorted(mw.MIN_SIZE))
-    assert got == {k: list(v) for k, v in mw.MIN_SIZE.items()}
+    assert set(got) == set(mw.MIN_SIZE) and all(s[0] > 0 and s[1] > 0 for s in got.values()), got
+    below = {t: (list(mw.MIN_SIZE[t]), s) for t, s in got.items()
+             if s[0] > mw.MIN_SIZE[t][0] or s[1] > mw.MIN_SIZE[t][1]}
+    assert below == {}, f"MIN_SIZE below the frontend's computeSize (table, frontend): {below}"
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
@@ -663,10 +723,19 @@ def test_workflow_loads_clean(ui, name):
     assert r["toasts"] == [] and r["dialogs"] == [], (r["toasts"], r["dialogs"])
     # every node exactly where and as large as saved: the layout test's boxes are what a person sees
     wf = json.loads((PACK / "workflows" / f"{name}.json").read_text(encoding="utf-8"))
-    saved = {n["id"]: (n["pos"], n["size"]) for n in wf["nodes"]}
-    moved = [(i, pos, size, saved[i]) for i, pos, size in r["shown"]
-             if [round(v, 1) for v in pos + size] != [round(v, 1) for v in saved[i][0] + saved[i][1]]]
+    saved = {str(n["id"]): (n["pos"], n["size"]) for n in wf["nodes"]}     # node ids: numbers, or strings (1.49)
+    # each saved size is at least what this frontend computes for the node (fonts differ between frontends)
+    small = [(i, saved[str(i)][1], [math.ceil(v) for v in lo]) for i, _, _, lo in r["shown"]
+             if any(v < m for v, m in zip(saved[str(i)][1], lo))]
+    assert small == [], f"saved smaller than the frontend's minimum (node, saved, minimum): {small}"
+    moved = [(i, pos, size, saved[str(i)]) for i, pos, size, _ in r["shown"]
+             if [round(v, 1) for v in pos + size] != [round(v, 1) for v in saved[str(i)][0] + saved[str(i)][1]]]
     assert moved == [], moved
+    # and the boxes as shown overlap nothing (no node, group or wire in the way: tests/layout_geometry.py)
+    shown = {str(i): (pos, size) for i, pos, size, _ in r["shown"]}
+    as_shown = {**wf, "nodes": [{**n, "pos": shown[str(n["id"])][0], "size": shown[str(n["id"])][1]}
+                                for n in wf["nodes"]]}
+    assert G.layout_problems(as_shown) == [], G.layout_problems(as_shown)
     # the wires are the layout test's curves: the frontend's midpoint of every drawn segment (t = 0.5)
     ui.page.evaluate("""() => { const app = window.comfyAPI.app.app; const el = app.canvas.canvas;
         const b = app.graph.nodes.reduce((b, n) => [Math.min(b[0], n.pos[0]), Math.min(b[1], n.pos[1] - 40),
@@ -680,8 +749,8 @@ def test_workflow_loads_clean(ui, name):
     want = {}
     for lid, segs in paths.items():
         for seg, rid in zip(segs, ends_at[lid]):
-            want[("link", lid) if rid is None else ("reroute", rid)] = seg[len(seg) // 2]
-    got = {("link", i): p for i, p in mids["links"]} | {("reroute", i): p for i, p in mids["reroutes"]}
+            want[("link", str(lid)) if rid is None else ("reroute", str(rid))] = seg[len(seg) // 2]
+    got = {("link", str(i)): p for i, p in mids["links"]} | {("reroute", str(i)): p for i, p in mids["reroutes"]}
     assert set(got) == set(want) and all(p is not None for p in got.values())
     off = {k: round(math.dist(got[k], want[k]), 2) for k in want if math.dist(got[k], want[k]) > 0.5}
     assert off == {}, off

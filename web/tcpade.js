@@ -87,8 +87,15 @@ function graph() {
   return app.graph;
 }
 
+/** The node of an id as the server sends it (a string) or as the graph keeps it (a number up to frontend 1.2x,
+ *  a string from 1.49): looked up as given first, then as a number for a graph that keys numbers strictly. */
 function nodeById(id) {
-  return graph()?.getNodeById?.(Number(id)) ?? graph()?.getNodeById?.(id) ?? null;
+  if (id === null || id === undefined) return null;
+  const g = graph();
+  const n = g?.getNodeById?.(id);
+  if (n) return n;
+  const k = Number(id);
+  return Number.isFinite(k) && String(k) === String(id) ? g?.getNodeById?.(k) ?? null : null;
 }
 
 function isActive(node) {

@@ -123,19 +123,21 @@ SPECS: Dict[str, Spec] = {
 
 # ------------------------------------------------------------------------------------ sizes and geometry
 # The smallest size the frontend gives a node of each type (LGraphNode.computeSize() with the pack's web
-# extension: its panels are part of the cache and Compare nodes), measured in Chromium with ComfyUI
-# frontend 1.27.10 (`python workflows/make_workflows.py --measure` prints it again). The frontend enlarges a
-# node saved smaller than this, so every saved size here is at least this; tests/test_browser.py checks the
-# table against the frontend and that every shipped node is shown at exactly its saved size.
+# extension: its panels are part of the cache and Compare nodes), measured in Chromium with every frontend the
+# pack supports, the larger per type: ComfyUI frontend 1.27.10 and 1.49.6 (whose fonts make some nodes 7-39 px
+# wider; `python workflows/make_workflows.py --measure` prints what the frontend of $COMFYUI_PATH computes). The
+# frontend enlarges a node saved smaller than this (or than its title), so every saved size here is at least
+# this; tests/test_browser.py checks on each host that the table is at least what its frontend computes and that
+# every shipped node is shown at exactly its saved size.
 MIN_SIZE: Dict[str, Tuple[int, int]] = {
     "UNETLoader": (210, 82), "DualCLIPLoader": (210, 130), "CLIPLoader": (210, 106), "VAELoader": (210, 58),
-    "CLIPTextEncode": (211, 88), "FluxGuidance": (210, 58), "ConditioningZeroOut": (198, 26),
-    "EmptySD3LatentImage": (210, 106), "EmptyLatentImage": (210, 106), "EmptyHunyuanLatentVideo": (211, 130),
-    "ModelSamplingSD3": (210, 58), "KSampler": (210, 262), "KSamplerAdvanced": (245, 334), "VAEDecode": (140, 46),
+    "CLIPTextEncode": (219, 88), "FluxGuidance": (210, 58), "ConditioningZeroOut": (205, 26),
+    "EmptySD3LatentImage": (210, 106), "EmptyLatentImage": (210, 106), "EmptyHunyuanLatentVideo": (250, 130),
+    "ModelSamplingSD3": (210, 58), "KSampler": (210, 262), "KSamplerAdvanced": (253, 334), "VAEDecode": (140, 46),
     "SaveImage": (210, 58), "PreviewImage": (140, 26), "SaveAnimatedWEBP": (210, 154), "MarkdownNote": (210, 88),
-    "TCPade_TCPadeCache": (210, 566), "TCPade_TaylorSeer": (210, 422), "TCPade_TeaCache": (210, 422),
-    "TCPade_TraCache": (210, 398), "TCPade_Compare": (280, 168), "TCPade_PreviewGrid": (264, 82),
-    "TCPade_DiTLoader": (210, 82), "TCPade_ClassLabel": (210, 126), "TCPade_BenchModelLoader": (228, 58),
+    "TCPade_TCPadeCache": (210, 566), "TCPade_TaylorSeer": (210, 422), "TCPade_TeaCache": (218, 422),
+    "TCPade_TraCache": (210, 398), "TCPade_Compare": (288, 168), "TCPade_PreviewGrid": (277, 82),
+    "TCPade_DiTLoader": (210, 82), "TCPade_ClassLabel": (210, 126), "TCPade_BenchModelLoader": (239, 58),
     "TCPade_BenchLatent": (210, 82), "TCPade_BenchDecode": (140, 26),
 }
 TITLE_H = 30           # LiteGraph.NODE_TITLE_HEIGHT: the title bar sits above a node's pos
@@ -668,9 +670,9 @@ def wan22_14b() -> Workflow:
     y = GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE + 130
     for kind, label in [("ref", "no cache (reference)"), ("tcpade", "TC-Padé slow (2x) on both experts")]:
         r: Dict[str, Any] = {"kind": kind, "label": label}
-        k1 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · high noise, steps 0-10", size=(320, 334),
+        k1 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · high noise 0-10", size=(320, 334),
                     add_noise="enable", start_at_step=0, end_at_step=10, return_with_leftover_noise="enable", **common)
-        k2 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · low noise, steps 10-20", size=(320, 334),
+        k2 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · low noise 10-20", size=(320, 334),
                     add_noise="disable", start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable",
                     **common)
         dec = wf.add("VAEDecode", size=(200, 46))
