@@ -23,6 +23,7 @@ from comfy_api.latest import io, ui
 
 from ..tcpade_core import metrics
 from ..tcpade_core.report import finite_or_none
+from .patcher import LAST_COMPARES, current_prompt_id
 
 CATEGORY = "tcpade"
 UI_KEY = "tcpade_compare"   # the node's UI payload; read by web/tcpade.js
@@ -31,6 +32,7 @@ GRID_MIN_SIZE = 256         # preview tiles are scaled up (whole factor, nearest
 GRID_MAX_SIDE = 2048        # a preview grid larger than this is scaled down to it
 GRID_GAP = 4                # pixels between tiles
 GRID_GAP_VALUE = 0.3        # grey of the gaps (visible between black difference images)
+CHANGED_FLOOR_DB = metrics.CHANGED_FLOOR_DB   # below it an image shows other content (README "Compare")
 
 
 def to_metric_space(images: torch.Tensor) -> torch.Tensor:
@@ -110,19 +112,34 @@ def image_grid(images: torch.Tensor, columns: int = 0, min_size: int = GRID_MIN_
     return out[None].clamp(0.0, 1.0)
 
 
-def frame_psnr(a: torch.Tensor, b: torch.Tensor):
+def frame_psnr(a: torch.Tensor, b: torch.Tensor, vals: list = None):
     """(mean PSNR over the images that differ, number of identical images); inf when all are identical.
 
     :func:`tcpade_core.metrics.psnr` is +inf for an identical image, so a plain mean over a batch would be
     inf as soon as one image is unchanged (e.g. a static first video frame); those are counted instead.
     """
-    vals = [metrics.psnr(a[i:i + 1], b[i:i + 1]) for i in range(a.shape[0])]
+    vals = image_psnrs(a, b) if vals is None else vals
     finite = [v for v in vals if math.isfinite(v)]
     mean = sum(finite) / len(finite) if finite else math.inf
     return mean, len(vals) - len(finite)
 
 
-def format_scores(psnr: float, ssim: float, images: int, identical: int = 0) -> str:
+def image_psnrs(a: torch.Tensor, b: torch.Tensor) -> list:
+    """PSNR of each image against its reference (+inf where identical)."""
+    return [metrics.psnr(a[i:i + 1], b[i:i + 1]) for i in range(a.shape[0])]
+
+
+def worst_and_changed(vals: list, floor: float = CHANGED_FLOOR_DB):
+    """(worst PSNR, its index) over the images, and the indices of the images whose content changed (PSNR below
+    ``floor``); (inf, None, []) when every image is identical."""
+    if not vals:
+        return math.inf, None, []
+    i = min(range(len(vals)), key=lambda k: vals[k])
+    return vals[i], i, [k for k, v in enumerate(vals) if v < floor]
+
+
+def format_scores(psnr: float, ssim: float, images: int, identical: int = 0, worst: float = math.inf,
+                  worst_index=None, changed=()) -> str:
     """One line for the UI. A batch is called "images": the node cannot tell a video's frames from a batch."""
     if math.isinf(psnr):
         p = "∞ dB (identical)"
@@ -133,8 +150,15 @@ def format_scores(psnr: float, ssim: float, images: int, identical: int = 0) -> 
         notes.append(f"mean of {images} images")
     if identical and not math.isinf(psnr):
         notes.append(f"PSNR over the {images - identical} that differ")
+    if images > 1 and worst_index is not None and math.isfinite(worst):
+        notes.append(f"worst {worst:.2f} dB, image {worst_index + 1}")
     tail = f" ({'; '.join(notes)})" if notes else ""
-    return f"PSNR {p} · SSIM {ssim:.4f}{tail}"
+    line = f"PSNR {p} · SSIM {ssim:.4f}{tail}"
+    if changed:
+        which = ", ".join(str(k + 1) for k in changed[:8]) + (", ..." if len(changed) > 8 else "")
+        line += (f" · {len(changed)} image{'s' if len(changed) > 1 else ''} changed content "
+                 f"(below {CHANGED_FLOOR_DB:g} dB): {which}")
+    return line
 
 
 class Compare(io.ComfyNode):
@@ -167,19 +191,29 @@ class Compare(io.ComfyNode):
                                         "(the node's preview is a grid of the first 8, scaled up)."),
             ],
             is_output_node=True,
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, test, reference, amplify) -> io.NodeOutput:
         test, reference = match_batches(test, reference)
         a, b = to_metric_space(test), to_metric_space(reference)
-        psnr, identical = frame_psnr(a, b)
+        vals = image_psnrs(a, b)
+        psnr, identical = frame_psnr(a, b, vals)
+        worst, worst_index, changed = worst_and_changed(vals)
         ssim = metrics.ssim(a, b)
         diff = difference_image(test, reference, amplify)
-        text = format_scores(psnr, ssim, test.shape[0], identical)
+        text = format_scores(psnr, ssim, test.shape[0], identical, worst, worst_index, changed)
+        hidden = getattr(cls, "hidden", None)
+        node_id = getattr(hidden, "unique_id", None)
         payload = {"psnr": finite_or_none(psnr), "ssim": finite_or_none(ssim), "identical_images": identical,
                    "images": int(test.shape[0]), "previewed": min(int(test.shape[0]), PREVIEW_IMAGES),
-                   "amplify": float(amplify), "text": text}
+                   "amplify": float(amplify), "text": text,
+                   "worst_psnr": finite_or_none(worst), "worst_index": worst_index,
+                   "per_image_psnr": [finite_or_none(v) for v in vals], "changed": changed,
+                   "changed_floor_db": CHANGED_FLOOR_DB, "node": node_id, "prompt_id": current_prompt_id()}
+        if node_id is not None:
+            LAST_COMPARES[str(node_id)] = payload
         preview = ui.PreviewImage(image_grid(diff[:PREVIEW_IMAGES]), cls=cls).as_dict()
         # JSON for the websocket: no inf/nan (the browser's JSON.parse rejects them)
         ui_out = {**preview, "text": [text], UI_KEY: [payload]}

@@ -71,6 +71,23 @@ class Counters:
     computed_sigmas: List[float] = field(default_factory=list)   # sigma of every call that ran the stack
     unscheduled: int = 0                                          # calls outside the schedule (always computed)
     streams_seen: List[str] = field(default_factory=list)        # cond / uncond streams, in order of appearance
+    computed_seconds: List[float] = field(default_factory=list)  # wall time of each model call that ran the stack
+    skipped_seconds: List[float] = field(default_factory=list)   # ... and of each call that predicted it
+
+    def timing(self) -> dict:
+        """This run's wall-clock estimate, from its own calls only: the mean time of a call that ran the stack
+        (the run's first call left out when there are others: it carries the warm-up) and of a call that
+        predicted it, and the speed-up they imply over computing every call. Values are None when unknown."""
+        comp = self.computed_seconds[1:] if len(self.computed_seconds) > 1 else self.computed_seconds
+        c = sum(comp) / len(comp) if comp else None
+        s = sum(self.skipped_seconds) / len(self.skipped_seconds) if self.skipped_seconds else None
+        nc, ns = len(self.computed_seconds), len(self.skipped_seconds)
+        est = None
+        if c is not None and c > 0 and (ns == 0 or s is not None):
+            est = (nc + ns) * c / (nc * c + ns * (s or 0.0))
+        basis = ("this run's own model calls: mean of the computed calls" + (" after the first" if len(comp) < nc else "")
+                 + (" and of the skipped ones" if ns else "")) if c is not None else ""
+        return {"computed_s": c, "skipped_s": s, "estimated_speedup": est, "basis": basis}
 
 
 class StackDriver:

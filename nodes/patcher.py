@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 import sys
+import time
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
@@ -69,6 +70,8 @@ EVENT = "tcpade.report"   # PromptServer event name
 
 # The last published report per node (key: node unique id, else the node label). For the UI and tests.
 LAST_REPORTS: Dict[str, dict] = {}
+# The last result of every Compare node (key: node unique id), so that a reloaded page shows it again.
+LAST_COMPARES: Dict[str, dict] = {}
 
 
 class CacheSettings:
@@ -133,7 +136,8 @@ class CacheSettings:
         driver.recorder = self.recorder
         driver.run.report.notes.extend(notes)
         if self.layout is None:
-            driver.run.report.notes.append(f"no block adapter for {type(dm).__name__}: caching the whole model output")
+            driver.run.report.notes.append(f"no block adapter for {model_name(self.family, dm)}: caching the whole "
+                                           f"model output")
         return driver
 
     def _calibration_for(self, steps: int, notes: list):
@@ -168,8 +172,9 @@ class CacheSettings:
             "threshold": report.threshold, "computed": report.computed, "num_steps": report.num_steps,
             "speedup": report.speedup, "cache_bytes": report.cache_bytes, "store_device": report.store_device,
             "notes": list(report.notes), "interrupted": report.interrupted, "inactive": report.inactive, "planned_steps": report.planned_steps,
-            "prompt_id": _current_prompt_id(),
+            "prompt_id": current_prompt_id(),
             "target_speedup": report.target_speedup, "target_note": report.target_note,
+            "timing": {k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in driver.counters.timing().items()},
             "adapter": self.layout.family.name if self.layout is not None else "model-level",
             "steps": [{"step": r.step, "computed": r.computed, "gate": finite_or_none(r.gate), "phase": r.phase,
                        "reason": r.reason, "t": finite_or_none(r.t)} for r in report.steps],
@@ -178,13 +183,20 @@ class CacheSettings:
         _send_to_frontend(payload)
 
 
+def model_name(family: Optional[Family], dm) -> str:
+    """How a warning names the model: its family ("Flux", "LTX-2"), else its class, said as such."""
+    if family is not None:
+        return family.display
+    return f"this model (class {type(dm).__name__})" if dm is not None else "this model"
+
+
 def _prompt_server():
     server = sys.modules.get("server")
     ps = getattr(server, "PromptServer", None) if server is not None else None
     return getattr(ps, "instance", None) if ps is not None else None
 
 
-def _current_prompt_id() -> Optional[str]:
+def current_prompt_id() -> Optional[str]:
     """The id of the prompt the host runs now (None outside a server): lets the UI find a report's workflow."""
     pid = getattr(_prompt_server(), "last_prompt_id", None)
     return str(pid) if pid is not None else None
@@ -224,8 +236,8 @@ def apply_cache(model, settings: CacheSettings):
                     f"compound their errors. Use one of them.")
     if settings.layout is None:
         dm = m.get_model_object("diffusion_model")
-        log.warning(f"{settings.label}: no block adapter for {type(dm).__name__}; falling back to caching the "
-                    f"whole diffusion-model output (model-level, like EasyCache).")
+        log.warning(f"{settings.label}: no block adapter for {model_name(settings.family, dm)}; falling back to "
+                    f"caching the whole diffusion-model output (model-level, like EasyCache).")
     to[KEY] = settings
     m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
     m.add_wrapper_with_key(pe.WrappersMP.CALC_COND_BATCH, KEY, calc_cond_batch_wrapper)
@@ -290,8 +302,10 @@ def apply_sampler_rules(driver: StackDriver, info: SamplerInfo) -> None:
     elif info.injects_noise:
         what = "re-noises the latent each step" if info.family == "lcm" else "injects noise each step"
         driver.run.hold("stochastic sampler", f"{info.name} {what}: {label} computes every step")
-    for note in driver.run.report.notes:
-        log.warning(note)
+    # only this run's own warning: the notes the node found when it attached were logged then, once
+    hold = driver.run.hold_note
+    if hold is not None:
+        log.warning(hold)
 
 
 def calc_cond_batch_wrapper(executor, *args, **kwargs):
@@ -304,8 +318,9 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
         driver.on_model_call(float(timestep.flatten()[0]))
     mark = len(driver.counters.computed_sigmas)
     seen = (driver.wrapper_calls, driver.block_entries)
+    t0 = time.perf_counter()
     try:
-        out = executor(*args, **kwargs)
+        out = _timed(driver, mark, t0, executor(*args, **kwargs))
     except Exception as e:
         if not _is_compile_failure(e) or not _drop_torch_compile(model_options):
             raise
@@ -321,6 +336,7 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
     if why is None:
         return out
     # the model ran without the cache's hooks: nothing of this call was recorded; make them run, then evaluate again
+    driver.counters.skipped_seconds.pop()
     driver.ctx = driver.model_ctx = None
     del driver.counters.computed_sigmas[mark:]
     if why == "compiled" and _compiled(model_options) and not driver.recompiled:
@@ -343,6 +359,16 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
     out = executor(*args, **kwargs)
     if _bypassed(driver, seen) is not None:
         driver.inactive = driver.inactive or "the model ran without calling the pack's hooks even after a recompile"
+    return out
+
+
+def _timed(driver: StackDriver, mark: int, t0: float, out):
+    """Record the wall time of the model call that just returned (as computed when it ran the stack). On a GPU the
+    queued work is waited for first, so the time is the call's, not its launch's."""
+    if isinstance(out, (list, tuple)) and out and isinstance(out[0], torch.Tensor) and out[0].is_cuda:
+        torch.cuda.synchronize(out[0].device)
+    c = driver.counters
+    (c.computed_seconds if len(c.computed_sigmas) > mark else c.skipped_seconds).append(time.perf_counter() - t0)
     return out
 
 
@@ -619,7 +645,7 @@ def _hold_unsupported(driver: StackDriver, why: str) -> None:
     if driver.unsupported is not None:
         return
     driver.unsupported = why
-    name = type(driver.dm).__name__ if driver.dm is not None else "this model"
+    name = model_name(driver.layout.family if driver.layout is not None else None, driver.dm)
     note = f"cache inactive for {name}: {why}, which the pack does not recognise; every step computes"
     driver.run.hold("unsupported input", note)
     log.warning(f"{driver.label}: {note}")

@@ -1,4 +1,5 @@
-"""HTTP routes of the pack: the last run report of every cache node, for the web extension.
+"""HTTP routes of the pack: the last run report of every cache node, and the last result of every Compare node
+(``GET /tcpade/compares``, same shape as the reports), for the web extension.
 
 ``GET /tcpade/reports`` (also ``/api/tcpade/reports``: the host mirrors every route under ``/api``)
 returns ``{node id: report}``: :data:`.patcher.LAST_REPORTS`, the payload of the last
@@ -22,6 +23,7 @@ from . import patcher
 log = logging.getLogger("tcpade")
 
 PATH = "/tcpade/reports"
+COMPARES_PATH = "/tcpade/compares"   # the last result of every Compare node, same shape
 _REGISTERED = False
 
 
@@ -79,6 +81,11 @@ def register() -> bool:
     async def get_reports(request):
         queue = getattr(inst, "prompt_queue", None)
         return web.json_response(reports_payload(patcher.LAST_REPORTS, queue_lookup(queue) if queue else None))
+
+    @inst.routes.get(COMPARES_PATH)
+    async def get_compares(request):
+        queue = getattr(inst, "prompt_queue", None)
+        return web.json_response(reports_payload(patcher.LAST_COMPARES, queue_lookup(queue) if queue else None))
 
     _REGISTERED = True
     return True

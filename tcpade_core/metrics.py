@@ -18,6 +18,11 @@ def _unit(images: torch.Tensor) -> torch.Tensor:
     return ((images.detach().float().clamp(-1, 1) + 1) / 2).double().cpu()
 
 
+# An image whose PSNR against its reference is below this shows other content rather than a cached copy of it: the
+# Compare node marks it. Set from `python -m tcpade_core.research.content_floor` (docs/content_floor.txt).
+CHANGED_FLOOR_DB = 15.0
+
+
 def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean PSNR (dB) over the batch, data range [0, 1]; identical images give +inf."""
     a, b = _unit(images), _unit(reference)
