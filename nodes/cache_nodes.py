@@ -30,13 +30,13 @@ DEVICES = {"same": None, "cpu offload": "cpu"}
 
 def _window_inputs(start: float = 0.0, end: float = 1.0):
     return [
-        io.Float.Input("start_percent", default=start, min=0.0, max=1.0, step=0.01,
+        io.Float.Input("start_percent", display_name="start percent", default=start, min=0.0, max=1.0, step=0.01,
                        tooltip="0.0-1.0. Part of the denoising (in the model's sigma scale) before which every step is "
                                "computed in full. Higher: the cache starts later, safer, less speed-up."),
-        io.Float.Input("end_percent", default=end, min=0.0, max=1.0, step=0.01,
+        io.Float.Input("end_percent", display_name="end percent", default=end, min=0.0, max=1.0, step=0.01,
                        tooltip="0.0-1.0. Part of the denoising after which every step is computed in full. Lower: the "
                                "last steps (fine detail) are always computed, safer, less speed-up."),
-        io.Combo.Input("cache_device", options=list(DEVICES), default="same",
+        io.Combo.Input("cache_device", display_name="cache device", options=list(DEVICES), default="same",
                        tooltip="same: keep cached residuals on the model's device (fastest). cpu offload: keep them in "
                                "system RAM (saves VRAM, costs a copy per step)."),
     ]
@@ -96,6 +96,10 @@ class CacheNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, start_percent, end_percent, cache_device, calibration=None, **widgets) -> io.NodeOutput:
+        # a target the user typed (a preset is the node's default, not a request): it is honoured at few steps too
+        typed = widgets.get("target_speedup", 0.0)
+        explicit = (isinstance(typed, (int, float)) and not isinstance(typed, bool) and typed > 0
+                    and widgets.get("preset", CUSTOM) == CUSTOM)
         target = cls.target_of(widgets)
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not (target == 0 or 1.0 <= target <= 10.0):
             raise ConfigError(f"target_speedup must be 0 (off) or a number in [1.0, 10.0], got {target!r}")
@@ -113,7 +117,7 @@ class CacheNode(io.ComfyNode):
         settings = CacheSettings(cfg, cls.LABEL, start_percent, end_percent, DEVICES[cache_device], family, layout,
                                  node_id=getattr(hidden, "unique_id", None), target_speedup=float(target),
                                  model_key=CAL.model_key(model), calibration=calibration,
-                                 apply_calibration=cls.apply_calibration, **options)
+                                 apply_calibration=cls.apply_calibration, explicit_target=explicit, **options)
         return io.NodeOutput(apply_cache(model, settings))
 
 
@@ -126,7 +130,7 @@ class TCPadeCache(CacheNode):
     @classmethod
     def own_inputs(cls) -> list:
         return [
-            io.Combo.Input("preset", options=[*PRESETS, CUSTOM], default="slow (2x)",
+            io.Combo.Input("preset", display_name="preset", options=[*PRESETS, CUSTOM], default="slow (2x)",
                            tooltip="slow: a 2x speed target (20 steps: 10 computed). fast: 2.8x (20 steps: 7 computed). "
                                    "The same speed on every model; the stability signal decides where the computes "
                                    "go. custom: target speed-up and θ below decide (target 0: θ alone)."),
@@ -135,8 +139,10 @@ class TCPadeCache(CacheNode):
                            tooltip="θ, 0.0-2.0. Between the forced computes a step is skipped when the stability score "
                                    "1/(2·TSI) of the last three equally spaced computes is >= θ, i.e. while the "
                                    "trajectory turns by less than 91° (θ 0.7), 60° (θ 1.0) or 45° (θ 1.3). Higher: "
-                                   "fewer skips. With a target: a turn (score < θ) moves the next compute earlier. "
-                                   "In paper_literal mode θ compares with TSI itself (0-1). Used with preset custom."),
+                                   "fewer skips. With a speed target (a preset, or custom with a target) θ only moves "
+                                   "computes earlier: a turn (score < θ) brings the next compute forward; with preset "
+                                   "custom and target 0, θ alone decides. In paper_literal mode θ compares with TSI "
+                                   "itself (0-1)."),
             io.Float.Input("lam", display_name="λ", default=2.0, min=0.1, max=100.0, step=0.1,
                            tooltip="λ, 0.1-100.0 (default 2, measured; the paper: 10). Sensitivity of the stability factor "
                                    "σ = exp(-λ·relative change): how fast the prediction falls back from extrapolation "
@@ -147,19 +153,20 @@ class TCPadeCache(CacheNode):
             io.Float.Input("beta", display_name="β", default=0.3, min=-1.0, max=1.0, step=0.01,
                            tooltip="β, -1.0-1.0. paper_literal mode only (its late phase): weight of the residual's first "
                                    "difference. The default reading has no phases (measured)."),
-            io.Int.Input("interval", display_name="N (interval)", default=4, min=1, max=100,
+            io.Int.Input("interval", display_name="interval N", default=4, min=1, max=100,
                          tooltip="N, 1-100. After the first step, every N-th step is always computed (paper_literal: "
                                  "every N-th from step 0). Lower: more full steps, better quality; 1 disables skipping."),
         ]
 
     @classmethod
     def tail_inputs(cls) -> list:
-        return [io.Combo.Input("mode", options=["default", "paper_literal", "official"], default="default",
+        return [io.Combo.Input("mode", display_name="mode", options=["default", "paper_literal", "official"],
+                               default="default",
                                tooltip="default: the measured reading of the paper's equations. paper_literal: the "
                                        "equations exactly as printed. official: the authors' code "
                                        "(Alibaba-YuFeng/TC_Pade): fixed schedule (interval 8 from step 5), their "
-                                       "predictor; with preset custom, theta is its curvature threshold and "
-                                       "interval its interval. For comparison.")]
+                                       "predictor; with preset custom, θ is its curvature threshold and "
+                                       "interval N its interval. For comparison.")]
 
     @classmethod
     def target_of(cls, widgets: dict) -> float:
@@ -199,15 +206,16 @@ class TaylorSeerCache(CacheNode):
     def own_inputs(cls) -> list:
         return [
             _target_input(),
-            io.Int.Input("interval", display_name="N (interval)", default=4, min=1, max=100,
+            io.Int.Input("interval", display_name="interval N", default=4, min=1, max=100,
                          tooltip="N, 1-100. Full compute every N steps (FLUX: 6, Wan2.1: 5). Higher: faster, lower "
-                                 "fidelity; 1 disables skipping."),
-            io.Int.Input("order", display_name="O (order)", default=1, min=0, max=4,
+                                 "fidelity; 1 disables skipping. Used at target speed-up 0 only: a target sets "
+                                 "the schedule."),
+            io.Int.Input("order", display_name="order O", default=1, min=0, max=4,
                          tooltip="O, 0-4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached "
                                  "outputs (more memory) and can overshoot."),
-            io.Int.Input("first_enhance", default=2, min=0, max=100,
+            io.Int.Input("first_enhance", display_name="first enhance", default=2, min=0, max=100,
                          tooltip="0-100. Steps computed in full at the start before skipping begins (FLUX: 3, "
-                                 "Wan2.1: 1)."),
+                                 "Wan2.1: 1). With a target speed-up the target decides which steps compute."),
         ]
 
     @classmethod
@@ -233,10 +241,10 @@ class TeaCacheNode(CacheNode):
             io.Float.Input("threshold", display_name="δ", default=0.4, min=0.0, max=10.0, step=0.01,
                            tooltip="δ, 0.0-10.0. Skip while the accumulated distance is below δ. Higher: more skips. "
                                    "FLUX: 0.25 (1.5x) to 0.8 (2.25x); Wan 1.3B 0.05-0.08; Wan 14B 0.14-0.2."),
-            io.Combo.Input("coefficients", options=TT.CHOICES, default=TT.AUTO,
+            io.Combo.Input("coefficients", display_name="coefficients", options=TT.CHOICES, default=TT.AUTO,
                            tooltip="Rescale polynomial. auto: detected from the model (FLUX, Wan2.1 t2v 1.3B / 14B, "
-                                   "i2v 480p / 720p by latent size). custom: use custom_coefficients."),
-            io.String.Input("custom_coefficients", default="", multiline=False,
+                                   "i2v 480p / 720p by latent size). custom: use custom coefficients."),
+            io.String.Input("custom_coefficients", display_name="custom coefficients", default="", multiline=False,
                             tooltip="Used when coefficients is custom: 1-10 comma-separated numbers, highest power "
                                     "first (numpy poly1d order). '1, 0' is the raw relative L1 distance."),
         ]
@@ -284,11 +292,11 @@ class TraCacheNode(CacheNode):
     def own_inputs(cls) -> list:
         return [
             _target_input(),
-            io.Int.Input("stride", display_name="k (stride)", default=2, min=1, max=100,
+            io.Int.Input("stride", display_name="stride k", default=2, min=1, max=100,
                          tooltip="k, 1-100. Full compute every k steps. Higher: faster, lower fidelity; 1 disables "
-                                 "skipping."),
-            io.Int.Input("max_order", default=2, min=1, max=4,
-                         tooltip="1-4. Highest Lagrange order tried per step (needs max_order+1 cached outputs). "
+                                 "skipping. Used at target speed-up 0 only: a target sets the schedule."),
+            io.Int.Input("max_order", display_name="max order", default=2, min=1, max=4,
+                         tooltip="1-4. Highest Lagrange order tried per step (needs max order + 1 cached outputs). "
                                  "Higher: more memory, follows curvature."),
         ]
 
@@ -317,17 +325,20 @@ class Calibrate(io.ComfyNode):
                 io.Conditioning.Input("positive", tooltip="A typical prompt."),
                 io.Conditioning.Input("negative"),
                 io.Latent.Input("latent_image"),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
+                io.Int.Input("seed", display_name="seed", default=0, min=0, max=0xffffffffffffffff,
+                             control_after_generate=True,
                              tooltip="0-18446744073709551615. Seed of the calibration run."),
-                io.Int.Input("steps", default=20, min=1, max=10000,
+                io.Int.Input("steps", display_name="steps", default=20, min=1, max=10000,
                              tooltip="1-10000. The step count to calibrate for: a calibration applies to runs with "
                                      "exactly this many steps."),
-                io.Float.Input("cfg", default=4.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                io.Float.Input("cfg", display_name="cfg", default=4.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="0.0-100.0. The CFG scale of your runs."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler",
+                io.Combo.Input("sampler_name", display_name="sampler name", options=comfy.samplers.SAMPLER_NAMES,
+                               default="euler",
                                tooltip="The sampler of your runs (a deterministic one: stochastic samplers make every "
                                        "method compute every step)."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"),
+                io.Combo.Input("scheduler", display_name="scheduler", options=comfy.samplers.SCHEDULER_NAMES,
+                               default="simple"),
                 io.Float.Input("target_speedup", display_name="target speed-up", default=2.0, min=1.0, max=10.0,
                                step=0.05, tooltip="1.0-10.0. The speed to calibrate the thresholds for."),
             ],

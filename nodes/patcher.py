@@ -86,7 +86,7 @@ class CacheSettings:
     def __init__(self, cfg, label: str, start_percent: float, end_percent: float, store_device: Optional[str],
                  family: Optional[Family], layout: Optional[StackLayout], node_id: Optional[str] = None,
                  teacache_auto: bool = False, target_speedup: float = 0.0, notes=(), model_key: Optional[str] = None,
-                 calibration=None, apply_calibration: Optional[Callable] = None):
+                 calibration=None, apply_calibration: Optional[Callable] = None, explicit_target: bool = False):
         self.cfg = cfg
         self.label = label
         self.start_percent = float(start_percent)
@@ -101,6 +101,7 @@ class CacheSettings:
         self.model_key = model_key        # fingerprint of the model (nodes.calibration.model_key)
         self.calibration = calibration    # a connected Calibration, else the store is asked per run
         self.apply_calibration = apply_calibration   # (cfg, cal, target) -> (cfg, target); the node's method
+        self.explicit_target = explicit_target   # the user set a target speed-up (not a preset's default)
         self.recorder = None              # set by the Calibrate node's pass
         self.results: Dict[str, Any] = {}
 
@@ -135,6 +136,7 @@ class CacheSettings:
                              store_device=self.store_device, label=self.label, target_speedup=target)
         driver.recorder = self.recorder
         driver.run.report.notes.extend(notes)
+        few_steps(driver, self.explicit_target, target)
         if self.layout is None:
             driver.run.report.notes.append(f"no block adapter for {model_name(self.family, dm)}: caching the whole "
                                            f"model output")
@@ -181,6 +183,32 @@ class CacheSettings:
         }
         LAST_REPORTS[self.report_key] = payload
         _send_to_frontend(payload)
+
+
+FEW_STEPS_HOLD = 4   # at this many steps or fewer the nodes compute every step unless the user typed a target
+
+
+def few_steps(driver: StackDriver, explicit_target: bool, target: float) -> None:
+    """Distilled models and Lightning LoRAs sample in 4-8 steps, where a skipped step saves little and costs much.
+    Measured on the bench models (``python -m tcpade_core.research.few_steps``, docs/few_steps.txt): at 4 steps no
+    setting of any node reaches 29 dB on any model (a 2x target saves 2 model calls); at 6 and 8 steps a 1.5x target
+    keeps 21-39 dB. So at 4 steps or fewer a run computes every step and says why, unless the user typed a target
+    speed-up (then it caches, with a note)."""
+    n = driver.num_steps
+    sig = driver.sigmas
+    # only a whole schedule (from the top of the noise range to 0): a part of one (a Wan 2.2 expert's share,
+    # denoise < 1) does not say how many steps the whole run has
+    whole = bool(sig) and sig[-1] == 0.0 and sig[0] >= 0.99 * driver.sigma_max
+    if n == 0 or n > FEW_STEPS_HOLD or not whole:
+        return
+    if explicit_target:
+        driver.run.report.notes.append(f"{n} steps: caching as asked (target {target:g}x); at {FEW_STEPS_HOLD} steps "
+                                       f"or fewer expect a large quality loss")
+        return
+    note = (f"{n} steps: at {FEW_STEPS_HOLD} steps or fewer caching costs more quality than it saves time, so "
+            f"{driver.label} computes every step (type a target speed-up to cache anyway)")
+    driver.run.hold("few steps", note)
+    log.warning(f"{driver.label}: {note}")
 
 
 def model_name(family: Optional[Family], dm) -> str:
@@ -293,6 +321,7 @@ def apply_sampler_rules(driver: StackDriver, info: SamplerInfo) -> None:
     every method computes every step, and says so. A sampler that picks its own times cannot be followed
     step by step: every method computes every call."""
     label = driver.label
+    before = driver.run.hold_note
     if info.unknown:
         name = info.name or "this sampler"
         driver.run.hold("unknown sampler", f"{name} is not in the pack's sampler table (it may inject noise or pick "
@@ -304,7 +333,7 @@ def apply_sampler_rules(driver: StackDriver, info: SamplerInfo) -> None:
         driver.run.hold("stochastic sampler", f"{info.name} {what}: {label} computes every step")
     # only this run's own warning: the notes the node found when it attached were logged then, once
     hold = driver.run.hold_note
-    if hold is not None:
+    if hold is not None and hold != before:
         log.warning(hold)
 
 

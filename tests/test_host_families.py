@@ -148,11 +148,11 @@ def test_joint_single_stream_image_tokens_are_where_the_host_puts_them(models):
         handle = dm.final_layer.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
         try:
             m = H.attach("TCPade_TaylorSeer", base, interval=2, order=0, first_enhance=1)
-            F.sample(m, kind, steps=4, cfg=1.0)
+            F.sample(m, kind, steps=6, cfg=1.0)
         finally:
             handle.remove()
-        assert H.settings_of(m).last_report.strip() == "#.#."
-        assert len(seen) == 4
+        assert H.settings_of(m).last_report.strip() == "#.#.#."
+        assert len(seen) == 6
         assert torch.equal(seen[1], seen[0]) and torch.equal(seen[3], seen[2]), kind
         assert not torch.equal(seen[2], seen[0])
 
@@ -181,11 +181,11 @@ def test_residual_uses_the_stack_input_as_it_was(models):
         try:
             nid, kw, strip = H.SKIPPING["teacache"]
             m = H.attach(nid, base, **kw)
-            F.sample(m, kind, steps=4, cfg=1.0)
+            F.sample(m, kind, steps=6, cfg=1.0)
         finally:
             h1.remove()
             h2.remove()
-        assert H.settings_of(m).last_report.strip() == "#..#"
+        assert H.settings_of(m).last_report.strip() == "#....#"
         expected = ins[1] + (outs[0].float() - ins[0].float())
         assert torch.allclose(outs[1].float(), expected.float(), rtol=1e-5, atol=1e-5), kind
 
@@ -206,3 +206,27 @@ def test_report_carries_this_runs_own_timing(models):
     c, k = t["computed_s"], t["skipped_s"]
     assert t["estimated_speedup"] == pytest.approx(STEPS * c / (rep.computed * c + (STEPS - rep.computed) * k))
     assert 1.0 < t["estimated_speedup"] <= STEPS / rep.computed and "this run" in t["basis"]
+
+
+@pytest.mark.parametrize("steps,typed,computes_all", [(4, False, True), (4, True, False), (3, False, True),
+                                                       (5, False, False), (8, False, False)])
+def test_few_steps_compute_every_step_unless_a_target_is_typed(models, steps, typed, computes_all, caplog):
+    """At 4 steps or fewer (distilled models) a node computes every step and says why; a typed target speed-up
+    is honoured, with a note; from 5 steps on nothing changes."""
+    kw = dict(target_speedup=2.0) if typed else dict(interval=2, first_enhance=1)
+    m = H.attach("TCPade_TaylorSeer", models["flux"], **kw)
+    with caplog.at_level(logging.WARNING, logger="tcpade"):
+        F.sample(m, "flux", steps=steps)
+    rep = H.settings_of(m).last_report
+    held = [r for r in caplog.records if "computes every step" in r.getMessage()]
+    if computes_all:
+        assert rep.computed == steps and {r.reason for r in rep.steps} == {"few steps"} and len(held) == 1
+        assert any("type a target speed-up" in n for n in rep.notes)
+    else:
+        assert rep.computed < steps and not held
+        assert any("caching as asked" in n for n in rep.notes) == typed
+    # a preset is the node's default, not a typed target: TC-Padé at its preset holds at 4 steps
+    if steps == 4 and not typed:
+        t = H.attach("TCPade_TCPadeCache", models["flux"])
+        F.sample(t, "flux", steps=steps)
+        assert H.settings_of(t).last_report.computed == steps
