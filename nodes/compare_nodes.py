@@ -177,7 +177,7 @@ class Compare(io.ComfyNode):
                 io.Image.Input("test", tooltip="The images (or video frames) from the cached branch."),
                 io.Image.Input("reference", tooltip="The images (or video frames) from the uncached branch, same size "
                                                     "and seed. One reference image is compared with every test image."),
-                io.Float.Input("amplify", default=4.0, min=1.0, max=100.0, step=0.5,
+                io.Float.Input("amplify", display_name="amplify", default=4.0, min=1.0, max=100.0, step=0.5,
                                tooltip="1.0-100.0. Multiplier of |test - reference| in the difference image (black: "
                                        "identical). Higher: small differences become visible. Scores are unaffected."),
             ],
@@ -232,10 +232,10 @@ class PreviewGrid(io.ComfyNode):
                         "32x32 samples become 256 px). The grid is also an output; the images are not changed.",
             inputs=[
                 io.Image.Input("images", tooltip="The images to show (a batch, or video frames)."),
-                io.Int.Input("columns", default=0, min=0, max=64,
+                io.Int.Input("columns", display_name="columns", default=0, min=0, max=64,
                              tooltip="0-64. Images per row; 0: chosen so the grid has no empty cell and is about "
                                      "16:10."),
-                io.Int.Input("min_size", default=GRID_MIN_SIZE, min=16, max=1024, step=16,
+                io.Int.Input("min_size", display_name="min size", default=GRID_MIN_SIZE, min=16, max=1024, step=16,
                              tooltip="16-1024. Each image is scaled up by the smallest whole factor that makes its "
                                      "longer side at least this (nearest neighbour); larger images are not scaled. "
                                      f"A grid longer than {GRID_MAX_SIDE} px is scaled down to it."),

@@ -116,17 +116,17 @@ class ClassLabel(io.ComfyNode):
             description="Class conditioning for class-conditional models (DiT-XL/2, bench models A, B and C): the "
                         "class as positive, the null class as negative (for CFG).",
             inputs=[
-                io.Combo.Input("label_set", options=LABEL_SETS, default=IMAGENET,
+                io.Combo.Input("label_set", display_name="label set", options=LABEL_SETS, default=IMAGENET,
                                tooltip="Which class list the index/name refers to. Must match the model: ImageNet "
                                        "(1000 classes) for DiT-XL/2, digits 0-9 for bench model A, shapes for B, "
                                        "textures for C."),
-                io.Int.Input("class_index", default=207, min=0, max=999,
+                io.Int.Input("class_index", display_name="class index", default=207, min=0, max=999,
                              tooltip="0-999 (ImageNet) or 0-9 (bench models). The class to generate; used when "
-                                     "class_name is empty. 207 = golden retriever."),
-                io.String.Input("class_name", default="", multiline=False,
+                                     "class name is empty. 207 = golden retriever."),
+                io.String.Input("class_name", display_name="class name", default="", multiline=False,
                                 tooltip="Optional. A class name, e.g. 'golden retriever', 'triangle (cool-on-light)', 'rings'; "
                                         "matched case-insensitively, a number is an index. When set it replaces "
-                                        "class_index. An unknown name fails with a list of close matches."),
+                                        "class index. An unknown name fails with a list of close matches."),
             ],
             outputs=[
                 io.Conditioning.Output(display_name="positive", tooltip="The chosen class."),
@@ -163,10 +163,10 @@ class DiTLoader(io.ComfyNode):
                         ".safetensors) from models/diffusion_models. Sample with KSampler (EPS, DiT's DDPM schedule), "
                         "condition with Class Label, decode with the SD VAE (VAELoader).",
             inputs=[
-                io.Combo.Input("ckpt_name", options=_diffusion_model_files(),
+                io.Combo.Input("ckpt_name", display_name="ckpt name", options=_diffusion_model_files(),
                                tooltip="A DiT checkpoint in models/diffusion_models, e.g. DiT-XL-2-256x256.pt. The size "
                                        "(256/512), depth, width and class count are read from the weights."),
-                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
+                io.Combo.Input("weight_dtype", display_name="weight dtype", options=list(WEIGHT_DTYPES), default="default",
                                tooltip="default: the dtype ComfyUI picks for your device. fp32: exact, 2.7 GB for "
                                        "DiT-XL/2. fp16 / bf16: half the memory; computed in fp32 where the device "
                                        "cannot compute in them."),
@@ -201,7 +201,7 @@ def _bench(choice: str):
 
 
 def _bench_input():
-    return io.Combo.Input("model", options=list(BENCH), default=BENCH_A,
+    return io.Combo.Input("model", display_name="model", options=list(BENCH), default=BENCH_A,
                           tooltip="A: DiT (EPS, DDPM) on 16x16 grey digits, label set 'A: digits'. B: FLUX-like "
                                   "rectified flow on 32x32 RGB shapes, label set 'B: shapes'. C: FLUX-like rectified "
                                   "flow on 32x32 RGB textures, label set 'C: textures'.")
@@ -241,7 +241,7 @@ class BenchLatent(io.ComfyNode):
             description="An empty latent of the bench model's (pixel-space) shape: A 1x16x16, B and C 3x32x32.",
             inputs=[
                 _bench_input(),
-                io.Int.Input("batch_size", default=4, min=1, max=256,
+                io.Int.Input("batch_size", display_name="batch size", default=4, min=1, max=256,
                              tooltip="1-256. Images per run. On CPU a batch of 16 of model A takes about a second "
                                      "per 20 steps."),
             ],

@@ -392,19 +392,59 @@ CACHE_TYPES = {"tcpade": "TCPade_TCPadeCache", "taylorseer": "TCPade_TaylorSeer"
                "tracache": "TCPade_TraCache"}
 CACHE_TITLES = {"tcpade": "TC-Padé Cache", "taylorseer": "TaylorSeer Cache", "teacache": "TeaCache (block residual)",
                 "tracache": "TraCache"}
+# A row's name in titles (KSampler, preview / save, Compare, group): the method only, never a setting, so that a
+# title stays true when a user changes the row's preset or target.
+LABELS = {"tcpade": "TC-Padé", "taylorseer": "TaylorSeer", "teacache": "TeaCache", "tracache": "TraCache"}
 
-NOTE_HEAD = (
-    "# TC-Padé: {title}\n\n"
-    "Same prompt, seed and sampler in every row; only the cache differs. The top row computes every step "
-    "(the reference). Each **Compare** node (right) scores a cached row against it: PSNR / SSIM, the "
-    "amplified difference and, with the pack's web extension, each row's sampling time and speed-up. "
-    "After a run each cache node shows which steps it computed, its gate signal and any warning.\n\n"
-    "Change the seed in **every** sampler (they are set to *fixed*). The first sampler to run also loads "
-    "the model; the timing leaves that out.\n\n"
-    "**Which to use:** in the pack's own benchmark (README, *Which node to use*) **TaylorSeer Cache** with a "
-    "*target speed-up* (2 for quality, 2.8 for speed) measured best at the same speed, on the models it was "
-    "tuned on and on held-out ones. TC-Padé's row is here so you can compare.\n\n"
-)
+# One speed target for every cached row of every workflow, so the rows compare at the same speed (the same
+# number of computed steps). TC-Padé takes it from its preset (a preset is a speed target: nodes/cache_nodes.py
+# PRESETS, mirrored in PRESET_TARGETS and checked against it by tests/test_workflows.py) and its target widget
+# shows the preset's value, as the web extension sets it; the other nodes take it from target_speedup. Every row
+# gets it in cache_node(), which refuses a row that sets its own.
+PRESET_TARGETS = {"slow (2x)": 2.0, "fast (2.8x)": 2.8}
+TARGET_PRESET = "slow (2x)"
+TARGET = PRESET_TARGETS[TARGET_PRESET]
+SHARED_TARGET = {"tcpade": dict(preset=TARGET_PRESET, target_speedup=TARGET), "taylorseer": dict(target_speedup=TARGET),
+                 "teacache": dict(target_speedup=TARGET), "tracache": dict(target_speedup=TARGET)}
+
+
+NUMBERS = {2: "two", 3: "three", 4: "four"}
+
+
+def _and(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def note_head(title: str, kinds: Sequence[str]) -> str:
+    """The part of a comparison's note every workflow shares: the rows, the speed target they share (said from
+    the rows the workflow has, so the note names no row it lacks) and which method to use."""
+    steps = 20
+    computed = int(steps / TARGET + 0.5)
+    signals = [s for k, s in (("tcpade", "TC-Padé's θ"), ("teacache", "TeaCache's δ")) if k in kinds]
+    unused = [s for k, s in (("taylorseer", "TaylorSeer's *interval N*"), ("tracache", "TraCache's *stride k*"))
+              if k in kinds]
+    return (
+        f"# TC-Padé: {title}\n\n"
+        "Same prompt, seed and sampler in every row; only the cache differs. The top row computes every step "
+        "(the reference). Each **Compare to Reference (PSNR / SSIM)** node (right) scores a cached row against "
+        "it: PSNR / SSIM, the amplified difference and, with the pack's web extension, each row's sampling time "
+        "and speed-up. After a run each cache node shows which steps it computed, its gate signal and any "
+        "warning.\n\n"
+        f"**One speed for every row:** the {NUMBERS[len(kinds)]} cached rows ({_and(LABELS[k] for k in kinds)}) "
+        f"share one speed target, **{TARGET:g}x**: each computes {computed} of the {steps} steps. TC-Padé takes it from its "
+        f"*preset* (*{TARGET_PRESET}*), the others from *target speed-up* {TARGET:g}. The target sets how many steps "
+        "compute and spaces them evenly"
+        + (f"; a method's own signal ({_and(signals)}) may move a compute earlier" if signals else "") + ". "
+        + (f"{_and(unused)} {'are' if len(unused) > 1 else 'is'} used only at target 0. " if unused else "")
+        + "To compare at another speed, give every row the same new target (TC-Padé: preset *fast (2.8x)*, or "
+        "*custom* and its *target speed-up*).\n\n"
+        "Change the seed in **every** sampler (they are set to *fixed*). The first sampler to run also loads "
+        "the model; the timing leaves that out.\n\n"
+        "**Which to use:** in the pack's own benchmark (README, *Which node to use*) **TaylorSeer Cache** with a "
+        "*target speed-up* (2 for quality, 2.8 for speed) measured best at the same speed, on the models it was "
+        "tuned on and on held-out ones. TC-Padé's row is here so you can compare.\n\n"
+    )
 
 # Row geometry, relative to the KSampler's position (y) in a row:
 RAISE = 110   # the decoder and the Compare node stand this much higher: the VAE wire to the decoder runs above
@@ -416,8 +456,12 @@ BUS_ROOM = 170  # from the last bus to the groups: a wire leaving a bus dips bef
 
 
 def cache_node(wf: Workflow, kind: str, **settings) -> Node:
+    """A cache node at the speed target every row shares (SHARED_TARGET); ``settings``: its other widgets."""
+    own = sorted(set(settings) & {"preset", "target_speedup"})
+    if own:
+        raise ValueError(f"{kind}: every row runs at the shared target (SHARED_TARGET); it sets {own} itself")
     return wf.add(CACHE_TYPES[kind], title=CACHE_TITLES[kind], color=COLOR_PAIRS[kind],
-                  size=(320, MIN_SIZE[CACHE_TYPES[kind]][1]), **settings)
+                  size=(320, MIN_SIZE[CACHE_TYPES[kind]][1]), **SHARED_TARGET[kind], **settings)
 
 
 def stack(nodes: Sequence[Node], x: float, y: float, gap: float = 50.0) -> float:
@@ -444,10 +488,11 @@ class Sources:
 
 def branch_rows(wf: Workflow, src: Sources, *, decoder: str, output, sampler: dict, branches: List[tuple],
                 compare_amplify: float = 4.0, top: float = 0.0) -> None:
-    """The reference row and one row per (kind, label, settings): cache -> KSampler -> decoder -> output, a
-    Compare node per cached row against the reference; buses bring the shared inputs (see the module doc)."""
+    """The reference row and one row per (kind, settings): cache -> KSampler -> decoder -> output, a Compare
+    node per cached row against the reference; buses bring the shared inputs (see the module doc). Every cached
+    row runs at the shared speed target (cache_node); its titles name the method only (LABELS)."""
     rows = []
-    for kind, label, settings in [("ref", "no cache (reference)", {})] + branches:
+    for kind, label, settings in [("ref", "no cache (reference)", {})] + [(k, LABELS[k], s) for k, s in branches]:
         r = {"kind": kind, "label": label}
         r["cache"] = cache_node(wf, kind, **settings) if kind != "ref" else None
         r["ks"] = wf.add("KSampler", title=f"KSampler · {label}", size=(320, MIN_SIZE["KSampler"][1]), **sampler)
@@ -519,10 +564,12 @@ def note(wf: Workflow, text: str, right: float = -60.0, top: float = 0.0, size=(
 def flux_dev() -> Workflow:
     wf = Workflow("tcpade_flux1_dev_20steps", NAMES["flux"])
     files = ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors")
-    note(wf, NOTE_HEAD.format(title="FLUX.1-dev, 20 steps") +
-         "Settings from the TC-Padé paper's FLUX comparison: TC-Padé *slow* (a 2x speed target: 10 of 20 steps "
-         "computed), TaylorSeer N = 5, O = 2, TeaCache δ = 0.6 (FLUX coefficients, picked automatically). Switch "
-         "the TC-Padé node to *fast* (2.8x) for more speed.\n\n" + model_tree(*files), size=(440, 760))
+    branches = [("tcpade", {}), ("taylorseer", dict(interval=5, order=2, first_enhance=3)),
+                ("teacache", dict(threshold=0.6))]
+    note(wf, note_head("FLUX.1-dev, 20 steps", [k for k, _ in branches]) +
+         "1024x1024, Euler, guidance 3.5. The methods' other settings are the TC-Padé paper's FLUX comparison: "
+         "TaylorSeer O = 2, first enhance 3 (N = 5 at target 0), TeaCache δ = 0.6 (FLUX "
+         "coefficients, picked automatically).\n\n" + model_tree(*files), size=(440, 900))
     unet = wf.add("UNETLoader", models=models(files[0]), size=(320, 82), unet_name=files[0], weight_dtype="default")
     vae = wf.add("VAELoader", models=models(files[3]), size=(320, 58), vae_name=files[3])
     clip = wf.add("DualCLIPLoader", models=models(files[1], files[2]), size=(320, 130), clip_name1=files[1],
@@ -546,21 +593,26 @@ def flux_dev() -> Workflow:
                             vae=vae, right=1160),
                 decoder="VAEDecode", output=save_image(wf, "flux"),
                 sampler=dict(seed=SEED, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple"),
-                branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
-                          ("taylorseer", "TaylorSeer N=5 O=2", dict(interval=5, order=2, first_enhance=3)),
-                          ("teacache", "TeaCache δ=0.6", dict(threshold=0.6))])
+                branches=branches)
     return wf
 
 
 def dit_xl2() -> Workflow:
     wf = Workflow("tcpade_dit_xl2_256_20steps", NAMES["dit"])
     ckpt, vae_file = "DiT-XL-2-256x256.pt", "vae-ft-ema-560000-ema-pruned.safetensors"
-    note(wf, NOTE_HEAD.format(title="DiT-XL/2 256x256 (ImageNet class-conditional), 20 steps") +
-         "ComfyUI has no DiT loader: **Load DiT** (this pack) reads the official checkpoint; **Class Label** "
-         "gives the ImageNet class (207 = golden retriever) and the null class for CFG 4.0. DDIM, 20 steps. "
-         "Settings from the paper's DiT comparison: TC-Padé *slow* (2x), TaylorSeer N = 3, O = 2; TeaCache has no "
-         "published DiT coefficients (raw relative L1, δ = 0.3; its node says so after a run).\n\n" +
-         model_tree(ckpt, vae_file), size=(440, 700))
+    branches = [("tcpade", {}), ("taylorseer", dict(interval=3, order=2, first_enhance=2)),
+                ("teacache", dict(threshold=0.3))]
+    note(wf, note_head("DiT-XL/2 256x256 (ImageNet class-conditional), 20 steps", [k for k, _ in branches]) +
+         "ComfyUI has no DiT loader: **Load DiT (DiT-XL/2)** (this pack) reads the official checkpoint; **Class "
+         "Label (DiT / bench)** gives the ImageNet class (207 = golden retriever) and the null class for CFG 4.0. "
+         "DDIM, 20 steps. The methods' other settings are the paper's DiT comparison: TaylorSeer O = 2, first "
+         "enhance 2 (N = 3 at target 0); TeaCache has no published DiT coefficients (raw relative "
+         "L1, δ = 0.3; its node says so after a run).\n\n"
+         f"**Download the checkpoint by hand.** ComfyUI's missing-models dialog downloads only from Hugging Face "
+         f"and Civitai, so it refuses {ckpt}, which is published with the facebookresearch/DiT release: download "
+         f"{M[ckpt][0]} and put it into `ComfyUI/models/{M[ckpt][1]}/`, then refresh (press R) so **Load DiT "
+         f"(DiT-XL/2)** lists it. The dialog can download the SD VAE.\n\n" +
+         model_tree(ckpt, vae_file), size=(440, 940))
     dit = wf.add("TCPade_DiTLoader", models=models(ckpt), size=(320, 82), ckpt_name=ckpt, weight_dtype="default")
     vae = wf.add("VAELoader", models=models(vae_file), size=(320, 58), vae_name=vae_file)
     label = wf.add("TCPade_ClassLabel", size=(320, 126), label_set="ImageNet (DiT-XL/2)", class_index=207,
@@ -571,9 +623,7 @@ def dit_xl2() -> Workflow:
     branch_rows(wf, Sources((dit, "MODEL"), (label, "positive"), (label, "negative"), (latent, "LATENT"), vae=vae),
                 decoder="VAEDecode", output=save_image(wf, "dit"),
                 sampler=dict(seed=SEED, steps=20, cfg=4.0, sampler_name="ddim", scheduler="ddim_uniform"),
-                branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
-                          ("taylorseer", "TaylorSeer N=3 O=2", dict(interval=3, order=2, first_enhance=2)),
-                          ("teacache", "TeaCache δ=0.3", dict(threshold=0.3))])
+                branches=branches)
     return wf
 
 
@@ -620,10 +670,13 @@ def save_webp(wf: Workflow, prefix: str, size):
 def wan21_1_3b() -> Workflow:
     wf = Workflow("tcpade_wan2.1_t2v_1.3B_20steps", NAMES["wan21"])
     files = ("wan2.1_t2v_1.3B_fp16.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors")
-    note(wf, NOTE_HEAD.format(title="Wan 2.1 text-to-video 1.3B, 20 steps") +
-         "832x480, 33 frames, UniPC, CFG 6, shift 8. Settings from the paper's Wan comparison: TC-Padé *slow* (2x), "
-         "TaylorSeer N = 4, O = 1, TeaCache δ = 0.08 (Wan 1.3B coefficients, picked automatically). Compare "
-         "scores the mean over frames.\n\n" + model_tree(*files), size=(440, 700))
+    branches = [("tcpade", {}), ("taylorseer", dict(interval=4, order=1, first_enhance=1)),
+                ("teacache", dict(threshold=0.08))]
+    note(wf, note_head("Wan 2.1 text-to-video 1.3B, 20 steps", [k for k, _ in branches]) +
+         "832x480, 33 frames, UniPC, CFG 6, shift 8. The methods' other settings are the paper's Wan comparison: "
+         "TaylorSeer O = 1, first enhance 1 (N = 4 at target 0), TeaCache δ = 0.08 (Wan 1.3B "
+         "coefficients, picked automatically). The Compare node scores the mean over frames.\n\n" +
+         model_tree(*files), size=(440, 880))
     (shift,), pos, neg, vae, latent = wan_inputs(
         wf, [(None, None, files[0])], files[1], files[2],
         "a paper boat drifting down a rain-filled street gutter at night, neon reflections rippling on the water, "
@@ -632,9 +685,7 @@ def wan21_1_3b() -> Workflow:
                             vae=vae, right=780),
                 decoder="VAEDecode", output=save_webp(wf, "wan21", (400, 400)),
                 sampler=dict(seed=SEED, steps=20, cfg=6.0, sampler_name="uni_pc", scheduler="simple"),
-                branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
-                          ("taylorseer", "TaylorSeer N=4 O=1", dict(interval=4, order=1, first_enhance=1)),
-                          ("teacache", "TeaCache δ=0.08", dict(threshold=0.08))])
+                branches=branches)
     return wf
 
 
@@ -646,11 +697,28 @@ def wan22_14b() -> Workflow:
     wf = Workflow("tcpade_wan2.2_t2v_14B_two_experts", NAMES["wan22"])
     hi_f, lo_f = "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"
     te_f, vae_f = "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors"
-    note(wf, NOTE_HEAD.format(title="Wan 2.2 text-to-video 14B, two experts, 20 steps") +
+    label = f"{LABELS['tcpade']} on both experts"
+    half = int(10 / TARGET + 0.5)
+    note(wf,
+         "# TC-Padé: Wan 2.2 text-to-video 14B, two experts, 20 steps\n\n"
+         "Two rows, the same prompt, seed and samplers; only the cache differs. The top row computes every step "
+         "(the reference). The row below it caches: **" + label + "**. The **Compare to Reference (PSNR / SSIM)** "
+         "node (right) scores it against the reference: PSNR / SSIM (the mean over frames), the amplified "
+         "difference and, with the pack's web extension, each row's sampling time and speed-up. After a run each "
+         "cache node shows which steps it computed, its gate signal and any warning.\n\n"
          "The high-noise expert samples steps 0-10, the low-noise expert steps 10-20 (two KSamplerAdvanced). "
-         "Each expert gets its own TC-Padé node: each sampler run starts a fresh cache, so nothing computed by "
-         "one expert is ever used by the other, and the first step after the switch is computed in full. "
-         "640x640, 81 frames, Euler, CFG 3.5, shift 8.\n\n" + model_tree(hi_f, lo_f, te_f, vae_f), size=(440, 800))
+         "Each expert gets its own **TC-Padé Cache** node: each sampler run starts a fresh cache, so nothing "
+         "computed by one expert is ever used by the other, and the first step after the switch is computed in "
+         f"full. Both nodes run at the same speed target, **{TARGET:g}x** (preset *{TARGET_PRESET}*): each expert "
+         f"computes {half} of its 10 steps. 640x640, 81 frames, Euler, CFG 3.5, shift 8.\n\n"
+         "Change the seed in **every** sampler (they are set to *fixed*). The first sampler to run also loads "
+         "the model; the timing leaves that out.\n\n"
+         "**Which to use:** in the pack's own benchmark (README, *Which node to use*) **TaylorSeer Cache** with a "
+         "*target speed-up* (2 for quality, 2.8 for speed) measured best at the same speed, on the models it was "
+         "tuned on and on held-out ones. This workflow has no TaylorSeer row (each row of this model is another "
+         "full video run): to try it, put a **TaylorSeer Cache** node with *target speed-up* "
+         f"{TARGET:g} in place of each TC-Padé Cache node.\n\n"
+         + model_tree(hi_f, lo_f, te_f, vae_f), size=(440, 980))
     (hi_s, lo_s), pos, neg, vae, latent = wan_inputs(
         wf, [("Load high-noise expert", "Shift (high)", hi_f), ("Load low-noise expert", "Shift (low)", lo_f)], te_f, vae_f,
         "a hot air balloon rising over a misty valley at dawn, the basket swaying gently, slow aerial orbit",
@@ -668,7 +736,7 @@ def wan22_14b() -> Workflow:
     xcmp = xb + BUS_ROOM
     rows = []
     y = GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE + 130
-    for kind, label in [("ref", "no cache (reference)"), ("tcpade", "TC-Padé slow (2x) on both experts")]:
+    for kind, label in [("ref", "no cache (reference)"), ("tcpade", label)]:
         r: Dict[str, Any] = {"kind": kind, "label": label}
         k1 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · high noise 0-10", size=(320, 334),
                     add_noise="enable", start_at_step=0, end_at_step=10, return_with_leftover_noise="enable", **common)
@@ -683,8 +751,8 @@ def wan22_14b() -> Workflow:
             k2.move(xk2, y - 130)                     # its inputs run above the first sampler
             r["m_hi"], r["m_lo"] = k1, k2
         else:
-            c_hi = cache_node(wf, "tcpade", preset="slow (2x)")
-            c_lo = cache_node(wf, "tcpade", preset="slow (2x)")
+            c_hi = cache_node(wf, "tcpade")
+            c_lo = cache_node(wf, "tcpade")
             c_hi.title, c_lo.title = "TC-Padé Cache (high-noise expert)", "TC-Padé Cache (low-noise expert)"
             c_hi.move(xc, y + DROP)
             y2 = c_hi.pos[1] + c_hi.h + 140            # the second stage: below the first one's cache
@@ -728,20 +796,25 @@ def wan22_14b() -> Workflow:
 
 BENCH = {
     "digits": dict(choice="A: DiT digits 16x16", label_set="A: digits", class_index=3, sampler="ddim",
-                   scheduler="ddim_uniform", title="bench model A (DiT, 16x16 digits)"),
+                   scheduler="ddim_uniform", sampler_text="DDIM", title="bench model A (DiT, 16x16 digits)"),
     "shapes": dict(choice="B: FLUX-like shapes 32x32", label_set="B: shapes", class_index=2, sampler="euler",
-                   scheduler="simple", title="bench model B (FLUX-like flow, 32x32 shapes)"),
+                   scheduler="simple", sampler_text="Euler", title="bench model B (FLUX-like flow, 32x32 shapes)"),
 }
 
 
 def tiny(which: str) -> Workflow:
     b = BENCH[which]
     wf = Workflow(f"tcpade_tiny_{which}_cpu", NAMES[which])
-    note(wf, NOTE_HEAD.format(title=f"tiny {b['title']}, CPU") +
-         "Runs on a CPU in about a minute with **no download**: the bench models ship with the pack (Load "
-         "Bench Model). They work in pixel space, so Bench Latent and Bench Decode replace the VAE; **Preview "
-         "Image Grid** shows each batch of 8 as one grid, every pixel a sharp square. 20 steps, CFG 2. All four "
-         "cache methods of the pack side by side.", size=(440, 560))
+    branches = [("tcpade", {}), ("taylorseer", dict(interval=3, order=1, first_enhance=2)),
+                ("teacache", dict(threshold=0.3)), ("tracache", dict(stride=2, max_order=2))]
+    note(wf, note_head(f"tiny {b['title']}, CPU", [k for k, _ in branches]) +
+         "Runs on a CPU in about a minute with **no download**: the bench models ship with the pack (**Load Bench "
+         "Model (tiny, CPU)**). They work in pixel space, so **Bench Latent** and **Bench Decode** replace the VAE; "
+         "**Preview Image Grid (sharp upscale)** shows each batch of 8 as one grid, every pixel a sharp square. "
+         f"{b['sampler_text']}, 20 steps, CFG 2. All "
+         "four cache methods of the pack side by side. Their other settings: TaylorSeer O = 1, first enhance 2 "
+         "(N = 3 at target 0), TeaCache δ = 0.3 (no published coefficients for this model: raw "
+         "relative L1; its node says so after a run), TraCache max order 2 (k = 2 at target 0).", size=(440, 820))
     model = wf.add("TCPade_BenchModelLoader", size=(320, 58), model=b["choice"])
     label = wf.add("TCPade_ClassLabel", size=(320, 126), label_set=b["label_set"], class_index=b["class_index"])
     latent = wf.add("TCPade_BenchLatent", size=(320, 82), model=b["choice"], batch_size=8)
@@ -754,10 +827,7 @@ def tiny(which: str) -> Workflow:
     branch_rows(wf, Sources((model, "MODEL"), (label, "positive"), (label, "negative"), (latent, "LATENT")),
                 decoder="TCPade_BenchDecode", output=output, compare_amplify=4.0,
                 sampler=dict(seed=SEED, steps=20, cfg=2.0, sampler_name=b["sampler"], scheduler=b["scheduler"]),
-                branches=[("tcpade", "TC-Padé slow (2x)", dict(preset="slow (2x)")),
-                          ("taylorseer", "TaylorSeer N=3 O=1", dict(interval=3, order=1, first_enhance=2)),
-                          ("teacache", "TeaCache δ=0.3", dict(threshold=0.3)),
-                          ("tracache", "TraCache k=2", dict(stride=2, max_order=2))])
+                branches=branches)
     return wf
 
 
