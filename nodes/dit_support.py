@@ -111,6 +111,7 @@ class ComfyDiT(DiT):
         if dtype is not None:
             self.to(dtype)
         self.to_empty(device=device if device is not None else "cpu")
+        self.requires_grad_(False)  # inference weights, on every host (see ComfyFluxLike)
         with torch.no_grad():
             self.pos_embed.copy_(torch.from_numpy(sincos_pos_embed_2d(self.hidden_size, self.grid_size)).unsqueeze(0))
         self._pos_cache = {}
@@ -178,6 +179,12 @@ class ComfyFluxLike(FluxLike):
         adopt_host_operations(self, operations)
         self.to(device=device, dtype=dtype)
         self.rope = self.rope.float()  # RoPE tables stay fp32 (the engine's attention applies them in fp32)
+        # Inference weights, frozen on every host, as zoo.load_model freezes the engine model. This is not
+        # cosmetic: torch's linear on a 3-D input that is not contiguous (the double blocks' txt/img slices of the
+        # joint attention output) folds it into one 2-D GEMM when the weight requires grad and runs a batched GEMM
+        # when it does not, and the two round differently. ComfyUI 0.33.0's BaseModel freezes the diffusion model
+        # itself (v0.3.64 does not), so without this the host model's last bits depended on the host version.
+        self.requires_grad_(False)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -77,7 +77,7 @@ def build(kind, config=None, dtype=None, fan_in_scale=False):
     h = H.host()
     sm = h.comfy.supported_models
     cls = {"flux": sm.Flux, "wan": sm.WAN21_T2V}[kind]
-    mc = cls(dict(config or CONFIGS[kind]))
+    mc = cls(H.host_config(kind, config or CONFIGS[kind]))
     dtype = dtype or getattr(torch, H.DTYPE)
     mc.set_inference_dtype(dtype, None)
     m = mc.get_model({})

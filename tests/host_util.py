@@ -36,8 +36,74 @@ DEVICE = os.environ.get("TCPADE_HOST_DEVICE", "cpu")
 DTYPE = os.environ.get("TCPADE_HOST_DTYPE", "float32")
 
 
+# The 16-bit floor of a comparison between two valid computations of one tiny model, as a fraction of the
+# reference's peak |value|: a 16-bit run against float32, or two 16-bit runs that round differently (another batch
+# shape, kernel or compiled graph). Measured: bfloat16 1.1e-2 (the tiny DiT's forward against float32, CPU; inductor
+# against eager over 8 tiny-Flux steps, H100, docs/gpu/), float16 1.2e-3 (the tiny DiT's forward); about 3.5x margin.
+HALF_TOL = {"bfloat16": 4e-2, "float16": 5e-3}
+
+
+def tol(dtype, fp32: float = 0.0, scale=1.0) -> float:
+    """The tolerance of a comparison computed in ``dtype`` (a torch dtype or its name) whose float32 bound is
+    ``fp32``, in the caller's units. float32 (and any dtype without a floor): ``fp32`` itself, so the CPU runs keep
+    their bounds exactly (0: bit for bit). float16 / bfloat16: the larger of ``fp32`` and :data:`HALF_TOL` times
+    ``scale`` (the reference's peak |value| where the caller's bound is absolute; 1 where it is relative to the peak).
+    ``dtype`` is the dtype the model computes in (:func:`compute_dtype`), not what its weights are stored in."""
+    floor = HALF_TOL.get(str(dtype).replace("torch.", ""))
+    return fp32 if floor is None else max(fp32, floor * float(scale))
+
+
+def assert_close(out, ref, dtype, fp32: float = 0.0, what: str = "") -> None:
+    """``max |out - ref| <= tol(dtype, fp32) * max |ref|`` (a bound relative to the peak); where that tolerance is 0
+    (float32 without a bound), ``torch.equal``: bit for bit. Both on one device (see :func:`on_device_of`)."""
+    import torch
+    t = tol(dtype, fp32)
+    if t == 0:
+        assert out.dtype == ref.dtype and torch.equal(out, ref), f"{what}: not bit for bit ({dtype})"
+        return
+    err, peak = float((out.float() - ref.float()).abs().max()), float(ref.float().abs().max())
+    assert err <= t * peak, f"{what}: max |diff| {err:.3g} > {t:g} x peak {peak:.3g} ({dtype})"
+
+
+def compute_dtype(model):
+    """The dtype a host model computes in: a ModelPatcher's (or BaseModel's) manual-cast dtype, else its weight
+    dtype (what the host picked: float32 on a CPU, often float16 on a GPU); a bare module's ``dtype`` or the dtype
+    of its first floating parameter."""
+    base = getattr(model, "model", model)
+    if hasattr(base, "manual_cast_dtype") and hasattr(base, "get_dtype"):
+        return base.manual_cast_dtype or base.get_dtype()
+    dt = getattr(base, "dtype", None)
+    if dt is not None:
+        return dt
+    return next(p.dtype for p in base.parameters() if p.is_floating_point())
+
+
+def device_of(module):
+    """Where a module's weights are now (the host moves a model to its load device when a sampler loads it and
+    may leave it there; a loader's fresh model is on the offload device)."""
+    import torch
+    p = next(iter(module.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def on_device_of(module, *tensors, dtype=None):
+    """``tensors`` on ``module``'s device, floating ones cast to ``dtype`` if given (e.g. the model's compute dtype,
+    as the host's apply_model casts the latent); one tensor or a tuple."""
+    dev = device_of(module)
+    out = tuple(t.to(dev, dtype) if dtype is not None and t.is_floating_point() else t.to(dev) for t in tensors)
+    return out[0] if len(out) == 1 else out
+
+
+def engine_on(engine, device):
+    """The engine model itself where it already is on ``device``, else a copy there (a module-scoped fixture stays
+    where it is), so that an engine-vs-host comparison runs both on the host model's device."""
+    import copy
+    return engine if device_of(engine) == device else copy.deepcopy(engine).to(device)
+
+
 def host():
-    """Import the host once (CPU only) and return a namespace of its modules."""
+    """Import the host once (on ``DEVICE``: the CPU unless TCPADE_HOST_DEVICE says otherwise) and return a namespace
+    of its modules."""
     if "host" in _STATE:
         return _STATE["host"]
     p = str(require_host())
@@ -99,6 +165,23 @@ def pack_module(sub: str):
     return sys.modules[f"{_STATE['pack_name']}.{sub}"]
 
 
+def prompt_executor(server):
+    """The host's ``execution.PromptExecutor`` for ``server`` with the classic node cache (what
+    ``main.py --cache-classic`` sets up), constructed the way the running host's signature asks: a host whose
+    constructor takes ``cache_args`` reads ``cache_args["ram"]`` / ``["ram_inactive"]`` (RAM headroom, GB) in
+    every run and gets the values ``main.py`` passes with the classic cache (0: no RAM-pressure release); keys a
+    later host reads as well get 0 too. A host without ``cache_args`` (v0.3.64: ``cache_size``) gets nothing."""
+    import collections
+    import inspect
+    host()
+    import execution
+    params = inspect.signature(execution.PromptExecutor).parameters
+    kw = {}
+    if "cache_args" in params:
+        kw["cache_args"] = collections.defaultdict(float, {"lru": 0, "ram": 0.0, "ram_inactive": 0.0})
+    return execution.PromptExecutor(server, **kw)
+
+
 # ------------------------------------------------------------------------------ tiny models
 
 FLUX_CONFIG = dict(image_model="flux", guidance_embed=True, in_channels=16, out_channels=16, vec_in_dim=16,
@@ -114,14 +197,37 @@ WAN_CONFIG = dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), 
                   window_size=(-1, -1), qk_norm=True, cross_attn_norm=True, eps=1e-6)
 
 
+# keys a newer host's params dataclass requires and an older one does not know: added to the config only where
+# the running host's dataclass has the field (ComfyUI 0.33.0: FluxParams.txt_ids_dims, ChromaParams.txt_ids_dims
+# and .vec_in_dim; [] / None are what the host's own model detection sets for FLUX.1 and Chroma)
+_HOST_PARAMS = {"flux": ("comfy.ldm.flux.model", "FluxParams", dict(txt_ids_dims=[])),
+                "chroma": ("comfy.ldm.chroma.model", "ChromaParams", dict(txt_ids_dims=[], vec_in_dim=None))}
+
+
+def host_config(kind: str, config: dict | None = None) -> dict:
+    """A unet config of ``kind`` ("flux", "chroma", "wan", "qwen") for the running host: ``config`` (default: the
+    tiny one of that kind) plus the keys of :data:`_HOST_PARAMS` that the host's params dataclass declares and
+    ``config`` does not set (asked, not versioned)."""
+    import dataclasses
+    import importlib
+    base = {"flux": FLUX_CONFIG, "chroma": CHROMA_CONFIG, "wan": WAN_CONFIG, "qwen": QWEN_CONFIG}[kind]
+    cfg = dict(base if config is None else config)
+    if kind in _HOST_PARAMS:
+        host()
+        mod, cls, extra = _HOST_PARAMS[kind]
+        params = getattr(importlib.import_module(mod), cls, None)
+        names = {f.name for f in dataclasses.fields(params)} if dataclasses.is_dataclass(params) else set()
+        cfg.update({k: v for k, v in extra.items() if k in names and k not in cfg})
+    return cfg
+
+
 def tiny_model(kind: str, seed: int = 0):
     """A real host model (``comfy.model_base``) with a tiny config and seeded normal weights, in a ModelPatcher."""
     import torch
     h = host()
     sm = h.comfy.supported_models
-    cls, cfg = {"flux": (sm.Flux, FLUX_CONFIG), "chroma": (sm.Chroma, CHROMA_CONFIG),
-                "wan": (sm.WAN21_T2V, WAN_CONFIG), "qwen": (sm.QwenImage, QWEN_CONFIG)}[kind]
-    mc = cls(dict(cfg))
+    cls = {"flux": sm.Flux, "chroma": sm.Chroma, "wan": sm.WAN21_T2V, "qwen": sm.QwenImage}[kind]
+    mc = cls(host_config(kind))
     mc.set_inference_dtype(getattr(torch, DTYPE), None)
     m = mc.get_model({})
     g = torch.Generator().manual_seed(seed)

@@ -18,11 +18,21 @@ user meets them:
   tests/layout_geometry.py (used by the layout test) computes them;
 * the tiny bench workflow is queued and finishes; each cache node's panel shows the numbers of the
   server's ``tcpade.report`` and of its log line in the panel's wording ("target 2x → reached 2.00x"),
-  every warning of the run (TeaCache without calibrated coefficients on its node), the gate plot's axes;
-  each Compare node the server's PSNR / SSIM, "images" and a consistent timing readout;
-* widgets show their display names (θ, λ, α1, β); the widgets a preset or mode overrides are
-  disabled and say why; the TC-Padé preset buttons (clicked with the mouse) set the preset and target;
-* a page reload keeps the last run on the cache nodes (GET /tcpade/reports);
+  the run's own wall-clock estimate ("est. wall 1.9x (computed step ..., skipped ..., this run)") and no
+  figure against another branch, every warning of the run (TeaCache without calibrated coefficients on its
+  node), the strip's legend, phase marks only where the steps have phases, the gate plot's axes and a y scale
+  that fits the data (values off it counted), or one line for a method without a gate signal; each Compare
+  node its branch's computed steps, the mean and the worst image's PSNR, SSIM, the images whose content
+  changed, and which branch ran first (a speed-up only when the test branch did);
+* every text of every panel is measured on the screen (drawn text boxes, DOM line boxes): none is cut off
+  or leaves its node, at the workflows' sizes and at a new node's default size (before and after a run,
+  with phases, clipped values, many warnings and a changed image); a line without room is left out whole,
+  least important first;
+* widgets show their display names (θ, λ, α1, β, interval N); the widgets a preset, mode or speed target
+  overrides are disabled, their label drawn whole says why, and so does the tooltip a user sees on them;
+  the TC-Padé preset buttons (clicked with the mouse) set the preset and target;
+* a page reload keeps the last run on the cache nodes and the Compare nodes (GET /tcpade/reports,
+  GET /tcpade/compares);
 * a speed target set with the mouse and keyboard (preset custom, target 2.5) is what the run reaches;
 * without the extension file (blocked), a workflow still loads and runs.
 
@@ -278,7 +288,72 @@ PANELS = """() => window.comfyAPI.app.app.graph.nodes.filter(n => n.tcpadePanel)
   lines: n.tcpadePanel.lines.map(l => l.textContent),
   notes: n.tcpadePanel.notes ? n.tcpadePanel.notes.textContent : null,
   notesShown: n.tcpadePanel.notes ? [n.tcpadePanel.notes.offsetHeight, n.tcpadePanel.notes.scrollHeight] : null,
-  axes: n.tcpadePanel.canvas ? n.tcpadePanel.canvas.dataset.axes : null}))"""
+  axes: n.tcpadePanel.canvas ? n.tcpadePanel.canvas.dataset.axes : null,
+  canvas: n.tcpadePanel.canvas ? {...n.tcpadePanel.canvas.dataset} : null}))"""
+
+# Every text a panel shows, measured on the screen (the extension's textBoxes: DOM text by its line boxes, canvas
+# text by the boxes it was drawn in): each node is shown at scale 1 in turn, then every text box must lie inside
+# its panel (canvas text inside the canvas), the panel inside its node, and no two canvas texts may overlap.
+# Returns {id: {problems, texts: [[where, text]], leftOut}}.
+TEXT_FITS = """async (ids) => {
+  const app = window.comfyAPI.app.app;
+  const frames = (k) => new Promise(r => { const f = () => (k-- > 0 ? requestAnimationFrame(f) : r()); f(); });
+  const within = (a, o, tol = 0.5) => a[0] >= o[0] - tol && a[1] >= o[1] - tol && a[2] <= o[2] + tol && a[3] <= o[3] + tol;
+  const overlap = (a, b, tol = 1) => Math.min(a[2], b[2]) - Math.max(a[0], b[0]) > tol && Math.min(a[3], b[3]) - Math.max(a[1], b[1]) > tol;
+  const r = (b) => b.map(v => Math.round(v * 10) / 10);
+  const out = {};
+  for (const id of ids) {
+    const n = app.graph.nodes.find(n => String(n.id) === String(id));
+    app.canvas.ds.scale = 1;
+    app.canvas.ds.offset = [-n.pos[0] + 120, -n.pos[1] + 150];
+    app.canvas.setDirty(true, true);
+    let b = null;
+    for (let k = 0; k < 40; k++) {   // the frontend places DOM widgets when it draws: wait until this one is placed
+      await frames(2);
+      b = window.tcpade.textBoxes(n);
+      if (b.panel[2] > b.panel[0] && within(b.panel, b.node, 1) && b.items.length) break;
+    }
+    await new Promise(res => setTimeout(res, 150));
+    b = window.tcpade.textBoxes(n);
+    const problems = [];
+    if (!(b.panel[2] > b.panel[0])) problems.push('panel not shown');
+    if (!within(b.panel, b.node)) problems.push(`panel ${r(b.panel)} outside its node ${r(b.node)}`);
+    if (b.canvas && !within(b.canvas, b.panel)) problems.push(`canvas ${r(b.canvas)} outside its panel ${r(b.panel)}`);
+    for (const it of b.items) {
+      const o = it.where === 'canvas' ? b.canvas : b.panel;
+      if (!within(it.box, o)) problems.push(`${it.where} text ${JSON.stringify(it.text)} ${r(it.box)} cut off by ${r(o)}`);
+    }
+    const cv = b.items.filter(it => it.where === 'canvas');
+    cv.forEach((a, i) => cv.slice(i + 1).forEach(c => overlap(a.box, c.box) &&
+      problems.push(`canvas texts overlap: ${JSON.stringify(a.text)} ${r(a.box)}, ${JSON.stringify(c.text)} ${r(c.box)}`)));
+    out[String(id)] = {problems, texts: b.items.map(it => [it.where, it.text]), leftOut: b.leftOut};
+  }
+  return out;
+}"""
+
+
+def assert_text_fits(page, ids) -> dict:
+    """Every panel text of these nodes is inside its panel and node (see TEXT_FITS); returns what was measured."""
+    got = page.evaluate(TEXT_FITS, [str(i) for i in ids])
+    bad = {i: g["problems"] for i, g in got.items() if g["problems"]}
+    assert bad == {}, bad
+    return got
+
+
+# Compare node id -> the ids of the cache nodes upstream of its "test" input (through the sampler)
+BRANCH_CACHES = """() => { const g = window.comfyAPI.app.app.graph; const out = {};
+  for (const c of g.nodes.filter(n => n.type === 'TCPade_Compare')) {
+    const seen = new Set(); const found = []; const st = [c.getInputNode(c.inputs.findIndex(i => i.name === 'test'))];
+    while (st.length) { const m = st.pop(); if (!m || seen.has(m.id)) continue; seen.add(m.id);
+      if (m.type.startsWith('TCPade_') && m.tcpadePanel && m.type !== 'TCPade_Compare') found.push(String(m.id));
+      (m.inputs ?? []).forEach((_, i) => st.push(m.getInputNode(i))); }
+    out[String(c.id)] = found; }
+  return out; }"""
+
+
+def canvas_texts(fit) -> list:
+    return [t for where, t in fit["texts"] if where == "canvas"]
+
 
 FOCUS_NODE = """([type, scale]) => {
   const app = window.comfyAPI.app.app;
@@ -319,11 +394,17 @@ LOG_LINE = re.compile(r"(TC-Padé|TaylorSeer|TeaCache|TraCache): computed (\d+)/
 
 
 
-# frame one row: the group whose title is given and the Compare node of the same branch, as large as it fits
-FRAME_ROW = """(title) => {
+# frame one row: the group that holds the cache node of a type and the Compare node its branch feeds, as large as
+# it fits (found by the graph, not by titles: the workflows name rows by method only)
+FRAME_ROW = """(type) => {
   const app = window.comfyAPI.app.app;
-  const g = app.graph.groups.find(g => g.title === title);
-  const c = app.graph.nodes.find(n => n.type === 'TCPade_Compare' && n.title.includes(title));
+  const n = app.graph.nodes.find(n => n.type === type);
+  const g = app.graph.groups.find(g => n.pos[0] >= g._bounding[0] && n.pos[1] >= g._bounding[1] &&
+    n.pos[0] <= g._bounding[0] + g._bounding[2] && n.pos[1] <= g._bounding[1] + g._bounding[3]);
+  const feeds = (c) => { const seen = new Set(); const st = [c.getInputNode(c.inputs.findIndex(i => i.name === 'test'))];
+    while (st.length) { const m = st.pop(); if (!m || seen.has(m.id)) continue; seen.add(m.id); if (m.id === n.id) return true;
+      (m.inputs ?? []).forEach((_, i) => st.push(m.getInputNode(i))); } return false; };
+  const c = app.graph.nodes.find(m => m.type === 'TCPade_Compare' && feeds(m));
   const b = [g._bounding[0], g._bounding[1], g._bounding[0] + g._bounding[2], g._bounding[1] + g._bounding[3]];
   if (c) { b[2] = Math.max(b[2], c.pos[0] + c.size[0] + 20); b[3] = Math.max(b[3], c.pos[1] + c.size[1] + 20); }
   const el = app.canvas.canvas;
@@ -333,8 +414,6 @@ FRAME_ROW = """(title) => {
   app.canvas.setDirty(true, true);
   return s;
 }"""
-
-TCPADE_ROW = "TC-Padé slow (2x)"
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -517,21 +596,58 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
         assert (int(m.group(2)), int(m.group(3)), m.group(4), m.group(5)) == \
             (rep["computed"], rep["num_steps"], f"{rep['speedup']:.2f}", strip)
         assert float(d["seconds"]) > 0
+        # one speed figure of the run's own: the server's in-run estimate, never one against another branch
+        est = (rep.get("timing") or {}).get("estimated_speedup")
+        if est is None:
+            assert "est. wall" not in p["lines"][1] and d["estSpeedup"] == ""
+        else:
+            t = rep["timing"]
+            assert p["lines"][1].startswith(f"est. wall {est:.2f}x (computed step ") and ", this run)" in p["lines"][1]
+            assert d["estSpeedup"] == f"{est:.2f}" and (t["skipped_s"] is None or ", skipped " in p["lines"][1])
+        assert p["lines"][1].endswith(f"sampling {float(d['seconds']):.2f} s")
+        assert not any("vs. reference" in line or "wall vs" in line for line in p["lines"])
         # every warning of the run is on the node, each on its own line
         assert p["notes"] == "\n".join(f"⚠ {n}" for n in rep["notes"])
+        # the strip's legend; phase marks only for phases that exist (TC-Padé's default reading reports "mid")
+        c = p["canvas"]
+        phases = {s["phase"] for s in rep["steps"]} & {"early", "late"}
+        assert c["legend"] == "computed|skipped" + ("|early|mid|late" if phases else "") and c["phases"] == ("1" if phases else "")
+        if c["gate"] == "plot":
+            # the y scale fits the data: a value off it is drawn at its edge and counted
+            kind, rng = c["scale"].split(" ")
+            lo, hi = map(float, rng.split(".."))
+            vals = [s["gate"] for s in rep["steps"] if s["gate"] is not None]
+            above = sum(v > hi * (1 + 1e-9) for v in vals)
+            below = sum(v < lo - abs(lo) * 1e-9 or (kind == "log" and v <= 0) for v in vals)
+            assert c["clipped"] == f"{above} above, {below} below" and len(c["ticks"].split(",")) >= 2
+            assert lo <= rep["threshold"] <= hi
+        else:
+            assert c["gate"] == "no gate signal (fixed schedule)" and rep["threshold"] is None
     by_type = {p["type"]: p for p in caches}
     tc, tea = by_type["TCPade_TCPadeCache"], by_type["TCPade_TeaCache"]
     assert tc["lines"][0] == "computed 10/20 steps · target 2x → reached 2.00x"      # the slow preset: a 2x target
-    assert tc["axes"] == "stability score|step|θ = 1.00" and tea["axes"] == "distance|step|δ = 0.30"
-    assert by_type["TCPade_TaylorSeer"]["axes"] == "step"
+    assert tc["canvas"]["scale"].startswith("log ") and tea["canvas"]["scale"].startswith("linear ")
     assert tea["notes"].startswith("⚠ no calibrated TeaCache coefficients for ") and "tune δ or calibrate" in tea["notes"]
     assert [p["notes"] for p in caches if p["type"] != "TCPade_TeaCache"] == ["", "", ""]
     prompt_s = float(re.search(r"Prompt executed in ([\d.]+) seconds", log).group(1))
+    feeds = ui.page.evaluate(BRANCH_CACHES)
     for p in compares:
         res = executed[p["id"]]["tcpade_compare"][0]
         d = p["data"]
-        assert p["lines"][0] == res["text"] and "mean of 8 images" in res["text"]
-        assert p["lines"][2] == "difference ×4 of the 8 images: black = identical"
+        assert "mean of 8 images" in res["text"] and len(res["per_image_psnr"]) == 8
+        # the branch's computed steps (its cache node's report), the mean and the worst image's PSNR, SSIM
+        (cache_id,) = feeds[p["id"]]
+        rep = reports[cache_id]
+        worst = f" · worst {res['worst_psnr']:.1f} dB (image {res['worst_index'] + 1})"
+        assert p["lines"][0] == (f"computed {rep['computed']}/{rep['num_steps']} · PSNR mean {res['psnr']:.1f} dB"
+                                 f"{worst} · SSIM {res['ssim']:.3f}")
+        assert res["worst_psnr"] == min(res["per_image_psnr"]) and d["computed"] == f"{rep['computed']}/{rep['num_steps']}"
+        if res["changed"]:          # images whose content changed (PSNR below the server's floor) are marked
+            assert p["lines"][1].startswith(f"⚠ {len(res['changed'])} image")
+            assert all(f"#{i + 1}" in p["lines"][1] for i in res["changed"][:6])
+        else:
+            assert p["lines"][1] == ""
+        assert p["lines"][3] == "difference ×4 of the 8 images: black = identical"
         assert len(executed[p["id"]]["images"]) == 1          # one grid image
         if res["psnr"] is None:
             assert d["psnr"] == "inf"
@@ -540,18 +656,35 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
         assert float(d["ssim"]) == pytest.approx(res["ssim"], rel=1e-12)
         test_s, ref_s = float(d["testSeconds"]), float(d["refSeconds"])
         assert 0 < test_s < prompt_s and 0 < ref_s < prompt_s
-        assert float(d["speedup"]) == pytest.approx(ref_s / test_s, abs=0.011)
-        assert f"{d['speedup']}x" in p["lines"][1]
+        # the branch that ran first also warmed the device up: a speed-up only when that was the test branch
+        if d["first"] == "test":
+            assert p["lines"][2].startswith("test ran first · ") and float(d["speedup"]) == pytest.approx(ref_s / test_s, abs=0.011)
+            assert p["lines"][2].endswith(f" · {d['speedup']}x")
+        else:
+            assert d["first"] == "reference" and d["speedup"] == ""
+            assert p["lines"][2] == "⚠ reference ran first (includes warm-up): timings not comparable"
     assert seconds < RUN_TIMEOUT_S
+    # at the workflow's sizes every text is whole and inside its node; what matters most is never left out
+    fits = assert_text_fits(ui.page, [p["id"] for p in panels])
+    for p in caches:
+        assert canvas_texts(fits[p["id"]])[:2] == ["computed", "skipped"]          # the legend is drawn
+        assert fits[p["id"]]["leftOut"] in ("", p["lines"][2]), fits[p["id"]]      # only the target note may go
+    for p in compares:
+        assert fits[p["id"]]["leftOut"] in ("", p["lines"][3]), fits[p["id"]]      # only the difference legend may go
+    axes = {p["type"]: p["axes"] for p in ui.page.evaluate(PANELS)}                # as drawn (each was on screen)
+    assert axes["TCPade_TCPadeCache"].split("|", 1) in (["stability score", "step|θ = 1.00"], ["score", "step|θ = 1.00"])
+    assert axes["TCPade_TeaCache"].split("|", 1) in (["distance", "step|δ = 0.30"], ["dist.", "step|δ = 0.30"])
+    assert axes["TCPade_TaylorSeer"] == axes["TCPade_TraCache"] == "step"
+    assert "no gate signal (fixed schedule)" in canvas_texts(fits[by_type["TCPade_TraCache"]["id"]])
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    ui.page.evaluate(FRAME_ROW, TCPADE_ROW)       # the TC-Padé row: cache panel, previews, Compare
+    ui.page.evaluate(FRAME_ROW, "TCPade_TCPadeCache")       # the TC-Padé row: cache panel, previews, Compare
     ui.page.wait_for_timeout(600)
     shot = ARTIFACTS / "tiny_shapes_after_run.png"
     ui.page.screenshot(path=str(shot))
     if os.environ.get("TCPADE_UPDATE_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copy(shot, SCREENSHOT)
-    ui.page.evaluate(FRAME_ROW, "TeaCache δ=0.3")
+    ui.page.evaluate(FRAME_ROW, "TCPade_TeaCache")
     ui.page.wait_for_timeout(500)
     ui.page.screenshot(path=str(ARTIFACTS / "tiny_shapes_teacache_after_run.png"))
     shown = {p["type"]: p["notesShown"] for p in ui.page.evaluate(PANELS)}["TCPade_TeaCache"]
@@ -569,6 +702,175 @@ def test_panel_wording(ui):
         "computed 10/20 steps · target 2x → reached 2.00x"
     assert line({**base, "computed": 4, "num_steps": 7, "planned_steps": 20, "speedup": 1.75, "interrupted": True}) == \
         "interrupted at step 7/20 · computed 4/7 steps · 1.75x speed-up"
+    # the speed line: the run's own wall-clock estimate (the server's report.timing), nothing when it has none
+    speed = lambda rep, secs=None: ui.page.evaluate("([rep, s]) => window.tcpade.speedLine(rep, s)", [rep, secs])
+    timing = {"computed_s": 0.41, "skipped_s": 0.01, "estimated_speedup": 1.9, "basis": "this run's own model calls"}
+    assert speed({"timing": timing}) == "est. wall 1.90x (computed step 0.41 s, skipped 0.01 s, this run)"
+    assert speed({"timing": {**timing, "computed_s": 0.0834, "skipped_s": 0.0097}}, 1.234) == \
+        "est. wall 1.90x (computed step 0.083 s, skipped 0.0097 s, this run) · sampling 1.23 s"
+    assert speed({"timing": {**timing, "estimated_speedup": None}}) == speed({"timing": None}) == speed({}) == ""
+    assert speed({"timing": None}, 2.0) == "sampling 2.00 s"
+    # the Compare node: the mean and the worst image's PSNR, SSIM; the images whose content changed
+    parts = lambda res: ui.page.evaluate("(res) => window.tcpade.scoreParts(res)", res)
+    res = {"psnr": 33.34, "ssim": 0.9512, "images": 8, "identical_images": 0, "worst_psnr": 12.06, "worst_index": 6,
+           "changed": [6], "changed_floor_db": 15.0}
+    assert parts(res) == ["PSNR mean 33.3 dB", "worst 12.1 dB (image 7)", "SSIM 0.951"]
+    assert parts({**res, "images": 1, "worst_psnr": 33.34, "worst_index": 0}) == ["PSNR 33.3 dB", "SSIM 0.951"]
+    assert parts({**res, "psnr": None, "ssim": 1.0, "worst_psnr": None, "worst_index": 0}) == \
+        ["PSNR ∞ dB (identical)", "SSIM 1.000"]
+    assert parts({**res, "identical_images": 2}) == \
+        ["PSNR mean 33.3 dB", "worst 12.1 dB (image 7)", "PSNR of the 6 that differ", "SSIM 0.951"]
+    changed = lambda res: ui.page.evaluate("(res) => window.tcpade.changedLine(res)", res)
+    assert changed(res) == "⚠ 1 image changed content: #7 · PSNR below 15 dB"
+    assert changed({**res, "changed": list(range(9))}) == \
+        "⚠ 9 images changed content: #1, #2, #3, #4, #5, #6 and 3 more · PSNR below 15 dB"
+    assert changed({**res, "changed": []}) == changed({"psnr": 30.0}) == ""
+
+
+def test_compare_says_which_branch_ran_first_and_marks_changed_images(ui):
+    """The timing line names the branch that ran first: a speed-up only when it was the test branch (the first one
+    also warmed the device up); a result with an image whose content changed is marked on the node, whole."""
+    page = ui.page
+    if page.evaluate("window.tcpade.state.compares.size") == 0:       # run alone (-k): run the tiny workflow here
+        page.evaluate(LOAD_WORKFLOW, TINY_SHAPES)
+        run_queued(page)
+    cid = page.evaluate("""() => { const g = window.comfyAPI.app.app.graph;
+        const c = g.nodes.find(n => n.type === 'TCPade_Compare' && window.tcpade.compareTiming(n)?.test);
+        return c ? String(c.id) : null; }""")
+    assert cid is not None
+    # move the test branch's samplers before the reference's, as if the test branch had run first
+    page.evaluate("""(cid) => { const t = window.tcpade; const n = window.comfyAPI.app.app.graph.nodes.find(n => String(n.id) === cid);
+        const [test, ref] = t.compareTiming(n).samplers;
+        const first = Math.min(...ref.map(s => t.state.timing.get(String(s.id)).start));
+        window.__saved = {timing: test.map(s => [String(s.id), {...t.state.timing.get(String(s.id))}]),
+                          compare: t.state.compares.get(cid)};
+        for (const s of test) { const r = t.state.timing.get(String(s.id)); const d = r.start - first + 1;
+          r.start -= d; r.end -= d; r.ticks = r.ticks.map(k => ({...k, t: k.t - d})); }
+        // and a result where image 7 shows other content
+        const res = window.__saved.compare;
+        t.state.compares.set(cid, {...res, worst_psnr: 9.87, worst_index: 6, changed: [6], changed_floor_db: 15.0,
+                                   per_image_psnr: res.per_image_psnr.map((v, i) => i === 6 ? 9.87 : v)});
+        t.renderAll(); }""", cid)
+    try:
+        p = {x["id"]: x for x in page.evaluate(PANELS)}[cid]
+        d = p["data"]
+        assert d["first"] == "test" and float(d["speedup"]) == pytest.approx(float(d["refSeconds"]) / float(d["testSeconds"]), abs=0.011)
+        assert re.fullmatch(rf"test ran first · [\d.]+ s vs\. [\d.]+ s reference · {d['speedup']}x", p["lines"][2]), p["lines"]
+        assert " · worst 9.9 dB (image 7) · " in p["lines"][0]
+        assert p["lines"][1] == "⚠ 1 image changed content: #7 · PSNR below 15 dB" and d["changed"] == "6"
+        fit = assert_text_fits(page, [cid])[cid]
+        assert [line for line in p["lines"][:3] if line in fit["leftOut"]] == [], fit   # only the difference legend may go
+        page.screenshot(path=str(ARTIFACTS / "compare_test_ran_first_changed_image.png"))
+    finally:
+        page.evaluate("""(cid) => { const t = window.tcpade;
+            for (const [id, r] of window.__saved.timing) t.state.timing.set(id, r);
+            t.state.compares.set(cid, window.__saved.compare); t.renderAll(); }""", cid)
+    p = {x["id"]: x for x in page.evaluate(PANELS)}[cid]
+    assert p["data"]["first"] == "reference" and p["lines"][1] == ""
+
+
+# A clean graph with one new node of each type at the frontend's default size -> {type: id}
+ADD_NEW_NODES = """(types) => {
+  const app = window.comfyAPI.app.app;
+  app.graph.clear();
+  const ids = {};
+  let x = 0;
+  for (const t of types) {
+    const n = LiteGraph.createNode(t);
+    n.pos = t === 'TCPade_Compare' ? [0, 640] : [x, 0];
+    app.graph.add(n);
+    if (t !== 'TCPade_Compare') x += n.size[0] + 40;
+    ids[t] = String(n.id);
+  }
+  app.canvas.ds.scale = 0.8; app.canvas.ds.offset = [90, 120];
+  app.canvas.draw(true, true);
+  return ids;
+}"""
+
+# Show results on nodes, as if the server had sent them: [[node id, 'report' | 'compare', payload]]
+SHOW_RESULTS = """(items) => { const t = window.tcpade;
+  for (const [id, kind, res] of items) (kind === 'report' ? t.state.reports : t.state.compares).set(id, {...res, node: id});
+  t.renderAll(); }"""
+
+# Every string the graph canvas draws in one frame (the widgets' labels among them)
+DRAWN_STRINGS = """() => { const app = window.comfyAPI.app.app; const seen = [];
+  const orig = CanvasRenderingContext2D.prototype.fillText;
+  CanvasRenderingContext2D.prototype.fillText = function (t, ...rest) { seen.push(String(t)); return orig.call(this, t, ...rest); };
+  try { app.canvas.draw(true, true); } finally { CanvasRenderingContext2D.prototype.fillText = orig; }
+  return seen; }"""
+
+
+def test_new_nodes_show_every_text_whole(browser, server):
+    """Nodes just added, at the frontend's default size (a cache node 270 wide): before a run the panel says what
+    to do, after one every line is whole (wrapped, never cut) and inside its node and the strip's legend is drawn;
+    a line without room is left out whole, least important first. Also with phases, a value off the gate plot's
+    scale, many warnings and an image whose content changed; the labels of the widgets a preset overrides are
+    drawn whole."""
+    reports, compares = _get(server.url + "/api/tcpade/reports"), _get(server.url + "/api/tcpade/compares")
+    p = Page(browser, server.url)
+    try:
+        page = p.page
+        if not reports or not compares:           # run alone (-k): run the tiny workflow once for real results
+            page.evaluate(LOAD_WORKFLOW, TINY_SHAPES)
+            run_queued(page)
+            reports, compares = _get(server.url + "/api/tcpade/reports"), _get(server.url + "/api/tcpade/compares")
+        types = [*CACHE_TYPES, "TCPade_Compare"]
+        ids = page.evaluate(ADD_NEW_NODES, types)
+        panels = lambda: {x["type"]: x for x in page.evaluate(PANELS)}
+        fits = assert_text_fits(page, ids.values())
+        assert {i: f["leftOut"] for i, f in fits.items() if f["leftOut"]} == {}    # nothing left out before a run
+        assert all(panels()[t]["lines"][:2] == ["no run yet", "queue the workflow: computed / skipped steps and the "
+                                                "gate signal appear here"] for t in CACHE_TYPES)
+        # the widgets a preset overrides: greyed, and their labels drawn whole at this width
+        page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 1.0])
+        page.wait_for_timeout(200)
+        greyed = [v[0] for v in page.evaluate(WIDGET_STATE, "TCPade_TCPadeCache").values() if v[1]]
+        drawn = page.evaluate(DRAWN_STRINGS)
+        assert len(greyed) == 3 and [g for g in greyed if g not in drawn] == [], (greyed, drawn)
+        assert "target speed-up: 2x (preset)" in greyed
+        # the last run's results on them
+        label = {"TCPade_TCPadeCache": "TC-Padé", "TCPade_TaylorSeer": "TaylorSeer", "TCPade_TeaCache": "TeaCache",
+                 "TCPade_TraCache": "TraCache"}
+        rep = {t: next(r for r in reports.values() if r["label"] == label[t]) for t in CACHE_TYPES}
+        res = max(compares.values(), key=lambda r: r["images"])
+        page.evaluate(SHOW_RESULTS, [[ids[t], "report", rep[t]] for t in CACHE_TYPES] + [[ids["TCPade_Compare"], "compare", res]])
+        fits = assert_text_fits(page, ids.values())
+        shown = panels()
+        for t in CACHE_TYPES:
+            assert canvas_texts(fits[ids[t]])[:2] == ["computed", "skipped"], fits[ids[t]]
+            assert fits[ids[t]]["leftOut"] in ("", shown[t]["lines"][2]), (t, fits[ids[t]])   # only the target note
+        cmp = shown["TCPade_Compare"]["lines"]
+        assert cmp[0].startswith("PSNR mean ") and fits[ids["TCPade_Compare"]]["leftOut"] in (
+            "", cmp[3], f"{cmp[3]}\n{cmp[2]}"), fits[ids["TCPade_Compare"]]
+        page.evaluate("() => { const c = window.comfyAPI.app.app.canvas; c.ds.scale = 0.8; c.ds.offset = [90, 120]; c.setDirty(true, true); }")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "new_nodes_after_run.png"))
+        # phases drawn only where the steps have them; a value off the scale drawn at its edge and counted;
+        # warnings that need the room of other lines; an image whose content changed
+        tc = {**rep["TCPade_TCPadeCache"], "steps": [{**s, "phase": "early" if i < 8 else "late"}
+                                                      for i, s in enumerate(rep["TCPade_TCPadeCache"]["steps"])]}
+        tea = rep["TCPade_TeaCache"]
+        spike = {**tea, "steps": [{**s, "gate": 10 * tea["threshold"] if i == 5 else s["gate"]} for i, s in enumerate(tea["steps"])]}
+        many = {**rep["TCPade_TaylorSeer"], "notes": [tea["notes"][0] if tea["notes"] else "a long warning " * 6] * 3}
+        changed = {**res, "changed": [6, 7], "worst_psnr": 9.5, "worst_index": 7}
+        page.evaluate(SHOW_RESULTS, [[ids["TCPade_TCPadeCache"], "report", tc], [ids["TCPade_TeaCache"], "report", spike],
+                                     [ids["TCPade_TaylorSeer"], "report", many], [ids["TCPade_Compare"], "compare", changed]])
+        fits = assert_text_fits(page, ids.values())
+        shown = panels()
+        assert shown["TCPade_TCPadeCache"]["canvas"]["legend"] == "computed|skipped|early|mid|late"
+        assert {"early", "mid", "late"} <= set(canvas_texts(fits[ids["TCPade_TCPadeCache"]]))
+        assert shown["TCPade_TeaCache"]["canvas"]["clipped"] == "1 above, 0 below"
+        assert "1 above" in canvas_texts(fits[ids["TCPade_TeaCache"]])
+        many_fit = fits[ids["TCPade_TaylorSeer"]]    # the warnings and the headline keep their room, the plot gives it
+        assert shown["TCPade_TaylorSeer"]["lines"][0] not in many_fit["leftOut"] and "⚠" not in many_fit["leftOut"], many_fit
+        assert shown["TCPade_Compare"]["lines"][1] == "⚠ 2 images changed content: #7, #8 · PSNR below 15 dB"
+        assert shown["TCPade_Compare"]["lines"][1] not in fits[ids["TCPade_Compare"]]["leftOut"]
+        page.evaluate("() => { const c = window.comfyAPI.app.app.canvas; c.ds.scale = 0.8; c.ds.offset = [90, 120]; c.setDirty(true, true); }")
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "new_nodes_phases_clipped_changed.png"))
+        assert not p.ours(), p.ours()
+    finally:
+        p.close()
 
 
 def open_combo_and_pick(page, x, y, entry: str) -> None:
@@ -587,59 +889,120 @@ def open_combo_and_pick(page, x, y, entry: str) -> None:
         return
 
 
-def test_widget_labels_and_what_a_preset_overrides(ui):
-    """Display names (θ, λ, α1, β, N) on the widgets; with a preset the target widget is disabled and says
-    the preset sets it, α1 / β say they apply to paper_literal only; custom enables the target."""
+# Each widget of the first node of a type: [label, disabled, the widget's own tooltip (the frontend shows it where
+# there is one, else the node definition's)]
+WIDGET_STATE = """(type) => { const n = window.comfyAPI.app.app.graph.nodes.find(n => n.type === type);
+  return Object.fromEntries(n.widgets.filter(w => w.name).map(w => [w.name, [w.label ?? w.name, !!w.disabled, w.tooltip ?? null]])); }"""
+
+
+def hover_tooltip(page, type_, widget) -> str:
+    """Rest the mouse on a widget and return the frontend's tooltip for it (".node-tooltip")."""
+    page.mouse.move(5, 500)
+    page.wait_for_timeout(100)
+    x, y = page.evaluate(WIDGET_POINT, [type_, widget])
+    page.mouse.move(x - 40, y, steps=4)
+    page.mouse.move(x, y, steps=4)
+    tip = page.locator(".node-tooltip")
+    tip.first.wait_for(state="visible", timeout=5_000)
+    return tip.first.inner_text()
+
+
+def test_widget_labels_and_what_a_preset_overrides(ui, server):
+    """Display names (θ, λ, α1, β, interval N) on the widgets; with a preset the target widget is disabled (θ stays live: it moves computes earlier),
+    the label says why (and the target in effect: a disabled widget shows no value) and so does the tooltip a
+    user sees when the mouse rests on it; α1 / β apply to paper_literal only; custom enables the target and θ.
+    TaylorSeer's interval N is disabled while a speed target sets its schedule."""
     page = ui.page
-    state = lambda: page.evaluate("""() => Object.fromEntries(window.comfyAPI.app.app.graph.nodes
-        .find(n => n.type === 'TCPade_TCPadeCache').widgets.filter(w => w.label !== undefined || w.name)
-        .map(w => [w.name, [w.label ?? w.name, !!w.disabled]]))""")
+    info = _get(server.url + "/object_info/TCPade_TCPadeCache")["TCPade_TCPadeCache"]["input"]
+    specs = {**info["required"], **info.get("optional", {})}
+    name = {k: (v[1] if len(v) > 1 and isinstance(v[1], dict) else {}).get("display_name", k) for k, v in specs.items()}
+    tip = {k: (v[1] if len(v) > 1 and isinstance(v[1], dict) else {}).get("tooltip") for k, v in specs.items()}
+    state = lambda: page.evaluate(WIDGET_STATE, "TCPade_TCPadeCache")
     w = state()
-    assert [w[k][0] for k in ("theta", "lam", "interval")] == ["θ", "λ", "N (interval)"]
-    assert w["target_speedup"] == ["target speed-up (set by preset: 2x)", True]
-    assert w["alpha1"] == ["α1 (paper_literal mode only)", True] and w["beta"] == ["β (paper_literal mode only)", True]
-    assert w["theta"][1] is False and w["preset"][1] is False
+    assert [w[k][0] for k in ("lam", "interval")] == [name["lam"], name["interval"]] and name["theta"] == "θ"
+    assert w["target_speedup"][:2] == [f"{name['target_speedup']}: 2x (preset)", True]
+    assert w["target_speedup"][2] == ("Greyed out: Set by the preset slow (2x): a 2x speed target. Choose preset custom "
+                                      f"to set it.\n{tip['target_speedup']}")
+    assert w["theta"][:2] == ["θ", False]   # under a preset θ still moves computes earlier: live, not greyed
+    assert w["alpha1"][:2] == ["α1 (paper_literal only)", True] and w["beta"][:2] == ["β (paper_literal only)", True]
+    assert w["lam"][1] is False and w["preset"][1] is False and w["lam"][2] in (None, tip["lam"])
     page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 1.0])
     page.wait_for_timeout(300)
+    # what a user sees: the reason first, then the widget's own tooltip
+    shown = hover_tooltip(page, "TCPade_TCPadeCache", "target_speedup")
+    assert shown.startswith("Greyed out: Set by the preset slow (2x)") and tip["target_speedup"][:40] in shown, shown
+    assert not hover_tooltip(page, "TCPade_TCPadeCache", "theta").startswith("Greyed out")
+    page.mouse.move(5, 500)
     x, y = page.evaluate(WIDGET_POINT, ["TCPade_TCPadeCache", "preset"])
     open_combo_and_pick(page, x, y, "custom")                     # the combo's menu, then "custom"
     page.wait_for_timeout(200)
     w = state()
-    assert w["target_speedup"] == ["target speed-up", False] and w["preset"][0] == "preset"
+    assert w["target_speedup"][:2] == [name["target_speedup"], False] and w["preset"][0] == name["preset"]
+    assert w["theta"][:2] == ["θ", False] and w["target_speedup"][2] in (None, tip["target_speedup"])
+    assert w["theta"][2] in (None, tip["theta"])
     page.evaluate("""() => { const n = window.comfyAPI.app.app.graph.nodes.find(n => n.type === 'TCPade_TCPadeCache');
         const m = n.widgets.find(w => w.name === 'mode'); m.value = 'paper_literal'; m.callback?.(m.value); }""")
     w = state()
-    assert w["alpha1"] == ["α1", False] and w["beta"] == ["β", False]
+    assert w["alpha1"][:2] == ["α1", False] and w["beta"][:2] == ["β", False]
     page.evaluate("""() => { const n = window.comfyAPI.app.app.graph.nodes.find(n => n.type === 'TCPade_TCPadeCache');
         for (const [k, v] of [['mode', 'default'], ['preset', 'slow (2x)']]) {
           const w = n.widgets.find(w => w.name === k); w.value = v; w.callback?.(v); } }""")
-    assert state()["target_speedup"] == ["target speed-up (set by preset: 2x)", True]
+    w = state()
+    assert w["target_speedup"][:2] == [f"{name['target_speedup']}: 2x (preset)", True] and w["theta"][1] is False
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "tcpade_widgets.png"))
+    # TaylorSeer: a speed target sets the schedule, interval N then has no effect (restored as it was)
+    ts = lambda: page.evaluate(WIDGET_STATE, "TCPade_TaylorSeer")
+    before = widget_values(page, "TCPade_TaylorSeer")["target_speedup"]
+    set_target = """(v) => { const n = window.comfyAPI.app.app.graph.nodes.find(n => n.type === 'TCPade_TaylorSeer');
+        const w = n.widgets.find(w => w.name === 'target_speedup'); w.value = v; w.callback?.(v); }"""
+    try:
+        page.evaluate(set_target, 0.0)
+        assert ts()["interval"][1] is False
+        page.evaluate(set_target, 2.5)
+        label, disabled, why = ts()["interval"]
+        assert disabled and label.endswith(" (target)") and why.startswith("Greyed out: Used at target speed-up 0 only")
+    finally:
+        page.evaluate(set_target, before)
+    assert ts()["interval"][1] is (before > 0)
+    page.mouse.move(5, 500)
 
 
-def test_a_reload_keeps_the_last_run_on_the_cache_nodes(ui, server):
-    """After a page reload the extension has no report of its own: it shows the server's (GET /tcpade/reports,
-    matched by workflow and node type), not "no run yet"."""
+SERVED_PANELS = """() => { const ns = window.comfyAPI.app.app.graph.nodes.filter(n => n.tcpadePanel?.el.dataset.source === 'server');
+  return [ns.filter(n => n.type !== 'TCPade_Compare').length, ns.filter(n => n.type === 'TCPade_Compare').length]; }"""
+
+
+def test_a_reload_keeps_the_last_run_on_the_panels(ui, server):
+    """After a page reload the extension has no result of its own: the cache nodes show the server's last reports
+    (GET /tcpade/reports) and the Compare nodes its last scores (GET /tcpade/compares), matched by workflow and
+    node type, not "no run yet"."""
     served = _get(server.url + "/api/tcpade/reports")
-    before = {p["id"]: p for p in ui.page.evaluate(PANELS) if p["type"] in CACHE_TYPES}
+    served_cmp = _get(server.url + "/api/tcpade/compares")
+    before = {p["id"]: p for p in ui.page.evaluate(PANELS)}
     wid = ui.page.evaluate("window.comfyAPI.app.app.graph.id")
-    assert {k for k in before} <= set(served) and all(served[k]["workflow_id"] == wid for k in before)
+    caches = {k for k, p in before.items() if p["type"] in CACHE_TYPES}
+    compares = {k for k, p in before.items() if p["type"] == "TCPade_Compare"}
+    assert caches <= set(served) and all(served[k]["workflow_id"] == wid for k in caches)
+    assert compares <= set(served_cmp) and all(served_cmp[k]["workflow_id"] == wid for k in compares)
     ui.reload()
-    ui.page.wait_for_function("""() => window.comfyAPI.app.app.graph.nodes.filter(n => n.tcpadePanel?.el.dataset.source === 'server').length === 4""",
-                              timeout=20_000)
-    after = {p["id"]: p for p in ui.page.evaluate(PANELS) if p["type"] in CACHE_TYPES}
+    ui.page.wait_for_function(f"() => JSON.stringify(({SERVED_PANELS})()) === '[4,4]'", timeout=20_000)
+    after = {p["id"]: p for p in ui.page.evaluate(PANELS)}
     assert set(after) == set(before)
-    for k, p in after.items():
+    for k in caches:
+        p = after[k]
         assert p["lines"][0] == before[k]["lines"][0] and p["data"]["strip"] == before[k]["data"]["strip"]
         assert p["notes"] == before[k]["notes"] and p["data"]["source"] == "server"
+    for k in compares:   # the scores, the branch's computed steps and any changed image, as before the reload
+        p = after[k]
+        assert p["lines"][:2] == before[k]["lines"][:2] and p["data"]["psnr"] == before[k]["data"]["psnr"]
+        assert p["data"]["source"] == "server" and p["lines"][3] == before[k]["lines"][3]
     # another workflow with the same node ids shows none of them
     ui.page.evaluate(LOAD_WORKFLOW, TINY_DIGITS)
     ui.page.wait_for_timeout(500)
     assert all(p["lines"][0] == "no run yet" for p in ui.page.evaluate(PANELS) if p["type"] in CACHE_TYPES)
+    assert all(p["lines"][0] == "PSNR / SSIM: not run yet" for p in ui.page.evaluate(PANELS) if p["type"] == "TCPade_Compare")
     ui.page.evaluate(LOAD_WORKFLOW, TINY_SHAPES)
-    ui.page.wait_for_function("""() => window.comfyAPI.app.app.graph.nodes.filter(n => n.tcpadePanel?.el.dataset.source === 'server').length === 4""",
-                              timeout=20_000)
+    ui.page.wait_for_function(f"() => JSON.stringify(({SERVED_PANELS})()) === '[4,4]'", timeout=20_000)
     assert not ui.ours(), ui.ours()
 
 

@@ -77,7 +77,7 @@ def host_model(kind: str, config: dict, weight_dtype=torch.float32, manual_cast=
     in ``manual_cast`` (None: in the weight dtype), seeded, in a ModelPatcher."""
     h = H.host()
     sm = h.comfy.supported_models
-    mc = {"flux": sm.Flux, "wan": sm.WAN21_T2V}[kind](dict(config))
+    mc = {"flux": sm.Flux, "wan": sm.WAN21_T2V}[kind](H.host_config(kind, config))
     mc.set_inference_dtype(weight_dtype, manual_cast)
     m = mc.get_model({})
     seeded_(m, seed)
@@ -454,11 +454,15 @@ def test_torch_compile_node():
 
     compiled = TorchCompileModel.execute(base, "inductor").args[0]
     ref = H.sample(compiled, kind, steps=8)                        # compiles (the slow part)
-    assert (ref - eager).abs().max() <= 1e-4 * eager.abs().max()   # inductor vs eager: float reordering only
+    rel = H.tol(H.compute_dtype(base), 1e-4)                       # float32 1e-4; 16-bit: its floor (H.HALF_TOL)
+    assert (ref - eager).abs().max() <= rel * eager.abs().max()    # inductor vs eager: float reordering only
 
     nid_n, kw_n = H.NEVER_SKIP["tcpade"]
+    # cache(compile(model)), compile(cache(model)): bit for bit in float32. The cached model compiles its own graphs
+    # (split where the cache decides), and in 16 bits where inductor's fused kernels round to the storage dtype
+    # moves with the split, so there the bound is the dtype's floor (H.HALF_TOL)
     for m in (H.attach(nid_n, compiled, **kw_n), TorchCompileModel.execute(H.attach(nid_n, base, **kw_n), "inductor").args[0]):
-        assert torch.equal(H.sample(m, kind, steps=8), ref)        # cache(compile(model)), compile(cache(model))
+        H.assert_close(H.sample(m, kind, steps=8), ref, H.compute_dtype(base), what="never-skip under compile")
     # the stack is split where the cache decides (before the first block, after the last one), so the cached model
     # compiles its own graphs, once: the blocks run as one compiled frame per kind of block (double, single)
     assert compiled_versions(patcher._run_block) == 2
@@ -466,7 +470,7 @@ def test_torch_compile_node():
     skip = H.attach(nid, compiled, **kw)
     out = H.sample(skip, kind, steps=8)
     assert H.settings_of(skip).last_report.strip() == strip
-    assert (out - eager_skip).abs().max() <= 1e-4 * eager_skip.abs().max()
+    assert (out - eager_skip).abs().max() <= rel * eager_skip.abs().max()
     assert _graphs()[0] == g0[0]        # skipped steps and a new run: no new graph
     H.sample(skip, kind, steps=12)      # a new schedule length: the host's sample_sigmas guard recompiles once (the
     g1 = _graphs()                      # frames that carry transformer_options), then treats the length as dynamic
@@ -552,8 +556,7 @@ def expected_cache_values(kind: str, method: str) -> int:
 @pytest.mark.parametrize("kind", ["flux", "wan"])
 def test_16bit_and_fp8_weights(kind, case):
     weight, cast = DTYPE_CASES[case]
-    cfg = H.FLUX_CONFIG if kind == "flux" else H.WAN_CONFIG
-    base = host_model(kind, cfg, weight, cast)
+    base = host_model(kind, H.FLUX_CONFIG if kind == "flux" else H.WAN_CONFIG, weight, cast)
     act = cast or weight
     assert {p.dtype for n, p in base.model.diffusion_model.named_parameters() if p.ndim == 2} == {weight}
     ref = H.sample(base, kind, steps=8)
@@ -574,8 +577,9 @@ def test_16bit_and_fp8_weights(kind, case):
 
 
 def test_fp8_weights_through_the_host_unet_loader(model_folder):
-    """UNETLoader(weight_dtype="fp8_e4m3fn") as a user picks it: the host stores fp8 and computes in what this
-    device can (float32 on a CPU); every cache node stores in that compute dtype."""
+    """UNETLoader(weight_dtype="fp8_e4m3fn") as a user picks it: the host stores fp8 and computes in what the
+    model's load device can (float32 on a CPU, float16 on a CUDA GPU: asked from the host, not assumed); every
+    cache node stores in that compute dtype."""
     from safetensors.torch import save_file
     h = H.host()
     fp32 = host_model("wan", WAN_FILE_CONFIG)
@@ -585,7 +589,7 @@ def test_fp8_weights_through_the_host_unet_loader(model_folder):
     dm = base.get_model_object("diffusion_model")
     assert dm.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
     act = base.model.manual_cast_dtype or base.model.get_dtype()
-    assert act == h.comfy.model_management.unet_manual_cast(torch.float8_e4m3fn, torch.device("cpu"),
+    assert act == h.comfy.model_management.unet_manual_cast(torch.float8_e4m3fn, base.load_device,
                                                           base.model.model_config.supported_inference_dtypes)
     pos, neg = wan_file_conds()
     run = lambda m: H.sample(m, "wan", steps=8, positive=pos, negative=neg)

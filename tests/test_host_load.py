@@ -143,6 +143,10 @@ def test_teacache_coefficients_auto_detect(pack, mappings, flux):
     s = node.execute(flux, **params(node)).args[0].model_options["transformer_options"]["tcpade"]
     assert s.cfg.coefficients == tables.COEFFICIENTS["flux"]
     wan = H.tiny_model("wan")
+    # the tiny Wan (width 64) is no published Wan: no table, the raw relative L1 distance (coefficients 1, 0)
+    s = node.execute(wan, **params(node)).args[0].model_options["transformer_options"]["tcpade"]
+    assert s.cfg.coefficients == (1.0, 0.0)
+    wan.model.model_config.unet_config["dim"] = 1536   # the width the host detects for Wan 2.1 T2V 1.3B (not run)
     s = node.execute(wan, **params(node)).args[0].model_options["transformer_options"]["tcpade"]
     assert s.cfg.coefficients == tables.COEFFICIENTS["wan2.1 t2v 1.3B"]
     s = node.execute(wan, **params(node, coefficients="wan2.1 i2v 720p")).args[0].model_options["transformer_options"]["tcpade"]

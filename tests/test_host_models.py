@@ -30,13 +30,15 @@ BENCH_CONFIGS = {  # tiny stand-ins for the shipped weights (same arch, channels
 
 
 def _randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Seeded normal weights (the engine's adaLN-Zero init would make every output zero); pos_embed kept."""
+    """Seeded normal weights (the engine's adaLN-Zero init would make every output zero); pos_embed kept.
+    Frozen and in eval mode, as ``zoo.load_model`` loads the engine models: whether a weight requires grad
+    changes which GEMM torch's linear runs on a non-contiguous 3-D input (the last bits; see ComfyFluxLike)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             if name != "pos_embed":
                 p.copy_(torch.randn(p.shape, generator=g) * (0.05 if p.ndim > 1 else 0.02))
-    return model.eval()
+    return model.requires_grad_(False).eval()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -178,25 +180,33 @@ def test_imagenet_names_shipped(pk):
 
 @pytest.mark.parametrize("name", ["tiny_dit.safetensors", "tiny_dit.pt", "tiny_dit_train.pt"])
 def test_loader_output_equals_engine_eps(pk, ckpt_dir, engine_dit, name):
+    import comfy.model_management as mm
+    import comfy.utils
     patcher = load_dit(pk, name)
     dm = patcher.model.diffusion_model
-    assert type(dm).__name__ == "ComfyDiT" and dm.dtype == torch.float32
+    sd = engine_dit.state_dict()
+    # "default": the dtype the host picks for its load device (float32 on a CPU, float16 on most GPUs)
+    picked = mm.unet_dtype(model_params=comfy.utils.calculate_parameters(sd), weight_dtype=torch.float32,
+                           supported_dtypes=list(pk.DS.host_classes().DiTConfig.supported_inference_dtypes))
+    assert type(dm).__name__ == "ComfyDiT" and dm.dtype == picked
+    dt = H.compute_dtype(patcher)
     g = torch.Generator().manual_seed(5)
-    x = torch.randn(3, 4, 8, 8, generator=g)
-    t = torch.tensor([999.0, 123.4, 0.0])
-    y = torch.tensor([3, 10, 7])
+    x, t, y = H.on_device_of(dm, torch.randn(3, 4, 8, 8, generator=g), torch.tensor([999.0, 123.4, 0.0]),
+                             torch.tensor([3, 10, 7]))
+    eng = H.engine_on(engine_dit, H.device_of(dm))
     with torch.no_grad():
-        ref = engine_dit(x, t, y)
-        out = dm(x, t, None, y=y, transformer_options={})
+        ref = eng(x, t, y)
+        out = dm(x.to(dt), t, None, y=y, transformer_options={})
     assert ref.shape == (3, 8, 8, 8) and out.shape == (3, 4, 8, 8)
-    assert torch.equal(out, ref[:, :4])  # the epsilon half, bit for bit
+    H.assert_close(out, ref[:, :4], dt, what="eps")  # the epsilon half, bit for bit in float32
     # through the host's apply_model: denoised = x - sigma * eps(x / sqrt(1 + sigma^2), timestep(sigma))
     ms = patcher.get_model_object("model_sampling")
-    sigma = ms.sigmas[[999, 500, 20]]
+    sigma = ms.sigmas[[999, 500, 20]].to(x.device)
     with torch.no_grad():
         den = patcher.model.apply_model(x, sigma, y=y)
-        eps = engine_dit(x / (sigma ** 2 + 1).sqrt().view(-1, 1, 1, 1), ms.timestep(sigma).float(), y)[:, :4]
-    assert torch.allclose(den, x - sigma.view(-1, 1, 1, 1) * eps, atol=1e-6, rtol=0)
+        eps = eng(x / (sigma ** 2 + 1).sqrt().view(-1, 1, 1, 1), ms.timestep(sigma).float(), y)[:, :4]
+    want = x - sigma.view(-1, 1, 1, 1) * eps
+    assert torch.allclose(den, want, atol=H.tol(dt, 1e-6, scale=want.abs().max()), rtol=0)
 
 
 def test_loader_schedule_is_dits_ddpm(pk, tiny):
@@ -217,21 +227,25 @@ def test_loader_schedule_is_dits_ddpm(pk, tiny):
 def test_loader_half_dtypes(pk, ckpt_dir, dtype):
     half = load_dit(pk, "tiny_dit.safetensors", dtype)
     assert half.model.diffusion_model.dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    full = load_dit(pk, "tiny_dit.safetensors", "fp32")   # the reference in float32 whatever the host would pick
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    sigma = torch.tensor([3.0, 0.5])
+    sigma, y = torch.tensor([3.0, 0.5]), torch.tensor([1, 2])
     with torch.no_grad():
-        ref = load_dit(pk, "tiny_dit.safetensors").model.apply_model(x, sigma, y=torch.tensor([1, 2]))
-        out = half.model.apply_model(x, sigma, y=torch.tensor([1, 2]))
-    assert out.dtype == torch.float32 and torch.allclose(out, ref, atol=3e-2)
+        ref = full.model.apply_model(*H.on_device_of(full.model.diffusion_model, x, sigma), y=y)
+        out = half.model.apply_model(*H.on_device_of(half.model.diffusion_model, x, sigma), y=y)
+    # the host computes fp16 / bf16 weights in float32 on a CPU (manual cast), in 16 bits where the device can
+    atol = H.tol(H.compute_dtype(half), 3e-2, scale=ref.abs().max())
+    assert out.dtype == torch.float32 and torch.allclose(out, ref.to(out.device), atol=atol)
 
 
 def test_loader_num_heads_from_metadata(pk, ckpt_dir):
-    h4 = load_dit(pk, "tiny_dit_heads4.safetensors").model.diffusion_model
+    p = load_dit(pk, "tiny_dit_heads4.safetensors")
+    h4, dt = p.model.diffusion_model, H.compute_dtype(p)
     assert h4.num_heads == 4
-    xt = torch.randn(1, 4, 8, 8)
+    xt, t, y = H.on_device_of(h4, torch.randn(1, 4, 8, 8), torch.tensor([10.0]), torch.tensor([1]))
     with torch.no_grad():
-        assert torch.equal(h4(xt, torch.tensor([10.0]), None, y=torch.tensor([1])),
-                           ckpt_dir.heads4(xt, torch.tensor([10.0]), torch.tensor([1]))[:, :4])
+        H.assert_close(h4(xt.to(dt), t, None, y=y), H.engine_on(ckpt_dir.heads4, xt.device)(xt, t, y)[:, :4], dt,
+                       what="4 heads")
 
 
 def test_loader_rejects_non_dit(pk, ckpt_dir):
@@ -255,16 +269,18 @@ def test_official_dit_xl2_key_layout(pk, input_size):
 
 def test_other_square_sizes_and_position_embedding(pk, tiny, caplog):
     dm = tiny.model.diffusion_model
-    assert torch.equal(dm.pos_embed, torch.from_numpy(pk.dit.sincos_pos_embed_2d(64, 4)).float().unsqueeze(0))
-    x = torch.randn(1, 4, 12, 12)
+    table = torch.from_numpy(pk.dit.sincos_pos_embed_2d(64, 4)).unsqueeze(0)   # float64, rounded once to the model's
+    assert torch.equal(dm.pos_embed, table.to(dm.pos_embed))                   # dtype, as the loader copies it
+    x, t, y = H.on_device_of(dm, torch.randn(1, 4, 12, 12), torch.tensor([10.0]), torch.tensor([1]),
+                             dtype=H.compute_dtype(tiny))
     with caplog.at_level(logging.WARNING, logger="tcpade"), torch.no_grad():
-        out = dm(x, torch.tensor([10.0]), None, y=torch.tensor([1]))
+        out = dm(x, t, None, y=y)
     assert out.shape == (1, 4, 12, 12) and torch.isfinite(out).all()
     assert any("recomputed sin-cos" in r.getMessage() for r in caplog.records)
     with pytest.raises(ValueError, match="square"):
-        dm(torch.randn(1, 4, 8, 12), torch.tensor([10.0]), None, y=torch.tensor([1]))
+        dm(torch.randn(1, 4, 8, 12).to(x), t, None, y=y)
     with pytest.raises(ValueError, match="4-channel"):
-        dm(torch.randn(1, 3, 8, 8), torch.tensor([10.0]), None, y=torch.tensor([1]))
+        dm(torch.randn(1, 3, 8, 8).to(x), t, None, y=y)
 
 
 # ------------------------------------------------------------------------------------------------ class labels
@@ -391,13 +407,17 @@ def test_bench_loader_latent_decode(pk, temp_weights, key):
     lf = model.get_model_object("latent_format")
     assert lf.latent_channels == chw[0] and lf.scale_factor == 1.0 and len(lf.latent_rgb_factors) == chw[0]
     # the host model equals the engine model, bit for bit, on the host's own inputs
-    eng = temp_weights.engines[key]
-    x = torch.randn(2, *chw, generator=torch.Generator().manual_seed(3))
+    assert not any(p.requires_grad for p in dm.parameters())   # frozen on every host, as the engine model
+    # on the device the sampler left the model on, the engine there too; bench models compute in float32 always
+    dt = H.compute_dtype(model)
+    eng = H.engine_on(temp_weights.engines[key], H.device_of(dm))
     ms = model.get_model_object("model_sampling")
     t = ms.timestep(torch.tensor([0.9, 0.3]) if key != "a" else ms.sigmas[[900, 300]]).float()
-    y = torch.tensor([1, 10])
+    x, t, y = H.on_device_of(dm, torch.randn(2, *chw, generator=torch.Generator().manual_seed(3)), t,
+                             torch.tensor([1, 10]))
     with torch.no_grad():
-        assert torch.equal(dm(x, t, None, y=y, transformer_options={}), eng(x, t, y)[:, : chw[0]])
+        H.assert_close(dm(x.to(dt), t, None, y=y, transformer_options={}), eng(x, t, y)[:, : chw[0]], dt,
+                       what=f"bench model {key}")
 
 
 def test_bench_schedules(pk, temp_weights):
@@ -448,13 +468,14 @@ def test_fluxlike_wrapper_block_patches(pk, temp_weights):
         return p
 
     to = {"patches_replace": {"dit": {k: passthrough(k) for k in layout.keys}}}
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    t, y = torch.tensor([0.7, 0.2]), torch.tensor([4, 10])
+    x, t, y = H.on_device_of(dm, torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
+                             torch.tensor([0.7, 0.2]), torch.tensor([4, 10]))
+    eng = H.engine_on(temp_weights.engines["b"], x.device)
     with torch.no_grad():
-        ref = temp_weights.engines["b"](x, t, y)
+        ref = eng(x, t, y)
         assert torch.equal(dm(x, t, None, y=y, transformer_options=to), ref)
-        h, ctx = temp_weights.engines["b"].embed(x, t, y)
-        assert torch.equal(seen["mod"], temp_weights.engines["b"].modulated_input(h, ctx))
+        h, ctx = eng.embed(x, t, y)
+        assert torch.equal(seen["mod"], eng.modulated_input(h, ctx))
     assert all(seen[k] == 1 for k in layout.keys)
     dit = run_node(pk, "TCPade_BenchModelLoader", model=BENCH["a"][0])[0].model.diffusion_model
     dfam = pk.fam.find_family(dit)

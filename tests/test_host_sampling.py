@@ -280,7 +280,8 @@ def test_cond_and_uncond_in_separate_forwards(mappings, models, monkeypatch):
     assert cnt.model_calls == 8 and len(cnt.streams_seen) == 2
     assert rep.strip() == "##..#..." and first.calls == 2 * rep.computed
     batched = H.sample(attach(mappings, "TCPade_TCPadeCache", models[kind], preset="custom", theta=0.0), kind, steps=8)
-    assert torch.allclose(out, batched, atol=1e-4)
+    # two forwards vs one batched forward: other matrix shapes, other rounding (float32: 1e-4; 16-bit: its floor)
+    assert torch.allclose(out, batched, atol=H.tol(H.compute_dtype(base), 1e-4, scale=batched.abs().max()))
     assert not torch.isnan(out).any()
 
 
