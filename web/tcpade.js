@@ -1,6 +1,6 @@
 // TC-Padé web extension: run reports on the cache nodes, scores and timing on the Compare node,
-// slow / fast preset buttons on the TC-Padé node, widgets a preset or mode overrides shown disabled,
-// the pack's templates listed in file-name order.
+// slow / fast preset buttons on the TC-Padé node, widgets a preset, mode or target overrides shown
+// disabled (the reason in their label and tooltip), the pack's templates listed in file-name order.
 //
 // Everything here is optional: without this file the nodes run the same way (the server only
 // broadcasts a "tcpade.report" message that nobody listens to, and the Compare node still
@@ -8,21 +8,33 @@
 //
 // Data sources
 //   * "tcpade.report" (server, nodes/patcher.py): one message per sampling run of a cache node:
-//     {node, label, method, gate, threshold, computed, num_steps, speedup, steps: [{step,
-//     computed, gate, phase, reason, t}], ...}. Matched to the node by payload.node == node.id.
-//   * GET /tcpade/reports (server, nodes/routes.py): the last report of every cache node, with the id of
-//     the workflow it ran in. Fetched when a workflow is loaded (a page reload too) and when the host
-//     serves nodes from its cache ("execution_cached"), so a panel shows the last run, not "no run yet".
-//   * the Compare node's UI output "tcpade_compare": {psnr, ssim, images, identical_images, amplify, text}.
-//   * timing: ComfyUI's own execution events. A node runs from its "executing" event to the next
-//     "executing" (or the end of the prompt); a sampler also sends one "progress" tick per step.
+//     {node, label, method, gate, threshold, computed, num_steps, speedup, target_speedup, target_note,
+//     notes, timing: {computed_s, skipped_s, estimated_speedup, basis}, steps: [{step, computed, gate,
+//     phase, reason, t}], ...}. Matched to the node by payload.node == node.id. The panel's speed figures are
+//     the run's own: the NFE speed-up (computed / all steps) and, from timing, the wall-clock speed-up the
+//     run's own computed and skipped model calls imply. No figure compares against another branch.
+//   * GET /tcpade/reports and GET /tcpade/compares (server, nodes/routes.py): the last report of every cache
+//     node and the last result of every Compare node, each with the id of the workflow it ran in. Fetched when
+//     a workflow is loaded (a page reload too) and when the host serves nodes from its cache
+//     ("execution_cached"), so a panel shows the last run, not "no run yet".
+//   * the Compare node's UI output "tcpade_compare": {psnr, ssim, images, identical_images, amplify, text,
+//     worst_psnr, worst_index, per_image_psnr, changed, changed_floor_db}; image indices are 0-based there and
+//     shown 1-based (as the server's own text does).
+//   * timing on the Compare node: ComfyUI's own execution events. A node runs from its "executing" event to
+//     the next "executing" (or the end of the prompt); a sampler also sends one "progress" tick per step.
 //     The sampler that runs first also loads the model weights, so a node's time is measured
 //     from its first step tick to its end, plus an estimate of the first step (the median
 //     duration of the other computed steps, known from the cache report; of all steps for an
 //     uncached sampler). A branch's time is the sum over the samplers only that branch runs:
 //     the samplers upstream of the Compare node's "test" input that are not upstream of its
-//     "reference" input (and vice versa). Re-queueing after changing only a cache node re-runs
-//     only that branch; the other branch keeps its time from the earlier run (marked "earlier").
+//     "reference" input (and vice versa). The branch that ran first also warmed up the device (and ran
+//     before any other load): the node says which branch ran first, and when it was the reference it
+//     shows no speed-up ("timings not comparable"). Re-queueing after changing only a cache node re-runs
+//     only that branch; the other branch keeps its time from the earlier run (and so ran first).
+//
+// Layout: every text line wraps between its " · " parts (nothing is cut with an ellipsis); a panel whose
+// node is too small for all its lines leaves out the least important ones (each panel's tooltip has them
+// all). window.tcpade.textBoxes(node) returns every drawn text with its box, for the browser test.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -35,23 +47,29 @@ const CUSTOM = "custom";
 const LABELS = {   // report label (nodes/cache_nodes.py LABEL) per node type
   TCPade_TCPadeCache: "TC-Padé", TCPade_TaylorSeer: "TaylorSeer", TCPade_TeaCache: "TeaCache", TCPade_TraCache: "TraCache",
 };
-const STATS_H = 196;
+const STATS_H = 196;     // the cache panel's height at the node's smallest size (the node's computeSize counts it;
+                         // workflows/make_workflows.py MIN_SIZE)
+const STATS_MAX_H = 420; // in a taller cache node (a user enlarged it) the panel grows up to this
+const COMPARE_H = 66;    // the Compare panel's height at the node's smallest size (same)
+const COMPARE_MAX_H = 124;  // in a taller Compare node the panel grows up to this; the preview gets the rest
 const GATE_RULES = {   // how each method's gate decides (tcpade_core/gates.py)
   "TSI stability": "skip when stability ≥ θ",
   "accumulated rel. L1": "skip while distance < δ",
   "interval": "fixed interval",
   "stride": "fixed stride",
 };
-const GATE_AXES = {    // y-axis name and threshold symbol of the gate plot
-  "TSI stability": ["stability score", "θ"],
-  "accumulated rel. L1": ["distance", "δ"],
+const GATE_AXES = {    // y-axis name, its short form, threshold symbol and which side of it skips
+  "TSI stability": ["stability score", "score", "θ", "skip above"],
+  "accumulated rel. L1": ["distance", "dist.", "δ", "skip below"],
 };
-const COMPARE_H = 66;
 const REPORTS_PATH = "/tcpade/reports";
+const COMPARES_PATH = "/tcpade/compares";
+const NO_GATE = "no gate signal (fixed schedule)";
 const COLORS = {
   computed: "#e8a33d", skipped: "#3aa6a0", grid: "#555", text: "#ddd", dim: "#999",
   threshold: "#e05a5a", phase: { early: "#6b8fd6", mid: "#9b7bd1", late: "#c77bb0" },
 };
+const FONT = "10px system-ui, sans-serif";   // the canvas's text
 
 // ------------------------------------------------------------------------------------ state
 
@@ -168,13 +186,13 @@ function cacheNodeOf(sampler) {
 
 /**
  * Sampling seconds of one sampler node, model loading excluded (see the header), or null.
- * Returns {seconds, prompt, estimated} where estimated says the first step was estimated.
+ * Returns {seconds, prompt, start, estimated} where estimated says the first step was estimated.
  */
 function samplerSeconds(node) {
   const rec = state.timing.get(sid(node.id));
   if (!rec || rec.end === null || rec.status !== "ok") return null;
   const ticks = rec.ticks;
-  if (ticks.length < 2) return { seconds: rec.end - rec.start, prompt: rec.prompt, estimated: false };
+  if (ticks.length < 2) return { seconds: rec.end - rec.start, prompt: rec.prompt, start: rec.start, estimated: false };
   const steps = [];
   for (let k = 1; k < ticks.length; k++) steps.push({ step: k, dt: ticks[k].t - ticks[k - 1].t });
   let pool = steps;
@@ -185,52 +203,76 @@ function samplerSeconds(node) {
     if (computed.length) pool = computed;
   }
   const first = median(pool.map((s) => s.dt));
-  return { seconds: rec.end - ticks[0].t + first, prompt: rec.prompt, estimated: true };
+  return { seconds: rec.end - ticks[0].t + first, prompt: rec.prompt, start: rec.start, estimated: true };
 }
 
-/** Sum of samplerSeconds over nodes; null if any is unknown. */
+/** Sum of samplerSeconds over nodes, and when the first of them started; null if any is unknown. */
 function sumSeconds(nodes) {
   let total = 0;
   let earlier = false;
+  let start = Infinity;
+  if (!nodes.length) return null;
   for (const n of nodes) {
     const s = samplerSeconds(n);
     if (!s) return null;
     total += s.seconds;
+    start = Math.min(start, s.start);
     if (s.prompt !== state.prompt) earlier = true;
   }
-  return { seconds: total, earlier };
+  return { seconds: total, earlier, start };
 }
 
-/** Test / reference branch seconds of a Compare node, from the samplers only one side runs. */
-function compareTiming(node) {
-  const ti = node.inputs?.findIndex((i) => i.name === "test");
-  const ri = node.inputs?.findIndex((i) => i.name === "reference");
-  if (ti < 0 || ri < 0) return null;
-  const up = (slot) => [...upstream(node, slot)].map(nodeById).filter((n) => n && isActive(n));
+/** The samplers upstream of a Compare node's test and reference inputs that only that side runs. */
+function branchSamplers(node) {
+  const ti = node.inputs?.findIndex((i) => i.name === "test") ?? -1;
+  const ri = node.inputs?.findIndex((i) => i.name === "reference") ?? -1;
+  const up = (slot) => (slot < 0 ? [] : [...upstream(node, slot)].map(nodeById).filter((n) => n && isActive(n)));
   const testUp = up(ti);
   const refUp = up(ri);
   const refIds = new Set(refUp.map((n) => n.id));
   const testIds = new Set(testUp.map((n) => n.id));
-  const testOnly = testUp.filter((n) => isSampler(n) && !refIds.has(n.id));
-  const refOnly = refUp.filter((n) => isSampler(n) && !testIds.has(n.id));
+  return [testUp.filter((n) => isSampler(n) && !refIds.has(n.id)), refUp.filter((n) => isSampler(n) && !testIds.has(n.id))];
+}
+
+/**
+ * Test / reference branch seconds of a Compare node, from the samplers only one side runs, and which branch
+ * ran first ("test" or "reference"): the one that ran first warmed the device up, so the speed-up is given
+ * only when the test branch ran first.
+ */
+function compareTiming(node) {
+  const [testOnly, refOnly] = branchSamplers(node);
   if (!testOnly.length || !refOnly.length) return { samplers: [testOnly, refOnly], test: null, ref: null };
   const test = sumSeconds(testOnly);
   const ref = sumSeconds(refOnly);
+  const first = test && ref ? (test.start <= ref.start ? "test" : "reference") : null;
   const speedup = test && ref && test.seconds > 0 ? ref.seconds / test.seconds : null;
-  return { samplers: [testOnly, refOnly], test, ref, speedup };
+  return { samplers: [testOnly, refOnly], test, ref, speedup, first, comparable: first === "test" };
 }
 
-// ------------------------------------------------------------------------------------ DOM + drawing
+/** The computed steps of the cache nodes that feed a Compare node's test branch (through its samplers). */
+function branchComputed(node) {
+  const [testOnly] = branchSamplers(node);
+  const caches = [...new Map(testOnly.map(cacheNodeOf).filter(Boolean).map((c) => [c.id, c])).values()];
+  if (!caches.length) return null;
+  const reps = caches.map((c) => state.reports.get(sid(c.id)));
+  if (reps.some((r) => !r)) return { computed: null, numSteps: null };
+  return { computed: reps.reduce((a, r) => a + r.computed, 0), numSteps: reps.reduce((a, r) => a + r.num_steps, 0) };
+}
+
+// ------------------------------------------------------------------------------------ panels (DOM)
 
 function injectStyle() {
   if (document.getElementById("tcpade-style")) return;
   const css = `
-.tcpade-panel{box-sizing:border-box;width:100%;height:100%;padding:2px 4px;font:11px/1.35 system-ui,sans-serif;
+.tcpade-panel{box-sizing:border-box;width:100%;height:100%;padding:1px 4px;font:11px/1.3 system-ui,sans-serif;
   color:${COLORS.text};background:rgba(0,0,0,.25);border-radius:4px;overflow:hidden;display:flex;flex-direction:column}
-.tcpade-line{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;flex:0 0 auto}
+.tcpade-line{flex:0 0 auto;white-space:normal;overflow-wrap:anywhere}
+.tcpade-line:empty,.tcpade-off{display:none !important}
+.tcpade-seg{display:inline-block;max-width:100%;vertical-align:top;white-space:normal;overflow-wrap:anywhere}
 .tcpade-dim{color:${COLORS.dim}}
-.tcpade-notes{flex:0 0 auto;color:${COLORS.computed};white-space:normal;overflow:hidden;display:-webkit-box;
-  -webkit-box-orient:vertical;-webkit-line-clamp:3;line-height:1.3}
+.tcpade-small{font-size:10px;line-height:1.25}
+.tcpade-warn{color:${COLORS.computed}}
+.tcpade-notes{flex:0 0 auto;color:${COLORS.computed};white-space:pre-line;overflow-wrap:anywhere;font-size:10px;line-height:1.25}
 .tcpade-notes:empty{display:none}
 .tcpade-canvas{flex:1 1 auto;width:100%;min-height:0;display:block}`;
   const el = document.createElement("style");
@@ -239,41 +281,100 @@ function injectStyle() {
   document.head.appendChild(el);
 }
 
-function addPanel(node, name, height, withCanvas, nLines = 2) {
+/**
+ * A panel: text lines (each with a priority: a node too small for all of them leaves out the least important),
+ * and for a cache node the run's warnings and a canvas (legend, step strip, gate plot).
+ */
+function addPanel(node, name, { minHeight, maxHeight, priorities, withCanvas }) {
   injectStyle();
   const el = document.createElement("div");
   el.className = "tcpade-panel";
   el.dataset.tcpade = name;
-  const lines = Array.from({ length: nLines }, () => document.createElement("div"));
-  lines.forEach((l, i) => {
-    l.className = "tcpade-line" + (i ? " tcpade-dim" : "");
+  const lines = priorities.map((prio, i) => {
+    const l = document.createElement("div");
+    l.className = "tcpade-line" + (i ? " tcpade-dim tcpade-small" : "");
+    l.dataset.priority = String(prio);
     el.appendChild(l);
+    return l;
   });
-  let canvas = null;
-  let notes = null;
+  const p = { el, lines, notes: null, canvas: null, widget: null, drawn: [], canvasMin: 0, canvasPriority: 2 };
   if (withCanvas) {
-    notes = document.createElement("div");   // every warning of the run, wrapped (up to 3 lines; all in the tooltip)
-    notes.className = "tcpade-notes";
-    el.appendChild(notes);
-    canvas = document.createElement("canvas");
-    canvas.className = "tcpade-canvas";
-    el.appendChild(canvas);
-    // redraw when the node (and so the canvas) is resized
-    if (typeof ResizeObserver !== "undefined") {
-      new ResizeObserver(() => drawStats(canvas, state.reports.get(sid(node.id)) ?? null)).observe(canvas);
-    }
+    p.notes = document.createElement("div");   // every warning of the run, each on its own line, wrapped
+    p.notes.className = "tcpade-notes";
+    p.notes.dataset.priority = "9";
+    el.appendChild(p.notes);
+    p.canvas = document.createElement("canvas");
+    p.canvas.className = "tcpade-canvas";
+    el.appendChild(p.canvas);
+  }
+  if (typeof ResizeObserver !== "undefined") {
+    // the node (and so the panel) resized, or the panel was shown: fit the lines again, redraw the canvas
+    new ResizeObserver(() => {
+      fitPanel(p);
+      if (p.canvas) drawStats(p, state.reports.get(sid(node.id)) ?? null);
+    }).observe(el);
+    if (p.canvas) new ResizeObserver(() => drawStats(p, state.reports.get(sid(node.id)) ?? null)).observe(p.canvas);
   }
   const widget = node.addDOMWidget(name, "tcpade", el, {
     serialize: false,
     hideOnZoom: false,
     getValue: () => "",
     setValue: () => {},
-    getMinHeight: () => height,
-    getMaxHeight: () => height,
+    getMinHeight: () => minHeight,
+    getMaxHeight: () => maxHeight,
   });
   widget.serialize = false; // not in widgets_values: the saved workflow is the same with or without this file
   if (widget.options) widget.options.serialize = false; // not in the API prompt
-  return { el, lines, notes, canvas, widget };
+  p.widget = widget;
+  return p;
+}
+
+/**
+ * Set a line's text. It wraps only between its " · " parts (a part longer than the line wraps inside it), so
+ * nothing is cut off and a number stays with its words.
+ */
+function setText(el, text) {
+  text = text ?? "";
+  if (el.tcpadeText === text) return;
+  el.tcpadeText = text;
+  el.replaceChildren();
+  if (!text) return;
+  const parts = text.split(" · ");
+  parts.forEach((s, i) => {
+    const span = document.createElement("span");
+    span.className = "tcpade-seg";
+    span.textContent = i < parts.length - 1 ? `${s} ·` : s;
+    el.appendChild(span);
+    if (i < parts.length - 1) el.appendChild(document.createTextNode(" "));
+  });
+}
+
+/**
+ * Show every line that has room, leaving out the least important ones (lowest priority first, the last line
+ * first among equals) while the panel's content is taller than the panel. The canvas keeps its minimum height
+ * unless only lines more important than it are left (p.canvasPriority).
+ */
+function fitPanel(p) {
+  const el = p.el;
+  const items = [...p.lines, ...(p.notes ? [p.notes] : [])];
+  items.forEach((l) => l.classList.remove("tcpade-off"));
+  if (p.canvas) p.canvas.style.minHeight = `${p.canvasMin}px`;
+  if (!el.isConnected || el.clientHeight === 0) return; // not laid out (yet): fitted again when it is
+  const steps = items.map((l, i) => [Number(l.dataset.priority), -i, l]);
+  if (p.canvas) steps.push([p.canvasPriority, -items.length, null]);
+  steps.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const hidden = [];
+  for (const [, , l] of steps) {
+    if (el.scrollHeight <= el.clientHeight + 0.5) break;
+    if (l === null) {
+      if (p.canvasMin > 0) hidden.push("(the strip and gate plot, smaller)");
+      p.canvas.style.minHeight = "0px";
+    } else if (l.textContent) {
+      l.classList.add("tcpade-off");
+      hidden.push(l.textContent);
+    }
+  }
+  el.dataset.leftOut = hidden.join("\n");
 }
 
 function fmt(x, digits = 2) {
@@ -285,6 +386,22 @@ function fmtTarget(x) {
   return Number.isFinite(x) ? String(Number(x.toFixed(2))) : "–";
 }
 
+/** Seconds of one model call: 0.41 s, 0.083 s, 0.0097 s, 12.3 s. */
+function fmtSec(s) {
+  if (!Number.isFinite(s)) return "–";
+  if (s >= 10) return `${s.toFixed(1)} s`;
+  if (s >= 0.1) return `${s.toFixed(2)} s`;
+  return `${Number(s.toPrecision(2))} s`;
+}
+
+/** A value on an axis: 0.1, 1, 10, 100, 0.25, 1e+3. */
+function fmtTick(v) {
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 1e4 || a < 1e-3) return v.toExponential(0);
+  return String(Number(v.toPrecision(3)));
+}
+
 /** The panel's first line: what the run computed and what speed-up it reached (against its target). */
 function resultLine(rep) {
   const head = rep.interrupted ? `interrupted at step ${rep.num_steps}/${rep.planned_steps} · ` : "";
@@ -294,10 +411,74 @@ function resultLine(rep) {
   return `${head}computed ${rep.computed}/${rep.num_steps} steps · ${speed}`;
 }
 
-function drawStats(canvas, rep) {
+/**
+ * The panel's speed line: the wall-clock speed-up this run's own model calls imply (the server's estimate:
+ * mean computed and skipped call, nodes/driver.py) and, when this tab timed it, its sampler's seconds.
+ * Nothing is compared with another branch (that one ran cold or under other load).
+ */
+function speedLine(rep, seconds = null) {
+  const t = rep?.timing;
+  const parts = [];
+  if (t && typeof t.estimated_speedup === "number" && Number.isFinite(t.estimated_speedup)) {
+    const calls = [
+      typeof t.computed_s === "number" ? `computed step ${fmtSec(t.computed_s)}` : null,
+      typeof t.skipped_s === "number" ? `skipped ${fmtSec(t.skipped_s)}` : null,
+      "this run",
+    ].filter(Boolean);
+    parts.push(`est. wall ${fmt(t.estimated_speedup)}x (${calls.join(", ")})`);
+  }
+  if (typeof seconds === "number" && Number.isFinite(seconds)) parts.push(`sampling ${fmt(seconds)} s`);
+  return parts.join(" · ");
+}
+
+/** The server's target note without the target, which the first line already says. */
+function targetNote(rep) {
+  return (rep.target_note || "").replace(/^target [\d.]+x:\s*/, "");
+}
+
+// ------------------------------------------------------------------------------------ canvas
+
+/** Gate-plot scale: log for TC-Padé's stability score (unbounded, up to 100), linear otherwise. */
+function gateScale(rep, vals, thr) {
+  const log10 = Math.log10;
+  const pos = vals.filter((v) => v > 0);
+  if ((rep.gate === "TSI stability" || rep.method === "tcpade") && thr > 0 && pos.length) {
+    let hi = 10 ** Math.ceil(log10(Math.max(thr, ...pos)) - 1e-9);
+    let lo = 10 ** Math.floor(log10(Math.min(thr, ...pos)) + 1e-9);
+    if (!(hi > lo)) hi = lo * 10;
+    lo = Math.min(Math.max(lo, hi / 1e4), 10 ** Math.floor(log10(thr) + 1e-9));   // at most 4 decades, θ on it
+    const ticks = [];
+    for (let e = Math.round(log10(lo)); e <= Math.round(log10(hi)); e++) ticks.push(10 ** e);
+    const [a, b] = [log10(lo), log10(hi)];
+    return { kind: "log", lo, hi, ticks, t: (v) => (v > 0 ? (log10(v) - a) / (b - a) : -1) };
+  }
+  const nice = (x) => {   // the smallest 1, 2, 2.5, 5 x 10^k at least x
+    if (!(x > 0)) return 1;
+    const k = 10 ** Math.floor(Math.log10(x));
+    return [1, 2, 2.5, 5, 10].map((m) => m * k).find((m) => m >= x * (1 - 1e-9));
+  };
+  const peak = Math.max(...vals);
+  const lo = Math.min(0, ...vals) < 0 ? -nice(-Math.min(...vals)) : 0;
+  const ref = thr !== null && thr > 0 ? thr : peak;
+  const hi = nice(peak > 4 * ref ? 3 * ref : Math.max(peak, ref * 1.25));   // a spike is clipped, not the scale
+  return { kind: "linear", lo, hi, ticks: [lo, (lo + hi) / 2, hi], t: (v) => (v - lo) / (hi - lo) };
+}
+
+/**
+ * Legend, the step strip (one cell per step: computed orange, skipped teal; a phase mark under it only when the
+ * steps have phases), and the gate signal per step against the threshold on a labelled y scale (points off the
+ * scale drawn at its edge and counted), or one line when the method has no gate signal. Every text drawn is
+ * kept in p.drawn with its box (textBoxes).
+ */
+function drawStats(p, rep) {
+  const canvas = p.canvas;
+  const w = canvas.clientWidth;
+  const h = canvas.clientHeight;
+  if (!w || !h) return;   // not shown (the node is off screen): drawn when it is (ResizeObserver)
+  const drawn = (p.drawn = []);
+  const ds = canvas.dataset;
+  ds.axes = "";
   const dpr = window.devicePixelRatio || 1;
-  const w = Math.max(40, canvas.clientWidth);
-  const h = Math.max(30, canvas.clientHeight);
   if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
     canvas.width = Math.round(w * dpr);
     canvas.height = Math.round(h * dpr);
@@ -305,68 +486,158 @@ function drawStats(canvas, rep) {
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
-  canvas.dataset.axes = "";
-  if (!rep || !rep.steps?.length) return;
+  if (!rep || !rep.steps?.length || w < 40 || h < 20) return;
+  ctx.font = FONT;
+  ctx.textBaseline = "alphabetic";
+  const hm = ctx.measureText("Hg");
+  const asc = Math.ceil(hm.fontBoundingBoxAscent ?? 9);
+  const desc = Math.ceil(hm.fontBoundingBoxDescent ?? 3);
+  const rowH = asc + desc;
+  const width = (s) => ctx.measureText(s).width;
+  const boxOf = (s, x, y, align) => {
+    const tw = width(s);
+    const x0 = align === "left" ? x : align === "right" ? x - tw : x - tw / 2;
+    return { text: s, x0, x1: x0 + tw, y0: y - asc, y1: y + desc };
+  };
+  const inside = (b) => b.x0 >= -0.01 && b.x1 <= w + 0.01 && b.y0 >= -0.01 && b.y1 <= h + 0.01;
+  const free = (b) => drawn.every((d) => b.x1 <= d.x0 || b.x0 >= d.x1 || b.y1 <= d.y0 || b.y0 >= d.y1);
+  const text = (s, x, y, align = "left", color = COLORS.dim) => {
+    ctx.fillStyle = color;
+    ctx.textAlign = align;
+    ctx.fillText(s, x, y);
+    drawn.push(boxOf(s, x, y, align));
+  };
+  /** Draw s at the first candidate [x, y, align] where it fits the canvas and overlaps no other text. */
+  const place = (s, candidates, color) => {
+    for (const [x, y, align] of candidates) {
+      const b = boxOf(s, x, y, align);
+      if (inside(b) && free(b)) {
+        text(s, x, y, align, color);
+        return b;
+      }
+    }
+    return null;
+  };
+
   const n = rep.steps.length;
-  const padL = 14, padR = 4, axisH = 11;   // room for the y-axis name (left) and the step axis (bottom)
+  const gates = rep.steps.map((s) => (typeof s.gate === "number" && Number.isFinite(s.gate) ? s.gate : null));
+  const thr = typeof rep.threshold === "number" && Number.isFinite(rep.threshold) ? rep.threshold : null;
+  const vals = gates.filter((g) => g !== null);
+  const hasPlot = vals.length > 0 && thr !== null;
+  const phases = rep.steps.some((s) => s.phase === "early" || s.phase === "late");
+
+  // legend: what the strip's colours (and phase marks) mean, flowing onto a second row when narrow
+  const items = [["computed", COLORS.computed, 1, "box"], ["skipped", COLORS.skipped, 0.45, "box"]];
+  if (phases) for (const ph of ["early", "mid", "late"]) items.push([ph, COLORS.phase[ph], 1, "bar"]);
+  let lx = 1;
+  let ly = asc + 1;
+  for (const [label, color, alpha, kind] of items) {
+    const iw = 11 + width(label);
+    if (lx > 1 && lx + iw > w) {
+      lx = 1;
+      ly += rowH;
+    }
+    ctx.globalAlpha = alpha;
+    ctx.fillStyle = color;
+    if (kind === "box") ctx.fillRect(lx, ly - 8, 8, 8);
+    else ctx.fillRect(lx, ly - 3, 8, 2);
+    ctx.globalAlpha = 1;
+    text(label, lx + 11, ly);
+    lx += iw + 8;
+  }
+  const legendBottom = ly + desc;
+
+  // y scale (the plot's left margin holds its tick labels and, rotated, its name)
+  const stripY = legendBottom + 3;
+  const stripH = 10;
+  const stripBottom = stripY + stripH + (phases ? 3 : 0);
+  const top = stripBottom + 6;
+  const bottom = h - rowH - 1;
+  const plotOk = hasPlot && bottom - top >= 2 * rowH;
+  let padL = 4;
+  const padR = 4;
+  let scale = null;
+  let yName = "";
+  let sym = "";
+  let side = "";
+  let tickLabels = [];
+  if (plotOk) {
+    const isTSI = rep.method === "tcpade";
+    const ax = GATE_AXES[rep.gate] ?? [isTSI ? "stability score" : "gate signal", isTSI ? "score" : "signal",
+                                        isTSI ? "θ" : "δ", ""];
+    [, , sym, side] = ax;
+    scale = gateScale(rep, vals, thr);
+    // as many ticks as have room (at least the two ends)
+    const room = (bottom - top) / Math.max(1, scale.ticks.length - 1);
+    let ticks = scale.ticks;
+    if (room < rowH) ticks = [scale.ticks[0], scale.ticks[scale.ticks.length - 1]];
+    tickLabels = ticks.map((v) => [v, fmtTick(v)]);
+    yName = [ax[0], ax[1]].find((s) => width(s) <= bottom - top) ?? "";
+    padL = Math.ceil(Math.max(...tickLabels.map(([, s]) => width(s)))) + 5 + (yName ? rowH : 0);
+  }
   const cw = (w - padL - padR) / n;
-  ctx.font = "10px system-ui, sans-serif";
-  // strip: one cell per step; filled = computed, outlined = skipped (predicted); phase underline
-  const stripY = 2, stripH = 10;
+
+  // strip: one cell per step; phase marks under it only when the steps have phases
   rep.steps.forEach((s, i) => {
     const x = padL + i * cw;
     ctx.fillStyle = s.computed ? COLORS.computed : COLORS.skipped;
     ctx.globalAlpha = s.computed ? 1 : 0.45;
     ctx.fillRect(x + 0.5, stripY, Math.max(1, cw - 1), stripH);
     ctx.globalAlpha = 1;
-    const ph = COLORS.phase[s.phase];
+    const ph = phases ? COLORS.phase[s.phase] : null;
     if (ph) {
       ctx.fillStyle = ph;
       ctx.fillRect(x + 0.5, stripY + stripH + 1, Math.max(1, cw - 1), 2);
     }
   });
-  // step axis: first and last step number and the axis name, under everything
-  const bottom = h - axisH - 2;
-  ctx.fillStyle = COLORS.dim;
-  ctx.textBaseline = "alphabetic";
-  ctx.textAlign = "left";
-  ctx.fillText("1", padL + cw / 2 - 3, h - 2);
-  ctx.textAlign = "right";
-  ctx.fillText(String(n), padL + (n - 0.5) * cw + 6, h - 2);
-  ctx.textAlign = "center";
-  ctx.fillText("step", padL + (w - padL - padR) / 2, h - 2);
-  ctx.textAlign = "left";
-  // gate plot: the gate signal per step against the threshold line
-  const top = stripY + stripH + 6;
-  const gates = rep.steps.map((s) => (typeof s.gate === "number" && Number.isFinite(s.gate) ? s.gate : null));
-  const thr = typeof rep.threshold === "number" && Number.isFinite(rep.threshold) ? rep.threshold : null;
-  const vals = gates.filter((g) => g !== null);
-  if (!vals.length || thr === null) {
-    ctx.fillStyle = COLORS.dim;
-    ctx.fillText(`${rep.gate || "fixed schedule"}: no gate signal to plot`, padL, top + 12);
-    canvas.dataset.axes = "step";
+
+  // step axis: first and last step number and the axis name; under the plot, or under the strip without one
+  const axisY = plotOk ? h - desc - 1 : stripBottom + asc + 2;
+  place("1", [[padL + cw / 2, axisY, "center"], [padL, axisY, "left"]]);
+  place(String(n), [[padL + (n - 0.5) * cw, axisY, "center"], [w - padR, axisY, "right"]]);
+  place("step", [[padL + (w - padL - padR) / 2, axisY, "center"]]);
+  if (!plotOk) {
+    const msg = hasPlot ? "gate plot: make the node taller" : NO_GATE;
+    place(msg, [[padL, axisY + rowH + 2, "left"]]);
+    ds.axes = "step";
     return;
   }
-  const isTSI = rep.method === "tcpade";
-  const [yName, sym] = GATE_AXES[rep.gate] ?? [isTSI ? "stability score" : "gate signal", isTSI ? "θ" : "δ"];
-  const lo = 0;
-  // TC-Padé's stability score is unbounded (up to 100 on a straight trajectory): θ sits in the middle and
-  // larger scores are drawn clipped at the top. TeaCache's distance stays near δ: show up to max(1.4 δ, peak).
-  let hi = isTSI ? 2 * thr : Math.min(Math.max(thr * 1.4, ...vals), 3 * thr);
-  if (!(hi > lo)) hi = Math.max(1, ...vals);
+
   const inset = 4; // keep dots at the range ends inside the frame
-  const y = (v) => bottom - inset - ((Math.min(Math.max(v, lo), hi) - lo) / (hi - lo)) * (bottom - top - 2 * inset);
+  const y = (v) => {
+    const t = Math.min(Math.max(scale.t(v), 0), 1);
+    return bottom - inset - t * (bottom - top - 2 * inset);
+  };
   ctx.strokeStyle = COLORS.grid;
   ctx.lineWidth = 1;
-  ctx.strokeRect(padL + 0.5, top + 0.5, w - padL - padR, bottom - top);
-  // y-axis name, written upwards along the left edge
-  ctx.save();
-  ctx.translate(9, (top + bottom) / 2);
-  ctx.rotate(-Math.PI / 2);
-  ctx.textAlign = "center";
-  ctx.fillStyle = COLORS.dim;
-  ctx.fillText(yName, 0, 0);
-  ctx.restore();
+  ctx.strokeRect(padL + 0.5, top + 0.5, w - padL - padR - 1, bottom - top);
+  // y ticks: a faint grid line and the value, right-aligned left of the frame
+  for (const [v, s] of tickLabels) {
+    const yy = Math.round(y(v)) + 0.5;
+    ctx.globalAlpha = 0.35;
+    ctx.beginPath();
+    ctx.moveTo(padL, yy);
+    ctx.lineTo(w - padR, yy);
+    ctx.stroke();
+    ctx.globalAlpha = 1;
+    const base = Math.min(Math.max(yy + asc / 2 - 1, top + asc - 2), bottom + desc - 1);
+    text(s, padL - 3, Math.min(base, h - desc), "right");
+  }
+  // y-axis name, written upwards along the left edge (its short form, or none, where the plot is low)
+  if (yName) {
+    const cx = asc;
+    const cy = (top + bottom) / 2;
+    ctx.save();
+    ctx.translate(cx, cy);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillStyle = COLORS.dim;
+    ctx.fillText(yName, 0, 0);
+    ctx.restore();
+    const half = width(yName) / 2;
+    drawn.push({ text: yName, x0: cx - asc, x1: cx + desc, y0: cy - half, y1: cy + half, rotated: true });
+  }
+  // threshold: a dashed line and its value, with the side that skips
   ctx.setLineDash([4, 3]);
   ctx.strokeStyle = COLORS.threshold;
   ctx.beginPath();
@@ -374,12 +645,13 @@ function drawStats(canvas, rep) {
   ctx.lineTo(w - padR, y(thr));
   ctx.stroke();
   ctx.setLineDash([]);
-  // threshold label on the left, where the first (always computed, gate-less) steps leave room
-  ctx.fillStyle = COLORS.threshold;
-  const above = y(thr) - top > 12;
   const thrLabel = `${sym} = ${fmt(thr)}`;
-  ctx.fillText(thrLabel, padL + 3, above ? y(thr) - 3 : y(thr) + 11);
-  canvas.dataset.axes = `${yName}|step|${thrLabel}`;
+  const yt = y(thr);
+  const thrCands = (s) => [[padL + 3, yt - 3, "left"], [padL + 3, yt + asc + 2, "left"],
+                           [w - padR - 3, yt - 3, "right"], [w - padR - 3, yt + asc + 2, "right"]];
+  if (!(side && place(`${thrLabel} · ${side}`, thrCands(), COLORS.threshold))) place(thrLabel, thrCands(), COLORS.threshold);
+  // the gate signal: a line through the steps that have one, a dot per step (computed orange, skipped teal);
+  // a value off the scale is a triangle at its edge, and counted
   ctx.strokeStyle = COLORS.dim;
   ctx.beginPath();
   let started = false;
@@ -394,21 +666,69 @@ function drawStats(canvas, rep) {
     started = true;
   });
   ctx.stroke();
+  let above = 0;
+  let below = 0;
   gates.forEach((g, i) => {
     if (g === null) return;
     const x = padL + (i + 0.5) * cw;
+    const t = scale.t(g);
     ctx.fillStyle = rep.steps[i].computed ? COLORS.computed : COLORS.skipped;
     ctx.beginPath();
-    if (g > hi) { // off the scale: a triangle pointing up
-      ctx.moveTo(x, y(hi) - 3);
-      ctx.lineTo(x - 3, y(hi) + 2);
-      ctx.lineTo(x + 3, y(hi) + 2);
+    if (t > 1 + 1e-9) {
+      above += 1;
+      ctx.moveTo(x, top + 1);
+      ctx.lineTo(x - 3, top + 6);
+      ctx.lineTo(x + 3, top + 6);
+      ctx.closePath();
+    } else if (t < -1e-9) {
+      below += 1;
+      ctx.moveTo(x, bottom - 1);
+      ctx.lineTo(x - 3, bottom - 6);
+      ctx.lineTo(x + 3, bottom - 6);
       ctx.closePath();
     } else {
       ctx.arc(x, y(g), 2.5, 0, Math.PI * 2);
     }
     ctx.fill();
   });
+  const r = w - padR - 3;
+  if (above) place(`${above} above`, [[r, top + asc + 1, "right"], [r, bottom - desc - 1, "right"], [padL + 3, top + asc + 1, "left"]]);
+  if (below) place(`${below} below`, [[r, bottom - desc - 1, "right"], [r, top + asc + 1, "right"], [padL + 3, bottom - desc - 1, "left"]]);
+  ds.axes = `${yName}|step|${thrLabel}`;
+  ds.shownTicks = tickLabels.map(([, s]) => s).join(",");
+  ds.drawnClipped = `${above} above, ${below} below`;
+}
+
+/**
+ * What the canvas shows for a report, whatever its size (on the canvas's dataset, for a test or a script): the
+ * legend's entries, whether phase marks are drawn, the gate plot (or its one line), its scale and how many
+ * values fall off it.
+ */
+function plotFacts(canvas, rep) {
+  const ds = canvas.dataset;
+  for (const k of ["scale", "ticks", "clipped", "legend", "phases", "gate"]) ds[k] = "";
+  if (!rep || !rep.steps?.length) return;
+  const phases = rep.steps.some((s) => s.phase === "early" || s.phase === "late");
+  ds.legend = ["computed", "skipped", ...(phases ? ["early", "mid", "late"] : [])].join("|");
+  ds.phases = phases ? "1" : "";
+  const vals = rep.steps.map((s) => s.gate).filter((g) => typeof g === "number" && Number.isFinite(g));
+  const thr = typeof rep.threshold === "number" && Number.isFinite(rep.threshold) ? rep.threshold : null;
+  if (!vals.length || thr === null) {
+    ds.gate = NO_GATE;
+    return;
+  }
+  const sc = gateScale(rep, vals, thr);
+  ds.gate = "plot";
+  ds.scale = `${sc.kind} ${fmtTick(sc.lo)}..${fmtTick(sc.hi)}`;
+  ds.ticks = sc.ticks.map(fmtTick).join(",");
+  ds.clipped = `${vals.filter((v) => sc.t(v) > 1 + 1e-9).length} above, ${vals.filter((v) => sc.t(v) < -1e-9).length} below`;
+}
+
+/** The smallest canvas that still shows the legend, the strip, the step axis and a plot (or its one line). */
+function canvasMinHeight(rep) {
+  if (!rep || !rep.steps?.length) return 0;
+  const hasPlot = rep.steps.some((s) => typeof s.gate === "number") && typeof rep.threshold === "number";
+  return hasPlot ? 72 : 50;
 }
 
 // ------------------------------------------------------------------------------------ views
@@ -419,19 +739,29 @@ function renderCacheNode(node) {
   const rep = state.reports.get(sid(node.id));
   const el = p.el;
   if (!rep) {
-    p.lines[0].textContent = "no run yet";
-    p.lines[1].textContent = "queue the workflow: computed / skipped steps";
-    p.lines[2].textContent = "and the gate signal appear here";
+    setText(p.lines[0], "no run yet");
+    setText(p.lines[1], "queue the workflow: computed / skipped steps and the gate signal appear here");
+    setText(p.lines[2], "");
     p.notes.textContent = "";
     el.title = "";
-    for (const k of ["computed", "numSteps", "speedup", "strip", "notes", "prompt", "source", "seconds", "wallSpeedup"])
+    for (const k of ["computed", "numSteps", "speedup", "strip", "notes", "prompt", "source", "seconds", "estSpeedup"])
       el.dataset[k] = "";
-    drawStats(p.canvas, null);
+    p.canvasMin = 0;
+    fitPanel(p);
+    plotFacts(p.canvas, null);
+    drawStats(p, null);
     return;
   }
   const strip = rep.steps.map((s) => (s.computed ? "#" : ".")).join("");
   const notes = rep.notes ?? [];
-  p.lines[0].textContent = resultLine(rep);
+  const secs = sumSeconds(samplersDownstream(node));
+  const rule = GATE_RULES[rep.gate] ?? rep.gate ?? "";
+  const speed = speedLine(rep, secs ? secs.seconds : null);
+  setText(p.lines[0], resultLine(rep));
+  setText(p.lines[1], speed);
+  setText(p.lines[2], targetNote(rep));
+  // every warning that changes what the run means, each on its own line
+  p.notes.textContent = notes.map((x) => `⚠ ${x}`).join("\n");
   el.dataset.interrupted = rep.interrupted ? "1" : "";
   el.dataset.notes = notes.join("\n");
   el.dataset.computed = String(rep.computed);
@@ -441,29 +771,39 @@ function renderCacheNode(node) {
   el.dataset.threshold = rep.threshold === null || rep.threshold === undefined ? "" : String(rep.threshold);
   el.dataset.prompt = rep.prompt ?? "";
   el.dataset.source = rep.fromServer ? "server" : "live";
-  // wall time: this node's samplers, and the branch speed-up from a Compare node scoring them
-  const samplers = samplersDownstream(node);
-  const secs = sumSeconds(samplers);
-  let wall = secs ? `sampling ${fmt(secs.seconds)} s` : "sampling time: – (not timed in this tab)";
-  el.dataset.wallSpeedup = "";
-  const cmp = (graph()?.nodes ?? []).filter((n) => n.type === COMPARE_TYPE && isActive(n));
-  for (const c of cmp) {
-    const t = compareTiming(c);
-    if (t?.speedup && samplers.some((s) => t.samplers[0].some((x) => x.id === s.id))) {
-      wall += ` · ${fmt(t.speedup)}x wall vs. reference`;
-      el.dataset.wallSpeedup = fmt(t.speedup);
-      break;
-    }
-  }
   el.dataset.seconds = secs ? fmt(secs.seconds, 3) : "";
-  p.lines[1].textContent = wall;
-  p.lines[2].textContent = `${rep.label}: ${GATE_RULES[rep.gate] ?? rep.gate ?? ""}` +
-    (rep.target_note ? ` · ${rep.target_note}` : "");
-  // every warning that changes what the run means, each on its own line (the tooltip has them in full)
-  p.notes.textContent = notes.map((x) => `⚠ ${x}`).join("\n");
-  p.notes.style.whiteSpace = "pre-line";
-  el.title = [rep.summary || "", ...notes.map((x) => `⚠ ${x}`)].filter(Boolean).join("\n");
-  drawStats(p.canvas, rep);
+  el.dataset.estSpeedup = Number.isFinite(rep.timing?.estimated_speedup) ? fmt(rep.timing.estimated_speedup) : "";
+  // the tooltip has every line, a left-out one too
+  el.title = [rep.summary || "", speed, rep.timing?.basis ? `est. wall: ${rep.timing.basis}` : "",
+              `${rep.label}: ${rule}`, rep.target_note || "", ...notes.map((x) => `⚠ ${x}`)]
+    .filter(Boolean).join("\n");
+  p.canvasMin = canvasMinHeight(rep);
+  fitPanel(p);
+  plotFacts(p.canvas, rep);
+  drawStats(p, rep);
+}
+
+/** The Compare node's score parts: PSNR (mean, and the worst image), SSIM. */
+function scoreParts(res) {
+  const n = res.images ?? 1;
+  const out = [];
+  if (res.psnr === null || res.psnr === undefined) out.push("PSNR ∞ dB (identical)");
+  else out.push(`PSNR ${n > 1 ? "mean " : ""}${fmt(res.psnr, 1)} dB`);
+  if (n > 1 && typeof res.worst_psnr === "number" && Number.isInteger(res.worst_index))
+    out.push(`worst ${fmt(res.worst_psnr, 1)} dB (image ${res.worst_index + 1})`);
+  if (res.identical_images && res.psnr !== null && res.psnr !== undefined)
+    out.push(`PSNR of the ${n - res.identical_images} that differ`);
+  out.push(`SSIM ${fmt(res.ssim, 3)}`);
+  return out;
+}
+
+/** "⚠ 1 image changed content: #7" (images whose PSNR is below the server's content floor), or "". */
+function changedLine(res) {
+  const ch = Array.isArray(res.changed) ? res.changed : [];
+  if (!ch.length) return "";
+  const shown = ch.slice(0, 6).map((i) => `#${i + 1}`).join(", ") + (ch.length > 6 ? ` and ${ch.length - 6} more` : "");
+  const floor = typeof res.changed_floor_db === "number" ? ` · PSNR below ${fmtTarget(res.changed_floor_db)} dB` : "";
+  return `⚠ ${ch.length} image${ch.length > 1 ? "s" : ""} changed content: ${shown}${floor}`;
 }
 
 function renderCompareNode(node) {
@@ -471,32 +811,67 @@ function renderCompareNode(node) {
   if (!p) return;
   const res = state.compares.get(sid(node.id));
   const el = p.el;
+  const br = branchComputed(node);
+  const computed = br && br.computed !== null ? `computed ${br.computed}/${br.numSteps}` : "";   // none before a run
+  el.dataset.computed = br && br.computed !== null ? `${br.computed}/${br.numSteps}` : "";
+  const more = [];   // the tooltip's explanations, after every line
   if (res) {
-    p.lines[0].textContent = res.text;
+    setText(p.lines[0], [computed, ...scoreParts(res)].filter(Boolean).join(" · "));
+    setText(p.lines[1], changedLine(res));
+    p.lines[1].classList.add("tcpade-warn");
+    p.lines[1].classList.remove("tcpade-dim");
     el.dataset.psnr = res.psnr === null ? "inf" : String(res.psnr);
     el.dataset.ssim = String(res.ssim);
+    el.dataset.worstPsnr = typeof res.worst_psnr === "number" ? String(res.worst_psnr) : "";
+    el.dataset.worstIndex = Number.isInteger(res.worst_index) ? String(res.worst_index) : "";
+    el.dataset.changed = Array.isArray(res.changed) ? res.changed.join(",") : "";
+    el.dataset.source = res.fromServer ? "server" : "live";
     const n = res.images ?? 1;
     const shown = res.previewed ?? n;
-    p.lines[2].textContent = `difference ×${fmtTarget(res.amplify)}` +
-      (n > 1 ? ` of ${shown === n ? `the ${n}` : `${shown} of ${n}`} images` : "") + ": black = identical";
+    setText(p.lines[3], `difference ×${fmtTarget(res.amplify)}` +
+      (n > 1 ? ` of ${shown === n ? `the ${n}` : `${shown} of ${n}`} images` : "") + ": black = identical");
+    if (Array.isArray(res.per_image_psnr) && res.per_image_psnr.length > 1)
+      more.push("PSNR per image: " + res.per_image_psnr.map((v, i) => `#${i + 1} ${v === null ? "∞" : fmt(v, 1)}`).join(", "));
+    if (changedLine(res)) more.push("A changed image shows other content than its reference, not the same picture with less detail.");
   } else {
-    p.lines[0].textContent = "PSNR / SSIM: not run yet";
-    p.lines[2].textContent = "queue the workflow: scores and the difference image appear here";
+    setText(p.lines[0], [computed, "PSNR / SSIM: not run yet"].filter(Boolean).join(" · "));
+    setText(p.lines[1], "");
+    setText(p.lines[3], "queue the workflow: scores and the difference image appear here");
+    for (const k of ["psnr", "ssim", "worstPsnr", "worstIndex", "changed", "source"]) el.dataset[k] = "";
   }
   const t = compareTiming(node);
+  let timing;
+  let warn = false;
+  for (const k of ["testSeconds", "refSeconds", "speedup", "first"]) el.dataset[k] = "";
   if (!t || !t.samplers[0].length || !t.samplers[1].length) {
-    p.lines[1].textContent = "timing: test and reference need their own sampler";
+    timing = res ? "timing: test and reference need their own sampler" : "";
   } else if (!t.test || !t.ref) {
-    p.lines[1].textContent = "timing: run both branches once in this tab";
+    timing = res ? "timing: run both branches once in this tab" : "";   // before a run: the hint says it all
   } else {
-    const old = t.test.earlier || t.ref.earlier ? " (incl. an earlier run)" : "";
-    p.lines[1].textContent = `${fmt(t.test.seconds)} s vs. ${fmt(t.ref.seconds)} s reference: ${fmt(t.speedup)}x${old}`;
+    const secs = `${fmt(t.test.seconds)} s vs. ${fmt(t.ref.seconds)} s reference`;
+    const old = t.test.earlier || t.ref.earlier ? " · incl. an earlier run" : "";
     el.dataset.testSeconds = fmt(t.test.seconds, 3);
     el.dataset.refSeconds = fmt(t.ref.seconds, 3);
-    el.dataset.speedup = fmt(t.speedup);
+    el.dataset.first = t.first;
+    if (t.comparable) {
+      timing = `test ran first · ${secs} · ${fmt(t.speedup)}x${old}`;
+      el.dataset.speedup = fmt(t.speedup);
+    } else {
+      timing = "⚠ reference ran first (includes warm-up): timings not comparable";
+      more.push(`Sampling: ${secs}${old.replace(" · ", ", ")}.`);
+      warn = true;
+    }
   }
-  el.title = "Sampling time of the samplers only this branch runs; model loading excluded " +
-    "(first step estimated from the median computed step).";
+  setText(p.lines[2], timing);
+  p.lines[2].classList.toggle("tcpade-warn", warn);
+  p.lines[2].classList.toggle("tcpade-dim", !warn);
+  more.push("Timing: the sampling time of the samplers only this branch runs, model loading excluded (first step " +
+            "estimated from the median computed step). The branch that runs first also warms the device up: " +
+            "a speed-up is shown only when the test branch ran first. The cache node's own estimate " +
+            "(est. wall) compares nothing across branches.");
+  // the tooltip has every line, a left-out one too
+  el.title = [...p.lines.map((l) => l.textContent), ...more].filter(Boolean).join("\n");
+  fitPanel(p);
 }
 
 function renderAll() {
@@ -507,39 +882,79 @@ function renderAll() {
   graph()?.setDirtyCanvas?.(true, true);
 }
 
-// ------------------------------------------------------------------------------------ reports kept by the server
+/**
+ * Every text a panel shows, with its box on the screen (client pixels), the panel's, its canvas's and its
+ * node's boxes: a text is cut off when its box leaves the panel (or the canvas), the panel's the node's.
+ */
+function textBoxes(node) {
+  const p = node?.tcpadePanel;
+  if (!p) return null;
+  const box = (b) => [b.left, b.top, b.right, b.bottom];
+  const items = [];
+  const walker = document.createTreeWalker(p.el, NodeFilter.SHOW_TEXT);
+  for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+    if (!t.textContent.trim()) continue;
+    const range = document.createRange();
+    range.selectNodeContents(t);
+    for (const b of range.getClientRects()) if (b.width > 0) items.push({ where: "dom", text: t.textContent, box: box(b) });
+  }
+  let canvas = null;
+  if (p.canvas) {
+    const cb = p.canvas.getBoundingClientRect();
+    canvas = box(cb);
+    const k = p.canvas.clientWidth ? cb.width / p.canvas.clientWidth : 1;
+    for (const d of p.drawn)
+      items.push({ where: "canvas", text: d.text, rotated: !!d.rotated,
+                   box: [cb.left + d.x0 * k, cb.top + d.y0 * k, cb.left + d.x1 * k, cb.top + d.y1 * k] });
+  }
+  const c = app.canvas;
+  const r = c.canvas.getBoundingClientRect();
+  const [x0, y0] = c.ds.convertOffsetToCanvas([node.pos[0], node.pos[1]]);
+  const [x1, y1] = c.ds.convertOffsetToCanvas([node.pos[0] + node.size[0], node.pos[1] + node.size[1]]);
+  return { node: [r.left + x0, r.top + y0, r.left + x1, r.top + y1], panel: box(p.el.getBoundingClientRect()), canvas,
+           items, leftOut: p.el.dataset.leftOut ?? "" };
+}
+
+// ------------------------------------------------------------------------------------ results kept by the server
 
 function workflowId() {
   const id = graph()?.id;
   return id === undefined || id === null ? null : String(id);
 }
 
+async function fetchKept(path) {
+  try {
+    const res = await api.fetchApi(path, { cache: "no-store" });
+    if (!res.ok) return null;
+    return await res.json();
+  } catch {
+    return null; // an older server without the route: live results only
+  }
+}
+
 /**
- * Show the server's last report on every cache node of this workflow that has one (GET /tcpade/reports):
- * after a page reload, or when the host serves a branch from its cache and sends no report. A report
- * is shown only on a node of the same type in the workflow it ran in.
+ * Show the server's last report on every cache node of this workflow that has one (GET /tcpade/reports), and
+ * its last result on every Compare node (GET /tcpade/compares): after a page reload, or when the host serves a
+ * branch from its cache and sends no report. A result is shown only on a node of the same type in the workflow
+ * it ran in; one received live is never older than the server's (every result is broadcast to every tab).
  */
 async function loadServerReports() {
-  let all;
-  try {
-    const res = await api.fetchApi(REPORTS_PATH, { cache: "no-store" });
-    if (!res.ok) return 0;
-    all = await res.json();
-  } catch {
-    return 0; // an older server without the route: live reports only
-  }
+  const [reports, compares] = await Promise.all([fetchKept(REPORTS_PATH), fetchKept(COMPARES_PATH)]);
   const wid = workflowId();
   let shown = 0;
-  for (const [id, rep] of Object.entries(all ?? {})) {
-    const node = nodeById(id);
-    if (!node || !CACHE_TYPES.has(node.type) || LABELS[node.type] !== rep.label) continue;
-    if (!rep.workflow_id || !wid || rep.workflow_id !== wid) continue;
-    const cur = state.reports.get(sid(id));
-    // a report received live is never older than the server's (every report is broadcast to every tab)
-    if (cur && (!cur.fromServer || cur.prompt_id === rep.prompt_id)) continue;
-    state.reports.set(sid(id), { ...rep, prompt: rep.prompt_id ?? null, receivedAt: now(), fromServer: true });
-    shown += 1;
-  }
+  const take = (all, map, ok) => {
+    for (const [id, res] of Object.entries(all ?? {})) {
+      const node = nodeById(id);
+      if (!node || !ok(node, res)) continue;
+      if (!res.workflow_id || !wid || res.workflow_id !== wid) continue;
+      const cur = map.get(sid(id));
+      if (cur && (!cur.fromServer || cur.prompt_id === res.prompt_id)) continue;
+      map.set(sid(id), { ...res, prompt: res.prompt_id ?? null, receivedAt: now(), fromServer: true });
+      shown += 1;
+    }
+  };
+  take(reports, state.reports, (node, rep) => CACHE_TYPES.has(node.type) && LABELS[node.type] === rep.label);
+  take(compares, state.compares, (node) => node.type === COMPARE_TYPE);
   if (shown) renderAll();
   return shown;
 }
@@ -547,53 +962,80 @@ async function loadServerReports() {
 // ------------------------------------------------------------------------------------ widget labels
 
 /**
- * The display names the node definitions declare for their widgets (θ, λ, α1, β, N (interval), ...):
- * this frontend labels widgets from its translation files only and leaves a V3 input's display_name unused.
+ * The display names the node definitions declare for their widgets (θ, λ, α1, β, ...): this frontend labels
+ * widgets from its translation files only and leaves a V3 input's display_name unused. Keeps each widget's
+ * own tooltip too (shown after the reason when a preset or mode overrides the widget).
  */
 function applyDisplayNames(node, nodeData) {
   const specs = { ...(nodeData?.input?.required ?? {}), ...(nodeData?.input?.optional ?? {}) };
+  node.tcpadeTooltips = {};
   for (const w of node.widgets ?? []) {
     const name = specs[w.name]?.[1]?.display_name;
     if (name && (!w.label || w.label === w.name)) w.label = name;
+    const tip = specs[w.name]?.[1]?.tooltip;
+    if (tip) node.tcpadeTooltips[w.name] = tip;
   }
 }
 
-// ------------------------------------------------------------------------------------ presets
+// ------------------------------------------------------------------------------------ what a preset overrides
 
 function findWidget(node, name) {
   return node.widgets?.find((w) => w.name === name);
 }
 
+const OVERRIDABLE = new Set(["target_speedup", "theta", "lam", "alpha1", "beta", "interval", "stride"]);
+
 /**
- * TC-Padé widgets that have no effect with the node's preset and mode (nodes/cache_nodes.py: target_of,
- * make_config; tcpade_core/config.py): name -> why. They are drawn disabled and say why in their label.
+ * Widgets that have no effect with the node's preset, mode or speed target (nodes/cache_nodes.py: target_of,
+ * make_config; tcpade_core/config.py, gates.py): name -> [short reason for the label, the reason in full for
+ * the tooltip, and the value in effect where the widget's own is not]. They are drawn disabled and say why.
  */
-function tcpadeOverridden(node) {
+function overridden(node) {
   const v = (name) => findWidget(node, name)?.value;
-  const preset = v("preset");
-  const mode = v("mode");
   const out = {};
-  if (preset !== undefined && preset !== CUSTOM) out.target_speedup = `set by preset: ${fmtTarget(PRESETS[preset])}x`;
-  if (mode === "official") {
-    out.lam = "not used in official mode";
-    if (preset !== CUSTOM) out.theta = out.interval = "official schedule; preset custom to set";
+  if (node.type === TCPADE_TYPE) {
+    const preset = v("preset");
+    const mode = v("mode");
+    if (preset !== undefined && preset !== CUSTOM) {
+      const x = fmtTarget(PRESETS[preset]);
+      // a disabled widget shows no value: the label says the one in effect
+      out.target_speedup = ["preset", `Set by the preset ${preset}: a ${x}x speed target. Choose preset custom to set it.`, `${x}x`];
+      // θ stays live under a preset: the budget gate lets the TSI signal move a compute earlier (tcpade_core/gates.py)
+    }
+    if (mode === "official") {
+      out.lam = ["official", "Not used in official mode (the authors' code)."];
+      if (preset !== CUSTOM)
+        out.theta = out.interval = ["official", "official mode: the authors' fixed schedule. Choose preset custom to set θ and interval N."];
+    }
+    if (mode !== undefined && mode !== "paper_literal")
+      out.alpha1 = out.beta = ["paper_literal only", "Used in paper_literal mode only (its early and late phases); this mode has none."];
+  } else if (node.type === "TCPade_TaylorSeer" || node.type === "TCPade_TraCache") {
+    const t = v("target_speedup");
+    const name = node.type === "TCPade_TaylorSeer" ? "interval" : "stride";
+    if (typeof t === "number" && t > 0)
+      out[name] = ["target", `Used at target speed-up 0 only: the target (${fmtTarget(t)}x) sets the schedule.`];
   }
-  if (mode !== undefined && mode !== "paper_literal") out.alpha1 = out.beta = "paper_literal mode only";
   return out;
 }
 
-/** Disable (and relabel) the widgets the preset or mode overrides; enable the others. */
+/** Disable the widgets the preset, mode or target overrides, with the reason in their label and tooltip. */
 function syncOverrides(node) {
-  const why = tcpadeOverridden(node);
+  const why = overridden(node);
   for (const w of node.widgets ?? []) {
-    if (!["target_speedup", "theta", "lam", "alpha1", "beta", "interval"].includes(w.name)) continue;
-    if (w.tcpadeLabel === undefined) w.tcpadeLabel = w.label ?? null;
+    if (!OVERRIDABLE.has(w.name)) continue;
+    if (w.tcpadeLabel === undefined) {
+      w.tcpadeLabel = w.label ?? null;
+      w.tcpadeTooltip = w.tooltip;
+    }
+    const o = why[w.name];
     const base = w.tcpadeLabel ?? w.name;
-    const reason = why[w.name];
-    const label = reason ? `${base} (${reason})` : w.tcpadeLabel ?? undefined;
-    if (!!w.disabled !== !!reason || w.label !== label) {
-      w.disabled = !!reason;
+    const label = o ? `${base}${o[2] ? `: ${o[2]}` : ""} (${o[0]})` : w.tcpadeLabel ?? undefined;
+    const general = node.tcpadeTooltips?.[w.name];
+    const tooltip = o ? `Greyed out: ${o[1]}` + (general ? `\n${general}` : "") : w.tcpadeTooltip;
+    if (!!w.disabled !== !!o || w.label !== label || w.tooltip !== tooltip) {
+      w.disabled = !!o;
       w.label = label;
+      w.tooltip = tooltip;
       node.setDirtyCanvas?.(true, true);
     }
   }
@@ -610,32 +1052,34 @@ function applyPreset(node, preset) {
   graph()?.change?.();
 }
 
-function setupTCPade(node) {
-  const p = findWidget(node, "preset");
-  const th = findWidget(node, "target_speedup");
-  if (p && th) {
+/** Re-check the overrides after a widget's own callback (mouse, keyboard, or a script calling it). */
+function chainSync(node, name, before = null) {
+  const w = findWidget(node, name);
+  if (!w) return;
+  const cb = w.callback;
+  w.callback = function (v, ...rest) {
+    const r = cb?.apply(this, [v, ...rest]);
+    before?.(v);
+    syncOverrides(node);
+    return r;
+  };
+}
+
+function setupCacheWidgets(node) {
+  if (node.type === TCPADE_TYPE) {
+    const th = findWidget(node, "target_speedup");
     // keep the target widget showing the speed a preset puts in effect
-    const cb = p.callback;
-    p.callback = function (v, ...rest) {
-      const r = cb?.apply(this, [v, ...rest]);
-      if (v in PRESETS) th.value = PRESETS[v];
-      syncOverrides(node);
-      return r;
-    };
-  }
-  const m = findWidget(node, "mode");
-  if (m) {
-    const cb = m.callback;
-    m.callback = function (...args) {
-      const r = cb?.apply(this, args);
-      syncOverrides(node);
-      return r;
-    };
-  }
-  for (const preset of Object.keys(PRESETS)) {
-    const b = node.addWidget("button", `preset: ${preset}`, null, () => applyPreset(node, preset));
-    b.serialize = false;
-    b.options = { ...(b.options ?? {}), serialize: false };
+    chainSync(node, "preset", (v) => {
+      if (th && v in PRESETS) th.value = PRESETS[v];
+    });
+    chainSync(node, "mode");
+    for (const preset of Object.keys(PRESETS)) {
+      const b = node.addWidget("button", `preset: ${preset}`, null, () => applyPreset(node, preset));
+      b.serialize = false;
+      b.options = { ...(b.options ?? {}), serialize: false };
+    }
+  } else {
+    chainSync(node, "target_speedup");
   }
   syncOverrides(node);
 }
@@ -683,7 +1127,8 @@ app.registerExtension({
     });
     api.addEventListener("execution_cached", ({ detail }) => {
       // cached nodes send no report: show the one the server kept (a reloaded page has none of its own)
-      if ((detail?.nodes ?? []).some((id) => CACHE_TYPES.has(nodeById(id)?.type))) loadServerReports();
+      const types = (detail?.nodes ?? []).map((id) => nodeById(id)?.type);
+      if (types.some((t) => CACHE_TYPES.has(t) || t === COMPARE_TYPE)) loadServerReports();
     });
     api.addEventListener("executing", ({ detail }) => {
       const t = now();
@@ -706,7 +1151,8 @@ app.registerExtension({
       });
     }
     // a test or a user script can read what the panels show
-    window.tcpade = { state, compareTiming, samplerSeconds, renderAll, loadServerReports, tcpadeOverridden, resultLine };
+    window.tcpade = { state, compareTiming, branchComputed, samplerSeconds, renderAll, loadServerReports, overridden,
+                      tcpadeOverridden: overridden, resultLine, speedLine, scoreParts, changedLine, textBoxes };
   },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
@@ -716,30 +1162,28 @@ app.registerExtension({
     nodeType.prototype.onNodeCreated = function () {
       const r = onNodeCreated?.apply(this, arguments);
       applyDisplayNames(this, nodeData);
-      if (name === TCPADE_TYPE) setupTCPade(this);
       if (CACHE_TYPES.has(name)) {
-        this.tcpadePanel = addPanel(this, "tcpade_stats", STATS_H, true, 3);
+        setupCacheWidgets(this);
+        this.tcpadePanel = addPanel(this, "tcpade_stats", { minHeight: STATS_H, maxHeight: STATS_MAX_H,
+                                                            priorities: [9, 3, 1], withCanvas: true });
         renderCacheNode(this);
       } else if (name === COMPARE_TYPE) {
-        this.tcpadePanel = addPanel(this, "tcpade_compare", COMPARE_H, false, 3);
+        this.tcpadePanel = addPanel(this, "tcpade_compare", { minHeight: COMPARE_H, maxHeight: COMPARE_MAX_H,
+                                                              priorities: [9, 8, 2, 1], withCanvas: false });
         renderCompareNode(this);
       }
       return r;
     };
-    if (name === TCPADE_TYPE) {
+    if (CACHE_TYPES.has(name)) {
       // values set by a loaded workflow, the widget API or the mouse: keep the disabled widgets right
-      const onConfigure = nodeType.prototype.onConfigure;
-      nodeType.prototype.onConfigure = function () {
-        const r = onConfigure?.apply(this, arguments);
-        syncOverrides(this);
-        return r;
-      };
-      const onWidgetChanged = nodeType.prototype.onWidgetChanged;
-      nodeType.prototype.onWidgetChanged = function () {
-        const r = onWidgetChanged?.apply(this, arguments);
-        syncOverrides(this);
-        return r;
-      };
+      for (const hook of ["onConfigure", "onWidgetChanged"]) {
+        const orig = nodeType.prototype[hook];
+        nodeType.prototype[hook] = function () {
+          const r = orig?.apply(this, arguments);
+          syncOverrides(this);
+          return r;
+        };
+      }
       const onDrawBackground = nodeType.prototype.onDrawBackground;
       nodeType.prototype.onDrawBackground = function () {
         syncOverrides(this);
@@ -752,7 +1196,7 @@ app.registerExtension({
         const r = onExecuted?.apply(this, arguments);
         const res = output?.tcpade_compare?.[0];
         if (res) {
-          state.compares.set(sid(this.id), { ...res, prompt: state.prompt });
+          state.compares.set(sid(this.id), { ...res, prompt: state.prompt, fromServer: false });
           renderCompareNode(this);
         }
         return r;
