@@ -228,6 +228,18 @@ class TCPadeConfig(_Common):
     def describe(self) -> str:
         return f"tcpade(theta={self.theta}, N={self.interval}, mode={self.mode})"
 
+    def with_(self, **changes):
+        """A copy with ``changes``. A change of ``mode`` switches every setting the old mode filled in (still at
+        that mode's value and not in ``changes``) to the new mode's value."""
+        new_mode = changes.get("mode", self.mode)
+        if new_mode != self.mode and new_mode in ("default", "paper_literal"):
+            old = PAPER_LITERAL if self.mode == "paper_literal" else DEFAULT_READING
+            empty = {f.name: f.default for f in fields(self)}
+            for key, value in old.items():
+                if key not in changes and getattr(self, key) == value:
+                    changes[key] = empty[key]
+        return replace(self, **changes)
+
 
 @dataclass(frozen=True)
 class TCPadeOfficialConfig(_Common):
