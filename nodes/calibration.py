@@ -117,6 +117,16 @@ def _read(path: str) -> Dict[str, dict]:
         raise CalibrationFileError(f"the calibration file {path} cannot be read ({e}); delete it to start over") from None
 
 
+def _keep_unreadable(path: str) -> str:
+    """Rename an unreadable calibration file to ``<name>.unreadable-<n>`` (the first free n); return the new name."""
+    n = 1
+    while os.path.exists(f"{path}.unreadable-{n}"):
+        n += 1
+    kept = f"{path}.unreadable-{n}"
+    os.replace(path, kept)
+    return kept
+
+
 def entry_key(model_fingerprint: str, steps: int) -> str:
     return f"{model_fingerprint}|{int(steps)}"
 
@@ -126,7 +136,8 @@ def save(cal: Calibration, path: Optional[str] = None) -> str:
     try:
         entries = _read(path)
     except CalibrationFileError as e:
-        log.error(f"TC-Padé: {e}; writing a new one")
+        kept = _keep_unreadable(path)   # never overwritten: what a user stored is kept under another name
+        log.error(f"TC-Padé: {e}; it is kept as {kept} and a new file is started")
         entries = {}
     entries[entry_key(cal.model_key, cal.steps)] = cal.to_json()
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -3,6 +3,7 @@ by the cache nodes (host)."""
 from __future__ import annotations
 
 import json
+import os
 import logging
 
 import pytest
@@ -158,3 +159,19 @@ def test_corrupt_file_names_it_and_the_run_goes_on(host, caplog):
     assert torch.isfinite(out).all() and rep.num_steps == 12 and rep.computed == 6   # uncalibrated: 2x preset
     assert any(path in n and "cannot be read" in n for n in rep.notes)
     assert any(path in r.getMessage() for r in caplog.records)
+
+
+def test_an_unreadable_file_is_kept_never_overwritten(host, tmp_path):
+    """A calibration saved over an unreadable store starts a new file; the old one is kept under another name,
+    byte for byte, so nothing a user stored is lost."""
+    env = host
+    path = str(tmp_path / "calibration.json")
+    for broken in ("{ not json", '{"entries": 3}'):
+        with open(path, "w") as f:
+            f.write(broken)
+        cal = Calibration.from_json(calibrate(synthetic(), "m1", 2.0).to_json())
+        env["CAL"].save(cal, path)
+        kept = sorted(p for p in os.listdir(tmp_path) if p.startswith("calibration.json.unreadable-"))
+        assert open(tmp_path / kept[-1]).read() == broken
+        assert env["CAL"].lookup("m1", cal.steps, path).to_json() == cal.to_json()
+    assert kept == ["calibration.json.unreadable-1", "calibration.json.unreadable-2"]
