@@ -44,8 +44,8 @@ def _window_inputs(start: float = 0.0, end: float = 1.0):
 
 def _target_input():
     return io.Float.Input("target_speedup", display_name="target speed-up", default=0.0, min=0.0, max=10.0, step=0.05,
-                          tooltip="0.0-10.0: 0 is off, otherwise at least 1.0. Ask for a speed: the run computes round(steps / target) steps "
-                                  "(exactly, ±1 at most), spaced evenly; the method's own signal may move a compute "
+                          tooltip="0.0-10.0: 0 is off, otherwise at least 1.0. Ask for a speed: the run computes exactly round(steps / target) "
+                                  "steps, spaced evenly; the method's own signal may move a compute "
                                   "earlier. 0: the method's own schedule and threshold decide.")
 
 

@@ -122,8 +122,10 @@ class CacheSettings:
         cfg, target, notes = self.cfg, self.target_speedup, list(self.notes)
         cal = self._calibration_for(len(sigmas) - 1, notes)
         if cal is not None:
-            cfg, target = self.apply_calibration(cfg, cal, target)
-            notes = [n for n in notes if not n.startswith("no calibrated TeaCache")] + [cal.describe()]
+            applied = self.apply_calibration(cfg, cal, target)
+            if applied != (cfg, target):    # "calibrated" only where the calibration changed something
+                cfg, target = applied
+                notes = [n for n in notes if not n.startswith("no calibrated TeaCache")] + [cal.describe()]
         if self.teacache_auto and cal is None:
             table = self.family.teacache(model_config, latent_shape)
             if table is not None:

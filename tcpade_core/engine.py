@@ -127,7 +127,8 @@ class CacheRun:
         return self.report
 
     def reset(self) -> None:
-        """Drop all cached tensors (e.g. between runs, or when the host restarts sampling)."""
+        """Drop all cached tensors (stream histories). The budget, the step and the report are kept: a new run
+        needs a new CacheRun."""
         self.streams.clear()
 
     # -- model side: one closure around the whole stack -------------------------------------------

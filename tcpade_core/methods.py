@@ -1,6 +1,8 @@
 """Every method is a gate (*when*, :mod:`tcpade_core.gates`) plus a predictor (*how*,
-:mod:`tcpade_core.predictors`), declared in one table. Any gate can drive any predictor: the engine
-(:mod:`tcpade_core.engine`) knows only the two protocols, never a method by name or type.
+:mod:`tcpade_core.predictors`), declared in one table. Not every gate can drive every predictor yet: the error
+gate reads a self-estimate that only the TC-Padé predictor writes, and the official schedule gate needs more
+stored residuals than it declares; the engine still names the budget gate for its report note. (Open issue:
+one descriptor per method, with declared capabilities.)
 """
 from __future__ import annotations
 

@@ -138,6 +138,10 @@ def test_calibrate_node_stores_and_cache_nodes_use_it(host, caplog):
     rep3 = m3.model_options["transformer_options"]["tcpade"].last_report
     assert not any(n.startswith("no calibrated TeaCache") for n in rep3.notes)
     assert any(n.startswith("calibrated for 12 steps") for n in rep3.notes)
+    # a method the calibration has nothing for (TraCache) is not reported as calibrated
+    m4 = _attach(env, "TCPade_TraCache", env["model"], calibration=cal)
+    _sample(env, m4)
+    assert not any(n.startswith("calibrated") for n in m4.model_options["transformer_options"]["tcpade"].last_report.notes)
 
 
 def test_a_different_model_does_not_use_it(host):
