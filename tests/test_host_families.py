@@ -232,3 +232,25 @@ def test_few_steps_compute_every_step_unless_a_target_is_typed(models, steps, ty
         t = H.attach("TCPade_TCPadeCache", models["flux"])
         F.sample(t, "flux", steps=steps)
         assert H.settings_of(t).last_report.computed == steps
+
+
+def test_inputs_the_pack_does_not_recognise_hold_with_one_warning(caplog):
+    """A model input or block stream of a kind the pack does not know (a list at the model level, a dict in a block)
+    never raises: every step computes, the reason is in each step and in one warning."""
+    patcher = H.pack_module("nodes.patcher")
+    fam = H.pack_module("nodes.families")
+    assert fam.pack_stream({"a": torch.zeros(1)})[0] is None
+    assert fam.pack_stream([torch.zeros(2, 3), torch.zeros(3, 3)])[0] is None          # batch sizes differ
+    v, a = torch.randn(2, 4, 8), torch.randn(2, 3, 5)
+    packed, how, _ = fam.pack_stream((v, a))
+    assert packed.shape == (2, 4 * 8 + 3 * 5) and all(torch.equal(x, y) for x, y in zip(fam.unpack_stream(packed, how), (v, a)))
+    cfg = H.pack_module("tcpade_core").make_config("taylorseer", interval=3)
+    d = H.pack_module("nodes.driver").StackDriver(cfg, [1.0, 0.75, 0.5, 0.0], 1.0, (1.0, 0.0))
+    with caplog.at_level(logging.WARNING, logger="tcpade"):
+        for sigma in (1.0, 0.75, 0.5):
+            d.on_model_call(sigma)
+            assert patcher._model_level_enter(d, {}, [torch.zeros(1, 4), torch.zeros(1, 2)]) is None
+    rep = d.finish()
+    assert rep.computed == rep.num_steps == 3 and {r.reason for r in rep.steps} == {"unsupported input"}
+    assert sum("cache inactive" in r.getMessage() for r in caplog.records) == 1
+    assert any("the model input is a list" in n for n in rep.notes)
