@@ -6,7 +6,7 @@ naming the parameter and its valid range. Configs hold settings only, never stat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Optional, Tuple
 
 

@@ -10,7 +10,6 @@ is clean. Under a minute and a half here.
 """
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -516,7 +516,7 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
         pytest.skip(f"!!! TINY WORKFLOW RUN SKIPPED: bench weights missing in {WEIGHTS}: {', '.join(missing)}")
     import execution
     import folder_paths
-    h = H.host()
+    H.host()   # imports the host (execution, folder_paths)
     wf = load(WF_DIR / f"{make_workflows().NAMES[which]}.json")
     prompt = to_api(wf, host_nodes)
     ok, err, outputs, node_errors = asyncio.run(execution.validate_prompt("tiny", prompt, None))

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dit import FinalLayer, modulate, timestep_embedding
+from .dit import FinalLayer, timestep_embedding
 
 __all__ = ["FluxLike"]
 

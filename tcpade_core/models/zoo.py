@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Optional
 
-import torch
 import torch.nn as nn
 
 from .dit import DiT

@@ -29,7 +29,7 @@ import torch
 
 from .. import metrics
 from ..config import (IDENTITY_COEFFICIENTS, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig,
-                      TeaCacheConfig, TraCacheConfig, _Common)
+                      TeaCacheConfig, TraCacheConfig)
 from ..engine import CacheRun
 from .common import CALIB_SEED, CFG_SCALE, DEV_MODELS, EVAL_SEED, MODEL_TITLES, labels as _labels, sample_timed as _sample
 

@@ -26,7 +26,6 @@ the metadata too (``class_agreement_20steps``). Intermediate EMA checkpoints go 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
