@@ -226,7 +226,15 @@ class TCPadeConfig(_Common):
         _check_range("error_tolerance", self.error_tolerance, 0.0, 10.0, lo_open=True)
 
     def describe(self) -> str:
-        return f"tcpade(theta={self.theta}, N={self.interval}, mode={self.mode})"
+        """Mode, θ and interval, then every setting that differs from its mode's reading (or its default)."""
+        base = PAPER_LITERAL if self.mode == "paper_literal" else DEFAULT_READING
+        parts = [f"mode={self.mode}", f"theta={self.theta}", f"interval={self.interval}"]
+        for f in fields(self):
+            if f.name not in ("mode", "theta", "interval"):
+                v = getattr(self, f.name)
+                if v != base.get(f.name, f.default):
+                    parts.append(f"{f.name}={v}")
+        return f"tcpade({', '.join(parts)})"
 
     def with_(self, **changes):
         """A copy with ``changes``. A change of ``mode`` switches every setting the old mode filled in (still at
@@ -277,7 +285,10 @@ class TCPadeOfficialConfig(_Common):
         _check_choice("phase_steps", self.phase_steps, ("coded", "run"))
 
     def describe(self) -> str:
-        return f"tcpade(official, N={self.threshold}, interval={self.interval}, start={self.start_step})"
+        parts = [f"threshold={self.threshold}", f"interval={self.interval}", f"start_step={self.start_step}"]
+        parts += [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                  if f.name not in ("threshold", "interval", "start_step") and getattr(self, f.name) != f.default]
+        return f"tcpade(official, {', '.join(parts)})"
 
 
 @dataclass(frozen=True)

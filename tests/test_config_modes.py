@@ -18,3 +18,12 @@ def test_with_mode_keeps_settings_made_by_hand():
     # a change of another field leaves the mode's settings alone
     d = TCPadeConfig().with_(theta=0.5)
     assert {k: getattr(d, k) for k in DEFAULT_READING} == DEFAULT_READING
+
+
+def test_describe_lists_every_setting_that_differs():
+    from tcpade_core import make_config
+    assert make_config("tcpade").describe() == "tcpade(mode=default, theta=1.0, interval=4)"
+    d = make_config("tcpade", lam=5.0, beta=0.1).with_(warmup_steps=3).describe()
+    assert d == "tcpade(mode=default, theta=1.0, interval=4, lam=5.0, beta=0.1, warmup_steps=3)"
+    assert "numerator=literal" in make_config("tcpade", numerator="literal").describe()
+    assert make_config("tcpade", mode="official").describe() == "tcpade(official, threshold=1.4, interval=8, start_step=4)"
