@@ -220,7 +220,8 @@ def model_name(family: Optional[Family], dm) -> str:
     return f"this model (class {type(dm).__name__})" if dm is not None else "this model"
 
 
-def _prompt_server():
+def prompt_server():
+    """The host's running PromptServer instance, or None (never imported: read from sys.modules)."""
     server = sys.modules.get("server")
     ps = getattr(server, "PromptServer", None) if server is not None else None
     return getattr(ps, "instance", None) if ps is not None else None
@@ -228,13 +229,13 @@ def _prompt_server():
 
 def current_prompt_id() -> Optional[str]:
     """The id of the prompt the host runs now (None outside a server): lets the UI find a report's workflow."""
-    pid = getattr(_prompt_server(), "last_prompt_id", None)
+    pid = getattr(prompt_server(), "last_prompt_id", None)
     return str(pid) if pid is not None else None
 
 
 def _send_to_frontend(payload: dict) -> None:
     """Push the report to the browser if a PromptServer runs in this process (never import it)."""
-    inst = _prompt_server()
+    inst = prompt_server()
     if inst is None:
         return
     try:

@@ -15,7 +15,6 @@ module level.
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Callable, Dict, Optional
 
 from . import patcher
@@ -66,13 +65,12 @@ def reports_payload(reports: Dict[str, dict], lookup: Optional[Callable[[str], O
 
 
 def register() -> bool:
-    """Add ``GET /tcpade/reports`` to the running host server, once. False when there is no server."""
+    """Add ``GET /tcpade/reports`` and ``GET /tcpade/compares`` to the running host server, once. False when there
+    is no server."""
     global _REGISTERED
     if _REGISTERED:
         return True
-    server = sys.modules.get("server")
-    ps = getattr(server, "PromptServer", None) if server is not None else None
-    inst = getattr(ps, "instance", None) if ps is not None else None
+    inst = patcher.prompt_server()
     if inst is None or not hasattr(inst, "routes"):
         return False
     from aiohttp import web
