@@ -207,10 +207,16 @@ def few_steps(driver: StackDriver, explicit_target: bool, target: float) -> None
         driver.run.report.notes.append(f"{n} steps: caching as asked (target {target:g}x); at {FEW_STEPS_HOLD} steps "
                                        f"or fewer expect a large quality loss")
         return
-    note = (f"{n} steps: at {FEW_STEPS_HOLD} steps or fewer caching costs more quality than it saves time, so "
-            f"{driver.label} computes every step (type a target speed-up to cache anyway)")
-    driver.run.hold("few steps", note)
-    log.warning(f"{driver.label}: {note}")
+    _hold(driver, "few steps", f"{n} steps: at {FEW_STEPS_HOLD} steps or fewer caching costs more quality than it "
+                               f"saves time, so {driver.label} computes every step (type a target speed-up to cache "
+                               f"anyway)")
+
+
+def _hold(driver: StackDriver, reason: str, note: str, prefix: bool = True) -> None:
+    """Compute every step of this run (``reason`` in each step, ``note`` in the report) and log the note once, when
+    the hold is decided (``prefix``: with the node's label in front)."""
+    driver.run.hold(reason, note)
+    log.warning(f"{driver.label}: {note}" if prefix else note)
 
 
 def model_name(family: Optional[Family], dm) -> str:
@@ -324,20 +330,17 @@ def apply_sampler_rules(driver: StackDriver, info: SamplerInfo) -> None:
     every method computes every step, and says so. A sampler that picks its own times cannot be followed
     step by step: every method computes every call."""
     label = driver.label
-    before = driver.run.hold_note
+    # only this run's own warning: the notes the node found when it attached were logged then, once
     if info.unknown:
         name = info.name or "this sampler"
-        driver.run.hold("unknown sampler", f"{name} is not in the pack's sampler table (it may inject noise or pick "
-                                           f"its own steps): {label} computes every step")
+        _hold(driver, "unknown sampler", f"{name} is not in the pack's sampler table (it may inject noise or pick "
+                                         f"its own steps): {label} computes every step", prefix=False)
     elif info.own_steps:
-        driver.run.hold("adaptive sampler", f"{info.name} chooses its own steps: {label} computes every step")
+        _hold(driver, "adaptive sampler", f"{info.name} chooses its own steps: {label} computes every step",
+              prefix=False)
     elif info.injects_noise:
         what = "re-noises the latent each step" if info.family == "lcm" else "injects noise each step"
-        driver.run.hold("stochastic sampler", f"{info.name} {what}: {label} computes every step")
-    # only this run's own warning: the notes the node found when it attached were logged then, once
-    hold = driver.run.hold_note
-    if hold is not None and hold != before:
-        log.warning(hold)
+        _hold(driver, "stochastic sampler", f"{info.name} {what}: {label} computes every step", prefix=False)
 
 
 def calc_cond_batch_wrapper(executor, *args, **kwargs):
@@ -500,8 +503,7 @@ def _model_level_enter(driver: StackDriver, to: dict, x):
     if driver.disabled:
         return None
     if not isinstance(x, torch.Tensor):
-        _hold_unsupported(driver, f"the model input is a {type(x).__name__}")
-        driver.enter(["all"], [_PLACEHOLDER], None, 0)   # the hold decides: compute (recorded in the report)
+        _enter_unsupported(driver, f"the model input is a {type(x).__name__}")
         return None
     streams = stream_names(to, x.shape[0])
     hs = split(x, len(streams))
@@ -614,7 +616,7 @@ class BlockPatch:
         ctx: Optional[CallCtx] = d.ctx
         if ctx is None or ctx.predicted is None:
             return None
-        key = d.layout.family.stream_key
+        key = self.key
         out = _passthrough(args, key)
         if self.last:
             if ctx.packed is not None:
@@ -631,7 +633,7 @@ class BlockPatch:
         d = self.driver
         ctx: Optional[CallCtx] = d.ctx
         if ctx is not None:
-            y = out[d.layout.family.stream_key]
+            y = out[self.key]
             if ctx.packed is not None:
                 y, _, _ = pack_stream(y)
             else:
@@ -652,8 +654,7 @@ class BlockPatch:
         if packed is None and img is not None:
             img = img.clone()   # blocks may update their input in place (Flux, Chroma, LTXV): keep the stack input
         if img is None:
-            _hold_unsupported(d, f"its blocks take {why} as {fam.stream_key!r}")
-            d.enter(["all"], [_PLACEHOLDER], None, 0)   # the hold decides: compute (recorded in the report)
+            _enter_unsupported(d, f"its blocks take {why} as {fam.stream_key!r}")
             d.ctx = None
             return
         streams = stream_names(to, img.shape[0])
@@ -672,15 +673,15 @@ class BlockPatch:
 _PLACEHOLDER = torch.zeros(1, 1)
 
 
-def _hold_unsupported(driver: StackDriver, why: str) -> None:
-    """The pack cannot cache this model's inputs: compute every step of the run, say why once (log and report)."""
-    if driver.unsupported is not None:
-        return
-    driver.unsupported = why
-    name = model_name(driver.layout.family if driver.layout is not None else None, driver.dm)
-    note = f"cache inactive for {name}: {why}, which the pack does not recognise; every step computes"
-    driver.run.hold("unsupported input", note)
-    log.warning(f"{driver.label}: {note}")
+def _enter_unsupported(driver: StackDriver, why: str) -> None:
+    """The pack cannot cache this model's inputs: the run computes every step (held, said once in the log and the
+    report), and this call enters its step so that the step is recorded as computed."""
+    if driver.unsupported is None:
+        driver.unsupported = why
+        name = model_name(driver.layout.family if driver.layout is not None else None, driver.dm)
+        _hold(driver, "unsupported input",
+              f"cache inactive for {name}: {why}, which the pack does not recognise; every step computes")
+    driver.enter(["all"], [_PLACEHOLDER], None, 0)   # the hold decides: compute
 
 
 def _run_block(inner: Optional[Callable], args: dict, extra: dict, call=None, key: str = "img") -> dict:

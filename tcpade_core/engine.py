@@ -89,14 +89,12 @@ class CacheRun:
         self._rec: Optional[StepRecord] = None
         self._active = True
         self._hold: Optional[str] = None
-        self.hold_note: Optional[str] = None   # the note of the hold, if any (the host logs it once per run)
         self._recorded: set = set()
 
     def hold(self, reason: str, note: str) -> None:
         """Compute every step of this run (reason in each step's record, ``note`` in the report): a fallback
         the caller decides, e.g. a sampler that injects noise the predictor cannot see."""
         self._hold = reason
-        self.hold_note = note
         if note not in self.report.notes:
             self.report.notes.append(note)
 
