@@ -118,20 +118,15 @@ def frame_psnr(a: torch.Tensor, b: torch.Tensor, vals: list = None):
     :func:`tcpade_core.metrics.psnr` is +inf for an identical image, so a plain mean over a batch would be
     inf as soon as one image is unchanged (e.g. a static first video frame); those are counted instead.
     """
-    vals = image_psnrs(a, b) if vals is None else vals
+    vals = metrics.psnr_per_image(a, b) if vals is None else vals
     finite = [v for v in vals if math.isfinite(v)]
     mean = sum(finite) / len(finite) if finite else math.inf
     return mean, len(vals) - len(finite)
 
 
-def image_psnrs(a: torch.Tensor, b: torch.Tensor) -> list:
-    """PSNR of each image against its reference (+inf where identical)."""
-    return [metrics.psnr(a[i:i + 1], b[i:i + 1]) for i in range(a.shape[0])]
-
-
 def worst_and_changed(vals: list, floor: float = CHANGED_FLOOR_DB):
     """(worst PSNR, its index) over the images, and the indices of the images whose content changed (PSNR below
-    ``floor``); (inf, None, []) when every image is identical."""
+    ``floor``); (inf, None, []) for no image, (inf, 0, []) when every image is identical."""
     if not vals:
         return math.inf, None, []
     i = min(range(len(vals)), key=lambda k: vals[k])
@@ -198,7 +193,7 @@ class Compare(io.ComfyNode):
     def execute(cls, test, reference, amplify) -> io.NodeOutput:
         test, reference = match_batches(test, reference)
         a, b = to_metric_space(test), to_metric_space(reference)
-        vals = image_psnrs(a, b)
+        vals = metrics.psnr_per_image(a, b)
         psnr, identical = frame_psnr(a, b, vals)
         worst, worst_index, changed = worst_and_changed(vals)
         ssim = metrics.ssim(a, b)

@@ -23,13 +23,19 @@ def _unit(images: torch.Tensor) -> torch.Tensor:
 CHANGED_FLOOR_DB = 15.0
 
 
-def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
-    """Mean PSNR (dB) over the batch, data range [0, 1]; identical images give +inf."""
+def psnr_per_image(images: torch.Tensor, reference: torch.Tensor) -> list:
+    """PSNR (dB) of each image against its reference, data range [0, 1]; an identical image gives +inf."""
     a, b = _unit(images), _unit(reference)
     vals = []
     for x, r in zip(a, b):
         mse = float((r - x).pow(2).mean())
         vals.append(math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse))
+    return vals
+
+
+def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean PSNR (dB) over the batch, data range [0, 1]; identical images give +inf."""
+    vals = psnr_per_image(images, reference)
     return sum(vals) / len(vals)
 
 

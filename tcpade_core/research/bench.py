@@ -201,7 +201,7 @@ def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progre
 
 def worst_psnr(img: torch.Tensor, ref: torch.Tensor) -> float:
     """The lowest PSNR of one image against its reference (what the Compare node shows beside the mean)."""
-    return min(metrics.psnr(img[i:i + 1], ref[i:i + 1]) for i in range(img.shape[0]))
+    return min(metrics.psnr_per_image(img, ref))
 
 
 def same_run(rows: List[Row], r: Row) -> List[Row]:

@@ -5,7 +5,7 @@
 For each shipped model (A, B, C; 20 steps, 16 samples, seed 1234 against 4321, same class labels) it prints the
 per-image PSNR of full-compute images of the same class from another seed (other content) and of the cached runs
 of the benchmark's speed targets (TaylorSeer and TC-Padé at 2x / 2.8x / 3x, reuse at 2x) against their own
-full-compute image. The Compare node marks an image whose PSNR is below ``nodes.compare_nodes.CHANGED_FLOOR_DB``
+full-compute image. The Compare node marks an image whose PSNR is below ``tcpade_core.metrics.CHANGED_FLOOR_DB``
 as "changed content"; this command shows where that floor sits between the two populations.
 """
 from __future__ import annotations
@@ -18,10 +18,6 @@ from .. import CacheRun, make_config, metrics
 from .common import labels, sample_timed
 
 CACHED = [("taylorseer", 2.0), ("taylorseer", 3.0), ("tcpade", 2.8), ("reuse", 2.0)]
-
-
-def per_image(a: torch.Tensor, b: torch.Tensor) -> list:
-    return [metrics.psnr(a[i:i + 1], b[i:i + 1]) for i in range(a.shape[0])]
 
 
 def main(argv=None) -> None:
@@ -41,11 +37,11 @@ def main(argv=None) -> None:
         model, lab = load_model(name), labels(args.samples)
         ref, _ = sample_timed(model, name, lab, 20, None, seed=1234)
         other, _ = sample_timed(model, name, lab, 20, None, seed=4321)
-        diff = sorted(per_image(other, ref))
+        diff = sorted(metrics.psnr_per_image(other, ref))
         cached = []
         for method, target in CACHED:
             img, _ = sample_timed(model, name, lab, 20, CacheRun(make_config(method), target_speedup=target), seed=1234)
-            cached += [(p, f"{method} {target:g}x") for p in per_image(img, ref)]
+            cached += [(p, f"{method} {target:g}x") for p in metrics.psnr_per_image(img, ref)]
         cached.sort()
         vals = [p for p, _ in cached]
         low_d, low_c = sum(p < floor for p in diff), sum(p < floor for p in vals)

@@ -4,7 +4,7 @@
 
 On the shipped models A, B and C (16 samples, seed 1234), every cache node at its defaults and at speed targets
 1.5x and 2x, against full compute at the same step count; 10 and 20 steps for comparison. The nodes' few-step
-rule (``nodes.cache_nodes.FEW_STEPS``) is decided from this table.
+rule (``nodes.patcher.FEW_STEPS_HOLD``) is decided from this table.
 """
 from __future__ import annotations
 
