@@ -51,8 +51,6 @@ What a ``patches_replace["dit"]`` patch receives per family, ``patch(args, extra
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib
 from typing import Dict, List, Optional, Tuple
 
 import host_util as H
@@ -72,23 +70,12 @@ TXT_DIM = 32     # their width (every family's context_in_dim / cap_feat_dim / c
 POOLED = 16      # pooled text width where the family takes one
 
 # the configs (widths TXT_DIM / POOLED match conds()); see _CONFIGS for the keys added per host
-_FLUX = dict(image_model="flux", guidance_embed=True, in_channels=16, out_channels=16, vec_in_dim=POOLED,
-             context_in_dim=TXT_DIM, hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2,
-             axes_dim=[8, 12, 12], theta=10000, patch_size=2, qkv_bias=True)
-_CHROMA = dict(image_model="chroma", in_channels=64, out_channels=64, context_in_dim=TXT_DIM, hidden_size=64,
-               mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000,
-               patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=32, n_layers=1)
 # Flux 2 as the host detects it (global modulation, SiLU-gated MLP, no biases, 4 rope axes, 128-channel latent)
 _FLUX2 = dict(image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=TXT_DIM,
               hidden_size=64, mlp_ratio=3.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 8, 8, 8],
               theta=2000, patch_size=1, qkv_bias=False, guidance_embed=False, txt_ids_dims=[3],
               global_modulation=True, mlp_silu_act=True, ops_bias=False, default_ref_method="index",
               ref_index_scale=10.0)
-_WAN = dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=64,
-            ffn_dim=128, freq_dim=32, text_dim=TXT_DIM, out_dim=16, num_heads=2, num_layers=3,
-            window_size=(-1, -1), qk_norm=True, cross_attn_norm=True, eps=1e-6)
-_QWEN = dict(image_model="qwen_image", patch_size=2, in_channels=64, out_channels=16, num_layers=2,
-             attention_head_dim=32, num_attention_heads=2, joint_attention_dim=TXT_DIM, axes_dims_rope=(8, 12, 12))
 # Z-Image: Lumina 2's NextDiT with z_image_modulation, as the host detects a dim-3840 checkpoint (its
 # modulation takes a 256-wide timestep embedding: dim >= 256)
 _ZIMAGE = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=256, cap_feat_dim=TXT_DIM, n_layers=2,
@@ -118,13 +105,10 @@ _KANDINSKY5 = dict(image_model="kandinsky5", in_visual_dim=16, out_visual_dim=16
                    in_text_dim2=POOLED, time_dim=32, model_dim=64, ff_dim=128, visual_embed_dim=132,
                    patch_size=(1, 2, 2), num_text_blocks=1, num_visual_blocks=3, axes_dims=(8, 12, 12))
 
-# kind -> (config, params dataclass "module:Class" or None, extra keys added when that dataclass has them)
+# kind -> (config, params dataclass "module:Class" or None, extra keys added when that dataclass has them); flux,
+# chroma, wan and qwen are host_util's tiny models (host_util.host_config)
 _CONFIGS: Dict[str, Tuple[dict, Optional[str], dict]] = {
-    "flux": (_FLUX, "comfy.ldm.flux.model:FluxParams", dict(txt_ids_dims=[])),
-    "chroma": (_CHROMA, "comfy.ldm.chroma.model:ChromaParams", dict(txt_ids_dims=[], vec_in_dim=None)),
     "flux2": (_FLUX2, None, {}),
-    "wan": (_WAN, None, {}),
-    "qwen": (_QWEN, None, {}),
     "zimage": (_ZIMAGE, None, {}),
     "hunyuan_video": (_HUNYUAN, "comfy.ldm.hunyuan_video.model:HunyuanVideoParams", _HUNYUAN_EXTRA),
     "hunyuan_video15": (_HUNYUAN15, "comfy.ldm.hunyuan_video.model:HunyuanVideoParams", _HUNYUAN15_EXTRA),
@@ -157,31 +141,19 @@ def available_kinds() -> List[str]:
 def config(kind: str) -> dict:
     """The tiny unet config for ``kind`` on the running host (extra keys only where the host's params have them)."""
     _check(kind)
+    if kind not in _CONFIGS:                  # flux, chroma, wan, qwen: host_util's tiny models
+        return H.host_config(kind)
     cfg, params, extra = _CONFIGS[kind]
-    cfg = dict(cfg)
-    if params and extra:
-        mod, cls = params.split(":")
-        H.host()
-        names = {f.name for f in dataclasses.fields(getattr(importlib.import_module(mod), cls))}
-        cfg.update({k: v for k, v in extra.items() if k in names})
-    return cfg
+    return H.with_host_fields(cfg, params, extra) if params else dict(cfg)
 
 
 def tiny_model(kind: str, seed: int = 0):
     """A real host model (``comfy.model_base``) of ``kind`` with seeded normal weights, in a ModelPatcher."""
-    import torch
     _check(kind)
     sm = H.host().comfy.supported_models
     if not hasattr(sm, _SUPPORTED[kind]):
         raise RuntimeError(f"this host has no comfy.supported_models.{_SUPPORTED[kind]} ({kind})")
-    mc = getattr(sm, _SUPPORTED[kind])(config(kind))
-    mc.set_inference_dtype(getattr(torch, H.DTYPE), None)
-    m = mc.get_model({})
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, p in sorted(m.named_parameters()):
-            p.copy_(torch.randn(p.shape, generator=g) * (0.05 if p.ndim > 1 else 0.02))
-    return H.patcher(m)
+    return H.build_model(getattr(sm, _SUPPORTED[kind]), config(kind), seed)
 
 
 def conds(kind: str, seed: int = 0, batch: int = 1):

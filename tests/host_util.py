@@ -200,34 +200,43 @@ WAN_CONFIG = dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), 
 # keys a newer host's params dataclass requires and an older one does not know: added to the config only where
 # the running host's dataclass has the field (ComfyUI 0.33.0: FluxParams.txt_ids_dims, ChromaParams.txt_ids_dims
 # and .vec_in_dim; [] / None are what the host's own model detection sets for FLUX.1 and Chroma)
-_HOST_PARAMS = {"flux": ("comfy.ldm.flux.model", "FluxParams", dict(txt_ids_dims=[])),
-                "chroma": ("comfy.ldm.chroma.model", "ChromaParams", dict(txt_ids_dims=[], vec_in_dim=None))}
+_HOST_PARAMS = {"flux": ("comfy.ldm.flux.model:FluxParams", dict(txt_ids_dims=[])),
+                "chroma": ("comfy.ldm.chroma.model:ChromaParams", dict(txt_ids_dims=[], vec_in_dim=None))}
 
 
 def host_config(kind: str, config: dict | None = None) -> dict:
     """A unet config of ``kind`` ("flux", "chroma", "wan", "qwen") for the running host: ``config`` (default: the
     tiny one of that kind) plus the keys of :data:`_HOST_PARAMS` that the host's params dataclass declares and
     ``config`` does not set (asked, not versioned)."""
-    import dataclasses
-    import importlib
     base = {"flux": FLUX_CONFIG, "chroma": CHROMA_CONFIG, "wan": WAN_CONFIG, "qwen": QWEN_CONFIG}[kind]
     cfg = dict(base if config is None else config)
-    if kind in _HOST_PARAMS:
-        host()
-        mod, cls, extra = _HOST_PARAMS[kind]
-        params = getattr(importlib.import_module(mod), cls, None)
-        names = {f.name for f in dataclasses.fields(params)} if dataclasses.is_dataclass(params) else set()
-        cfg.update({k: v for k, v in extra.items() if k in names and k not in cfg})
-    return cfg
+    return with_host_fields(cfg, *_HOST_PARAMS[kind]) if kind in _HOST_PARAMS else cfg
+
+
+def with_host_fields(cfg: dict, params: str, extra: dict) -> dict:
+    """``cfg`` plus the keys of ``extra`` that the running host's params dataclass ``params`` ("module:Class")
+    declares and ``cfg`` does not set."""
+    import dataclasses
+    import importlib
+    host()
+    mod, cls = params.split(":")
+    klass = getattr(importlib.import_module(mod), cls, None)
+    names = {f.name for f in dataclasses.fields(klass)} if dataclasses.is_dataclass(klass) else set()
+    return {**cfg, **{k: v for k, v in extra.items() if k in names and k not in cfg}}
 
 
 def tiny_model(kind: str, seed: int = 0):
     """A real host model (``comfy.model_base``) with a tiny config and seeded normal weights, in a ModelPatcher."""
-    import torch
-    h = host()
-    sm = h.comfy.supported_models
+    sm = host().comfy.supported_models
     cls = {"flux": sm.Flux, "chroma": sm.Chroma, "wan": sm.WAN21_T2V, "qwen": sm.QwenImage}[kind]
-    mc = cls(host_config(kind))
+    return build_model(cls, host_config(kind), seed)
+
+
+def build_model(cls, config: dict, seed: int = 0):
+    """``cls`` (a ``comfy.supported_models`` class) built from ``config`` in the test dtype, with seeded normal
+    weights, in a ModelPatcher on the test device."""
+    import torch
+    mc = cls(config)
     mc.set_inference_dtype(getattr(torch, DTYPE), None)
     m = mc.get_model({})
     g = torch.Generator().manual_seed(seed)
