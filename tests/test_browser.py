@@ -711,6 +711,8 @@ def test_panel_wording(ui):
         "computed 10/20 steps · target 2x → reached 2.00x"
     assert line({**base, "computed": 4, "num_steps": 7, "planned_steps": 20, "speedup": 1.75, "interrupted": True}) == \
         "interrupted at step 7/20 · computed 4/7 steps · 1.75x speed-up"
+    assert line({**base, "computed": 0, "num_steps": 0, "speedup": 0.0, "inactive": "the model never reached the "
+                 "pack's hooks"}) == "cache inactive: the model never reached the pack's hooks"
     # the speed line: the run's own wall-clock estimate (the server's report.timing), nothing when it has none
     speed = lambda rep, secs=None: ui.page.evaluate("([rep, s]) => window.tcpade.speedLine(rep, s)", [rep, secs])
     timing = {"computed_s": 0.41, "skipped_s": 0.01, "estimated_speedup": 1.9, "basis": "this run's own model calls"}

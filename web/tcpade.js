@@ -404,6 +404,8 @@ function fmtTick(v) {
 
 /** The panel's first line: what the run computed and what speed-up it reached (against its target). */
 function resultLine(rep) {
+  // a run whose model never reached the pack's hooks (nodes/driver.py): say so, never "computed 0/0"
+  if (rep.inactive) return `cache inactive: ${rep.inactive}`;
   const head = rep.interrupted ? `interrupted at step ${rep.num_steps}/${rep.planned_steps} · ` : "";
   const speed = rep.target_speedup
     ? `target ${fmtTarget(rep.target_speedup)}x → reached ${fmt(rep.speedup)}x`
