@@ -1,42 +1,15 @@
-"""TeaCache rescale polynomials (numpy poly1d order, highest power first) and which one fits a model.
-
-The numbers are the ones the TeaCache authors publish in https://github.com/ali-vilab/TeaCache
-(``TeaCache4FLUX/teacache_flux.py`` and the Wan 2.1 scripts of ``TeaCache4Wan2.1/``). Each model family names its table chooser in :mod:`.families`
+"""Which TeaCache rescale polynomial (:mod:`tcpade_core.teacache_tables`) fits a model. Each model family names its table chooser in :mod:`.families`
 (``Family.teacache``); the choosers read the host's model config only through plain attributes, so this
 module imports nothing from the host.
 """
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-from ..tcpade_core import ConfigError
-
-COEFFICIENTS = {
-    "flux": (4.98651651e+02, -2.83781631e+02, 5.58554382e+01, -3.82021401e+00, 2.64230861e-01),
-    "wan2.1 t2v 1.3B": (2.39676752e+03, -1.31110545e+03, 2.01331979e+02, -8.29855975e+00, 1.37887774e-01),
-    "wan2.1 t2v 14B": (-5784.54975374, 5449.50911966, -1811.16591783, 256.27178429, -13.02252404),
-    "wan2.1 i2v 480p": (-3.02331670e+02, 2.23948934e+02, -5.25463970e+01, 5.87348440e+00, -2.01973289e-01),
-    "wan2.1 i2v 720p": (-114.36346466, 65.26524496, -18.82220707, 4.91518089, -0.23412683),
-}
-AUTO = "auto"
-CUSTOM = "custom"
-CHOICES = [AUTO, *COEFFICIENTS, CUSTOM]
+from ..tcpade_core.teacache_tables import AUTO, CHOICES, COEFFICIENTS, CUSTOM, parse_coefficients  # noqa: F401
 
 # From this many image pixels per frame (latent pixels x 8 x 8) a Wan i2v run uses the 720p table.
 _720P_PIXELS = 0.75 * 1280 * 720
-
-
-def parse_coefficients(text: str) -> Tuple[float, ...]:
-    """'a, b, c' (highest power first) -> floats; ConfigError naming ``custom_coefficients`` otherwise."""
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
-    try:
-        vals = tuple(float(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"custom_coefficients must be 1 to 10 comma-separated numbers, highest power first; got {text!r}") from None
-    if not 1 <= len(vals) <= 10 or not all(math.isfinite(v) for v in vals):
-        raise ConfigError(f"custom_coefficients must be 1 to 10 finite numbers, highest power first; got {text!r}")
-    return vals
 
 
 def flux_table(model_config, latent_shape: Optional[Sequence[int]] = None) -> Optional[str]:

@@ -1,12 +1,12 @@
 """Validated, frozen method configs: *when* to compute and *how* to predict.
 
-Every config checks itself in ``__post_init__`` and raises :class:`ConfigError`
+Every config checks itself once, when it is built (:meth:`_Common.validate`), and raises :class:`ConfigError`
 naming the parameter and its valid range. Configs hold settings only, never state.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional, Tuple
 
 
@@ -36,10 +36,39 @@ def _check_choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
+TARGET_RANGE = (1.0, 100.0)   # a speed target (0 is off); the one range, checked here only
+
+
+def check_target(value: Any, name: str = "target_speedup", off: bool = True) -> float:
+    """A speed target: 0 (off, where ``off``) or a number in :data:`TARGET_RANGE`. Raises ConfigError naming
+    ``name`` and the range."""
+    lo, hi = TARGET_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            not ((off and value == 0) or lo <= value <= hi):
+        raise ConfigError(f"{name} must be {'0 (off) or ' if off else ''}a number in [{lo}, {hi}], got {value!r}")
+    return float(value)
+
+
+def budget(num_steps: int, target: float) -> int:
+    """The computes a speed target allows over ``num_steps`` steps: round(steps / target), at least 1."""
+    return max(1, min(num_steps, int(math.floor(num_steps / target + 0.5))))
+
+
 @dataclass(frozen=True)
 class _Common:
-    """What every method config shares: ``with_`` and a one-line ``describe``. Which steps may skip at
-    all (the start/end window) is the caller's decision, passed per step to the engine."""
+    """What every method config shares: the speed target (``target_speedup``: 0 follows the method's own
+    schedule; otherwise the run computes exactly :func:`budget` steps), ``with_`` and a one-line ``describe``.
+    Which steps may skip at all (the start/end window) is the caller's decision, passed per step to the engine.
+    Each config checks its own parameters in :meth:`validate`, once, when it is built."""
+
+    target_speedup: float = field(default=0.0, kw_only=True)
+
+    def __post_init__(self):
+        object.__setattr__(self, "target_speedup", check_target(self.target_speedup))
+        self.validate()
+
+    def validate(self) -> None:
+        """Check (and normalise) the method's own parameters; raise ConfigError naming the bad one."""
 
     def with_(self, **changes):
         return replace(self, **changes)
@@ -48,7 +77,7 @@ class _Common:
         parts = []
         for f in fields(self):
             v = getattr(self, f.name)
-            if v != f.default and f.name != "coefficients":
+            if v != f.default and f.name not in ("coefficients", "target_speedup"):
                 parts.append(f"{f.name}={v}")
         return f"{self.method}({', '.join(parts)})"
 
@@ -67,7 +96,7 @@ class ReuseConfig(_Common):
     method = "reuse"
     interval: int = 2
 
-    def __post_init__(self):
+    def validate(self):
         _check_range("interval", self.interval, 1, 100, integer=True)
 
 
@@ -94,7 +123,7 @@ class TaylorSeerConfig(_Common):
     form: str = "official"
     target: str = "output"
 
-    def __post_init__(self):
+    def validate(self):
         _check_range("interval", self.interval, 1, 100, integer=True)
         _check_range("order", self.order, 0, 4, integer=True)
         _check_range("first_enhance", self.first_enhance, 0, 100, integer=True)
@@ -118,7 +147,7 @@ class TeaCacheConfig(_Common):
     threshold: float = 0.4
     coefficients: Tuple[float, ...] = IDENTITY_COEFFICIENTS
 
-    def __post_init__(self):
+    def validate(self):
         _check_range("threshold", self.threshold, 0.0, 10.0)
         coeffs = tuple(self.coefficients)
         if not 1 <= len(coeffs) <= 10 or not all(isinstance(c, (int, float)) and math.isfinite(c) for c in coeffs):
@@ -137,7 +166,7 @@ class TraCacheConfig(_Common):
     max_order: int = 2
     target: str = "output"
 
-    def __post_init__(self):
+    def validate(self):
         _check_range("stride", self.stride, 1, 100, integer=True)
         _check_range("max_order", self.max_order, 1, 4, integer=True)
         _check_choice("target", self.target, ("output", "residual"))
@@ -194,7 +223,7 @@ class TCPadeConfig(_Common):
     error_tolerance: float = 0.05
     pole_guard: float = 0.1
 
-    def __post_init__(self):
+    def validate(self):
         if self.mode == "official":
             raise ConfigError("mode 'official' (the authors' code) is TCPadeOfficialConfig, or make_config('tcpade', "
                               "mode='official'); TCPadeConfig's mode must be one of 'default', 'paper_literal'")
@@ -230,7 +259,7 @@ class TCPadeConfig(_Common):
         base = PAPER_LITERAL if self.mode == "paper_literal" else DEFAULT_READING
         parts = [f"mode={self.mode}", f"theta={self.theta}", f"interval={self.interval}"]
         for f in fields(self):
-            if f.name not in ("mode", "theta", "interval"):
+            if f.name not in ("mode", "theta", "interval", "target_speedup"):
                 v = getattr(self, f.name)
                 if v != base.get(f.name, f.default):
                     parts.append(f"{f.name}={v}")
@@ -276,7 +305,7 @@ class TCPadeOfficialConfig(_Common):
     history_size: int = 6
     phase_steps: str = "coded"
 
-    def __post_init__(self):
+    def validate(self):
         _check_range("threshold", self.threshold, 0.0, 1000.0)
         _check_range("interval", self.interval, 1, 100, integer=True)
         _check_range("start_step", self.start_step, 0, 1000, integer=True)
@@ -287,23 +316,28 @@ class TCPadeOfficialConfig(_Common):
     def describe(self) -> str:
         parts = [f"threshold={self.threshold}", f"interval={self.interval}", f"start_step={self.start_step}"]
         parts += [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
-                  if f.name not in ("threshold", "interval", "start_step") and getattr(self, f.name) != f.default]
+                  if f.name not in ("threshold", "interval", "start_step", "target_speedup")
+                  and getattr(self, f.name) != f.default]
         return f"tcpade(official, {', '.join(parts)})"
 
 
 @dataclass(frozen=True)
 class ComposedConfig(_Common):
-    """Any gate with any predictor: the gate of method config ``gate`` drives the predictor of method config
-    ``predictor`` (e.g. the authors' schedule with this pack's default predictor, for the ablation)."""
+    """A gate with a predictor: the gate of method config ``gate`` drives the predictor of method config
+    ``predictor`` (e.g. the authors' schedule with this pack's default predictor, for the ablation). A pairing
+    that cannot work (the gate reads what the predictor does not provide) is refused here, with the reason
+    (:func:`tcpade_core.methods.check_pairing`)."""
 
     method = "composed"
     gate: Any = None
     predictor: Any = None
 
-    def __post_init__(self):
+    def validate(self):
         for name in ("gate", "predictor"):
             if not isinstance(getattr(self, name), _Common) or isinstance(getattr(self, name), ComposedConfig):
                 raise ConfigError(f"{name} must be a method config (e.g. TCPadeConfig()), got {getattr(self, name)!r}")
+        from .methods import check_pairing
+        check_pairing(self.gate, self.predictor)
 
     def describe(self) -> str:
         return f"composed(gate={self.gate.describe()}, predictor={self.predictor.describe()})"
@@ -313,12 +347,17 @@ CONFIGS = {c.method: c for c in (NoCacheConfig, ReuseConfig, TaylorSeerConfig, T
                                  TCPadeOfficialConfig, ComposedConfig)}
 
 
+# (method, mode) -> the config class that mode really is: the authors' code is its own method
+MODE_ALIASES = {("tcpade", "official"): "tcpade_official"}
+
+
 def make_config(method: str, **params) -> _Common:
     """Build a config by method name; unknown names and parameters raise ConfigError.
     ``make_config("tcpade", mode="official", ...)`` gives the authors' code (:class:`TCPadeOfficialConfig`)."""
-    if method == "tcpade" and params.get("mode") == "official":
+    alias = MODE_ALIASES.get((method, params.get("mode")))
+    if alias is not None:
         params = {k: v for k, v in params.items() if k != "mode"}
-        method = "tcpade_official"
+        method = alias
     if method not in CONFIGS:
         raise ConfigError(f"method must be one of {', '.join(sorted(CONFIGS))}; got {method!r}")
     cls = CONFIGS[method]

@@ -10,20 +10,21 @@ The sampler (or the ComfyUI patcher) calls, per step::
 ``run`` decides once per step (the first stream of the step decides, as the host's EasyCache does),
 then either calls ``run_fn(h)`` and records what the predictor needs, or returns a prediction.
 *When* is the method's gate (:mod:`.gates`), *how* its predictor (:mod:`.predictors`), both from the
-table in :mod:`.methods`; *where* is the caller's business.
+method's descriptor in :mod:`.methods`; *where* is the caller's business. The engine knows no method: it
+reads what the gate and predictor declare (the residuals the gate needs, the history the predictor keeps).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from .config import ConfigError, _Common
-from .gates import BudgetGate, Decision
+from .config import _Common
+from .gates import Decision, GateState
 from .history import ResidualHistory
 from .methods import build
-from .predictors import residual
+from .predictors import PredictorState, residual
 from .report import RunReport, StepRecord
 
 _no_compile = getattr(getattr(torch, "compiler", None), "disable", lambda f=None, **k: f)
@@ -39,45 +40,62 @@ class Step:
 
 @dataclass
 class StreamState:
-    """One stream's state: the predictor's history and free state, and the gate's."""
+    """One stream's state: the predictor's history and state, and the gate's residuals and state."""
 
     history: ResidualHistory
-    gate_residuals: ResidualHistory          # the residuals the gate reads (``history`` itself when it fits)
-    pred_state: Dict[str, object] = field(default_factory=dict)
-    gate_state: Dict[str, object] = field(default_factory=dict)
+    residuals: ResidualHistory          # the residuals the gate reads (``history`` itself when it fits)
+    pred: PredictorState
+    gate: GateState
 
     def clear(self) -> None:
-        self.pred_state.clear()
-        self.gate_state.clear()
-        if self.gate_residuals is not self.history:
-            self.gate_residuals.reset()
+        self.pred.reset()
+        self.gate.reset()
+        if self.residuals is not self.history:
+            self.residuals.reset()
 
     def nbytes(self) -> int:
         n = self.history.nbytes()
-        if self.gate_residuals is not self.history:
-            n += self.gate_residuals.nbytes()
-        for d in (self.pred_state, self.gate_state):
-            for v in d.values():
-                for t in (v if isinstance(v, (list, tuple)) else [v]):
-                    if isinstance(t, torch.Tensor):
-                        n += t.numel() * t.element_size()
+        if self.residuals is not self.history:
+            n += self.residuals.nbytes()
+        for t in (*self.pred.tensors(), *self.gate.tensors()):
+            n += t.numel() * t.element_size()
         return n
+
+
+class Stack:
+    """The protocol a sampler drives per run (:class:`CacheRun`, or a probe that only watches the stack):
+    ``begin_step(index, num_steps, t)`` per step, ``run(stream, h, run_fn, modulated_fn)`` per stream at the
+    stack, ``end_run()`` at the end. This base computes every call and hands each one to :meth:`observe`."""
+
+    def begin_step(self, index: int, num_steps: int, t: float = 0.0, active: bool = True) -> None:
+        pass
+
+    def __call__(self, stream: str, h: torch.Tensor, run_fn: Callable[[torch.Tensor], torch.Tensor],
+                 modulated_fn: Optional[Callable[[], torch.Tensor]] = None) -> torch.Tensor:
+        y = run_fn(h)
+        self.observe(stream, h, y, modulated_fn)
+        return y
+
+    def observe(self, stream: str, h: torch.Tensor, y: torch.Tensor, modulated_fn) -> None:
+        pass
+
+    def end_run(self):
+        return None
 
 
 class CacheRun:
     """Per-run state of one cache method over one block stack. Create one per sampling run."""
 
     def __init__(self, cfg: _Common, store_device: Optional[str] = None, measure_error: bool = False,
-                 target_speedup: float = 0.0):
-        """``target_speedup`` > 0: compute round(steps / target) steps (:class:`~tcpade_core.gates.BudgetGate`
-        around the method's gate) instead of following the method's own schedule."""
-        if isinstance(target_speedup, bool) or not isinstance(target_speedup, (int, float)) or \
-                not (target_speedup == 0 or 1.0 <= target_speedup <= 100.0):
-            raise ConfigError(f"target_speedup must be 0 (off) or a number in [1.0, 100.0], got {target_speedup!r}")
+                 target_speedup: Optional[float] = None):
+        """The config's ``target_speedup`` > 0: compute round(steps / target) steps
+        (:class:`~tcpade_core.gates.BudgetGate` around the method's gate) instead of following the method's own
+        schedule. ``target_speedup`` here, when given, replaces the config's (checked by the config)."""
+        if target_speedup is not None:
+            cfg = cfg.with_(target_speedup=target_speedup)
+        target_speedup = cfg.target_speedup
         self.cfg = cfg
         self.gate, self.predictor = build(cfg)
-        if target_speedup:
-            self.gate = BudgetGate(self.gate, target_speedup)
         self.store_device = store_device
         self.measure_error = measure_error
         self.streams: Dict[str, StreamState] = {}
@@ -117,16 +135,13 @@ class CacheRun:
     def end_run(self) -> RunReport:
         self._finish_step()
         self.report.stream_resets = sum(s.history.resets for s in self.streams.values())
-        g = self.gate
-        if isinstance(g, BudgetGate) and g.budget is not None:
-            self.report.target_note = (f"target {g.target:g}x: budget {g.budget} of {self.step.num_steps} computes, "
-                                       f"spaced evenly" + (f"; the {g.base.name} signal moved {g.early} earlier"
-                                                           if g.early else ""))
+        if self.step is not None:
+            self.report.target_note = self.gate.note(self.step.num_steps)
         return self.report
 
     def reset(self) -> None:
-        """Drop all cached tensors (stream histories). The budget, the step and the report are kept: a new run
-        needs a new CacheRun."""
+        """Drop all cached tensors (stream histories and states). The budget, the step and the report are kept:
+        this ends a run's memory use, it does not start a new run (a new run needs a new CacheRun)."""
         self.streams.clear()
 
     # -- model side: one closure around the whole stack -------------------------------------------
@@ -168,8 +183,7 @@ class CacheRun:
             # the stack runs in this step after all: report it as computed (never over-claim a skip)
             self._rec.forced_streams.extend(cannot)
             self._rec.computed = True
-            if not self._rec.reason.startswith("forced"):
-                self._rec.reason = f"forced ({self._rec.reason})"
+            self._rec.reason = f"forced ({self._rec.reason})"
             self._decision = Decision(True, self._rec.reason, self._decision.gate)  # later calls of the step compute
             return None
         out = []
@@ -198,17 +212,19 @@ class CacheRun:
             st = self.streams[stream] = self._new_stream()
         if st.history.check_meta(h):
             st.clear()
-        if st.gate_residuals is not st.history:
-            st.gate_residuals.check_meta(h)   # same stream, same storage dtype
+        if st.residuals is not st.history:
+            st.residuals.check_meta(h)   # same stream, same storage dtype
         return st
 
     def _new_stream(self) -> StreamState:
+        """The gate's residuals share the predictor's history when it stores residuals and keeps enough of them."""
         p, need = self.predictor, self.gate.needs_residuals
+        states = (p.State(), self.gate.State())
         if need and (p.stores != "residual" or p.capacity < need):
             hist = ResidualHistory(p.capacity, self.store_device)
-            return StreamState(hist, ResidualHistory(need, self.store_device))
+            return StreamState(hist, ResidualHistory(need, self.store_device), *states)
         hist = ResidualHistory(max(p.capacity, need), self.store_device)
-        return StreamState(hist, hist)
+        return StreamState(hist, hist, *states)
 
     @_no_compile
     def _decide(self, st: StreamState, modulated_fn) -> Decision:
@@ -229,8 +245,8 @@ class CacheRun:
     @_no_compile
     def _observe(self, st: StreamState, h: torch.Tensor, y: torch.Tensor) -> None:
         self.predictor.observe(self.step, st, h, y)
-        if st.gate_residuals is not st.history:
-            st.gate_residuals.push(self.step.index, self.step.t, residual(y, h))
+        if st.residuals is not st.history:
+            st.residuals.push(self.step.index, self.step.t, residual(y, h))
         self.report.cache_bytes = max(self.report.cache_bytes, self.cache_bytes())
 
     def cache_bytes(self) -> int:

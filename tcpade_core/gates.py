@@ -2,27 +2,46 @@
 
 A gate returns a :class:`Decision` with its reason and the value it compared (the TSI stability
 score, TeaCache's accumulated distance, ...), so the run report can say why a step was computed or
-skipped. Gates never predict: any gate can drive any predictor (:mod:`tcpade_core.methods`).
+skipped. Gates never predict, and meet predictors only through what they declare
+(:mod:`tcpade_core.methods` refuses a pairing that cannot work).
 
-Protocol (duck-typed; :class:`Gate` is the base):
+Protocol (:class:`Gate` is the base):
 
-* ``name`` / ``threshold``: for the report;
-* ``needs_residuals``: how many computed residuals of the stream the gate reads (0: none);
-* ``decide(step, st, signal_fn) -> Decision``: ``signal_fn()`` returns the block-0 modulated input
-  of the leading stream (TeaCache's signal), computed only if the gate calls it;
+* ``name`` / ``threshold``: for the report; ``rule`` / ``axis``: how the UI explains the gate's signal;
+* what it reads, declared: ``needs_residuals`` (how many computed residuals of the stream; 0: none),
+  ``reads`` (capabilities of the predictor, e.g. ``"self_error"``), ``signal`` (block 0's modulated input);
+* ``State``: its per-stream state class (``reset()``), made by the engine for each stream;
+* ``decide(step, st, signal_fn) -> Decision``: ``st`` is the stream (``st.gate``: this gate's state;
+  ``st.residuals``: the residuals it declared; ``st.pred``: the predictor's state, read only for a declared
+  capability); ``signal_fn()`` returns the block-0 modulated input of the leading stream (TeaCache's
+  signal), computed only if the gate calls it;
 * ``track(step, st, signal_fn)``: called instead of ``decide`` on steps outside the active window,
-  so that a gate with a running reference (TeaCache) stays current.
+  so that a gate with a running reference (TeaCache) stays current;
+* ``step_done(index, computed)`` when a step is over; ``note(num_steps)``: a line for the run report, or None.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import torch
 
+from .config import budget
+from .signals import curvature_test, rel_l1, turn
+
 EPS = 1e-12
 RECIPROCAL_CAP = 100.0
+
+
+class GateState:
+    """A gate's per-stream state (base: none)."""
+
+    def reset(self) -> None:
+        pass
+
+    def tensors(self) -> Tuple[torch.Tensor, ...]:
+        return ()
 
 
 @dataclass
@@ -38,7 +57,12 @@ class Gate:
 
     name = ""
     threshold: Optional[float] = None
+    rule = ""                                   # how the gate decides, in a few words (the UI's legend)
+    axis: Optional[Tuple[str, str, str, str]] = None   # its signal's axis: name, short name, threshold symbol, skip side
     needs_residuals = 0
+    reads: FrozenSet[str] = frozenset()         # predictor capabilities the gate reads
+    signal = False                              # it reads block 0's modulated input
+    State = GateState
 
     def decide(self, step, st, signal_fn) -> Decision:
         return Decision(True, "full", forced=True)
@@ -48,6 +72,10 @@ class Gate:
 
     def step_done(self, index: int, computed: bool) -> None:
         """Called once per step when it is over (a speed target counts its computes)."""
+
+    def note(self, num_steps: int) -> Optional[str]:
+        """A line for the run's report (None: nothing to say)."""
+        return None
 
 
 class IntervalGate(Gate):
@@ -61,11 +89,24 @@ class IntervalGate(Gate):
     def __init__(self, interval: int, first: int = 0, offset: int = 0, reason: str = "interval"):
         self.interval, self.first, self.offset, self.reason = interval, first, offset, reason
         self.name = reason
+        self.rule = f"fixed {reason}"
 
     def decide(self, step, st, signal_fn) -> Decision:
         if step.index < self.first:
             return Decision(True, "first_enhance", forced=True)
         return Decision((step.index - self.offset) % self.interval == 0, self.reason, forced=True)
+
+
+@dataclass
+class RescaledL1State(GateState):
+    prev_mod: Optional[torch.Tensor] = None    # the last step's modulated input
+    acc: float = 0.0                           # the accumulated rescaled distance
+
+    def reset(self) -> None:
+        self.prev_mod, self.acc = None, 0.0
+
+    def tensors(self):
+        return (self.prev_mod,) if self.prev_mod is not None else ()
 
 
 class RescaledL1Gate(Gate):
@@ -74,6 +115,10 @@ class RescaledL1Gate(Gate):
     and last steps always compute. ``coefficients``: numpy ``poly1d`` order, highest power first."""
 
     name = "accumulated rel. L1"
+    rule = "skip while distance < δ"
+    axis = ("distance", "dist.", "δ", "skip below")
+    signal = True
+    State = RescaledL1State
 
     def __init__(self, threshold: float, coefficients: Sequence[float]):
         self.threshold = threshold
@@ -86,23 +131,21 @@ class RescaledL1Gate(Gate):
         return out
 
     def decide(self, step, st, signal_fn) -> Decision:
-        ex = st.gate_state
+        g: RescaledL1State = st.gate
         mod = signal_fn() if signal_fn is not None else None
-        prev = ex.get("prev_mod")
+        prev = g.prev_mod
         if mod is not None:
             mod = mod.detach()
-            ex["prev_mod"] = mod.clone()
+            g.prev_mod = mod.clone()
         first, last = step.index == 0, step.index == step.num_steps - 1
         if prev is None or mod is None or prev.shape != mod.shape or first or last:
-            ex["acc"] = 0.0
+            g.acc = 0.0
             return Decision(True, "first" if first else "last" if last else "no reference", 0.0, forced=True)
-        m, p = mod.float(), prev.float()
-        rel = float((m - p).abs().mean() / p.abs().mean().clamp_min(1e-12))
-        acc = float(ex.get("acc", 0.0)) + self.rescale(rel)
+        acc = float(g.acc) + self.rescale(rel_l1(mod, prev))
         if acc < self.threshold:
-            ex["acc"] = acc
+            g.acc = acc
             return Decision(False, "acc<delta", acc)
-        ex["acc"] = 0.0
+        g.acc = 0.0
         return Decision(True, "acc>=delta", acc)
 
     def track(self, step, st, signal_fn) -> None:
@@ -114,35 +157,34 @@ class RescaledL1Gate(Gate):
 def tsi_literal(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor) -> float:
     """Eq. 1 as printed: 1/2 ||u_{t+1} - u_{t+2}||, u_{t+1} = unit(R_{t+1} - R_{t+2}),
     u_{t+2} = unit(R_{t+2} - R_{t+3}). 0 on a straight line, sqrt(2)/2 at a right angle, 1 at a
-    reversal. If either difference has zero norm the residual is not moving: TSI = 0 (steady)."""
-    d1 = (r1 - r2).flatten().float()
-    d2 = (r2 - r3).flatten().float()
-    n1, n2 = float(torch.linalg.vector_norm(d1)), float(torch.linalg.vector_norm(d2))
-    if n1 <= EPS or n2 <= EPS:
-        return 0.0
-    return min(1.0, 0.5 * float(torch.linalg.vector_norm(d1 / n1 - d2 / n2)))
+    reversal. If either difference has zero norm the residual is not moving: TSI = 0 (steady).
+    (:func:`tcpade_core.signals.turn`.)"""
+    return turn(r1, r2, r3, guard="zero")
+
+
+# Eq. 1's TSI -> the score compared against theta (skip when score >= theta):
+STABILITY_SCALES: Dict[str, Callable[[float], float]] = {
+    # 1 / (2 TSI) = 1 / ||u_{t+1} - u_{t+2}||, in [0.5, 100] (capped so reports stay finite JSON): 100 on a
+    # straight line, 1/sqrt(2) at a right angle, 0.5 at a reversal; theta = 1.3 / 1.0 / 0.7 then skip while the
+    # direction turns by less than 45 / 60 / 91 degrees
+    "reciprocal": lambda tsi: RECIPROCAL_CAP if tsi <= 0.5 / RECIPROCAL_CAP else 1.0 / (2.0 * tsi),
+    # TSI itself (in [0, 1]; as printed, larger means *less* steady)
+    "literal": lambda tsi: tsi,
+    # 1 + cos(angle between u_{t+1} and u_{t+2}) = 2 - 2 TSI^2, in [0, 2]: 2 on a straight line, 1 at a right
+    # angle, 0 at a reversal
+    "cosine": lambda tsi: 2.0 - 2.0 * tsi * tsi,
+    # ||u_{t+1} + u_{t+2}|| = 2 sqrt(1 - TSI^2): 2, sqrt(2), 0
+    "sum_norm": lambda tsi: 2.0 * math.sqrt(max(0.0, 1.0 - tsi * tsi)),
+}
 
 
 def stability_score(tsi: float, scale: str) -> float:
-    """Map Eq. 1's TSI to the score compared against theta (skip when score >= theta).
-
-    - ``literal``: TSI itself (in [0, 1]; as printed, larger means *less* steady).
-    - ``cosine``: 1 + cos(angle between u_{t+1} and u_{t+2}) = 2 - 2 TSI^2, in [0, 2]: 2 on a
-      straight line, 1 at a right angle, 0 at a reversal.
-    - ``sum_norm``: ||u_{t+1} + u_{t+2}|| = 2 sqrt(1 - TSI^2): 2, sqrt(2), 0.
-    - ``reciprocal``: 1 / (2 TSI) = 1 / ||u_{t+1} - u_{t+2}||, in [0.5, 100] (capped so reports stay
-      finite JSON): 100 on a straight line, 1/sqrt(2) at a right angle, 0.5 at a reversal.
-      theta = 1.3 / 1.0 / 0.7 then skip while the direction turns by less than 45 / 60 / 91 degrees.
-    """
-    if scale == "reciprocal":
-        return RECIPROCAL_CAP if tsi <= 0.5 / RECIPROCAL_CAP else 1.0 / (2.0 * tsi)
-    if scale == "literal":
-        return tsi
-    if scale == "cosine":
-        return 2.0 - 2.0 * tsi * tsi
-    if scale == "sum_norm":
-        return 2.0 * math.sqrt(max(0.0, 1.0 - tsi * tsi))
-    raise ValueError(f"unknown tsi_scale {scale!r}")
+    """Map Eq. 1's TSI to the score compared against theta (skip when score >= theta); the scales are
+    :data:`STABILITY_SCALES`."""
+    fn = STABILITY_SCALES.get(scale)
+    if fn is None:
+        raise ValueError(f"unknown tsi_scale {scale!r}")
+    return fn(tsi)
 
 
 class TSIGate(Gate):
@@ -156,25 +198,28 @@ class TSIGate(Gate):
     """
 
     name = "TSI stability"
+    rule = "skip when stability ≥ θ"
+    axis = ("stability score", "score", "θ", "skip above")
     needs_residuals = 3
 
     def __init__(self, theta: float, interval: int, scale: str, schedule: str = "interval", warmup_steps: int = 2):
         self.threshold, self.interval, self.scale = theta, interval, scale
         self.schedule, self.warmup_steps = schedule, warmup_steps
+        self.forced = {"spread": self._forced_spread, "interval": self._forced_interval}[schedule]
 
-    def forced(self, i: int):
-        """The reason step ``i`` must compute on the grid, or None."""
-        if self.schedule == "spread":
-            if i < self.warmup_steps:
-                return "warmup"
-            return "interval" if (i - self.warmup_steps + 1) % self.interval == 0 else None
+    def _forced_spread(self, i: int) -> Optional[str]:
+        if i < self.warmup_steps:
+            return "warmup"
+        return "interval" if (i - self.warmup_steps + 1) % self.interval == 0 else None
+
+    def _forced_interval(self, i: int) -> Optional[str]:
         return "interval" if i % self.interval == 0 else None
 
     def decide(self, step, st, signal_fn) -> Decision:
         why = self.forced(step.index)
         if why is not None:
             return Decision(True, why, forced=True)
-        hist = st.gate_residuals
+        hist = st.residuals
         if len(hist) < 3 and self.schedule != "spread":
             return Decision(True, "warmup", forced=True)
         es = hist.latest(3)
@@ -191,14 +236,17 @@ class TSIGate(Gate):
 
 class ErrorGate(TSIGate):
     """A gate that estimates its own error: on every computed step the predictor reports how far its
-    prediction of that step was from the truth (relative error e over the distance k0 from the previous
-    compute, ``st.gate_state["self_error"]``). A step k steps after the last compute is expected to be off
-    by e (k / k0)^2 (a linear extrapolation's error grows with the square of the distance); the score
-    ``tolerance / expected`` is compared with theta: skip while it is >= theta. The forced grid is
-    :class:`TSIGate`'s."""
+    prediction of that step was from the truth (the capability ``"self_error"``: the predictor's state holds
+    ``self_error`` = (relative error e, distance k0 from the previous compute), and ``newest_step``, the step
+    of its newest history entry). A step k steps after that entry is expected to be off by e (k / k0)^2 (a
+    linear extrapolation's error grows with the square of the distance); the score ``tolerance / expected``
+    is compared with theta: skip while it is >= theta. The forced grid is :class:`TSIGate`'s."""
 
     name = "self-error"
+    rule = "skip while expected error < tolerance"
+    axis = ("tolerance / expected error", "score", "θ", "skip above")
     needs_residuals = 0
+    reads = frozenset({"self_error"})
 
     def __init__(self, theta: float, interval: int, tolerance: float, schedule: str, warmup_steps: int):
         super().__init__(theta, interval, "reciprocal", schedule, warmup_steps)
@@ -208,12 +256,11 @@ class ErrorGate(TSIGate):
         why = self.forced(step.index)
         if why is not None:
             return Decision(True, why, forced=True)
-        own = st.gate_state.get("self_error")
-        last = st.history.latest(1)
-        if own is None or not last:   # no estimate yet: the grid alone decides on a spread schedule
+        own, last = st.pred.self_error, st.pred.newest_step
+        if own is None or last is None:   # no estimate yet: the grid alone decides on a spread schedule
             return Decision(self.schedule != "spread", "no estimate")
         err, k0 = own
-        k = step.index - last[0].step
+        k = step.index - last
         expected = err * (k / max(k0, 1)) ** 2
         score = RECIPROCAL_CAP if expected <= self.tolerance / RECIPROCAL_CAP else min(RECIPROCAL_CAP, self.tolerance / expected)
         skip = score >= self.threshold
@@ -222,32 +269,23 @@ class ErrorGate(TSIGate):
 
 def bend_score(r_old: torch.Tensor, r_mid: torch.Tensor, r_new: torch.Tensor, eps: float = 1e-12) -> float:
     """The authors' curvature score: 0.5 ||u1 - u2||, u1 = unit(r_mid - r_old), u2 = unit(r_new - r_mid), with
-    ``eps`` added to each norm (Eq. 1's TSI with their guard); in [0, 1]."""
-    v1 = (r_mid - r_old).flatten().float()
-    v2 = (r_new - r_mid).flatten().float()
-    u1 = v1 / (torch.linalg.vector_norm(v1) + eps)
-    u2 = v2 / (torch.linalg.vector_norm(v2) + eps)
-    return 0.5 * float(torch.linalg.vector_norm(u1 - u2))
-
-
-def curvature_test(hist, threshold: float):
-    """(passes, score): the authors' ``curvetest``. Fewer than 5 stored residuals pass (score None)."""
-    if len(hist) < 5:
-        return True, None
-    r_new, r_mid, r_old = (e.value for e in hist.latest(3))
-    score = bend_score(r_old, r_mid, r_new)
-    return score < threshold, score
+    ``eps`` added to each norm (Eq. 1's TSI with their guard, :func:`tcpade_core.signals.turn`); in [0, 1]."""
+    return turn(r_new, r_mid, r_old, guard="add", eps=eps)
 
 
 class OfficialScheduleGate(Gate):
     """The authors' schedule: predict when ``start_step < i < num_steps - 1``, ``i % interval != 0`` and the
-    curvature test over the stored residuals (predicted ones included) passes."""
+    curvature test over the stored residuals (predicted ones included where the predictor stores them) passes;
+    the test needs five residuals (:data:`tcpade_core.signals.CURVATURE_MIN_ENTRIES`)."""
 
     name = "curvature (official)"
-    needs_residuals = 3
-
-    def __init__(self, threshold: float, interval: int, start_step: int):
+    rule = "skip when curvature < N"
+    axis = ("curvature", "curv.", "N", "skip below")
+    def __init__(self, threshold: float, interval: int, start_step: int, history: int = 5):
+        """``history``: the residuals it reads; the authors' method reads its predictor's store of
+        ``history_size`` (with fewer than five the test always passes, as in their code)."""
         self.threshold, self.interval, self.start_step = threshold, interval, start_step
+        self.needs_residuals = history
 
     def decide(self, step, st, signal_fn) -> Decision:
         i = step.index
@@ -255,7 +293,7 @@ class OfficialScheduleGate(Gate):
             return Decision(True, "schedule", forced=True)
         if i % self.interval == 0:
             return Decision(True, "interval", forced=True)
-        ok, score = curvature_test(st.gate_residuals, self.threshold)
+        ok, score = curvature_test(st.residuals, self.threshold)
         return Decision(not ok, "curvature<N" if ok else "curvature>=N", score)
 
 
@@ -272,11 +310,18 @@ class BudgetGate(Gate):
     def __init__(self, base: Gate, target: float):
         self.base, self.target = base, float(target)
         self.name, self.threshold, self.needs_residuals = base.name, base.threshold, base.needs_residuals
+        self.rule, self.axis, self.reads, self.signal, self.State = base.rule, base.axis, base.reads, base.signal, base.State
         self.used, self.last, self.budget = 0, None, None
         self.early = 0          # computes the method's signal moved earlier than the even spacing
 
     def plan(self, num_steps: int) -> int:
-        return max(1, min(num_steps, int(math.floor(num_steps / self.target + 0.5))))
+        return budget(num_steps, self.target)
+
+    def note(self, num_steps: int) -> Optional[str]:
+        if self.budget is None:
+            return None
+        return (f"target {self.target:g}x: budget {self.budget} of {num_steps} computes, spaced evenly"
+                + (f"; the {self.base.name} signal moved {self.early} earlier" if self.early else ""))
 
     def decide(self, step, st, signal_fn) -> Decision:
         if self.budget is None:

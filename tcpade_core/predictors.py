@@ -5,6 +5,10 @@ curves; every function returns a finite tensor (NaN/Inf become 0). The second ha
 objects the engine drives (:mod:`tcpade_core.engine`), one per method reading:
 
 * ``capacity``: history entries per stream; ``stores``: ``"residual"`` (y - h) or ``"output"`` (y);
+* ``State``: its per-stream state class (``reset()``), made by the engine for each stream (``st.pred``);
+  ``st.history`` is the stream's history of ``capacity`` entries;
+* ``provides``: capabilities a gate may read (``"self_error"``: the state keeps ``self_error`` and
+  ``newest_step`` current), switched on by :meth:`Predictor.serve` when the gate asks for them;
 * ``phase(index, num_steps)``: the step's phase for the report ("-" where a method has none);
 * ``ready(step, st)``: enough history to predict;
 * ``predict(step, st, h, rec) -> y_hat``: the stack output for input ``h`` (in ``h``'s dtype);
@@ -18,11 +22,12 @@ stores it in the stream's dtype; predictions are cast back to the input's dtype.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from .gates import curvature_test
+from .signals import curvature_test
 
 EPS = 1e-12
 
@@ -160,26 +165,34 @@ def pade_residual(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor | None, *
     """
     s = sigma_stab(r1, r2, lam)
     a1 = s / lam
-    if numerator == "literal":
-        if r3 is None:
-            raise ValueError("numerator='literal' needs three residuals")
-        num = 2.0 * s * r3 - s * r2
-    elif numerator == "recent":
-        num = r1 + s * ratio * (r1 - r2)
-    else:
+    make_num = NUMERATORS.get(numerator)
+    if make_num is None:
         raise ValueError(f"unknown numerator {numerator!r}")
+    num = make_num(r1, r2, r3, s, ratio)
     if denominator == "none":
         out = num
     else:
-        if denominator == "elementwise":
-            q = r1
-        elif denominator == "normalized":
-            rms = float(r1.float().pow(2).mean().sqrt())
-            q = r1 / rms if rms > EPS else torch.zeros_like(r1)
-        else:
+        scaled = DENOMINATORS.get(denominator)
+        if scaled is None:
             raise ValueError(f"unknown denominator {denominator!r}")
-        out = num / guard_pole(1.0 + a1 * q, pole_guard)
+        out = num / guard_pole(1.0 + a1 * scaled(r1), pole_guard)
     return _finite(out), s
+
+
+def _literal_numerator(r1, r2, r3, s, ratio):
+    if r3 is None:
+        raise ValueError("numerator='literal' needs three residuals")
+    return 2.0 * s * r3 - s * r2
+
+
+def _normalized(r1):
+    rms = float(r1.float().pow(2).mean().sqrt())
+    return r1 / rms if rms > EPS else torch.zeros_like(r1)
+
+
+# Eq. 5's numerator: (r1, r2, r3, sigma, ratio) -> value; its denominator's variable q in 1 + a1 q
+NUMERATORS = {"literal": _literal_numerator, "recent": lambda r1, r2, r3, s, ratio: r1 + s * ratio * (r1 - r2)}
+DENOMINATORS = {"elementwise": lambda r1: r1, "normalized": _normalized}
 
 
 def rational_extrapolate(values: Sequence[torch.Tensor], steps: Sequence[float], target: float,
@@ -214,11 +227,27 @@ def rational_extrapolate(values: Sequence[torch.Tensor], steps: Sequence[float],
 
 # ================================================================ predictor objects
 
+class PredictorState:
+    """A predictor's per-stream state beyond its history (base: none). ``tensors()``: what it holds, for the
+    cache's byte count."""
+
+    def reset(self) -> None:
+        pass
+
+    def tensors(self) -> Iterable[torch.Tensor]:
+        return ()
+
+
 class Predictor:
     """Base: nothing to predict (full compute)."""
 
     capacity = 0
     stores = "residual"
+    State = PredictorState
+    provides: FrozenSet[str] = frozenset()
+
+    def serve(self, capabilities: FrozenSet[str]) -> None:
+        """Keep these capabilities current for the gate (a subset of ``provides``; checked by the method table)."""
 
     def phase(self, index: int, num_steps: int) -> str:
         return "-"
@@ -258,6 +287,18 @@ class ReusePredictor(Predictor):
         return self._output(r1.value, h)
 
 
+@dataclass
+class TaylorState(PredictorState):
+    factors: Optional[List[torch.Tensor]] = None   # the official recursion's factors (orders 0..O)
+    factor_step: Optional[int] = None              # the computed step they belong to
+
+    def reset(self) -> None:
+        self.factors, self.factor_step = None, None
+
+    def tensors(self):
+        return tuple(self.factors or ())
+
+
 class TaylorPredictor(Predictor):
     """TaylorSeer: order-O extrapolation in the step index of the stack output (or residual).
 
@@ -267,29 +308,33 @@ class TaylorPredictor(Predictor):
     updated from step ``first_enhance - 1`` on.
     """
 
+    State = TaylorState
+
     def __init__(self, order: int, form: str, target: str, first_enhance: int = 0):
         self.order, self.form, self.stores, self.first_enhance = order, form, target, first_enhance
         self.capacity = 0 if form == "official" else order + 1
         self._fn = {"eq10": taylor_eq10, "newton": newton}.get(form)
 
     def ready(self, step, st) -> bool:
-        return "factors" in st.pred_state if self.form == "official" else len(st.history) >= 1
+        return st.pred.factors is not None if self.form == "official" else len(st.history) >= 1
 
     def observe(self, step, st, h, y):
         if self.form != "official":
             return super().observe(step, st, h, y)
+        ps: TaylorState = st.pred
         value = y.detach().float() if self.stores == "output" else residual(y, h)
-        old, last = st.pred_state.get("factors"), st.pred_state.get("factor_step")
+        old, last = ps.factors, ps.factor_step
         keep_old = old is not None and step.index >= self.first_enhance - 1 and step.index != last
         old = [f.to(value.device, torch.float32) for f in old] if keep_old else None
         new = taylor_factors_update(old, value, float(step.index - last) if keep_old else 1.0, self.order)
-        st.pred_state["factors"] = [st.history.keep(f) for f in new]
-        st.pred_state["factor_step"] = step.index
+        ps.factors = [st.history.keep(f) for f in new]
+        ps.factor_step = step.index
 
     def predict(self, step, st, h, rec):
         if self.form == "official":
-            factors = [f.to(h.device, torch.float32) for f in st.pred_state["factors"]]
-            v = taylor_factors_eval(factors, float(step.index - st.pred_state["factor_step"]))
+            ps: TaylorState = st.pred
+            factors = [f.to(h.device, torch.float32) for f in ps.factors]
+            v = taylor_factors_eval(factors, float(step.index - ps.factor_step))
             rec.order = len(factors) - 1
             return self._output(v, h)
         es = st.history.latest(self.capacity, h.device)
@@ -325,6 +370,20 @@ def phase_of(index: int, num_steps: int, early: float, late: float) -> str:
     return "mid"
 
 
+@dataclass
+class PadeState(PredictorState):
+    prev_input: Optional[torch.Tensor] = None          # reconstruct="previous_input": the last step's input
+    last_pred_residual: Optional[torch.Tensor] = None  # history="all": this step's prediction, kept on a skip
+    self_error: Optional[Tuple[float, int]] = None     # capability "self_error": (relative error, distance k0)
+    newest_step: Optional[int] = None                  # the step of the newest history entry
+
+    def reset(self) -> None:
+        self.prev_input = self.last_pred_residual = self.self_error = self.newest_step = None
+
+    def tensors(self):
+        return tuple(t for t in (self.prev_input, self.last_pred_residual) if t is not None)
+
+
 class PadePredictor(Predictor):
     """TC-Padé's step-phase predictor (Eq. 5-9) and reconstruction (Eq. 6).
 
@@ -333,21 +392,30 @@ class PadePredictor(Predictor):
     its increment damped by sigma_stab). Late: Padé + beta (V1 - V2). ``target="residual"``: V is the stack
     residual and the output is ``base + V`` with ``base`` the current input or, as Eq. 6 prints it, the
     previous step's input; ``target="output"``: V is the stack output itself.
-    ``cfg`` is a :class:`tcpade_core.config.TCPadeConfig`.
+    ``cfg`` is a :class:`tcpade_core.config.TCPadeConfig`. It provides ``"self_error"``: on every computed
+    step, how far its prediction of that step would have been from the truth.
     """
 
     capacity = 3
+    State = PadeState
+    provides = frozenset({"self_error"})
 
     def __init__(self, cfg):
         self.cfg = cfg
         self.stores = cfg.target
+        self.self_check = False
+        rational = cfg.numerator in ("rational", "rational_damped")
+        self._mid = self._mid_rational if rational else self._mid_pade
+
+    def serve(self, capabilities) -> None:
+        self.self_check = "self_error" in capabilities
 
     def phase(self, index, num_steps):
         return phase_of(index, num_steps, self.cfg.early_boundary, self.cfg.late_boundary)
 
     def ready(self, step, st) -> bool:
         need = 3 if self.cfg.numerator == "literal" and step.phase != "early" else 2
-        if self._base_is_previous() and "prev_input" not in st.pred_state:
+        if self._base_is_previous() and st.pred.prev_input is None:
             return False
         return len(st.history) >= need
 
@@ -358,47 +426,54 @@ class PadePredictor(Predictor):
         """The predicted value (residual or output) at ``step_index`` from history entries ``es`` (newest first)."""
         c = self.cfg
         r1, r2 = es[0].value, es[1].value
-        r3 = es[2].value if len(es) > 2 else None
         if phase == "early":
             return c.alpha1 * r1 + (1.0 - c.alpha1) * r2
-        if c.numerator in ("rational", "rational_damped"):
-            s = sigma_stab(r1, r2, c.lam)
-            if r3 is None:
-                ratio = (step_index - es[0].step) / (es[0].step - es[1].step) if es[0].step != es[1].step else 1.0
-                r = r1 + s * ratio * (r1 - r2)
-            else:
-                ext, _ = rational_extrapolate([r1, r2, r3], [e.step for e in es[:3]], step_index, c.pole_guard,
-                                              saturate_only=c.numerator == "rational_damped")
-                r = r1 + s * (ext - r1)
-        else:
-            ratio = 1.0
-            if c.spacing == "steps" and es[0].step != es[1].step:
-                ratio = (step_index - es[0].step) / (es[0].step - es[1].step)
-            r, s = pade_residual(r1, r2, r3, lam=c.lam, numerator=c.numerator, denominator=c.denominator, ratio=ratio,
-                                 pole_guard=c.pole_guard)
+        r, s = self._mid(step_index, es)
         if rec is not None:
             rec.sigma_stab = s
         if phase == "late":
             r = r + c.beta * (r1 - r2)
         return r
 
+    def _mid_rational(self, step_index: int, es):
+        c = self.cfg
+        r1, r2 = es[0].value, es[1].value
+        s = sigma_stab(r1, r2, c.lam)
+        if len(es) <= 2:
+            ratio = (step_index - es[0].step) / (es[0].step - es[1].step) if es[0].step != es[1].step else 1.0
+            return r1 + s * ratio * (r1 - r2), s
+        ext, _ = rational_extrapolate([r1, r2, es[2].value], [e.step for e in es[:3]], step_index, c.pole_guard,
+                                      saturate_only=c.numerator == "rational_damped")
+        return r1 + s * (ext - r1), s
+
+    def _mid_pade(self, step_index: int, es):
+        c = self.cfg
+        ratio = 1.0
+        if c.spacing == "steps" and es[0].step != es[1].step:
+            ratio = (step_index - es[0].step) / (es[0].step - es[1].step)
+        r3 = es[2].value if len(es) > 2 else None
+        return pade_residual(es[0].value, es[1].value, r3, lam=c.lam, numerator=c.numerator, denominator=c.denominator,
+                             ratio=ratio, pole_guard=c.pole_guard)
+
     def predict(self, step, st, h, rec):
         c = self.cfg
+        ps: PadeState = st.pred
         r = self.value(step.index, step.phase, st.history.latest(3, h.device), rec)
         if c.target == "output":
             out = r
         else:
-            base = h if c.reconstruct == "current_input" else st.pred_state["prev_input"].to(h.device)
+            base = h if c.reconstruct == "current_input" else ps.prev_input.to(h.device)
             out = r + base
         if c.history == "all":
-            st.pred_state["last_pred_residual"] = r
+            ps.last_pred_residual = r
         return _finite(out).to(h.dtype)
 
     def observe(self, step, st, h, y):
-        if self.cfg.gate == "error":
+        if self.self_check:
             self._self_check(step, st, h, y)
-        st.pred_state.pop("last_pred_residual", None)   # a prediction of this step's extra call: not kept
+        st.pred.last_pred_residual = None   # a prediction of this step's extra call: not kept
         super().observe(step, st, h, y)
+        st.pred.newest_step = step.index
         self._keep_input(st, h)
 
     def _self_check(self, step, st, h, y):
@@ -410,16 +485,34 @@ class PadePredictor(Predictor):
         guess = self.value(step.index, "mid", es)
         err = float(torch.linalg.vector_norm(guess - truth) / torch.linalg.vector_norm(
             y.float() if self.cfg.target == "output" else y.float()).clamp_min(1e-12))
-        st.gate_state["self_error"] = (err, step.index - es[0].step)
+        st.pred.self_error = (err, step.index - es[0].step)
 
     def observe_skip(self, step, st, h, y_hat):
+        ps: PadeState = st.pred
         if self.cfg.history == "all":
-            st.history.push(step.index, step.t, st.pred_state.pop("last_pred_residual"), computed=False)
+            st.history.push(step.index, step.t, ps.last_pred_residual, computed=False)
+            ps.last_pred_residual = None
+            ps.newest_step = step.index
         self._keep_input(st, h)
 
     def _keep_input(self, st, h):
         if self._base_is_previous():
-            st.pred_state["prev_input"] = st.history.keep(h)
+            st.pred.prev_input = st.history.keep(h)
+
+
+@dataclass
+class OfficialState(PredictorState):
+    last_input: Optional[torch.Tensor] = None          # the previous step's input
+    last_pred_residual: Optional[torch.Tensor] = None  # this step's prediction, stored on a skip
+    order: Optional[int] = None                        # the adaptive order (2-4)
+    stability: float = 1.0                             # the stability factor, in [0.8, 1.2]
+
+    def reset(self) -> None:
+        self.last_input = self.last_pred_residual = self.order = None
+        self.stability = 1.0
+
+    def tensors(self):
+        return tuple(t for t in (self.last_input, self.last_pred_residual) if t is not None)
 
 
 class OfficialPadePredictor(Predictor):
@@ -434,6 +527,7 @@ class OfficialPadePredictor(Predictor):
     """
 
     WEIGHTS = (0.4, 0.3, 0.2, 0.1)
+    State = OfficialState
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -447,12 +541,12 @@ class OfficialPadePredictor(Predictor):
         return "late" if index > 0.8 * t else "mid" if index > 0.3 * t else "early"
 
     def ready(self, step, st) -> bool:
-        return len(st.history) >= max(2, min(3, self.cfg.order)) and "last_input" in st.pred_state
+        return len(st.history) >= max(2, min(3, self.cfg.order)) and st.pred.last_input is not None
 
     def predict(self, step, st, h, rec):
         es = st.history.latest(self.capacity, h.device)
         r = [e.value for e in es]                      # newest first
-        ps = st.pred_state
+        ps: OfficialState = st.pred
         if step.phase == "early":
             res = 0.9 * r[0] + 0.1 * r[1]
         else:
@@ -460,16 +554,16 @@ class OfficialPadePredictor(Predictor):
             if step.phase == "late":
                 res = res + 0.3 * (r[0] - r[1])
         hf = h.float()
-        res = res + 0.2 * (hf - ps["last_input"].to(h.device, torch.float32))
-        ps["last_pred_residual"] = res
+        res = res + 0.2 * (hf - ps.last_input.to(h.device, torch.float32))
+        ps.last_pred_residual = res
         return _finite(hf + res).to(h.dtype)
 
-    def _pade(self, r, ps, curve_ok: bool) -> torch.Tensor:
-        order = ps.get("order", self.cfg.order)
+    def _pade(self, r, ps: OfficialState, curve_ok: bool) -> torch.Tensor:
+        order = ps.order if ps.order is not None else self.cfg.order
         if len(r) < order + 1:
             k = min(len(r), order)
             w = self.WEIGHTS[:k]
-            return sum((wi / sum(w)) * ri for wi, ri in zip(w, r)) * ps.get("stability", 1.0)
+            return sum((wi / sum(w)) * ri for wi, ri in zip(w, r)) * ps.stability
         r1, r2 = r[0], r[1]
         delta = (r1 - r2).abs()
         avg_mag = 0.5 * (r1.abs() + r2.abs())
@@ -486,20 +580,21 @@ class OfficialPadePredictor(Predictor):
         return result
 
     def observe(self, step, st, h, y):
-        st.pred_state.pop("last_pred_residual", None)
+        st.pred.last_pred_residual = None
         self._record(step, st, h, residual(y, h), True)
 
     def observe_skip(self, step, st, h, y_hat):
-        self._record(step, st, h, st.pred_state.pop("last_pred_residual"), False)
+        pred, st.pred.last_pred_residual = st.pred.last_pred_residual, None
+        self._record(step, st, h, pred, False)
 
     def _record(self, step, st, h, residual, computed: bool):
         st.history.push(step.index, step.t, residual, computed=computed)
-        ps = st.pred_state
-        ps["last_input"] = st.history.keep(h)
+        ps: OfficialState = st.pred
+        ps.last_input = st.history.keep(h)
         if len(st.history) >= 3:
             r1, r2, r3 = (e.value for e in st.history.latest(3))
             cos = lambda a, b: 0.0 if float(a.norm()) == 0 or float(b.norm()) == 0 else float(
                 torch.nn.functional.cosine_similarity(a.flatten()[None], b.flatten()[None]))
             sim = (cos(r1, r2) + cos(r2, r3)) / 2
-            ps["order"] = min(self.cfg.order, 4) if sim > 0.98 else min(self.cfg.order, 3) if sim > 0.90 else 2
-            ps["stability"] = max(0.8, min(1.2, 1.0 / (1.0 + 10.0 * float(torch.linalg.vector_norm(r1 - r2)))))
+            ps.order = min(self.cfg.order, 4) if sim > 0.98 else min(self.cfg.order, 3) if sim > 0.90 else 2
+            ps.stability = max(0.8, min(1.2, 1.0 / (1.0 + 10.0 * float(torch.linalg.vector_norm(r1 - r2)))))

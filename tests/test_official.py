@@ -59,7 +59,7 @@ def test_pade_clamp_and_blend_by_hand():
     p = P.OfficialPadePredictor(cfg)
     r1 = torch.tensor([2.0, 1.0], dtype=torch.float64)
     r2 = torch.tensor([1.0, 1.0], dtype=torch.float64)
-    out = p._pade([r1, r2, r2, r2], {"order": 3}, True)
+    out = p._pade([r1, r2, r2, r2], P.OfficialState(order=3), True)
     # element 0: sf = exp(-5 * 1 / (1.5 + 1e-7)); Padé 3 sf / (1 - 0.1 sf) is far below the recent average
     # 0.6 * 2 + 0.4 * 1 = 1.6, so it is clamped to 1.6 - max(0.5 * 1, 0.1 * 1.5) = 1.1, then blended with
     # b = 0.7 sf + 0.3: b * 1.1 + (1 - b) * 1.6
@@ -68,7 +68,7 @@ def test_pade_clamp_and_blend_by_hand():
     # element 1: R1 == R2: sf = 1, Padé (2 - 1) / 0.9 = 1.111 > 1.0 + 0.1 -> clamped to 1.1, b = 1
     assert out.tolist() == pytest.approx([b * 1.1 + (1 - b) * 1.6, 1.1], abs=1e-12)
     # when the curvature test fails the denominator is 1: element 1 is (2 - 1) / 1 = 1.0 + 0 (inside the clamp)
-    assert p._pade([r1, r2, r2, r2], {"order": 3}, False)[1] == pytest.approx(1.0, abs=1e-12)
+    assert p._pade([r1, r2, r2, r2], P.OfficialState(order=3), False)[1] == pytest.approx(1.0, abs=1e-12)
 
 
 def test_weighted_mean_fallback_and_adaptive_order():
@@ -76,19 +76,19 @@ def test_weighted_mean_fallback_and_adaptive_order():
     p = P.OfficialPadePredictor(cfg)
     r = [torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([4.0])]
     # fewer than order + 1 = 4 residuals: (0.4 * 1 + 0.3 * 2 + 0.2 * 4) / 0.9 times the stability factor
-    out = p._pade(r, {"order": 3, "stability": 0.8}, True)
+    out = p._pade(r, P.OfficialState(order=3, stability=0.8), True)
     assert float(out) == pytest.approx((0.4 + 0.6 + 0.8) / 0.9 * 0.8, abs=1e-6)
     # the order adapts from the cosine similarity of the newest residuals; the stability from ||R1 - R2||
-    st = StreamState(ResidualHistory(6), None)
-    st.gate_residuals = st.history
+    hist = ResidualHistory(6)
+    st = StreamState(hist, hist, p.State(), G.Gate.State())
     step = lambda i: Step(i, 20, 1.0)
     for i, v in enumerate(([1.0, 0.0], [1.0, 0.01], [1.0, 0.02])):          # nearly parallel: order 3 (<= 4)
         p.observe(step(i), st, torch.zeros(2), torch.tensor(v))
-    assert st.pred_state["order"] == 3
-    assert st.pred_state["stability"] == pytest.approx(max(0.8, 1 / (1 + 10 * 0.01)), abs=1e-6)
+    assert st.pred.order == 3
+    assert st.pred.stability == pytest.approx(max(0.8, 1 / (1 + 10 * 0.01)), abs=1e-6)
     for i, v in enumerate(([0.0, 1.0], [1.0, 0.0]), start=3):               # orthogonal turns: order 2
         p.observe(step(i), st, torch.zeros(2), torch.tensor(v))
-    assert st.pred_state["order"] == 2 and st.pred_state["stability"] == 0.8
+    assert st.pred.order == 2 and st.pred.stability == 0.8
 
 
 def test_history_includes_predicted_residuals_and_reconstruction():
