@@ -236,6 +236,61 @@ class ComfyFluxLike(FluxLike):
 
 
 # ---------------------------------------------------------------------------------------- host side
+# The host's base classes exist only once ComfyUI is imported, so each host class is defined here as a mixin
+# and joined to its host base by host_classes (_on_host_base).
+
+class _BenchDigitsLatentMixin:
+    """Bench model A works in pixel space: 1 grey channel in [-1, 1]."""
+    latent_channels = 1
+    scale_factor = 1.0
+    latent_rgb_factors = [[1.0, 1.0, 1.0]]
+
+
+class _BenchShapesLatentMixin:
+    """Bench model B works in pixel space: RGB in [-1, 1]."""
+    latent_channels = 3
+    scale_factor = 1.0
+    latent_rgb_factors = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+
+
+class _ClassCondMixin:
+    """A host model whose only conditioning is a class index (``y``)."""
+
+    def extra_conds(self, **kwargs):
+        import comfy.conds
+        out = super().extra_conds(**kwargs)
+        out.pop("c_crossattn", None)  # the CONDITIONING tensor is a placeholder; these models take no text
+        n = int(self.diffusion_model.num_classes)
+        label, label_set = kwargs.get(CLASS_KEY), kwargs.get(NUM_CLASSES_KEY)
+        if label is None:
+            if not getattr(self, "_warned_no_label", False):
+                self._warned_no_label = True
+                log.warning("TCPade: a conditioning without a class label reached a class-conditional model; "
+                            "using the null class for it. Make conditioning with TCPade_ClassLabel.")
+            label = n
+        if label_set is not None and int(label_set) != n:
+            raise ValueError(f"the class label comes from a label set of {int(label_set)} classes but the model has "
+                             f"{n} classes; pick the matching label set in TCPade_ClassLabel")
+        label = int(label)
+        if not 0 <= label <= n:
+            raise ValueError(f"class label {label} is out of range for a model with {n} classes (0-{n - 1}, "
+                             f"{n} = null class)")
+        out["y"] = comfy.conds.CONDRegular(torch.tensor([label], dtype=torch.long))
+        return out
+
+
+def _on_host_base(name: str, mixin: type, base: type) -> type:
+    """The class ``name``: ``mixin`` (its attributes and methods first) on the host class ``base``."""
+    return type(name, (mixin, base), {"__doc__": mixin.__doc__})
+
+
+def _config_class(smb, name: str, latent_format, sampling_settings: dict, dtypes, memory_factor: float) -> type:
+    """A host model config class (``smb``: ``comfy.supported_models_base``) with these settings."""
+    attrs = dict(unet_config={}, unet_extra_config={}, latent_format=latent_format,
+                 sampling_settings=dict(sampling_settings), supported_inference_dtypes=list(dtypes),
+                 memory_usage_factor=memory_factor)
+    return type(name, (smb.BASE,), attrs)
+
 
 _HOST: Optional[SimpleNamespace] = None
 
@@ -245,59 +300,19 @@ def host_classes() -> SimpleNamespace:
     global _HOST
     if _HOST is not None:
         return _HOST
-    import comfy.conds
     import comfy.latent_formats as lf
     import comfy.model_base as mb
     import comfy.supported_models_base as smb
 
-    class BenchDigitsLatent(lf.LatentFormat):
-        """Bench model A works in pixel space: 1 grey channel in [-1, 1]."""
-        latent_channels = 1
-        scale_factor = 1.0
-        latent_rgb_factors = [[1.0, 1.0, 1.0]]
-
-    class BenchShapesLatent(lf.LatentFormat):
-        """Bench model B works in pixel space: RGB in [-1, 1]."""
-        latent_channels = 3
-        scale_factor = 1.0
-        latent_rgb_factors = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
-
-    def config_class(name, latent_format, sampling_settings, dtypes, memory_factor):
-        attrs = dict(unet_config={}, unet_extra_config={}, latent_format=latent_format,
-                     sampling_settings=dict(sampling_settings), supported_inference_dtypes=list(dtypes),
-                     memory_usage_factor=memory_factor)
-        return type(name, (smb.BASE,), attrs)
-
+    BenchDigitsLatent = _on_host_base("BenchDigitsLatent", _BenchDigitsLatentMixin, lf.LatentFormat)
+    BenchShapesLatent = _on_host_base("BenchShapesLatent", _BenchShapesLatentMixin, lf.LatentFormat)
     fp32 = [torch.float32]
-    DiTConfig = config_class("TCPadeDiTConfig", lf.SD15, DDPM_SETTINGS,
-                             [torch.float16, torch.bfloat16, torch.float32], 1.0)
-    BenchAConfig = config_class("TCPadeBenchAConfig", BenchDigitsLatent, DDPM_SETTINGS, fp32, 0.1)
-    BenchBConfig = config_class("TCPadeBenchBConfig", BenchShapesLatent, {"shift": 1.0, "multiplier": 1.0}, fp32, 0.1)
-
-    class ClassCondModel(mb.BaseModel):
-        """A host model whose only conditioning is a class index (``y``)."""
-
-        def extra_conds(self, **kwargs):
-            out = super().extra_conds(**kwargs)
-            out.pop("c_crossattn", None)  # the CONDITIONING tensor is a placeholder; these models take no text
-            n = int(self.diffusion_model.num_classes)
-            label, label_set = kwargs.get(CLASS_KEY), kwargs.get(NUM_CLASSES_KEY)
-            if label is None:
-                if not getattr(self, "_warned_no_label", False):
-                    self._warned_no_label = True
-                    log.warning("TCPade: a conditioning without a class label reached a class-conditional model; "
-                                "using the null class for it. Make conditioning with TCPade_ClassLabel.")
-                label = n
-            if label_set is not None and int(label_set) != n:
-                raise ValueError(f"the class label comes from a label set of {int(label_set)} classes but the model has "
-                                 f"{n} classes; pick the matching label set in TCPade_ClassLabel")
-            label = int(label)
-            if not 0 <= label <= n:
-                raise ValueError(f"class label {label} is out of range for a model with {n} classes (0-{n - 1}, "
-                                 f"{n} = null class)")
-            out["y"] = comfy.conds.CONDRegular(torch.tensor([label], dtype=torch.long))
-            return out
-
+    DiTConfig = _config_class(smb, "TCPadeDiTConfig", lf.SD15, DDPM_SETTINGS,
+                              [torch.float16, torch.bfloat16, torch.float32], 1.0)
+    BenchAConfig = _config_class(smb, "TCPadeBenchAConfig", BenchDigitsLatent, DDPM_SETTINGS, fp32, 0.1)
+    BenchBConfig = _config_class(smb, "TCPadeBenchBConfig", BenchShapesLatent, {"shift": 1.0, "multiplier": 1.0},
+                                 fp32, 0.1)
+    ClassCondModel = _on_host_base("ClassCondModel", _ClassCondMixin, mb.BaseModel)
     _HOST = SimpleNamespace(BenchDigitsLatent=BenchDigitsLatent, BenchShapesLatent=BenchShapesLatent,
                             DiTConfig=DiTConfig, BenchAConfig=BenchAConfig, BenchBConfig=BenchBConfig,
                             ClassCondModel=ClassCondModel, ModelType=mb.ModelType)

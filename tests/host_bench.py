@@ -172,87 +172,108 @@ def instrument(clock_ref):
         wrap(bp, name)
 
 
-def real(args, node, defaults):
-    import torch
-    import comfy.patcher_extension as pe
-    from comfy.ldm.modules.attention import attention_pytorch
-    h = H.host()
-    clock_ref = [None]
-    instrument(clock_ref)
-    names = [n for n in args.configs.split(",") if n in REAL] if args.configs != "real" else list(REAL_DEFAULT)
-    rows = []
-    for name in names:
-        spec = REAL[name]
-        kind = spec["kind"]
-        t0 = time.perf_counter()
-        base = build(kind, spec["config"], torch.bfloat16, fan_in_scale=True)
-        n_params = sum(p.numel() for p in base.model.diffusion_model.parameters())
-        base.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = \
-            lambda func, *a, **k: attention_pytorch(*a, **k)
-        print(f"{name}: {n_params / 1e9:.2f} B parameters, bf16, built in {time.perf_counter() - t0:.0f} s", flush=True)
+class RealSampler:
+    """Sampling of one real-size model: the same seeded prompts, latent and noise for every run, each run's
+    model calls timed by a CallClock (published in ``clock_ref`` while it runs, for the instrumented cache)."""
 
+    def __init__(self, name, spec, full_res, clock_ref):
+        import torch
+        self.name, self.clock_ref = name, clock_ref
         g = torch.Generator().manual_seed(1)
         ctx = spec["context"]
-        extra = {"pooled_output": torch.randn(1, 768, generator=g), "guidance": 3.5} if kind == "flux" else {}
-        pos = [[torch.randn(*ctx, generator=g), dict(extra)]]
-        neg = [[torch.randn(*ctx, generator=g), dict(extra)]]
-        shape = spec["full_latent"] if args.full_res else spec["latent"]
-        latent = torch.zeros(shape)
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        extra = {"pooled_output": torch.randn(1, 768, generator=g), "guidance": 3.5} if spec["kind"] == "flux" else {}
+        self.pos = [[torch.randn(*ctx, generator=g), dict(extra)]]
+        self.neg = [[torch.randn(*ctx, generator=g), dict(extra)]]
+        self.shape = spec["full_latent"] if full_res else spec["latent"]
+        self.latent = torch.zeros(self.shape)
+        self.noise = torch.randn(self.shape, generator=torch.Generator().manual_seed(0))
 
-        def run(model, steps=STEPS_REAL):
-            clock = CallClock()
-            m = model.clone()
-            m.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, "tcpade_bench", clock.apply_model_wrapper)
-            clock_ref[0] = clock
-            H.sync()
-            t = time.perf_counter()
-            out = h.comfy.sample.sample(m, noise, steps, 2.0, "euler", "simple", pos, neg, latent, seed=0,
-                                        disable_pbar=True)
-            H.sync()
-            clock.wall = time.perf_counter() - t
-            clock_ref[0] = None
-            assert torch.isfinite(out).all(), f"{name}: non-finite output"
-            print(f"  {len(clock.calls)} calls in {time.perf_counter() - t:.0f} s", flush=True)
-            return clock, out
+    def run(self, model, steps=None):
+        """Sample with ``model`` (``steps``: STEPS_REAL unless given); its CallClock and the output."""
+        import torch
+        import comfy.patcher_extension as pe
+        steps = STEPS_REAL if steps is None else steps
+        clock = CallClock()
+        m = model.clone()
+        m.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, "tcpade_bench", clock.apply_model_wrapper)
+        self.clock_ref[0] = clock
+        H.sync()
+        t = time.perf_counter()
+        out = H.host().comfy.sample.sample(m, self.noise, steps, 2.0, "euler", "simple", self.pos, self.neg,
+                                           self.latent, seed=0, disable_pbar=True)
+        H.sync()
+        clock.wall = time.perf_counter() - t
+        self.clock_ref[0] = None
+        assert torch.isfinite(out).all(), f"{self.name}: non-finite output"
+        print(f"  {len(clock.calls)} calls in {time.perf_counter() - t:.0f} s", flush=True)
+        return clock, out
 
-        run(base, steps=1)                                          # warm-up
-        plain, _ = run(base)
-        never_m = node.execute(base, **dict(defaults, preset="custom", theta=1000.0)).args[0]
-        never, _ = run(never_m)
-        skip_m = node.execute(base, **dict(defaults, preset="custom", theta=0.0)).args[0]
-        skip, _ = run(skip_m)
-        rep = skip_m.model_options["transformer_options"]["tcpade"].last_report
-        assert never_m.model_options["transformer_options"]["tcpade"].last_report.computed == STEPS_REAL
 
-        # wall clock at the presets, 20 steps (what people run): whole sampling time against the plain model
-        presets = []
-        if args.presets:
-            plain20, _ = run(base, steps=20)
-            for preset in ("slow (2x)", "fast (2.8x)"):
-                pm = node.execute(base, **dict(defaults, preset=preset)).args[0]
-                pc, _ = run(pm, steps=20)
-                prep = pm.model_options["transformer_options"]["tcpade"].last_report
-                presets.append((preset, prep.computed, prep.num_steps, plain20.wall / pc.wall))
-                del pm
+def build_real(name, spec):
+    """The real-size model ``name`` in bf16 with PyTorch attention, and its parameter count."""
+    import torch
+    from comfy.ldm.modules.attention import attention_pytorch
+    t0 = time.perf_counter()
+    base = build(spec["kind"], spec["config"], torch.bfloat16, fan_in_scale=True)
+    n_params = sum(p.numel() for p in base.model.diffusion_model.parameters())
+    base.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = \
+        lambda func, *a, **k: attention_pytorch(*a, **k)
+    print(f"{name}: {n_params / 1e9:.2f} B parameters, bf16, built in {time.perf_counter() - t0:.0f} s", flush=True)
+    return base, n_params
 
-        full = statistics.median(t for t, _ in plain.calls)
-        nev = statistics.median(t for t, _ in never.calls)
-        in_cache = statistics.median(c for _, c in never.calls)
-        skipped = [t for (t, _), r in zip(skip.calls, rep.steps) if not r.computed]
-        sk = statistics.median(skipped)
-        width = spec["config"].get("hidden_size") or spec["config"]["dim"]
-        lat = shape
-        tokens = (lat[2] * (lat[3] // 2) * (lat[4] // 2)) if kind == "wan" else (lat[2] // 2) * (lat[3] // 2)
-        per = 2  # bf16 bytes
-        formula = tokens * width * 6 * 2 * per
-        proj = spec["full"]["tokens"] * width * 6 * 2 * per
-        rows.append(dict(name=name, params=n_params, full=full, patch_in=in_cache / full, patch_call=nev / full - 1,
-                         skipped=sk / full, strip=rep.strip(), bytes=rep.cache_bytes, formula=formula, tokens=tokens,
-                         width=width, proj=proj, full_spec=spec["full"], presets=presets, in_cache_skip=statistics.median(
-                             c for (_, c), r in zip(skip.calls, rep.steps) if not r.computed) / full))
-        del base, never_m, skip_m
 
+def preset_walls(sampler, base, node, defaults):
+    """Wall clock at the presets, 20 steps (what people run): whole sampling time against the plain model;
+    [(preset, computed, steps, plain / cached time)]."""
+    presets = []
+    plain20, _ = sampler.run(base, steps=20)
+    for preset in ("slow (2x)", "fast (2.8x)"):
+        pm = node.execute(base, **dict(defaults, preset=preset)).args[0]
+        pc, _ = sampler.run(pm, steps=20)
+        prep = pm.model_options["transformer_options"]["tcpade"].last_report
+        presets.append((preset, prep.computed, prep.num_steps, plain20.wall / pc.wall))
+        del pm
+    return presets
+
+
+def real_row(name, spec, n_params, shape, plain, never, skip, rep, presets):
+    """One model's figures from its plain, never-skip and skip-all runs (CallClocks; ``rep`` the skip-all report)."""
+    full = statistics.median(t for t, _ in plain.calls)
+    nev = statistics.median(t for t, _ in never.calls)
+    in_cache = statistics.median(c for _, c in never.calls)
+    skipped = [t for (t, _), r in zip(skip.calls, rep.steps) if not r.computed]
+    sk = statistics.median(skipped)
+    width = spec["config"].get("hidden_size") or spec["config"]["dim"]
+    lat = shape
+    tokens = (lat[2] * (lat[3] // 2) * (lat[4] // 2)) if spec["kind"] == "wan" else (lat[2] // 2) * (lat[3] // 2)
+    per = 2  # bf16 bytes
+    formula = tokens * width * 6 * 2 * per
+    proj = spec["full"]["tokens"] * width * 6 * 2 * per
+    return dict(name=name, params=n_params, full=full, patch_in=in_cache / full, patch_call=nev / full - 1,
+                skipped=sk / full, strip=rep.strip(), bytes=rep.cache_bytes, formula=formula, tokens=tokens,
+                width=width, proj=proj, full_spec=spec["full"], presets=presets, in_cache_skip=statistics.median(
+                    c for (_, c), r in zip(skip.calls, rep.steps) if not r.computed) / full)
+
+
+def measure_real(name, args, node, defaults, clock_ref):
+    """Build real-size model ``name`` and time it plain, with TC-Padé never skipping and skipping all it may
+    (and, with --presets, at the presets); its row for the report."""
+    spec = REAL[name]
+    base, n_params = build_real(name, spec)
+    sampler = RealSampler(name, spec, args.full_res, clock_ref)
+    sampler.run(base, steps=1)                                  # warm-up
+    plain, _ = sampler.run(base)
+    never_m = node.execute(base, **dict(defaults, preset="custom", theta=1000.0)).args[0]
+    never, _ = sampler.run(never_m)
+    skip_m = node.execute(base, **dict(defaults, preset="custom", theta=0.0)).args[0]
+    skip, _ = sampler.run(skip_m)
+    rep = skip_m.model_options["transformer_options"]["tcpade"].last_report
+    assert never_m.model_options["transformer_options"]["tcpade"].last_report.computed == STEPS_REAL
+    presets = preset_walls(sampler, base, node, defaults) if args.presets else []
+    return real_row(name, spec, n_params, sampler.shape, plain, never, skip, rep, presets)
+
+
+def print_real_table(rows):
     print()
     print(f"{'config':11} {'params':>7} {'full call':>9} {'patches, in cache code':>23} {'patches, whole call':>20} "
           f"{'skipped / full':>15} {'strip':>11} {'cache (measured)':>17}")
@@ -263,6 +284,9 @@ def real(args, node, defaults):
     if H.DEVICE != "cpu":
         print("(on a GPU the time 'in cache code' is host-side and includes waiting for queued GPU work wherever the "
               "gate reads a number back; the whole-call figure is the measure there)")
+
+
+def print_cache_bytes(rows):
     print()
     print("cache bytes = image tokens x width x 6 stack tensors (3 outputs for the predictor + 3 residuals for the "
           "TSI gate) x 2 streams (cond, uncond) x 2 bytes (bf16; 4 for an fp32 model)")
@@ -273,6 +297,9 @@ def real(args, node, defaults):
         print(f"  {r['name']} projected to {f['name']} ({f['how']}): {f['tokens']} x {r['width']} x 6 x 2 x 2 = "
               f"{r['proj'] / GiB:.2f} GiB on the GPU with cache_device 'same'; 'cpu offload': 0 GiB resident on the "
               f"GPU, {r['proj'] / GiB:.2f} GiB of system RAM (fp32 model: x2; CFG 1: /2)")
+
+
+def print_preset_walls(rows):
     if any(r["presets"] for r in rows):
         print()
         print("wall clock at the presets, 20 steps, euler, CFG 2 (plain sampling time / cached sampling time)")
@@ -281,6 +308,9 @@ def real(args, node, defaults):
                 nfe = n / c
                 print(f"  {r['name']:11} {preset:12} computed {c}/{n}: NFE {nfe:.2f}x, wall clock {wall:.2f}x "
                       f"({100 * wall / nfe:.0f} % of the NFE speed-up)")
+
+
+def print_real_targets(rows):
     print()
     print(f"targets (real widths, {H.DEVICE}): skipped step <= 5 % of a full step, patches <= 1 % on computed steps")
     for r in rows:
@@ -288,6 +318,18 @@ def real(args, node, defaults):
               f"patches {100 * r['patch_in']:.3f} % in the cache's code ({'met' if r['patch_in'] <= 0.01 else 'missed'}),"
               f" {100 * r['patch_call']:+.1f} % whole call{' (noise on this shared CPU)' if H.DEVICE == 'cpu' else ''}; cache code on a skipped step "
               f"{100 * r['in_cache_skip']:.2f} % of a full step")
+
+
+def real(args, node, defaults):
+    H.host()
+    clock_ref = [None]
+    instrument(clock_ref)
+    names = [n for n in args.configs.split(",") if n in REAL] if args.configs != "real" else list(REAL_DEFAULT)
+    rows = [measure_real(name, args, node, defaults, clock_ref) for name in names]
+    print_real_table(rows)
+    print_cache_bytes(rows)
+    print_preset_walls(rows)
+    print_real_targets(rows)
     return 0
 
 

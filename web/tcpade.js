@@ -466,20 +466,62 @@ function gateScale(rep, vals, thr) {
   return { kind: "linear", lo, hi, ticks: [lo, (lo + hi) / 2, hi], t: (v) => (v - lo) / (hi - lo) };
 }
 
-/**
- * Legend, the step strip (one cell per step: computed orange, skipped teal; a phase mark under it only when the
- * steps have phases), and the gate signal per step against the threshold on a labelled y scale (points off the
- * scale drawn at its edge and counted), or one line when the method has no gate signal. Every text drawn is
- * kept in p.drawn with its box (textBoxes).
- */
-function drawStats(p, rep) {
-  const canvas = p.canvas;
-  const w = canvas.clientWidth;
-  const h = canvas.clientHeight;
-  if (!w || !h) return;   // not shown (the node is off screen): drawn when it is (ResizeObserver)
-  const drawn = (p.drawn = []);
-  const ds = canvas.dataset;
-  ds.axes = "";
+/** Text on the stats canvas (w x h): measured in the panel's font, and every box drawn kept in `drawn`. */
+class CanvasText {
+  constructor(ctx, w, h, drawn) {
+    this.ctx = ctx;
+    this.w = w;
+    this.h = h;
+    this.drawn = drawn;
+    ctx.font = FONT;
+    ctx.textBaseline = "alphabetic";
+    const hm = ctx.measureText("Hg");
+    this.asc = Math.ceil(hm.fontBoundingBoxAscent ?? 9);
+    this.desc = Math.ceil(hm.fontBoundingBoxDescent ?? 3);
+    this.rowH = this.asc + this.desc;
+  }
+
+  width(s) {
+    return this.ctx.measureText(s).width;
+  }
+
+  boxOf(s, x, y, align) {
+    const tw = this.width(s);
+    const x0 = align === "left" ? x : align === "right" ? x - tw : x - tw / 2;
+    return { text: s, x0, x1: x0 + tw, y0: y - this.asc, y1: y + this.desc };
+  }
+
+  inside(b) {
+    return b.x0 >= -0.01 && b.x1 <= this.w + 0.01 && b.y0 >= -0.01 && b.y1 <= this.h + 0.01;
+  }
+
+  free(b) {
+    return this.drawn.every((d) => b.x1 <= d.x0 || b.x0 >= d.x1 || b.y1 <= d.y0 || b.y0 >= d.y1);
+  }
+
+  text(s, x, y, align = "left", color = COLORS.dim) {
+    const ctx = this.ctx;
+    ctx.fillStyle = color;
+    ctx.textAlign = align;
+    ctx.fillText(s, x, y);
+    this.drawn.push(this.boxOf(s, x, y, align));
+  }
+
+  /** Draw s at the first candidate [x, y, align] where it fits the canvas and overlaps no other text. */
+  place(s, candidates, color) {
+    for (const [x, y, align] of candidates) {
+      const b = this.boxOf(s, x, y, align);
+      if (this.inside(b) && this.free(b)) {
+        this.text(s, x, y, align, color);
+        return b;
+      }
+    }
+    return null;
+  }
+}
+
+/** The canvas sized to its CSS size w x h in device pixels and cleared; its context, drawing in CSS pixels. */
+function clearCanvas(canvas, w, h) {
   const dpr = window.devicePixelRatio || 1;
   if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
     canvas.width = Math.round(w * dpr);
@@ -488,99 +530,69 @@ function drawStats(p, rep) {
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
-  if (!rep || !rep.steps?.length || w < 40 || h < 20) return;
-  ctx.font = FONT;
-  ctx.textBaseline = "alphabetic";
-  const hm = ctx.measureText("Hg");
-  const asc = Math.ceil(hm.fontBoundingBoxAscent ?? 9);
-  const desc = Math.ceil(hm.fontBoundingBoxDescent ?? 3);
-  const rowH = asc + desc;
-  const width = (s) => ctx.measureText(s).width;
-  const boxOf = (s, x, y, align) => {
-    const tw = width(s);
-    const x0 = align === "left" ? x : align === "right" ? x - tw : x - tw / 2;
-    return { text: s, x0, x1: x0 + tw, y0: y - asc, y1: y + desc };
-  };
-  const inside = (b) => b.x0 >= -0.01 && b.x1 <= w + 0.01 && b.y0 >= -0.01 && b.y1 <= h + 0.01;
-  const free = (b) => drawn.every((d) => b.x1 <= d.x0 || b.x0 >= d.x1 || b.y1 <= d.y0 || b.y0 >= d.y1);
-  const text = (s, x, y, align = "left", color = COLORS.dim) => {
-    ctx.fillStyle = color;
-    ctx.textAlign = align;
-    ctx.fillText(s, x, y);
-    drawn.push(boxOf(s, x, y, align));
-  };
-  /** Draw s at the first candidate [x, y, align] where it fits the canvas and overlaps no other text. */
-  const place = (s, candidates, color) => {
-    for (const [x, y, align] of candidates) {
-      const b = boxOf(s, x, y, align);
-      if (inside(b) && free(b)) {
-        text(s, x, y, align, color);
-        return b;
-      }
-    }
-    return null;
-  };
+  return ctx;
+}
 
-  const n = rep.steps.length;
-  const gates = rep.steps.map((s) => (typeof s.gate === "number" && Number.isFinite(s.gate) ? s.gate : null));
-  const thr = typeof rep.threshold === "number" && Number.isFinite(rep.threshold) ? rep.threshold : null;
-  const vals = gates.filter((g) => g !== null);
-  const hasPlot = vals.length > 0 && thr !== null;
-  const phases = rep.steps.some((s) => s.phase === "early" || s.phase === "late");
-
-  // legend: what the strip's colours (and phase marks) mean, flowing onto a second row when narrow
+/** The legend: what the strip's colours (and phase marks) mean, flowing onto a second row when narrow; its bottom. */
+function drawLegend(pen, phases) {
+  const ctx = pen.ctx;
   const items = [["computed", COLORS.computed, 1, "box"], ["skipped", COLORS.skipped, 0.45, "box"]];
   if (phases) for (const ph of ["early", "mid", "late"]) items.push([ph, COLORS.phase[ph], 1, "bar"]);
   let lx = 1;
-  let ly = asc + 1;
+  let ly = pen.asc + 1;
   for (const [label, color, alpha, kind] of items) {
-    const iw = 11 + width(label);
-    if (lx > 1 && lx + iw > w) {
+    const iw = 11 + pen.width(label);
+    if (lx > 1 && lx + iw > pen.w) {
       lx = 1;
-      ly += rowH;
+      ly += pen.rowH;
     }
     ctx.globalAlpha = alpha;
     ctx.fillStyle = color;
     if (kind === "box") ctx.fillRect(lx, ly - 8, 8, 8);
     else ctx.fillRect(lx, ly - 3, 8, 2);
     ctx.globalAlpha = 1;
-    text(label, lx + 11, ly);
+    pen.text(label, lx + 11, ly);
     lx += iw + 8;
   }
-  const legendBottom = ly + desc;
+  return ly + pen.desc;
+}
 
-  // y scale (the plot's left margin holds its tick labels and, rotated, its name)
+/**
+ * Where the strip and the plot go below the legend, and whether the plot has room (plotOk). With room, the y scale
+ * and what its left margin holds: the tick labels that fit (at least the two ends) and, rotated, the axis name
+ * (its short form, or none, where the plot is low).
+ */
+function statsLayout(pen, rep, vals, thr, hasPlot, phases, legendBottom) {
   const stripY = legendBottom + 3;
   const stripH = 10;
   const stripBottom = stripY + stripH + (phases ? 3 : 0);
   const top = stripBottom + 6;
-  const bottom = h - rowH - 1;
-  const plotOk = hasPlot && bottom - top >= 2 * rowH;
-  let padL = 4;
-  const padR = 4;
-  let scale = null;
-  let yName = "";
-  let sym = "";
-  let side = "";
-  let tickLabels = [];
+  const bottom = pen.h - pen.rowH - 1;
+  const plotOk = hasPlot && bottom - top >= 2 * pen.rowH;
+  const L = { stripY, stripH, stripBottom, top, bottom, plotOk, padL: 4, padR: 4, scale: null, yName: "", sym: "",
+              side: "", tickLabels: [] };
   if (plotOk) {
     const isTSI = rep.method === "tcpade";
     const ax = GATE_AXES[rep.gate] ?? [isTSI ? "stability score" : "gate signal", isTSI ? "score" : "signal",
                                         isTSI ? "θ" : "δ", ""];
-    [, , sym, side] = ax;
-    scale = gateScale(rep, vals, thr);
+    [, , L.sym, L.side] = ax;
+    L.scale = gateScale(rep, vals, thr);
     // as many ticks as have room (at least the two ends)
-    const room = (bottom - top) / Math.max(1, scale.ticks.length - 1);
-    let ticks = scale.ticks;
-    if (room < rowH) ticks = [scale.ticks[0], scale.ticks[scale.ticks.length - 1]];
-    tickLabels = ticks.map((v) => [v, fmtTick(v)]);
-    yName = [ax[0], ax[1]].find((s) => width(s) <= bottom - top) ?? "";
-    padL = Math.ceil(Math.max(...tickLabels.map(([, s]) => width(s)))) + 5 + (yName ? rowH : 0);
+    const room = (bottom - top) / Math.max(1, L.scale.ticks.length - 1);
+    let ticks = L.scale.ticks;
+    if (room < pen.rowH) ticks = [L.scale.ticks[0], L.scale.ticks[L.scale.ticks.length - 1]];
+    L.tickLabels = ticks.map((v) => [v, fmtTick(v)]);
+    L.yName = [ax[0], ax[1]].find((s) => pen.width(s) <= bottom - top) ?? "";
+    L.padL = Math.ceil(Math.max(...L.tickLabels.map(([, s]) => pen.width(s)))) + 5 + (L.yName ? pen.rowH : 0);
   }
-  const cw = (w - padL - padR) / n;
+  L.cw = (pen.w - L.padL - L.padR) / rep.steps.length;
+  return L;
+}
 
-  // strip: one cell per step; phase marks under it only when the steps have phases
-  rep.steps.forEach((s, i) => {
+/** The strip: one cell per step (computed orange, skipped teal); phase marks under it only when the steps have phases. */
+function drawStrip(ctx, steps, L, phases) {
+  const { padL, cw, stripY, stripH } = L;
+  steps.forEach((s, i) => {
     const x = padL + i * cw;
     ctx.fillStyle = s.computed ? COLORS.computed : COLORS.skipped;
     ctx.globalAlpha = s.computed ? 1 : 0.45;
@@ -592,30 +604,35 @@ function drawStats(p, rep) {
       ctx.fillRect(x + 0.5, stripY + stripH + 1, Math.max(1, cw - 1), 2);
     }
   });
+}
 
-  // step axis: first and last step number and the axis name; under the plot, or under the strip without one
-  const axisY = plotOk ? h - desc - 1 : stripBottom + asc + 2;
-  place("1", [[padL + cw / 2, axisY, "center"], [padL, axisY, "left"]]);
-  place(String(n), [[padL + (n - 0.5) * cw, axisY, "center"], [w - padR, axisY, "right"]]);
-  place("step", [[padL + (w - padL - padR) / 2, axisY, "center"]]);
-  if (!plotOk) {
-    const msg = hasPlot ? "gate plot: make the node taller" : NO_GATE;
-    place(msg, [[padL, axisY + rowH + 2, "left"]]);
-    ds.axes = "step";
-    return;
-  }
+/** The step axis: first and last step number and the axis name; under the plot, or under the strip without one. */
+function drawStepAxis(pen, L, n) {
+  const { padL, padR, cw } = L;
+  const axisY = L.plotOk ? pen.h - pen.desc - 1 : L.stripBottom + pen.asc + 2;
+  pen.place("1", [[padL + cw / 2, axisY, "center"], [padL, axisY, "left"]]);
+  pen.place(String(n), [[padL + (n - 0.5) * cw, axisY, "center"], [pen.w - padR, axisY, "right"]]);
+  pen.place("step", [[padL + (pen.w - padL - padR) / 2, axisY, "center"]]);
+  return axisY;
+}
 
+/** The plot's y of value v: on the scale, clamped to it. */
+function plotY(L, v) {
   const inset = 4; // keep dots at the range ends inside the frame
-  const y = (v) => {
-    const t = Math.min(Math.max(scale.t(v), 0), 1);
-    return bottom - inset - t * (bottom - top - 2 * inset);
-  };
+  const t = Math.min(Math.max(L.scale.t(v), 0), 1);
+  return L.bottom - inset - t * (L.bottom - L.top - 2 * inset);
+}
+
+/** The plot's frame, its y ticks and the y-axis name. */
+function drawYAxis(pen, L) {
+  const { ctx, w, h, asc, desc } = pen;
+  const { padL, padR, top, bottom, yName } = L;
   ctx.strokeStyle = COLORS.grid;
   ctx.lineWidth = 1;
   ctx.strokeRect(padL + 0.5, top + 0.5, w - padL - padR - 1, bottom - top);
   // y ticks: a faint grid line and the value, right-aligned left of the frame
-  for (const [v, s] of tickLabels) {
-    const yy = Math.round(y(v)) + 0.5;
+  for (const [v, s] of L.tickLabels) {
+    const yy = Math.round(plotY(L, v)) + 0.5;
     ctx.globalAlpha = 0.35;
     ctx.beginPath();
     ctx.moveTo(padL, yy);
@@ -623,7 +640,7 @@ function drawStats(p, rep) {
     ctx.stroke();
     ctx.globalAlpha = 1;
     const base = Math.min(Math.max(yy + asc / 2 - 1, top + asc - 2), bottom + desc - 1);
-    text(s, padL - 3, Math.min(base, h - desc), "right");
+    pen.text(s, padL - 3, Math.min(base, h - desc), "right");
   }
   // y-axis name, written upwards along the left edge (its short form, or none, where the plot is low)
   if (yName) {
@@ -636,24 +653,34 @@ function drawStats(p, rep) {
     ctx.fillStyle = COLORS.dim;
     ctx.fillText(yName, 0, 0);
     ctx.restore();
-    const half = width(yName) / 2;
-    drawn.push({ text: yName, x0: cx - asc, x1: cx + desc, y0: cy - half, y1: cy + half, rotated: true });
+    const half = pen.width(yName) / 2;
+    pen.drawn.push({ text: yName, x0: cx - asc, x1: cx + desc, y0: cy - half, y1: cy + half, rotated: true });
   }
-  // threshold: a dashed line and its value, with the side that skips
+}
+
+/** The threshold: a dashed line and its value, with the side that skips (where that fits); its label. */
+function drawThreshold(pen, L, thr) {
+  const { ctx, w, asc } = pen;
+  const { padL, padR } = L;
   ctx.setLineDash([4, 3]);
   ctx.strokeStyle = COLORS.threshold;
   ctx.beginPath();
-  ctx.moveTo(padL, y(thr));
-  ctx.lineTo(w - padR, y(thr));
+  ctx.moveTo(padL, plotY(L, thr));
+  ctx.lineTo(w - padR, plotY(L, thr));
   ctx.stroke();
   ctx.setLineDash([]);
-  const thrLabel = `${sym} = ${fmt(thr)}`;
-  const yt = y(thr);
+  const thrLabel = `${L.sym} = ${fmt(thr)}`;
+  const yt = plotY(L, thr);
   const thrCands = (s) => [[padL + 3, yt - 3, "left"], [padL + 3, yt + asc + 2, "left"],
                            [w - padR - 3, yt - 3, "right"], [w - padR - 3, yt + asc + 2, "right"]];
-  if (!(side && place(`${thrLabel} · ${side}`, thrCands(), COLORS.threshold))) place(thrLabel, thrCands(), COLORS.threshold);
-  // the gate signal: a line through the steps that have one, a dot per step (computed orange, skipped teal);
-  // a value off the scale is a triangle at its edge, and counted
+  if (!(L.side && pen.place(`${thrLabel} · ${L.side}`, thrCands(), COLORS.threshold))) {
+    pen.place(thrLabel, thrCands(), COLORS.threshold);
+  }
+  return thrLabel;
+}
+
+/** The gate signal's line, through the steps that have one (broken where a step has none). */
+function drawGateLine(ctx, L, gates) {
   ctx.strokeStyle = COLORS.dim;
   ctx.beginPath();
   let started = false;
@@ -662,19 +689,27 @@ function drawStats(p, rep) {
       started = false;
       return;
     }
-    const x = padL + (i + 0.5) * cw;
-    if (started) ctx.lineTo(x, y(g));
-    else ctx.moveTo(x, y(g));
+    const x = L.padL + (i + 0.5) * L.cw;
+    if (started) ctx.lineTo(x, plotY(L, g));
+    else ctx.moveTo(x, plotY(L, g));
     started = true;
   });
   ctx.stroke();
+}
+
+/**
+ * A dot per step with a gate value (computed orange, skipped teal); a value off the scale is a triangle at its
+ * edge. Returns how many are above and below the scale.
+ */
+function drawGateDots(ctx, L, gates, steps) {
+  const { top, bottom } = L;
   let above = 0;
   let below = 0;
   gates.forEach((g, i) => {
     if (g === null) return;
-    const x = padL + (i + 0.5) * cw;
-    const t = scale.t(g);
-    ctx.fillStyle = rep.steps[i].computed ? COLORS.computed : COLORS.skipped;
+    const x = L.padL + (i + 0.5) * L.cw;
+    const t = L.scale.t(g);
+    ctx.fillStyle = steps[i].computed ? COLORS.computed : COLORS.skipped;
     ctx.beginPath();
     if (t > 1 + 1e-9) {
       above += 1;
@@ -689,15 +724,64 @@ function drawStats(p, rep) {
       ctx.lineTo(x + 3, bottom - 6);
       ctx.closePath();
     } else {
-      ctx.arc(x, y(g), 2.5, 0, Math.PI * 2);
+      ctx.arc(x, plotY(L, g), 2.5, 0, Math.PI * 2);
     }
     ctx.fill();
   });
-  const r = w - padR - 3;
-  if (above) place(`${above} above`, [[r, top + asc + 1, "right"], [r, bottom - desc - 1, "right"], [padL + 3, top + asc + 1, "left"]]);
-  if (below) place(`${below} below`, [[r, bottom - desc - 1, "right"], [r, top + asc + 1, "right"], [padL + 3, bottom - desc - 1, "left"]]);
-  ds.axes = `${yName}|step|${thrLabel}`;
-  ds.shownTicks = tickLabels.map(([, s]) => s).join(",");
+  return [above, below];
+}
+
+/** The gate plot: frame, y axis, threshold, the gate signal and the count of values off the scale. */
+function drawPlot(pen, L, gates, steps, thr) {
+  drawYAxis(pen, L);
+  const thrLabel = drawThreshold(pen, L, thr);
+  drawGateLine(pen.ctx, L, gates);
+  const [above, below] = drawGateDots(pen.ctx, L, gates, steps);
+  const { asc, desc } = pen;
+  const { padL, top, bottom } = L;
+  const r = pen.w - L.padR - 3;
+  if (above) pen.place(`${above} above`, [[r, top + asc + 1, "right"], [r, bottom - desc - 1, "right"], [padL + 3, top + asc + 1, "left"]]);
+  if (below) pen.place(`${below} below`, [[r, bottom - desc - 1, "right"], [r, top + asc + 1, "right"], [padL + 3, bottom - desc - 1, "left"]]);
+  return { thrLabel, above, below };
+}
+
+/**
+ * Legend, the step strip (one cell per step: computed orange, skipped teal; a phase mark under it only when the
+ * steps have phases), and the gate signal per step against the threshold on a labelled y scale (points off the
+ * scale drawn at its edge and counted), or one line when the method has no gate signal. Every text drawn is
+ * kept in p.drawn with its box (textBoxes).
+ */
+function drawStats(p, rep) {
+  const canvas = p.canvas;
+  const w = canvas.clientWidth;
+  const h = canvas.clientHeight;
+  if (!w || !h) return;   // not shown (the node is off screen): drawn when it is (ResizeObserver)
+  const drawn = (p.drawn = []);
+  const ds = canvas.dataset;
+  ds.axes = "";
+  const ctx = clearCanvas(canvas, w, h);
+  if (!rep || !rep.steps?.length || w < 40 || h < 20) return;
+  const pen = new CanvasText(ctx, w, h, drawn);
+
+  const n = rep.steps.length;
+  const gates = rep.steps.map((s) => (typeof s.gate === "number" && Number.isFinite(s.gate) ? s.gate : null));
+  const thr = typeof rep.threshold === "number" && Number.isFinite(rep.threshold) ? rep.threshold : null;
+  const vals = gates.filter((g) => g !== null);
+  const hasPlot = vals.length > 0 && thr !== null;
+  const phases = rep.steps.some((s) => s.phase === "early" || s.phase === "late");
+
+  const L = statsLayout(pen, rep, vals, thr, hasPlot, phases, drawLegend(pen, phases));
+  drawStrip(ctx, rep.steps, L, phases);
+  const axisY = drawStepAxis(pen, L, n);
+  if (!L.plotOk) {
+    const msg = hasPlot ? "gate plot: make the node taller" : NO_GATE;
+    pen.place(msg, [[L.padL, axisY + pen.rowH + 2, "left"]]);
+    ds.axes = "step";
+    return;
+  }
+  const { thrLabel, above, below } = drawPlot(pen, L, gates, rep.steps, thr);
+  ds.axes = `${L.yName}|step|${thrLabel}`;
+  ds.shownTicks = L.tickLabels.map(([, s]) => s).join(",");
   ds.drawnClipped = `${above} above, ${below} below`;
 }
 

@@ -689,95 +689,111 @@ def wan21_1_3b() -> Workflow:
     return wf
 
 
-def wan22_14b() -> Workflow:
-    """Two experts: high-noise model for steps 0-10, low-noise model for 10-20; a cache on each.
-
-    A row has two stages, each with its own inputs: the high-noise sampler (and its cache) first, the low-noise
-    sampler (and its cache) below-right of it, so that every wire into it runs below the first stage."""
-    wf = Workflow("tcpade_wan2.2_t2v_14B_two_experts", NAMES["wan22"])
-    hi_f, lo_f = "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"
-    te_f, vae_f = "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors"
-    label = f"{LABELS['tcpade']} on both experts"
+def wan22_note(hi_f: str, lo_f: str, te_f: str, vae_f: str, label: str) -> str:
+    """The Wan 2.2 workflow's note: its two rows, one cache per expert at the shared target, how to try another."""
     half = int(10 / TARGET + 0.5)
-    note(wf,
-         "# TC-Padé: Wan 2.2 text-to-video 14B, two experts, 20 steps\n\n"
-         "Two rows, the same prompt, seed and samplers; only the cache differs. The top row computes every step "
-         "(the reference). The row below it caches: **" + label + "**. The **Compare to Reference (PSNR / SSIM)** "
-         "node (right) scores it against the reference: PSNR / SSIM (the mean over frames), the amplified "
-         "difference and, with the pack's web extension, each row's sampling time and speed-up. After a run each "
-         "cache node shows which steps it computed, its gate signal and any warning.\n\n"
-         "The high-noise expert samples steps 0-10, the low-noise expert steps 10-20 (two KSamplerAdvanced). "
-         "Each expert gets its own **TC-Padé Cache** node: each sampler run starts a fresh cache, so nothing "
-         "computed by one expert is ever used by the other, and the first step after the switch is computed in "
-         f"full. Both nodes run at the same speed target, **{TARGET:g}x** (preset *{TARGET_PRESET}*): each expert "
-         f"computes {half} of its 10 steps. 640x640, 81 frames, Euler, CFG 3.5, shift 8.\n\n"
-         "Change the seed in **every** sampler (they are set to *fixed*). The first sampler to run also loads "
-         "the model; the timing leaves that out.\n\n"
-         "**Which to use:** in the pack's own benchmark (README, *Which node to use*) **TaylorSeer Cache** with a "
-         "*target speed-up* (2 for quality, 2.8 for speed) measured best at the same speed, on the models it was "
-         "tuned on and on held-out ones. This workflow has no TaylorSeer row (each row of this model is another "
-         "full video run): to try it, put a **TaylorSeer Cache** node with *target speed-up* "
-         f"{TARGET:g} in place of each TC-Padé Cache node.\n\n"
-         + model_tree(hi_f, lo_f, te_f, vae_f), size=(440, 980))
-    (hi_s, lo_s), pos, neg, vae, latent = wan_inputs(
-        wf, [("Load high-noise expert", "Shift (high)", hi_f), ("Load low-noise expert", "Shift (low)", lo_f)], te_f, vae_f,
-        "a hot air balloon rising over a misty valley at dawn, the basket swaying gently, slow aerial orbit",
-        (640, 640, 81))
-    common = dict(noise_seed=SEED, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple")
-    right = 780
-    n_bus = 6
-    xg = right + GAP + BUS_STEP * (n_bus - 1) + BUS_ROOM
-    xc, xk1 = xg + GROUP_PAD, xg + GROUP_PAD + 320 + GAP
-    xk2 = xk1 + 320 + 140
-    xd = xk2 + 320 + GAP
-    xs = xd + 200 + GAP
-    gx1 = xs + 400 + GROUP_PAD
-    xb = gx1 + 80
-    xcmp = xb + BUS_ROOM
-    rows = []
-    y = GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE + 130
-    for kind, label in [("ref", "no cache (reference)"), ("tcpade", label)]:
-        r: Dict[str, Any] = {"kind": kind, "label": label}
-        k1 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · high noise 0-10", size=(320, 334),
-                    add_noise="enable", start_at_step=0, end_at_step=10, return_with_leftover_noise="enable", **common)
-        k2 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · low noise 10-20", size=(320, 334),
-                    add_noise="disable", start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable",
-                    **common)
-        dec = wf.add("VAEDecode", size=(200, 46))
-        out = save_webp(wf, "wan22", (400, 540))(kind, label)
-        k1.move(xk1, y)
-        members = [k1, k2, dec, out]
-        if kind == "ref":
-            k2.move(xk2, y - 130)                     # its inputs run above the first sampler
-            r["m_hi"], r["m_lo"] = k1, k2
-        else:
-            c_hi = cache_node(wf, "tcpade")
-            c_lo = cache_node(wf, "tcpade")
-            c_hi.title, c_lo.title = "TC-Padé Cache (high-noise expert)", "TC-Padé Cache (low-noise expert)"
-            c_hi.move(xc, y + DROP)
-            y2 = c_hi.pos[1] + c_hi.h + 140            # the second stage: below the first one's cache
-            k2.move(xk2, y2)
-            c_lo.move(xc, y2 + DROP)
-            wf.link(c_hi, "MODEL", k1, "model")
-            wf.link(c_lo, "MODEL", k2, "model")
-            r["m_hi"], r["m_lo"] = c_hi, c_lo
-            members += [c_hi, c_lo]
-        dec.move(xd, k2.pos[1] - RAISE)
-        out.move(xs, k2.pos[1])
-        wf.link(k1, "LATENT", k2, "latent_image")
-        wf.link(k2, "LATENT", dec, "samples")
-        wf.link(dec, "IMAGE", out, "images")
-        r.update(k1=k1, k2=k2, dec=dec, out=out)
-        if kind != "ref":
-            c = wf.add("TCPade_Compare", title=f"Compare · {label} vs. reference", size=(440, 398), amplify=4.0,
-                       color=COLOR_PAIRS[kind])
-            c.move(xcmp, dec.pos[1])
-            wf.link(dec, "IMAGE", c, "test")
-            r["cmp"] = c
-        wf.group(label, members, color=BRANCH_COLORS[kind], x0=xg, x1=gx1)
-        rows.append(r)
-        y = max(n.pos[1] + n.h for n in members) + GROUP_PAD + 60 + GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE + 130
-    x = right + GAP
+    return ("# TC-Padé: Wan 2.2 text-to-video 14B, two experts, 20 steps\n\n"
+            "Two rows, the same prompt, seed and samplers; only the cache differs. The top row computes every step "
+            "(the reference). The row below it caches: **" + label + "**. The **Compare to Reference (PSNR / SSIM)** "
+            "node (right) scores it against the reference: PSNR / SSIM (the mean over frames), the amplified "
+            "difference and, with the pack's web extension, each row's sampling time and speed-up. After a run each "
+            "cache node shows which steps it computed, its gate signal and any warning.\n\n"
+            "The high-noise expert samples steps 0-10, the low-noise expert steps 10-20 (two KSamplerAdvanced). "
+            "Each expert gets its own **TC-Padé Cache** node: each sampler run starts a fresh cache, so nothing "
+            "computed by one expert is ever used by the other, and the first step after the switch is computed in "
+            f"full. Both nodes run at the same speed target, **{TARGET:g}x** (preset *{TARGET_PRESET}*): each expert "
+            f"computes {half} of its 10 steps. 640x640, 81 frames, Euler, CFG 3.5, shift 8.\n\n"
+            "Change the seed in **every** sampler (they are set to *fixed*). The first sampler to run also loads "
+            "the model; the timing leaves that out.\n\n"
+            "**Which to use:** in the pack's own benchmark (README, *Which node to use*) **TaylorSeer Cache** with a "
+            "*target speed-up* (2 for quality, 2.8 for speed) measured best at the same speed, on the models it was "
+            "tuned on and on held-out ones. This workflow has no TaylorSeer row (each row of this model is another "
+            "full video run): to try it, put a **TaylorSeer Cache** node with *target speed-up* "
+            f"{TARGET:g} in place of each TC-Padé Cache node.\n\n"
+            + model_tree(hi_f, lo_f, te_f, vae_f))
+
+
+@dataclass
+class Wan22Columns:
+    """The x positions of the Wan 2.2 workflow's rows, left to right."""
+    xg: float      # left edge of every row's group
+    xc: float      # the caches
+    xk1: float     # the high-noise sampler
+    xk2: float     # the low-noise sampler
+    xd: float      # the decoder
+    xs: float      # the save node
+    gx1: float     # right edge of every row's group
+    xb: float      # the reference-image bus
+    xcmp: float    # the Compare node
+
+    @classmethod
+    def right_of(cls, right: float, n_bus: int) -> "Wan22Columns":
+        """The columns right of the source column (right edge ``right``) and its ``n_bus`` buses."""
+        xg = right + GAP + BUS_STEP * (n_bus - 1) + BUS_ROOM
+        xc, xk1 = xg + GROUP_PAD, xg + GROUP_PAD + 320 + GAP
+        xk2 = xk1 + 320 + 140
+        xd = xk2 + 320 + GAP
+        xs = xd + 200 + GAP
+        gx1 = xs + 400 + GROUP_PAD
+        xb = gx1 + 80
+        return cls(xg=xg, xc=xc, xk1=xk1, xk2=xk2, xd=xd, xs=xs, gx1=gx1, xb=xb, xcmp=xb + BUS_ROOM)
+
+
+def wan22_expert_caches(wf: Workflow, k1: Node, k2: Node, y: float, cols: Wan22Columns) -> Tuple[Node, Node]:
+    """A TC-Padé cache on each expert of a row: the high-noise one at the row's top, the second stage (the low-noise
+    sampler ``k2`` and its cache) below it, so that every wire into it runs below the first stage."""
+    c_hi = cache_node(wf, "tcpade")
+    c_lo = cache_node(wf, "tcpade")
+    c_hi.title, c_lo.title = "TC-Padé Cache (high-noise expert)", "TC-Padé Cache (low-noise expert)"
+    c_hi.move(cols.xc, y + DROP)
+    y2 = c_hi.pos[1] + c_hi.h + 140            # the second stage: below the first one's cache
+    k2.move(cols.xk2, y2)
+    c_lo.move(cols.xc, y2 + DROP)
+    wf.link(c_hi, "MODEL", k1, "model")
+    wf.link(c_lo, "MODEL", k2, "model")
+    return c_hi, c_lo
+
+
+def wan22_row(wf: Workflow, kind: str, label: str, y: float, cols: Wan22Columns,
+              common: dict) -> Tuple[Dict[str, Any], float]:
+    """One row (its first sampler at ``y``): high-noise sampler -> low-noise sampler -> decoder -> save, a cache on
+    each expert and a Compare node unless it is the reference; the row's nodes by role (``m_hi``, ``m_lo``: what
+    takes each expert's model) and the y of the next row's first sampler."""
+    r: Dict[str, Any] = {"kind": kind, "label": label}
+    k1 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · high noise 0-10", size=(320, 334),
+                add_noise="enable", start_at_step=0, end_at_step=10, return_with_leftover_noise="enable", **common)
+    k2 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · low noise 10-20", size=(320, 334),
+                add_noise="disable", start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable",
+                **common)
+    dec = wf.add("VAEDecode", size=(200, 46))
+    out = save_webp(wf, "wan22", (400, 540))(kind, label)
+    k1.move(cols.xk1, y)
+    members = [k1, k2, dec, out]
+    if kind == "ref":
+        k2.move(cols.xk2, y - 130)                 # its inputs run above the first sampler
+        r["m_hi"], r["m_lo"] = k1, k2
+    else:
+        r["m_hi"], r["m_lo"] = wan22_expert_caches(wf, k1, k2, y, cols)
+        members += [r["m_hi"], r["m_lo"]]
+    dec.move(cols.xd, k2.pos[1] - RAISE)
+    out.move(cols.xs, k2.pos[1])
+    wf.link(k1, "LATENT", k2, "latent_image")
+    wf.link(k2, "LATENT", dec, "samples")
+    wf.link(dec, "IMAGE", out, "images")
+    r.update(k1=k1, k2=k2, dec=dec, out=out)
+    if kind != "ref":
+        c = wf.add("TCPade_Compare", title=f"Compare · {label} vs. reference", size=(440, 398), amplify=4.0,
+                   color=COLOR_PAIRS[kind])
+        c.move(cols.xcmp, dec.pos[1])
+        wf.link(dec, "IMAGE", c, "test")
+        r["cmp"] = c
+    wf.group(label, members, color=BRANCH_COLORS[kind], x0=cols.xg, x1=cols.gx1)
+    return r, max(n.pos[1] + n.h for n in members) + GROUP_PAD + 60 + GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE + 130
+
+
+def wan22_buses(wf: Workflow, rows: List[Dict[str, Any]], hi_s: Node, lo_s: Node, pos: Node, neg: Node,
+                latent: Node, vae: Node, x: float, xb: float) -> None:
+    """The shared inputs, each on its bus (the first at ``x``), and the reference images on theirs (at ``xb``)."""
     for s, inp, key in ((hi_s, "model", "m_hi"), (lo_s, "model", "m_lo")):
         wf.bus(s, "MODEL", x, [(r[key], "model") for r in rows])
         x += BUS_STEP
@@ -788,6 +804,31 @@ def wan22_14b() -> Workflow:
     x += BUS_STEP
     wf.bus(vae, "VAE", x, [(r["dec"], "vae") for r in rows])
     wf.bus(rows[0]["dec"], "IMAGE", xb, [(r["cmp"], "reference") for r in rows[1:]])
+
+
+def wan22_14b() -> Workflow:
+    """Two experts: high-noise model for steps 0-10, low-noise model for 10-20; a cache on each.
+
+    A row has two stages, each with its own inputs: the high-noise sampler (and its cache) first, the low-noise
+    sampler (and its cache) below-right of it, so that every wire into it runs below the first stage."""
+    wf = Workflow("tcpade_wan2.2_t2v_14B_two_experts", NAMES["wan22"])
+    hi_f, lo_f = "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"
+    te_f, vae_f = "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors"
+    label = f"{LABELS['tcpade']} on both experts"
+    note(wf, wan22_note(hi_f, lo_f, te_f, vae_f, label), size=(440, 980))
+    (hi_s, lo_s), pos, neg, vae, latent = wan_inputs(
+        wf, [("Load high-noise expert", "Shift (high)", hi_f), ("Load low-noise expert", "Shift (low)", lo_f)], te_f, vae_f,
+        "a hot air balloon rising over a misty valley at dawn, the basket swaying gently, slow aerial orbit",
+        (640, 640, 81))
+    common = dict(noise_seed=SEED, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple")
+    right = 780
+    cols = Wan22Columns.right_of(right, n_bus=6)
+    rows = []
+    y = GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE + 130
+    for kind, row_label in [("ref", "no cache (reference)"), ("tcpade", label)]:
+        r, y = wan22_row(wf, kind, row_label, y, cols, common)
+        rows.append(r)
+    wan22_buses(wf, rows, hi_s, lo_s, pos, neg, latent, vae, right + GAP, cols.xb)
     wf.group("compare with the reference", [r["cmp"] for r in rows[1:]], color=BRANCH_COLORS["compare"])
     return wf
 

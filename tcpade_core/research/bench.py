@@ -452,7 +452,7 @@ def overhead(model_name: str, n_samples: int, steps: int = 20, repeats: int = 3)
     return f"  model {model_name}: full {a:.3f}s, TC-Padé never-skip {b:.3f}s -> machinery {100 * (b / a - 1):+.1f}% per computed step"
 
 
-def main(argv=None):
+def _parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m tcpade_core.research.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="20 steps, models A and B (development seed), small sweep")
@@ -461,42 +461,60 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=None, help="samples per run (default 16; quick 10)")
     ap.add_argument("--out", default="bench_out")
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    steps_list = [int(s) for s in (args.steps or ("20" if args.quick else "10,20,30")).split(",")]
-    n = args.samples or (10 if args.quick else 16)
+    return ap.parse_args(argv)
+
+
+def _shipped_models(models_arg: Optional[str], quick: bool) -> List[str]:
+    """The models asked for (``--models`` or the default list) that have shipped weights; the others are skipped
+    with a message."""
     from ..models.zoo import MODEL_FILES, WEIGHTS_DIR
-    models = [m.strip() for m in (args.models or ("a,b" if args.quick else "a,b,c")).split(",") if m.strip()]
+    models = [m.strip() for m in (models_arg or ("a,b" if quick else "a,b,c")).split(",") if m.strip()]
     missing = [m for m in models if not (WEIGHTS_DIR / MODEL_FILES.get(m, "?")).is_file()]
     for m in missing:
         print(f"!!! model {m}: no shipped weights, skipped")
-    models = [m for m in models if m not in missing]
-    todo = cases(args.quick, models)
+    return [m for m in models if m not in missing]
+
+
+def _progress_bar(todo, steps_list, quick: bool):
+    """A progress bar over every sampling run the cases ``todo`` make."""
     from tqdm import tqdm
-    per = 1 + len(tcpade_settings(args.quick)) + len(baseline_sweep(args.quick))
-    extra = 0 if args.quick else sum(len([x for x in target_settings() if x[2] or seed == EVAL_SEED])
-                                     for _, _, seed in todo) * len(steps_list)
-    bar = tqdm(total=per * len(steps_list) * len(todo) + extra, desc="bench", unit="run", dynamic_ncols=True)
+    per = 1 + len(tcpade_settings(quick)) + len(baseline_sweep(quick))
+    extra = 0 if quick else sum(len([x for x in target_settings() if x[2] or seed == EVAL_SEED])
+                                for _, _, seed in todo) * len(steps_list)
+    return tqdm(total=per * len(steps_list) * len(todo) + extra, desc="bench", unit="run", dynamic_ncols=True)
 
-    def progress(msg):
-        bar.set_postfix_str(msg[:40])
-        bar.update(1)
 
+class _Progress:
+    """bench_case's progress callback: one tick of ``bar`` per run, the run's name next to it."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def __call__(self, msg):
+        self.bar.set_postfix_str(msg[:40])
+        self.bar.update(1)
+
+
+def _run_cases(todo, steps_list, quick: bool, bar, n: int, out: Path) -> List[Row]:
+    """Every case of ``todo`` (its runs tick ``bar``): all their rows; each case's sample grid and fronts go
+    to ``out``."""
+    progress = _Progress(bar)
     all_rows = []
-    t0 = time.time()
     for split, m, seed in todo:
-        rows, grids = bench_case(split, m, seed, steps_list, args.quick, progress, n)
+        rows, grids = bench_case(split, m, seed, steps_list, quick, progress, n)
         all_rows += rows
         tag = f"{m}_{seed}"
         if grids:
             write_grid(grids, out / f"samples_{tag}.png", f"{case_title(split, m, seed)}, 20 steps")
         write_fronts(rows, out / f"fronts_{tag}.png", case_title(split, m, seed))
-    bar.close()
+    return all_rows
+
+
+def _print_tables(all_rows: List[Row], todo, n: int, threads: int) -> None:
+    """Each case's table, then the margin, matched, target, recommendation, regime and target tables."""
     print()
     for split, m, seed in todo:
-        print(f"== {case_title(split, m, seed)}, {n} samples, CFG {CFG_SCALE[m]}, torch threads {args.threads}")
+        print(f"== {case_title(split, m, seed)}, {n} samples, CFG {CFG_SCALE[m]}, torch threads {threads}")
         print(fmt_table([r for r in all_rows if (r.split, r.model, r.seed) == (split, m, seed)]))
         print()
     for split in ("dev", "held-out"):
@@ -514,6 +532,22 @@ def main(argv=None):
     print()
     print(targets_table(all_rows))
     print()
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps_list = [int(s) for s in (args.steps or ("20" if args.quick else "10,20,30")).split(",")]
+    n = args.samples or (10 if args.quick else 16)
+    models = _shipped_models(args.models, args.quick)
+    todo = cases(args.quick, models)
+    bar = _progress_bar(todo, steps_list, args.quick)
+    t0 = time.time()
+    all_rows = _run_cases(todo, steps_list, args.quick, bar, n, out)
+    bar.close()
+    _print_tables(all_rows, todo, n, args.threads)
     print("cache machinery overhead (wall clock, min of repeats, this run)")
     for m in models:
         print(overhead(m, n))

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -91,34 +92,10 @@ def _u(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g)
 
 
-def render_shapes(labels: torch.Tensor, generator: torch.Generator, size: int = 32, supersample: int = 2) -> torch.Tensor:
-    """Render one image per label, returns (B, 3, size, size) float32 in [-1, 1].
-
-    Class ``k``: shape ``SHAPE_NAMES[k % 5]`` in colour scheme ``k // 5``. Scheme 0 draws a warm
-    (red/orange/yellow) shape on a dark blue-ish gradient; scheme 1 draws a cool (cyan/blue/green)
-    shape on a light gradient. All randomness comes from ``generator``.
-    """
-    labels = labels.long().cpu()
-    B = labels.shape[0]
-    g = generator
-    shape_id = labels % 5
-    scheme = labels // 5
-    S = size * supersample
-    coords = (torch.arange(S, dtype=torch.float32) + 0.5) / S * 2 - 1  # pixel centres in [-1, 1]
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-
-    # --- geometry
-    cx = _u(g, B, -0.35, 0.35)
-    cy = _u(g, B, -0.35, 0.35)
-    r = _u(g, B, 0.38, 0.58)
-    ang = _u(g, B, -0.45, 0.45)  # radians, ~ +-26 degrees
-    dx = xx[None] - cx[:, None, None]
-    dy = yy[None] - cy[:, None, None]
-    ca, sa = torch.cos(ang)[:, None, None], torch.sin(ang)[:, None, None]
-    u = (ca * dx + sa * dy) / r[:, None, None]
-    v = (-sa * dx + ca * dy) / r[:, None, None]
+def _shape_masks(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Masks (B, 5, S, S) of the five shapes in the shapes' own coordinates ``u``, ``v`` (radius 1)."""
     rad = torch.sqrt(u * u + v * v)
-    masks = torch.stack(
+    return torch.stack(
         [
             rad < 1.0,  # circle
             torch.maximum(u.abs(), v.abs()) < 0.82,  # square
@@ -128,10 +105,33 @@ def render_shapes(labels: torch.Tensor, generator: torch.Generator, size: int = 
         ],
         dim=1,
     ).float()
-    mask = masks[torch.arange(B), shape_id]  # (B, S, S)
-    mask = F.avg_pool2d(mask[:, None], supersample)  # antialiased coverage (B, 1, size, size)
 
-    # --- colours
+
+def _shape_coverage(shape_id: torch.Tensor, g: torch.Generator, size: int, supersample: int) -> tuple:
+    """Random position, size and rotation of each image's shape: its antialiased coverage (B, 1, size, size)
+    and the shapes' centre y (B,) in [-1, 1]."""
+    B = shape_id.shape[0]
+    S = size * supersample
+    coords = (torch.arange(S, dtype=torch.float32) + 0.5) / S * 2 - 1  # pixel centres in [-1, 1]
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    cx = _u(g, B, -0.35, 0.35)
+    cy = _u(g, B, -0.35, 0.35)
+    r = _u(g, B, 0.38, 0.58)
+    ang = _u(g, B, -0.45, 0.45)  # radians, ~ +-26 degrees
+    dx = xx[None] - cx[:, None, None]
+    dy = yy[None] - cy[:, None, None]
+    ca, sa = torch.cos(ang)[:, None, None], torch.sin(ang)[:, None, None]
+    u = (ca * dx + sa * dy) / r[:, None, None]
+    v = (-sa * dx + ca * dy) / r[:, None, None]
+    mask = _shape_masks(u, v)[torch.arange(B), shape_id]  # (B, S, S)
+    return F.avg_pool2d(mask[:, None], supersample), cy  # antialiased coverage (B, 1, size, size)
+
+
+def _paint_shapes(mask: torch.Tensor, cy: torch.Tensor, scheme: torch.Tensor, g: torch.Generator,
+                  size: int) -> torch.Tensor:
+    """Random colours of each image's scheme: the shape (coverage ``mask``, centre y ``cy``) shaded slightly
+    vertically over a two-colour gradient background; (B, 3, size, size) in [0, 1]."""
+    B = scheme.shape[0]
     warm = scheme == 0
     fg_h = torch.where(warm, _u(g, B, -0.03, 0.14), _u(g, B, 0.42, 0.68))
     fg_s = torch.where(warm, _u(g, B, 0.75, 1.0), _u(g, B, 0.6, 0.95))
@@ -155,7 +155,21 @@ def render_shapes(labels: torch.Tensor, generator: torch.Generator, size: int = 
     fg = _hsv_to_rgb(fg_h, fg_s, fg_v)[:, :, None, None]
     shade = 1 - fg_shade[:, None, None, None] * (py[None, None] - cy[:, None, None, None] + 1) * 0.5
     fg = (fg * shade).clamp(0, 1)
-    img = bg * (1 - mask) + fg * mask
+    return bg * (1 - mask) + fg * mask
+
+
+def render_shapes(labels: torch.Tensor, generator: torch.Generator, size: int = 32, supersample: int = 2) -> torch.Tensor:
+    """Render one image per label, returns (B, 3, size, size) float32 in [-1, 1].
+
+    Class ``k``: shape ``SHAPE_NAMES[k % 5]`` in colour scheme ``k // 5``. Scheme 0 draws a warm
+    (red/orange/yellow) shape on a dark blue-ish gradient; scheme 1 draws a cool (cyan/blue/green)
+    shape on a light gradient. All randomness comes from ``generator``: the geometry, then the colours, then
+    a little pixel noise.
+    """
+    labels = labels.long().cpu()
+    g = generator
+    mask, cy = _shape_coverage(labels % 5, g, size, supersample)
+    img = _paint_shapes(mask, cy, labels // 5, g, size)
     noise = torch.randn(img.shape, generator=g) * 0.01
     return ((img + noise).clamp(0, 1) * 2 - 1).float()
 
@@ -187,6 +201,99 @@ def shapes_batch(batch_size: int, generator: torch.Generator, labels: Optional[t
 
 
 # ----------------------------------------------------------------------------- textures
+def _col(v: torch.Tensor) -> torch.Tensor:
+    """A per-image value (B,) as (B, 1, 1), to broadcast over the pixels."""
+    return v[:, None, None]
+
+
+def _rand_colour(g: torch.Generator, B: int, vlo: float, vhi: float) -> torch.Tensor:
+    """B random colours (B, 3): any hue, saturation 0.5-1, value ``vlo``-``vhi``."""
+    return _hsv_to_rgb(_u(g, B, 0, 1), _u(g, B, 0.5, 1.0), _u(g, B, vlo, vhi))
+
+
+def _texture_geometry(labels: torch.Tensor, g: torch.Generator, size: int, period, xx: torch.Tensor,
+                      yy: torch.Tensor) -> SimpleNamespace:
+    """Each image's random pattern parameters and the pixel coordinates the patterns need: ``u`` along the
+    (jittered) wave vector, ``v`` across it, ``rx``, ``ry`` relative to a random centre; all (B, S, S)."""
+    B = labels.shape[0]
+    per = _u(g, B, period[0], period[1])
+    k = 2 * math.pi / per
+    phase = _u(g, B, 0, 2 * math.pi)
+    jitter = _u(g, B, -math.pi / 18, math.pi / 18)
+    sharp = _u(g, B, 1.5, 6.0)
+    cx = _u(g, B, 0.25, 0.75) * size
+    cy = _u(g, B, 0.25, 0.75) * size
+    phase2 = _u(g, B, 0, 2 * math.pi)
+    wave_amp = _u(g, B, 1.5, 3.0)
+    wave_per = _u(g, B, 10.0, 18.0)
+    n_spokes = torch.randint(5, 9, (B,), generator=g).float()
+
+    base_ang = torch.tensor([0.0, 90.0, 45.0, 135.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])[labels] * math.pi / 180
+    ang = base_ang + jitter
+    ca, sa = _col(torch.cos(ang)), _col(torch.sin(ang))
+    return SimpleNamespace(
+        u=ca * xx + sa * yy,  # coordinate along the wave vector
+        v=-sa * xx + ca * yy,
+        kk=_col(k), ph=_col(phase), ph2=_col(phase2), rx=xx - _col(cx), ry=yy - _col(cy),
+        sharp=sharp, wave_amp=wave_amp, wave_per=wave_per, n_spokes=n_spokes,
+    )
+
+
+def _texture_pattern(geo: SimpleNamespace, c: int, i: torch.Tensor) -> torch.Tensor:
+    """Pattern of class ``c`` for the images ``i`` (only those are computed), ~[-1, 1]."""
+    uu, vv, k_, p1, p2 = geo.u[i], geo.v[i], geo.kk[i], geo.ph[i], geo.ph2[i]
+    rx, ry = geo.rx, geo.ry
+    if c <= 3:  # stripes
+        return torch.sin(k_ * uu + p1)
+    if c == 4:  # checkers
+        return torch.sin(k_ * uu + p1) * torch.sin(k_ * vv + p2)
+    if c == 5:  # dots: peaks = lattice points
+        return ((torch.cos(k_ * uu + p1) + torch.cos(k_ * vv + p2)) * 0.5 - 0.3) * 1.6
+    if c == 6:  # rings
+        return torch.sin(k_ * torch.sqrt(rx[i] * rx[i] + ry[i] * ry[i]) + p1)
+    if c == 7:  # waves
+        return torch.sin(k_ * (uu + _col(geo.wave_amp)[i] * torch.sin(2 * math.pi * vv / _col(geo.wave_per)[i] + p2)) + p1)
+    if c == 8:  # plaid, first stripe family (the second is composited in _colour_textures)
+        return torch.sin(k_ * uu + p1)
+    return torch.sin(_col(geo.n_spokes)[i] * torch.atan2(ry[i], rx[i]) + p1)  # spokes
+
+
+def _colour_textures(p: torch.Tensor, labels: torch.Tensor, geo: SimpleNamespace, g: torch.Generator) -> torch.Tensor:
+    """The patterns ``p`` (B, S, S) in [0, 1] in two random colours each, the plaid's second stripe family in a
+    third; (B, 3, S, S)."""
+    B = labels.shape[0]
+    c1 = _rand_colour(g, B, 0.75, 1.0)
+    c2 = _rand_colour(g, B, 0.05, 0.35)
+    c3 = _rand_colour(g, B, 0.4, 0.9)
+    img = c1[:, :, None, None] * p[:, None] + c2[:, :, None, None] * (1 - p[:, None])
+    # plaid: second stripe family in a third colour, half transparent
+    i8 = (labels == 8).nonzero().flatten()
+    if i8.numel():
+        pb = torch.sigmoid(_col(geo.sharp)[i8] * torch.sin(geo.kk[i8] * 0.8 * geo.v[i8] + geo.ph2[i8]))[:, None] * 0.75
+        img[i8] = img[i8] * (1 - pb) + c3[i8][:, :, None, None] * pb
+    return img
+
+
+def _occlude(img: torch.Tensor, g: torch.Generator, xx: torch.Tensor, yy: torch.Tensor, size: int,
+             max_objects: int) -> None:
+    """Draw 0..``max_objects`` flat-coloured discs/squares over each image of ``img``, in place."""
+    B = img.shape[0]
+    n_obj = torch.randint(0, max_objects + 1, (B,), generator=g)
+    for j in range(max_objects):
+        ox = _u(g, B, 0.1, 0.9) * size
+        oy = _u(g, B, 0.1, 0.9) * size
+        orad = _u(g, B, 0.08, 0.2) * size
+        is_sq = torch.rand(B, generator=g) < 0.5
+        ocol = _rand_colour(g, B, 0.2, 1.0)
+        i = (j < n_obj).nonzero().flatten()  # the images that draw an object j (all draw its parameters)
+        if not i.numel():
+            continue
+        dx, dy = (xx - _col(ox)[i]).abs(), (yy - _col(oy)[i]).abs()
+        m = torch.where(_col(is_sq)[i], torch.maximum(dx, dy) < _col(orad)[i] * 0.85, dx * dx + dy * dy < _col(orad)[i] ** 2)
+        m = m.float()[:, None]
+        img[i] = img[i] * (1 - m) + ocol[i][:, :, None, None] * m
+
+
 def render_textures(labels: torch.Tensor, generator: torch.Generator, size: int = 32, supersample: int = 2,
                     period=(3.5, 7.0), max_objects: int = 3) -> torch.Tensor:
     """Render one textured image per label, returns (B, 3, size, size) float32 in [-1, 1].
@@ -205,80 +312,16 @@ def render_textures(labels: torch.Tensor, generator: torch.Generator, size: int 
     coords = (torch.arange(S, dtype=torch.float32) + 0.5) / supersample  # pixel units
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
     yy, xx = yy[None], xx[None]
-    col = lambda v: v[:, None, None]  # noqa: E731
-
-    per = _u(g, B, period[0], period[1])
-    k = 2 * math.pi / per
-    phase = _u(g, B, 0, 2 * math.pi)
-    jitter = _u(g, B, -math.pi / 18, math.pi / 18)
-    sharp = _u(g, B, 1.5, 6.0)
-    cx = _u(g, B, 0.25, 0.75) * size
-    cy = _u(g, B, 0.25, 0.75) * size
-    phase2 = _u(g, B, 0, 2 * math.pi)
-    wave_amp = _u(g, B, 1.5, 3.0)
-    wave_per = _u(g, B, 10.0, 18.0)
-    n_spokes = torch.randint(5, 9, (B,), generator=g).float()
-
-    base_ang = torch.tensor([0.0, 90.0, 45.0, 135.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])[labels] * math.pi / 180
-    ang = base_ang + jitter
-    ca, sa = col(torch.cos(ang)), col(torch.sin(ang))
-    u = ca * xx + sa * yy  # coordinate along the wave vector
-    v = -sa * xx + ca * yy
-    kk, ph, ph2 = col(k), col(phase), col(phase2)
-    rx, ry = xx - col(cx), yy - col(cy)
-
-    def pattern(c: int, i: torch.Tensor) -> torch.Tensor:
-        """Pattern of class ``c`` for the images ``i`` (only those are computed)."""
-        uu, vv, k_, p1, p2 = u[i], v[i], kk[i], ph[i], ph2[i]
-        if c <= 3:  # stripes
-            return torch.sin(k_ * uu + p1)
-        if c == 4:  # checkers
-            return torch.sin(k_ * uu + p1) * torch.sin(k_ * vv + p2)
-        if c == 5:  # dots: peaks = lattice points
-            return ((torch.cos(k_ * uu + p1) + torch.cos(k_ * vv + p2)) * 0.5 - 0.3) * 1.6
-        if c == 6:  # rings
-            return torch.sin(k_ * torch.sqrt(rx[i] * rx[i] + ry[i] * ry[i]) + p1)
-        if c == 7:  # waves
-            return torch.sin(k_ * (uu + col(wave_amp)[i] * torch.sin(2 * math.pi * vv / col(wave_per)[i] + p2)) + p1)
-        if c == 8:  # plaid, first stripe family (the second is composited below)
-            return torch.sin(k_ * uu + p1)
-        return torch.sin(col(n_spokes)[i] * torch.atan2(ry[i], rx[i]) + p1)  # spokes
+    geo = _texture_geometry(labels, g, size, period, xx, yy)
 
     p = torch.empty(B, S, S)
     for c in range(10):
         i = (labels == c).nonzero().flatten()
         if i.numel():
-            p[i] = pattern(c, i)  # (B, S, S) in ~[-1, 1]
-    p = torch.sigmoid(col(sharp) * p)  # soft -> near-binary edges
-
-    def rand_colour(vlo, vhi):
-        return _hsv_to_rgb(_u(g, B, 0, 1), _u(g, B, 0.5, 1.0), _u(g, B, vlo, vhi))
-
-    c1 = rand_colour(0.75, 1.0)
-    c2 = rand_colour(0.05, 0.35)
-    c3 = rand_colour(0.4, 0.9)
-    img = c1[:, :, None, None] * p[:, None] + c2[:, :, None, None] * (1 - p[:, None])
-    # plaid: second stripe family in a third colour, half transparent
-    i8 = (labels == 8).nonzero().flatten()
-    if i8.numel():
-        pb = torch.sigmoid(col(sharp)[i8] * torch.sin(kk[i8] * 0.8 * v[i8] + ph2[i8]))[:, None] * 0.75
-        img[i8] = img[i8] * (1 - pb) + c3[i8][:, :, None, None] * pb
-
-    # occluding flat objects
-    n_obj = torch.randint(0, max_objects + 1, (B,), generator=g)
-    for j in range(max_objects):
-        ox = _u(g, B, 0.1, 0.9) * size
-        oy = _u(g, B, 0.1, 0.9) * size
-        orad = _u(g, B, 0.08, 0.2) * size
-        is_sq = torch.rand(B, generator=g) < 0.5
-        ocol = rand_colour(0.2, 1.0)
-        i = (j < n_obj).nonzero().flatten()  # the images that draw an object j (all draw its parameters)
-        if not i.numel():
-            continue
-        dx, dy = (xx - col(ox)[i]).abs(), (yy - col(oy)[i]).abs()
-        m = torch.where(col(is_sq)[i], torch.maximum(dx, dy) < col(orad)[i] * 0.85, dx * dx + dy * dy < col(orad)[i] ** 2)
-        m = m.float()[:, None]
-        img[i] = img[i] * (1 - m) + ocol[i][:, :, None, None] * m
+            p[i] = _texture_pattern(geo, c, i)  # (B, S, S) in ~[-1, 1]
+    p = torch.sigmoid(_col(geo.sharp) * p)  # soft -> near-binary edges
+    img = _colour_textures(p, labels, geo, g)
+    _occlude(img, g, xx, yy, size, max_objects)  # occluding flat objects
     img = F.avg_pool2d(img, supersample)
     return (img.clamp(0, 1) * 2 - 1).float()
 

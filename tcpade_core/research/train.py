@@ -85,6 +85,97 @@ def evaluate(name: str, n: int = 100, steps: int = 20, cfg: float = 1.5, seed: i
     return agree
 
 
+def _init_models(arch: str, preset: dict) -> tuple:
+    """The model (seeded from torch's global generator, as set by the caller) and its EMA copy."""
+    Arch = DiT if arch == "dit" else FluxLike
+    model = Arch(**preset["config"])
+    # The official DiT init (std 0.02) makes the class embedding tiny next to the timestep
+    # embedding; with a training budget of minutes the model then ignores the class. A larger
+    # init of the class vectors makes class conditioning emerge within the budget.
+    if preset.get("label_init_std") is not None:
+        label_table = model.y_embedder.embedding_table if arch == "dit" else model.vector_in
+        torch.nn.init.normal_(label_table.weight, std=preset["label_init_std"])
+    ema = Arch(**preset["config"])
+    ema.load_state_dict(model.state_dict())
+    ema.requires_grad_(False)
+    return model, ema
+
+
+def _data_batch(data: str, B: int, g: torch.Generator, digits) -> tuple:
+    """One training batch (x0, labels): drawn from the digits ``(data_x, data_y)``, or rendered on the fly."""
+    if data == "digits":
+        data_x, data_y = digits
+        idx = torch.randint(0, data_x.shape[0], (B,), generator=g)
+        return data_x[idx], data_y[idx]
+    return DATA_BATCH[data](B, g)
+
+
+def _drop_labels(y: torch.Tensor, pdrop: float, null: int, g: torch.Generator) -> torch.Tensor:
+    """Class dropout: each label becomes the null class with probability ``pdrop``."""
+    drop = torch.rand(y.shape[0], generator=g) < pdrop
+    return torch.where(drop, torch.full_like(y, null), y)
+
+
+def _loss(model, arch: str, preset: dict, x0: torch.Tensor, y: torch.Tensor, g: torch.Generator, acp) -> torch.Tensor:
+    """The training loss of one batch: DDPM eps MSE (DiT, ``acp`` the cumulative alphas) or rectified flow."""
+    B = x0.shape[0]
+    noise = torch.randn(x0.shape, generator=g)
+    if arch == "dit":
+        t = torch.randint(0, 1000, (B,), generator=g)
+        a = acp[t].view(B, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        pred = model(xt, t.float(), y)[:, : model.in_channels]
+        return F.mse_loss(pred, noise)
+    # logit-normal(0, 1) time sampling; optionally shifted like the sampling schedule
+    # (more weight on high noise levels). The shipped model B used the unshifted form.
+    s = torch.sigmoid(torch.randn(B, generator=g))
+    if preset.get("train_t_shift", False):
+        s = model.shift * s / (1 + (model.shift - 1) * s)
+    sv = s.view(B, 1, 1, 1)
+    xt = (1 - sv) * x0 + sv * noise
+    pred = model(xt, s, y)
+    return F.mse_loss(pred, noise - x0)
+
+
+def _ema_update(ema, model, decay: float) -> None:
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            if pm.requires_grad:
+                pe.lerp_(pm, 1 - decay)
+
+
+def _save_checkpoints(ema, name: str, done: int, iters: int, ckpt_every: int, ckpt_prefix: str, t_start: float) -> None:
+    """After ``done`` iterations: the rolling checkpoint every 300 and, with ``ckpt_every``, the kept ones."""
+    if done % 300 == 0 and done < iters:
+        save_model(ema, f"/tmp/tcpade_ckpt_{name}.safetensors", {"iter": done})
+    if ckpt_every and done % ckpt_every == 0 and done < iters:
+        save_model(ema, f"{ckpt_prefix}_{done}.safetensors",
+                   {"iter": done, "elapsed_s": round(time.time() - t_start, 1)})
+
+
+def _train_meta(name: str, preset: dict, arch: str, data: str, iters: int, wall: float, threads: int) -> dict:
+    """The safetensors metadata of the trained weights."""
+    return {
+        "model": name,
+        "train_seed": preset["seed"],
+        "train_iters": iters,
+        "data": data,
+        "batch_size": preset["batch"],
+        "lr": preset["lr"],
+        "lr_schedule": f"linear warmup {preset['warmup']} iters, then cosine to 0.1x",
+        "ema_decay": preset["ema"],
+        "label_init_std": preset.get("label_init_std"),
+        "wall_time_s": round(wall, 1),
+        "torch_threads": threads,
+        "torch_version": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "weights": "EMA, stored as float16",
+        "objective": "eps MSE, DDPM linear betas 1e-4..0.02 x1000 (sigma channels untrained, unused by DDIM)"
+        if arch == "dit" else "rectified flow velocity (noise - x0) MSE, "
+        + ("shifted " if preset.get("train_t_shift", False) else "") + "logit-normal t",
+    }
+
+
 def train(name: str, iters: int | None = None, threads: int = 1, log_every: int = 100, out=None, eval_n: int = 100,
           preset: dict | None = None, kind: tuple | None = None, ckpt_every: int = 0,
           ckpt_prefix: str = "/tmp/tcpade_ckpt") -> None:
@@ -99,17 +190,7 @@ def train(name: str, iters: int | None = None, threads: int = 1, log_every: int 
     seed = preset["seed"]
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    Arch = DiT if arch == "dit" else FluxLike
-    model = Arch(**preset["config"])
-    # The official DiT init (std 0.02) makes the class embedding tiny next to the timestep
-    # embedding; with a training budget of minutes the model then ignores the class. A larger
-    # init of the class vectors makes class conditioning emerge within the budget.
-    if preset.get("label_init_std") is not None:
-        label_table = model.y_embedder.embedding_table if arch == "dit" else model.vector_in
-        torch.nn.init.normal_(label_table.weight, std=preset["label_init_std"])
-    ema = Arch(**preset["config"])
-    ema.load_state_dict(model.state_dict())
-    ema.requires_grad_(False)
+    model, ema = _init_models(arch, preset)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"model {name}: {n_params / 1e6:.2f}M trainable params, {iters} iters, batch {preset['batch']}", flush=True)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=preset["lr"], weight_decay=0.0)
@@ -117,8 +198,9 @@ def train(name: str, iters: int | None = None, threads: int = 1, log_every: int 
     null = model.null_class
     pdrop = preset["config"]["class_dropout_prob"]
 
+    digits = acp = None
     if data == "digits":
-        data_x, data_y = load_digits_16()
+        digits = load_digits_16()
         acp = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0).float()
 
     t_start = time.time()
@@ -126,71 +208,24 @@ def train(name: str, iters: int | None = None, threads: int = 1, log_every: int 
     for i in range(iters):
         for pg in opt.param_groups:
             pg["lr"] = lr_at(i, preset["lr"], preset["warmup"], iters)
-        if data == "digits":
-            idx = torch.randint(0, data_x.shape[0], (B,), generator=g)
-            x0, y = data_x[idx], data_y[idx]
-        else:
-            x0, y = DATA_BATCH[data](B, g)
-        drop = torch.rand(B, generator=g) < pdrop
-        y = torch.where(drop, torch.full_like(y, null), y)
-        noise = torch.randn(x0.shape, generator=g)
-        if arch == "dit":
-            t = torch.randint(0, 1000, (B,), generator=g)
-            a = acp[t].view(B, 1, 1, 1)
-            xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            pred = model(xt, t.float(), y)[:, : model.in_channels]
-            loss = F.mse_loss(pred, noise)
-        else:
-            # logit-normal(0, 1) time sampling; optionally shifted like the sampling schedule
-            # (more weight on high noise levels). The shipped model B used the unshifted form.
-            s = torch.sigmoid(torch.randn(B, generator=g))
-            if preset.get("train_t_shift", False):
-                s = model.shift * s / (1 + (model.shift - 1) * s)
-            sv = s.view(B, 1, 1, 1)
-            xt = (1 - sv) * x0 + sv * noise
-            pred = model(xt, s, y)
-            loss = F.mse_loss(pred, noise - x0)
+        x0, y = _data_batch(data, B, g, digits)
+        y = _drop_labels(y, pdrop, null, g)
+        loss = _loss(model, arch, preset, x0, y, g, acp)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        decay = min(preset["ema"], (1 + i) / (10 + i))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                if pm.requires_grad:
-                    pe.lerp_(pm, 1 - decay)
+        _ema_update(ema, model, min(preset["ema"], (1 + i) / (10 + i)))
         run_loss += loss.item()
         if (i + 1) % log_every == 0:
             el = time.time() - t_start
             print(f"iter {i + 1}/{iters} loss {run_loss / log_every:.4f} lr {opt.param_groups[0]['lr']:.2e} "
                   f"elapsed {el:.0f}s ({(i + 1) / el:.2f} it/s)", flush=True)
             run_loss = 0.0
-        if (i + 1) % 300 == 0 and i + 1 < iters:
-            save_model(ema, f"/tmp/tcpade_ckpt_{name}.safetensors", {"iter": i + 1})
-        if ckpt_every and (i + 1) % ckpt_every == 0 and i + 1 < iters:
-            save_model(ema, f"{ckpt_prefix}_{i + 1}.safetensors",
-                       {"iter": i + 1, "elapsed_s": round(time.time() - t_start, 1)})
+        _save_checkpoints(ema, name, i + 1, iters, ckpt_every, ckpt_prefix, t_start)
     wall = time.time() - t_start
     path = out or (WEIGHTS_DIR / MODEL_FILES[name])
-    meta = {
-        "model": name,
-        "train_seed": seed,
-        "train_iters": iters,
-        "data": data,
-        "batch_size": B,
-        "lr": preset["lr"],
-        "lr_schedule": f"linear warmup {preset['warmup']} iters, then cosine to 0.1x",
-        "ema_decay": preset["ema"],
-        "label_init_std": preset.get("label_init_std"),
-        "wall_time_s": round(wall, 1),
-        "torch_threads": threads,
-        "torch_version": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "weights": "EMA, stored as float16",
-        "objective": "eps MSE, DDPM linear betas 1e-4..0.02 x1000 (sigma channels untrained, unused by DDIM)"
-        if arch == "dit" else "rectified flow velocity (noise - x0) MSE, "
-        + ("shifted " if preset.get("train_t_shift", False) else "") + "logit-normal t",
-    }
+    meta = _train_meta(name, preset, arch, data, iters, wall, threads)
     save_model(ema, path, meta)
     print(f"saved {path} after {wall:.0f}s of training", flush=True)
     if eval_n > 0:
