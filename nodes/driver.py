@@ -32,6 +32,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from ..tcpade_core import CacheRun, RunReport
+from ..tcpade_core.methods import method_of
 
 
 def match_index(sigmas: Sequence[float], sigma: float, rel: float = 1e-5) -> Optional[int]:
@@ -93,19 +94,21 @@ class Counters:
 class StackDriver:
     """One per sampling run (and per model): owns the run's CacheRun and its step bookkeeping.
 
-    Everything the run needs is given here: the engine config, the schedule (``sigmas``, ``sigma_max``),
+    Everything the run needs is given here: the engine config (with its speed target; ``target_speedup``, when
+    given, replaces it), the schedule (``sigmas``, ``sigma_max``),
     the start/end window in sigma, where the stack is (``layout``; None: cache the whole model output),
     the host's diffusion model (read only) and its output channels.
     """
 
     def __init__(self, cfg, sigmas: Sequence[float], sigma_max: float, window: Tuple[float, float],
                  layout=None, dm=None, out_channels: Optional[int] = None, store_device: Optional[str] = None,
-                 label: str = "TC-Padé", target_speedup: float = 0.0):
+                 label: str = "TC-Padé", target_speedup: Optional[float] = None):
         self.sigmas = [float(s) for s in sigmas]
         self.num_steps = max(len(self.sigmas) - 1, 0)
         self.sigma_max = float(sigma_max) if sigma_max and math.isfinite(sigma_max) and sigma_max > 0 else max(self.sigmas[:1] or [1.0])
         self.start_sigma, self.end_sigma = (float(w) for w in window)
         self.run = CacheRun(cfg, store_device=store_device, target_speedup=target_speedup)
+        self.leading_blocks = method_of(self.run.cfg).leading_blocks   # blocks that run on every step
         self.layout = layout
         self.dm = dm
         self.out_channels = out_channels

@@ -2,7 +2,7 @@
 
 Pattern (the host's own EasyCache does the same; no model forward is copied or replaced):
 
-- :func:`apply_cache` clones the ModelPatcher, stores a :class:`CacheSettings` (settings only) in
+- :func:`apply_cache` clones the ModelPatcher, stores a frozen :class:`CacheSettings` (settings only) in
   ``model_options["transformer_options"][KEY]`` and registers three wrappers under ``KEY``.
 - OUTER_SAMPLE (:func:`outer_sample_wrapper`): per sampling run, on a clone of the guider's
   model options: build a fresh :class:`StackDriver` (fresh engine state), translate the
@@ -28,16 +28,21 @@ Host modules are imported inside functions so that this file imports outside Com
 """
 from __future__ import annotations
 
-import copy
 import logging
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 
 from ..tcpade_core import RunReport
+from ..tcpade_core.engine import eager, eager_frame
+from ..tcpade_core import methods as M
 from ..tcpade_core.report import finite_or_none
+from . import host
 from . import teacache_tables as TT
 from .driver import CallCtx, StackDriver
 from .families import Family, StackLayout, image_part, joint_order, pack_stream, unpack_stream, with_image_part
@@ -45,88 +50,101 @@ from .samplers import SamplerInfo, classify
 
 log = logging.getLogger("tcpade")
 
-_disable = getattr(getattr(torch, "compiler", None), "disable", None)
+# host-side bookkeeping that torch.compile must not trace (it reads per-run objects that would become guards and
+# recompile every step or run): _eager runs a function and what it calls eager, _eager_frame only its own frame
+_eager, _eager_frame = eager, eager_frame
 
-
-def _eager(fn):
-    """Host-side bookkeeping that torch.compile must not trace: it reads per-run objects (the driver, stream
-    names from the host's uuids, the step) that would become guards and recompile every step or run. The
-    function and everything it calls run eager (a graph break under compile, nothing in eager mode)."""
-    return _disable(fn) if _disable is not None else fn
-
-
-def _eager_frame(fn):
-    """This frame runs eager, the frames it calls are compiled as usual (the blocks)."""
-    if _disable is None:
-        return fn
-    try:
-        return _disable(fn, recursive=False)
-    except TypeError:  # a torch without non-recursive disable: let Dynamo trace it (more recompiles, same result)
-        return fn
 
 KEY = "tcpade"            # transformer_options key of the settings and the wrapper key
 RUN_KEY = "tcpade_run"    # transformer_options key of the per-run driver (only on the run's clone)
+RECORD_KEY = "tcpade_record"   # transformer_options key of the Calibrate node's recorder (its own clone only)
 EVENT = "tcpade.report"   # PromptServer event name
 
-# The last published report per node (key: node unique id, else the node label). For the UI and tests.
-LAST_REPORTS: Dict[str, dict] = {}
+# Every run's published report, keyed "<prompt id>/<node id>/<n>" (the n-th run of that node in that prompt), so
+# that two samplers fed by one node, and two workflows whose node ids repeat, never overwrite each other; the
+# newest REPORTS_KEPT are kept. For the UI (GET /tcpade/reports) and tests.
+LAST_REPORTS: "OrderedDict[str, dict]" = OrderedDict()
+REPORTS_KEPT = 256
 # The last result of every Compare node (key: node unique id), so that a reloaded page shows it again.
 LAST_COMPARES: Dict[str, dict] = {}
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """What one sampling run of a cache node produced."""
+
+    report: RunReport
+    counters: Any          # driver.Counters
+    payload: dict          # what was sent to the frontend
+
+
+# settings.uid -> the results of its newest runs (a settings object is shared by every sampler its model feeds)
+RUNS: "OrderedDict[str, deque]" = OrderedDict()
+RUNS_KEPT = 64
+
+
+@dataclass(frozen=True)
 class CacheSettings:
-    """What a cache node configured: the engine config and host-side options. No run state.
+    """What a cache node configured: the engine config (with its speed target) and host-side options. Frozen:
+    a run's state lives in its own :class:`StackDriver`, its results in :data:`RUNS` and :data:`LAST_REPORTS`.
 
     ``family`` / ``layout``: where the stack is (:func:`.families.resolve`, called once by the node).
     ``teacache_auto``: TeaCache's coefficients follow the family's table, re-chosen per run from the
-    latent shape (Wan i2v 480p / 720p). ``ModelPatcher.clone`` deep-copies ``model_options``; a copy of
-    the settings shares ``results`` so the report of a run is visible from every clone.
+    latent shape (Wan i2v 480p / 720p). ``notes``: what the node found when it attached (shown with every run's
+    report); ``uncalibrated_notes``: the same, true only while no calibration fills what they are about.
+    ``user_set``: the config parameters the user moved off their defaults (a calibration never changes them).
+    ``ModelPatcher.clone`` deep-copies ``model_options``; a frozen settings object is its own copy.
     """
 
-    def __init__(self, cfg, label: str, start_percent: float, end_percent: float, store_device: Optional[str],
-                 family: Optional[Family], layout: Optional[StackLayout], node_id: Optional[str] = None,
-                 teacache_auto: bool = False, target_speedup: float = 0.0, notes=(), model_key: Optional[str] = None,
-                 calibration=None, apply_calibration: Optional[Callable] = None, explicit_target: bool = False):
-        self.cfg = cfg
-        self.label = label
-        self.start_percent = float(start_percent)
-        self.end_percent = float(end_percent)
-        self.store_device = store_device
-        self.family = family
-        self.layout = layout
-        self.node_id = node_id
-        self.teacache_auto = teacache_auto
-        self.target_speedup = float(target_speedup)
-        self.notes = list(notes)          # what the node found when it attached (shown with every run's report)
-        self.model_key = model_key        # fingerprint of the model (nodes.calibration.model_key)
-        self.calibration = calibration    # a connected Calibration, else the store is asked per run
-        self.apply_calibration = apply_calibration   # (cfg, cal, target) -> (cfg, target); the node's method
-        self.explicit_target = explicit_target   # the user set a target speed-up (not a preset's default)
-        self.recorder = None              # set by the Calibrate node's pass
-        self.results: Dict[str, Any] = {}
+    cfg: Any
+    label: str
+    start_percent: float
+    end_percent: float
+    store_device: Optional[str]
+    family: Optional[Family]
+    layout: Optional[StackLayout]
+    node_id: Optional[str] = None
+    teacache_auto: bool = False
+    notes: Tuple[str, ...] = ()
+    uncalibrated_notes: Tuple[str, ...] = ()
+    model_key: Optional[str] = None         # fingerprint of the model (nodes.calibration.model_key)
+    calibration: Any = None                 # a connected Calibration, else the store is asked per run
+    explicit_target: bool = False           # the user set a target speed-up (not a preset's default)
+    user_set: FrozenSet[str] = frozenset()
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __deepcopy__(self, memo):
-        return copy.copy(self)
+        return self
 
     @property
-    def report_key(self) -> str:
-        return str(self.node_id) if self.node_id is not None else self.label
+    def target_speedup(self) -> float:
+        return self.cfg.target_speedup
+
+    @property
+    def last_run(self) -> Optional[RunResult]:
+        runs = RUNS.get(self.uid)
+        return runs[-1] if runs else None
 
     @property
     def last_report(self) -> Optional[RunReport]:
-        return self.results.get("report")
+        run = self.last_run
+        return run.report if run is not None else None
 
     # ---------------------------------------------------------------- per run
     def new_driver(self, sigmas: List[float], model_sampling, model_config, dm, latent_shape) -> StackDriver:
-        """A fresh driver for one sampling run: the window in sigma, this run's TeaCache table."""
-        cfg, target, notes = self.cfg, self.target_speedup, list(self.notes)
+        """A fresh driver for one sampling run: the window in sigma, this run's calibration and TeaCache table."""
+        cfg, notes = self.cfg, list(self.notes) + list(self.uncalibrated_notes)
         cal = self._calibration_for(len(sigmas) - 1, notes)
-        if cal is not None:
-            applied = self.apply_calibration(cfg, cal, target)
-            if applied != (cfg, target):    # "calibrated" only where the calibration changed something
-                cfg, target = applied
-                notes = [n for n in notes if not n.startswith("no calibrated TeaCache")] + [cal.describe()]
-        if self.teacache_auto and cal is None:
+        method, filled = M.METHODS[cfg.method], {}
+        if cal is not None and method.calibrate is not None:
+            applied = method.calibrate(cfg, cal, cfg.target_speedup, self.user_set)
+            filled = applied.values
+            if filled:    # "calibrated" only where the calibration filled something
+                cfg = applied.cfg.with_(target_speedup=applied.target)
+                notes = [n for n in notes if n not in self.uncalibrated_notes]
+                notes.append(f"{cal.describe()}; filled in: "
+                             + ", ".join(f"{k} {_fmt_value(v)}" for k, v in filled.items()))
+        if self.teacache_auto and "coefficients" not in filled:
             table = self.family.teacache(model_config, latent_shape)
             if table is not None:
                 cfg = cfg.with_(coefficients=TT.COEFFICIENTS[table])
@@ -135,10 +153,9 @@ class CacheSettings:
         sigma_max = float(getattr(model_sampling, "sigma_max", sigmas[0] if sigmas else 1.0))
         out_channels = getattr(dm, "out_channels", None) or getattr(dm, "out_dim", None)
         driver = StackDriver(cfg, sigmas, sigma_max, window, layout=self.layout, dm=dm, out_channels=out_channels,
-                             store_device=self.store_device, label=self.label, target_speedup=target)
-        driver.recorder = self.recorder
+                             store_device=self.store_device, label=self.label)
         driver.run.report.notes.extend(notes)
-        few_steps(driver, self.explicit_target, target)
+        few_steps(driver, self.explicit_target, cfg.target_speedup)
         if self.layout is None:
             driver.run.report.notes.append(f"no block adapter for {model_name(self.family, dm)}: caching the whole "
                                            f"model output")
@@ -147,7 +164,7 @@ class CacheSettings:
     def _calibration_for(self, steps: int, notes: list):
         """The calibration that applies to a run of ``steps`` steps: the connected one if it was made for this
         model and step count (else ignored, with a warning), otherwise the stored one, if any."""
-        if self.apply_calibration is None or self.model_key is None:
+        if M.METHODS[self.cfg.method].calibrate is None or self.model_key is None:
             return None
         from . import calibration as C
         cal = self.calibration
@@ -166,25 +183,52 @@ class CacheSettings:
             return None
 
     def publish(self, driver: StackDriver, report: RunReport) -> None:
-        self.results["report"] = report
-        self.results["counters"] = driver.counters
         summary = report.summary(self.label)
         log.info(summary)
+        gate = driver.run.gate
+        prompt = current_prompt_id()
         payload = {
             "node": self.node_id, "label": self.label, "summary": summary,
             "method": report.method, "settings": report.settings, "gate": report.gate_name,
+            "gate_rule": gate.rule, "gate_axis": list(gate.axis) if gate.axis else None,
             "threshold": report.threshold, "computed": report.computed, "num_steps": report.num_steps,
             "speedup": report.speedup, "cache_bytes": report.cache_bytes, "store_device": report.store_device,
             "notes": list(report.notes), "interrupted": report.interrupted, "inactive": report.inactive, "planned_steps": report.planned_steps,
-            "prompt_id": current_prompt_id(),
+            "prompt_id": prompt,
             "target_speedup": report.target_speedup, "target_note": report.target_note,
             "timing": {k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in driver.counters.timing().items()},
             "adapter": self.layout.family.name if self.layout is not None else "model-level",
             "steps": [{"step": r.step, "computed": r.computed, "gate": finite_or_none(r.gate), "phase": r.phase,
                        "reason": r.reason, "t": finite_or_none(r.t)} for r in report.steps],
         }
-        LAST_REPORTS[self.report_key] = payload
+        _keep(RUNS, self.uid, RUNS_KEPT).append(RunResult(report, driver.counters, payload))
+        node = str(self.node_id) if self.node_id is not None else self.label
+        n = sum(1 for k in LAST_REPORTS if k.startswith(f"{prompt}/{node}/"))
+        LAST_REPORTS[f"{prompt}/{node}/{n}"] = payload
+        while len(LAST_REPORTS) > REPORTS_KEPT:
+            LAST_REPORTS.popitem(last=False)
         _send_to_frontend(payload)
+
+
+def _keep(store: "OrderedDict[str, deque]", key: str, kept: int) -> deque:
+    """The run list of ``key`` (newest last, at most 8 runs), made the newest key; the oldest keys beyond ``kept``
+    are forgotten."""
+    runs = store.pop(key, None) or deque(maxlen=8)
+    store[key] = runs
+    while len(store) > kept:
+        store.popitem(last=False)
+    return runs
+
+
+def reports_by_node() -> Dict[str, dict]:
+    """The newest published report of every node (key: node id, else label), over every prompt."""
+    return {str(p["node"]) if p["node"] is not None else p["label"]: p for p in LAST_REPORTS.values()}
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, tuple):
+        return "(" + ", ".join(f"{x:.4g}" for x in v) + ")"
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 FEW_STEPS_HOLD = 4   # at this many steps or fewer the nodes compute every step unless the user typed a target
@@ -252,8 +296,9 @@ def _send_to_frontend(payload: dict) -> None:
 
 # -------------------------------------------------------------------------------- applying
 
-def apply_cache(model, settings: CacheSettings):
-    """Clone ``model`` (a ModelPatcher) and attach the cache. The input model is never mutated.
+def apply_cache(model, settings: CacheSettings, recorder=None):
+    """Clone ``model`` (a ModelPatcher) and attach the cache. The input model is never mutated. ``recorder``: the
+    Calibrate node's (:class:`.calibration.Recorder`), which records this clone's runs.
 
     A model the pack cannot patch block by block (``settings.layout`` None) gets the whole-model
     fallback, with one warning.
@@ -276,6 +321,8 @@ def apply_cache(model, settings: CacheSettings):
         log.warning(f"{settings.label}: no block adapter for {model_name(settings.family, dm)}; falling back to "
                     f"caching the whole diffusion-model output (model-level, like EasyCache).")
     to[KEY] = settings
+    if recorder is not None:
+        to[RECORD_KEY] = recorder
     m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
     m.add_wrapper_with_key(pe.WrappersMP.CALC_COND_BATCH, KEY, calc_cond_batch_wrapper)
     m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, KEY, diffusion_model_wrapper)
@@ -298,12 +345,14 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         to = guider.model_options.setdefault("transformer_options", {})
         settings = to.get(KEY)
         if settings is not None:
-            noise, sampler, sigmas = args[0], args[2], args[3]
+            a = host.outer_sample_args(args, kwargs)
+            noise, sampler, sigmas = a["noise"], a["sampler"], a["sigmas"]
             patcher = guider.model_patcher
             driver = settings.new_driver([float(s) for s in sigmas.flatten().tolist()],
                                          patcher.get_model_object("model_sampling"),
                                          getattr(patcher.model, "model_config", None),
                                          patcher.get_model_object("diffusion_model"), tuple(noise.shape))
+            driver.recorder = to.get(RECORD_KEY)
             apply_sampler_rules(driver, classify(sampler))
             to[RUN_KEY] = driver
             if driver.layout is not None:
@@ -311,7 +360,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         return executor(*args, **kwargs)
     except BaseException as e:
         interrupted = True
-        if driver is not None and type(e).__name__ != "InterruptProcessingException":
+        if driver is not None and not host.is_interrupt(e):
             driver.run.report.notes.append(f"stopped by {type(e).__name__}")
         raise
     finally:
@@ -344,8 +393,8 @@ def apply_sampler_rules(driver: StackDriver, info: SamplerInfo) -> None:
 
 
 def calc_cond_batch_wrapper(executor, *args, **kwargs):
-    model_options = kwargs.get("model_options", args[4] if len(args) > 4 else {})
-    timestep = kwargs.get("timestep", args[3] if len(args) > 3 else None)
+    a = host.calc_cond_batch_args(args, kwargs)
+    model_options, timestep = a.get("model_options") or {}, a.get("timestep")
     driver = model_options.get("transformer_options", {}).get(RUN_KEY)
     if driver is None:
         return executor(*args, **kwargs)
@@ -360,7 +409,7 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
         if not _is_compile_failure(e) or not _drop_torch_compile(model_options):
             raise
         first = (str(e).strip().splitlines() or [""])[0][:200]
-        fullgraph = " (fullgraph=True)" if (model_options.get("torch_compile_kwargs") or {}).get("fullgraph") else ""
+        fullgraph = " (fullgraph=True)" if (model_options.get(host.compile_keys()[1]) or {}).get("fullgraph") else ""
         log.warning(f"{driver.label}: torch.compile{fullgraph} cannot compile this model with the cache attached "
                     f"({type(e).__name__}: {first}); the diffusion model runs eager for the rest of this run.")
         # nothing of the failed evaluation counts: the step's decision stands, its record happens on the retry
@@ -422,7 +471,7 @@ def _compiled(model_options: dict) -> bool:
     import comfy.patcher_extension as pe
 
     wrappers = model_options.get("transformer_options", {}).get("wrappers", {}).get(pe.WrappersMP.APPLY_MODEL, {})
-    return COMPILE_WRAPPER_KEY in wrappers
+    return host.compile_keys()[0] in wrappers
 
 
 def _reset_compiled_graphs() -> None:
@@ -430,9 +479,6 @@ def _reset_compiled_graphs() -> None:
     reset = getattr(getattr(torch, "compiler", None), "reset", None)
     if reset is not None:
         reset()
-
-
-COMPILE_WRAPPER_KEY = "torch.compile"   # the key comfy_api.torch_helpers.set_torch_compile_wrapper registers under
 
 
 def _is_compile_failure(e: BaseException) -> bool:
@@ -446,17 +492,7 @@ def _drop_torch_compile(model_options: dict) -> bool:
     import comfy.patcher_extension as pe
 
     wrappers = model_options.get("transformer_options", {}).get("wrappers", {}).get(pe.WrappersMP.APPLY_MODEL, {})
-    return wrappers.pop(COMPILE_WRAPPER_KEY, None) is not None
-
-
-def _transformer_options(args, kwargs) -> dict:
-    to = kwargs.get("transformer_options")
-    if isinstance(to, dict):
-        return to
-    for a in reversed(args):
-        if isinstance(a, dict) and ("uuids" in a or RUN_KEY in a or "sigmas" in a):
-            return a
-    return {}
+    return wrappers.pop(host.compile_keys()[0], None) is not None
 
 
 @_eager_frame
@@ -479,7 +515,7 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
 
 @_eager
 def _begin_call(args, kwargs):
-    to = _transformer_options(args, kwargs)
+    to = host.transformer_options(args, kwargs, RUN_KEY)
     driver: Optional[StackDriver] = to.get(RUN_KEY)
     if driver is not None:
         driver.wrapper_calls += 1
@@ -557,12 +593,15 @@ def split(x: torch.Tensor, n: int) -> List[torch.Tensor]:
 
 
 def install_block_patches(to: dict, driver: StackDriver) -> None:
-    """Patch every block of the stack in this run's options, wrapping patches already there."""
+    """Patch every block of the stack after the method's leading blocks (``Method.leading_blocks``, which run on
+    every step) in this run's options, wrapping patches already there."""
     pr = to.setdefault("patches_replace", {})
     dit = dict(pr.get("dit", {}))
     keys = driver.layout.keys
-    for n, key in enumerate(keys):
-        dit[key] = BlockPatch(driver, dit.get(key), first=n == 0, last=n == len(keys) - 1, key=key)
+    # the method's leading blocks run on every step: the cached stack starts after them (one block at least stays)
+    lead = min(max(driver.leading_blocks, 0), len(keys) - 1)
+    for n, key in enumerate(keys[lead:], start=lead):
+        dit[key] = BlockPatch(driver, dit.get(key), first=n == lead, last=n == len(keys) - 1, key=key)
     pr["dit"] = dit
 
 

@@ -27,7 +27,26 @@ from .methods import build
 from .predictors import PredictorState, residual
 from .report import RunReport, StepRecord
 
-_no_compile = getattr(getattr(torch, "compiler", None), "disable", lambda f=None, **k: f)
+_disable = getattr(getattr(torch, "compiler", None), "disable", None)
+
+
+def eager(fn):
+    """Run ``fn`` and everything it calls eager under torch.compile (a graph break; nothing in eager mode): the
+    engine's decisions and bookkeeping, and the host's, read per-run objects that must not become guards."""
+    return _disable(fn) if _disable is not None else fn
+
+
+def eager_frame(fn):
+    """Only ``fn``'s own frame runs eager; the frames it calls are compiled as usual (the model's blocks)."""
+    if _disable is None:
+        return fn
+    try:
+        return _disable(fn, recursive=False)
+    except TypeError:  # a torch without non-recursive disable: let Dynamo trace it (more recompiles, same result)
+        return fn
+
+
+_no_compile = eager
 
 
 @dataclass

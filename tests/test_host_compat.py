@@ -60,7 +60,7 @@ def check_skips(model, out, first, strip=SKIP_STRIP):
     rep = H.settings_of(model).last_report
     assert rep.strip() == strip
     assert first.calls == rep.computed
-    assert first.sigmas == H.settings_of(model).results["counters"].computed_sigmas
+    assert first.sigmas == H.settings_of(model).last_run.counters.computed_sigmas
     assert torch.isfinite(out).all()
     return rep
 

@@ -195,14 +195,13 @@ def test_residual_uses_the_stack_input_as_it_was(models):
 def test_report_carries_this_runs_own_timing(models):
     """The wall-clock figure a panel shows comes from the run itself: the mean time of a computed and of a skipped
     model call, and the speed-up they imply (never a comparison with another branch that ran cold)."""
-    patcher = H.pack_module("nodes.patcher")
     nid, kw, strip = H.SKIPPING["taylorseer"]
     m = H.attach(nid, models["flux"], **kw)
     F.sample(m, "flux", steps=STEPS)
     s = H.settings_of(m)
-    cnt, rep = s.results["counters"], s.last_report
+    cnt, rep = s.last_run.counters, s.last_report
     assert len(cnt.computed_seconds) == rep.computed and len(cnt.skipped_seconds) == STEPS - rep.computed
-    t = patcher.LAST_REPORTS[s.report_key]["timing"]
+    t = s.last_run.payload["timing"]
     assert t["computed_s"] == pytest.approx(sum(cnt.computed_seconds[1:]) / (rep.computed - 1))
     assert t["skipped_s"] == pytest.approx(sum(cnt.skipped_seconds) / len(cnt.skipped_seconds))
     c, k = t["computed_s"], t["skipped_s"]

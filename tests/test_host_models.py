@@ -359,7 +359,7 @@ def test_dit_sampling_cached_exact_and_skips_match_report(pk, tiny):
     settings = m.model_options["transformer_options"]["tcpade"]
     rep = settings.last_report
     assert rep.strip() == "##..#..." and first.calls == last.calls == rep.computed == 3
-    assert first.sigmas == settings.results["counters"].computed_sigmas
+    assert first.sigmas == settings.last_run.counters.computed_sigmas
     assert torch.isfinite(out).all() and not torch.equal(out, ref)
 
 

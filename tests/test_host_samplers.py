@@ -97,7 +97,7 @@ def test_every_sampler_with_every_cache_node(env):
             m = attach(env, nid, counted)
             out = sample(env, m, s)
             settings = m.model_options["transformer_options"]["tcpade"]
-            rep, cnt = settings.last_report, settings.results["counters"]
+            rep, cnt = settings.last_report, settings.last_run.counters
             where = f"{s} x {nid}: {rep.summary()}"
             if not torch.isfinite(out).all():
                 problems.append(f"{where}: NaN/Inf")
@@ -199,7 +199,7 @@ def test_what_already_works_keeps_working(env):
         out = comfy.sample.sample(m, noise, steps, cfg, sampler, "simple", env["pos"], env["neg"],
                                   torch.zeros(batch, 3, 32, 32), seed=1, disable_pbar=True)
         assert torch.isfinite(out).all() and out.shape == (batch, 3, 32, 32)
-        return settings.last_report, settings.results["counters"]
+        return settings.last_report, settings.last_run.counters
 
     rep, cnt = run(20, 7.0, 3)
     assert rep.num_steps == 20 and rep.computed == 10 and len(cnt.streams_seen) == 2

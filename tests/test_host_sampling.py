@@ -68,7 +68,7 @@ def test_skipped_steps_are_exactly_those_reported(mappings, models, kind, method
     assert rep.strip() == strip
     # the stack really ran on the computed steps only (first and last block, pre-installed patches wrapped)
     assert first.calls == last.calls == rep.computed
-    sig = settings_of(m).results["counters"]
+    sig = settings_of(m).last_run.counters
     assert first.sigmas == sig.computed_sigmas
     # the report's time of every computed step is the sigma at which the first block really ran
     sigma_max = float(base.get_model_object("model_sampling").sigma_max)
@@ -89,7 +89,7 @@ def test_samplers_cfg_batch2(mappings, models, sampler):
     counted, first, _ = H.with_counters(base, kind)
     m = attach(mappings, "TCPade_TaylorSeer", counted, interval=2, first_enhance=2)
     out = H.sample(m, kind, steps=steps, sampler=sampler, batch=2, cfg=3.0)
-    rep, cnt = settings_of(m).last_report, settings_of(m).results["counters"]
+    rep, cnt = settings_of(m).last_report, settings_of(m).last_run.counters
     assert rep.strip() == "##.#.#" and rep.num_steps == steps
     assert len(cnt.streams_seen) == 2  # cond and uncond batched together, one state each
     if sampler == "heun":
@@ -104,7 +104,7 @@ def test_samplers_cfg_batch2(mappings, models, sampler):
 def test_cfg_one_is_a_single_stream(mappings, models):
     m = attach(mappings, "TCPade_TaylorSeer", models["flux"], interval=2)
     H.sample(m, "flux", steps=4, cfg=1.0)
-    assert len(settings_of(m).results["counters"].streams_seen) == 1
+    assert len(settings_of(m).last_run.counters.streams_seen) == 1
 
 
 def test_denoise_below_one(mappings, models):
@@ -218,7 +218,7 @@ def test_report_is_published(mappings, models, patcher_mod, caplog):
         H.sample(m, "flux", steps=8)
     line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("TC-Padé: ")]
     assert line == ["TC-Padé: computed 3/8 steps (2.67x), same device, cache 0.0 MB [##..#...]"]
-    payload = patcher_mod.LAST_REPORTS["TC-Padé"]
+    payload = patcher_mod.reports_by_node()["TC-Padé"]
     assert payload["computed"] == 3 and payload["adapter"] == "flux"
     assert [s["computed"] for s in payload["steps"]] == [True, True, False, False, True, False, False, False]
     assert payload["steps"][3]["reason"] == "tsi n/a" and payload["steps"][3]["phase"] == "mid"
@@ -259,7 +259,7 @@ def test_with_skip_layer_guidance(mappings, models):
     first.calls = 0
     m = attach(mappings, "TCPade_TCPadeCache", slg, preset="custom", theta=0.0)
     out = H.sample(m, kind, steps=steps)
-    rep, cnt = settings_of(m).last_report, settings_of(m).results["counters"]
+    rep, cnt = settings_of(m).last_report, settings_of(m).last_run.counters
     assert cnt.model_calls == 2 * steps and rep.strip() == "##..#..."
     assert first.calls == 2 * rep.computed  # the SLG pass is predicted on skipped steps too
     assert not torch.isnan(out).any()
@@ -276,7 +276,7 @@ def test_cond_and_uncond_in_separate_forwards(mappings, models, monkeypatch):
     counted, first, _ = H.with_counters(base, kind)
     m = attach(mappings, "TCPade_TCPadeCache", counted, preset="custom", theta=0.0)
     out = H.sample(m, kind, steps=8)
-    rep, cnt = settings_of(m).last_report, settings_of(m).results["counters"]
+    rep, cnt = settings_of(m).last_report, settings_of(m).last_run.counters
     assert cnt.model_calls == 8 and len(cnt.streams_seen) == 2
     assert rep.strip() == "##..#..." and first.calls == 2 * rep.computed
     batched = H.sample(attach(mappings, "TCPade_TCPadeCache", models[kind], preset="custom", theta=0.0), kind, steps=8)

@@ -540,18 +540,18 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
     assert ex.success, [m for m in server.messages if m[0] == "execution_error"]
     kinds = {n["type"]: str(n["id"]) for n in wf["nodes"]}
     caches = [str(n["id"]) for n in wf["nodes"] if n["type"] in CACHE_NODE_TYPES]
-    assert sorted(patcher.LAST_REPORTS) == sorted(caches)
+    assert sorted(patcher.reports_by_node()) == sorted(caches)
     for nid in caches:
-        rep = patcher.LAST_REPORTS[nid]
+        rep = patcher.reports_by_node()[nid]
         assert rep["num_steps"] == 20 and [s["step"] for s in rep["steps"]] == list(range(20))
     # every cached row runs at the one speed target the workflow gives them all (TC-Padé's slow preset, the
     # others' target_speedup): each computed exactly the same number of steps, round(20 / 2) = 10
     target = make_workflows().TARGET
     budget = int(20 / target + 0.5)
-    computed = {patcher.LAST_REPORTS[nid]["label"]: patcher.LAST_REPORTS[nid]["computed"] for nid in caches}
+    computed = {patcher.reports_by_node()[nid]["label"]: patcher.reports_by_node()[nid]["computed"] for nid in caches}
     assert computed == {k: budget for k in ("TC-Padé", "TaylorSeer", "TeaCache", "TraCache")}, computed
     for nid in caches:
-        rep = patcher.LAST_REPORTS[nid]
+        rep = patcher.reports_by_node()[nid]
         assert rep["target_speedup"] == target and f"budget {budget} of 20" in rep["target_note"], rep["target_note"]
         assert sum(s["computed"] for s in rep["steps"]) == budget
         # a step the target skips says so; a compute the method's own signal moved earlier says "(early)"
@@ -559,19 +559,19 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
             if not s["computed"]:
                 assert s["reason"] in ("budget spacing", "budget spent"), (rep["label"], s)
     # the data-driven gates: a compute moved earlier shows its signal on the computing side of the threshold
-    tc = patcher.LAST_REPORTS[kinds["TCPade_TCPadeCache"]]
+    tc = patcher.reports_by_node()[kinds["TCPade_TCPadeCache"]]
     for s in tc["steps"]:
         if s["reason"].endswith("(early)"):
             assert s["computed"] and s["gate"] < tc["threshold"], s
-    tea = patcher.LAST_REPORTS[kinds["TCPade_TeaCache"]]
+    tea = patcher.reports_by_node()[kinds["TCPade_TeaCache"]]
     assert tea["threshold"] == 0.3 and tea["steps"][0]["computed"]
     for s in tea["steps"]:
         if s["reason"].endswith("(early)"):
             assert s["computed"] and s["gate"] >= 0.3, s
     # the methods without a signal of their own (TaylorSeer, TraCache): the target's even spacing, exactly
     strip = lambda rep: "".join("#" if s["computed"] else "." for s in rep["steps"])
-    assert strip(patcher.LAST_REPORTS[kinds["TCPade_TaylorSeer"]]) == "#." * 10
-    assert strip(patcher.LAST_REPORTS[kinds["TCPade_TraCache"]]) == "#." * 10
+    assert strip(patcher.reports_by_node()[kinds["TCPade_TaylorSeer"]]) == "#." * 10
+    assert strip(patcher.reports_by_node()[kinds["TCPade_TraCache"]]) == "#." * 10
     compares = [str(n["id"]) for n in wf["nodes"] if n["type"] == "TCPade_Compare"]
     for cid in compares:
         res = ex.history_result["outputs"][cid]["tcpade_compare"][0]

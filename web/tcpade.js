@@ -39,29 +39,19 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const EXT = "tcpade.cache";
-const CACHE_TYPES = new Set(["TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache"]);
+// What the pack says of each cache node (GET /tcpade/methods: tcpade_core/methods.py ui_table): its label, presets
+// and the rules that grey a widget out. Loaded once, in init(), before the node types are registered; nothing of a
+// method is declared here.
+const METHODS = {};
+const CACHE_TYPES = new Set();
 const COMPARE_TYPE = "TCPade_Compare";
-const TCPADE_TYPE = "TCPade_TCPadeCache";
-const PRESETS = { "slow (2x)": 2.0, "fast (2.8x)": 2.8 };   // preset -> speed target (nodes/cache_nodes.py)
 const CUSTOM = "custom";
-const LABELS = {   // report label (nodes/cache_nodes.py LABEL) per node type
-  TCPade_TCPadeCache: "TC-Padé", TCPade_TaylorSeer: "TaylorSeer", TCPade_TeaCache: "TeaCache", TCPade_TraCache: "TraCache",
-};
+const METHODS_PATH = "/tcpade/methods";
 const STATS_H = 196;     // the cache panel's height at the node's smallest size (the node's computeSize counts it;
                          // workflows/make_workflows.py MIN_SIZE)
 const STATS_MAX_H = 420; // in a taller cache node (a user enlarged it) the panel grows up to this
 const COMPARE_H = 66;    // the Compare panel's height at the node's smallest size (same)
 const COMPARE_MAX_H = 124;  // in a taller Compare node the panel grows up to this; the preview gets the rest
-const GATE_RULES = {   // how each method's gate decides (tcpade_core/gates.py)
-  "TSI stability": "skip when stability ≥ θ",
-  "accumulated rel. L1": "skip while distance < δ",
-  "interval": "fixed interval",
-  "stride": "fixed stride",
-};
-const GATE_AXES = {    // y-axis name, its short form, threshold symbol and which side of it skips
-  "TSI stability": ["stability score", "score", "θ", "skip above"],
-  "accumulated rel. L1": ["distance", "dist.", "δ", "skip below"],
-};
 const REPORTS_PATH = "/tcpade/reports";
 const COMPARES_PATH = "/tcpade/compares";
 const NO_GATE = "no gate signal (fixed schedule)";
@@ -573,8 +563,9 @@ function statsLayout(pen, rep, vals, thr, hasPlot, phases, legendBottom) {
               side: "", tickLabels: [] };
   if (plotOk) {
     const isTSI = rep.method === "tcpade";
-    const ax = GATE_AXES[rep.gate] ?? [isTSI ? "stability score" : "gate signal", isTSI ? "score" : "signal",
-                                        isTSI ? "θ" : "δ", ""];
+    // the gate's own axis (name, short name, threshold symbol, skip side: tcpade_core/gates.py), in the report
+    const ax = rep.gate_axis ?? [isTSI ? "stability score" : "gate signal", isTSI ? "score" : "signal",
+                                 isTSI ? "θ" : "δ", ""];
     [, , L.sym, L.side] = ax;
     L.scale = gateScale(rep, vals, thr);
     // as many ticks as have room (at least the two ends)
@@ -841,7 +832,7 @@ function renderCacheNode(node) {
   const strip = rep.steps.map((s) => (s.computed ? "#" : ".")).join("");
   const notes = rep.notes ?? [];
   const secs = sumSeconds(samplersDownstream(node));
-  const rule = GATE_RULES[rep.gate] ?? rep.gate ?? "";
+  const rule = rep.gate_rule ?? rep.gate ?? "";
   const speed = speedLine(rep, secs ? secs.seconds : null);
   setText(p.lines[0], resultLine(rep));
   setText(p.lines[1], speed);
@@ -1029,7 +1020,9 @@ async function loadServerReports() {
   const wid = workflowId();
   let shown = 0;
   const take = (all, map, ok) => {
-    for (const [id, res] of Object.entries(all ?? {})) {
+    // reports are kept per prompt, node and run ("<prompt>/<node>/<n>", oldest first): each names its node
+    for (const [key, res] of Object.entries(all ?? {})) {
+      const id = res?.node ?? key;
       const node = nodeById(id);
       if (!node || !ok(node, res)) continue;
       if (!res.workflow_id || !wid || res.workflow_id !== wid) continue;
@@ -1039,7 +1032,7 @@ async function loadServerReports() {
       shown += 1;
     }
   };
-  take(reports, state.reports, (node, rep) => CACHE_TYPES.has(node.type) && LABELS[node.type] === rep.label);
+  take(reports, state.reports, (node, rep) => CACHE_TYPES.has(node.type) && METHODS[node.type]?.label === rep.label);
   take(compares, state.compares, (node) => node.type === COMPARE_TYPE);
   if (shown) renderAll();
   return shown;
@@ -1069,37 +1062,40 @@ function findWidget(node, name) {
   return node.widgets?.find((w) => w.name === name);
 }
 
-const OVERRIDABLE = new Set(["target_speedup", "theta", "lam", "alpha1", "beta", "interval", "stride"]);
+/** The widgets a rule of this node's method can grey out. */
+function overridable(node) {
+  return new Set((METHODS[node.type]?.overrides ?? []).map((o) => o.widget));
+}
+
+/** A node's presets (preset name -> speed target), from its method. */
+function presetsOf(node) {
+  return METHODS[node.type]?.presets ?? {};
+}
 
 /**
- * Widgets that have no effect with the node's preset, mode or speed target (nodes/cache_nodes.py: target_of,
- * make_config; tcpade_core/config.py, gates.py): name -> [short reason for the label, the reason in full for
- * the tooltip, and the value in effect where the widget's own is not]. They are drawn disabled and say why.
+ * Widgets that have no effect with the node's preset, mode or speed target: the method's rules (tcpade_core/methods.py
+ * Override: every condition (widget, op, value) holds; a condition on a widget the node lacks does not): name ->
+ * [short reason for the label, the reason in full for the tooltip, and the value in effect where the widget's own
+ * is not]. They are drawn disabled and say why.
  */
 function overridden(node) {
   const v = (name) => findWidget(node, name)?.value;
+  const holds = ([name, op, value]) => {
+    const x = v(name);
+    if (x === undefined) return false;
+    if (op === "==") return x === value;
+    if (op === "!=") return x !== value;
+    if (op === ">") return typeof x === "number" && x > value;
+    return false;
+  };
+  const presets = presetsOf(node);
+  const fill = (text) => text.replaceAll("{preset}", String(v("preset")))
+    .replaceAll("{preset_target}", fmtTarget(presets[v("preset")]))
+    .replaceAll("{target}", fmtTarget(v("target_speedup")));
   const out = {};
-  if (node.type === TCPADE_TYPE) {
-    const preset = v("preset");
-    const mode = v("mode");
-    if (preset !== undefined && preset !== CUSTOM) {
-      const x = fmtTarget(PRESETS[preset]);
-      // a disabled widget shows no value: the label says the one in effect
-      out.target_speedup = ["preset", `Set by the preset ${preset}: a ${x}x speed target. Choose preset custom to set it.`, `${x}x`];
-      // θ stays live under a preset: the budget gate lets the TSI signal move a compute earlier (tcpade_core/gates.py)
-    }
-    if (mode === "official") {
-      out.lam = ["official", "Not used in official mode (the authors' code)."];
-      if (preset !== CUSTOM)
-        out.theta = out.interval = ["official", "official mode: the authors' fixed schedule. Choose preset custom to set θ and interval N."];
-    }
-    if (mode !== undefined && mode !== "paper_literal")
-      out.alpha1 = out.beta = ["paper_literal only", "Used in paper_literal mode only (its early and late phases); this mode has none."];
-  } else if (node.type === "TCPade_TaylorSeer" || node.type === "TCPade_TraCache") {
-    const t = v("target_speedup");
-    const name = node.type === "TCPade_TaylorSeer" ? "interval" : "stride";
-    if (typeof t === "number" && t > 0)
-      out[name] = ["target", `Used at target speed-up 0 only: the target (${fmtTarget(t)}x) sets the schedule.`];
+  for (const o of METHODS[node.type]?.overrides ?? []) {
+    if (out[o.widget] || !o.when.every(holds)) continue;
+    out[o.widget] = [o.short, fill(o.why), ...(o.shows ? [fill(o.shows)] : [])];
   }
   return out;
 }
@@ -1107,8 +1103,9 @@ function overridden(node) {
 /** Disable the widgets the preset, mode or target overrides, with the reason in their label and tooltip. */
 function syncOverrides(node) {
   const why = overridden(node);
+  const names = overridable(node);
   for (const w of node.widgets ?? []) {
-    if (!OVERRIDABLE.has(w.name)) continue;
+    if (!names.has(w.name)) continue;
     if (w.tcpadeLabel === undefined) {
       w.tcpadeLabel = w.label ?? null;
       w.tcpadeTooltip = w.tooltip;
@@ -1130,9 +1127,10 @@ function syncOverrides(node) {
 function applyPreset(node, preset) {
   const p = findWidget(node, "preset");
   const th = findWidget(node, "target_speedup");
-  if (!p || !th || !(preset in PRESETS)) return;
+  const presets = presetsOf(node);
+  if (!p || !th || !(preset in presets)) return;
   p.value = preset;
-  th.value = PRESETS[preset];
+  th.value = presets[preset];
   syncOverrides(node);
   node.setDirtyCanvas?.(true, true);
   graph()?.change?.();
@@ -1152,14 +1150,15 @@ function chainSync(node, name, before = null) {
 }
 
 function setupCacheWidgets(node) {
-  if (node.type === TCPADE_TYPE) {
+  const presets = presetsOf(node);
+  if (Object.keys(presets).length) {
     const th = findWidget(node, "target_speedup");
     // keep the target widget showing the speed a preset puts in effect
     chainSync(node, "preset", (v) => {
-      if (th && v in PRESETS) th.value = PRESETS[v];
+      if (th && v in presets) th.value = presets[v];
     });
     chainSync(node, "mode");
-    for (const preset of Object.keys(PRESETS)) {
+    for (const preset of Object.keys(presets)) {
       const b = node.addWidget("button", `preset: ${preset}`, null, () => applyPreset(node, preset));
       b.serialize = false;
       b.options = { ...(b.options ?? {}), serialize: false };
@@ -1196,8 +1195,21 @@ function sortTemplates() {
 
 // ------------------------------------------------------------------------------------ extension
 
+/** The pack's method facts (GET /tcpade/methods); without the route (an older server) no node gets a panel. */
+async function loadMethods() {
+  const table = await fetchKept(METHODS_PATH);
+  for (const [type, facts] of Object.entries(table ?? {})) {
+    METHODS[type] = facts;
+    CACHE_TYPES.add(type);
+  }
+}
+
 app.registerExtension({
   name: EXT,
+
+  async init() {
+    await loadMethods();
+  },
 
   async setup() {
     sortTemplates();

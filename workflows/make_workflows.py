@@ -93,18 +93,7 @@ SPECS: Dict[str, Spec] = {
     "SaveAnimatedWEBP": Spec((("images", "IMAGE"),), (), (("filename_prefix", REQUIRED), ("fps", 16.0),
                                                            ("lossless", False), ("quality", 90), ("method", "default"))),
     "MarkdownNote": Spec(widgets=(("text", REQUIRED),), frontend_only=True),
-    # this pack: cache nodes
-    "TCPade_TCPadeCache": Spec((("model", "MODEL"), ("calibration", "TCPADE_CALIBRATION")), (("MODEL", "MODEL"),),
-                               (("preset", "slow (2x)"), ("target_speedup", 0.0), ("theta", 1.0), ("lam", 2.0),
-                                ("alpha1", 1.0), ("beta", 0.3), ("interval", 4), *WINDOW, ("mode", "default")), ours=True),
-    "TCPade_TaylorSeer": Spec((("model", "MODEL"), ("calibration", "TCPADE_CALIBRATION")), (("MODEL", "MODEL"),),
-                              (("target_speedup", 0.0), ("interval", REQUIRED), ("order", REQUIRED),
-                               ("first_enhance", REQUIRED), *WINDOW), ours=True),
-    "TCPade_TeaCache": Spec((("model", "MODEL"), ("calibration", "TCPADE_CALIBRATION")), (("MODEL", "MODEL"),),
-                            (("target_speedup", 0.0), ("threshold", REQUIRED), ("coefficients", "auto"),
-                             ("custom_coefficients", ""), *WINDOW), ours=True),
-    "TCPade_TraCache": Spec((("model", "MODEL"), ("calibration", "TCPADE_CALIBRATION")), (("MODEL", "MODEL"),),
-                            (("target_speedup", 0.0), ("stride", REQUIRED), ("max_order", REQUIRED), *WINDOW), ours=True),
+    # this pack: cache nodes (from the methods' descriptors, below)
     "TCPade_Compare": Spec((("test", "IMAGE"), ("reference", "IMAGE")),
                            (("PSNR", "FLOAT"), ("SSIM", "FLOAT"), ("difference", "IMAGE")), (("amplify", 4.0),),
                            ours=True),
@@ -120,6 +109,17 @@ SPECS: Dict[str, Spec] = {
                                ours=True),
 }
 
+
+# The pack's cache nodes, read from their methods' descriptors (tcpade_core/methods.py): node type, title, the
+# method's label, and the widgets in definition order (the method's, the start/end window, the method's tail).
+sys.path.insert(0, str(HERE.parent))
+from tcpade_core.methods import METHODS as _METHODS  # noqa: E402
+
+CACHE_KINDS = ("tcpade", "taylorseer", "teacache", "tracache")   # the branches of a comparison, in this order
+for _m in (_METHODS[k] for k in CACHE_KINDS):
+    SPECS[_m.node_id] = Spec((("model", "MODEL"), ("calibration", "TCPADE_CALIBRATION")), (("MODEL", "MODEL"),),
+                             (*((w.name, w.default) for w in _m.widgets), *WINDOW,
+                              *((w.name, w.default) for w in _m.tail_widgets)), ours=True)
 
 # ------------------------------------------------------------------------------------ sizes and geometry
 # The smallest size the frontend gives a node of each type (LGraphNode.computeSize() with the pack's web
@@ -388,13 +388,11 @@ COLOR_PAIRS = {  # node color / bgcolor, per branch (frontend palette "purple", 
     "tcpade": ("#323", "#535"), "taylorseer": ("#223", "#335"), "teacache": ("#233", "#355"),
     "tracache": ("#332922", "#593930"),
 }
-CACHE_TYPES = {"tcpade": "TCPade_TCPadeCache", "taylorseer": "TCPade_TaylorSeer", "teacache": "TCPade_TeaCache",
-               "tracache": "TCPade_TraCache"}
-CACHE_TITLES = {"tcpade": "TC-Padé Cache", "taylorseer": "TaylorSeer Cache", "teacache": "TeaCache (block residual)",
-                "tracache": "TraCache"}
+CACHE_TYPES = {k: _METHODS[k].node_id for k in CACHE_KINDS}
+CACHE_TITLES = {k: _METHODS[k].title for k in CACHE_KINDS}
 # A row's name in titles (KSampler, preview / save, Compare, group): the method only, never a setting, so that a
 # title stays true when a user changes the row's preset or target.
-LABELS = {"tcpade": "TC-Padé", "taylorseer": "TaylorSeer", "teacache": "TeaCache", "tracache": "TraCache"}
+LABELS = {k: _METHODS[k].label for k in CACHE_KINDS}
 
 # One speed target for every cached row of every workflow, so the rows compare at the same speed (the same
 # number of computed steps). TC-Padé takes it from its preset (a preset is a speed target: nodes/cache_nodes.py

@@ -174,7 +174,25 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
-class DiT(nn.Module):
+class StackModel(nn.Module):
+    """The block protocol the engine drives a model through: ``embed(x, t, y) -> (h, ctx)``, ``run_blocks(h, ctx)``
+    (the cached stack), ``modulated_input(h, ctx)`` (block 0's modulated input, TeaCache's signal) and
+    ``unembed(h_out, ctx)`` (needs ``final_layer`` and ``unpatchify``). ``forward`` runs them, handing the stack to
+    a :class:`tcpade_core.engine.Stack` (a CacheRun) when one is given."""
+
+    def unembed(self, h_out: torch.Tensor, ctx: dict) -> torch.Tensor:
+        return self.unpatchify(self.final_layer(h_out, ctx["c"]))
+
+    def forward(self, x, t, y, stack: Optional[Callable] = None, stream: str = "cond"):
+        h, ctx = self.embed(x, t, y)
+        if stack is None:
+            h_out = self.run_blocks(h, ctx)
+        else:
+            h_out = stack(stream, h, lambda hh: self.run_blocks(hh, ctx), lambda: self.modulated_input(h, ctx))
+        return self.unembed(h_out, ctx)
+
+
+class DiT(StackModel):
     """Class-conditional DiT with adaLN-Zero blocks (epsilon + optional learned-sigma output)."""
 
     kind = "ddpm_eps"
@@ -272,23 +290,12 @@ class DiT(nn.Module):
     def modulated_input(self, h: torch.Tensor, ctx: dict) -> torch.Tensor:
         return self.blocks[0].modulated_input(h, ctx["c"])
 
-    def unembed(self, h_out: torch.Tensor, ctx: dict) -> torch.Tensor:
-        return self.unpatchify(self.final_layer(h_out, ctx["c"]))
-
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, p*p*C) -> (B, C, H, W), inverse of the Conv2d patch embedding layout."""
         p, c, g = self.patch_size, self.out_channels, self.grid_size
         x = x.reshape(x.shape[0], g, g, p, p, c)
         x = torch.einsum("nhwpqc->nchpwq", x)
         return x.reshape(x.shape[0], c, g * p, g * p)
-
-    def forward(self, x, t, y, stack: Optional[Callable] = None, stream: str = "cond"):
-        h, ctx = self.embed(x, t, y)
-        if stack is None:
-            h_out = self.run_blocks(h, ctx)
-        else:
-            h_out = stack(stream, h, lambda hh: self.run_blocks(hh, ctx), lambda: self.modulated_input(h, ctx))
-        return self.unembed(h_out, ctx)
 
 
 def DiT_XL_2(input_size: int = 32, **kwargs) -> DiT:

@@ -17,13 +17,13 @@ after the last single-stream block.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dit import FinalLayer, timestep_embedding
+from .dit import FinalLayer, StackModel, timestep_embedding
 
 __all__ = ["FluxLike"]
 
@@ -154,7 +154,7 @@ class SingleStreamBlock(nn.Module):
         return x + gate * self.linear2(torch.cat([a, F.gelu(mlp, approximate="tanh")], dim=-1))
 
 
-class FluxLike(nn.Module):
+class FluxLike(StackModel):
     kind = "flow"
 
     def __init__(
@@ -281,13 +281,3 @@ class FluxLike(nn.Module):
     def modulated_input(self, h: torch.Tensor, ctx: dict) -> torch.Tensor:
         return self.double_blocks[0].modulated_img_input(h, ctx["c"])
 
-    def unembed(self, h_out: torch.Tensor, ctx: dict) -> torch.Tensor:
-        return self.unpatchify(self.final_layer(h_out, ctx["c"]))
-
-    def forward(self, x, t, y, stack: Optional[Callable] = None, stream: str = "cond"):
-        h, ctx = self.embed(x, t, y)
-        if stack is None:
-            h_out = self.run_blocks(h, ctx)
-        else:
-            h_out = stack(stream, h, lambda hh: self.run_blocks(hh, ctx), lambda: self.modulated_input(h, ctx))
-        return self.unembed(h_out, ctx)

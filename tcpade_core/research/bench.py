@@ -24,17 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 
 from .. import metrics
-from ..config import (IDENTITY_COEFFICIENTS, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig,
+from ..config import (ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig,
                       TeaCacheConfig, TraCacheConfig)
-from ..engine import CacheRun
+from ..engine import CacheRun, Stack
+from ..methods import METHODS
+from ..signals import fit_rescale, rel_l1
 from .common import CALIB_SEED, CFG_SCALE, DEV_MODELS, EVAL_SEED, MODEL_TITLES, labels as _labels, sample_timed as _sample
 
 HELD_OUT_SEED = 4321
-BASELINE_FAMILIES = ("TaylorSeer", "TeaCache", "TraCache", "Reuse")
+# families by the methods' own labels (tcpade_core/methods.py)
+BASELINE_FAMILIES = tuple(METHODS[m].label for m in ("taylorseer", "teacache", "tracache", "reuse"))
 THETAS = (0.7, 1.0, 1.3)
 
 
@@ -95,7 +97,7 @@ def baseline_sweep(quick: bool) -> List[tuple]:
 
 
 TARGETS = (1.5, 2.0, 2.5, 3.0)
-TARGET_METHODS = ("TC-Padé", "TaylorSeer", "TeaCache", "TraCache")
+TARGET_METHODS = tuple(METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache"))
 # the default reading's rows: its presets (speed targets) and its θ values
 DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 
@@ -103,48 +105,41 @@ DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 def target_settings() -> List[tuple]:
     """Speed targets for every cache method at its default settings, and the fixed settings of the default
     TC-Padé reading they are compared with (same computed steps)."""
-    methods = (("TC-Padé", TCPadeConfig()), ("TaylorSeer", TaylorSeerConfig()), ("TeaCache", ("teacache", 0.4)),
-               ("TraCache", TraCacheConfig()))
+    methods = tuple(zip(TARGET_METHODS, (TCPadeConfig(), TaylorSeerConfig(), ("teacache", 0.4), TraCacheConfig())))
     out = [(f"target {t:g}x {name}", cfg, t) for t in TARGETS for name, cfg in methods]
     out += [(f"fixed TC-Padé N={n} warm-up {w} θ{th}", TCPadeConfig(interval=n, warmup_steps=w, theta=th), 0.0)
             for n in (2, 3, 4, 5, 6) for w in (1, 2) for th in (0.7, 1.3)]
     return out
 
 
-FAMILY = {"none": "full", "reuse": "Reuse", "taylorseer": "TaylorSeer", "teacache": "TeaCache",
-          "tracache": "TraCache", "tcpade": "TC-Padé", "tcpade_official": "TC-Padé"}
+# a row's family: its method's label ("full" for the reference)
+FAMILY = {name: ("full" if name == "none" else m.label) for name, m in METHODS.items()}
 
 
 # ------------------------------------------------------------------------------------------ runs
 
+class _TeaCacheProbe(Stack):
+    """Computes every call (the stack protocol's base) and keeps TeaCache's (x, y) pairs per stream: the relative L1
+    change of block 0's modulated input and of the block-stack output."""
+
+    def __init__(self):
+        self.xs, self.ys, self.prev = [], [], {}
+
+    def observe(self, stream, h, y, modulated_fn):
+        m = modulated_fn()
+        if stream in self.prev:
+            pm, py = self.prev[stream]
+            self.xs.append(rel_l1(m, pm))
+            self.ys.append(rel_l1(y, py))
+        self.prev[stream] = (m, y)
+
+
 def calibrate_teacache(model, name, labels, steps, degree=4) -> tuple:
     """TeaCache-style calibration on CALIB_SEED (never the evaluation seed): fit a polynomial from the
     relative L1 change of block 0's modulated input to the relative L1 change of the block-stack output."""
-    xs, ys, prev = [], [], {}
-
-    class Probe:
-        def begin_step(self, i, n, t):
-            pass
-
-        def end_run(self):
-            pass
-
-        def __call__(self, stream, h, run_fn, mod_fn):
-            y = run_fn(h)
-            m = mod_fn()
-            if stream in prev:
-                pm, py = prev[stream]
-                xs.append(float((m - pm).abs().mean() / pm.abs().mean()))
-                ys.append(float((y - py).abs().mean() / py.abs().mean()))
-            prev[stream] = (m, y)
-            return y
-
-    _sample(model, name, labels, steps, Probe(), seed=CALIB_SEED)
-    x, y = np.array(xs), np.array(ys)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < degree + 2 or np.ptp(x[ok]) == 0:
-        return IDENTITY_COEFFICIENTS
-    return tuple(float(c) for c in np.polyfit(x[ok], y[ok], degree))
+    probe = _TeaCacheProbe()
+    _sample(model, name, labels, steps, probe, seed=CALIB_SEED)
+    return fit_rescale(probe.xs, probe.ys, degree)
 
 
 def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progress, n_samples: int):
@@ -242,38 +237,40 @@ def fmt_table(rows: List[Row]) -> str:
     return "\n".join(lines)
 
 
-def margin_table(rows: List[Row], split: str) -> str:
-    lines = [f"Pareto margin, {split}: TC-Padé PSNR minus the best baseline setting with the same or fewer computed steps",
-             f"{'model':5} {'seed':>5} {'steps':>5} {'TC-Padé setting':34} {'comp':>4} {'PSNR':>6} | "
-             f"{'best baseline at <= comp':34} {'comp':>4} {'PSNR':>6} | {'margin':>7}"]
+def _tcpade_rows_table(rows: List[Row], split: str, title: str, head: str, cells) -> str:
+    """One line per TC-Padé row of ``split``: model, seed, steps, setting, computed steps and PSNR, then ``cells(r)``."""
+    lines = [title, f"{'model':5} {'seed':>5} {'steps':>5} {'TC-Padé setting':34} {'comp':>4} {'PSNR':>6} | " + head]
     for r in rows:
         if r.split != split or r.family != "TC-Padé":
             continue
+        lines.append(f"{r.model:5} {r.seed:5d} {r.steps:5d} {r.label:34} {r.computed:4d} {r.psnr:6.2f} | " + cells(r))
+    return "\n".join(lines)
+
+
+def margin_table(rows: List[Row], split: str) -> str:
+    def cells(r):
         m, b = pareto_margin(rows, r)
         bl = f"{b.label:34} {b.computed:4d} {b.psnr:6.2f}" if b else f"{'(none computes this little)':34} {'':4} {'':6}"
-        ms = f"{m:+7.2f}" if m is not None else f"{'n/a':>7}"
-        lines.append(f"{r.model:5} {r.seed:5d} {r.steps:5d} {r.label:34} {r.computed:4d} {r.psnr:6.2f} | {bl} | {ms}")
-    return "\n".join(lines)
+        return f"{bl} | " + (f"{m:+7.2f}" if m is not None else f"{'n/a':>7}")
+    return _tcpade_rows_table(
+        rows, split, f"Pareto margin, {split}: TC-Padé PSNR minus the best baseline setting with the same or fewer "
+                     f"computed steps", f"{'best baseline at <= comp':34} {'comp':>4} {'PSNR':>6} | {'margin':>7}", cells)
 
 
 def matched_table(rows: List[Row], split: str) -> str:
-    lines = [f"second view, {split}: best PSNR per baseline family within ±1 computed step of each TC-Padé setting",
-             f"{'model':5} {'seed':>5} {'steps':>5} {'TC-Padé setting':34} {'comp':>4} {'PSNR':>6} | {'TaylorSeer':>13} "
-             f"{'TeaCache':>13} {'TraCache':>13} {'Reuse':>13} | {'margin':>7}"]
-    for r in rows:
-        if r.split != split or r.family != "TC-Padé":
-            continue
+    def cells(r):
         run = same_run(rows, r)
-        cells, best = [], -math.inf
+        out, best = [], -math.inf
         for fam in BASELINE_FAMILIES:
             b = best_at_nfe(run, fam, r.computed)
-            cells.append(f"{b.psnr:6.2f} ({b.computed:2d})" if b else f"{'-':>13}")
+            out.append(f"{b.psnr:6.2f} ({b.computed:2d})" if b else f"{'-':>13}")
             if b:
                 best = max(best, b.psnr)
         margin = f"{r.psnr - best:+7.2f}" if best > -math.inf else f"{'n/a':>7}"
-        lines.append(f"{r.model:5} {r.seed:5d} {r.steps:5d} {r.label:34} {r.computed:4d} {r.psnr:6.2f} | "
-                     + " ".join(f"{c:>13}" for c in cells) + f" | {margin}")
-    return "\n".join(lines)
+        return " ".join(f"{c:>13}" for c in out) + f" | {margin}"
+    return _tcpade_rows_table(
+        rows, split, f"second view, {split}: best PSNR per baseline family within ±1 computed step of each TC-Padé "
+                     f"setting", " ".join(f"{f:>13}" for f in BASELINE_FAMILIES) + f" | {'margin':>7}", cells)
 
 
 def targets_speed_table(rows: List[Row]) -> str:

@@ -1,0 +1,131 @@
+"""The method descriptors: every gate composed with every predictor, capabilities, calibration mappings."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tcpade_core import CacheRun, ConfigError, make_config
+from tcpade_core import methods as M
+from tcpade_core.calibrate import Calibration
+from tcpade_core.config import ComposedConfig, budget
+
+# one config per gate / predictor the pack has (TC-Padé's error gate is its own entry)
+CONFIGS = {
+    "none": make_config("none"),
+    "reuse": make_config("reuse", interval=3),
+    "taylorseer": make_config("taylorseer", interval=3, order=2),
+    "teacache": make_config("teacache", threshold=0.3),
+    "tracache": make_config("tracache", stride=3),
+    "tcpade": make_config("tcpade", theta=1.0),
+    "tcpade_error": make_config("tcpade", gate="error", theta=2.0, error_tolerance=0.05),
+    "tcpade_official": make_config("tcpade", mode="official", interval=4, start_step=2),
+}
+
+
+def _run(cfg, steps: int = 20):
+    """A toy trajectory through the engine: (outputs per step, computed flags)."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(8, 8, generator=g) * 0.3
+    x = torch.randn(2, 8, generator=g)
+    run = CacheRun(cfg)
+    outs = []
+    for i in range(steps):
+        t = 1.0 - i / steps
+        run.begin_step(i, steps, t)
+        y = run("c", x, lambda h, t=t: torch.tanh(h @ w + t), lambda x=x: x * (1 + 0.1 * t))
+        outs.append(y)
+        x = x + 0.2 * (y - x)
+    rep = run.end_run()
+    return outs, [r.computed for r in rep.steps]
+
+
+@pytest.mark.parametrize("gate", list(CONFIGS))
+@pytest.mark.parametrize("pred", list(CONFIGS))
+def test_every_gate_with_every_predictor_runs_or_is_refused(gate, pred):
+    g, p = CONFIGS[gate], CONFIGS[pred]
+    refused = gate == "tcpade_error" and pred not in ("tcpade", "tcpade_error")
+    if refused:   # the error gate reads the predictor's self-estimate, which only TC-Padé's predictor provides
+        with pytest.raises(ConfigError, match="self_error"):
+            ComposedConfig(gate=g, predictor=p)
+        return
+    outs, computed = _run(ComposedConfig(gate=g, predictor=p))
+    assert all(bool(torch.isfinite(o).all()) for o in outs) and computed[0]
+    if gate == pred:   # composed with itself: the native method, bit for bit
+        ref, ref_computed = _run(g)
+        assert computed == ref_computed and all(torch.equal(a, b) for a, b in zip(outs, ref))
+
+
+def test_official_gate_with_another_predictor_reads_five_residuals():
+    """At threshold 0 the curvature test fails as soon as five residuals exist: every step computes, as in the
+    authors' method (its gate declared three and computed 8 of 20 composed)."""
+    off = make_config("tcpade", mode="official", threshold=0.0)
+    _, computed = _run(ComposedConfig(gate=off, predictor=CONFIGS["taylorseer"]))
+    assert sum(computed) == 20
+    assert sum(_run(off)[1]) == 20
+
+
+def test_error_gate_reads_the_estimate_it_declares():
+    gate, pred = M.build(CONFIGS["tcpade_error"])
+    assert gate.reads == {"self_error"} <= pred.provides and pred.self_check
+    _, pred2 = M.build(CONFIGS["tcpade"])
+    assert not pred2.self_check          # served only when a gate reads it
+    computed = _run(CONFIGS["tcpade_error"])[1]
+    assert 5 < sum(computed) < 20        # it decides from its estimate, neither always nor never
+
+
+def test_speed_target_is_one_range_checked_once_and_one_budget():
+    with pytest.raises(ConfigError, match=r"target_speedup must be 0 \(off\) or a number in \[1.0, 100.0\]"):
+        make_config("taylorseer", target_speedup=0.5)
+    with pytest.raises(ConfigError, match="target_speedup"):
+        CacheRun(make_config("taylorseer"), target_speedup=101)
+    cfg = make_config("tcpade", target_speedup=2.5)
+    gate, _ = M.build(cfg)
+    assert gate.plan(20) == budget(20, 2.5) == 8 and sum(_run(cfg)[1]) == 8
+    assert "target" not in cfg.describe()
+
+
+def test_every_node_method_has_a_node_and_its_widgets_set_real_parameters():
+    assert [m.node_id for m in M.NODES] == ["TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache",
+                                            "TCPade_TCPadeCache"]
+    for m in M.NODES:
+        params = {f for f in m.config.__dataclass_fields__}
+        assert all(w.param in params for w in m.all_widgets() if w.param), m.name
+        assert m.leading_blocks == 0
+        ui = M.ui_table()[m.node_id]
+        assert ui["label"] == m.label and all(o["widget"] in {w.name for w in m.all_widgets()} for o in ui["overrides"])
+
+
+def _cal(**kw):
+    base = dict(model_key="k", steps=20, target=2.0, teacache_coefficients=(2.0, 0.0), teacache_threshold=0.7,
+                taylorseer={"interval": 3, "order": 2, "first_enhance": 1}, tcpade_theta=1.2, tcpade_warmup=2,
+                tcpade_thetas={"default": 1.2, "paper_literal": 0.35})
+    base.update(kw)
+    return Calibration(**base)
+
+
+def test_calibration_fills_only_what_the_user_left():
+    ts = M.METHODS["taylorseer"]
+    a = ts.calibrate(make_config("taylorseer"), _cal(), 0.0, frozenset())
+    assert a.values == {"interval": 3, "order": 2, "first_enhance": 1} and a.cfg.interval == 3
+    b = ts.calibrate(make_config("taylorseer", interval=5), _cal(), 0.0, frozenset({"interval"}))
+    assert b.cfg.interval == 5 and "interval" not in b.values and b.cfg.order == 2
+    tea = M.METHODS["teacache"]
+    c = tea.calibrate(make_config("teacache", threshold=0.2), _cal(), 0.0, frozenset({"threshold"}))
+    assert c.cfg.threshold == 0.2 and c.cfg.coefficients == (2.0, 0.0) and set(c.values) == {"coefficients"}
+    tra = M.METHODS["tracache"]
+    assert tra.calibrate is None
+
+
+def test_theta_is_fitted_and_applied_per_reading():
+    tc = M.METHODS["tcpade"]
+    a = tc.calibrate(make_config("tcpade"), _cal(), 0.0, frozenset())
+    assert a.cfg.theta == 1.2 and a.values == {"theta": 1.2}
+    lit = tc.calibrate(make_config("tcpade", mode="paper_literal"), _cal(), 0.0, frozenset())
+    assert lit.cfg.theta == 0.35 and lit.cfg.mode == "paper_literal"
+    old = _cal(tcpade_thetas={})                     # a file from before per-reading θ: the default's only
+    assert tc.calibrate(make_config("tcpade", mode="paper_literal"), old, 0.0, frozenset()).values == \
+        {"target_speedup": 2.0}
+    # with a target the warm-up is filled; the authors' code has nothing to calibrate
+    assert tc.calibrate(make_config("tcpade", target_speedup=2.0), _cal(), 2.0, frozenset()).values == {"warmup_steps": 2}
+    off = make_config("tcpade", mode="official")
+    assert tc.calibrate(off, _cal(), 0.0, frozenset()).values == {}
