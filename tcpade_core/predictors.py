@@ -483,8 +483,9 @@ class PadePredictor(Predictor):
             return
         truth = y.float() if self.cfg.target == "output" else residual(y, h)
         guess = self.value(step.index, "mid", es)
-        err = float(torch.linalg.vector_norm(guess - truth) / torch.linalg.vector_norm(
-            y.float() if self.cfg.target == "output" else y.float()).clamp_min(1e-12))
+        # relative to what is predicted (the output, or the residual): a residual's error over the output's norm
+        # made the estimate as small as the residual is against the output
+        err = float(torch.linalg.vector_norm(guess - truth) / torch.linalg.vector_norm(truth).clamp_min(1e-12))
         st.pred.self_error = (err, step.index - es[0].step)
 
     def observe_skip(self, step, st, h, y_hat):

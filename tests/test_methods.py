@@ -129,3 +129,20 @@ def test_theta_is_fitted_and_applied_per_reading():
     assert tc.calibrate(make_config("tcpade", target_speedup=2.0), _cal(), 2.0, frozenset()).values == {"warmup_steps": 2}
     off = make_config("tcpade", mode="official")
     assert tc.calibrate(off, _cal(), 0.0, frozenset()).values == {}
+
+
+def test_error_gate_estimate_is_relative_to_what_is_predicted():
+    """The self-estimate divides a residual's error by the residual's norm (it divided by the output's)."""
+    from tcpade_core.engine import Step, StreamState
+    from tcpade_core.history import ResidualHistory
+    cfg = make_config("tcpade", gate="error", target="residual", numerator="recent", mode="default")
+    gate, pred = M.build(cfg)
+    hist = ResidualHistory(pred.capacity)
+    st = StreamState(hist, hist, pred.State(), gate.State())
+    h = torch.full((4,), 100.0)                        # a large input: the output is ~100x the residual
+    for i, r in enumerate((1.0, 2.0, 4.0)):            # residuals 1, 2, 4 at steps 0, 1, 2
+        pred.observe(Step(i, 10, 1.0 - i / 10), st, h, h + r)
+    err, k0 = st.pred.self_error
+    # from residuals 1 and 2 the linear guess at step 2 is 3 (sigma_stab damps it: guess <= 3); truth 4
+    guess = pred.value(2, "mid", [e for e in hist.latest(3)][1:])
+    assert k0 == 1 and err == pytest.approx(float((guess - 4.0).abs().max()) / 4.0, rel=1e-6)
