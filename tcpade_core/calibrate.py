@@ -10,7 +10,12 @@ relative error of its predictions on the skipped steps. From that:
   numpy ``poly1d`` order, degree 4, as the TeaCache authors fit theirs) and the δ that meets the target;
 * TaylorSeer: the interval and first_enhance (order 1 and 2 tried) that meet the target with the smallest
   error;
-* TC-Padé: the θ that meets the target without a budget, and the warm-up that predicts best under one.
+* TC-Padé: the θ that meets the target without a budget, fitted per reading on that reading's own scale
+  (default: the stability score 1/(2 TSI); paper_literal: TSI itself, in [0, 1]), and the warm-up that
+  predicts best under a budget.
+
+What a calibration may change in a node's settings, and that it fills only what the user left alone, is each
+method's mapping (:attr:`tcpade_core.methods.Method.calibrate`).
 
 Offline replay ignores how skipping changes the later inputs (as TeaCache's own calibration does), so a
 count it predicts holds on the real run to about one step; a speed target is met exactly by the budget
@@ -18,15 +23,15 @@ gate in any case.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-from .config import TaylorSeerConfig, TCPadeConfig, TeaCacheConfig, _Common
+from .config import TaylorSeerConfig, TCPadeConfig, TeaCacheConfig, _Common, budget
 from .engine import CacheRun
+from .signals import fit_rescale, rel_l1
 
 VERSION = 1
 
@@ -59,23 +64,15 @@ def replay(cfg: _Common, traj: Trajectory, target: float = 0.0) -> tuple:
 
 
 def fit_teacache(traj: Trajectory, degree: int = 4) -> tuple:
+    """TeaCache's rescale polynomial for the recorded trajectory (:func:`tcpade_core.signals.fit_rescale`)."""
     xs, ys = [], []
     for i in range(1, len(traj)):
         m0, m1 = traj.modulated[i - 1], traj.modulated[i]
         if m0 is None or m1 is None:
             continue
-        xs.append(float((m1 - m0).abs().mean() / m0.abs().mean().clamp_min(1e-12)))
-        y0, y1 = traj.outputs[i - 1], traj.outputs[i]
-        ys.append(float((y1 - y0).abs().mean() / y0.abs().mean().clamp_min(1e-12)))
-    x, y = np.array(xs), np.array(ys)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < degree + 2 or np.ptp(x[ok]) == 0:
-        return (1.0, 0.0)
-    return tuple(float(c) for c in np.polyfit(x[ok], y[ok], degree))
-
-
-def budget(steps: int, target: float) -> int:
-    return max(1, min(steps, int(math.floor(steps / target + 0.5))))
+        xs.append(rel_l1(m1, m0))
+        ys.append(rel_l1(traj.outputs[i], traj.outputs[i - 1]))
+    return fit_rescale(xs, ys, degree)
 
 
 def _best(cands, want):
@@ -97,10 +94,18 @@ class Calibration:
     teacache_coefficients: tuple
     teacache_threshold: Optional[float]
     taylorseer: Optional[Dict[str, int]]      # interval, order, first_enhance
-    tcpade_theta: Optional[float]
+    tcpade_theta: Optional[float]             # the default reading's θ (kept for files written before per-reading θ)
     tcpade_warmup: int
     errors: Dict[str, float] = field(default_factory=dict)
     version: int = VERSION
+    tcpade_thetas: Dict[str, Optional[float]] = field(default_factory=dict)   # θ per reading (mode), on its scale
+
+    def theta_for(self, mode: str) -> Optional[float]:
+        """The θ fitted for TC-Padé's reading ``mode``: None where none was fitted (an older file has the
+        default reading's only)."""
+        if mode in self.tcpade_thetas:
+            return self.tcpade_thetas[mode]
+        return self.tcpade_theta if mode == "default" else None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -119,7 +124,9 @@ class Calibration:
         return (f"calibrated for {self.steps} steps at {self.target:g}x: TeaCache δ "
                 f"{self.teacache_threshold if self.teacache_threshold is not None else '-'}, TaylorSeer "
                 + (f"N {ts['interval']} O {ts['order']} fe {ts['first_enhance']}" if ts else "-")
-                + f", TC-Padé θ {self.tcpade_theta if self.tcpade_theta is not None else '-'} warm-up {self.tcpade_warmup}")
+                + f", TC-Padé θ {self.tcpade_theta if self.tcpade_theta is not None else '-'}"
+                + (f" (paper_literal {lit})" if (lit := self.tcpade_thetas.get("paper_literal")) is not None else "")
+                + f" warm-up {self.tcpade_warmup}")
 
 
 def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeConfig = None) -> Calibration:
@@ -148,15 +155,28 @@ def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeCo
     taylor = best[0] if best else None
     if best:
         errors["taylorseer"] = best[2]
-    # TC-Padé: θ without a budget, warm-up under the budget
+    # TC-Padé: θ without a budget, per reading on its own scale; warm-up under the budget
     d = default or TCPadeConfig()
-    tc = []
-    for th in np.round(np.linspace(0.3, 2.0, 18), 2):
-        c, e = replay(replace(d, theta=float(th)), traj)
-        tc.append((float(th), c, e))
-    best = _best(tc, want)
-    theta = best[0] if best else None
+    thetas = {mode: _fit_theta(d if mode == d.mode else d.with_(mode=mode), traj, want, grid)
+              for mode, grid in THETA_GRIDS.items()}
     wu = [(w, *replay(replace(d, warmup_steps=w), traj, target)) for w in (1, 2, 3)]
     w_best = min(wu, key=lambda c: c[2])
     errors["tcpade"] = w_best[2]
-    return Calibration(model_key, n, float(target), coeffs, tea_delta, taylor, theta, int(w_best[0]), errors)
+    return Calibration(model_key, n, float(target), coeffs, tea_delta, taylor, thetas.get("default"), int(w_best[0]),
+                       errors, tcpade_thetas=thetas)
+
+
+# the θ tried per reading: the default's stability score 1/(2 TSI) lies in [0.5, 100]; paper_literal compares
+# θ with TSI itself, in [0, 1]
+THETA_GRIDS = {"default": np.round(np.linspace(0.3, 2.0, 18), 2),
+               "paper_literal": np.round(np.linspace(0.05, 1.0, 20), 2)}
+
+
+def _fit_theta(cfg: TCPadeConfig, traj: Trajectory, want: int, grid) -> Optional[float]:
+    """The θ of ``grid`` whose count meets ``want`` computes with the smallest error (None: none does)."""
+    tc = []
+    for th in grid:
+        c, e = replay(replace(cfg, theta=float(th)), traj)
+        tc.append((float(th), c, e))
+    best = _best(tc, want)
+    return best[0] if best else None

@@ -144,6 +144,41 @@ def test_calibrate_node_stores_and_cache_nodes_use_it(host, caplog):
     assert not any(n.startswith("calibrated") for n in m4.model_options["transformer_options"]["tcpade"].last_report.notes)
 
 
+def test_what_the_user_set_is_never_overwritten(host):
+    """A calibration fills only the settings left at their default; the report names each value it filled."""
+    env = host
+    node = env["nodes"]["TCPade_Calibrate"]
+    cal = node.execute(env["model"], env["pos"], env["neg"], {"samples": torch.zeros(1, 3, 32, 32)}, 3, 12, 2.0,
+                       "euler", "simple", 2.0).args[0]
+    assert cal.taylorseer is not None and cal.taylorseer["interval"] != 5
+    left = _attach(env, "TCPade_TaylorSeer", env["model"], calibration=cal)
+    _sample(env, left)
+    rep = left.model_options["transformer_options"]["tcpade"].last_report
+    assert f"interval={cal.taylorseer['interval']}" in rep.settings or cal.taylorseer["interval"] == 4
+    assert any("filled in: interval" in n for n in rep.notes)
+    mine = _attach(env, "TCPade_TaylorSeer", env["model"], calibration=cal, interval=5)
+    _sample(env, mine)
+    rep = mine.model_options["transformer_options"]["tcpade"].last_report
+    assert "interval=5" in rep.settings and not any("filled in: interval" in n for n in rep.notes)
+    tea = _attach(env, "TCPade_TeaCache", env["model"], calibration=cal, threshold=0.25)
+    _sample(env, tea)
+    rep = tea.model_options["transformer_options"]["tcpade"].last_report
+    assert "threshold=0.25" in rep.settings and any("filled in: coefficients" in n for n in rep.notes)
+
+
+def test_two_samplers_fed_by_one_node_keep_their_own_reports(host):
+    env = host
+    patcher = env["H"].pack_module("nodes.patcher")
+    m = _attach(env, "TCPade_TaylorSeer", env["model"], interval=2, order=1)
+    _sample(env, m, steps=12)
+    _sample(env, m, steps=8)
+    s = m.model_options["transformer_options"]["tcpade"]
+    runs = patcher.RUNS[s.uid]
+    assert [r.report.num_steps for r in list(runs)[-2:]] == [12, 8] and s.last_report.num_steps == 8
+    keys = [k for k in patcher.LAST_REPORTS if k.endswith(f"/{s.label}/0") or k.endswith(f"/{s.label}/1")]
+    assert len(keys) >= 2 and len(set(keys)) == len(keys)
+
+
 def test_a_different_model_does_not_use_it(host):
     env = host
     other = env["model"].clone()
