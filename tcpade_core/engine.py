@@ -154,8 +154,9 @@ class CacheRun:
     def end_run(self) -> RunReport:
         self._finish_step()
         self.report.stream_resets = sum(s.history.resets for s in self.streams.values())
-        if self.step is not None:
-            self.report.target_note = self.gate.note(self.step.num_steps)
+        note = self.gate.note(self.step.num_steps) if self.step is not None else None
+        if note:
+            self.report.target_note = note
         return self.report
 
     def reset(self) -> None:
