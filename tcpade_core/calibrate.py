@@ -180,3 +180,25 @@ def _fit_theta(cfg: TCPadeConfig, traj: Trajectory, want: int, grid) -> Optional
         tc.append((float(th), c, e))
     best = _best(tc, want)
     return best[0] if best else None
+
+
+def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> CacheRun:
+    """A :class:`CacheRun` for a run of ``len(traj)`` steps at ``target``, on the schedule planned for ``method``'s
+    predictor from this recorded full-compute trajectory (:mod:`tcpade_core.planner`): exactly
+    ``budget(len(traj), target)`` computes, the predictor's own warm-up first. ``method`` is a name of
+    :data:`tcpade_core.methods.METHODS`; ``params`` are that method's config parameters. TaylorSeer plans with a
+    form that is exact on uneven spacing (``newton``) unless ``form`` is given. The run's report notes the plan and
+    its predicted error."""
+    from .config import check_target, make_config
+    from .methods import build
+    from .planner import plan_trajectory
+    target = check_target(target, off=False)
+    if method == "taylorseer" and "form" not in params:
+        params = {**params, "form": "newton"}
+    cfg = make_config(method, **params)
+    _, pred = build(cfg)
+    n = len(traj)
+    steps, err = plan_trajectory(traj, budget(n, target), order=pred.plan_order, warm=pred.warmup)
+    run = CacheRun(cfg.with_(target_speedup=target, plan=tuple(steps)))
+    run.report.notes.append(f"planned from calibration: {len(steps)} of {n} computes, predicted error {err:.3g}")
+    return run

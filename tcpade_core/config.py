@@ -62,9 +62,18 @@ class _Common:
     Each config checks its own parameters in :meth:`validate`, once, when it is built."""
 
     target_speedup: float = field(default=0.0, kw_only=True)
+    # a planned schedule (tcpade_core.planner): the steps to compute, increasing from 0; it replaces the method's
+    # own schedule and the even spacing of a speed target (the method's signal then decides nothing)
+    plan: Optional[Tuple[int, ...]] = field(default=None, kw_only=True)
 
     def __post_init__(self):
         object.__setattr__(self, "target_speedup", check_target(self.target_speedup))
+        if self.plan is not None:
+            from .planner import check_plan
+            try:
+                object.__setattr__(self, "plan", check_plan(self.plan))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         self.validate()
 
     def validate(self) -> None:
@@ -77,7 +86,7 @@ class _Common:
         parts = []
         for f in fields(self):
             v = getattr(self, f.name)
-            if v != f.default and f.name not in ("coefficients", "target_speedup"):
+            if v != f.default and f.name not in ("coefficients", "target_speedup", "plan"):
                 parts.append(f"{f.name}={v}")
         return f"{self.method}({', '.join(parts)})"
 
@@ -259,7 +268,7 @@ class TCPadeConfig(_Common):
         base = PAPER_LITERAL if self.mode == "paper_literal" else DEFAULT_READING
         parts = [f"mode={self.mode}", f"theta={self.theta}", f"interval={self.interval}"]
         for f in fields(self):
-            if f.name not in ("mode", "theta", "interval", "target_speedup"):
+            if f.name not in ("mode", "theta", "interval", "target_speedup", "plan"):
                 v = getattr(self, f.name)
                 if v != base.get(f.name, f.default):
                     parts.append(f"{f.name}={v}")
@@ -316,7 +325,7 @@ class TCPadeOfficialConfig(_Common):
     def describe(self) -> str:
         parts = [f"threshold={self.threshold}", f"interval={self.interval}", f"start_step={self.start_step}"]
         parts += [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
-                  if f.name not in ("threshold", "interval", "start_step", "target_speedup")
+                  if f.name not in ("threshold", "interval", "start_step", "target_speedup", "plan")
                   and getattr(self, f.name) != f.default]
         return f"tcpade(official, {', '.join(parts)})"
 

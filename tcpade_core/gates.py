@@ -348,3 +348,23 @@ class BudgetGate(Gate):
         if computed:
             self.used += 1
             self.last = index
+
+
+class PlannedGate(Gate):
+    """A planned schedule (:mod:`tcpade_core.planner`): compute exactly the planned steps. The method's own gate
+    keeps its name in the report and is kept current on every step (its signal is not used)."""
+
+    def __init__(self, base: Gate, steps: Sequence[int]):
+        self.base, self.steps = base, frozenset(int(s) for s in steps)
+        self.name, self.threshold, self.needs_residuals = base.name, base.threshold, base.needs_residuals
+        self.rule, self.axis, self.reads, self.signal, self.State = base.rule, base.axis, base.reads, base.signal, base.State
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        return Decision(step.index in self.steps, "planned", None, forced=True)
+
+    def track(self, step, st, signal_fn) -> None:
+        self.base.track(step, st, signal_fn)
+
+    def note(self, num_steps: int) -> Optional[str]:
+        mine = sorted(s for s in self.steps if s < num_steps)
+        return f"planned schedule: {len(mine)} of {num_steps} computes at steps {', '.join(map(str, mine))}"

@@ -317,7 +317,9 @@ def build(cfg: _Common) -> Tuple[G.Gate, P.Predictor]:
     if missing:   # only a composed config can get here, and its validation refuses it first
         raise ConfigError(f"the {gate.name} gate reads {', '.join(sorted(missing))}, which the predictor lacks")
     predictor.serve(gate.reads)
-    if cfg.target_speedup:
+    if cfg.plan is not None:
+        gate = G.PlannedGate(gate, cfg.plan)
+    elif cfg.target_speedup:
         gate = G.BudgetGate(gate, cfg.target_speedup)
     return gate, predictor
 

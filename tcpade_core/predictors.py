@@ -245,6 +245,8 @@ class Predictor:
     stores = "residual"
     State = PredictorState
     provides: FrozenSet[str] = frozenset()
+    warmup = 1          # computed steps before it can predict (a planned schedule computes these first)
+    plan_order = 0      # the order of the open-loop error a planner minimises for it (tcpade_core.planner)
 
     def serve(self, capabilities: FrozenSet[str]) -> None:
         """Keep these capabilities current for the gate (a subset of ``provides``; checked by the method table)."""
@@ -313,6 +315,7 @@ class TaylorPredictor(Predictor):
     def __init__(self, order: int, form: str, target: str, first_enhance: int = 0):
         self.order, self.form, self.stores, self.first_enhance = order, form, target, first_enhance
         self.capacity = 0 if form == "official" else order + 1
+        self.plan_order = min(order, 1)
         self._fn = {"eq10": taylor_eq10, "newton": newton}.get(form)
 
     def ready(self, step, st) -> bool:
@@ -350,6 +353,7 @@ class LagrangePredictor(Predictor):
 
     def __init__(self, max_order: int, target: str):
         self.max_order, self.capacity, self.stores = max_order, max_order + 1, target
+        self.plan_order = 1
 
     def ready(self, step, st) -> bool:
         return len(st.history) >= 1
@@ -404,6 +408,7 @@ class PadePredictor(Predictor):
         self.cfg = cfg
         self.stores = cfg.target
         self.self_check = False
+        self.warmup, self.plan_order = (3 if cfg.numerator == "literal" else 2), 1
         rational = cfg.numerator in ("rational", "rational_damped")
         self._mid = self._mid_rational if rational else self._mid_pade
 
@@ -533,6 +538,7 @@ class OfficialPadePredictor(Predictor):
     def __init__(self, cfg):
         self.cfg = cfg
         self.capacity = cfg.history_size
+        self.warmup, self.plan_order = max(2, min(3, cfg.order)), 1
 
     def _total(self, num_steps: int) -> int:
         return 20 if self.cfg.phase_steps == "coded" else num_steps

@@ -1,0 +1,114 @@
+"""The schedule planner (tcpade_core.planner) and calibrated_run: exact optimum, exact budget, determinism, and
+predictors that are right on uneven spacing."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from tcpade_core import ConfigError, make_config
+from tcpade_core import predictors as P
+from tcpade_core.calibrate import Trajectory, calibrated_run
+from tcpade_core.planner import errors, plan, plan_trajectory
+
+
+def _traj(values, t=None) -> Trajectory:
+    tr = Trajectory()
+    n = len(values)
+    for i, v in enumerate(values):
+        tr.t.append(t[i] if t is not None else 1.0 - i / n)
+        tr.inputs.append(torch.zeros_like(v))
+        tr.outputs.append(v)
+        tr.modulated.append(None)
+    return tr
+
+
+def _kinked(n=20, kink=10):
+    """Piecewise linear in the step index, one kink: up to ``kink``, then down twice as fast."""
+    d = torch.linspace(-1, 1, 24).reshape(1, 4, 6)
+    return [d * (j if j <= kink else kink - 2 * (j - kink)) + 3.0 for j in range(n)]
+
+
+def test_a_kink_is_computed_and_the_linear_parts_cost_nothing():
+    traj = _traj(_kinked())
+    steps, err = plan_trajectory(traj, 4, order=1)
+    assert len(steps) == 4 and steps[0] == 0 and err == pytest.approx(0.0, abs=1e-12)
+    assert any(10 <= s <= 11 for s in steps)          # a compute at (or just after) the kink
+    run = calibrated_run("taylorseer", traj, 5.0, order=1)
+    run.measure_error = True
+    for i in range(20):
+        run.begin_step(i, 20, traj.t[i])
+        run("c", traj.inputs[i], lambda h, i=i: traj.outputs[i])
+    rep = run.end_run()
+    assert rep.computed == 4 and [r.step for r in rep.steps if r.computed] == steps
+    assert max(r.error for r in rep.steps if r.error is not None) < 1e-6     # O=1 is exact on each line
+
+
+def _brute(Y, w, k, order, warm):
+    n, e = len(Y), errors(Y, order) * w[None, None, :]
+    best = (np.inf, None)
+    for rest in itertools.combinations(range(warm, n), k - warm):
+        s = sorted(set(range(warm)) | set(rest))
+        cost = sum(e[s[i - 1] if i else b, b, b + 1:(s[i + 1] if i + 1 < len(s) else n)].sum() for i, b in enumerate(s))
+        if cost < best[0] - 1e-12:
+            best = (cost, s)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_plan_is_the_exact_minimum_and_deterministic(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 9))
+    Y, w = rng.normal(size=(n, 5)).cumsum(0), rng.random(n)
+    for order, warm in ((0, 1), (1, 1), (1, 2)):
+        k = int(rng.integers(warm, n + 1))
+        steps, value = plan(Y, w, k, order, warm)
+        best, best_steps = _brute(Y, w, k, order, warm)
+        assert len(steps) == k and steps[:warm] == list(range(warm)) and value == pytest.approx(best, abs=1e-9)
+        assert plan(Y, w, k, order, warm) == (steps, value)
+
+
+@pytest.mark.parametrize("method", ["taylorseer", "tcpade", "teacache", "tracache", "reuse"])
+@pytest.mark.parametrize("target", [1.25, 2.0, 3.0])
+def test_a_planned_run_computes_exactly_its_budget(method, target):
+    g = torch.Generator().manual_seed(1)
+    traj = _traj([torch.randn(1, 8, 4, generator=g).cumsum(1) * (1 + j / 10) for j in range(20)])
+    run = calibrated_run(method, traj, target)
+    for i in range(20):
+        run.begin_step(i, 20, traj.t[i])
+        run("c", traj.inputs[i], lambda h, i=i: traj.outputs[i])
+    rep = run.end_run()
+    assert rep.computed == max(1, round(20 / target)) and "planned schedule" in rep.target_note
+    assert any(n.startswith("planned from calibration") for n in rep.notes)
+
+
+def test_planning_fifty_steps_is_fast():
+    import time
+    g = torch.Generator().manual_seed(0)
+    traj = _traj([torch.randn(1, 256, 64, generator=g) for _ in range(50)])
+    t0 = time.perf_counter()
+    steps, _ = plan_trajectory(traj, 17, order=1, warm=2)
+    assert len(steps) == 17 and time.perf_counter() - t0 < 5.0     # about 0.3 s here; the bound leaves room
+
+
+def test_a_plan_is_a_checked_setting():
+    assert make_config("reuse", plan=[0, 2, 5]).plan == (0, 2, 5)
+    for bad in ([1, 2], [0, 0, 3], [0, 3, 2], "abc"):
+        with pytest.raises(ConfigError, match="plan"):
+            make_config("reuse", plan=bad)
+
+
+def test_predictors_are_exact_on_uneven_spacing():
+    steps = [9.0, 5.0, 4.0]                      # newest first, uneven gaps
+    quad = lambda s: torch.tensor([2.0 * s * s - 3.0 * s + 1.0, -s * s])
+    vals = [quad(s) for s in steps]
+    assert torch.allclose(P.newton(vals, steps, 12.0, 2), quad(12.0), atol=1e-4)
+    assert torch.allclose(P.lagrange(vals, steps, 12.0), quad(12.0), atol=1e-4)
+    lin = lambda s: torch.tensor([0.5 * s - 2.0, 3.0 - s])
+    # the official recursion is exact to order 1 on uneven spacing (order 2 is not: the planner uses newton)
+    f = P.taylor_factors_update(None, lin(4.0), 1.0, 1)
+    f = P.taylor_factors_update(f, lin(9.0), 5.0, 1)
+    assert torch.allclose(P.taylor_factors_eval(f, 3.0), lin(12.0), atol=1e-5)
+    assert torch.allclose(P.rational_extrapolate([lin(s) for s in steps], steps, 12.0)[0], lin(12.0), atol=1e-4)
