@@ -673,15 +673,16 @@ def test_measured_error_is_the_worst_stream_of_the_step():
     run = CacheRun(ReuseConfig(interval=2), measure_error=True)
     sq = lambda h: h * h
     run.begin_step(0, 4, 1.0)
-    run("c", torch.ones(2), sq)
-    run("u", torch.ones(2), sq)
+    run("c", torch.full((2,), 0.1), sq)                  # residual 0.01 - 0.1 = -0.09 on both streams
+    run("u", torch.full((2,), 0.1), sq)
     run.begin_step(1, 4, 0.75)
-    # residual 0 on both: the prediction is the input; c: 2 vs 4 (error 1/2), u: 1.5 vs 2.25 (1/3)
-    out_c = run("c", torch.full((2,), 2.0), sq)
-    out_u = run("u", torch.full((2,), 1.5), sq)
+    # c: predicted 0.2 - 0.09 = 0.11 against 0.04 (error 0.07 / 0.04), u: 0.06 against 0.0225 (0.0375 / 0.0225);
+    # relative to outputs of norm < 1
+    out_c = run("c", torch.full((2,), 0.2), sq)
+    out_u = run("u", torch.full((2,), 0.15), sq)
     rep = run.end_run()
-    assert out_c.tolist() == [2.0, 2.0] and out_u.tolist() == [1.5, 1.5]
-    assert rep.steps[1].error == pytest.approx(0.5) and rep.steps[0].error is None
+    assert out_c.tolist() == pytest.approx([0.11, 0.11]) and out_u.tolist() == pytest.approx([0.06, 0.06])
+    assert rep.steps[1].error == pytest.approx(0.07 / 0.04, rel=1e-5) and rep.steps[0].error is None
 
 
 def test_the_lead_stream_decides_the_step():
@@ -700,7 +701,7 @@ def test_the_lead_stream_decides_the_step():
     # "u" has no reference input yet: it computes; "c" would skip (then "u", with no history, forces a compute)
     assert one_step(1).reason == "no reference" and one_step(1).forced_streams == []
     assert one_step(0).reason == "forced (acc<delta)" and one_step(0).forced_streams == ["u"]
-    assert one_step(5).reason == "forced (acc<delta)"                 # a lead out of range: the first stream
+    assert one_step(5).reason == one_step(2).reason == "forced (acc<delta)"   # a lead out of range: the first
 
 
 def _stream_of(cfg, store_device="cpu"):
@@ -904,3 +905,40 @@ def test_planned_gate_computes_exactly_the_planned_steps_and_says_which():
     st = SimpleNamespace(gate=pg.State())
     pg.track(step(2, 10), st, lambda: torch.ones(2))       # the method's own gate stays current
     assert torch.equal(st.gate.prev_mod, torch.ones(2))
+
+
+def test_the_report_names_the_method_its_gate_and_each_steps_time():
+    cfg = TCPadeConfig(theta=0.7)
+    run = CacheRun(cfg)
+    assert (run.report.method, run.report.settings, run.report.gate_name, run.report.threshold) == \
+        ("tcpade", cfg.describe(), "TSI stability", 0.7)
+    assert run.report.store_device == "same" and run.report.target_speedup is None
+    run.begin_step(0, 4, 0.9)
+    run.begin_step(1, 4, 0.8)                             # step 0 never reached the stack: not reported
+    run("c", torch.ones(2), stack)
+    rep = run.end_run()
+    assert [(r.step, r.t, r.phase) for r in rep.steps] == [(1, pytest.approx(0.8), "mid")]
+
+
+def test_teacache_outside_the_window_keeps_its_reference_current():
+    run = CacheRun(TeaCacheConfig(threshold=0.15, coefficients=(1.0, 0.0)))
+    for i in range(5):
+        run.begin_step(i, 5, 1 - i / 5, active=i not in (1, 2))
+        m = torch.full((2,), 1.1 ** i)                    # a relative L1 change of 0.1 a step
+        run("c", torch.ones(2), stack, lambda m=m: m)
+    rep = run.end_run()
+    # steps 1 and 2 compute outside the window but move the reference (and the sum: 0.1, then 0.2 >= 0.15 resets
+    # it), so step 3 is 0.1 from step 2 and skips; without them it would be 0.33 from step 0
+    assert [r.reason for r in rep.steps] == ["first", "outside start/end", "outside start/end", "acc<delta", "last"]
+    assert rep.steps[3].gate == pytest.approx(0.1, abs=1e-5)
+
+
+def test_a_forced_step_computes_every_later_call_of_the_step():
+    run = CacheRun(ReuseConfig(interval=2))
+    run.begin_step(0, 4, 1.0)
+    run("c", torch.ones(2), stack)
+    run.begin_step(1, 4, 0.75)
+    assert run.enter(["c", "u"], [torch.ones(2), torch.ones(2)]) is None       # "u" has no history
+    run.leave(["c", "u"], [torch.ones(2), torch.ones(2)], [stack(torch.ones(2))] * 2)
+    assert run.enter(["c"], [torch.ones(2)]) is None                             # an extra call: computes too
+    assert run.end_run().steps[1].forced_streams == ["u"]
