@@ -942,3 +942,128 @@ def test_a_forced_step_computes_every_later_call_of_the_step():
     run.leave(["c", "u"], [torch.ones(2), torch.ones(2)], [stack(torch.ones(2))] * 2)
     assert run.enter(["c"], [torch.ones(2)]) is None                             # an extra call: computes too
     assert run.end_run().steps[1].forced_streams == ["u"]
+
+
+# ================================================================ third round: the [1/1] approximant, TC-Padé's ready/predict
+
+def _rational(steps, values, target, **kw):
+    out, c = P.rational_extrapolate([vec(v, dtype=torch.float64) for v in values], steps, target, **kw)
+    return float(out), c
+
+
+def _on_curve(c, ks):
+    """v(k) = k / (1 + c k) at the offsets ks from the newest step (v = 0 there, slope 1)."""
+    return [k / (1 + c * k) for k in ks]
+
+
+def test_rational_extrapolate_fits_the_pole_by_hand():
+    # v(s) = k / (1 + 0.25 k), k = s - 2, through s = 2, 1, 0: c = 0.25 is recovered and v(4) is exact
+    v, c = _rational([2, 1, 0], _on_curve(0.25, [0, -1, -2]), 4)
+    assert c == pytest.approx(0.25) and v == pytest.approx(2 / 1.5)
+    # a straight line: c = 0, the linear extrapolation; a constant: c = 0, the value
+    assert _rational([3, 2, 1], [3.0, 2.0, 1.0], 5) == (pytest.approx(5.0), pytest.approx(0.0))
+    assert _rational([3, 2, 1], [7.0, 7.0, 7.0], 5) == (7.0, 0.0)
+    assert _rational([3, 2, 1], [7.0, 6.0, 4.0], 3) == (7.0, pytest.approx(0.25))   # at the newest step: v1
+
+
+def test_rational_extrapolate_keeps_the_points_and_the_target_off_the_pole():
+    # c = 0.6 fitted: 1 - c d3 < 0.1, so c = (1 - 0.1) / d3 = 0.45
+    v, c = _rational([2, 1, 0], _on_curve(0.6, [0, -1, -2]), 4)
+    d = 1 / 0.4                                           # the newest secant slope (v1 - v2) / d2
+    assert c == pytest.approx(0.45) and v == pytest.approx(d * (1 - 0.45) * 2 / (1 + 0.9))
+    # c = -1.2 fitted, target one step ahead: 1 + c k >= 0.1 makes c = -0.9
+    v, c = _rational([2, 1, 0], _on_curve(-1.2, [0, -1, -2]), 3)
+    d = 1 / 2.2
+    assert c == pytest.approx(-0.9) and v == pytest.approx(d * 1.9 * 1 / 0.1)
+    # saturate_only keeps c >= 0: the line
+    v, c = _rational([2, 1, 0], _on_curve(-1.2, [0, -1, -2]), 3, saturate_only=True)
+    assert c == 0.0 and v == pytest.approx(d)
+    # a pole guard of 0.5: c >= (0.5 - 1) / 1
+    assert _rational([2, 1, 0], _on_curve(-1.2, [0, -1, -2]), 3, pole_guard=0.5)[1] == pytest.approx(-0.5)
+
+
+@pytest.mark.parametrize("steps", [[2, 2, 0], [3, 2, 2], [3, 4, 0]])
+def test_rational_extrapolate_on_bad_spacing_reuses_the_newest_value(steps):
+    assert _rational(steps, [5.0, 1.0, 0.0], 6) == (5.0, 0.0)
+
+
+def test_rational_extrapolate_with_a_unit_step():
+    assert _rational([3, 2, 0], [3.0, 2.0, 0.0], 4) == (pytest.approx(4.0), pytest.approx(0.0))
+
+
+def _mid_rational(numerator, steps, values, at, **kw):
+    p = P.PadePredictor(TCPadeConfig(numerator=numerator, lam=2.0, **kw))
+    return float(p.value(at, "mid", hist_of([vec(v) for v in values], steps).latest(3)))
+
+
+def test_rational_mid_value_with_two_values_scales_by_the_spacing():
+    s = math.exp(-2.0 * 1.0 / 3.0)                       # sigma_stab of 2, 1
+    assert _mid_rational("rational", [2, 4], [1.0, 2.0], 6) == pytest.approx(2 + s * 1.0)
+    assert _mid_rational("rational", [2, 4], [1.0, 2.0], 5) == pytest.approx(2 + s * 0.5)
+    assert _mid_rational("rational", [3, 4], [1.0, 2.0], 6) == pytest.approx(2 + s * 2.0)
+
+
+def test_rational_mid_value_damps_the_approximants_increment_by_sigma():
+    vals = _on_curve(-1.2, [-2, -1, 0])                  # oldest first, at steps 0, 1, 2
+    s = math.exp(-2.0)                                    # sigma_stab of 0 and -1 / 2.2: ||R1 - R2|| = ||R1 + R2||
+    d = 1 / 2.2
+    assert _mid_rational("rational", [0, 1, 2], vals, 3) == pytest.approx(s * d * 1.9 / 0.1, rel=1e-5)
+    assert _mid_rational("rational_damped", [0, 1, 2], vals, 3) == pytest.approx(s * d, rel=1e-5)
+    assert _mid_rational("rational", [0, 1, 2], vals, 3, pole_guard=0.5) == pytest.approx(s * d * 1.5 / 0.5,
+                                                                                           rel=1e-5)
+
+
+def test_pade_ready_needs_three_literal_values_outside_the_early_phase_and_the_previous_input():
+    lit = P.PadePredictor(TCPadeConfig(mode="paper_literal"))
+    hist = hist_of([vec(1.0), vec(2.0)], capacity=3)
+    st = StreamState(hist, hist, lit.State(), G.GateState())
+    st.pred.prev_input = vec(0.0)
+    assert lit.ready(Step(5, 20, 0.5, "early"), st) and not lit.ready(Step(5, 20, 0.5, "mid"), st)
+    hist.push(9, 0.1, vec(3.0))
+    assert lit.ready(Step(10, 20, 0.5, "mid"), st)
+    st.pred.prev_input = None                             # Eq. 6's base is the previous input: not there yet
+    assert not lit.ready(Step(10, 20, 0.5, "mid"), st)
+    rec = P.PadePredictor(TCPadeConfig(numerator="recent"))
+    assert rec.ready(Step(10, 20, 0.5, "mid"), StreamState(hist, hist, rec.State(), G.GateState()))
+
+
+@pytest.mark.parametrize("phase", ["early", "mid", "late"])
+def test_pade_predict_adds_the_previous_input_as_eq6_prints_it(phase):
+    cfg = TCPadeConfig(mode="paper_literal", alpha1=0.8)
+    p = P.PadePredictor(cfg)
+    hist = hist_of([vec(0.5, 0.1), vec(1.0, 0.2), vec(1.2, 0.3)], [4, 5, 6])
+    st = StreamState(hist, hist, p.State(), G.GateState())
+    st.pred.prev_input = vec(10.0, 20.0)
+    rec = SimpleNamespace()
+    out = p.predict(Step(7, 20, 0.5, phase), st, vec(-5.0, -5.0), rec)
+    want = p.value(7, phase, hist.latest(3)) + vec(10.0, 20.0)
+    assert torch.allclose(out, want)
+    if phase == "early":                                   # alpha1 R1 + (1 - alpha1) R2
+        assert out.tolist() == pytest.approx([0.8 * 1.2 + 0.2 * 1.0 + 10, 0.8 * 0.3 + 0.2 * 0.2 + 20])
+        assert not hasattr(rec, "sigma_stab")
+    else:
+        assert rec.sigma_stab == pytest.approx(P.sigma_stab(vec(1.2, 0.3), vec(1.0, 0.2), 10.0))
+
+
+def test_tsi_gate_skips_at_a_score_equal_to_theta():
+    line = _resid([0.0, 0.0], [1.0, 0.0], [2.0, 0.0], steps=[2, 3, 4])
+    assert G.TSIGate(100.0, 100, "reciprocal", "interval").decide(step(6), line, None) == \
+        G.Decision(False, "tsi>=theta", 100.0)
+    two = _resid([0.0], [1.0], steps=[0, 1])
+    assert G.TSIGate(100.0, 100, "reciprocal", "spread", 1).decide(step(5), two, None) == \
+        G.Decision(False, "tsi n/a", 100.0)
+
+
+def test_planned_schedule_note_lists_only_steps_of_the_run():
+    pg = G.PlannedGate(G.Gate(), [0, 3, 10])
+    assert pg.note(10) == "planned schedule: 2 of 10 computes at steps 0, 3"
+
+
+def test_what_each_predictor_declares_for_the_planner():
+    assert (P.ReusePredictor().warmup, P.ReusePredictor().plan_order) == (1, 0)
+    assert [P.TaylorPredictor(o, "eq10", "output").plan_order for o in (0, 1, 3)] == [0, 1, 1]
+    assert P.LagrangePredictor(3, "output").plan_order == 1
+    assert [P.PadePredictor(TCPadeConfig(numerator=n)).warmup for n in ("literal", "recent")] == [3, 2]
+    assert [(P.OfficialPadePredictor(TCPadeOfficialConfig(order=o)).warmup,
+             P.OfficialPadePredictor(TCPadeOfficialConfig(order=o)).plan_order) for o in (1, 3, 4)] == \
+        [(2, 1), (3, 1), (3, 1)]
