@@ -37,12 +37,18 @@ def project(outputs: Sequence[torch.Tensor], dim: int = PROJECTION, seed: int = 
     return (flat @ proj).double().numpy()
 
 
-def step_weights(t: Sequence[float]) -> np.ndarray:
-    """The square of each step's size in normalised time (the last step runs to 0); uniform where ``t`` is flat."""
+def step_sizes(t: Sequence[float]) -> np.ndarray:
+    """Each step's size in normalised time (the last step runs to 0); 1 everywhere where ``t`` is flat."""
     t = np.asarray(list(t), dtype=float)
-    nxt = np.append(t[1:], 0.0)
-    w = (t - nxt) ** 2
-    return w if w.sum() > 0 else np.ones_like(t)
+    dt = np.abs(t - np.append(t[1:], 0.0))
+    return dt if dt.sum() > 0 else np.ones_like(t)
+
+
+def _predictions(Y: np.ndarray, a: int, b: int, js: np.ndarray, order: int) -> np.ndarray:
+    """(len(js), D): the order-0 (step b's value) or order-1 (the line through a < b) predictions of steps js."""
+    if order == 0 or a == b:
+        return np.broadcast_to(Y[b], (len(js), Y.shape[1]))
+    return Y[b][None, :] + (Y[b] - Y[a])[None, :] * ((js - b) / (b - a))[:, None]
 
 
 def errors(Y: np.ndarray, order: int) -> np.ndarray:
@@ -54,30 +60,49 @@ def errors(Y: np.ndarray, order: int) -> np.ndarray:
     e = np.zeros((n, n, n))
     for b in range(n):
         js = np.arange(b + 1, n)
-        if len(js) == 0:
-            continue
-        reuse = ((Y[b][None, :] - Y[js]) ** 2).sum(axis=1) / norm[js]
-        e[b, b, js] = reuse
-        if order == 0 or b == 0:
-            e[:b, b][:, js] = reuse
-            continue
-        a = np.arange(b)
-        slope = (Y[b][None, :] - Y[a]) / (b - a)[:, None]                                  # (b, D)
-        pred = Y[b][None, None, :] + slope[:, None, :] * (js - b)[None, :, None]          # (b, |js|, D)
-        e[np.ix_(a, [b], js)] = (((pred - Y[js][None]) ** 2).sum(axis=2) / norm[js][None])[:, None, :]
+        for a in range(b + 1):
+            if len(js):
+                e[a, b, js] = ((_predictions(Y, a, b, js, order) - Y[js]) ** 2).sum(axis=1) / norm[js]
     return e
 
 
-def plan(Y: np.ndarray, weights: np.ndarray, k: int, order: int = 1, warm: int = 1) -> Tuple[List[int], float]:
-    """The ``k`` steps to compute (sorted; the first ``warm`` steps always among them) that minimise the weighted
-    open-loop error of an order-``order`` predictor on ``Y`` (steps x features), and that minimum. Deterministic:
-    ties go to the earlier step."""
+def segment_costs(Y: np.ndarray, dt: np.ndarray, order: int, objective: str = "coherent") -> np.ndarray:
+    """cost[a, b, c] (c = 0..n): the error of the steps b+1 .. c-1, skipped and predicted from the computed a <= b.
+
+    ``"coherent"`` (the default, measured): the squared norm of the sum of the step-size-weighted prediction errors
+    of the segment, relative to the mean squared output: an Euler step adds dt_j times the model's output to the
+    latent, so a segment's errors add up as vectors before they reach the sample (a line extrapolated too far is off
+    to the same side at every step of a gap, and the cost grows with the gap's length squared).
+    ``"independent"``: the sum over the segment of dt_j^2 times each step's relative squared error."""
+    n = Y.shape[0]
+    dt = np.asarray(dt, dtype=float)
+    scale = max(float((Y ** 2).sum(axis=1).mean()), 1e-24)
+    cost = np.zeros((n, n, n + 1))
+    if objective == "independent":
+        e = errors(Y, order) * (dt ** 2)[None, None, :]
+        cost[:, :, 1:] = np.cumsum(e, axis=2)
+        return cost
+    if objective != "coherent":
+        raise ValueError(f"unknown objective {objective!r}")
+    for b in range(n):
+        js = np.arange(b + 1, n)
+        if not len(js):
+            continue
+        for a in range(b + 1):
+            acc = np.cumsum((_predictions(Y, a, b, js, order) - Y[js]) * dt[js][:, None], axis=0)
+            cost[a, b, b + 2:] = (acc ** 2).sum(axis=1) / scale      # c = b+2 .. n: the steps b+1 .. c-1
+    return cost
+
+
+def plan(Y: np.ndarray, dt: np.ndarray, k: int, order: int = 1, warm: int = 1,
+         objective: str = "coherent") -> Tuple[List[int], float]:
+    """The ``k`` steps to compute (sorted; the first ``warm`` steps always among them) that minimise the open-loop
+    error (:func:`segment_costs`) of an order-``order`` predictor on ``Y`` (steps x features) with step sizes
+    ``dt``, and that minimum. Deterministic: ties go to the earlier step."""
     n = Y.shape[0]
     warm = max(1, min(int(warm), n))
     k = max(min(int(k), n), warm)
-    e = errors(Y, min(order, 1)) * np.asarray(weights, dtype=float)[None, None, :]
-    # cum[a, b, c] = sum_{j < c} e[a, b, j]: the error of the steps after b up to c - 1, predicted from (a, b)
-    cum = np.concatenate([np.zeros((n, n, 1)), np.cumsum(e, axis=2)], axis=2)
+    cum = segment_costs(Y, dt, min(order, 1), objective)
     # the state after a compute: (a, b), the newest two computed steps (a == b: b is the only one so far)
     best = np.full((n, n), INF)
     a0, b0 = (warm - 2, warm - 1) if warm >= 2 else (0, 0)
@@ -110,9 +135,9 @@ def plan(Y: np.ndarray, weights: np.ndarray, k: int, order: int = 1, warm: int =
     return sorted(steps | set(range(warm))), value
 
 
-def plan_trajectory(traj, k: int, order: int = 1, warm: int = 1) -> Tuple[List[int], float]:
+def plan_trajectory(traj, k: int, order: int = 1, warm: int = 1, objective: str = "coherent") -> Tuple[List[int], float]:
     """:func:`plan` on a recorded :class:`tcpade_core.calibrate.Trajectory` (its outputs and times)."""
-    return plan(project(traj.outputs), step_weights(traj.t), k, order, warm)
+    return plan(project(traj.outputs), step_sizes(traj.t), k, order, warm, objective)
 
 
 def check_plan(value, name: str = "plan") -> Optional[Tuple[int, ...]]:

@@ -11,7 +11,7 @@ import torch
 from tcpade_core import ConfigError, make_config
 from tcpade_core import predictors as P
 from tcpade_core.calibrate import Trajectory, calibrated_run
-from tcpade_core.planner import errors, plan, plan_trajectory
+from tcpade_core.planner import errors, plan, plan_trajectory, segment_costs
 
 
 def _traj(values, t=None) -> Trajectory:
@@ -46,14 +46,14 @@ def test_a_kink_is_computed_and_the_linear_parts_cost_nothing():
     assert max(r.error for r in rep.steps if r.error is not None) < 1e-6     # O=1 is exact on each line
 
 
-def _brute(Y, w, k, order, warm):
-    n, e = len(Y), errors(Y, order) * w[None, None, :]
+def _brute(Y, dt, k, order, warm, objective):
+    n, cost = len(Y), segment_costs(Y, dt, order, objective)
     best = (np.inf, None)
     for rest in itertools.combinations(range(warm, n), k - warm):
         s = sorted(set(range(warm)) | set(rest))
-        cost = sum(e[s[i - 1] if i else b, b, b + 1:(s[i + 1] if i + 1 < len(s) else n)].sum() for i, b in enumerate(s))
-        if cost < best[0] - 1e-12:
-            best = (cost, s)
+        total = sum(cost[s[i - 1] if i else b, b, s[i + 1] if i + 1 < len(s) else n] for i, b in enumerate(s))
+        if total < best[0] - 1e-12:
+            best = (total, s)
     return best
 
 
@@ -61,13 +61,25 @@ def _brute(Y, w, k, order, warm):
 def test_the_plan_is_the_exact_minimum_and_deterministic(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(5, 9))
-    Y, w = rng.normal(size=(n, 5)).cumsum(0), rng.random(n)
+    Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n)
     for order, warm in ((0, 1), (1, 1), (1, 2)):
-        k = int(rng.integers(warm, n + 1))
-        steps, value = plan(Y, w, k, order, warm)
-        best, best_steps = _brute(Y, w, k, order, warm)
-        assert len(steps) == k and steps[:warm] == list(range(warm)) and value == pytest.approx(best, abs=1e-9)
-        assert plan(Y, w, k, order, warm) == (steps, value)
+        for objective in ("coherent", "independent"):
+            k = int(rng.integers(warm, n + 1))
+            steps, value = plan(Y, dt, k, order, warm, objective)
+            best, best_steps = _brute(Y, dt, k, order, warm, objective)
+            assert len(steps) == k and steps[:warm] == list(range(warm)) and value == pytest.approx(best, abs=1e-9)
+            assert plan(Y, dt, k, order, warm, objective) == (steps, value)
+
+
+def test_the_coherent_objective_adds_a_gap_s_errors_as_vectors():
+    """Three skipped steps, each off by +1 from a line: coherent cost (3 dt)^2 / mean|y|^2, independent 3 dt^2."""
+    Y = np.array([[0.0], [1.0], [3.0], [4.0], [5.0], [6.0]])       # the line through steps 0, 1 overshoots 2.. by 1
+    dt = np.full(6, 0.5)
+    scale = float((Y ** 2).mean())
+    coh, ind = segment_costs(Y, dt, 1, "coherent"), segment_costs(Y, dt, 1, "independent")
+    assert coh[0, 1, 5] == pytest.approx((3 * 0.5) ** 2 / scale)
+    e = errors(Y, 1)
+    assert ind[0, 1, 5] == pytest.approx(0.25 * (e[0, 1, 2] + e[0, 1, 3] + e[0, 1, 4]))
 
 
 @pytest.mark.parametrize("method", ["taylorseer", "tcpade", "teacache", "tracache", "reuse"])
