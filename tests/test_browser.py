@@ -987,7 +987,8 @@ def test_a_reload_keeps_the_last_run_on_the_panels(ui, server):
     """After a page reload the extension has no result of its own: the cache nodes show the server's last reports
     (GET /tcpade/reports) and the Compare nodes its last scores (GET /tcpade/compares), matched by workflow and
     node type, not "no run yet"."""
-    served = _get(server.url + "/api/tcpade/reports")
+    # reports are kept per prompt, node and run ("<prompt>/<node>/<n>"); each names its node (the newest wins)
+    served = {str(r["node"]): r for r in _get(server.url + "/api/tcpade/reports").values()}
     served_cmp = _get(server.url + "/api/tcpade/compares")
     before = {p["id"]: p for p in ui.page.evaluate(PANELS)}
     wid = ui.page.evaluate("window.comfyAPI.app.app.graph.id")
