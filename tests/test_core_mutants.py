@@ -1067,3 +1067,33 @@ def test_what_each_predictor_declares_for_the_planner():
     assert [(P.OfficialPadePredictor(TCPadeOfficialConfig(order=o)).warmup,
              P.OfficialPadePredictor(TCPadeOfficialConfig(order=o)).plan_order) for o in (1, 3, 4)] == \
         [(2, 1), (3, 1), (3, 1)]
+
+
+def test_rational_extrapolate_with_an_uneven_step():
+    # v = k / (1 + 0.1 k) at k = 0, -2, -4 (steps 4, 2, 0): c = 0.1 and v(6) = 2 / 1.2, exact
+    v, c = _rational([4, 2, 0], _on_curve(0.1, [0, -2, -4]), 6)
+    assert c == pytest.approx(0.1) and v == pytest.approx(2 / 1.2)
+
+
+def test_tsi_gate_default_schedule_is_the_papers_interval_and_the_spread_warmup_is_two():
+    assert [G.TSIGate(1.0, 4, "reciprocal").forced(i) for i in range(5)] == ["interval", None, None, None, "interval"]
+    assert [G.TSIGate(1.0, 4, "reciprocal", "spread").forced(i) for i in range(3)] == ["warmup", "warmup", None]
+
+
+@pytest.mark.parametrize("history", ["all", "computed"])
+def test_pade_history_all_keeps_each_prediction_as_an_uncomputed_entry(history):
+    p = P.PadePredictor(TCPadeConfig(history=history, numerator="recent", denominator="none", target="output"))
+    hist = ResidualHistory(3)
+    st = StreamState(hist, hist, p.State(), G.GateState())
+    h = vec(0.0, 0.0)
+    p.observe(step(0), st, h, vec(1.0, 0.0))
+    p.observe(step(1), st, h, vec(2.0, 0.5))
+    y_hat = p.predict(Step(2, 20, 0.9, "mid"), st, h, SimpleNamespace())
+    p.observe_skip(Step(2, 20, 0.9, "mid"), st, h, y_hat)
+    es = hist.latest(3)
+    assert st.pred.last_pred_residual is None
+    if history == "all":
+        assert [(e.step, e.computed) for e in es] == [(2, False), (1, True), (0, True)]
+        assert es[0].t == 0.9 and torch.allclose(es[0].value, y_hat) and st.pred.newest_step == 2
+    else:
+        assert [e.step for e in es] == [1, 0] and st.pred.newest_step == 1
