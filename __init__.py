@@ -5,6 +5,7 @@ ComfyUI loads this package from ``custom_nodes/<folder>`` and calls :func:`comfy
 Host modules are imported inside the entry point, so the package also imports outside ComfyUI; the
 entry point also adds the pack's one HTTP route (``nodes/routes.py``) when a host server runs.
 """
+
 WEB_DIRECTORY = "./web"
 
 
@@ -16,7 +17,7 @@ async def comfy_entrypoint():
     from .nodes.model_nodes import NODE_LIST as MODEL_NODES
     from .nodes.routes import register
 
-    register()   # GET /tcpade/reports on the host's server (nothing without a server)
+    register()  # GET /tcpade/reports on the host's server (nothing without a server)
 
     class TCPadeExtension(ComfyExtension):
         async def get_node_list(self):

@@ -5,6 +5,7 @@ mapping come from the method's descriptor (:mod:`tcpade_core.methods`); the shar
 window and the cache device, resolves where the model's block stack is (once) and attaches the cache. A bad
 value raises :class:`tcpade_core.ConfigError` naming the widget and its valid range.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,15 +31,34 @@ DEVICES = {"same": None, "cpu offload": "cpu"}
 
 def _window_inputs(start: float = 0.0, end: float = 1.0):
     return [
-        io.Float.Input("start_percent", display_name="start percent", default=start, min=0.0, max=1.0, step=0.01,
-                       tooltip="0.0-1.0. Part of the denoising (in the model's sigma scale) before which every step is "
-                               "computed in full. Higher: the cache starts later, safer, less speed-up."),
-        io.Float.Input("end_percent", display_name="end percent", default=end, min=0.0, max=1.0, step=0.01,
-                       tooltip="0.0-1.0. Part of the denoising after which every step is computed in full. Lower: the "
-                               "last steps (fine detail) are always computed, safer, less speed-up."),
-        io.Combo.Input("cache_device", display_name="cache device", options=list(DEVICES), default="same",
-                       tooltip="same: keep cached residuals on the model's device (fastest). cpu offload: keep them in "
-                               "system RAM (saves VRAM, costs a copy per step)."),
+        io.Float.Input(
+            "start_percent",
+            display_name="start percent",
+            default=start,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip="0.0-1.0. Part of the denoising (in the model's sigma scale) before which every step is "
+            "computed in full. Higher: the cache starts later, safer, less speed-up.",
+        ),
+        io.Float.Input(
+            "end_percent",
+            display_name="end percent",
+            default=end,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip="0.0-1.0. Part of the denoising after which every step is computed in full. Lower: the "
+            "last steps (fine detail) are always computed, safer, less speed-up.",
+        ),
+        io.Combo.Input(
+            "cache_device",
+            display_name="cache device",
+            options=list(DEVICES),
+            default="same",
+            tooltip="same: keep cached residuals on the model's device (fastest). cpu offload: keep them in "
+            "system RAM (saves VRAM, costs a copy per step).",
+        ),
     ]
 
 
@@ -54,7 +74,9 @@ def widget_input(w: M.Widget):
     return io.String.Input(w.name, multiline=False, **common)
 
 
-_MODEL_IN = lambda: io.Model.Input("model", tooltip="The diffusion model to accelerate. It is cloned; the input is not changed.")
+_MODEL_IN = lambda: io.Model.Input(
+    "model", tooltip="The diffusion model to accelerate. It is cloned; the input is not changed."
+)
 _MODEL_OUT = lambda: io.Model.Output(tooltip="The model with the cache attached (takes effect in the next sampler).")
 
 
@@ -73,16 +95,29 @@ class CacheNode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         m = cls.method()
-        return io.Schema(node_id=m.node_id, display_name=m.title, category=CATEGORY, description=m.description,
-                         inputs=[_MODEL_IN(), *map(widget_input, m.widgets), *_window_inputs(),
-                                 *map(widget_input, m.tail_widgets),
-                                 CALIBRATION.Input("calibration", optional=True,
-                                                   tooltip="Optional: the output of Calibrate (TC-Padé) for this model "
-                                                           "and step count. Without it a stored calibration for the "
-                                                           "same model and step count is used, if there is one. "
-                                                           "Calibration fills only the settings left at their default "
-                                                           "(or auto); the run's report lists what it filled.")],
-                         outputs=[_MODEL_OUT()], hidden=[io.Hidden.unique_id])
+        return io.Schema(
+            node_id=m.node_id,
+            display_name=m.title,
+            category=CATEGORY,
+            description=m.description,
+            inputs=[
+                _MODEL_IN(),
+                *map(widget_input, m.widgets),
+                *_window_inputs(),
+                *map(widget_input, m.tail_widgets),
+                CALIBRATION.Input(
+                    "calibration",
+                    optional=True,
+                    tooltip="Optional: the output of Calibrate (TC-Padé) for this model "
+                    "and step count. Without it a stored calibration for the "
+                    "same model and step count is used, if there is one. "
+                    "Calibration fills only the settings left at their default "
+                    "(or auto); the run's report lists what it filled.",
+                ),
+            ],
+            outputs=[_MODEL_OUT()],
+            hidden=[io.Hidden.unique_id],
+        )
 
     @classmethod
     def make_config(cls, model, family, target: float, **widgets):
@@ -110,25 +145,43 @@ class CacheNode(io.ComfyNode):
         m = cls.method()
         # a target the user typed (a preset is the node's default, not a request): it is honoured at few steps too
         typed = widgets.get("target_speedup", 0.0)
-        explicit = (isinstance(typed, (int, float)) and not isinstance(typed, bool) and typed > 0
-                    and widgets.get("preset", CUSTOM) == CUSTOM)
+        explicit = (
+            isinstance(typed, (int, float))
+            and not isinstance(typed, bool)
+            and typed > 0
+            and widgets.get("preset", CUSTOM) == CUSTOM
+        )
         user_set = m.user_set(widgets)
         target = check_target(cls.target_of(widgets))
         for name, v in (("start_percent", start_percent), ("end_percent", end_percent)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ConfigError(f"{name} must be a number in [0.0, 1.0], got {v!r}")
         if end_percent < start_percent:
-            raise ConfigError(f"end_percent must be >= start_percent (start_percent={start_percent}, "
-                              f"end_percent={end_percent}); both in [0.0, 1.0]")
+            raise ConfigError(
+                f"end_percent must be >= start_percent (start_percent={start_percent}, "
+                f"end_percent={end_percent}); both in [0.0, 1.0]"
+            )
         if cache_device not in DEVICES:
             raise ConfigError(f"cache_device must be one of {', '.join(map(repr, DEVICES))}; got {cache_device!r}")
         family, layout = resolve(model.get_model_object("diffusion_model"))
         cfg, uncalibrated_notes, teacache_auto = cls.make_config(model, family, target, **widgets)
         hidden = getattr(cls, "hidden", None)
-        settings = CacheSettings(cfg, m.label, float(start_percent), float(end_percent), DEVICES[cache_device], family,
-                                 layout, node_id=getattr(hidden, "unique_id", None), teacache_auto=teacache_auto,
-                                 uncalibrated_notes=tuple(uncalibrated_notes), model_key=CAL.model_key(model),
-                                 calibration=calibration, explicit_target=explicit, user_set=user_set)
+        settings = CacheSettings(
+            cfg,
+            m.label,
+            float(start_percent),
+            float(end_percent),
+            DEVICES[cache_device],
+            family,
+            layout,
+            node_id=getattr(hidden, "unique_id", None),
+            teacache_auto=teacache_auto,
+            uncalibrated_notes=tuple(uncalibrated_notes),
+            model_key=CAL.model_key(model),
+            calibration=calibration,
+            explicit_target=explicit,
+            user_set=user_set,
+        )
         return io.NodeOutput(apply_cache(model, settings))
 
 
@@ -137,11 +190,23 @@ class TCPadeCache(CacheNode):
 
     @classmethod
     def make_config(cls, model, family, target, preset, theta, lam, alpha1, beta, interval, mode):
-        if mode == "official":   # a preset keeps the authors' schedule; custom sets its threshold and interval
+        if mode == "official":  # a preset keeps the authors' schedule; custom sets its threshold and interval
             custom = dict(threshold=theta, interval=interval) if preset == CUSTOM else {}
             return make_config("tcpade", mode="official", target_speedup=target, **custom), (), False
-        return make_config("tcpade", theta=theta, lam=lam, alpha1=alpha1, beta=beta, interval=interval, mode=mode,
-                           target_speedup=target), (), False
+        return (
+            make_config(
+                "tcpade",
+                theta=theta,
+                lam=lam,
+                alpha1=alpha1,
+                beta=beta,
+                interval=interval,
+                mode=mode,
+                target_speedup=target,
+            ),
+            (),
+            False,
+        )
 
 
 class TaylorSeerCache(CacheNode):
@@ -160,11 +225,18 @@ class TeaCacheNode(CacheNode):
         if coefficients == TT.CUSTOM:
             coeffs = TT.parse_coefficients(custom_coefficients)
         elif coefficients == TT.AUTO:
-            table = family.teacache(getattr(model.model, "model_config", None), None) if family and family.teacache else None
+            table = (
+                family.teacache(getattr(model.model, "model_config", None), None)
+                if family and family.teacache
+                else None
+            )
             if table is None:
-                name = family.display if family is not None else type(model.get_model_object("diffusion_model")).__name__
-                notes.append(f"no calibrated TeaCache coefficients for {name}: raw relative L1 distance, tune δ "
-                             f"or calibrate")
+                name = (
+                    family.display if family is not None else type(model.get_model_object("diffusion_model")).__name__
+                )
+                notes.append(
+                    f"no calibrated TeaCache coefficients for {name}: raw relative L1 distance, tune δ or calibrate"
+                )
                 log.warning(f"TeaCache: {notes[0]}")
             coeffs, auto = TT.COEFFICIENTS.get(table, IDENTITY_COEFFICIENTS), table is not None
         elif coefficients in TT.COEFFICIENTS:
@@ -184,67 +256,120 @@ class Calibrate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         import comfy.samplers
+
         return io.Schema(
             node_id="TCPade_Calibrate",
             display_name="Calibrate (TC-Padé)",
             category=CATEGORY,
             description="Samples once with full compute (like a KSampler) and fits, on that run, what the cache "
-                        "methods need for this model, step count and speed target: TeaCache's rescale polynomial "
-                        "and δ, TaylorSeer's interval, TC-Padé's θ and warm-up. Connect its calibration output to "
-                        "the cache nodes; the result is also stored (ComfyUI user directory, tcpade/calibration.json) "
-                        "and used by later runs of the same model and step count without this node.",
+            "methods need for this model, step count and speed target: TeaCache's rescale polynomial "
+            "and δ, TaylorSeer's interval, TC-Padé's θ and warm-up. Connect its calibration output to "
+            "the cache nodes; the result is also stored (ComfyUI user directory, tcpade/calibration.json) "
+            "and used by later runs of the same model and step count without this node.",
             inputs=[
                 io.Model.Input("model", tooltip="The model to calibrate (the same one the cache nodes get)."),
                 io.Conditioning.Input("positive", tooltip="A typical prompt."),
                 io.Conditioning.Input("negative"),
                 io.Latent.Input("latent_image"),
-                io.Int.Input("seed", display_name="seed", default=0, min=0, max=0xffffffffffffffff,
-                             control_after_generate=True,
-                             tooltip="0-18446744073709551615. Seed of the calibration run."),
-                io.Int.Input("steps", display_name="steps", default=20, min=1, max=10000,
-                             tooltip="1-10000. The step count to calibrate for: a calibration applies to runs with "
-                                     "exactly this many steps."),
-                io.Float.Input("cfg", display_name="cfg", default=4.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="0.0-100.0. The CFG scale of your runs."),
-                io.Combo.Input("sampler_name", display_name="sampler name", options=comfy.samplers.SAMPLER_NAMES,
-                               default="euler",
-                               tooltip="The sampler of your runs (a deterministic one: stochastic samplers make every "
-                                       "method compute every step)."),
-                io.Combo.Input("scheduler", display_name="scheduler", options=comfy.samplers.SCHEDULER_NAMES,
-                               default="simple"),
-                io.Float.Input("target_speedup", display_name="target speed-up", default=2.0, min=1.0, max=100.0,
-                               step=0.05, tooltip="1.0-100.0. The speed to calibrate the thresholds for."),
+                io.Int.Input(
+                    "seed",
+                    display_name="seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFFFFFFFFFF,
+                    control_after_generate=True,
+                    tooltip="0-18446744073709551615. Seed of the calibration run.",
+                ),
+                io.Int.Input(
+                    "steps",
+                    display_name="steps",
+                    default=20,
+                    min=1,
+                    max=10000,
+                    tooltip="1-10000. The step count to calibrate for: a calibration applies to runs with "
+                    "exactly this many steps.",
+                ),
+                io.Float.Input(
+                    "cfg",
+                    display_name="cfg",
+                    default=4.0,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    round=0.01,
+                    tooltip="0.0-100.0. The CFG scale of your runs.",
+                ),
+                io.Combo.Input(
+                    "sampler_name",
+                    display_name="sampler name",
+                    options=comfy.samplers.SAMPLER_NAMES,
+                    default="euler",
+                    tooltip="The sampler of your runs (a deterministic one: stochastic samplers make every "
+                    "method compute every step).",
+                ),
+                io.Combo.Input(
+                    "scheduler", display_name="scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="simple"
+                ),
+                io.Float.Input(
+                    "target_speedup",
+                    display_name="target speed-up",
+                    default=2.0,
+                    min=1.0,
+                    max=100.0,
+                    step=0.05,
+                    tooltip="1.0-100.0. The speed to calibrate the thresholds for.",
+                ),
             ],
-            outputs=[CALIBRATION.Output(display_name="calibration",
-                                        tooltip="Connect to the calibration input of the cache nodes."),
-                     io.Latent.Output(display_name="LATENT", tooltip="The full-compute result of the calibration run.")],
+            outputs=[
+                CALIBRATION.Output(
+                    display_name="calibration", tooltip="Connect to the calibration input of the cache nodes."
+                ),
+                io.Latent.Output(display_name="LATENT", tooltip="The full-compute result of the calibration run."),
+            ],
             is_output_node=True,
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler,
-                target_speedup) -> io.NodeOutput:
+    def execute(
+        cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, target_speedup
+    ) -> io.NodeOutput:
         import time
 
         import comfy.sample
 
         from ..tcpade_core import NoCacheConfig
         from ..tcpade_core.calibrate import calibrate
+
         check_target(target_speedup, off=False)
         t0 = time.perf_counter()
         family, layout = resolve(model.get_model_object("diffusion_model"))
         recorder = CAL.Recorder()
-        m = apply_cache(model, CacheSettings(NoCacheConfig(), "Calibrate", 0.0, 1.0, None, family, layout),
-                        recorder=recorder)
+        m = apply_cache(
+            model, CacheSettings(NoCacheConfig(), "Calibrate", 0.0, 1.0, None, family, layout), recorder=recorder
+        )
         latent = comfy.sample.fix_empty_latent_channels(m, latent_image["samples"])
         noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
-        samples = comfy.sample.sample(m, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-                                      noise_mask=latent_image.get("noise_mask"), seed=seed, disable_pbar=True)
+        samples = comfy.sample.sample(
+            m,
+            noise,
+            steps,
+            cfg,
+            sampler_name,
+            scheduler,
+            positive,
+            negative,
+            latent,
+            noise_mask=latent_image.get("noise_mask"),
+            seed=seed,
+            disable_pbar=True,
+        )
         sampled = time.perf_counter() - t0
         traj = recorder.traj
         if len(traj) < 3:
-            raise ValueError(f"calibration needs a run of at least 3 steps with one model call each; got {len(traj)} "
-                             f"(steps={steps}, sampler_name={sampler_name!r})")
+            raise ValueError(
+                f"calibration needs a run of at least 3 steps with one model call each; got {len(traj)} "
+                f"(steps={steps}, sampler_name={sampler_name!r})"
+            )
         cal = calibrate(traj, CAL.model_key(model), float(target_speedup))
         path = CAL.save(cal)
         text = f"{cal.describe()}; sampling {sampled:.1f} s, fitting {time.perf_counter() - t0 - sampled:.1f} s; stored in {path}"

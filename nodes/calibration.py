@@ -10,6 +10,7 @@
   count (the newest calibration wins). Delete the file to forget every calibration (README "Calibration").
   A file that cannot be read gives one error naming it, and the run goes on uncalibrated.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,7 @@ from ..tcpade_core.calibrate import Calibration, Trajectory
 
 log = logging.getLogger("tcpade")
 
-TOKENS = 256          # stack tokens kept per step (a fixed random subset)
+TOKENS = 256  # stack tokens kept per step (a fixed random subset)
 STORE_NAME = os.path.join("tcpade", "calibration.json")
 
 
@@ -33,6 +34,7 @@ class CalibrationFileError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------- recording
+
 
 class Recorder:
     """The leading stream's trajectory of one run (only the first model call of each step)."""
@@ -54,7 +56,11 @@ class Recorder:
 
     def enter(self, t: float, h: torch.Tensor, modulated) -> None:
         m = modulated() if modulated is not None else None
-        self._pending = (t, self._sub(h), self._sub(m) if isinstance(m, torch.Tensor) and m.shape[:2] == h.shape[:2] else None)
+        self._pending = (
+            t,
+            self._sub(h),
+            self._sub(m) if isinstance(m, torch.Tensor) and m.shape[:2] == h.shape[:2] else None,
+        )
 
     def leave(self, y: torch.Tensor) -> None:
         if self._pending is None:
@@ -68,6 +74,7 @@ class Recorder:
 
 
 # --------------------------------------------------------------------------------------- fingerprint
+
 
 def model_key(patcher) -> str:
     """A fingerprint of the model the sampler will run (weights and patches), hex, 16 characters."""
@@ -99,8 +106,10 @@ def _sample_bytes(p) -> bytes:
 
 # --------------------------------------------------------------------------------------- the store
 
+
 def store_path() -> str:
     import folder_paths
+
     return os.path.join(folder_paths.get_user_directory(), STORE_NAME)
 
 
@@ -114,7 +123,9 @@ def _read(path: str) -> Dict[str, dict]:
             raise ValueError("no 'entries' object")
         return data["entries"]
     except (OSError, ValueError) as e:
-        raise CalibrationFileError(f"the calibration file {path} cannot be read ({e}); delete it to start over") from None
+        raise CalibrationFileError(
+            f"the calibration file {path} cannot be read ({e}); delete it to start over"
+        ) from None
 
 
 def _keep_unreadable(path: str) -> str:
@@ -136,7 +147,7 @@ def save(cal: Calibration, path: Optional[str] = None) -> str:
     try:
         entries = _read(path)
     except CalibrationFileError as e:
-        kept = _keep_unreadable(path)   # never overwritten: what a user stored is kept under another name
+        kept = _keep_unreadable(path)  # never overwritten: what a user stored is kept under another name
         log.error(f"TC-Padé: {e}; it is kept as {kept} and a new file is started")
         entries = {}
     entries[entry_key(cal.model_key, cal.steps)] = cal.to_json()
@@ -157,5 +168,6 @@ def lookup(model_fingerprint: str, steps: int, path: Optional[str] = None) -> Op
     try:
         return Calibration.from_json(d)
     except (TypeError, ValueError, KeyError) as e:
-        raise CalibrationFileError(f"the calibration file {path} has an unusable entry ({e}); delete it to start "
-                                   f"over") from None
+        raise CalibrationFileError(
+            f"the calibration file {path} has an unusable entry ({e}); delete it to start over"
+        ) from None

@@ -31,6 +31,7 @@ null class (index ``num_classes``) is the unconditional branch.
 
 Host modules are imported inside functions; the module imports without ComfyUI.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,13 +41,12 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ..tcpade_core.models.dit import (DiT, check_state_dict, infer_dit_config, sincos_pos_embed_2d,
-                                      timestep_embedding)
+from ..tcpade_core.models.dit import DiT, check_state_dict, infer_dit_config, sincos_pos_embed_2d, timestep_embedding
 from ..tcpade_core.models.fluxlike import FluxLike
 
 log = logging.getLogger("tcpade")
 
-CLASS_KEY = "tcpade_class_label"        # CONDITIONING dict key: class index (num_classes = null class)
+CLASS_KEY = "tcpade_class_label"  # CONDITIONING dict key: class index (num_classes = null class)
 NUM_CLASSES_KEY = "tcpade_num_classes"  # CONDITIONING dict key: size of the label set the index is from
 
 # DiT's training schedule (facebookresearch/DiT: linear betas 1e-4..0.02, 1000 steps)
@@ -124,11 +124,18 @@ class ComfyDiT(DiT):
         if gh == gw == self.grid_size:
             return self.pos_embed.to(like)
         if gh != gw:
-            raise ValueError(f"DiT needs a square latent; got {gh * self.patch_size}x{gw * self.patch_size} "
-                             f"(height x width)")
+            raise ValueError(
+                f"DiT needs a square latent; got {gh * self.patch_size}x{gw * self.patch_size} (height x width)"
+            )
         if gh not in self._pos_cache:  # the embedding is a fixed sin-cos table: recompute it for this size
-            log.warning("TCPade DiT: latent %dx%d differs from the checkpoint's %dx%d; using a recomputed sin-cos "
-                        "position embedding", gh * self.patch_size, gh * self.patch_size, self.input_size, self.input_size)
+            log.warning(
+                "TCPade DiT: latent %dx%d differs from the checkpoint's %dx%d; using a recomputed sin-cos "
+                "position embedding",
+                gh * self.patch_size,
+                gh * self.patch_size,
+                self.input_size,
+                self.input_size,
+            )
             self._pos_cache[gh] = torch.from_numpy(sincos_pos_embed_2d(self.hidden_size, gh)).float().unsqueeze(0)
         return self._pos_cache[gh].to(like)
 
@@ -139,8 +146,10 @@ class ComfyDiT(DiT):
         b, ch, hgt, wid = x.shape
         p = self.patch_size
         if ch != self.in_channels:
-            raise ValueError(f"this DiT takes {self.in_channels}-channel latents; got {ch} channels "
-                             f"(DiT-XL/2: EmptyLatentImage, SD VAE; bench model A: TCPade_BenchLatent)")
+            raise ValueError(
+                f"this DiT takes {self.in_channels}-channel latents; got {ch} channels "
+                f"(DiT-XL/2: EmptyLatentImage, SD VAE; bench model A: TCPade_BenchLatent)"
+            )
         if hgt % p or wid % p:
             raise ValueError(f"DiT latent height/width must be multiples of {p}; got {hgt}x{wid}")
         y = _labels(y, b, self.null_class, x.device)
@@ -158,8 +167,9 @@ class ComfyDiT(DiT):
             def original(args, blk=blk):
                 return {"img": blk(args["img"], args["vec"])}
 
-            h = patch({"img": h, "vec": c, "transformer_options": transformer_options},
-                      {"original_block": original})["img"]
+            h = patch({"img": h, "vec": c, "transformer_options": transformer_options}, {"original_block": original})[
+                "img"
+            ]
         out = self.final_layer(h, c)
         g_h, g_w, oc = hgt // p, wid // p, self.out_channels
         out = out.reshape(b, g_h, g_w, p, p, oc).permute(0, 5, 1, 3, 2, 4).reshape(b, oc, hgt, wid)
@@ -196,8 +206,10 @@ class ComfyFluxLike(FluxLike):
     def _forward(self, x, timesteps, context, y, control, transformer_options):
         want = (self.in_channels, self.input_size, self.input_size)
         if tuple(x.shape[1:]) != want:
-            raise ValueError(f"this FLUX-like bench model takes latents of shape {want} (channels, height, width); "
-                             f"got {tuple(x.shape[1:])}. Use TCPade_BenchLatent.")
+            raise ValueError(
+                f"this FLUX-like bench model takes latents of shape {want} (channels, height, width); "
+                f"got {tuple(x.shape[1:])}. Use TCPade_BenchLatent."
+            )
         y = _labels(y, x.shape[0], self.null_class, x.device)
         img, ctx = self.embed(x, timesteps, y)  # FluxLike.embed scales t by 1000 itself
         vec, txt, pe = ctx["c"], ctx["txt"], self.rope
@@ -212,8 +224,10 @@ class ComfyFluxLike(FluxLike):
                 o_img, o_txt = blk(args["img"], args["txt"], args["vec"], args["pe"])
                 return {"img": o_img, "txt": o_txt}
 
-            out = patch({"img": img, "txt": txt, "vec": vec, "pe": pe, "transformer_options": transformer_options},
-                        {"original_block": original})
+            out = patch(
+                {"img": img, "txt": txt, "vec": vec, "pe": pe, "transformer_options": transformer_options},
+                {"original_block": original},
+            )
             img, txt = out["img"], out["txt"]
         n_txt = txt.shape[1]
         joint = torch.cat((txt, img), dim=1)
@@ -226,8 +240,10 @@ class ComfyFluxLike(FluxLike):
             def original(args, blk=blk):
                 return {"img": blk(args["img"], args["vec"], args["pe"])}
 
-            joint = patch({"img": joint, "vec": vec, "pe": pe, "transformer_options": transformer_options},
-                          {"original_block": original})["img"]
+            joint = patch(
+                {"img": joint, "vec": vec, "pe": pe, "transformer_options": transformer_options},
+                {"original_block": original},
+            )["img"]
         return self.unembed(joint[:, n_txt:], ctx)
 
     def modulated_input_from_args(self, args: dict) -> torch.Tensor:
@@ -239,8 +255,10 @@ class ComfyFluxLike(FluxLike):
 # The host's base classes exist only once ComfyUI is imported, so each host class is defined here as a mixin
 # and joined to its host base by host_classes (_on_host_base).
 
+
 class _BenchDigitsLatentMixin:
     """Bench model A works in pixel space: 1 grey channel in [-1, 1]."""
+
     latent_channels = 1
     scale_factor = 1.0
     latent_rgb_factors = [[1.0, 1.0, 1.0]]
@@ -248,6 +266,7 @@ class _BenchDigitsLatentMixin:
 
 class _BenchShapesLatentMixin:
     """Bench model B works in pixel space: RGB in [-1, 1]."""
+
     latent_channels = 3
     scale_factor = 1.0
     latent_rgb_factors = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
@@ -258,6 +277,7 @@ class _ClassCondMixin:
 
     def extra_conds(self, **kwargs):
         import comfy.conds
+
         out = super().extra_conds(**kwargs)
         out.pop("c_crossattn", None)  # the CONDITIONING tensor is a placeholder; these models take no text
         n = int(self.diffusion_model.num_classes)
@@ -265,16 +285,21 @@ class _ClassCondMixin:
         if label is None:
             if not getattr(self, "_warned_no_label", False):
                 self._warned_no_label = True
-                log.warning("TCPade: a conditioning without a class label reached a class-conditional model; "
-                            "using the null class for it. Make conditioning with TCPade_ClassLabel.")
+                log.warning(
+                    "TCPade: a conditioning without a class label reached a class-conditional model; "
+                    "using the null class for it. Make conditioning with TCPade_ClassLabel."
+                )
             label = n
         if label_set is not None and int(label_set) != n:
-            raise ValueError(f"the class label comes from a label set of {int(label_set)} classes but the model has "
-                             f"{n} classes; pick the matching label set in TCPade_ClassLabel")
+            raise ValueError(
+                f"the class label comes from a label set of {int(label_set)} classes but the model has "
+                f"{n} classes; pick the matching label set in TCPade_ClassLabel"
+            )
         label = int(label)
         if not 0 <= label <= n:
-            raise ValueError(f"class label {label} is out of range for a model with {n} classes (0-{n - 1}, "
-                             f"{n} = null class)")
+            raise ValueError(
+                f"class label {label} is out of range for a model with {n} classes (0-{n - 1}, {n} = null class)"
+            )
         out["y"] = comfy.conds.CONDRegular(torch.tensor([label], dtype=torch.long))
         return out
 
@@ -286,9 +311,14 @@ def _on_host_base(name: str, mixin: type, base: type) -> type:
 
 def _config_class(smb, name: str, latent_format, sampling_settings: dict, dtypes, memory_factor: float) -> type:
     """A host model config class (``smb``: ``comfy.supported_models_base``) with these settings."""
-    attrs = dict(unet_config={}, unet_extra_config={}, latent_format=latent_format,
-                 sampling_settings=dict(sampling_settings), supported_inference_dtypes=list(dtypes),
-                 memory_usage_factor=memory_factor)
+    attrs = dict(
+        unet_config={},
+        unet_extra_config={},
+        latent_format=latent_format,
+        sampling_settings=dict(sampling_settings),
+        supported_inference_dtypes=list(dtypes),
+        memory_usage_factor=memory_factor,
+    )
     return type(name, (smb.BASE,), attrs)
 
 
@@ -307,15 +337,23 @@ def host_classes() -> SimpleNamespace:
     BenchDigitsLatent = _on_host_base("BenchDigitsLatent", _BenchDigitsLatentMixin, lf.LatentFormat)
     BenchShapesLatent = _on_host_base("BenchShapesLatent", _BenchShapesLatentMixin, lf.LatentFormat)
     fp32 = [torch.float32]
-    DiTConfig = _config_class(smb, "TCPadeDiTConfig", lf.SD15, DDPM_SETTINGS,
-                              [torch.float16, torch.bfloat16, torch.float32], 1.0)
+    DiTConfig = _config_class(
+        smb, "TCPadeDiTConfig", lf.SD15, DDPM_SETTINGS, [torch.float16, torch.bfloat16, torch.float32], 1.0
+    )
     BenchAConfig = _config_class(smb, "TCPadeBenchAConfig", BenchDigitsLatent, DDPM_SETTINGS, fp32, 0.1)
-    BenchBConfig = _config_class(smb, "TCPadeBenchBConfig", BenchShapesLatent, {"shift": 1.0, "multiplier": 1.0},
-                                 fp32, 0.1)
+    BenchBConfig = _config_class(
+        smb, "TCPadeBenchBConfig", BenchShapesLatent, {"shift": 1.0, "multiplier": 1.0}, fp32, 0.1
+    )
     ClassCondModel = _on_host_base("ClassCondModel", _ClassCondMixin, mb.BaseModel)
-    _HOST = SimpleNamespace(BenchDigitsLatent=BenchDigitsLatent, BenchShapesLatent=BenchShapesLatent,
-                            DiTConfig=DiTConfig, BenchAConfig=BenchAConfig, BenchBConfig=BenchBConfig,
-                            ClassCondModel=ClassCondModel, ModelType=mb.ModelType)
+    _HOST = SimpleNamespace(
+        BenchDigitsLatent=BenchDigitsLatent,
+        BenchShapesLatent=BenchShapesLatent,
+        DiTConfig=DiTConfig,
+        BenchAConfig=BenchAConfig,
+        BenchBConfig=BenchBConfig,
+        ClassCondModel=ClassCondModel,
+        ModelType=mb.ModelType,
+    )
     return _HOST
 
 
@@ -327,11 +365,13 @@ def _load_strict(model, sd: dict, what: str) -> None:
 
 def _patcher(model, load_device, offload_device):
     import comfy.model_patcher
+
     return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
 
 
-def dit_patcher(sd: dict, weight_dtype: Optional[torch.dtype] = None, num_heads: Optional[int] = None,
-                name: str = "DiT checkpoint"):
+def dit_patcher(
+    sd: dict, weight_dtype: Optional[torch.dtype] = None, num_heads: Optional[int] = None, name: str = "DiT checkpoint"
+):
     """ModelPatcher for a DiT state dict with the official key layout (DiT-XL/2 256 or 512, or any DiT).
 
     ``weight_dtype`` None: the host picks the storage dtype for the device, as its own loaders do
@@ -339,6 +379,7 @@ def dit_patcher(sd: dict, weight_dtype: Optional[torch.dtype] = None, num_heads:
     """
     import comfy.model_management as mm
     import comfy.utils
+
     try:
         cfg = infer_dit_config(sd, num_heads=num_heads)
     except ValueError as e:
@@ -348,20 +389,32 @@ def dit_patcher(sd: dict, weight_dtype: Optional[torch.dtype] = None, num_heads:
     load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
     supported = list(model_config.supported_inference_dtypes)
     if weight_dtype is None:
-        weight_dtype = mm.unet_dtype(model_params=comfy.utils.calculate_parameters(sd), supported_dtypes=supported,
-                                     weight_dtype=comfy.utils.weight_dtype(sd))
+        weight_dtype = mm.unet_dtype(
+            model_params=comfy.utils.calculate_parameters(sd),
+            supported_dtypes=supported,
+            weight_dtype=comfy.utils.weight_dtype(sd),
+        )
     model_config.set_inference_dtype(weight_dtype, mm.unet_manual_cast(weight_dtype, load_device, supported))
     model = H.ClassCondModel(model_config, H.ModelType.EPS, device=offload_device, unet_model=ComfyDiT)
     _load_strict(model, sd, name)
-    log.info("TCPade DiT: %s, %d blocks, width %d, %d heads, %dx%d latent, %d classes, learned sigma %s", name,
-             cfg["depth"], cfg["hidden_size"], cfg["num_heads"], cfg["input_size"], cfg["input_size"],
-             cfg["num_classes"], cfg["learn_sigma"])
+    log.info(
+        "TCPade DiT: %s, %d blocks, width %d, %d heads, %dx%d latent, %d classes, learned sigma %s",
+        name,
+        cfg["depth"],
+        cfg["hidden_size"],
+        cfg["num_heads"],
+        cfg["input_size"],
+        cfg["input_size"],
+        cfg["num_classes"],
+        cfg["learn_sigma"],
+    )
     return _patcher(model, load_device, offload_device)
 
 
 def bench_patcher(engine_model: nn.Module):
     """ModelPatcher for a ``tcpade_core`` bench model (``zoo.load_model``), always fp32 (they are tiny)."""
     import comfy.model_management as mm
+
     H = host_classes()
     cfg = dict(engine_model.config)
     arch = cfg.pop("arch")

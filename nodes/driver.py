@@ -23,6 +23,7 @@ second evaluation, SkipLayerGuidance's extra pass, ...):
 Heun's corrector of step ``i`` runs at ``sigma[i+1]`` and therefore begins step ``i+1``; the
 predictor evaluation of step ``i+1`` at the same sigma is then an extra evaluation of that step.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,20 +61,20 @@ class CallCtx:
     """What the first block of one forward call hands to the blocks after it."""
 
     streams: List[str]
-    inputs: List[torch.Tensor]           # stack input per stream (image tokens)
-    predicted: Optional[torch.Tensor]    # the stack output on a skipped call, else None
+    inputs: List[torch.Tensor]  # stack input per stream (image tokens)
+    predicted: Optional[torch.Tensor]  # the stack output on a skipped call, else None
     img_len: int = 0
-    packed: object = None                # families.Packed of a tuple stream (LTX-2), else None
+    packed: object = None  # families.Packed of a tuple stream (LTX-2), else None
 
 
 @dataclass
 class Counters:
-    model_calls: int = 0                                          # model evaluations seen by the run
-    computed_sigmas: List[float] = field(default_factory=list)   # sigma of every call that ran the stack
-    unscheduled: int = 0                                          # calls outside the schedule (always computed)
-    streams_seen: List[str] = field(default_factory=list)        # cond / uncond streams, in order of appearance
+    model_calls: int = 0  # model evaluations seen by the run
+    computed_sigmas: List[float] = field(default_factory=list)  # sigma of every call that ran the stack
+    unscheduled: int = 0  # calls outside the schedule (always computed)
+    streams_seen: List[str] = field(default_factory=list)  # cond / uncond streams, in order of appearance
     computed_seconds: List[float] = field(default_factory=list)  # wall time of each model call that ran the stack
-    skipped_seconds: List[float] = field(default_factory=list)   # ... and of each call that predicted it
+    skipped_seconds: List[float] = field(default_factory=list)  # ... and of each call that predicted it
 
     def timing(self) -> dict:
         """This run's wall-clock estimate, from its own calls only: the mean time of a call that ran the stack
@@ -86,8 +87,15 @@ class Counters:
         est = None
         if c is not None and c > 0 and (ns == 0 or s is not None):
             est = (nc + ns) * c / (nc * c + ns * (s or 0.0))
-        basis = ("this run's own model calls: mean of the computed calls" + (" after the first" if len(comp) < nc else "")
-                 + (" and of the skipped ones" if ns else "")) if c is not None else ""
+        basis = (
+            (
+                "this run's own model calls: mean of the computed calls"
+                + (" after the first" if len(comp) < nc else "")
+                + (" and of the skipped ones" if ns else "")
+            )
+            if c is not None
+            else ""
+        )
         return {"computed_s": c, "skipped_s": s, "estimated_speedup": est, "basis": basis}
 
 
@@ -100,33 +108,47 @@ class StackDriver:
     the host's diffusion model (read only) and its output channels.
     """
 
-    def __init__(self, cfg, sigmas: Sequence[float], sigma_max: float, window: Tuple[float, float],
-                 layout=None, dm=None, out_channels: Optional[int] = None, store_device: Optional[str] = None,
-                 label: str = "TC-Padé", target_speedup: Optional[float] = None):
+    def __init__(
+        self,
+        cfg,
+        sigmas: Sequence[float],
+        sigma_max: float,
+        window: Tuple[float, float],
+        layout=None,
+        dm=None,
+        out_channels: Optional[int] = None,
+        store_device: Optional[str] = None,
+        label: str = "TC-Padé",
+        target_speedup: Optional[float] = None,
+    ):
         self.sigmas = [float(s) for s in sigmas]
         self.num_steps = max(len(self.sigmas) - 1, 0)
-        self.sigma_max = float(sigma_max) if sigma_max and math.isfinite(sigma_max) and sigma_max > 0 else max(self.sigmas[:1] or [1.0])
+        self.sigma_max = (
+            float(sigma_max)
+            if sigma_max and math.isfinite(sigma_max) and sigma_max > 0
+            else max(self.sigmas[:1] or [1.0])
+        )
         self.start_sigma, self.end_sigma = (float(w) for w in window)
         self.run = CacheRun(cfg, store_device=store_device, target_speedup=target_speedup)
-        self.leading_blocks = method_of(self.run.cfg).leading_blocks   # blocks that run on every step
+        self.leading_blocks = method_of(self.run.cfg).leading_blocks  # blocks that run on every step
         self.layout = layout
         self.dm = dm
         self.out_channels = out_channels
         self.label = label
         self.index: Optional[int] = None
-        self.mode = "idle"            # "step" (first call of a step), "extra", "full", "idle"
+        self.mode = "idle"  # "step" (first call of a step), "extra", "full", "idle"
         self.ctx: Optional[CallCtx] = None
-        self.model_ctx = None         # model-level fallback: (streams, inputs) of the running call
+        self.model_ctx = None  # model-level fallback: (streams, inputs) of the running call
         self.counters = Counters()
         self.current_sigma: Optional[float] = None
-        self.disabled = False         # model-level fallback: the output did not match the input
-        self.unsupported: Optional[str] = None   # why the pack cannot cache this model's inputs (then it holds)
-        self.wrapper_calls = 0        # calls that reached the DIFFUSION_MODEL wrapper (torch.compile may bypass it)
-        self.block_entries = 0        # calls that reached the stack's first block patch
-        self.recompiled = False       # the compiled graphs were reset once in this run (see patcher)
-        self.inactive: Optional[str] = None      # why the cache never ran in this run (reported, never 0/0)
+        self.disabled = False  # model-level fallback: the output did not match the input
+        self.unsupported: Optional[str] = None  # why the pack cannot cache this model's inputs (then it holds)
+        self.wrapper_calls = 0  # calls that reached the DIFFUSION_MODEL wrapper (torch.compile may bypass it)
+        self.block_entries = 0  # calls that reached the stack's first block patch
+        self.recompiled = False  # the compiled graphs were reset once in this run (see patcher)
+        self.inactive: Optional[str] = None  # why the cache never ran in this run (reported, never 0/0)
         self.last_to: Optional[dict] = None
-        self.recorder = None          # calibration: nodes.calibration.Recorder
+        self.recorder = None  # calibration: nodes.calibration.Recorder
         self._rec_stream: Optional[str] = None
 
     # ---------------------------------------------------------------- step bookkeeping
@@ -143,7 +165,9 @@ class StackDriver:
         if i is not None and (self.index is None or i > self.index):
             self.index = i
             s = self.sigmas[i]
-            self.run.begin_step(i, self.num_steps, self.t_of(sigma), active=in_window(s, self.start_sigma, self.end_sigma))
+            self.run.begin_step(
+                i, self.num_steps, self.t_of(sigma), active=in_window(s, self.start_sigma, self.end_sigma)
+            )
             self.mode = "step"
             self._rec_stream = None
         elif self.index is not None and (i == self.index or self._inside_step(sigma)):
@@ -166,15 +190,16 @@ class StackDriver:
         return lo <= sigma <= hi
 
     # ---------------------------------------------------------------- split engine API
-    def enter(self, streams: List[str], inputs: List[torch.Tensor], modulated_fn=None,
-              lead: int = 0) -> Optional[List[torch.Tensor]]:
+    def enter(
+        self, streams: List[str], inputs: List[torch.Tensor], modulated_fn=None, lead: int = 0
+    ) -> Optional[List[torch.Tensor]]:
         """At the stack's first block. Returns None to compute the stack, else the predicted outputs.
 
         ``lead``: index of the stream that decides for the step (the first cond; ``modulated_fn`` is its input).
         """
         run = self.run
         if self.mode in ("idle", "full") or run.step is None:
-            self.counters.computed_sigmas.append(self.current_sigma)   # outside the schedule: always computes
+            self.counters.computed_sigmas.append(self.current_sigma)  # outside the schedule: always computes
             self.counters.unscheduled += 1
             return None
         self.counters.streams_seen.extend(s for s in streams if s not in self.counters.streams_seen)
@@ -204,7 +229,7 @@ class StackDriver:
         c = self.counters
         if self.inactive is not None or (c.model_calls and not report.steps):
             report.inactive = self.inactive or "the model never reached the pack's hooks"
-        if c.model_calls != report.num_steps:     # several evaluations per step: say what really ran
+        if c.model_calls != report.num_steps:  # several evaluations per step: say what really ran
             report.model_calls, report.stack_calls = c.model_calls, len(c.computed_sigmas)
         self.run.reset()
         return report

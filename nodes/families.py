@@ -11,6 +11,7 @@ input comes from. A stream may be a tuple of tensors (LTX-2: ``(video, audio)``)
 (:func:`pack_stream`). Adding a family is one entry in :data:`FAMILIES`. No host import here: the
 functions take the host's module objects and plain dicts.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,8 @@ from . import teacache_tables as TT
 
 @dataclass(frozen=True)
 class Stage:
-    kind: str                    # patch key kind: "double_block" | "single_block"
-    attr: str                    # ModuleList attribute on the diffusion model
+    kind: str  # patch key kind: "double_block" | "single_block"
+    attr: str  # ModuleList attribute on the diffusion model
     joint: Optional[str] = None  # None: the stream is the image tokens; "txt_first" / "img_first": joined stream
     skip_attr: Optional[str] = None  # list attribute of block indices the host skips (Chroma)
 
@@ -32,16 +33,16 @@ class Stage:
 @dataclass(frozen=True)
 class Family:
     name: str
-    class_names: Tuple[str, ...]   # matched against the diffusion model's class and its bases
+    class_names: Tuple[str, ...]  # matched against the diffusion model's class and its bases
     stages: Tuple[Stage, ...]
     modulated: Optional[Callable[[dict, torch.nn.Module], torch.Tensor]] = None  # TeaCache input; None: the stack input
     # TeaCache "auto": (host model_config, latent shape or None) -> a table of teacache_tables.COEFFICIENTS, or None
     teacache: Optional[Callable[[object, Optional[Sequence[int]]], Optional[str]]] = None
-    stream_key: str = "img"        # the key of the block patch's arguments (and result) that carries the stream
+    stream_key: str = "img"  # the key of the block patch's arguments (and result) that carries the stream
     # (diffusion model, patch key, the patch's args) -> the block's result, for a host whose own
     # ``original_block`` cannot run the block (Kandinsky 5); None: ``extra["original_block"](args)``
     block_call: Optional[Callable[[torch.nn.Module, Tuple[str, int], dict], dict]] = None
-    title: str = ""                # the family's name for people (warnings, the README); default: ``name``
+    title: str = ""  # the family's name for people (warnings, the README); default: ``name``
 
     @property
     def display(self) -> str:
@@ -88,33 +89,71 @@ def _kandinsky5_block(dm, key: Tuple[str, int], args: dict) -> dict:
     host's ``original_block`` for a dit patch (ComfyUI 0.33) calls ``block(x=..., context=...)``, keywords its
     block does not take, so any patch that runs it raises; this runs the same module with the same inputs."""
     blk = dm.visual_transformer_blocks[key[1]]
-    return {"x": blk(args["x"], args["context"], args["time_embed"], freqs=args["freqs"],
-                     transformer_options=args.get("transformer_options") or {})}
+    return {
+        "x": blk(
+            args["x"],
+            args["context"],
+            args["time_embed"],
+            freqs=args["freqs"],
+            transformer_options=args.get("transformer_options") or {},
+        )
+    }
 
 
 _DOUBLE = Stage("double_block", "double_blocks")
 FAMILIES: Tuple[Family, ...] = (
     # FLUX.1, Flux 2 (global modulation), Kontext, LongCat-Image: the host's Flux class
-    Family("flux", ("Flux",), (_DOUBLE, Stage("single_block", "single_blocks", "txt_first")),
-           _flux_modulated, TT.flux_table, title="Flux"),
-    Family("chroma", ("Chroma",), (Stage("double_block", "double_blocks", skip_attr="skip_mmdit"),
-                                   Stage("single_block", "single_blocks", "txt_first", skip_attr="skip_dit"))),
+    Family(
+        "flux",
+        ("Flux",),
+        (_DOUBLE, Stage("single_block", "single_blocks", "txt_first")),
+        _flux_modulated,
+        TT.flux_table,
+        title="Flux",
+    ),
+    Family(
+        "chroma",
+        ("Chroma",),
+        (
+            Stage("double_block", "double_blocks", skip_attr="skip_mmdit"),
+            Stage("single_block", "single_blocks", "txt_first", skip_attr="skip_dit"),
+        ),
+    ),
     Family("wan", ("WanModel",), (Stage("double_block", "blocks"),), _vec, TT.wan_table),
     # HunyuanVideo 1.0 and 1.5 (1.5 has no single blocks); the single stream's order is read from img_slice
-    Family("hunyuan_video", ("HunyuanVideo",), (_DOUBLE, Stage("single_block", "single_blocks", "img_first")),
-           title="HunyuanVideo"),
-    Family("qwen_image", ("QwenImageTransformer2DModel",), (Stage("double_block", "transformer_blocks"),),
-           title="Qwen-Image"),
+    Family(
+        "hunyuan_video",
+        ("HunyuanVideo",),
+        (_DOUBLE, Stage("single_block", "single_blocks", "img_first")),
+        title="HunyuanVideo",
+    ),
+    Family(
+        "qwen_image",
+        ("QwenImageTransformer2DModel",),
+        (Stage("double_block", "transformer_blocks"),),
+        title="Qwen-Image",
+    ),
     # LTX-2 (audio + video): a subclass of LTXVModel whose blocks take and return a (video, audio) tuple
     Family("ltx2", ("LTXAVModel",), (Stage("double_block", "transformer_blocks"),), title="LTX-2"),
     Family("ltxv", ("LTXVModel",), (Stage("double_block", "transformer_blocks"),), title="LTX-Video"),
-    Family("kandinsky5", ("Kandinsky5",), (Stage("double_block", "visual_transformer_blocks"),), stream_key="x",
-           title="Kandinsky 5", block_call=_kandinsky5_block),
+    Family(
+        "kandinsky5",
+        ("Kandinsky5",),
+        (Stage("double_block", "visual_transformer_blocks"),),
+        stream_key="x",
+        title="Kandinsky 5",
+        block_call=_kandinsky5_block,
+    ),
     Family("sd3", ("MMDiT",), (Stage("double_block", "joint_blocks"),)),
     Family("dit", ("ComfyDiT",), (Stage("double_block", "blocks"),), _own_modulated),
     # the pack's FLUX-like bench model B (nodes/dit_support.py): Flux's layout, its own modulated input
-    Family("tcpade_fluxlike", ("ComfyFluxLike",), (_DOUBLE, Stage("single_block", "single_blocks", "txt_first")),
-           _own_modulated, title="the pack's FLUX-like bench model"),
+    Family(
+        "tcpade_fluxlike",
+        ("ComfyFluxLike",),
+        (_DOUBLE, Stage("single_block", "single_blocks", "txt_first")),
+        _own_modulated,
+        title="the pack's FLUX-like bench model",
+    ),
 )
 
 
@@ -134,7 +173,7 @@ class StackLayout:
 
     family: Family
     keys: Tuple[Tuple[str, int], ...]
-    joint_tail: Optional[str]   # how the image part sits in the last block's output
+    joint_tail: Optional[str]  # how the image part sits in the last block's output
 
 
 def resolve(diffusion_model) -> Tuple[Optional[Family], Optional[StackLayout]]:
@@ -184,7 +223,7 @@ def joint_order(tail: Optional[str], to: Optional[dict], stream_len: int, img_le
 def image_part(stream: torch.Tensor, tail: Optional[str], img_len: int) -> torch.Tensor:
     """The image tokens of the stream at the end of the stack."""
     if tail == "txt_first":
-        return stream[:, stream.shape[1] - img_len:]
+        return stream[:, stream.shape[1] - img_len :]
     if tail == "img_first":
         return stream[:, :img_len]
     return stream
@@ -201,6 +240,7 @@ def with_image_part(stream: torch.Tensor, tail: Optional[str], img: torch.Tensor
 
 
 # ---------------------------------------------------------------------------------- stream codecs
+
 
 @dataclass(frozen=True)
 class Packed:
@@ -221,7 +261,11 @@ def pack_stream(x) -> Tuple[Optional[torch.Tensor], Optional[Packed], str]:
         if b is None or any(p.ndim == 0 or p.shape[0] != b or p.dtype != dt or p.device != dev for p in x):
             return None, None, "a tuple of tensors with different batch sizes, dtypes or devices"
         return torch.cat([p.reshape(b, -1) for p in x], dim=1), Packed(tuple(tuple(p.shape) for p in x)), ""
-    return None, None, f"a {type(x).__name__}" + (f" of {type(x[0]).__name__}" if isinstance(x, (tuple, list)) and x else "")
+    return (
+        None,
+        None,
+        f"a {type(x).__name__}" + (f" of {type(x[0]).__name__}" if isinstance(x, (tuple, list)) and x else ""),
+    )
 
 
 def unpack_stream(y: torch.Tensor, packed: Optional[Packed]):
@@ -233,6 +277,6 @@ def unpack_stream(y: torch.Tensor, packed: Optional[Packed]):
         n = 1
         for d in shape[1:]:
             n *= d
-        parts.append(y[:, at: at + n].reshape(shape))
+        parts.append(y[:, at : at + n].reshape(shape))
         at += n
     return tuple(parts)

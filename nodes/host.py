@@ -3,6 +3,7 @@ fails when the host changes it (tests/test_host_adapter.py). The rest of the pac
 
 Host modules are imported inside the functions, so this file imports outside ComfyUI.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -25,6 +26,7 @@ def outer_sample_args(args: tuple, kwargs: dict) -> Dict[str, Any]:
     """The OUTER_SAMPLE wrapper's arguments by name (``noise``, ``latent_image``, ``sampler``, ``sigmas``, ...), read
     from the signature of the host's ``CFGGuider.outer_sample``."""
     import comfy.samplers
+
     return _bind(_params(comfy.samplers.CFGGuider.outer_sample), args, kwargs)
 
 
@@ -32,6 +34,7 @@ def calc_cond_batch_args(args: tuple, kwargs: dict) -> Dict[str, Any]:
     """The CALC_COND_BATCH wrapper's arguments by name (``timestep``, ``model_options``, ...), from the signature of
     the host's ``comfy.samplers.calc_cond_batch``."""
     import comfy.samplers
+
     return _bind(_params(comfy.samplers.calc_cond_batch), args, kwargs)
 
 
@@ -53,6 +56,7 @@ def compile_keys() -> Tuple[str, str]:
     ``comfy_api.torch_helpers``; the values both hosts use where that module is missing."""
     try:
         from comfy_api.torch_helpers import torch_compile as tc
+
         return tc.COMPILE_KEY, getattr(tc, "TORCH_COMPILE_KWARGS", "torch_compile_kwargs")
     except ImportError:
         return "torch.compile", "torch_compile_kwargs"

@@ -10,6 +10,7 @@
 
 The model code is in :mod:`.dit_support`; these nodes only load, validate and convert.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -84,8 +85,10 @@ def resolve_class(label_set: str, class_index: int, class_name: str = "") -> int
         exact = [i for i in hits if names[i] == text]
         if len(exact) == 1:
             return exact[0]
-        raise ValueError(f"class_name {text!r} is ambiguous in {label_set}: {_listing(names, hits)}. Type it with "
-                         f"the exact capitalisation or set class_index.")
+        raise ValueError(
+            f"class_name {text!r} is ambiguous in {label_set}: {_listing(names, hits)}. Type it with "
+            f"the exact capitalisation or set class_index."
+        )
     if hits:
         return hits[0]
     normed = [_norm(nm) for nm in names]
@@ -93,8 +96,10 @@ def resolve_class(label_set: str, class_index: int, class_name: str = "") -> int
     for m in difflib.get_close_matches(key, normed, n=8, cutoff=0.6):
         close.extend(i for i, nm in enumerate(normed) if nm == m and i not in close)
     hint = f" Close matches: {_listing(names, close[:10])}." if close else " No close match."
-    raise ValueError(f"class_name {text!r} is not one of the {n} {label_set} class names (matched case-insensitively)."
-                     f"{hint} Leave class_name empty to use class_index.")
+    raise ValueError(
+        f"class_name {text!r} is not one of the {n} {label_set} class names (matched case-insensitively)."
+        f"{hint} Leave class_name empty to use class_index."
+    )
 
 
 def class_conditioning(label: int, num_classes: int) -> list:
@@ -114,24 +119,39 @@ class ClassLabel(io.ComfyNode):
             display_name="Class Label (DiT / bench)",
             category=CATEGORY,
             description="Class conditioning for class-conditional models (DiT-XL/2, bench models A, B and C): the "
-                        "class as positive, the null class as negative (for CFG).",
+            "class as positive, the null class as negative (for CFG).",
             inputs=[
-                io.Combo.Input("label_set", display_name="label set", options=LABEL_SETS, default=IMAGENET,
-                               tooltip="Which class list the index/name refers to. Must match the model: ImageNet "
-                                       "(1000 classes) for DiT-XL/2, digits 0-9 for bench model A, shapes for B, "
-                                       "textures for C."),
-                io.Int.Input("class_index", display_name="class index", default=207, min=0, max=999,
-                             tooltip="0-999 (ImageNet) or 0-9 (bench models). The class to generate; used when "
-                                     "class name is empty. 207 = golden retriever."),
-                io.String.Input("class_name", display_name="class name", default="", multiline=False,
-                                tooltip="Optional. A class name, e.g. 'golden retriever', 'triangle (cool-on-light)', 'rings'; "
-                                        "matched case-insensitively, a number is an index. When set it replaces "
-                                        "class index. An unknown name fails with a list of close matches."),
+                io.Combo.Input(
+                    "label_set",
+                    display_name="label set",
+                    options=LABEL_SETS,
+                    default=IMAGENET,
+                    tooltip="Which class list the index/name refers to. Must match the model: ImageNet "
+                    "(1000 classes) for DiT-XL/2, digits 0-9 for bench model A, shapes for B, "
+                    "textures for C.",
+                ),
+                io.Int.Input(
+                    "class_index",
+                    display_name="class index",
+                    default=207,
+                    min=0,
+                    max=999,
+                    tooltip="0-999 (ImageNet) or 0-9 (bench models). The class to generate; used when "
+                    "class name is empty. 207 = golden retriever.",
+                ),
+                io.String.Input(
+                    "class_name",
+                    display_name="class name",
+                    default="",
+                    multiline=False,
+                    tooltip="Optional. A class name, e.g. 'golden retriever', 'triangle (cool-on-light)', 'rings'; "
+                    "matched case-insensitively, a number is an index. When set it replaces "
+                    "class index. An unknown name fails with a list of close matches.",
+                ),
             ],
             outputs=[
                 io.Conditioning.Output(display_name="positive", tooltip="The chosen class."),
-                io.Conditioning.Output(display_name="negative",
-                                       tooltip="The null class (unconditional), for CFG."),
+                io.Conditioning.Output(display_name="negative", tooltip="The null class (unconditional), for CFG."),
             ],
         )
 
@@ -149,6 +169,7 @@ WEIGHT_DTYPES = {"default": None, "fp32": torch.float32, "fp16": torch.float16, 
 
 def _diffusion_model_files() -> List[str]:
     import folder_paths
+
     return folder_paths.get_filename_list("diffusion_models")
 
 
@@ -160,16 +181,25 @@ class DiTLoader(io.ComfyNode):
             display_name="Load DiT (DiT-XL/2)",
             category=CATEGORY,
             description="Load an official facebookresearch/DiT checkpoint (DiT-XL-2-256x256 or -512x512, .pt or "
-                        ".safetensors) from models/diffusion_models. Sample with KSampler (EPS, DiT's DDPM schedule), "
-                        "condition with Class Label, decode with the SD VAE (VAELoader).",
+            ".safetensors) from models/diffusion_models. Sample with KSampler (EPS, DiT's DDPM schedule), "
+            "condition with Class Label, decode with the SD VAE (VAELoader).",
             inputs=[
-                io.Combo.Input("ckpt_name", display_name="ckpt name", options=_diffusion_model_files(),
-                               tooltip="A DiT checkpoint in models/diffusion_models, e.g. DiT-XL-2-256x256.pt. The size "
-                                       "(256/512), depth, width and class count are read from the weights."),
-                io.Combo.Input("weight_dtype", display_name="weight dtype", options=list(WEIGHT_DTYPES), default="default",
-                               tooltip="default: the dtype ComfyUI picks for your device. fp32: exact, 2.7 GB for "
-                                       "DiT-XL/2. fp16 / bf16: half the memory; computed in fp32 where the device "
-                                       "cannot compute in them."),
+                io.Combo.Input(
+                    "ckpt_name",
+                    display_name="ckpt name",
+                    options=_diffusion_model_files(),
+                    tooltip="A DiT checkpoint in models/diffusion_models, e.g. DiT-XL-2-256x256.pt. The size "
+                    "(256/512), depth, width and class count are read from the weights.",
+                ),
+                io.Combo.Input(
+                    "weight_dtype",
+                    display_name="weight dtype",
+                    options=list(WEIGHT_DTYPES),
+                    default="default",
+                    tooltip="default: the dtype ComfyUI picks for your device. fp32: exact, 2.7 GB for "
+                    "DiT-XL/2. fp16 / bf16: half the memory; computed in fp32 where the device "
+                    "cannot compute in them.",
+                ),
             ],
             outputs=[io.Model.Output(tooltip="The DiT as a ComfyUI model (EPS, 1000-step linear-beta DDPM schedule).")],
         )
@@ -177,6 +207,7 @@ class DiTLoader(io.ComfyNode):
     @classmethod
     def execute(cls, ckpt_name, weight_dtype) -> io.NodeOutput:
         import folder_paths
+
         if weight_dtype not in WEIGHT_DTYPES:
             raise ValueError(f"weight_dtype must be one of {', '.join(map(repr, WEIGHT_DTYPES))}; got {weight_dtype!r}")
         path = folder_paths.get_full_path_or_raise("diffusion_models", ckpt_name)
@@ -201,10 +232,15 @@ def _bench(choice: str):
 
 
 def _bench_input():
-    return io.Combo.Input("model", display_name="model", options=list(BENCH), default=BENCH_A,
-                          tooltip="A: DiT (EPS, DDPM) on 16x16 grey digits, label set 'A: digits'. B: FLUX-like "
-                                  "rectified flow on 32x32 RGB shapes, label set 'B: shapes'. C: FLUX-like rectified "
-                                  "flow on 32x32 RGB textures, label set 'C: textures'.")
+    return io.Combo.Input(
+        "model",
+        display_name="model",
+        options=list(BENCH),
+        default=BENCH_A,
+        tooltip="A: DiT (EPS, DDPM) on 16x16 grey digits, label set 'A: digits'. B: FLUX-like "
+        "rectified flow on 32x32 RGB shapes, label set 'B: shapes'. C: FLUX-like rectified "
+        "flow on 32x32 RGB textures, label set 'C: textures'.",
+    )
 
 
 class BenchModelLoader(io.ComfyNode):
@@ -215,9 +251,11 @@ class BenchModelLoader(io.ComfyNode):
             display_name="Load Bench Model (tiny, CPU)",
             category=CATEGORY,
             description="The pack's three tiny shipped models, to try the cache nodes on CPU in a minute with no "
-                        "download. They work in pixel space: use Bench Latent and Bench Decode instead of a VAE.",
+            "download. They work in pixel space: use Bench Latent and Bench Decode instead of a VAE.",
             inputs=[_bench_input()],
-            outputs=[io.Model.Output(tooltip="The bench model as a ComfyUI model (A: EPS DDPM, B and C: discrete flow).")],
+            outputs=[
+                io.Model.Output(tooltip="The bench model as a ComfyUI model (A: EPS DDPM, B and C: discrete flow).")
+            ],
         )
 
     @classmethod
@@ -226,8 +264,10 @@ class BenchModelLoader(io.ComfyNode):
         engine = zoo.load_model(key)
         cfg = engine.config
         if (cfg.get("in_channels"), cfg.get("input_size")) != (ch, size):
-            raise ValueError(f"the shipped weights of bench model {key} are {cfg.get('in_channels')}x"
-                             f"{cfg.get('input_size')}x{cfg.get('input_size')}, expected {ch}x{size}x{size}")
+            raise ValueError(
+                f"the shipped weights of bench model {key} are {cfg.get('in_channels')}x"
+                f"{cfg.get('input_size')}x{cfg.get('input_size')}, expected {ch}x{size}x{size}"
+            )
         return io.NodeOutput(DS.bench_patcher(engine))
 
 
@@ -241,9 +281,14 @@ class BenchLatent(io.ComfyNode):
             description="An empty latent of the bench model's (pixel-space) shape: A 1x16x16, B and C 3x32x32.",
             inputs=[
                 _bench_input(),
-                io.Int.Input("batch_size", display_name="batch size", default=4, min=1, max=256,
-                             tooltip="1-256. Images per run. On CPU a batch of 16 of model A takes about a second "
-                                     "per 20 steps."),
+                io.Int.Input(
+                    "batch_size",
+                    display_name="batch size",
+                    default=4,
+                    min=1,
+                    max=256,
+                    tooltip="1-256. Images per run. On CPU a batch of 16 of model A takes about a second per 20 steps.",
+                ),
             ],
             outputs=[io.Latent.Output(tooltip="Zeros of shape (batch, channels, size, size).")],
         )
@@ -254,14 +299,17 @@ class BenchLatent(io.ComfyNode):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 256:
             raise ValueError(f"batch_size must be 1-256; got {batch_size!r}")
         import comfy.model_management as mm
+
         return io.NodeOutput({"samples": torch.zeros(batch_size, ch, size, size, device=mm.intermediate_device())})
 
 
 def decode_pixels(samples: torch.Tensor) -> torch.Tensor:
     """Pixel-space latent (B, 1|3, H, W) in [-1, 1] -> IMAGE (B, H, W, 3) in [0, 1], float32."""
     if samples.ndim != 4 or samples.shape[1] not in (1, 3):
-        raise ValueError(f"Bench Decode takes bench-model latents of shape (batch, 1 or 3, height, width); got "
-                         f"{tuple(samples.shape)}. Decode other models with their VAE.")
+        raise ValueError(
+            f"Bench Decode takes bench-model latents of shape (batch, 1 or 3, height, width); got "
+            f"{tuple(samples.shape)}. Decode other models with their VAE."
+        )
     img = ((samples.float() + 1.0) * 0.5).clamp(0.0, 1.0)
     if img.shape[1] == 1:
         img = img.expand(-1, 3, -1, -1)

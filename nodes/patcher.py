@@ -26,6 +26,7 @@ compile wrapper from this run's options and evaluates eagerly.
 
 Host modules are imported inside functions so that this file imports outside ComfyUI.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,10 +56,10 @@ log = logging.getLogger("tcpade")
 _eager, _eager_frame = eager, eager_frame
 
 
-KEY = "tcpade"            # transformer_options key of the settings and the wrapper key
-RUN_KEY = "tcpade_run"    # transformer_options key of the per-run driver (only on the run's clone)
-RECORD_KEY = "tcpade_record"   # transformer_options key of the Calibrate node's recorder (its own clone only)
-EVENT = "tcpade.report"   # PromptServer event name
+KEY = "tcpade"  # transformer_options key of the settings and the wrapper key
+RUN_KEY = "tcpade_run"  # transformer_options key of the per-run driver (only on the run's clone)
+RECORD_KEY = "tcpade_record"  # transformer_options key of the Calibrate node's recorder (its own clone only)
+EVENT = "tcpade.report"  # PromptServer event name
 
 # Every run's published report, keyed "<prompt id>/<node id>/<n>" (the n-th run of that node in that prompt), so
 # that two samplers fed by one node, and two workflows whose node ids repeat, never overwrite each other; the
@@ -74,8 +75,8 @@ class RunResult:
     """What one sampling run of a cache node produced."""
 
     report: RunReport
-    counters: Any          # driver.Counters
-    payload: dict          # what was sent to the frontend
+    counters: Any  # driver.Counters
+    payload: dict  # what was sent to the frontend
 
 
 # settings.uid -> the results of its newest runs (a settings object is shared by every sampler its model feeds)
@@ -107,9 +108,9 @@ class CacheSettings:
     teacache_auto: bool = False
     notes: Tuple[str, ...] = ()
     uncalibrated_notes: Tuple[str, ...] = ()
-    model_key: Optional[str] = None         # fingerprint of the model (nodes.calibration.model_key)
-    calibration: Any = None                 # a connected Calibration, else the store is asked per run
-    explicit_target: bool = False           # the user set a target speed-up (not a preset's default)
+    model_key: Optional[str] = None  # fingerprint of the model (nodes.calibration.model_key)
+    calibration: Any = None  # a connected Calibration, else the store is asked per run
+    explicit_target: bool = False  # the user set a target speed-up (not a preset's default)
     user_set: FrozenSet[str] = frozenset()
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -139,26 +140,39 @@ class CacheSettings:
         if cal is not None and method.calibrate is not None:
             applied = method.calibrate(cfg, cal, cfg.target_speedup, self.user_set)
             filled = applied.values
-            if filled:    # "calibrated" only where the calibration filled something
+            if filled:  # "calibrated" only where the calibration filled something
                 cfg = applied.cfg.with_(target_speedup=applied.target)
                 notes = [n for n in notes if n not in self.uncalibrated_notes]
-                notes.append(f"{cal.describe()}; filled in: "
-                             + ", ".join(f"{k} {_fmt_value(v)}" for k, v in filled.items()))
+                notes.append(
+                    f"{cal.describe()}; filled in: " + ", ".join(f"{k} {_fmt_value(v)}" for k, v in filled.items())
+                )
         if self.teacache_auto and "coefficients" not in filled:
             table = self.family.teacache(model_config, latent_shape)
             if table is not None:
                 cfg = cfg.with_(coefficients=TT.COEFFICIENTS[table])
-        window = (float(model_sampling.percent_to_sigma(self.start_percent)),
-                  float(model_sampling.percent_to_sigma(self.end_percent)))
+        window = (
+            float(model_sampling.percent_to_sigma(self.start_percent)),
+            float(model_sampling.percent_to_sigma(self.end_percent)),
+        )
         sigma_max = float(getattr(model_sampling, "sigma_max", sigmas[0] if sigmas else 1.0))
         out_channels = getattr(dm, "out_channels", None) or getattr(dm, "out_dim", None)
-        driver = StackDriver(cfg, sigmas, sigma_max, window, layout=self.layout, dm=dm, out_channels=out_channels,
-                             store_device=self.store_device, label=self.label)
+        driver = StackDriver(
+            cfg,
+            sigmas,
+            sigma_max,
+            window,
+            layout=self.layout,
+            dm=dm,
+            out_channels=out_channels,
+            store_device=self.store_device,
+            label=self.label,
+        )
         driver.run.report.notes.extend(notes)
         few_steps(driver, self.explicit_target, cfg.target_speedup)
         if self.layout is None:
-            driver.run.report.notes.append(f"no block adapter for {model_name(self.family, dm)}: caching the whole "
-                                           f"model output")
+            driver.run.report.notes.append(
+                f"no block adapter for {model_name(self.family, dm)}: caching the whole model output"
+            )
         return driver
 
     def _calibration_for(self, steps: int, notes: list):
@@ -167,6 +181,7 @@ class CacheSettings:
         if M.METHODS[self.cfg.method].calibrate is None or self.model_key is None:
             return None
         from . import calibration as C
+
         cal = self.calibration
         if cal is not None:
             if (cal.model_key, cal.steps) == (self.model_key, steps):
@@ -188,18 +203,42 @@ class CacheSettings:
         gate = driver.run.gate
         prompt = current_prompt_id()
         payload = {
-            "node": self.node_id, "label": self.label, "summary": summary,
-            "method": report.method, "settings": report.settings, "gate": report.gate_name,
-            "gate_rule": gate.rule, "gate_axis": list(gate.axis) if gate.axis else None,
-            "threshold": report.threshold, "computed": report.computed, "num_steps": report.num_steps,
-            "speedup": report.speedup, "cache_bytes": report.cache_bytes, "store_device": report.store_device,
-            "notes": list(report.notes), "interrupted": report.interrupted, "inactive": report.inactive, "planned_steps": report.planned_steps,
+            "node": self.node_id,
+            "label": self.label,
+            "summary": summary,
+            "method": report.method,
+            "settings": report.settings,
+            "gate": report.gate_name,
+            "gate_rule": gate.rule,
+            "gate_axis": list(gate.axis) if gate.axis else None,
+            "threshold": report.threshold,
+            "computed": report.computed,
+            "num_steps": report.num_steps,
+            "speedup": report.speedup,
+            "cache_bytes": report.cache_bytes,
+            "store_device": report.store_device,
+            "notes": list(report.notes),
+            "interrupted": report.interrupted,
+            "inactive": report.inactive,
+            "planned_steps": report.planned_steps,
             "prompt_id": prompt,
-            "target_speedup": report.target_speedup, "target_note": report.target_note,
-            "timing": {k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in driver.counters.timing().items()},
+            "target_speedup": report.target_speedup,
+            "target_note": report.target_note,
+            "timing": {
+                k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in driver.counters.timing().items()
+            },
             "adapter": self.layout.family.name if self.layout is not None else "model-level",
-            "steps": [{"step": r.step, "computed": r.computed, "gate": finite_or_none(r.gate), "phase": r.phase,
-                       "reason": r.reason, "t": finite_or_none(r.t)} for r in report.steps],
+            "steps": [
+                {
+                    "step": r.step,
+                    "computed": r.computed,
+                    "gate": finite_or_none(r.gate),
+                    "phase": r.phase,
+                    "reason": r.reason,
+                    "t": finite_or_none(r.t),
+                }
+                for r in report.steps
+            ],
         }
         _keep(RUNS, self.uid, RUNS_KEPT).append(RunResult(report, driver.counters, payload))
         node = str(self.node_id) if self.node_id is not None else self.label
@@ -231,7 +270,7 @@ def _fmt_value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-FEW_STEPS_HOLD = 4   # at this many steps or fewer the nodes compute every step unless the user typed a target
+FEW_STEPS_HOLD = 4  # at this many steps or fewer the nodes compute every step unless the user typed a target
 
 
 def few_steps(driver: StackDriver, explicit_target: bool, target: float) -> None:
@@ -248,12 +287,18 @@ def few_steps(driver: StackDriver, explicit_target: bool, target: float) -> None
     if n == 0 or n > FEW_STEPS_HOLD or not whole:
         return
     if explicit_target:
-        driver.run.report.notes.append(f"{n} steps: caching as asked (target {target:g}x); at {FEW_STEPS_HOLD} steps "
-                                       f"or fewer expect a large quality loss")
+        driver.run.report.notes.append(
+            f"{n} steps: caching as asked (target {target:g}x); at {FEW_STEPS_HOLD} steps "
+            f"or fewer expect a large quality loss"
+        )
         return
-    _hold(driver, "few steps", f"{n} steps: at {FEW_STEPS_HOLD} steps or fewer caching costs more quality than it "
-                               f"saves time, so {driver.label} computes every step (type a target speed-up to cache "
-                               f"anyway)")
+    _hold(
+        driver,
+        "few steps",
+        f"{n} steps: at {FEW_STEPS_HOLD} steps or fewer caching costs more quality than it "
+        f"saves time, so {driver.label} computes every step (type a target speed-up to cache "
+        f"anyway)",
+    )
 
 
 def _hold(driver: StackDriver, reason: str, note: str, prefix: bool = True) -> None:
@@ -296,6 +341,7 @@ def _send_to_frontend(payload: dict) -> None:
 
 # -------------------------------------------------------------------------------- applying
 
+
 def apply_cache(model, settings: CacheSettings, recorder=None):
     """Clone ``model`` (a ModelPatcher) and attach the cache. The input model is never mutated. ``recorder``: the
     Calibrate node's (:class:`.calibration.Recorder`), which records this clone's runs.
@@ -309,17 +355,23 @@ def apply_cache(model, settings: CacheSettings, recorder=None):
     to = m.model_options.setdefault("transformer_options", {})
     prev = to.get(KEY)
     if prev is not None:
-        log.warning(f"{settings.label}: the model already has a cache node ({prev.label}); "
-                    f"the later node wins: {prev.label} is removed, {settings.label} is used.")
+        log.warning(
+            f"{settings.label}: the model already has a cache node ({prev.label}); "
+            f"the later node wins: {prev.label} is removed, {settings.label} is used."
+        )
         for kind in (pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.CALC_COND_BATCH, pe.WrappersMP.DIFFUSION_MODEL):
             m.remove_wrappers_with_key(kind, KEY)
     if "easycache" in to:
-        log.warning(f"{settings.label}: the model also has EasyCache/LazyCache; two caches on one model "
-                    f"compound their errors. Use one of them.")
+        log.warning(
+            f"{settings.label}: the model also has EasyCache/LazyCache; two caches on one model "
+            f"compound their errors. Use one of them."
+        )
     if settings.layout is None:
         dm = m.get_model_object("diffusion_model")
-        log.warning(f"{settings.label}: no block adapter for {model_name(settings.family, dm)}; falling back to "
-                    f"caching the whole diffusion-model output (model-level, like EasyCache).")
+        log.warning(
+            f"{settings.label}: no block adapter for {model_name(settings.family, dm)}; falling back to "
+            f"caching the whole diffusion-model output (model-level, like EasyCache)."
+        )
     to[KEY] = settings
     if recorder is not None:
         to[RECORD_KEY] = recorder
@@ -330,6 +382,7 @@ def apply_cache(model, settings: CacheSettings, recorder=None):
 
 
 # -------------------------------------------------------------------------------- wrappers
+
 
 def outer_sample_wrapper(executor, *args, **kwargs):
     """One sampling run: fresh state, block patches on a clone of the options, report in finally."""
@@ -348,10 +401,13 @@ def outer_sample_wrapper(executor, *args, **kwargs):
             a = host.outer_sample_args(args, kwargs)
             noise, sampler, sigmas = a["noise"], a["sampler"], a["sigmas"]
             patcher = guider.model_patcher
-            driver = settings.new_driver([float(s) for s in sigmas.flatten().tolist()],
-                                         patcher.get_model_object("model_sampling"),
-                                         getattr(patcher.model, "model_config", None),
-                                         patcher.get_model_object("diffusion_model"), tuple(noise.shape))
+            driver = settings.new_driver(
+                [float(s) for s in sigmas.flatten().tolist()],
+                patcher.get_model_object("model_sampling"),
+                getattr(patcher.model, "model_config", None),
+                patcher.get_model_object("diffusion_model"),
+                tuple(noise.shape),
+            )
             driver.recorder = to.get(RECORD_KEY)
             apply_sampler_rules(driver, classify(sampler))
             to[RUN_KEY] = driver
@@ -382,11 +438,17 @@ def apply_sampler_rules(driver: StackDriver, info: SamplerInfo) -> None:
     # only this run's own warning: the notes the node found when it attached were logged then, once
     if info.unknown:
         name = info.name or "this sampler"
-        _hold(driver, "unknown sampler", f"{name} is not in the pack's sampler table (it may inject noise or pick "
-                                         f"its own steps): {label} computes every step", prefix=False)
+        _hold(
+            driver,
+            "unknown sampler",
+            f"{name} is not in the pack's sampler table (it may inject noise or pick "
+            f"its own steps): {label} computes every step",
+            prefix=False,
+        )
     elif info.own_steps:
-        _hold(driver, "adaptive sampler", f"{info.name} chooses its own steps: {label} computes every step",
-              prefix=False)
+        _hold(
+            driver, "adaptive sampler", f"{info.name} chooses its own steps: {label} computes every step", prefix=False
+        )
     elif info.injects_noise:
         what = "re-noises the latent each step" if info.family == "lcm" else "injects noise each step"
         _hold(driver, "stochastic sampler", f"{info.name} {what}: {label} computes every step", prefix=False)
@@ -410,8 +472,10 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
             raise
         first = (str(e).strip().splitlines() or [""])[0][:200]
         fullgraph = " (fullgraph=True)" if (model_options.get(host.compile_keys()[1]) or {}).get("fullgraph") else ""
-        log.warning(f"{driver.label}: torch.compile{fullgraph} cannot compile this model with the cache attached "
-                    f"({type(e).__name__}: {first}); the diffusion model runs eager for the rest of this run.")
+        log.warning(
+            f"{driver.label}: torch.compile{fullgraph} cannot compile this model with the cache attached "
+            f"({type(e).__name__}: {first}); the diffusion model runs eager for the rest of this run."
+        )
         # nothing of the failed evaluation counts: the step's decision stands, its record happens on the retry
         driver.ctx = driver.model_ctx = None
         del driver.counters.computed_sigmas[mark:]
@@ -426,8 +490,10 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
     if why == "compiled" and _compiled(model_options) and not driver.recompiled:
         driver.recompiled = True
         _reset_compiled_graphs()
-        note = ("torch.compile had compiled this model without the cache (the host's compile guards skip "
-                "transformer_options); its compiled graphs were reset so that the cache's hooks run (one recompile)")
+        note = (
+            "torch.compile had compiled this model without the cache (the host's compile guards skip "
+            "transformer_options); its compiled graphs were reset so that the cache's hooks run (one recompile)"
+        )
         driver.run.report.notes.append(note)
         log.warning(f"{driver.label}: {note}")
     elif why == "blocks" and driver.layout is not None:
@@ -563,14 +629,17 @@ def _model_level_leave(driver: StackDriver, x, out):
     ys = split(out, len(streams))
     if ys[0].shape != hs[0].shape:
         driver.disabled = True
-        log.warning(f"{driver.label}: model output {tuple(out.shape)} does not match its input {tuple(x.shape)}; "
-                    f"model-level caching disabled for this run.")
+        log.warning(
+            f"{driver.label}: model output {tuple(out.shape)} does not match its input {tuple(x.shape)}; "
+            f"model-level caching disabled for this run."
+        )
         return out
     driver.leave(streams, hs, ys)
     return out
 
 
 # -------------------------------------------------------------------------------- block patches
+
 
 def stream_names(to: dict, batch: int) -> List[str]:
     """One stream per cond/uncond chunk of the batch (``uuids``), or one stream for the whole batch."""
@@ -626,8 +695,14 @@ class BlockPatch:
     kind and every run.
     """
 
-    def __init__(self, driver: StackDriver, inner: Optional[Callable], first: bool = False, last: bool = False,
-                 key: Optional[tuple] = None):
+    def __init__(
+        self,
+        driver: StackDriver,
+        inner: Optional[Callable],
+        first: bool = False,
+        last: bool = False,
+        key: Optional[tuple] = None,
+    ):
         self.driver = driver
         self.inner = inner
         self.first = first
@@ -691,7 +766,7 @@ class BlockPatch:
         to = args.get("transformer_options") or d.last_to or {}
         img, packed, why = pack_stream(x)
         if packed is None and img is not None:
-            img = img.clone()   # blocks may update their input in place (Flux, Chroma, LTXV): keep the stack input
+            img = img.clone()  # blocks may update their input in place (Flux, Chroma, LTXV): keep the stack input
         if img is None:
             _enter_unsupported(d, f"its blocks take {why} as {fam.stream_key!r}")
             d.ctx = None
@@ -705,8 +780,13 @@ class BlockPatch:
             return split(m, len(streams))[lead] if m.shape[0] == img.shape[0] else m
 
         preds = d.enter(streams, inputs, modulated, lead)
-        d.ctx = CallCtx(streams, inputs, torch.cat(preds, dim=0) if preds is not None else None,
-                        img.shape[1] if img.ndim > 1 else 0, packed)
+        d.ctx = CallCtx(
+            streams,
+            inputs,
+            torch.cat(preds, dim=0) if preds is not None else None,
+            img.shape[1] if img.ndim > 1 else 0,
+            packed,
+        )
 
 
 _PLACEHOLDER = torch.zeros(1, 1)
@@ -718,9 +798,12 @@ def _enter_unsupported(driver: StackDriver, why: str) -> None:
     if driver.unsupported is None:
         driver.unsupported = why
         name = model_name(driver.layout.family if driver.layout is not None else None, driver.dm)
-        _hold(driver, "unsupported input",
-              f"cache inactive for {name}: {why}, which the pack does not recognise; every step computes")
-    driver.enter(["all"], [_PLACEHOLDER], None, 0)   # the hold decides: compute
+        _hold(
+            driver,
+            "unsupported input",
+            f"cache inactive for {name}: {why}, which the pack does not recognise; every step computes",
+        )
+    driver.enter(["all"], [_PLACEHOLDER], None, 0)  # the hold decides: compute
 
 
 def _run_block(inner: Optional[Callable], args: dict, extra: dict, call=None, key: str = "img") -> dict:

@@ -12,6 +12,7 @@ page, or a branch the host serves from its cache without sampling, still shows t
 scripts) nothing is registered and the pack imports as before. Nothing here imports the host at
 module level.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,8 @@ from . import host, patcher
 log = logging.getLogger("tcpade")
 
 PATH = "/tcpade/reports"
-COMPARES_PATH = "/tcpade/compares"   # the last result of every Compare node, same shape
-METHODS_PATH = "/tcpade/methods"     # every cache node's label, presets and greyed-out widget rules
+COMPARES_PATH = "/tcpade/compares"  # the last result of every Compare node, same shape
+METHODS_PATH = "/tcpade/methods"  # every cache node's label, presets and greyed-out widget rules
 _REGISTERED = False
 
 
@@ -38,10 +39,12 @@ def _workflow_id(extra_data) -> Optional[str]:
 
 def queue_lookup(prompt_queue) -> Callable[[str], Optional[str]]:
     """prompt id -> workflow id, from the host's history (finished prompts) or its running queue."""
+
     def lookup(prompt_id: str) -> Optional[str]:
         try:
-            hist = prompt_queue.get_history(prompt_id=prompt_id,
-                                            map_function=lambda item: _workflow_id(host.queue_item(item["prompt"])[1]))
+            hist = prompt_queue.get_history(
+                prompt_id=prompt_id, map_function=lambda item: _workflow_id(host.queue_item(item["prompt"])[1])
+            )
             if prompt_id in hist:
                 return hist[prompt_id]
             running, _ = prompt_queue.get_current_queue_volatile()
@@ -52,6 +55,7 @@ def queue_lookup(prompt_queue) -> Callable[[str], Optional[str]]:
         except Exception as e:  # the host's queue layout is not an API; never fail the request
             log.debug(f"TC-Padé: workflow of prompt {prompt_id} not found: {e}")
         return None
+
     return lookup
 
 

@@ -2,6 +2,7 @@
 (``Family.teacache``); the choosers read the host's model config only through plain attributes, so this
 module imports nothing from the host.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -31,6 +32,6 @@ def wan_table(model_config, latent_shape: Optional[Sequence[int]] = None) -> Opt
             return "wan2.1 i2v 480p"
         h, w = int(latent_shape[-2]), int(latent_shape[-1])
         return "wan2.1 i2v 720p" if h * w * 64 >= _720P_PIXELS else "wan2.1 i2v 480p"
-    if kind == "t2v":   # by width: 1536 is the 1.3B, 5120 the 14B; other widths (Wan 2.2 TI2V-5B: 3072) have no table
+    if kind == "t2v":  # by width: 1536 is the 1.3B, 5120 the 14B; other widths (Wan 2.2 TI2V-5B: 3072) have no table
         return {1536: "wan2.1 t2v 1.3B", 5120: "wan2.1 t2v 14B"}.get(int(uc.get("dim", 1536)))
     return None

@@ -21,6 +21,7 @@ Offline replay ignores how skipping changes the later inputs (as TeaCache's own 
 count it predicts holds on the real run to about one step; a speed target is met exactly by the budget
 gate in any case.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -93,12 +94,12 @@ class Calibration:
     target: float
     teacache_coefficients: tuple
     teacache_threshold: Optional[float]
-    taylorseer: Optional[Dict[str, int]]      # interval, order, first_enhance
-    tcpade_theta: Optional[float]             # the default reading's θ (kept for files written before per-reading θ)
+    taylorseer: Optional[Dict[str, int]]  # interval, order, first_enhance
+    tcpade_theta: Optional[float]  # the default reading's θ (kept for files written before per-reading θ)
     tcpade_warmup: int
     errors: Dict[str, float] = field(default_factory=dict)
     version: int = VERSION
-    tcpade_thetas: Dict[str, Optional[float]] = field(default_factory=dict)   # θ per reading (mode), on its scale
+    tcpade_thetas: Dict[str, Optional[float]] = field(default_factory=dict)  # θ per reading (mode), on its scale
 
     def theta_for(self, mode: str) -> Optional[float]:
         """The θ fitted for TC-Padé's reading ``mode``: None where none was fitted (an older file has the
@@ -113,20 +114,23 @@ class Calibration:
     @classmethod
     def from_json(cls, d: dict) -> "Calibration":
         if not isinstance(d, dict) or d.get("version") != VERSION:
-            raise ValueError(f"calibration entry of version {d.get('version') if isinstance(d, dict) else '?'}, "
-                             f"expected {VERSION}")
+            raise ValueError(
+                f"calibration entry of version {d.get('version') if isinstance(d, dict) else '?'}, expected {VERSION}"
+            )
         d = dict(d)
         d["teacache_coefficients"] = tuple(float(c) for c in d["teacache_coefficients"])
         return cls(**d)
 
     def describe(self) -> str:
         ts = self.taylorseer
-        return (f"calibrated for {self.steps} steps at {self.target:g}x: TeaCache δ "
-                f"{self.teacache_threshold if self.teacache_threshold is not None else '-'}, TaylorSeer "
-                + (f"N {ts['interval']} O {ts['order']} fe {ts['first_enhance']}" if ts else "-")
-                + f", TC-Padé θ {self.tcpade_theta if self.tcpade_theta is not None else '-'}"
-                + (f" (paper_literal {lit})" if (lit := self.tcpade_thetas.get("paper_literal")) is not None else "")
-                + f" warm-up {self.tcpade_warmup}")
+        return (
+            f"calibrated for {self.steps} steps at {self.target:g}x: TeaCache δ "
+            f"{self.teacache_threshold if self.teacache_threshold is not None else '-'}, TaylorSeer "
+            + (f"N {ts['interval']} O {ts['order']} fe {ts['first_enhance']}" if ts else "-")
+            + f", TC-Padé θ {self.tcpade_theta if self.tcpade_theta is not None else '-'}"
+            + (f" (paper_literal {lit})" if (lit := self.tcpade_thetas.get("paper_literal")) is not None else "")
+            + f" warm-up {self.tcpade_warmup}"
+        )
 
 
 def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeConfig = None) -> Calibration:
@@ -157,19 +161,33 @@ def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeCo
         errors["taylorseer"] = best[2]
     # TC-Padé: θ without a budget, per reading on its own scale; warm-up under the budget
     d = default or TCPadeConfig()
-    thetas = {mode: _fit_theta(d if mode == d.mode else d.with_(mode=mode), traj, want, grid)
-              for mode, grid in THETA_GRIDS.items()}
+    thetas = {
+        mode: _fit_theta(d if mode == d.mode else d.with_(mode=mode), traj, want, grid)
+        for mode, grid in THETA_GRIDS.items()
+    }
     wu = [(w, *replay(replace(d, warmup_steps=w), traj, target)) for w in (1, 2, 3)]
     w_best = min(wu, key=lambda c: c[2])
     errors["tcpade"] = w_best[2]
-    return Calibration(model_key, n, float(target), coeffs, tea_delta, taylor, thetas.get("default"), int(w_best[0]),
-                       errors, tcpade_thetas=thetas)
+    return Calibration(
+        model_key,
+        n,
+        float(target),
+        coeffs,
+        tea_delta,
+        taylor,
+        thetas.get("default"),
+        int(w_best[0]),
+        errors,
+        tcpade_thetas=thetas,
+    )
 
 
 # the θ tried per reading: the default's stability score 1/(2 TSI) lies in [0.5, 100]; paper_literal compares
 # θ with TSI itself, in [0, 1]
-THETA_GRIDS = {"default": np.round(np.linspace(0.3, 2.0, 18), 2),
-               "paper_literal": np.round(np.linspace(0.05, 1.0, 20), 2)}
+THETA_GRIDS = {
+    "default": np.round(np.linspace(0.3, 2.0, 18), 2),
+    "paper_literal": np.round(np.linspace(0.05, 1.0, 20), 2),
+}
 
 
 def _fit_theta(cfg: TCPadeConfig, traj: Trajectory, want: int, grid) -> Optional[float]:
@@ -192,6 +210,7 @@ def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> Ca
     from .config import check_target, make_config
     from .methods import build
     from .planner import plan_trajectory
+
     target = check_target(target, off=False)
     if method == "taylorseer" and "form" not in params:
         params = {**params, "form": "newton"}

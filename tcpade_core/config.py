@@ -3,6 +3,7 @@
 Every config checks itself once, when it is built (:meth:`_Common.validate`), and raises :class:`ConfigError`
 naming the parameter and its valid range. Configs hold settings only, never state.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,9 @@ class ConfigError(ValueError):
     """A method parameter is outside its valid range."""
 
 
-def _check_range(name: str, value: Any, lo: float, hi: float, *, integer: bool = False,
-                 lo_open: bool = False, hi_open: bool = False) -> None:
+def _check_range(
+    name: str, value: Any, lo: float, hi: float, *, integer: bool = False, lo_open: bool = False, hi_open: bool = False
+) -> None:
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
         raise ConfigError(f"{name} must be {kind} in {_fmt(lo, hi, lo_open, hi_open)}, got {value!r}")
@@ -36,15 +38,19 @@ def _check_choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
-TARGET_RANGE = (1.0, 100.0)   # a speed target (0 is off); the one range, checked here only
+TARGET_RANGE = (1.0, 100.0)  # a speed target (0 is off); the one range, checked here only
 
 
 def check_target(value: Any, name: str = "target_speedup", off: bool = True) -> float:
     """A speed target: 0 (off, where ``off``) or a number in :data:`TARGET_RANGE`. Raises ConfigError naming
     ``name`` and the range."""
     lo, hi = TARGET_RANGE
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
-            not ((off and value == 0) or lo <= value <= hi):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not ((off and value == 0) or lo <= value <= hi)
+    ):
         raise ConfigError(f"{name} must be {'0 (off) or ' if off else ''}a number in [{lo}, {hi}], got {value!r}")
     return float(value)
 
@@ -70,6 +76,7 @@ class _Common:
         object.__setattr__(self, "target_speedup", check_target(self.target_speedup))
         if self.plan is not None:
             from .planner import check_plan
+
             try:
                 object.__setattr__(self, "plan", check_plan(self.plan))
             except ValueError as e:
@@ -160,7 +167,9 @@ class TeaCacheConfig(_Common):
         _check_range("threshold", self.threshold, 0.0, 10.0)
         coeffs = tuple(self.coefficients)
         if not 1 <= len(coeffs) <= 10 or not all(isinstance(c, (int, float)) and math.isfinite(c) for c in coeffs):
-            raise ConfigError(f"coefficients must be 1 to 10 finite numbers (highest power first), got {self.coefficients!r}")
+            raise ConfigError(
+                f"coefficients must be 1 to 10 finite numbers (highest power first), got {self.coefficients!r}"
+            )
         object.__setattr__(self, "coefficients", tuple(float(c) for c in coeffs))
 
 
@@ -184,12 +193,36 @@ class TraCacheConfig(_Common):
 # The open points of the paper, each a separate switch. ``mode`` picks a consistent set; a switch given
 # explicitly overrides it. The default reading was chosen on the development runs only (models A and B,
 # seed 1234; README "Notes on the equations", docs/dev_tuning.md) and frozen before any held-out run.
-PAPER_LITERAL = dict(tsi_scale="literal", numerator="literal", denominator="elementwise",
-                     reconstruct="previous_input", spacing="uniform", history="computed", target="residual",
-                     schedule="interval", gate="tsi", lam=10.0, early_boundary=0.7, late_boundary=0.2, warmup_steps=3)
-DEFAULT_READING = dict(tsi_scale="reciprocal", numerator="rational_damped", denominator="none",
-                       reconstruct="current_input", spacing="steps", history="computed", target="output",
-                       schedule="spread", gate="tsi", lam=2.0, early_boundary=1.0, late_boundary=0.0, warmup_steps=1)
+PAPER_LITERAL = dict(
+    tsi_scale="literal",
+    numerator="literal",
+    denominator="elementwise",
+    reconstruct="previous_input",
+    spacing="uniform",
+    history="computed",
+    target="residual",
+    schedule="interval",
+    gate="tsi",
+    lam=10.0,
+    early_boundary=0.7,
+    late_boundary=0.2,
+    warmup_steps=3,
+)
+DEFAULT_READING = dict(
+    tsi_scale="reciprocal",
+    numerator="rational_damped",
+    denominator="none",
+    reconstruct="current_input",
+    spacing="steps",
+    history="computed",
+    target="output",
+    schedule="spread",
+    gate="tsi",
+    lam=2.0,
+    early_boundary=1.0,
+    late_boundary=0.0,
+    warmup_steps=1,
+)
 
 
 @dataclass(frozen=True)
@@ -234,8 +267,10 @@ class TCPadeConfig(_Common):
 
     def validate(self):
         if self.mode == "official":
-            raise ConfigError("mode 'official' (the authors' code) is TCPadeOfficialConfig, or make_config('tcpade', "
-                              "mode='official'); TCPadeConfig's mode must be one of 'default', 'paper_literal'")
+            raise ConfigError(
+                "mode 'official' (the authors' code) is TCPadeOfficialConfig, or make_config('tcpade', "
+                "mode='official'); TCPadeConfig's mode must be one of 'default', 'paper_literal'"
+            )
         _check_choice("mode", self.mode, ("default", "paper_literal"))
         base = PAPER_LITERAL if self.mode == "paper_literal" else DEFAULT_READING
         for key, value in base.items():
@@ -249,7 +284,9 @@ class TCPadeConfig(_Common):
         _check_range("early_boundary", self.early_boundary, 0.0, 1.0)
         _check_range("late_boundary", self.late_boundary, 0.0, 1.0)
         if self.late_boundary > self.early_boundary:
-            raise ConfigError(f"late_boundary must be <= early_boundary (got {self.late_boundary} > {self.early_boundary}); both in [0.0, 1.0]")
+            raise ConfigError(
+                f"late_boundary must be <= early_boundary (got {self.late_boundary} > {self.early_boundary}); both in [0.0, 1.0]"
+            )
         _check_range("pole_guard", self.pole_guard, 0.0, 1.0, lo_open=True)
         _check_choice("tsi_scale", self.tsi_scale, ("literal", "reciprocal", "cosine", "sum_norm"))
         _check_choice("numerator", self.numerator, ("literal", "recent", "rational", "rational_damped"))
@@ -324,9 +361,12 @@ class TCPadeOfficialConfig(_Common):
 
     def describe(self) -> str:
         parts = [f"threshold={self.threshold}", f"interval={self.interval}", f"start_step={self.start_step}"]
-        parts += [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
-                  if f.name not in ("threshold", "interval", "start_step", "target_speedup", "plan")
-                  and getattr(self, f.name) != f.default]
+        parts += [
+            f"{f.name}={getattr(self, f.name)}"
+            for f in fields(self)
+            if f.name not in ("threshold", "interval", "start_step", "target_speedup", "plan")
+            and getattr(self, f.name) != f.default
+        ]
         return f"tcpade(official, {', '.join(parts)})"
 
 
@@ -346,14 +386,26 @@ class ComposedConfig(_Common):
             if not isinstance(getattr(self, name), _Common) or isinstance(getattr(self, name), ComposedConfig):
                 raise ConfigError(f"{name} must be a method config (e.g. TCPadeConfig()), got {getattr(self, name)!r}")
         from .methods import check_pairing
+
         check_pairing(self.gate, self.predictor)
 
     def describe(self) -> str:
         return f"composed(gate={self.gate.describe()}, predictor={self.predictor.describe()})"
 
 
-CONFIGS = {c.method: c for c in (NoCacheConfig, ReuseConfig, TaylorSeerConfig, TeaCacheConfig, TraCacheConfig, TCPadeConfig,
-                                 TCPadeOfficialConfig, ComposedConfig)}
+CONFIGS = {
+    c.method: c
+    for c in (
+        NoCacheConfig,
+        ReuseConfig,
+        TaylorSeerConfig,
+        TeaCacheConfig,
+        TraCacheConfig,
+        TCPadeConfig,
+        TCPadeOfficialConfig,
+        ComposedConfig,
+    )
+}
 
 
 # (method, mode) -> the config class that mode really is: the authors' code is its own method

@@ -13,6 +13,7 @@ then either calls ``run_fn(h)`` and records what the predictor needs, or returns
 method's descriptor in :mod:`.methods`; *where* is the caller's business. The engine knows no method: it
 reads what the gate and predictor declare (the residuals the gate needs, the history the predictor keeps).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ class StreamState:
     """One stream's state: the predictor's history and state, and the gate's residuals and state."""
 
     history: ResidualHistory
-    residuals: ResidualHistory          # the residuals the gate reads (``history`` itself when it fits)
+    residuals: ResidualHistory  # the residuals the gate reads (``history`` itself when it fits)
     pred: PredictorState
     gate: GateState
 
@@ -89,8 +90,13 @@ class Stack:
     def begin_step(self, index: int, num_steps: int, t: float = 0.0, active: bool = True) -> None:
         pass
 
-    def __call__(self, stream: str, h: torch.Tensor, run_fn: Callable[[torch.Tensor], torch.Tensor],
-                 modulated_fn: Optional[Callable[[], torch.Tensor]] = None) -> torch.Tensor:
+    def __call__(
+        self,
+        stream: str,
+        h: torch.Tensor,
+        run_fn: Callable[[torch.Tensor], torch.Tensor],
+        modulated_fn: Optional[Callable[[], torch.Tensor]] = None,
+    ) -> torch.Tensor:
         y = run_fn(h)
         self.observe(stream, h, y, modulated_fn)
         return y
@@ -105,8 +111,13 @@ class Stack:
 class CacheRun:
     """Per-run state of one cache method over one block stack. Create one per sampling run."""
 
-    def __init__(self, cfg: _Common, store_device: Optional[str] = None, measure_error: bool = False,
-                 target_speedup: Optional[float] = None):
+    def __init__(
+        self,
+        cfg: _Common,
+        store_device: Optional[str] = None,
+        measure_error: bool = False,
+        target_speedup: Optional[float] = None,
+    ):
         """The config's ``target_speedup`` > 0: compute round(steps / target) steps
         (:class:`~tcpade_core.gates.BudgetGate` around the method's gate) instead of following the method's own
         schedule. ``target_speedup`` here, when given, replaces the config's (checked by the config)."""
@@ -118,9 +129,14 @@ class CacheRun:
         self.store_device = store_device
         self.measure_error = measure_error
         self.streams: Dict[str, StreamState] = {}
-        self.report = RunReport(cfg.method, cfg.describe(), self.gate.name,
-                                self.gate.threshold, store_device=store_device or "same",
-                                target_speedup=float(target_speedup) or None)
+        self.report = RunReport(
+            cfg.method,
+            cfg.describe(),
+            self.gate.name,
+            self.gate.threshold,
+            store_device=store_device or "same",
+            target_speedup=float(target_speedup) or None,
+        )
         self.step: Optional[Step] = None
         self._decision: Optional[Decision] = None
         self._rec: Optional[StepRecord] = None
@@ -165,8 +181,13 @@ class CacheRun:
         self.streams.clear()
 
     # -- model side: one closure around the whole stack -------------------------------------------
-    def __call__(self, stream: str, h: torch.Tensor, run_fn: Callable[[torch.Tensor], torch.Tensor],
-                 modulated_fn: Optional[Callable[[], torch.Tensor]] = None) -> torch.Tensor:
+    def __call__(
+        self,
+        stream: str,
+        h: torch.Tensor,
+        run_fn: Callable[[torch.Tensor], torch.Tensor],
+        modulated_fn: Optional[Callable[[], torch.Tensor]] = None,
+    ) -> torch.Tensor:
         pred = self.enter([stream], [h], modulated_fn)
         if pred is None:
             y = run_fn(h)
@@ -174,13 +195,20 @@ class CacheRun:
             return y
         if self.measure_error:
             y = run_fn(h)
-            err = float(torch.linalg.vector_norm((pred[0] - y).float()) / torch.linalg.vector_norm(y.float()).clamp_min(1e-12))
+            err = float(
+                torch.linalg.vector_norm((pred[0] - y).float()) / torch.linalg.vector_norm(y.float()).clamp_min(1e-12)
+            )
             self._rec.error = err if self._rec.error is None else max(self._rec.error, err)
         return pred[0]
 
     # -- model side: split API for hosts that enter the stack at its first block and leave at its last
-    def enter(self, streams: Sequence[str], inputs: Sequence[torch.Tensor],
-              modulated_fn: Optional[Callable[[], torch.Tensor]] = None, lead: int = 0) -> Optional[List[torch.Tensor]]:
+    def enter(
+        self,
+        streams: Sequence[str],
+        inputs: Sequence[torch.Tensor],
+        modulated_fn: Optional[Callable[[], torch.Tensor]] = None,
+        lead: int = 0,
+    ) -> Optional[List[torch.Tensor]]:
         """At the stack's entry, for the streams of one forward call (batched together or one alone).
 
         Decides once per step (stream ``lead`` of the step's first call decides; ``modulated_fn`` is
@@ -233,7 +261,7 @@ class CacheRun:
         if st.history.check_meta(h):
             st.clear()
         if st.residuals is not st.history:
-            st.residuals.check_meta(h)   # same stream, same storage dtype
+            st.residuals.check_meta(h)  # same stream, same storage dtype
         return st
 
     def _new_stream(self) -> StreamState:

@@ -19,6 +19,7 @@ Protocol (:class:`Gate` is the base):
   so that a gate with a running reference (TeaCache) stays current;
 * ``step_done(index, computed)`` when a step is over; ``note(num_steps)``: a line for the run report, or None.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,7 +50,7 @@ class Decision:
     compute: bool
     reason: str
     gate: Optional[float] = None
-    forced: bool = False     # decided by the schedule (grid, warm-up, first/last step), not by the signal
+    forced: bool = False  # decided by the schedule (grid, warm-up, first/last step), not by the signal
 
 
 class Gate:
@@ -57,11 +58,11 @@ class Gate:
 
     name = ""
     threshold: Optional[float] = None
-    rule = ""                                   # how the gate decides, in a few words (the UI's legend)
-    axis: Optional[Tuple[str, str, str, str]] = None   # its signal's axis: name, short name, threshold symbol, skip side
+    rule = ""  # how the gate decides, in a few words (the UI's legend)
+    axis: Optional[Tuple[str, str, str, str]] = None  # its signal's axis: name, short name, threshold symbol, skip side
     needs_residuals = 0
-    reads: FrozenSet[str] = frozenset()         # predictor capabilities the gate reads
-    signal = False                              # it reads block 0's modulated input
+    reads: FrozenSet[str] = frozenset()  # predictor capabilities the gate reads
+    signal = False  # it reads block 0's modulated input
     State = GateState
 
     def decide(self, step, st, signal_fn) -> Decision:
@@ -99,8 +100,8 @@ class IntervalGate(Gate):
 
 @dataclass
 class RescaledL1State(GateState):
-    prev_mod: Optional[torch.Tensor] = None    # the last step's modulated input
-    acc: float = 0.0                           # the accumulated rescaled distance
+    prev_mod: Optional[torch.Tensor] = None  # the last step's modulated input
+    acc: float = 0.0  # the accumulated rescaled distance
 
     def reset(self) -> None:
         self.prev_mod, self.acc = None, 0.0
@@ -149,10 +150,11 @@ class RescaledL1Gate(Gate):
         return Decision(True, "acc>=delta", acc)
 
     def track(self, step, st, signal_fn) -> None:
-        self.decide(step, st, signal_fn)   # keep the reference input (and the sum) current
+        self.decide(step, st, signal_fn)  # keep the reference input (and the sum) current
 
 
 # ---------------------------------------------------------------- TSI (TC-Padé Eq. 1)
+
 
 def tsi_literal(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor) -> float:
     """Eq. 1 as printed: 1/2 ||u_{t+1} - u_{t+2}||, u_{t+1} = unit(R_{t+1} - R_{t+2}),
@@ -257,12 +259,16 @@ class ErrorGate(TSIGate):
         if why is not None:
             return Decision(True, why, forced=True)
         own, last = st.pred.self_error, st.pred.newest_step
-        if own is None or last is None:   # no estimate yet: the grid alone decides on a spread schedule
+        if own is None or last is None:  # no estimate yet: the grid alone decides on a spread schedule
             return Decision(self.schedule != "spread", "no estimate")
         err, k0 = own
         k = step.index - last
         expected = err * (k / max(k0, 1)) ** 2
-        score = RECIPROCAL_CAP if expected <= self.tolerance / RECIPROCAL_CAP else min(RECIPROCAL_CAP, self.tolerance / expected)
+        score = (
+            RECIPROCAL_CAP
+            if expected <= self.tolerance / RECIPROCAL_CAP
+            else min(RECIPROCAL_CAP, self.tolerance / expected)
+        )
         skip = score >= self.threshold
         return Decision(not skip, "error<tol" if skip else "error>=tol", score)
 
@@ -281,6 +287,7 @@ class OfficialScheduleGate(Gate):
     name = "curvature (official)"
     rule = "skip when curvature < N"
     axis = ("curvature", "curv.", "N", "skip below")
+
     def __init__(self, threshold: float, interval: int, start_step: int, history: int = 5):
         """``history``: the residuals it reads; the authors' method reads its predictor's store of
         ``history_size`` (with fewer than five the test always passes, as in their code)."""
@@ -310,9 +317,15 @@ class BudgetGate(Gate):
     def __init__(self, base: Gate, target: float):
         self.base, self.target = base, float(target)
         self.name, self.threshold, self.needs_residuals = base.name, base.threshold, base.needs_residuals
-        self.rule, self.axis, self.reads, self.signal, self.State = base.rule, base.axis, base.reads, base.signal, base.State
+        self.rule, self.axis, self.reads, self.signal, self.State = (
+            base.rule,
+            base.axis,
+            base.reads,
+            base.signal,
+            base.State,
+        )
         self.used, self.last, self.budget = 0, None, None
-        self.early = 0          # computes the method's signal moved earlier than the even spacing
+        self.early = 0  # computes the method's signal moved earlier than the even spacing
 
     def plan(self, num_steps: int) -> int:
         return budget(num_steps, self.target)
@@ -320,8 +333,9 @@ class BudgetGate(Gate):
     def note(self, num_steps: int) -> Optional[str]:
         if self.budget is None:
             return None
-        return (f"target {self.target:g}x: budget {self.budget} of {num_steps} computes, spaced evenly"
-                + (f"; the {self.base.name} signal moved {self.early} earlier" if self.early else ""))
+        return f"target {self.target:g}x: budget {self.budget} of {num_steps} computes, spaced evenly" + (
+            f"; the {self.base.name} signal moved {self.early} earlier" if self.early else ""
+        )
 
     def decide(self, step, st, signal_fn) -> Decision:
         if self.budget is None:
@@ -357,7 +371,13 @@ class PlannedGate(Gate):
     def __init__(self, base: Gate, steps: Sequence[int]):
         self.base, self.steps = base, frozenset(int(s) for s in steps)
         self.name, self.threshold, self.needs_residuals = base.name, base.threshold, base.needs_residuals
-        self.rule, self.axis, self.reads, self.signal, self.State = base.rule, base.axis, base.reads, base.signal, base.State
+        self.rule, self.axis, self.reads, self.signal, self.State = (
+            base.rule,
+            base.axis,
+            base.reads,
+            base.signal,
+            base.State,
+        )
 
     def decide(self, step, st, signal_fn) -> Decision:
         return Decision(step.index in self.steps, "planned", None, forced=True)

@@ -12,6 +12,7 @@ for a model that computes in those; float32 for anything narrower, e.g. float8).
 already, so storing at that precision loses nothing the model had and halves the cache. The byte count
 (:meth:`ResidualHistory.nbytes`) is that of the stored tensors.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -23,8 +24,8 @@ import torch
 
 @dataclass
 class Entry:
-    step: int           # step index the value was observed at
-    t: float            # normalised time (1 = noise, 0 = clean)
+    step: int  # step index the value was observed at
+    t: float  # normalised time (1 = noise, 0 = clean)
     value: torch.Tensor  # stored on the history's store device
     computed: bool = True
 
@@ -87,7 +88,7 @@ class ResidualHistory:
         if not self.capacity:
             return
         v = self.keep(value)
-        if self._entries and self._entries[-1].step == step:   # the same step recorded twice: keep the newest
+        if self._entries and self._entries[-1].step == step:  # the same step recorded twice: keep the newest
             self._entries.pop()
         self._entries.append(Entry(step, float(t), v, computed))
 

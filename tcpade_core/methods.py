@@ -14,6 +14,7 @@ Gates and predictors meet only through what they declare: a gate's ``needs_resid
 Adding a method: write its config class (config.py), its gate and predictor classes if new, and one
 ``Method(...)`` entry below (README "Adding a method").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,10 +23,20 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 from . import gates as G
 from . import predictors as P
 from . import teacache_tables as TT
-from .config import (ConfigError, ComposedConfig, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig,
-                     TCPadeOfficialConfig, TeaCacheConfig, TraCacheConfig, _Common)
+from .config import (
+    ConfigError,
+    ComposedConfig,
+    NoCacheConfig,
+    ReuseConfig,
+    TaylorSeerConfig,
+    TCPadeConfig,
+    TCPadeOfficialConfig,
+    TeaCacheConfig,
+    TraCacheConfig,
+    _Common,
+)
 
-PRESETS = {"slow (2x)": 2.0, "fast (2.8x)": 2.8}   # speed targets: the same meaning on every model
+PRESETS = {"slow (2x)": 2.0, "fast (2.8x)": 2.8}  # speed targets: the same meaning on every model
 CUSTOM = "custom"
 
 
@@ -34,7 +45,7 @@ class Widget:
     """A node input, host-free. ``param``: the config parameter it sets (None: the node reads it itself)."""
 
     name: str
-    kind: str                      # "float" | "int" | "combo" | "string"
+    kind: str  # "float" | "int" | "combo" | "string"
     default: Any
     display: str
     tooltip: str
@@ -54,7 +65,7 @@ class Override:
     when: Tuple[Tuple[str, str, Any], ...]
     short: str
     why: str
-    shows: str = ""               # the value in effect, shown in the label
+    shows: str = ""  # the value in effect, shown in the label
 
 
 @dataclass(frozen=True)
@@ -76,122 +87,270 @@ class Method:
     node_id: str = ""
     title: str = ""
     description: str = ""
-    widgets: Tuple[Widget, ...] = ()           # before the start/end window
-    tail_widgets: Tuple[Widget, ...] = ()      # after it (kept where saved workflows expect them)
-    presets: bool = False                      # the node has a preset widget (PRESETS)
+    widgets: Tuple[Widget, ...] = ()  # before the start/end window
+    tail_widgets: Tuple[Widget, ...] = ()  # after it (kept where saved workflows expect them)
+    presets: bool = False  # the node has a preset widget (PRESETS)
     overrides: Tuple[Override, ...] = ()
-    calibrate: Optional[Callable[..., Applied]] = None   # (cfg, cal, target, user_set) -> Applied
-    leading_blocks: int = 0                    # blocks that run on every step, skipped or not (0: none)
+    calibrate: Optional[Callable[..., Applied]] = None  # (cfg, cal, target, user_set) -> Applied
+    leading_blocks: int = 0  # blocks that run on every step, skipped or not (0: none)
 
     def all_widgets(self) -> Tuple[Widget, ...]:
         return self.widgets + self.tail_widgets
 
     def user_set(self, widgets: Dict[str, Any]) -> FrozenSet[str]:
         """The config parameters whose widget the user moved off its default (calibration leaves those alone)."""
-        return frozenset(w.param for w in self.all_widgets()
-                         if w.param is not None and w.name in widgets and widgets[w.name] != w.default)
+        return frozenset(
+            w.param
+            for w in self.all_widgets()
+            if w.param is not None and w.name in widgets and widgets[w.name] != w.default
+        )
 
 
 # ------------------------------------------------------------------------------------------ widgets
 
+
 def target_widget() -> Widget:
-    return Widget("target_speedup", "float", 0.0, "target speed-up",
-                  "0.0-100.0: 0 is off, otherwise at least 1.0. Ask for a speed: the run computes exactly "
-                  "round(steps / target) steps, spaced evenly; the method's own signal may move a compute earlier. "
-                  "0: the method's own schedule and threshold decide.", 0.0, 100.0, 0.05)
+    return Widget(
+        "target_speedup",
+        "float",
+        0.0,
+        "target speed-up",
+        "0.0-100.0: 0 is off, otherwise at least 1.0. Ask for a speed: the run computes exactly "
+        "round(steps / target) steps, spaced evenly; the method's own signal may move a compute earlier. "
+        "0: the method's own schedule and threshold decide.",
+        0.0,
+        100.0,
+        0.05,
+    )
 
 
 _TARGET_OVERRIDE = "Used at target speed-up 0 only: the target ({target}x) sets the schedule."
 
 TCPADE_WIDGETS = (
-    Widget("preset", "combo", "slow (2x)", "preset",
-           "slow: a 2x speed target (20 steps: 10 computed). fast: 2.8x (20 steps: 7 computed). The same speed on "
-           "every model; the stability signal decides where the computes go. custom: target speed-up and θ below "
-           "decide (target 0: θ alone).", options=(*PRESETS, CUSTOM)),
+    Widget(
+        "preset",
+        "combo",
+        "slow (2x)",
+        "preset",
+        "slow: a 2x speed target (20 steps: 10 computed). fast: 2.8x (20 steps: 7 computed). The same speed on "
+        "every model; the stability signal decides where the computes go. custom: target speed-up and θ below "
+        "decide (target 0: θ alone).",
+        options=(*PRESETS, CUSTOM),
+    ),
     target_widget(),
-    Widget("theta", "float", 1.0, "θ",
-           "θ, 0.0-2.0. Between the forced computes a step is skipped when the stability score 1/(2·TSI) of the last "
-           "three equally spaced computes is >= θ, i.e. while the trajectory turns by less than 91° (θ 0.7), 60° "
-           "(θ 1.0) or 45° (θ 1.3). Higher: fewer skips. With a speed target (a preset, or custom with a target) θ "
-           "only moves computes earlier: a turn (score < θ) brings the next compute forward; with preset custom and "
-           "target 0, θ alone decides. In paper_literal mode θ compares with TSI itself (0-1).",
-           0.0, 2.0, 0.01, param="theta"),
-    Widget("lam", "float", 2.0, "λ",
-           "λ, 0.1-100.0 (default 2, measured; the paper: 10). Sensitivity of the stability factor "
-           "σ = exp(-λ·relative change): how fast the prediction falls back from extrapolation to the newest value "
-           "when the trajectory moves quickly.", 0.1, 100.0, 0.1, param="lam"),
-    Widget("alpha1", "float", 1.0, "α1",
-           "α1, 0.0-1.0. paper_literal mode only (its early phase): weight of the newest residual (α2 = 1 - α1). "
-           "The default reading has no phases (measured).", 0.0, 1.0, 0.01, param="alpha1"),
-    Widget("beta", "float", 0.3, "β",
-           "β, -1.0-1.0. paper_literal mode only (its late phase): weight of the residual's first difference. The "
-           "default reading has no phases (measured).", -1.0, 1.0, 0.01, param="beta"),
-    Widget("interval", "int", 4, "interval N",
-           "N, 1-100. After the first step, every N-th step is always computed (paper_literal: every N-th from step "
-           "0). Lower: more full steps, better quality; 1 disables skipping.", 1, 100, param="interval"),
+    Widget(
+        "theta",
+        "float",
+        1.0,
+        "θ",
+        "θ, 0.0-2.0. Between the forced computes a step is skipped when the stability score 1/(2·TSI) of the last "
+        "three equally spaced computes is >= θ, i.e. while the trajectory turns by less than 91° (θ 0.7), 60° "
+        "(θ 1.0) or 45° (θ 1.3). Higher: fewer skips. With a speed target (a preset, or custom with a target) θ "
+        "only moves computes earlier: a turn (score < θ) brings the next compute forward; with preset custom and "
+        "target 0, θ alone decides. In paper_literal mode θ compares with TSI itself (0-1).",
+        0.0,
+        2.0,
+        0.01,
+        param="theta",
+    ),
+    Widget(
+        "lam",
+        "float",
+        2.0,
+        "λ",
+        "λ, 0.1-100.0 (default 2, measured; the paper: 10). Sensitivity of the stability factor "
+        "σ = exp(-λ·relative change): how fast the prediction falls back from extrapolation to the newest value "
+        "when the trajectory moves quickly.",
+        0.1,
+        100.0,
+        0.1,
+        param="lam",
+    ),
+    Widget(
+        "alpha1",
+        "float",
+        1.0,
+        "α1",
+        "α1, 0.0-1.0. paper_literal mode only (its early phase): weight of the newest residual (α2 = 1 - α1). "
+        "The default reading has no phases (measured).",
+        0.0,
+        1.0,
+        0.01,
+        param="alpha1",
+    ),
+    Widget(
+        "beta",
+        "float",
+        0.3,
+        "β",
+        "β, -1.0-1.0. paper_literal mode only (its late phase): weight of the residual's first difference. The "
+        "default reading has no phases (measured).",
+        -1.0,
+        1.0,
+        0.01,
+        param="beta",
+    ),
+    Widget(
+        "interval",
+        "int",
+        4,
+        "interval N",
+        "N, 1-100. After the first step, every N-th step is always computed (paper_literal: every N-th from step "
+        "0). Lower: more full steps, better quality; 1 disables skipping.",
+        1,
+        100,
+        param="interval",
+    ),
 )
 TCPADE_TAIL = (
-    Widget("mode", "combo", "default", "mode",
-           "default: the measured reading of the paper's equations. paper_literal: the equations exactly as "
-           "printed. official: the authors' code (Alibaba-YuFeng/TC_Pade): fixed schedule (interval 8 from step 5), "
-           "their predictor; with preset custom, θ is its curvature threshold and interval N its interval. For "
-           "comparison.", options=("default", "paper_literal", "official")),
+    Widget(
+        "mode",
+        "combo",
+        "default",
+        "mode",
+        "default: the measured reading of the paper's equations. paper_literal: the equations exactly as "
+        "printed. official: the authors' code (Alibaba-YuFeng/TC_Pade): fixed schedule (interval 8 from step 5), "
+        "their predictor; with preset custom, θ is its curvature threshold and interval N its interval. For "
+        "comparison.",
+        options=("default", "paper_literal", "official"),
+    ),
 )
 TCPADE_OVERRIDES = (
-    Override("target_speedup", (("preset", "!=", CUSTOM),), "preset",
-             "Set by the preset {preset}: a {preset_target}x speed target. Choose preset custom to set it.",
-             "{preset_target}x"),
+    Override(
+        "target_speedup",
+        (("preset", "!=", CUSTOM),),
+        "preset",
+        "Set by the preset {preset}: a {preset_target}x speed target. Choose preset custom to set it.",
+        "{preset_target}x",
+    ),
     Override("lam", (("mode", "==", "official"),), "official", "Not used in official mode (the authors' code)."),
-    Override("theta", (("mode", "==", "official"), ("preset", "!=", CUSTOM)), "official",
-             "official mode: the authors' fixed schedule. Choose preset custom to set θ and interval N."),
-    Override("interval", (("mode", "==", "official"), ("preset", "!=", CUSTOM)), "official",
-             "official mode: the authors' fixed schedule. Choose preset custom to set θ and interval N."),
-    Override("alpha1", (("mode", "!=", "paper_literal"),), "paper_literal only",
-             "Used in paper_literal mode only (its early and late phases); this mode has none."),
-    Override("beta", (("mode", "!=", "paper_literal"),), "paper_literal only",
-             "Used in paper_literal mode only (its early and late phases); this mode has none."),
+    Override(
+        "theta",
+        (("mode", "==", "official"), ("preset", "!=", CUSTOM)),
+        "official",
+        "official mode: the authors' fixed schedule. Choose preset custom to set θ and interval N.",
+    ),
+    Override(
+        "interval",
+        (("mode", "==", "official"), ("preset", "!=", CUSTOM)),
+        "official",
+        "official mode: the authors' fixed schedule. Choose preset custom to set θ and interval N.",
+    ),
+    Override(
+        "alpha1",
+        (("mode", "!=", "paper_literal"),),
+        "paper_literal only",
+        "Used in paper_literal mode only (its early and late phases); this mode has none.",
+    ),
+    Override(
+        "beta",
+        (("mode", "!=", "paper_literal"),),
+        "paper_literal only",
+        "Used in paper_literal mode only (its early and late phases); this mode has none.",
+    ),
 )
 
 TAYLORSEER_WIDGETS = (
     target_widget(),
-    Widget("interval", "int", 4, "interval N",
-           "N, 1-100. Full compute every N steps (FLUX: 6, Wan2.1: 5). Higher: faster, lower fidelity; 1 disables "
-           "skipping. Used at target speed-up 0 only: a target sets the schedule.", 1, 100, param="interval"),
-    Widget("order", "int", 1, "order O",
-           "O, 0-4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached outputs (more memory) "
-           "and can overshoot.", 0, 4, param="order"),
-    Widget("first_enhance", "int", 2, "first enhance",
-           "0-100. Steps computed in full at the start before skipping begins (FLUX: 3, Wan2.1: 1). With a target "
-           "speed-up the target decides which steps compute.", 0, 100, param="first_enhance"),
+    Widget(
+        "interval",
+        "int",
+        4,
+        "interval N",
+        "N, 1-100. Full compute every N steps (FLUX: 6, Wan2.1: 5). Higher: faster, lower fidelity; 1 disables "
+        "skipping. Used at target speed-up 0 only: a target sets the schedule.",
+        1,
+        100,
+        param="interval",
+    ),
+    Widget(
+        "order",
+        "int",
+        1,
+        "order O",
+        "O, 0-4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached outputs (more memory) "
+        "and can overshoot.",
+        0,
+        4,
+        param="order",
+    ),
+    Widget(
+        "first_enhance",
+        "int",
+        2,
+        "first enhance",
+        "0-100. Steps computed in full at the start before skipping begins (FLUX: 3, Wan2.1: 1). With a target "
+        "speed-up the target decides which steps compute.",
+        0,
+        100,
+        param="first_enhance",
+    ),
 )
 
 TEACACHE_WIDGETS = (
     target_widget(),
-    Widget("threshold", "float", 0.4, "δ",
-           "δ, 0.0-10.0. Skip while the accumulated distance is below δ. Higher: more skips. FLUX: 0.25 (1.5x) to "
-           "0.8 (2.25x); Wan 1.3B 0.05-0.08; Wan 14B 0.14-0.2.", 0.0, 10.0, 0.01, param="threshold"),
-    Widget("coefficients", "combo", TT.AUTO, "coefficients",
-           "Rescale polynomial. auto: detected from the model (FLUX, Wan2.1 t2v 1.3B / 14B, i2v 480p / 720p by "
-           "latent size), or calibrated. custom: use custom coefficients.", options=tuple(TT.CHOICES),
-           param="coefficients"),
-    Widget("custom_coefficients", "string", "", "custom coefficients",
-           "Used when coefficients is custom: 1-10 comma-separated numbers, highest power first (numpy poly1d "
-           "order). '1, 0' is the raw relative L1 distance."),
+    Widget(
+        "threshold",
+        "float",
+        0.4,
+        "δ",
+        "δ, 0.0-10.0. Skip while the accumulated distance is below δ. Higher: more skips. FLUX: 0.25 (1.5x) to "
+        "0.8 (2.25x); Wan 1.3B 0.05-0.08; Wan 14B 0.14-0.2.",
+        0.0,
+        10.0,
+        0.01,
+        param="threshold",
+    ),
+    Widget(
+        "coefficients",
+        "combo",
+        TT.AUTO,
+        "coefficients",
+        "Rescale polynomial. auto: detected from the model (FLUX, Wan2.1 t2v 1.3B / 14B, i2v 480p / 720p by "
+        "latent size), or calibrated. custom: use custom coefficients.",
+        options=tuple(TT.CHOICES),
+        param="coefficients",
+    ),
+    Widget(
+        "custom_coefficients",
+        "string",
+        "",
+        "custom coefficients",
+        "Used when coefficients is custom: 1-10 comma-separated numbers, highest power first (numpy poly1d "
+        "order). '1, 0' is the raw relative L1 distance.",
+    ),
 )
 
 TRACACHE_WIDGETS = (
     target_widget(),
-    Widget("stride", "int", 2, "stride k",
-           "k, 1-100. Full compute every k steps. Higher: faster, lower fidelity; 1 disables skipping. Used at "
-           "target speed-up 0 only: a target sets the schedule.", 1, 100, param="stride"),
-    Widget("max_order", "int", 2, "max order",
-           "1-4. Highest Lagrange order tried per step (needs max order + 1 cached outputs). Higher: more memory, "
-           "follows curvature.", 1, 4, param="max_order"),
+    Widget(
+        "stride",
+        "int",
+        2,
+        "stride k",
+        "k, 1-100. Full compute every k steps. Higher: faster, lower fidelity; 1 disables skipping. Used at "
+        "target speed-up 0 only: a target sets the schedule.",
+        1,
+        100,
+        param="stride",
+    ),
+    Widget(
+        "max_order",
+        "int",
+        2,
+        "max order",
+        "1-4. Highest Lagrange order tried per step (needs max order + 1 cached outputs). Higher: more memory, "
+        "follows curvature.",
+        1,
+        4,
+        param="max_order",
+    ),
 )
 
 
 # ------------------------------------------------------------------------------------------ calibration mappings
 # (cfg, calibration, target, user_set) -> Applied. A parameter in ``user_set`` is the user's: never overwritten.
+
 
 def _fill(cfg, values: Dict[str, Any], user_set: FrozenSet[str]) -> Dict[str, Any]:
     """The values the calibration may fill: those the user left alone that change something."""
@@ -201,9 +360,9 @@ def _fill(cfg, values: Dict[str, Any], user_set: FrozenSet[str]) -> Dict[str, An
 def _calibrate_tcpade(cfg, cal, target: float, user_set: FrozenSet[str]) -> Applied:
     """With a target: the budget gate, and the warm-up that predicted best; without: the θ fitted for this
     reading meets the calibration's speed (no θ fitted: the calibration's speed as a target)."""
-    if cfg.method != "tcpade":                 # the authors' code has nothing to calibrate
+    if cfg.method != "tcpade":  # the authors' code has nothing to calibrate
         return Applied(cfg, target)
-    if target:   # the warm-up only shapes a spread schedule (the default reading's)
+    if target:  # the warm-up only shapes a spread schedule (the default reading's)
         vals = _fill(cfg, {"warmup_steps": cal.tcpade_warmup}, user_set) if cfg.schedule == "spread" else {}
         return Applied(cfg.with_(**vals), target, vals)
     theta = cal.theta_for(cfg.mode)
@@ -237,6 +396,7 @@ def _calibrate_teacache(cfg, cal, target: float, user_set: FrozenSet[str]) -> Ap
 
 # ------------------------------------------------------------------------------------------ the table
 
+
 def _tcpade_gate(c: TCPadeConfig) -> G.Gate:
     if c.gate == "error":
         return G.ErrorGate(c.theta, c.interval, c.error_tolerance, c.schedule, c.warmup_steps)
@@ -254,44 +414,77 @@ def _composed_predictor(c: ComposedConfig) -> P.Predictor:
 _METHOD_LIST = (
     Method("none", NoCacheConfig, lambda c: G.Gate(), lambda c: P.NoPredictor(), label="Full compute"),
     Method("reuse", ReuseConfig, lambda c: G.IntervalGate(c.interval), lambda c: P.ReusePredictor(), label="Reuse"),
-    Method("taylorseer", TaylorSeerConfig,
-           lambda c: G.IntervalGate(c.interval, first=c.first_enhance, offset=c.first_enhance - 1),
-           lambda c: P.TaylorPredictor(c.order, c.form, c.target, c.first_enhance),
-           label="TaylorSeer", node_id="TCPade_TaylorSeer", title="TaylorSeer Cache",
-           description="TaylorSeer (arXiv 2503.06923): compute every N steps, extrapolate the block-stack output "
-                       "with an order-O Taylor series in between.",
-           widgets=TAYLORSEER_WIDGETS,
-           overrides=(Override("interval", (("target_speedup", ">", 0),), "target", _TARGET_OVERRIDE),),
-           calibrate=_calibrate_taylorseer),
-    Method("teacache", TeaCacheConfig, lambda c: G.RescaledL1Gate(c.threshold, c.coefficients),
-           lambda c: P.ReusePredictor(),
-           label="TeaCache", node_id="TCPade_TeaCache", title="TeaCache (block residual)",
-           description="TeaCache: reuse the block-stack residual while the accumulated, rescaled change of the "
-                       "timestep-modulated input stays below a threshold.",
-           widgets=TEACACHE_WIDGETS, calibrate=_calibrate_teacache),
-    Method("tracache", TraCacheConfig, lambda c: G.IntervalGate(c.stride, reason="stride"),
-           lambda c: P.LagrangePredictor(c.max_order, c.target),
-           label="TraCache", node_id="TCPade_TraCache", title="TraCache",
-           description="TraCache: compute every k steps; in between, Lagrange interpolation through the last "
-                       "computed block-stack outputs with the order chosen per step.",
-           widgets=TRACACHE_WIDGETS,
-           overrides=(Override("stride", (("target_speedup", ">", 0),), "target", _TARGET_OVERRIDE),)),
-    Method("tcpade", TCPadeConfig, _tcpade_gate, lambda c: P.PadePredictor(c),
-           label="TC-Padé", node_id="TCPade_TCPadeCache", title="TC-Padé Cache",
-           description="TC-Padé (arXiv 2603.02943): skip block-stack computations on stable steps (the TSI gate) "
-                       "and predict the stack's output with a σ-damped [1/1] Padé approximant in the step variable. "
-                       "Modes paper_literal (the equations as printed) and official (the authors' code) for "
-                       "comparison.",
-           widgets=TCPADE_WIDGETS, tail_widgets=TCPADE_TAIL, presets=True, overrides=TCPADE_OVERRIDES,
-           calibrate=_calibrate_tcpade),
+    Method(
+        "taylorseer",
+        TaylorSeerConfig,
+        lambda c: G.IntervalGate(c.interval, first=c.first_enhance, offset=c.first_enhance - 1),
+        lambda c: P.TaylorPredictor(c.order, c.form, c.target, c.first_enhance),
+        label="TaylorSeer",
+        node_id="TCPade_TaylorSeer",
+        title="TaylorSeer Cache",
+        description="TaylorSeer (arXiv 2503.06923): compute every N steps, extrapolate the block-stack output "
+        "with an order-O Taylor series in between.",
+        widgets=TAYLORSEER_WIDGETS,
+        overrides=(Override("interval", (("target_speedup", ">", 0),), "target", _TARGET_OVERRIDE),),
+        calibrate=_calibrate_taylorseer,
+    ),
+    Method(
+        "teacache",
+        TeaCacheConfig,
+        lambda c: G.RescaledL1Gate(c.threshold, c.coefficients),
+        lambda c: P.ReusePredictor(),
+        label="TeaCache",
+        node_id="TCPade_TeaCache",
+        title="TeaCache (block residual)",
+        description="TeaCache: reuse the block-stack residual while the accumulated, rescaled change of the "
+        "timestep-modulated input stays below a threshold.",
+        widgets=TEACACHE_WIDGETS,
+        calibrate=_calibrate_teacache,
+    ),
+    Method(
+        "tracache",
+        TraCacheConfig,
+        lambda c: G.IntervalGate(c.stride, reason="stride"),
+        lambda c: P.LagrangePredictor(c.max_order, c.target),
+        label="TraCache",
+        node_id="TCPade_TraCache",
+        title="TraCache",
+        description="TraCache: compute every k steps; in between, Lagrange interpolation through the last "
+        "computed block-stack outputs with the order chosen per step.",
+        widgets=TRACACHE_WIDGETS,
+        overrides=(Override("stride", (("target_speedup", ">", 0),), "target", _TARGET_OVERRIDE),),
+    ),
+    Method(
+        "tcpade",
+        TCPadeConfig,
+        _tcpade_gate,
+        lambda c: P.PadePredictor(c),
+        label="TC-Padé",
+        node_id="TCPade_TCPadeCache",
+        title="TC-Padé Cache",
+        description="TC-Padé (arXiv 2603.02943): skip block-stack computations on stable steps (the TSI gate) "
+        "and predict the stack's output with a σ-damped [1/1] Padé approximant in the step variable. "
+        "Modes paper_literal (the equations as printed) and official (the authors' code) for "
+        "comparison.",
+        widgets=TCPADE_WIDGETS,
+        tail_widgets=TCPADE_TAIL,
+        presets=True,
+        overrides=TCPADE_OVERRIDES,
+        calibrate=_calibrate_tcpade,
+    ),
     # the authors' code: the TC-Padé node's mode "official" (config.MODE_ALIASES), the same node and label
-    Method("tcpade_official", TCPadeOfficialConfig,
-           lambda c: G.OfficialScheduleGate(c.threshold, c.interval, c.start_step, history=min(5, c.history_size)),
-           lambda c: P.OfficialPadePredictor(c), label="TC-Padé", calibrate=_calibrate_tcpade),
+    Method(
+        "tcpade_official",
+        TCPadeOfficialConfig,
+        lambda c: G.OfficialScheduleGate(c.threshold, c.interval, c.start_step, history=min(5, c.history_size)),
+        lambda c: P.OfficialPadePredictor(c),
+        label="TC-Padé",
+        calibrate=_calibrate_tcpade,
+    ),
     Method("composed", ComposedConfig, _composed_gate, _composed_predictor, label="composed"),
 )
 METHODS: Dict[str, Method] = {m.name: m for m in _METHOD_LIST}
-NODES: List[Method] = [m for m in _METHOD_LIST if m.node_id]   # the methods that have a cache node, in menu order
+NODES: List[Method] = [m for m in _METHOD_LIST if m.node_id]  # the methods that have a cache node, in menu order
 
 
 def method_of(cfg: _Common) -> Method:
@@ -304,9 +497,11 @@ def check_pairing(gate_cfg: _Common, predictor_cfg: _Common) -> None:
     g, p = METHODS[gate_cfg.method].gate(gate_cfg), METHODS[predictor_cfg.method].predictor(predictor_cfg)
     missing = sorted(g.reads - p.provides)
     if missing:
-        raise ConfigError(f"the {g.name} gate of {gate_cfg.method} reads the predictor's {', '.join(missing)}, which "
-                          f"the {type(p).__name__} of {predictor_cfg.method} does not provide; pair it with a "
-                          f"predictor that does (TC-Padé's)")
+        raise ConfigError(
+            f"the {g.name} gate of {gate_cfg.method} reads the predictor's {', '.join(missing)}, which "
+            f"the {type(p).__name__} of {predictor_cfg.method} does not provide; pair it with a "
+            f"predictor that does (TC-Padé's)"
+        )
 
 
 def build(cfg: _Common) -> Tuple[G.Gate, P.Predictor]:
@@ -314,7 +509,7 @@ def build(cfg: _Common) -> Tuple[G.Gate, P.Predictor]:
     m = method_of(cfg)
     gate, predictor = m.gate(cfg), m.predictor(cfg)
     missing = gate.reads - predictor.provides
-    if missing:   # only a composed config can get here, and its validation refuses it first
+    if missing:  # only a composed config can get here, and its validation refuses it first
         raise ConfigError(f"the {gate.name} gate reads {', '.join(sorted(missing))}, which the predictor lacks")
     predictor.serve(gate.reads)
     if cfg.plan is not None:
@@ -330,9 +525,19 @@ def ui_table() -> Dict[str, dict]:
     out = {}
     for m in NODES:
         out[m.node_id] = {
-            "method": m.name, "label": m.label, "title": m.title,
+            "method": m.name,
+            "label": m.label,
+            "title": m.title,
             "presets": dict(PRESETS) if m.presets else {},
-            "overrides": [{"widget": o.widget, "when": [list(c) for c in o.when], "short": o.short, "why": o.why,
-                           "shows": o.shows} for o in m.overrides],
+            "overrides": [
+                {
+                    "widget": o.widget,
+                    "when": [list(c) for c in o.when],
+                    "short": o.short,
+                    "why": o.why,
+                    "shows": o.shows,
+                }
+                for o in m.overrides
+            ],
         }
     return out

@@ -5,6 +5,7 @@ Both follow scikit-image's definitions (``skimage.metrics.peak_signal_noise_rati
 K2 = 0.03, the mean over the window positions that fit inside the image, channels averaged), computed
 in float64; a test checks them against scikit-image when it is installed.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,7 @@ def ssim(images: torch.Tensor, reference: torch.Tensor) -> float:
     win = ssim_window(x.shape[-2], x.shape[-1])
     np_ = win * win
     cov_norm = np_ / (np_ - 1)
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1, c2 = 0.01**2, 0.03**2
     pool = lambda t: F.avg_pool2d(t, win, stride=1)
     ux, uy = pool(x), pool(y)
     vx = cov_norm * (pool(x * x) - ux * ux)

@@ -14,6 +14,7 @@ steps plan in well under a second on a CPU.
 The schedule is a setting: a config's ``plan`` (a tuple of step indices) makes the run compute exactly those
 steps (:class:`tcpade_core.gates.PlannedGate`).
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
@@ -33,7 +34,7 @@ def project(outputs: Sequence[torch.Tensor], dim: int = PROJECTION, seed: int = 
     if flat.shape[1] <= dim:
         return flat.double().numpy()
     g = torch.Generator().manual_seed(seed)
-    proj = torch.randn(flat.shape[1], dim, generator=g) / dim ** 0.5
+    proj = torch.randn(flat.shape[1], dim, generator=g) / dim**0.5
     return (flat @ proj).double().numpy()
 
 
@@ -56,7 +57,7 @@ def errors(Y: np.ndarray, order: int) -> np.ndarray:
     line through them in the step index; order 0: step b's value, whatever a is). a == b stands for "b alone"
     (order 0 from b). Entries with j <= b are 0."""
     n = Y.shape[0]
-    norm = np.maximum((Y ** 2).sum(axis=1), 1e-24)
+    norm = np.maximum((Y**2).sum(axis=1), 1e-24)
     e = np.zeros((n, n, n))
     for b in range(n):
         js = np.arange(b + 1, n)
@@ -76,10 +77,10 @@ def segment_costs(Y: np.ndarray, dt: np.ndarray, order: int, objective: str = "c
     ``"independent"``: the sum over the segment of dt_j^2 times each step's relative squared error."""
     n = Y.shape[0]
     dt = np.asarray(dt, dtype=float)
-    scale = max(float((Y ** 2).sum(axis=1).mean()), 1e-24)
+    scale = max(float((Y**2).sum(axis=1).mean()), 1e-24)
     cost = np.zeros((n, n, n + 1))
     if objective == "independent":
-        e = errors(Y, order) * (dt ** 2)[None, None, :]
+        e = errors(Y, order) * (dt**2)[None, None, :]
         cost[:, :, 1:] = np.cumsum(e, axis=2)
         return cost
     if objective != "coherent":
@@ -90,12 +91,13 @@ def segment_costs(Y: np.ndarray, dt: np.ndarray, order: int, objective: str = "c
             continue
         for a in range(b + 1):
             acc = np.cumsum((_predictions(Y, a, b, js, order) - Y[js]) * dt[js][:, None], axis=0)
-            cost[a, b, b + 2:] = (acc ** 2).sum(axis=1) / scale      # c = b+2 .. n: the steps b+1 .. c-1
+            cost[a, b, b + 2 :] = (acc**2).sum(axis=1) / scale  # c = b+2 .. n: the steps b+1 .. c-1
     return cost
 
 
-def plan(Y: np.ndarray, dt: np.ndarray, k: int, order: int = 1, warm: int = 1,
-         objective: str = "coherent") -> Tuple[List[int], float]:
+def plan(
+    Y: np.ndarray, dt: np.ndarray, k: int, order: int = 1, warm: int = 1, objective: str = "coherent"
+) -> Tuple[List[int], float]:
     """The ``k`` steps to compute (sorted; the first ``warm`` steps always among them) that minimise the open-loop
     error (:func:`segment_costs`) of an order-``order`` predictor on ``Y`` (steps x features) with step sizes
     ``dt``, and that minimum. Deterministic: ties go to the earlier step."""
@@ -107,7 +109,7 @@ def plan(Y: np.ndarray, dt: np.ndarray, k: int, order: int = 1, warm: int = 1,
     best = np.full((n, n), INF)
     a0, b0 = (warm - 2, warm - 1) if warm >= 2 else (0, 0)
     best[a0, b0] = 0.0
-    back = []                                  # per added compute: prev[a_new, c] = the a before
+    back = []  # per added compute: prev[a_new, c] = the a before
     for _ in range(k - warm):
         nxt = np.full((n, n), INF)
         prev = np.zeros((n, n), dtype=int)
@@ -117,15 +119,15 @@ def plan(Y: np.ndarray, dt: np.ndarray, k: int, order: int = 1, warm: int = 1,
             if not ok.any():
                 continue
             cs = np.arange(b + 1, n)
-            cost = np.where(ok[:, None], col[:, None] + cum[:, b, :][:, cs], INF)     # (a, c)
-            a_best = np.argmin(cost, axis=0)                                          # ties: the smallest a
+            cost = np.where(ok[:, None], col[:, None] + cum[:, b, :][:, cs], INF)  # (a, c)
+            a_best = np.argmin(cost, axis=0)  # ties: the smallest a
             val = cost[a_best, np.arange(len(cs))]
             better = val < nxt[b, cs]
             nxt[b, cs[better]] = val[better]
             prev[b, cs[better]] = a_best[better]
         back.append(prev)
         best = nxt
-    total = best + cum[:, :, n]                # the steps after the last compute are predicted from it
+    total = best + cum[:, :, n]  # the steps after the last compute are predicted from it
     a, b = (int(x) for x in np.unravel_index(int(np.argmin(total)), total.shape))
     value = float(total[a, b])
     steps = {b}
@@ -135,7 +137,9 @@ def plan(Y: np.ndarray, dt: np.ndarray, k: int, order: int = 1, warm: int = 1,
     return sorted(steps | set(range(warm))), value
 
 
-def plan_trajectory(traj, k: int, order: int = 1, warm: int = 1, objective: str = "coherent") -> Tuple[List[int], float]:
+def plan_trajectory(
+    traj, k: int, order: int = 1, warm: int = 1, objective: str = "coherent"
+) -> Tuple[List[int], float]:
     """:func:`plan` on a recorded :class:`tcpade_core.calibrate.Trajectory` (its outputs and times)."""
     return plan(project(traj.outputs), step_sizes(traj.t), k, order, warm, objective)
 
@@ -148,7 +152,11 @@ def check_plan(value, name: str = "plan") -> Optional[Tuple[int, ...]]:
         steps = tuple(int(s) for s in value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be step indices (integers >= 0, starting at 0), got {value!r}") from None
-    if not steps or steps[0] != 0 or any(b <= a for a, b in zip(steps, steps[1:])) or \
-            any(isinstance(s, bool) for s in value):
+    if (
+        not steps
+        or steps[0] != 0
+        or any(b <= a for a, b in zip(steps, steps[1:]))
+        or any(isinstance(s, bool) for s in value)
+    ):
         raise ValueError(f"{name} must be increasing step indices starting at 0, got {value!r}")
     return steps

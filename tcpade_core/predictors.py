@@ -19,6 +19,7 @@ float32 (:func:`residual` and :meth:`ResidualHistory.latest` hand out float32); 
 through the stream's history (:meth:`ResidualHistory.push` / :meth:`ResidualHistory.keep`), which
 stores it in the stream's dtype; predictions are cast back to the input's dtype.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,6 +44,7 @@ def residual(y: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- Taylor (TaylorSeer Eq. 10)
 
+
 def taylor_eq10(values: Sequence[torch.Tensor], steps: Sequence[float], target_step: float, order: int) -> torch.Tensor:
     """TaylorSeer Eq. 10: F(t-k) = F(t) + sum_i Delta^i F / (i! N^i) * k^i.
 
@@ -61,7 +63,7 @@ def taylor_eq10(values: Sequence[torch.Tensor], steps: Sequence[float], target_s
         diff = torch.zeros_like(values[0])
         for j in range(i + 1):
             diff = diff + ((-1) ** j) * math.comb(i, j) * values[j]
-        out = out + diff * (k ** i) / (math.factorial(i) * n ** i)
+        out = out + diff * (k**i) / (math.factorial(i) * n**i)
     return _finite(out)
 
 
@@ -81,11 +83,12 @@ def taylor_factors_eval(factors, k: float) -> torch.Tensor:
     """sum_i factor_i k^i / i!  (k: steps since the computed step the factors belong to)."""
     out = factors[0].clone()
     for i in range(1, len(factors)):
-        out = out + factors[i] * (k ** i / math.factorial(i))
+        out = out + factors[i] * (k**i / math.factorial(i))
     return _finite(out)
 
 
 # ---------------------------------------------------------------- Lagrange (TraCache Eq. 6)
+
 
 def lagrange_weights(times: Sequence[float], t: float) -> list[float]:
     """l_k(t) = prod_{q != k} (t - t_q) / (t_k - t_q)."""
@@ -133,6 +136,7 @@ def lagrange_dynamic(values: Sequence[torch.Tensor], times: Sequence[float], t: 
 
 # ---------------------------------------------------------------- Padé (TC-Padé Eq. 5-9)
 
+
 def sigma_stab(r1: torch.Tensor, r2: torch.Tensor, lam: float) -> float:
     """Eq. 7: exp(-lambda ||R1 - R2|| / ||R1 + R2||); 1 for identical residuals, in (0, 1]."""
     num = float(torch.linalg.vector_norm((r1 - r2).float()))
@@ -150,8 +154,17 @@ def guard_pole(d: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.where(d.abs() < eps, sign * eps, d)
 
 
-def pade_residual(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor | None, *, lam: float,
-                  numerator: str, denominator: str, ratio: float = 1.0, pole_guard: float = 0.1) -> tuple[torch.Tensor, float]:
+def pade_residual(
+    r1: torch.Tensor,
+    r2: torch.Tensor,
+    r3: torch.Tensor | None,
+    *,
+    lam: float,
+    numerator: str,
+    denominator: str,
+    ratio: float = 1.0,
+    pole_guard: float = 0.1,
+) -> tuple[torch.Tensor, float]:
     """Eq. 5 with Eq. 7-8 coefficients: b0 = 2 sigma, b1 = -sigma, a1 = sigma / lambda.
 
     ``numerator="literal"``: b0 R_{t+3} + b1 R_{t+2} as printed (needs r3).
@@ -195,8 +208,13 @@ NUMERATORS = {"literal": _literal_numerator, "recent": lambda r1, r2, r3, s, rat
 DENOMINATORS = {"elementwise": lambda r1: r1, "normalized": _normalized}
 
 
-def rational_extrapolate(values: Sequence[torch.Tensor], steps: Sequence[float], target: float,
-                         pole_guard: float = 0.1, saturate_only: bool = False) -> tuple[torch.Tensor, float]:
+def rational_extrapolate(
+    values: Sequence[torch.Tensor],
+    steps: Sequence[float],
+    target: float,
+    pole_guard: float = 0.1,
+    saturate_only: bool = False,
+) -> tuple[torch.Tensor, float]:
     """A [1/1] Padé approximant in the step variable through the three newest values (newest first):
     v(s) = v1 + B k / (1 + c k), k = s - s1, with one pole coefficient c shared by all elements and B per
     element. It passes through v1 and v2 exactly; c is fitted (least squares over all elements) to v3:
@@ -219,13 +237,14 @@ def rational_extrapolate(values: Sequence[torch.Tensor], steps: Sequence[float],
             c = (g + d3) / (d3 * (d2 + g))
     if saturate_only:
         c = max(c, 0.0)
-    c = min(c, (1.0 - pole_guard) / d3)                 # 1 - c d3 >= pole_guard: the points on one branch
+    c = min(c, (1.0 - pole_guard) / d3)  # 1 - c d3 >= pole_guard: the points on one branch
     if k > 0:
-        c = max(c, (pole_guard - 1.0) / k)              # 1 + c k >= pole_guard: the target too
+        c = max(c, (pole_guard - 1.0) / k)  # 1 + c k >= pole_guard: the target too
     return _finite(v1 + slope * (1.0 - c * d2) * (k / (1.0 + c * k))), c
 
 
 # ================================================================ predictor objects
+
 
 class PredictorState:
     """A predictor's per-stream state beyond its history (base: none). ``tensors()``: what it holds, for the
@@ -245,8 +264,8 @@ class Predictor:
     stores = "residual"
     State = PredictorState
     provides: FrozenSet[str] = frozenset()
-    warmup = 1          # computed steps before it can predict (a planned schedule computes these first)
-    plan_order = 0      # the order of the open-loop error a planner minimises for it (tcpade_core.planner)
+    warmup = 1  # computed steps before it can predict (a planned schedule computes these first)
+    plan_order = 0  # the order of the open-loop error a planner minimises for it (tcpade_core.planner)
 
     def serve(self, capabilities: FrozenSet[str]) -> None:
         """Keep these capabilities current for the gate (a subset of ``provides``; checked by the method table)."""
@@ -291,8 +310,8 @@ class ReusePredictor(Predictor):
 
 @dataclass
 class TaylorState(PredictorState):
-    factors: Optional[List[torch.Tensor]] = None   # the official recursion's factors (orders 0..O)
-    factor_step: Optional[int] = None              # the computed step they belong to
+    factors: Optional[List[torch.Tensor]] = None  # the official recursion's factors (orders 0..O)
+    factor_step: Optional[int] = None  # the computed step they belong to
 
     def reset(self) -> None:
         self.factors, self.factor_step = None, None
@@ -376,10 +395,10 @@ def phase_of(index: int, num_steps: int, early: float, late: float) -> str:
 
 @dataclass
 class PadeState(PredictorState):
-    prev_input: Optional[torch.Tensor] = None          # reconstruct="previous_input": the last step's input
+    prev_input: Optional[torch.Tensor] = None  # reconstruct="previous_input": the last step's input
     last_pred_residual: Optional[torch.Tensor] = None  # history="all": this step's prediction, kept on a skip
-    self_error: Optional[Tuple[float, int]] = None     # capability "self_error": (relative error, distance k0)
-    newest_step: Optional[int] = None                  # the step of the newest history entry
+    self_error: Optional[Tuple[float, int]] = None  # capability "self_error": (relative error, distance k0)
+    newest_step: Optional[int] = None  # the step of the newest history entry
 
     def reset(self) -> None:
         self.prev_input = self.last_pred_residual = self.self_error = self.newest_step = None
@@ -447,8 +466,13 @@ class PadePredictor(Predictor):
         if len(es) <= 2:
             ratio = (step_index - es[0].step) / (es[0].step - es[1].step) if es[0].step != es[1].step else 1.0
             return r1 + s * ratio * (r1 - r2), s
-        ext, _ = rational_extrapolate([r1, r2, es[2].value], [e.step for e in es[:3]], step_index, c.pole_guard,
-                                      saturate_only=c.numerator == "rational_damped")
+        ext, _ = rational_extrapolate(
+            [r1, r2, es[2].value],
+            [e.step for e in es[:3]],
+            step_index,
+            c.pole_guard,
+            saturate_only=c.numerator == "rational_damped",
+        )
         return r1 + s * (ext - r1), s
 
     def _mid_pade(self, step_index: int, es):
@@ -457,8 +481,16 @@ class PadePredictor(Predictor):
         if c.spacing == "steps" and es[0].step != es[1].step:
             ratio = (step_index - es[0].step) / (es[0].step - es[1].step)
         r3 = es[2].value if len(es) > 2 else None
-        return pade_residual(es[0].value, es[1].value, r3, lam=c.lam, numerator=c.numerator, denominator=c.denominator,
-                             ratio=ratio, pole_guard=c.pole_guard)
+        return pade_residual(
+            es[0].value,
+            es[1].value,
+            r3,
+            lam=c.lam,
+            numerator=c.numerator,
+            denominator=c.denominator,
+            ratio=ratio,
+            pole_guard=c.pole_guard,
+        )
 
     def predict(self, step, st, h, rec):
         c = self.cfg
@@ -476,7 +508,7 @@ class PadePredictor(Predictor):
     def observe(self, step, st, h, y):
         if self.self_check:
             self._self_check(step, st, h, y)
-        st.pred.last_pred_residual = None   # a prediction of this step's extra call: not kept
+        st.pred.last_pred_residual = None  # a prediction of this step's extra call: not kept
         super().observe(step, st, h, y)
         st.pred.newest_step = step.index
         self._keep_input(st, h)
@@ -508,10 +540,10 @@ class PadePredictor(Predictor):
 
 @dataclass
 class OfficialState(PredictorState):
-    last_input: Optional[torch.Tensor] = None          # the previous step's input
+    last_input: Optional[torch.Tensor] = None  # the previous step's input
     last_pred_residual: Optional[torch.Tensor] = None  # this step's prediction, stored on a skip
-    order: Optional[int] = None                        # the adaptive order (2-4)
-    stability: float = 1.0                             # the stability factor, in [0.8, 1.2]
+    order: Optional[int] = None  # the adaptive order (2-4)
+    stability: float = 1.0  # the stability factor, in [0.8, 1.2]
 
     def reset(self) -> None:
         self.last_input = self.last_pred_residual = self.order = None
@@ -552,7 +584,7 @@ class OfficialPadePredictor(Predictor):
 
     def predict(self, step, st, h, rec):
         es = st.history.latest(self.capacity, h.device)
-        r = [e.value for e in es]                      # newest first
+        r = [e.value for e in es]  # newest first
         ps: OfficialState = st.pred
         if step.phase == "early":
             res = 0.9 * r[0] + 0.1 * r[1]
@@ -600,8 +632,11 @@ class OfficialPadePredictor(Predictor):
         ps.last_input = st.history.keep(h)
         if len(st.history) >= 3:
             r1, r2, r3 = (e.value for e in st.history.latest(3))
-            cos = lambda a, b: 0.0 if float(a.norm()) == 0 or float(b.norm()) == 0 else float(
-                torch.nn.functional.cosine_similarity(a.flatten()[None], b.flatten()[None]))
+            cos = lambda a, b: (
+                0.0
+                if float(a.norm()) == 0 or float(b.norm()) == 0
+                else float(torch.nn.functional.cosine_similarity(a.flatten()[None], b.flatten()[None]))
+            )
             sim = (cos(r1, r2) + cos(r2, r3)) / 2
             ps.order = min(self.cfg.order, 4) if sim > 0.98 else min(self.cfg.order, 3) if sim > 0.90 else 2
             ps.stability = max(0.8, min(1.2, 1.0 / (1.0 + 10.0 * float(torch.linalg.vector_norm(r1 - r2)))))

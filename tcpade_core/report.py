@@ -1,4 +1,5 @@
 """What a run did, step by step: computed or predicted, why, the gate's value, the phase, the error."""
+
 from __future__ import annotations
 
 import math
@@ -12,11 +13,11 @@ class StepRecord:
     t: float
     phase: str
     computed: bool
-    reason: str                      # why it computed or skipped ("interval", "tsi", "warmup", ...)
-    gate: Optional[float] = None     # TSI stability score, TeaCache accumulated distance, ...
+    reason: str  # why it computed or skipped ("interval", "tsi", "warmup", ...)
+    gate: Optional[float] = None  # TSI stability score, TeaCache accumulated distance, ...
     sigma_stab: Optional[float] = None
-    order: Optional[int] = None      # TraCache's chosen interpolation order
-    error: Optional[float] = None    # relative L2 error of the prediction, where the truth was computed
+    order: Optional[int] = None  # TraCache's chosen interpolation order
+    error: Optional[float] = None  # relative L2 error of the prediction, where the truth was computed
     forced_streams: List[str] = field(default_factory=list)  # streams that computed although the step skipped
 
 
@@ -27,17 +28,17 @@ class RunReport:
     gate_name: str = ""
     threshold: Optional[float] = None
     steps: List[StepRecord] = field(default_factory=list)
-    cache_bytes: int = 0             # peak bytes held by all stream histories
+    cache_bytes: int = 0  # peak bytes held by all stream histories
     store_device: str = "same"
     stream_resets: int = 0
-    notes: List[str] = field(default_factory=list)   # what changes what the run means (a fallback, ...)
-    planned_steps: Optional[int] = None              # the schedule's step count
-    interrupted: bool = False                         # the run stopped before its last step
-    target_speedup: Optional[float] = None            # the speed target the run was given (None: off)
-    target_note: str = ""                             # how the target was met
-    model_calls: Optional[int] = None                 # with several model calls per step: how many ...
-    stack_calls: Optional[int] = None                 # ... and how many of them ran the block stack
-    inactive: str = ""                                # why the cache did not run at all ("": it ran)
+    notes: List[str] = field(default_factory=list)  # what changes what the run means (a fallback, ...)
+    planned_steps: Optional[int] = None  # the schedule's step count
+    interrupted: bool = False  # the run stopped before its last step
+    target_speedup: Optional[float] = None  # the speed target the run was given (None: off)
+    target_note: str = ""  # how the target was met
+    model_calls: Optional[int] = None  # with several model calls per step: how many ...
+    stack_calls: Optional[int] = None  # ... and how many of them ran the block stack
+    inactive: str = ""  # why the cache did not run at all ("": it ran)
 
     @property
     def num_steps(self) -> int:
@@ -68,8 +69,10 @@ class RunReport:
             return f"{head}cache inactive: {self.inactive}{calls}" + "".join(f"; {n}" for n in self.notes)
         if self.interrupted:
             head += f"interrupted at step {self.num_steps}/{self.planned_steps or self.num_steps}, "
-        line = (f"{head}computed {self.computed}/{self.num_steps} steps ({self.speedup:.2f}x), "
-                f"{where}, cache {mb:.1f} MB [{self.strip()}]")
+        line = (
+            f"{head}computed {self.computed}/{self.num_steps} steps ({self.speedup:.2f}x), "
+            f"{where}, cache {mb:.1f} MB [{self.strip()}]"
+        )
         if self.target_note:
             line += f"; {self.target_note}"
         if self.model_calls is not None:

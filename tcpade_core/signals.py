@@ -6,6 +6,7 @@
 * :func:`rel_l1`: TeaCache's relative L1 change ``mean|a - b| / mean|b|``;
 * :func:`fit_rescale`: TeaCache's rescale polynomial fitted on (x, y) pairs of relative L1 changes.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -35,7 +36,7 @@ def turn(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor, guard: str = "zer
     return min(1.0, 0.5 * float(torch.linalg.vector_norm(d1 / n1 - d2 / n2)))
 
 
-CURVATURE_MIN_ENTRIES = 5   # the authors' test passes until this many residuals are stored
+CURVATURE_MIN_ENTRIES = 5  # the authors' test passes until this many residuals are stored
 
 
 def curvature_test(hist, threshold: float) -> Tuple[bool, Optional[float]]:

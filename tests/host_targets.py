@@ -8,6 +8,7 @@ settings with a target of 1.5x, 2x, 2.5x and 3x at 10, 20 and 30 steps, computed
 round(steps / target); then the cost of using a stored calibration (the model fingerprint at node time,
 the lookup per run) against one full step.
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,9 +27,11 @@ TARGETS = (1.5, 2.0, 2.5, 3.0)
 
 def main() -> int:
     import torch
+
     torch.set_num_threads(1)
     H.load_pack()
     import folder_paths
+
     folder_paths.set_user_directory(tempfile.mkdtemp(prefix="tcpade_user_"))
     nodes = H.host().nodes.NODE_CLASS_MAPPINGS
     CAL = H.pack_module("nodes.calibration")
@@ -58,6 +61,7 @@ def main() -> int:
         key = CAL.model_key(model)
         t_key = time.perf_counter() - t0
         from tcpade_core.calibrate import Calibration
+
         CAL.save(Calibration(key, 20, 2.0, (1.0, 0.0), 0.3, dict(interval=3, order=1, first_enhance=2), 1.0, 1, {}))
         t0 = time.perf_counter()
         for _ in range(20):
@@ -66,9 +70,11 @@ def main() -> int:
         t0 = time.perf_counter()
         H.sample(model, kind, steps=4, size=8)
         t_step = (time.perf_counter() - t0) / 4
-        print(f"{kind}: one full step {1000 * t_step:.1f} ms; stored-calibration lookup per run {1000 * t_lookup:.2f} ms "
-              f"({100 * t_lookup / t_step:.2f} % of a step); model fingerprint once per node run "
-              f"{1000 * t_key:.2f} ms ({100 * t_key / t_step:.2f} % of a step)")
+        print(
+            f"{kind}: one full step {1000 * t_step:.1f} ms; stored-calibration lookup per run {1000 * t_lookup:.2f} ms "
+            f"({100 * t_lookup / t_step:.2f} % of a step); model fingerprint once per node run "
+            f"{1000 * t_key:.2f} ms ({100 * t_key / t_step:.2f} % of a step)"
+        )
     print(f"targets missed: {bad}")
     return 0
 

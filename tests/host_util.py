@@ -4,6 +4,7 @@ Nothing here is copied from ComfyUI; it only calls the host's public entry point
 (``nodes.load_custom_node``, ``comfy.supported_models``, ``comfy.model_patcher.ModelPatcher``,
 ``comfy.sample.sample``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,6 +58,7 @@ def assert_close(out, ref, dtype, fp32: float = 0.0, what: str = "") -> None:
     """``max |out - ref| <= tol(dtype, fp32) * max |ref|`` (a bound relative to the peak); where that tolerance is 0
     (float32 without a bound), ``torch.equal``: bit for bit. Both on one device (see :func:`on_device_of`)."""
     import torch
+
     t = tol(dtype, fp32)
     if t == 0:
         assert out.dtype == ref.dtype and torch.equal(out, ref), f"{what}: not bit for bit ({dtype})"
@@ -82,6 +84,7 @@ def device_of(module):
     """Where a module's weights are now (the host moves a model to its load device when a sampler loads it and
     may leave it there; a loader's fresh model is on the offload device)."""
     import torch
+
     p = next(iter(module.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
 
@@ -98,6 +101,7 @@ def engine_on(engine, device):
     """The engine model itself where it already is on ``device``, else a copy there (a module-scoped fixture stays
     where it is), so that an engine-vs-host comparison runs both on the host model's device."""
     import copy
+
     return engine if device_of(engine) == device else copy.deepcopy(engine).to(device)
 
 
@@ -116,6 +120,7 @@ def host():
         del sys.modules["nodes"]
     import comfy.options  # noqa: F401
     import comfy.cli_args
+
     comfy.cli_args.args.cpu = DEVICE == "cpu"
     import torch  # noqa: F401
     import comfy.model_management
@@ -125,6 +130,7 @@ def host():
     import comfy.samplers
     import comfy.supported_models
     import nodes as host_nodes
+
     ns = type("Host", (), {})()
     ns.path = Path(p)
     ns.comfy = comfy
@@ -173,8 +179,10 @@ def prompt_executor(server):
     later host reads as well get 0 too. A host without ``cache_args`` (v0.3.64: ``cache_size``) gets nothing."""
     import collections
     import inspect
+
     host()
     import execution
+
     params = inspect.signature(execution.PromptExecutor).parameters
     kw = {}
     if "cache_args" in params:
@@ -184,24 +192,80 @@ def prompt_executor(server):
 
 # ------------------------------------------------------------------------------ tiny models
 
-FLUX_CONFIG = dict(image_model="flux", guidance_embed=True, in_channels=16, out_channels=16, vec_in_dim=16,
-                   context_in_dim=32, hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2,
-                   axes_dim=[8, 12, 12], theta=10000, patch_size=2, qkv_bias=True)
-CHROMA_CONFIG = dict(image_model="chroma", in_channels=64, out_channels=64, context_in_dim=32, hidden_size=64,
-                     mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000,
-                     patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=32, n_layers=1)
-QWEN_CONFIG = dict(image_model="qwen_image", patch_size=2, in_channels=64, out_channels=16, num_layers=2,
-                   attention_head_dim=32, num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(8, 12, 12))
-WAN_CONFIG = dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=64,
-                  ffn_dim=128, freq_dim=32, text_dim=32, out_dim=16, num_heads=2, num_layers=3,
-                  window_size=(-1, -1), qk_norm=True, cross_attn_norm=True, eps=1e-6)
+FLUX_CONFIG = dict(
+    image_model="flux",
+    guidance_embed=True,
+    in_channels=16,
+    out_channels=16,
+    vec_in_dim=16,
+    context_in_dim=32,
+    hidden_size=64,
+    mlp_ratio=2.0,
+    num_heads=2,
+    depth=2,
+    depth_single_blocks=2,
+    axes_dim=[8, 12, 12],
+    theta=10000,
+    patch_size=2,
+    qkv_bias=True,
+)
+CHROMA_CONFIG = dict(
+    image_model="chroma",
+    in_channels=64,
+    out_channels=64,
+    context_in_dim=32,
+    hidden_size=64,
+    mlp_ratio=2.0,
+    num_heads=2,
+    depth=2,
+    depth_single_blocks=2,
+    axes_dim=[8, 12, 12],
+    theta=10000,
+    patch_size=2,
+    qkv_bias=True,
+    in_dim=64,
+    out_dim=64,
+    hidden_dim=32,
+    n_layers=1,
+)
+QWEN_CONFIG = dict(
+    image_model="qwen_image",
+    patch_size=2,
+    in_channels=64,
+    out_channels=16,
+    num_layers=2,
+    attention_head_dim=32,
+    num_attention_heads=2,
+    joint_attention_dim=32,
+    axes_dims_rope=(8, 12, 12),
+)
+WAN_CONFIG = dict(
+    image_model="wan2.1",
+    model_type="t2v",
+    patch_size=(1, 2, 2),
+    text_len=16,
+    in_dim=16,
+    dim=64,
+    ffn_dim=128,
+    freq_dim=32,
+    text_dim=32,
+    out_dim=16,
+    num_heads=2,
+    num_layers=3,
+    window_size=(-1, -1),
+    qk_norm=True,
+    cross_attn_norm=True,
+    eps=1e-6,
+)
 
 
 # keys a newer host's params dataclass requires and an older one does not know: added to the config only where
 # the running host's dataclass has the field (ComfyUI 0.33.0: FluxParams.txt_ids_dims, ChromaParams.txt_ids_dims
 # and .vec_in_dim; [] / None are what the host's own model detection sets for FLUX.1 and Chroma)
-_HOST_PARAMS = {"flux": ("comfy.ldm.flux.model:FluxParams", dict(txt_ids_dims=[])),
-                "chroma": ("comfy.ldm.chroma.model:ChromaParams", dict(txt_ids_dims=[], vec_in_dim=None))}
+_HOST_PARAMS = {
+    "flux": ("comfy.ldm.flux.model:FluxParams", dict(txt_ids_dims=[])),
+    "chroma": ("comfy.ldm.chroma.model:ChromaParams", dict(txt_ids_dims=[], vec_in_dim=None)),
+}
 
 
 def host_config(kind: str, config: dict | None = None) -> dict:
@@ -218,6 +282,7 @@ def with_host_fields(cfg: dict, params: str, extra: dict) -> dict:
     declares and ``cfg`` does not set."""
     import dataclasses
     import importlib
+
     host()
     mod, cls = params.split(":")
     klass = getattr(importlib.import_module(mod), cls, None)
@@ -236,6 +301,7 @@ def build_model(cls, config: dict, seed: int = 0):
     """``cls`` (a ``comfy.supported_models`` class) built from ``config`` in the test dtype, with seeded normal
     weights, in a ModelPatcher on the test device."""
     import torch
+
     mc = cls(config)
     mc.set_inference_dtype(getattr(torch, DTYPE), None)
     m = mc.get_model({})
@@ -250,21 +316,30 @@ def sync() -> None:
     """Wait for the test device (a no-op on the CPU), so that wall-clock timings include the queued GPU work."""
     if DEVICE != "cpu":
         import torch
+
         torch.cuda.synchronize()
 
 
 def patcher(model):
     """A host ModelPatcher that loads ``model`` on the test device (``DEVICE``) and offloads to the CPU."""
     import torch
-    return host().comfy.model_patcher.ModelPatcher(model, load_device=torch.device(DEVICE),
-                                                   offload_device=torch.device("cpu"))
+
+    return host().comfy.model_patcher.ModelPatcher(
+        model, load_device=torch.device(DEVICE), offload_device=torch.device("cpu")
+    )
 
 
 def conds(kind: str, seed: int = 0, batch: int = 1):
     import torch
+
     g = torch.Generator().manual_seed(1000 + seed)
     if kind in ("flux", "chroma"):
-        mk = lambda: [[torch.randn(batch, 8, 32, generator=g), {"pooled_output": torch.randn(batch, 16, generator=g), "guidance": 3.5}]]
+        mk = lambda: [
+            [
+                torch.randn(batch, 8, 32, generator=g),
+                {"pooled_output": torch.randn(batch, 16, generator=g), "guidance": 3.5},
+            ]
+        ]
     else:
         mk = lambda: [[torch.randn(batch, 8, 32, generator=g), {}]]
     return mk(), mk()
@@ -275,21 +350,52 @@ def latent_shape(kind: str, batch: int = 1, size: int = 8):
     return (batch, 16, frames, size, size) if frames else (batch, 16, size, size)
 
 
-def sample(model, kind: str, steps: int = 6, cfg: float = 2.0, sampler: str = "euler", scheduler: str = "simple",
-           batch: int = 1, size: int = 8, denoise: float = 1.0, seed: int = 0, latent=None, positive=None, negative=None,
-           **kw):
+def sample(
+    model,
+    kind: str,
+    steps: int = 6,
+    cfg: float = 2.0,
+    sampler: str = "euler",
+    scheduler: str = "simple",
+    batch: int = 1,
+    size: int = 8,
+    denoise: float = 1.0,
+    seed: int = 0,
+    latent=None,
+    positive=None,
+    negative=None,
+    **kw,
+):
     """Sample through the host's ``comfy.sample.sample``; deterministic noise and conditioning (or the given
     ``positive`` / ``negative`` conditioning, e.g. from the host's CLIPTextEncode)."""
     import torch
+
     h = host()
     shape = latent_shape(kind, batch, size)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     if latent is None:
-        latent = torch.zeros(shape) if denoise >= 1.0 else torch.randn(shape, generator=torch.Generator().manual_seed(99)) * 0.5
+        latent = (
+            torch.zeros(shape)
+            if denoise >= 1.0
+            else torch.randn(shape, generator=torch.Generator().manual_seed(99)) * 0.5
+        )
     pos, neg = conds(kind, 0, batch)
     pos, neg = positive if positive is not None else pos, negative if negative is not None else neg
-    return h.comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, pos, neg, latent, denoise=denoise,
-                                 seed=seed, disable_pbar=True, **kw)
+    return h.comfy.sample.sample(
+        model,
+        noise,
+        steps,
+        cfg,
+        sampler,
+        scheduler,
+        pos,
+        neg,
+        latent,
+        denoise=denoise,
+        seed=seed,
+        disable_pbar=True,
+        **kw,
+    )
 
 
 class BlockCounter:
@@ -325,6 +431,7 @@ def with_counters(model, kind: str):
 
 # ------------------------------------------------------------------------------ the cache nodes
 
+
 def attach(node_id: str, model, **overrides):
     """Run a cache node (``NODE_CLASS_MAPPINGS[node_id]``) with its defaults and ``overrides``; the MODEL out."""
     node = host().nodes.NODE_CLASS_MAPPINGS[node_id]
@@ -350,5 +457,9 @@ SKIPPING = {
     "tcpade": ("TCPade_TCPadeCache", dict(preset="custom", theta=0.0, interval=4), "##..#..."),
     "taylorseer": ("TCPade_TaylorSeer", dict(interval=3, order=1, first_enhance=1), "#..#..#."),
     "tracache": ("TCPade_TraCache", dict(stride=2, max_order=2), "#.#.#.#."),
-    "teacache": ("TCPade_TeaCache", dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"), "#......#"),
+    "teacache": (
+        "TCPade_TeaCache",
+        dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"),
+        "#......#",
+    ),
 }

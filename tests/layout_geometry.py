@@ -9,6 +9,7 @@ quarter of its length right of the output and left of the input; a wire through 
 segment by segment with the control points ``LGraphCanvas.renderAllLinkSegments`` and ``Reroute.calculateAngle``
 compute (the frontend sets ``Reroute.maxSplineOffset`` to 20).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,7 +67,7 @@ def link_paths(wf, samples=64, with_reroutes=False):
         return tuple(c[i + 1]["pos"]) if i + 1 < len(c) else ends[lid][1]
 
     angle = {}
-    for rid, r in reroutes.items():                       # Reroute.calculateAngle
+    for rid, r in reroutes.items():  # Reroute.calculateAngle
         pos = tuple(r["pos"])
         lids = [lid for lid in r["linkIds"] if lid in links]
         if not lids:
@@ -84,13 +85,16 @@ def link_paths(wf, samples=64, with_reroutes=False):
         angle[rid] = (cos, sin, (-dist * cos, -dist * sin))
 
     paths, ends_at = {}, {}
-    for lid, (a, b) in ends.items():                      # LGraphCanvas.renderAllLinkSegments
+    for lid, (a, b) in ends.items():  # LGraphCanvas.renderAllLinkSegments
         pts = [a] + [tuple(r["pos"]) for r in chains[lid]] + [b]
         segs, start_ctrl = [], None
         for j, r in enumerate(chains[lid]):
             p0, p1 = pts[j], pts[j + 1]
-            c0 = (p0[0] + math.dist(p0, p1) * 0.25, p0[1]) if start_ctrl is None else \
-                (p0[0] + start_ctrl[0], p0[1] + start_ctrl[1])
+            c0 = (
+                (p0[0] + math.dist(p0, p1) * 0.25, p0[1])
+                if start_ctrl is None
+                else (p0[0] + start_ctrl[0], p0[1] + start_ctrl[1])
+            )
             cp = angle[r["id"]][2]
             segs.append(bezier(p0, c0, (p1[0] + cp[0], p1[1] + cp[1]), p1, samples))
             nxt = pts[j + 2]
@@ -130,7 +134,7 @@ def contains(outer, inner):
     return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
 
 
-GROUP_TITLE_H = 34.0   # LGraphGroup title bar: font_size 24 x 1.4
+GROUP_TITLE_H = 34.0  # LGraphGroup title bar: font_size 24 x 1.4
 
 
 def layout_problems(wf, node_gap=10.0, wire_margin=3.0):
@@ -142,7 +146,7 @@ def layout_problems(wf, node_gap=10.0, wire_margin=3.0):
     name = lambda i: f"#{i} {nodes[i].get('title') or nodes[i]['type']}"
     ids = sorted(boxes)
     for k, i in enumerate(ids):
-        for j in ids[k + 1:]:
+        for j in ids[k + 1 :]:
             if overlap(boxes[i], boxes[j], node_gap):
                 out.append(f"nodes {name(i)} and {name(j)} overlap or are closer than {node_gap:g} px")
     groups = wf.get("groups") or []
@@ -157,7 +161,7 @@ def layout_problems(wf, node_gap=10.0, wire_margin=3.0):
             elif overlap(gb, b):
                 out.append(f"node {name(i)} is partly in group {g['title']!r} or under its title")
     for k, g in enumerate(groups):
-        for h in groups[k + 1:]:
+        for h in groups[k + 1 :]:
             if overlap(group_box(g), group_box(h)):
                 out.append(f"groups {g['title']!r} and {h['title']!r} overlap")
     links = {l[0]: l for l in wf["links"]}
@@ -169,15 +173,19 @@ def layout_problems(wf, node_gap=10.0, wire_margin=3.0):
                 continue
             bad = [p for p in pts if inside(p, group_box(g), wire_margin)]
             if bad:
-                out.append(f"wire {lid} {name(src)} -> {name(dst)} crosses group {g['title']!r} at "
-                           f"({bad[0][0]:.0f}, {bad[0][1]:.0f})")
+                out.append(
+                    f"wire {lid} {name(src)} -> {name(dst)} crosses group {g['title']!r} at "
+                    f"({bad[0][0]:.0f}, {bad[0][1]:.0f})"
+                )
         for i, b in boxes.items():
             if i in (src, dst):
                 continue
             bad = [p for p in pts if inside(p, b, wire_margin)]
             if bad:
-                out.append(f"wire {lid} {name(src)} -> {name(dst)} passes under {name(i)} at "
-                           f"({bad[0][0]:.0f}, {bad[0][1]:.0f})")
+                out.append(
+                    f"wire {lid} {name(src)} -> {name(dst)} passes under {name(i)} at "
+                    f"({bad[0][0]:.0f}, {bad[0][1]:.0f})"
+                )
     for r in (wf.get("extra") or {}).get("reroutes") or []:
         for i, b in boxes.items():
             if inside(r["pos"], b, 12.0):

@@ -46,6 +46,7 @@ the repository is never written, except ``docs/screenshot.png`` from the tiny ru
 ``TCPADE_UPDATE_SCREENSHOT=1`` asks for it explicitly. Skips with one line when there is no
 ComfyUI checkout, no Chromium (``apt-get install -y chromium``), no Playwright or no bench weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,19 +75,30 @@ PACK = Path(os.environ.get("TCPADE_PACK_UNDER_TEST") or H.PACK_ROOT).resolve()  
 ARTIFACTS = Path(os.environ.get("TCPADE_ARTIFACTS") or Path(tempfile.gettempdir()) / "tcpade_test_artifacts")
 SCREENSHOT = H.PACK_ROOT / "docs" / "screenshot.png"
 BENCH_FILES = ("model_a_digits.safetensors", "model_b_shapes.safetensors")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 WORKFLOWS = sorted(p.stem for p in (PACK / "workflows").glob("*.json"))
 TINY_SHAPES, TINY_DIGITS = "1 TCPade on CPU, tiny shapes", "2 TCPade on CPU, tiny digits"
 CACHE_TYPES = ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")
 RUN_TIMEOUT_S = 150
-TYPES_TIMEOUT_S = 60    # newer frontends (1.49) register the node types seconds after the canvas exists
+TYPES_TIMEOUT_S = 60  # newer frontends (1.49) register the node types seconds after the canvas exists
 
 
 def workflow_types():
     """Every node type a shipped workflow uses (the pack's, the core's and the frontend's own MarkdownNote)."""
-    return sorted({n["type"] for p in (PACK / "workflows").glob("*.json")
-                   for n in json.loads(p.read_text(encoding="utf-8"))["nodes"]})
+    return sorted(
+        {
+            n["type"]
+            for p in (PACK / "workflows").glob("*.json")
+            for n in json.loads(p.read_text(encoding="utf-8"))["nodes"]
+        }
+    )
 
 
 def _why_skip():
@@ -114,6 +126,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 # ------------------------------------------------------------------------------------ server
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,16 +145,34 @@ def server(tmp_path_factory):
     (base / "custom_nodes" / H.PACK_FOLDER).symlink_to(PACK, target_is_directory=True)
     user = base / "user" / "default"
     user.mkdir(parents=True)
-    (user / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}))
+    (user / "comfy.settings.json").write_text(
+        json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False})
+    )
     port = _free_port()
     log_path = base / "server.log"
     log = open(log_path, "w")
     # one compute thread: the test checks behaviour, not speed, and CI machines are small and shared
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-         "--base-directory", str(base), "--database-url", "sqlite:///:memory:"],
-        cwd=H.comfy_path(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        [
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--base-directory",
+            str(base),
+            "--database-url",
+            "sqlite:///:memory:",
+        ],
+        cwd=H.comfy_path(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -187,8 +218,12 @@ class Page:
         self.ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
         if block_extension:
             # the file answers with an empty module: the frontend runs as if the pack had no web extension
-            self.ctx.route(f"**/extensions/{H.PACK_FOLDER}/**", lambda route: route.fulfill(
-                status=200, content_type="text/javascript", body="// tcpade extension blocked by the test\n"))
+            self.ctx.route(
+                f"**/extensions/{H.PACK_FOLDER}/**",
+                lambda route: route.fulfill(
+                    status=200, content_type="text/javascript", body="// tcpade extension blocked by the test\n"
+                ),
+            )
         self.page = self.ctx.new_page()
         self.errors = []
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e.stack or e}"))
@@ -199,13 +234,17 @@ class Page:
         self._ready()
 
     def _ready(self):
-        self.page.wait_for_function("window.comfyAPI?.app?.app?.graph && window.comfyAPI.app.app.canvas",
-                                    timeout=90_000)
+        self.page.wait_for_function(
+            "window.comfyAPI?.app?.app?.graph && window.comfyAPI.app.app.canvas", timeout=90_000
+        )
         # the canvas can exist before the node types are registered (frontend 1.49: seconds later): wait for
         # every type a shipped workflow uses
-        self.page.wait_for_function("(types) => typeof LiteGraph !== 'undefined' && "
-                                    "types.every(t => t in LiteGraph.registered_node_types)",
-                                    arg=workflow_types(), timeout=TYPES_TIMEOUT_S * 1000, polling=250)
+        self.page.wait_for_function(
+            "(types) => typeof LiteGraph !== 'undefined' && types.every(t => t in LiteGraph.registered_node_types)",
+            arg=workflow_types(),
+            timeout=TYPES_TIMEOUT_S * 1000,
+            polling=250,
+        )
         if not self.block_extension:
             self.page.wait_for_function("window.tcpade !== undefined", timeout=30_000)
         self.page.evaluate(INSTALL_LISTENERS, not self.block_extension)
@@ -376,8 +415,11 @@ WIDGET_POINT = """([type, name]) => {
 
 
 def widget_values(page, type_):
-    return page.evaluate("""(type) => Object.fromEntries(window.comfyAPI.app.app.graph.nodes.find(n => n.type === type)
-        .widgets.map(w => [w.name, w.value]))""", type_)
+    return page.evaluate(
+        """(type) => Object.fromEntries(window.comfyAPI.app.app.graph.nodes.find(n => n.type === type)
+        .widgets.map(w => [w.name, w.value]))""",
+        type_,
+    )
 
 
 def run_queued(page) -> float:
@@ -391,7 +433,6 @@ def run_queued(page) -> float:
 
 
 LOG_LINE = re.compile(r"(TC-Padé|TaylorSeer|TeaCache|TraCache): computed (\d+)/(\d+) steps \(([\d.]+)x\).*\[([#.]+)\]")
-
 
 
 # frame one row: the group that holds the cache node of a type and the Compare node its branch feeds, as large as
@@ -424,6 +465,7 @@ FRAME_ROW = """(type) => {
 
 # ------------------------------------------------------------------------------------ tests
 
+
 @pytest.fixture(scope="module")
 def ui(server, browser):
     p = Page(browser, server.url)
@@ -436,9 +478,10 @@ def test_extension_loaded_and_workflows_served(ui, server):
     assert f"/extensions/{H.PACK_FOLDER}/tcpade.js" in exts
     names = _get(server.url + "/workflow_templates")[H.PACK_FOLDER]
     assert sorted(names) == WORKFLOWS and len(WORKFLOWS) >= 6
-    for name in names:   # the card's thumbnail, where the frontend asks for it
-        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{H.PACK_FOLDER}/"
-                                    f"{urllib.parse.quote(name)}.jpg", timeout=5) as r:
+    for name in names:  # the card's thumbnail, where the frontend asks for it
+        with urllib.request.urlopen(
+            f"{server.url}/api/workflow_templates/{H.PACK_FOLDER}/{urllib.parse.quote(name)}.jpg", timeout=5
+        ) as r:
             assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg"
     assert ui.page.evaluate("typeof window.tcpade.compareTiming") == "function"
     assert not ui.ours(), ui.ours()
@@ -464,7 +507,7 @@ def category_path(shown):
 def open_node_search(page, text: str) -> None:
     """Open the node search box (double click on the empty canvas), type ``text`` and wait for categorised
     options. A double click the canvas swallows (it happens right after a sidebar or dialog closes) is repeated."""
-    page.wait_for_selector(SEARCH_MASK, state="detached", timeout=5_000)   # a closing one
+    page.wait_for_selector(SEARCH_MASK, state="detached", timeout=5_000)  # a closing one
     for attempt in range(3):
         page.mouse.dblclick(1200, 700)
         try:
@@ -474,8 +517,11 @@ def open_node_search(page, text: str) -> None:
             if attempt == 2:
                 raise
     page.keyboard.type(text)
-    page.wait_for_function(f"(t) => ({SEARCH_OPTIONS})().some(([label, cat]) => "
-                           "label.toLowerCase().includes(t.toLowerCase()) && cat)", arg=text, timeout=10_000)
+    page.wait_for_function(
+        f"(t) => ({SEARCH_OPTIONS})().some(([label, cat]) => label.toLowerCase().includes(t.toLowerCase()) && cat)",
+        arg=text,
+        timeout=10_000,
+    )
 
 
 def close_node_search(page) -> None:
@@ -498,28 +544,41 @@ def test_node_library_shows_the_tcpade_folder(ui):
     page.get_by_text("tcpade", exact=True).click()
     page.get_by_text("models", exact=True).first.click()
     # the folders open asynchronously: wait until a level-3 entry (inside tcpade > models) is rendered
-    page.wait_for_function(f"() => ({LIBRARY_TREE})().some(([lvl, label]) => lvl === 3 && label === 'Bench Latent')",
-                           timeout=10_000)
+    page.wait_for_function(
+        f"() => ({LIBRARY_TREE})().some(([lvl, label]) => lvl === 3 && label === 'Bench Latent')", timeout=10_000
+    )
     tree = page.evaluate(LIBRARY_TREE)
     top = [t for t in tree if t[0] == 1]
     assert ("tcpade" in [t[1] for t in top]) and all(t[1].strip() for t in tree), tree
     i = [list(t) for t in tree].index([1, "tcpade"])
     inside = []
-    for t in tree[i + 1:]:
+    for t in tree[i + 1 :]:
         if t[0] == 1:
             break
         inside.append(t[:2])
     assert [2, "models"] in [list(x) for x in inside]
-    assert {"TC-Padé Cache", "TaylorSeer Cache", "TeaCache (block residual)", "TraCache",
-            "Compare to Reference (PSNR / SSIM)", "Preview Image Grid (sharp upscale)"} <= \
-        {name for lvl, name in inside if lvl == 2}
-    assert {"Load Bench Model (tiny, CPU)", "Bench Latent", "Bench Decode", "Load DiT (DiT-XL/2)",
-            "Class Label (DiT / bench)"} <= {name for lvl, name in inside if lvl == 3}
+    assert {
+        "TC-Padé Cache",
+        "TaylorSeer Cache",
+        "TeaCache (block residual)",
+        "TraCache",
+        "Compare to Reference (PSNR / SSIM)",
+        "Preview Image Grid (sharp upscale)",
+    } <= {name for lvl, name in inside if lvl == 2}
+    assert {
+        "Load Bench Model (tiny, CPU)",
+        "Bench Latent",
+        "Bench Decode",
+        "Load DiT (DiT-XL/2)",
+        "Class Label (DiT / bench)",
+    } <= {name for lvl, name in inside if lvl == 3}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "node_library.png"))
-    page.click("button.node-library-tab-button")          # close the sidebar
+    page.click("button.node-library-tab-button")  # close the sidebar
     # the node search box (double click on the empty canvas)
-    page.evaluate("() => { const c = window.comfyAPI.app.app.canvas; c.ds.offset = [5000, 5000]; c.setDirty(true, true); }")
+    page.evaluate(
+        "() => { const c = window.comfyAPI.app.app.canvas; c.ds.offset = [5000, 5000]; c.setDirty(true, true); }"
+    )
     open_node_search(page, "bench")
     page.wait_for_timeout(500)
     options = page.evaluate(SEARCH_OPTIONS)
@@ -531,7 +590,7 @@ def test_node_library_shows_the_tcpade_folder(ui):
     options = page.evaluate(SEARCH_OPTIONS)
     assert ["TC-Padé Cache", ["tcpade"]] in [[label, category_path(cat or "")] for label, cat in options], options
     cats = {tuple(category_path(cat)) for _, cat in options if cat and cat.startswith("tcpade")}
-    assert cats <= {("tcpade",), ("tcpade", "models")}, cats            # no dangling "tcpade >"
+    assert cats <= {("tcpade",), ("tcpade", "models")}, cats  # no dangling "tcpade >"
     close_node_search(page)
     assert not ui.ours(), ui.ours()
 
@@ -548,14 +607,17 @@ def test_templates_dialog_lists_cpu_workflows_first_with_thumbnails(ui):
     page.on("response", lambda r: r.url.endswith(".jpg") and thumbs.append((r.status, urllib.parse.unquote(r.url))))
     page.click("button.templates-tab-button")
     page.get_by_text(H.PACK_FOLDER, exact=True).first.click()
-    page.wait_for_function("""(n) => { const imgs = [...document.querySelectorAll('[data-testid^="template-workflow-"] img')];
-        return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0); }""", arg=len(WORKFLOWS),
-                           timeout=20_000)
+    page.wait_for_function(
+        """(n) => { const imgs = [...document.querySelectorAll('[data-testid^="template-workflow-"] img')];
+        return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
+        arg=len(WORKFLOWS),
+        timeout=20_000,
+    )
     cards = page.evaluate("""() => [...document.querySelectorAll('[data-testid^="template-workflow-"]')].map(c =>
         [c.getAttribute('data-testid').slice('template-workflow-'.length), c.querySelector('img').naturalWidth,
          c.querySelector('img').naturalHeight, c.innerText])""")
-    assert [c[0] for c in cards] == WORKFLOWS                                  # file-name order: CPU first
-    assert all(c[1:3] == [512, 512] and c[0] in c[3] for c in cards), cards    # thumbnail shown, title = name
+    assert [c[0] for c in cards] == WORKFLOWS  # file-name order: CPU first
+    assert all(c[1:3] == [512, 512] and c[0] in c[3] for c in cards), cards  # thumbnail shown, title = name
     base = f"{server_url(ui)}/api/workflow_templates/{H.PACK_FOLDER}/"
     assert sorted(thumbs) == sorted((200, f"{base}{name}.jpg") for name in WORKFLOWS), thumbs
     text = page.evaluate("() => document.querySelector('[data-testid=template-workflows-content]').innerText")
@@ -567,8 +629,12 @@ def test_templates_dialog_lists_cpu_workflows_first_with_thumbnails(ui):
     # a click on the first card opens it, as a new user would (the next test runs it)
     page.click(f'[data-testid="template-workflow-{TINY_SHAPES}"]')
     wid = json.loads((PACK / "workflows" / f"{TINY_SHAPES}.json").read_text(encoding="utf-8"))["id"]
-    page.wait_for_function("(id) => window.comfyAPI.app.app.graph.id === id && !document.querySelector("
-                           "'[data-testid=template-workflows-content]')", arg=wid, timeout=20_000)
+    page.wait_for_function(
+        "(id) => window.comfyAPI.app.app.graph.id === id && !document.querySelector("
+        "'[data-testid=template-workflows-content]')",
+        arg=wid,
+        timeout=20_000,
+    )
     page.evaluate("() => document.activeElement?.blur()")
     assert not ui.ours(), ui.ours()
 
@@ -576,7 +642,7 @@ def test_templates_dialog_lists_cpu_workflows_first_with_thumbnails(ui):
 def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
     """The first template, opened from its card by the previous test, run as it is."""
     wid = json.loads((PACK / "workflows" / f"{TINY_SHAPES}.json").read_text(encoding="utf-8"))["id"]
-    if ui.page.evaluate("window.comfyAPI.app.app.graph.id") != wid:      # run alone (-k): open it here
+    if ui.page.evaluate("window.comfyAPI.app.app.graph.id") != wid:  # run alone (-k): open it here
         r = ui.page.evaluate(LOAD_WORKFLOW, TINY_SHAPES)
         assert r["missing"] == [] and r["problems"] == []
     before = server.log_path.read_text()
@@ -584,25 +650,34 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
     reports = {str(x["node"]): x for x in ui.page.evaluate("window.__t.reports")}
     executed = ui.page.evaluate("window.__t.executed")
     panels = ui.page.evaluate(PANELS)
-    log = server.log_path.read_text()[len(before):]
+    log = server.log_path.read_text()[len(before) :]
     log_lines = {m.group(1): m for m in LOG_LINE.finditer(log)}
     caches = [p for p in panels if p["type"] in CACHE_TYPES]
     compares = [p for p in panels if p["type"] == "TCPade_Compare"]
     assert len(caches) == 4 and len(compares) == 4
     # the shipped comparison is at one speed: every cached row computed the same number of steps
-    assert len({reports[p["id"]]["computed"] for p in caches}) == 1, {p["id"]: reports[p["id"]]["computed"] for p in caches}
+    assert len({reports[p["id"]]["computed"] for p in caches}) == 1, {
+        p["id"]: reports[p["id"]]["computed"] for p in caches
+    }
     for p in caches:
-        rep = reports[p["id"]]                       # payload.node == node id
+        rep = reports[p["id"]]  # payload.node == node id
         strip = "".join("#" if s["computed"] else "." for s in rep["steps"])
         d = p["data"]
         assert (int(d["computed"]), int(d["numSteps"]), d["strip"]) == (rep["computed"], rep["num_steps"], strip)
         assert d["speedup"] == f"{rep['speedup']:.2f}" and rep["num_steps"] == 20 and d["source"] == "live"
-        speed = (f"target {rep['target_speedup']:g}x → reached {rep['speedup']:.2f}x" if rep["target_speedup"]
-                 else f"{rep['speedup']:.2f}x speed-up")
+        speed = (
+            f"target {rep['target_speedup']:g}x → reached {rep['speedup']:.2f}x"
+            if rep["target_speedup"]
+            else f"{rep['speedup']:.2f}x speed-up"
+        )
         assert p["lines"][0] == f"computed {rep['computed']}/{rep['num_steps']} steps · {speed}"
-        m = log_lines[rep["label"]]                  # the server's own log line says the same
-        assert (int(m.group(2)), int(m.group(3)), m.group(4), m.group(5)) == \
-            (rep["computed"], rep["num_steps"], f"{rep['speedup']:.2f}", strip)
+        m = log_lines[rep["label"]]  # the server's own log line says the same
+        assert (int(m.group(2)), int(m.group(3)), m.group(4), m.group(5)) == (
+            rep["computed"],
+            rep["num_steps"],
+            f"{rep['speedup']:.2f}",
+            strip,
+        )
         assert float(d["seconds"]) > 0
         # one speed figure of the run's own: the server's in-run estimate, never one against another branch
         est = (rep.get("timing") or {}).get("estimated_speedup")
@@ -612,7 +687,7 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
             t = rep["timing"]
             assert p["lines"][1].startswith(f"est. wall {est:.2f}x (computed step ") and ", this run)" in p["lines"][1]
             assert d["estSpeedup"] == f"{est:.2f}" and (t["skipped_s"] is None or ", skipped " in p["lines"][1])
-        shown = re.search(r"sampling ([0-9.]+) s$", p["lines"][1])      # the panel rounds the full-precision time
+        shown = re.search(r"sampling ([0-9.]+) s$", p["lines"][1])  # the panel rounds the full-precision time
         assert shown and float(shown.group(1)) == pytest.approx(float(d["seconds"]), abs=0.0051), p["lines"][1]
         assert not any("vs. reference" in line or "wall vs" in line for line in p["lines"])
         # every warning of the run is on the node, each on its own line
@@ -620,7 +695,9 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
         # the strip's legend; phase marks only for phases that exist (TC-Padé's default reading reports "mid")
         c = p["canvas"]
         phases = {s["phase"] for s in rep["steps"]} & {"early", "late"}
-        assert c["legend"] == "computed|skipped" + ("|early|mid|late" if phases else "") and c["phases"] == ("1" if phases else "")
+        assert c["legend"] == "computed|skipped" + ("|early|mid|late" if phases else "") and c["phases"] == (
+            "1" if phases else ""
+        )
         if c["gate"] == "plot":
             # the y scale fits the data: a value off it is drawn at its edge and counted
             kind, rng = c["scale"].split(" ")
@@ -634,9 +711,11 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
             assert c["gate"] == "no gate signal (fixed schedule)" and rep["threshold"] is None
     by_type = {p["type"]: p for p in caches}
     tc, tea = by_type["TCPade_TCPadeCache"], by_type["TCPade_TeaCache"]
-    assert tc["lines"][0] == "computed 10/20 steps · target 2x → reached 2.00x"      # the slow preset: a 2x target
+    assert tc["lines"][0] == "computed 10/20 steps · target 2x → reached 2.00x"  # the slow preset: a 2x target
     assert tc["canvas"]["scale"].startswith("log ") and tea["canvas"]["scale"].startswith("linear ")
-    assert tea["notes"].startswith("⚠ no calibrated TeaCache coefficients for ") and "tune δ or calibrate" in tea["notes"]
+    assert (
+        tea["notes"].startswith("⚠ no calibrated TeaCache coefficients for ") and "tune δ or calibrate" in tea["notes"]
+    )
     assert [p["notes"] for p in caches if p["type"] != "TCPade_TeaCache"] == ["", "", ""]
     prompt_s = float(re.search(r"Prompt executed in ([\d.]+) seconds", log).group(1))
     feeds = ui.page.evaluate(BRANCH_CACHES)
@@ -648,16 +727,20 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
         (cache_id,) = feeds[p["id"]]
         rep = reports[cache_id]
         worst = f" · worst {res['worst_psnr']:.1f} dB (image {res['worst_index'] + 1})"
-        assert p["lines"][0] == (f"computed {rep['computed']}/{rep['num_steps']} · PSNR mean {res['psnr']:.1f} dB"
-                                 f"{worst} · SSIM {res['ssim']:.3f}")
-        assert res["worst_psnr"] == min(res["per_image_psnr"]) and d["computed"] == f"{rep['computed']}/{rep['num_steps']}"
-        if res["changed"]:          # images whose content changed (PSNR below the server's floor) are marked
+        assert p["lines"][0] == (
+            f"computed {rep['computed']}/{rep['num_steps']} · PSNR mean {res['psnr']:.1f} dB"
+            f"{worst} · SSIM {res['ssim']:.3f}"
+        )
+        assert (
+            res["worst_psnr"] == min(res["per_image_psnr"]) and d["computed"] == f"{rep['computed']}/{rep['num_steps']}"
+        )
+        if res["changed"]:  # images whose content changed (PSNR below the server's floor) are marked
             assert p["lines"][1].startswith(f"⚠ {len(res['changed'])} image")
             assert all(f"#{i + 1}" in p["lines"][1] for i in res["changed"][:6])
         else:
             assert p["lines"][1] == ""
         assert p["lines"][3] == "difference ×4 of the 8 images: black = identical"
-        assert len(executed[p["id"]]["images"]) == 1          # one grid image
+        assert len(executed[p["id"]]["images"]) == 1  # one grid image
         if res["psnr"] is None:
             assert d["psnr"] == "inf"
         else:
@@ -667,7 +750,9 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
         assert 0 < test_s < prompt_s and 0 < ref_s < prompt_s
         # the branch that ran first also warmed the device up: a speed-up only when that was the test branch
         if d["first"] == "test":
-            assert p["lines"][2].startswith("test ran first · ") and float(d["speedup"]) == pytest.approx(ref_s / test_s, abs=0.011)
+            assert p["lines"][2].startswith("test ran first · ") and float(d["speedup"]) == pytest.approx(
+                ref_s / test_s, abs=0.011
+            )
             assert p["lines"][2].endswith(f" · {d['speedup']}x")
         else:
             assert d["first"] == "reference" and d["speedup"] == ""
@@ -676,17 +761,20 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
     # at the workflow's sizes every text is whole and inside its node; what matters most is never left out
     fits = assert_text_fits(ui.page, [p["id"] for p in panels])
     for p in caches:
-        assert canvas_texts(fits[p["id"]])[:2] == ["computed", "skipped"]          # the legend is drawn
-        assert fits[p["id"]]["leftOut"] in ("", p["lines"][2]), fits[p["id"]]      # only the target note may go
+        assert canvas_texts(fits[p["id"]])[:2] == ["computed", "skipped"]  # the legend is drawn
+        assert fits[p["id"]]["leftOut"] in ("", p["lines"][2]), fits[p["id"]]  # only the target note may go
     for p in compares:
-        assert fits[p["id"]]["leftOut"] in ("", p["lines"][3]), fits[p["id"]]      # only the difference legend may go
-    axes = {p["type"]: p["axes"] for p in ui.page.evaluate(PANELS)}                # as drawn (each was on screen)
-    assert axes["TCPade_TCPadeCache"].split("|", 1) in (["stability score", "step|θ = 1.00"], ["score", "step|θ = 1.00"])
+        assert fits[p["id"]]["leftOut"] in ("", p["lines"][3]), fits[p["id"]]  # only the difference legend may go
+    axes = {p["type"]: p["axes"] for p in ui.page.evaluate(PANELS)}  # as drawn (each was on screen)
+    assert axes["TCPade_TCPadeCache"].split("|", 1) in (
+        ["stability score", "step|θ = 1.00"],
+        ["score", "step|θ = 1.00"],
+    )
     assert axes["TCPade_TeaCache"].split("|", 1) in (["distance", "step|δ = 0.30"], ["dist.", "step|δ = 0.30"])
     assert axes["TCPade_TaylorSeer"] == axes["TCPade_TraCache"] == "step"
     assert "no gate signal (fixed schedule)" in canvas_texts(fits[by_type["TCPade_TraCache"]["id"]])
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    ui.page.evaluate(FRAME_ROW, "TCPade_TCPadeCache")       # the TC-Padé row: cache panel, previews, Compare
+    ui.page.evaluate(FRAME_ROW, "TCPade_TCPadeCache")  # the TC-Padé row: cache panel, previews, Compare
     ui.page.wait_for_timeout(600)
     shot = ARTIFACTS / "tiny_shapes_after_run.png"
     ui.page.screenshot(path=str(shot))
@@ -697,7 +785,7 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
     ui.page.wait_for_timeout(500)
     ui.page.screenshot(path=str(ARTIFACTS / "tiny_shapes_teacache_after_run.png"))
     shown = {p["type"]: p["notesShown"] for p in ui.page.evaluate(PANELS)}["TCPade_TeaCache"]
-    assert 0 < shown[0] and shown[1] <= shown[0] + 1, shown          # the warning is on screen, not cut off
+    assert 0 < shown[0] and shown[1] <= shown[0] + 1, shown  # the warning is on screen, not cut off
     assert not ui.ours(), ui.ours()
 
 
@@ -707,34 +795,66 @@ def test_panel_wording(ui):
     base = {"computed": 8, "num_steps": 20, "speedup": 2.5, "target_speedup": None, "interrupted": False}
     assert line(base) == "computed 8/20 steps · 2.50x speed-up"
     assert line({**base, "target_speedup": 2.5}) == "computed 8/20 steps · target 2.5x → reached 2.50x"
-    assert line({**base, "computed": 10, "speedup": 2.0, "target_speedup": 2.0}) == \
-        "computed 10/20 steps · target 2x → reached 2.00x"
-    assert line({**base, "computed": 4, "num_steps": 7, "planned_steps": 20, "speedup": 1.75, "interrupted": True}) == \
-        "interrupted at step 7/20 · computed 4/7 steps · 1.75x speed-up"
-    assert line({**base, "computed": 0, "num_steps": 0, "speedup": 0.0, "inactive": "the model never reached the "
-                 "pack's hooks"}) == "cache inactive: the model never reached the pack's hooks"
+    assert (
+        line({**base, "computed": 10, "speedup": 2.0, "target_speedup": 2.0})
+        == "computed 10/20 steps · target 2x → reached 2.00x"
+    )
+    assert (
+        line({**base, "computed": 4, "num_steps": 7, "planned_steps": 20, "speedup": 1.75, "interrupted": True})
+        == "interrupted at step 7/20 · computed 4/7 steps · 1.75x speed-up"
+    )
+    assert (
+        line(
+            {
+                **base,
+                "computed": 0,
+                "num_steps": 0,
+                "speedup": 0.0,
+                "inactive": "the model never reached the pack's hooks",
+            }
+        )
+        == "cache inactive: the model never reached the pack's hooks"
+    )
     # the speed line: the run's own wall-clock estimate (the server's report.timing), nothing when it has none
     speed = lambda rep, secs=None: ui.page.evaluate("([rep, s]) => window.tcpade.speedLine(rep, s)", [rep, secs])
     timing = {"computed_s": 0.41, "skipped_s": 0.01, "estimated_speedup": 1.9, "basis": "this run's own model calls"}
     assert speed({"timing": timing}) == "est. wall 1.90x (computed step 0.41 s, skipped 0.01 s, this run)"
-    assert speed({"timing": {**timing, "computed_s": 0.0834, "skipped_s": 0.0097}}, 1.234) == \
-        "est. wall 1.90x (computed step 0.083 s, skipped 0.0097 s, this run) · sampling 1.23 s"
+    assert (
+        speed({"timing": {**timing, "computed_s": 0.0834, "skipped_s": 0.0097}}, 1.234)
+        == "est. wall 1.90x (computed step 0.083 s, skipped 0.0097 s, this run) · sampling 1.23 s"
+    )
     assert speed({"timing": {**timing, "estimated_speedup": None}}) == speed({"timing": None}) == speed({}) == ""
     assert speed({"timing": None}, 2.0) == "sampling 2.00 s"
     # the Compare node: the mean and the worst image's PSNR, SSIM; the images whose content changed
     parts = lambda res: ui.page.evaluate("(res) => window.tcpade.scoreParts(res)", res)
-    res = {"psnr": 33.34, "ssim": 0.9512, "images": 8, "identical_images": 0, "worst_psnr": 12.06, "worst_index": 6,
-           "changed": [6], "changed_floor_db": 15.0}
+    res = {
+        "psnr": 33.34,
+        "ssim": 0.9512,
+        "images": 8,
+        "identical_images": 0,
+        "worst_psnr": 12.06,
+        "worst_index": 6,
+        "changed": [6],
+        "changed_floor_db": 15.0,
+    }
     assert parts(res) == ["PSNR mean 33.3 dB", "worst 12.1 dB (image 7)", "SSIM 0.951"]
     assert parts({**res, "images": 1, "worst_psnr": 33.34, "worst_index": 0}) == ["PSNR 33.3 dB", "SSIM 0.951"]
-    assert parts({**res, "psnr": None, "ssim": 1.0, "worst_psnr": None, "worst_index": 0}) == \
-        ["PSNR ∞ dB (identical)", "SSIM 1.000"]
-    assert parts({**res, "identical_images": 2}) == \
-        ["PSNR mean 33.3 dB", "worst 12.1 dB (image 7)", "PSNR of the 6 that differ", "SSIM 0.951"]
+    assert parts({**res, "psnr": None, "ssim": 1.0, "worst_psnr": None, "worst_index": 0}) == [
+        "PSNR ∞ dB (identical)",
+        "SSIM 1.000",
+    ]
+    assert parts({**res, "identical_images": 2}) == [
+        "PSNR mean 33.3 dB",
+        "worst 12.1 dB (image 7)",
+        "PSNR of the 6 that differ",
+        "SSIM 0.951",
+    ]
     changed = lambda res: ui.page.evaluate("(res) => window.tcpade.changedLine(res)", res)
     assert changed(res) == "⚠ 1 image changed content: #7 · PSNR below 15 dB"
-    assert changed({**res, "changed": list(range(9))}) == \
-        "⚠ 9 images changed content: #1, #2, #3, #4, #5, #6 and 3 more · PSNR below 15 dB"
+    assert (
+        changed({**res, "changed": list(range(9))})
+        == "⚠ 9 images changed content: #1, #2, #3, #4, #5, #6 and 3 more · PSNR below 15 dB"
+    )
     assert changed({**res, "changed": []}) == changed({"psnr": 30.0}) == ""
 
 
@@ -742,7 +862,7 @@ def test_compare_says_which_branch_ran_first_and_marks_changed_images(ui):
     """The timing line names the branch that ran first: a speed-up only when it was the test branch (the first one
     also warmed the device up); a result with an image whose content changed is marked on the node, whole."""
     page = ui.page
-    if page.evaluate("window.tcpade.state.compares.size") == 0:       # run alone (-k): run the tiny workflow here
+    if page.evaluate("window.tcpade.state.compares.size") == 0:  # run alone (-k): run the tiny workflow here
         page.evaluate(LOAD_WORKFLOW, TINY_SHAPES)
         run_queued(page)
     cid = page.evaluate("""() => { const g = window.comfyAPI.app.app.graph;
@@ -750,7 +870,8 @@ def test_compare_says_which_branch_ran_first_and_marks_changed_images(ui):
         return c ? String(c.id) : null; }""")
     assert cid is not None
     # move the test branch's samplers before the reference's, as if the test branch had run first
-    page.evaluate("""(cid) => { const t = window.tcpade; const n = window.comfyAPI.app.app.graph.nodes.find(n => String(n.id) === cid);
+    page.evaluate(
+        """(cid) => { const t = window.tcpade; const n = window.comfyAPI.app.app.graph.nodes.find(n => String(n.id) === cid);
         const [test, ref] = t.compareTiming(n).samplers;
         const first = Math.min(...ref.map(s => t.state.timing.get(String(s.id)).start));
         window.__saved = {timing: test.map(s => [String(s.id), {...t.state.timing.get(String(s.id))}]),
@@ -761,21 +882,32 @@ def test_compare_says_which_branch_ran_first_and_marks_changed_images(ui):
         const res = window.__saved.compare;
         t.state.compares.set(cid, {...res, worst_psnr: 9.87, worst_index: 6, changed: [6], changed_floor_db: 15.0,
                                    per_image_psnr: res.per_image_psnr.map((v, i) => i === 6 ? 9.87 : v)});
-        t.renderAll(); }""", cid)
+        t.renderAll(); }""",
+        cid,
+    )
     try:
         p = {x["id"]: x for x in page.evaluate(PANELS)}[cid]
         d = p["data"]
-        assert d["first"] == "test" and float(d["speedup"]) == pytest.approx(float(d["refSeconds"]) / float(d["testSeconds"]), abs=0.011)
-        assert re.fullmatch(rf"test ran first · [\d.]+ s vs\. [\d.]+ s reference · {d['speedup']}x", p["lines"][2]), p["lines"]
+        assert d["first"] == "test" and float(d["speedup"]) == pytest.approx(
+            float(d["refSeconds"]) / float(d["testSeconds"]), abs=0.011
+        )
+        assert re.fullmatch(rf"test ran first · [\d.]+ s vs\. [\d.]+ s reference · {d['speedup']}x", p["lines"][2]), p[
+            "lines"
+        ]
         assert " · worst 9.9 dB (image 7) · " in p["lines"][0]
         assert p["lines"][1] == "⚠ 1 image changed content: #7 · PSNR below 15 dB" and d["changed"] == "6"
         fit = assert_text_fits(page, [cid])[cid]
-        assert [line for line in p["lines"][:3] if line in fit["leftOut"]] == [], fit   # only the difference legend may go
+        assert [line for line in p["lines"][:3] if line in fit["leftOut"]] == [], (
+            fit
+        )  # only the difference legend may go
         page.screenshot(path=str(ARTIFACTS / "compare_test_ran_first_changed_image.png"))
     finally:
-        page.evaluate("""(cid) => { const t = window.tcpade;
+        page.evaluate(
+            """(cid) => { const t = window.tcpade;
             for (const [id, r] of window.__saved.timing) t.state.timing.set(id, r);
-            t.state.compares.set(cid, window.__saved.compare); t.renderAll(); }""", cid)
+            t.state.compares.set(cid, window.__saved.compare); t.renderAll(); }""",
+            cid,
+        )
     p = {x["id"]: x for x in page.evaluate(PANELS)}[cid]
     assert p["data"]["first"] == "reference" and p["lines"][1] == ""
 
@@ -821,7 +953,7 @@ def test_new_nodes_show_every_text_whole(browser, server):
     p = Page(browser, server.url)
     try:
         page = p.page
-        if not reports or not compares:           # run alone (-k): run the tiny workflow once for real results
+        if not reports or not compares:  # run alone (-k): run the tiny workflow once for real results
             page.evaluate(LOAD_WORKFLOW, TINY_SHAPES)
             run_queued(page)
             reports, compares = _get(server.url + "/api/tcpade/reports"), _get(server.url + "/api/tcpade/compares")
@@ -829,9 +961,12 @@ def test_new_nodes_show_every_text_whole(browser, server):
         ids = page.evaluate(ADD_NEW_NODES, types)
         panels = lambda: {x["type"]: x for x in page.evaluate(PANELS)}
         fits = assert_text_fits(page, ids.values())
-        assert {i: f["leftOut"] for i, f in fits.items() if f["leftOut"]} == {}    # nothing left out before a run
-        assert all(panels()[t]["lines"][:2] == ["no run yet", "queue the workflow: computed / skipped steps and the "
-                                                "gate signal appear here"] for t in CACHE_TYPES)
+        assert {i: f["leftOut"] for i, f in fits.items() if f["leftOut"]} == {}  # nothing left out before a run
+        assert all(
+            panels()[t]["lines"][:2]
+            == ["no run yet", "queue the workflow: computed / skipped steps and the gate signal appear here"]
+            for t in CACHE_TYPES
+        )
         # the widgets a preset overrides: greyed, and their labels drawn whole at this width
         page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 1.0])
         page.wait_for_timeout(200)
@@ -840,43 +975,74 @@ def test_new_nodes_show_every_text_whole(browser, server):
         assert len(greyed) == 3 and [g for g in greyed if g not in drawn] == [], (greyed, drawn)
         assert "target speed-up: 2x (preset)" in greyed
         # the last run's results on them
-        label = {"TCPade_TCPadeCache": "TC-Padé", "TCPade_TaylorSeer": "TaylorSeer", "TCPade_TeaCache": "TeaCache",
-                 "TCPade_TraCache": "TraCache"}
+        label = {
+            "TCPade_TCPadeCache": "TC-Padé",
+            "TCPade_TaylorSeer": "TaylorSeer",
+            "TCPade_TeaCache": "TeaCache",
+            "TCPade_TraCache": "TraCache",
+        }
         rep = {t: next(r for r in reports.values() if r["label"] == label[t]) for t in CACHE_TYPES}
         res = max(compares.values(), key=lambda r: r["images"])
-        page.evaluate(SHOW_RESULTS, [[ids[t], "report", rep[t]] for t in CACHE_TYPES] + [[ids["TCPade_Compare"], "compare", res]])
+        page.evaluate(
+            SHOW_RESULTS, [[ids[t], "report", rep[t]] for t in CACHE_TYPES] + [[ids["TCPade_Compare"], "compare", res]]
+        )
         fits = assert_text_fits(page, ids.values())
         shown = panels()
         for t in CACHE_TYPES:
             assert canvas_texts(fits[ids[t]])[:2] == ["computed", "skipped"], fits[ids[t]]
-            assert fits[ids[t]]["leftOut"] in ("", shown[t]["lines"][2]), (t, fits[ids[t]])   # only the target note
+            assert fits[ids[t]]["leftOut"] in ("", shown[t]["lines"][2]), (t, fits[ids[t]])  # only the target note
         cmp = shown["TCPade_Compare"]["lines"]
         assert cmp[0].startswith("PSNR mean ") and fits[ids["TCPade_Compare"]]["leftOut"] in (
-            "", cmp[3], f"{cmp[3]}\n{cmp[2]}"), fits[ids["TCPade_Compare"]]
-        page.evaluate("() => { const c = window.comfyAPI.app.app.canvas; c.ds.scale = 0.8; c.ds.offset = [90, 120]; c.setDirty(true, true); }")
+            "",
+            cmp[3],
+            f"{cmp[3]}\n{cmp[2]}",
+        ), fits[ids["TCPade_Compare"]]
+        page.evaluate(
+            "() => { const c = window.comfyAPI.app.app.canvas; c.ds.scale = 0.8; c.ds.offset = [90, 120]; c.setDirty(true, true); }"
+        )
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "new_nodes_after_run.png"))
         # phases drawn only where the steps have them; a value off the scale drawn at its edge and counted;
         # warnings that need the room of other lines; an image whose content changed
-        tc = {**rep["TCPade_TCPadeCache"], "steps": [{**s, "phase": "early" if i < 8 else "late"}
-                                                      for i, s in enumerate(rep["TCPade_TCPadeCache"]["steps"])]}
+        tc = {
+            **rep["TCPade_TCPadeCache"],
+            "steps": [
+                {**s, "phase": "early" if i < 8 else "late"} for i, s in enumerate(rep["TCPade_TCPadeCache"]["steps"])
+            ],
+        }
         tea = rep["TCPade_TeaCache"]
-        spike = {**tea, "steps": [{**s, "gate": 10 * tea["threshold"] if i == 5 else s["gate"]} for i, s in enumerate(tea["steps"])]}
+        spike = {
+            **tea,
+            "steps": [
+                {**s, "gate": 10 * tea["threshold"] if i == 5 else s["gate"]} for i, s in enumerate(tea["steps"])
+            ],
+        }
         many = {**rep["TCPade_TaylorSeer"], "notes": [tea["notes"][0] if tea["notes"] else "a long warning " * 6] * 3}
         changed = {**res, "changed": [6, 7], "worst_psnr": 9.5, "worst_index": 7}
-        page.evaluate(SHOW_RESULTS, [[ids["TCPade_TCPadeCache"], "report", tc], [ids["TCPade_TeaCache"], "report", spike],
-                                     [ids["TCPade_TaylorSeer"], "report", many], [ids["TCPade_Compare"], "compare", changed]])
+        page.evaluate(
+            SHOW_RESULTS,
+            [
+                [ids["TCPade_TCPadeCache"], "report", tc],
+                [ids["TCPade_TeaCache"], "report", spike],
+                [ids["TCPade_TaylorSeer"], "report", many],
+                [ids["TCPade_Compare"], "compare", changed],
+            ],
+        )
         fits = assert_text_fits(page, ids.values())
         shown = panels()
         assert shown["TCPade_TCPadeCache"]["canvas"]["legend"] == "computed|skipped|early|mid|late"
         assert {"early", "mid", "late"} <= set(canvas_texts(fits[ids["TCPade_TCPadeCache"]]))
         assert shown["TCPade_TeaCache"]["canvas"]["clipped"] == "1 above, 0 below"
         assert "1 above" in canvas_texts(fits[ids["TCPade_TeaCache"]])
-        many_fit = fits[ids["TCPade_TaylorSeer"]]    # the warnings and the headline keep their room, the plot gives it
-        assert shown["TCPade_TaylorSeer"]["lines"][0] not in many_fit["leftOut"] and "⚠" not in many_fit["leftOut"], many_fit
+        many_fit = fits[ids["TCPade_TaylorSeer"]]  # the warnings and the headline keep their room, the plot gives it
+        assert shown["TCPade_TaylorSeer"]["lines"][0] not in many_fit["leftOut"] and "⚠" not in many_fit["leftOut"], (
+            many_fit
+        )
         assert shown["TCPade_Compare"]["lines"][1] == "⚠ 2 images changed content: #7, #8 · PSNR below 15 dB"
         assert shown["TCPade_Compare"]["lines"][1] not in fits[ids["TCPade_Compare"]]["leftOut"]
-        page.evaluate("() => { const c = window.comfyAPI.app.app.canvas; c.ds.scale = 0.8; c.ds.offset = [90, 120]; c.setDirty(true, true); }")
+        page.evaluate(
+            "() => { const c = window.comfyAPI.app.app.canvas; c.ds.scale = 0.8; c.ds.offset = [90, 120]; c.setDirty(true, true); }"
+        )
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "new_nodes_phases_clipped_changed.png"))
         assert not p.ours(), p.ours()
@@ -932,9 +1098,11 @@ def test_widget_labels_and_what_a_preset_overrides(ui, server):
     w = state()
     assert [w[k][0] for k in ("lam", "interval")] == [name["lam"], name["interval"]] and name["theta"] == "θ"
     assert w["target_speedup"][:2] == [f"{name['target_speedup']}: 2x (preset)", True]
-    assert w["target_speedup"][2] == ("Greyed out: Set by the preset slow (2x): a 2x speed target. Choose preset custom "
-                                      f"to set it.\n{tip['target_speedup']}")
-    assert w["theta"][:2] == ["θ", False]   # under a preset θ still moves computes earlier: live, not greyed
+    assert w["target_speedup"][2] == (
+        "Greyed out: Set by the preset slow (2x): a 2x speed target. Choose preset custom "
+        f"to set it.\n{tip['target_speedup']}"
+    )
+    assert w["theta"][:2] == ["θ", False]  # under a preset θ still moves computes earlier: live, not greyed
     assert w["alpha1"][:2] == ["α1 (paper_literal only)", True] and w["beta"][:2] == ["β (paper_literal only)", True]
     assert w["lam"][1] is False and w["preset"][1] is False and w["lam"][2] in (None, tip["lam"])
     page.evaluate(FOCUS_NODE, ["TCPade_TCPadeCache", 1.0])
@@ -945,7 +1113,7 @@ def test_widget_labels_and_what_a_preset_overrides(ui, server):
     assert not hover_tooltip(page, "TCPade_TCPadeCache", "theta").startswith("Greyed out")
     page.mouse.move(5, 500)
     x, y = page.evaluate(WIDGET_POINT, ["TCPade_TCPadeCache", "preset"])
-    open_combo_and_pick(page, x, y, "custom")                     # the combo's menu, then "custom"
+    open_combo_and_pick(page, x, y, "custom")  # the combo's menu, then "custom"
     page.wait_for_timeout(200)
     w = state()
     assert w["target_speedup"][:2] == [name["target_speedup"], False] and w["preset"][0] == name["preset"]
@@ -1004,7 +1172,7 @@ def test_a_reload_keeps_the_last_run_on_the_panels(ui, server):
         p = after[k]
         assert p["lines"][0] == before[k]["lines"][0] and p["data"]["strip"] == before[k]["data"]["strip"]
         assert p["notes"] == before[k]["notes"] and p["data"]["source"] == "server"
-    for k in compares:   # the scores, the branch's computed steps and any changed image, as before the reload
+    for k in compares:  # the scores, the branch's computed steps and any changed image, as before the reload
         p = after[k]
         assert p["lines"][:2] == before[k]["lines"][:2] and p["data"]["psnr"] == before[k]["data"]["psnr"]
         assert p["data"]["source"] == "server" and p["lines"][3] == before[k]["lines"][3]
@@ -1012,7 +1180,9 @@ def test_a_reload_keeps_the_last_run_on_the_panels(ui, server):
     ui.page.evaluate(LOAD_WORKFLOW, TINY_DIGITS)
     ui.page.wait_for_timeout(500)
     assert all(p["lines"][0] == "no run yet" for p in ui.page.evaluate(PANELS) if p["type"] in CACHE_TYPES)
-    assert all(p["lines"][0] == "PSNR / SSIM: not run yet" for p in ui.page.evaluate(PANELS) if p["type"] == "TCPade_Compare")
+    assert all(
+        p["lines"][0] == "PSNR / SSIM: not run yet" for p in ui.page.evaluate(PANELS) if p["type"] == "TCPade_Compare"
+    )
     ui.page.evaluate(LOAD_WORKFLOW, TINY_SHAPES)
     ui.page.wait_for_function(f"() => JSON.stringify(({SERVED_PANELS})()) === '[4,4]'", timeout=20_000)
     assert not ui.ours(), ui.ours()
@@ -1046,7 +1216,7 @@ def test_a_target_set_with_mouse_and_keyboard_is_reached(ui):
     tc = panels["TCPade_TCPadeCache"]
     assert tc["lines"][0] == "computed 8/20 steps · target 2.5x → reached 2.50x"
     assert (tc["data"]["computed"], tc["data"]["speedup"], tc["data"]["source"]) == ("8", "2.50", "live")
-    assert len(page.evaluate("window.__t.reports")) == 1               # only the TC-Padé branch sampled
+    assert len(page.evaluate("window.__t.reports")) == 1  # only the TC-Padé branch sampled
     for t in ("TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache"):
         assert panels[t]["data"]["source"] == "server" and panels[t]["lines"][0] == before[t]["lines"][0]
     page.screenshot(path=str(ARTIFACTS / "tiny_shapes_target_2.5.png"))
@@ -1078,13 +1248,16 @@ def test_min_size_table_is_what_the_frontend_computes(ui):
         import make_workflows as mw
     finally:
         sys.path.remove(str(PACK / "workflows"))
-    got = ui.page.evaluate("""(types) => Object.fromEntries(types.map(t => {
+    got = ui.page.evaluate(
+        """(types) => Object.fromEntries(types.map(t => {
         const n = LiteGraph.createNode(t); window.comfyAPI.app.app.graph.add(n);
         const s = n.computeSize().map(Math.ceil); window.comfyAPI.app.app.graph.remove(n); return [t, s]; }))""",
-                           sorted(mw.MIN_SIZE))
+        sorted(mw.MIN_SIZE),
+    )
     assert set(got) == set(mw.MIN_SIZE) and all(s[0] > 0 and s[1] > 0 for s in got.values()), got
-    below = {t: (list(mw.MIN_SIZE[t]), s) for t, s in got.items()
-             if s[0] > mw.MIN_SIZE[t][0] or s[1] > mw.MIN_SIZE[t][1]}
+    below = {
+        t: (list(mw.MIN_SIZE[t]), s) for t, s in got.items() if s[0] > mw.MIN_SIZE[t][0] or s[1] > mw.MIN_SIZE[t][1]
+    }
     assert below == {}, f"MIN_SIZE below the frontend's computeSize (table, frontend): {below}"
 
 
@@ -1098,18 +1271,26 @@ def test_workflow_loads_clean(ui, name):
     assert r["toasts"] == [] and r["dialogs"] == [], (r["toasts"], r["dialogs"])
     # every node exactly where and as large as saved: the layout test's boxes are what a person sees
     wf = json.loads((PACK / "workflows" / f"{name}.json").read_text(encoding="utf-8"))
-    saved = {str(n["id"]): (n["pos"], n["size"]) for n in wf["nodes"]}     # node ids: numbers, or strings (1.49)
+    saved = {str(n["id"]): (n["pos"], n["size"]) for n in wf["nodes"]}  # node ids: numbers, or strings (1.49)
     # each saved size is at least what this frontend computes for the node (fonts differ between frontends)
-    small = [(i, saved[str(i)][1], [math.ceil(v) for v in lo]) for i, _, _, lo in r["shown"]
-             if any(v < m for v, m in zip(saved[str(i)][1], lo))]
+    small = [
+        (i, saved[str(i)][1], [math.ceil(v) for v in lo])
+        for i, _, _, lo in r["shown"]
+        if any(v < m for v, m in zip(saved[str(i)][1], lo))
+    ]
     assert small == [], f"saved smaller than the frontend's minimum (node, saved, minimum): {small}"
-    moved = [(i, pos, size, saved[str(i)]) for i, pos, size, _ in r["shown"]
-             if [round(v, 1) for v in pos + size] != [round(v, 1) for v in saved[str(i)][0] + saved[str(i)][1]]]
+    moved = [
+        (i, pos, size, saved[str(i)])
+        for i, pos, size, _ in r["shown"]
+        if [round(v, 1) for v in pos + size] != [round(v, 1) for v in saved[str(i)][0] + saved[str(i)][1]]
+    ]
     assert moved == [], moved
     # and the boxes as shown overlap nothing (no node, group or wire in the way: tests/layout_geometry.py)
     shown = {str(i): (pos, size) for i, pos, size, _ in r["shown"]}
-    as_shown = {**wf, "nodes": [{**n, "pos": shown[str(n["id"])][0], "size": shown[str(n["id"])][1]}
-                                for n in wf["nodes"]]}
+    as_shown = {
+        **wf,
+        "nodes": [{**n, "pos": shown[str(n["id"])][0], "size": shown[str(n["id"])][1]} for n in wf["nodes"]],
+    }
     assert G.layout_problems(as_shown) == [], G.layout_problems(as_shown)
     # the wires are the layout test's curves: the frontend's midpoint of every drawn segment (t = 0.5)
     ui.page.evaluate("""() => { const app = window.comfyAPI.app.app; const el = app.canvas.canvas;

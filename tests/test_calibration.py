@@ -1,5 +1,6 @@
 """Calibration: fitting on a recorded trajectory (engine), and the Calibrate node, the store and its use
 by the cache nodes (host)."""
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ def synthetic(n=20, d=32, seed=0):
 def test_replay_counts_and_errors_like_the_engine():
     tr = synthetic()
     c, e = replay(TaylorSeerConfig(interval=3, order=1, first_enhance=2), tr)
-    assert c == 8 and 0.0 < e < 0.2                      # ##..#..#..#..#..#..#
+    assert c == 8 and 0.0 < e < 0.2  # ##..#..#..#..#..#..#
     c, _ = replay(TCPadeConfig(), tr, target=2.5)
     assert c == budget(20, 2.5) == 8
 
@@ -42,8 +43,8 @@ def test_teacache_fit_recovers_a_known_relation():
     m, y = base.clone(), base.clone()
     for i in range(20):
         step = 0.01 * (1 + i % 5)
-        m = m * (1 + step)                                 # relative L1 change of m: step
-        y = y * (1 + 2 * step)                             # ... of the output: 2 x step
+        m = m * (1 + step)  # relative L1 change of m: step
+        y = y * (1 + 2 * step)  # ... of the output: 2 x step
         tr.t.append(1 - i / 20)
         tr.inputs.append(base)
         tr.outputs.append(y.clone())
@@ -72,28 +73,50 @@ def test_calibrate_meets_the_budget_and_round_trips_as_json():
 
 # --------------------------------------------------------------------------------------- host
 
+
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     import host_util as H
+
     H.require_host()
     torch.set_num_threads(1)
     H.load_pack()
     import folder_paths
+
     old = folder_paths.get_user_directory()
     folder_paths.set_user_directory(str(tmp_path_factory.mktemp("user")))
     nodes = H.host().nodes.NODE_CLASS_MAPPINGS
     model = nodes["TCPade_BenchModelLoader"].execute("B: FLUX-like shapes 32x32").args[0]
     pos, neg = nodes["TCPade_ClassLabel"].execute("B: shapes", 2, "").args
-    yield dict(H=H, nodes=nodes, model=model, pos=pos, neg=neg, folder_paths=folder_paths,
-               CAL=H.pack_module("nodes.calibration"))
+    yield dict(
+        H=H,
+        nodes=nodes,
+        model=model,
+        pos=pos,
+        neg=neg,
+        folder_paths=folder_paths,
+        CAL=H.pack_module("nodes.calibration"),
+    )
     folder_paths.set_user_directory(old)
 
 
 def _sample(env, m, steps=12):
     import comfy.sample
+
     noise = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
-    return comfy.sample.sample(m, noise, steps, 2.0, "euler", "simple", env["pos"], env["neg"],
-                               torch.zeros(1, 3, 32, 32), seed=3, disable_pbar=True)
+    return comfy.sample.sample(
+        m,
+        noise,
+        steps,
+        2.0,
+        "euler",
+        "simple",
+        env["pos"],
+        env["neg"],
+        torch.zeros(1, 3, 32, 32),
+        seed=3,
+        disable_pbar=True,
+    )
 
 
 def _attach(env, nid, model, **kw):
@@ -112,8 +135,8 @@ def test_calibrate_node_stores_and_cache_nodes_use_it(host, caplog):
     assert cal.steps == 12 and cal.target == 2.0 and lat["samples"].shape == (1, 3, 32, 32)
     path = env["CAL"].store_path()
     assert path.startswith(env["folder_paths"].get_user_directory()) and path.endswith("tcpade/calibration.json")
-    assert env["CAL"].lookup(cal.model_key, 12) == cal                       # round trip through the store
-    assert torch.equal(lat["samples"], _sample(env, env["model"]))           # the pass is a full-compute run
+    assert env["CAL"].lookup(cal.model_key, 12) == cal  # round trip through the store
+    assert torch.equal(lat["samples"], _sample(env, env["model"]))  # the pass is a full-compute run
     # a cache node without the calibration input finds the stored one for this model and step count
     m = _attach(env, "TCPade_TaylorSeer", env["model"])
     _sample(env, m)
@@ -121,10 +144,12 @@ def test_calibrate_node_stores_and_cache_nodes_use_it(host, caplog):
     assert any(n.startswith("calibrated for 12 steps at 2x") for n in rep.notes)
     ts = cal.taylorseer
     assert f"interval={ts['interval']}" in rep.settings or ts["interval"] == 4
-    assert abs(rep.computed - 6) <= 1                                          # 12 steps at 2x
+    assert abs(rep.computed - 6) <= 1  # 12 steps at 2x
     # another step count: not applied
     _sample(env, m, steps=10)
-    assert not any(n.startswith("calibrated") for n in m.model_options["transformer_options"]["tcpade"].last_report.notes)
+    assert not any(
+        n.startswith("calibrated") for n in m.model_options["transformer_options"]["tcpade"].last_report.notes
+    )
     # connected, but made for another step count: ignored, with a warning on the node and in the console
     m2 = _attach(env, "TCPade_TeaCache", env["model"], calibration=cal)
     with caplog.at_level(logging.WARNING, logger="tcpade"):
@@ -141,15 +166,18 @@ def test_calibrate_node_stores_and_cache_nodes_use_it(host, caplog):
     # a method the calibration has nothing for (TraCache) is not reported as calibrated
     m4 = _attach(env, "TCPade_TraCache", env["model"], calibration=cal)
     _sample(env, m4)
-    assert not any(n.startswith("calibrated") for n in m4.model_options["transformer_options"]["tcpade"].last_report.notes)
+    assert not any(
+        n.startswith("calibrated") for n in m4.model_options["transformer_options"]["tcpade"].last_report.notes
+    )
 
 
 def test_what_the_user_set_is_never_overwritten(host):
     """A calibration fills only the settings left at their default; the report names each value it filled."""
     env = host
     node = env["nodes"]["TCPade_Calibrate"]
-    cal = node.execute(env["model"], env["pos"], env["neg"], {"samples": torch.zeros(1, 3, 32, 32)}, 3, 12, 2.0,
-                       "euler", "simple", 2.0).args[0]
+    cal = node.execute(
+        env["model"], env["pos"], env["neg"], {"samples": torch.zeros(1, 3, 32, 32)}, 3, 12, 2.0, "euler", "simple", 2.0
+    ).args[0]
     assert cal.taylorseer is not None and cal.taylorseer["interval"] != 5
     left = _attach(env, "TCPade_TaylorSeer", env["model"], calibration=cal)
     _sample(env, left)
@@ -182,7 +210,7 @@ def test_two_samplers_fed_by_one_node_keep_their_own_reports(host):
 def test_a_different_model_does_not_use_it(host):
     env = host
     other = env["model"].clone()
-    other.add_patches({next(iter(other.model.state_dict())): (torch.zeros(1),)}, 0.5)   # a patch changes the key
+    other.add_patches({next(iter(other.model.state_dict())): (torch.zeros(1),)}, 0.5)  # a patch changes the key
     assert env["CAL"].model_key(other) != env["CAL"].model_key(env["model"])
 
 
@@ -195,7 +223,7 @@ def test_corrupt_file_names_it_and_the_run_goes_on(host, caplog):
     with caplog.at_level(logging.ERROR, logger="tcpade"):
         out = _sample(env, m)
     rep = m.model_options["transformer_options"]["tcpade"].last_report
-    assert torch.isfinite(out).all() and rep.num_steps == 12 and rep.computed == 6   # uncalibrated: 2x preset
+    assert torch.isfinite(out).all() and rep.num_steps == 12 and rep.computed == 6  # uncalibrated: 2x preset
     assert any(path in n and "cannot be read" in n for n in rep.notes)
     assert any(path in r.getMessage() for r in caplog.records)
 

@@ -1,4 +1,5 @@
 """Engine tests: exact values on constructed curves, gate rules, guards, config errors."""
+
 import math
 import pathlib
 import subprocess
@@ -7,8 +8,17 @@ import sys
 import pytest
 import torch
 
-from tcpade_core import (CacheRun, ConfigError, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig,
-                         TeaCacheConfig, TraCacheConfig, make_config)
+from tcpade_core import (
+    CacheRun,
+    ConfigError,
+    NoCacheConfig,
+    ReuseConfig,
+    TaylorSeerConfig,
+    TCPadeConfig,
+    TeaCacheConfig,
+    TraCacheConfig,
+    make_config,
+)
 from tcpade_core import gates as G
 from tcpade_core import predictors as P
 from tcpade_core.history import ResidualHistory
@@ -20,20 +30,21 @@ def poly_values(coeffs, times, shape=(3, 5), seed=0):
     """Vector-valued polynomial sum_k c_k * A_k * t^k with random directions A_k."""
     g = torch.Generator().manual_seed(seed)
     dirs = [torch.randn(shape, generator=g, dtype=torch.float64) for _ in coeffs]
-    return [sum(c * d * t ** k for k, (c, d) in enumerate(zip(coeffs, dirs))) for t in times], dirs
+    return [sum(c * d * t**k for k, (c, d) in enumerate(zip(coeffs, dirs))) for t in times], dirs
 
 
 def poly_at(coeffs, dirs, t):
-    return sum(c * d * t ** k for k, (c, d) in enumerate(zip(coeffs, dirs)))
+    return sum(c * d * t**k for k, (c, d) in enumerate(zip(coeffs, dirs)))
 
 
 # ------------------------------------------------------------------ Taylor / Lagrange exactness
+
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3])
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
 def test_newton_taylor_exact_on_polynomials_up_to_order(order, degree):
     coeffs = [0.7, -1.3, 0.4, 0.25][: degree + 1]
-    steps = [9.0, 6.0, 3.0, 0.0]           # newest first, computed every 3 steps
+    steps = [9.0, 6.0, 3.0, 0.0]  # newest first, computed every 3 steps
     vals, dirs = poly_values(coeffs, steps)
     pred = P.newton(vals, steps, 11.0, order)
     err = float((pred - poly_at(coeffs, dirs, 11.0)).abs().max())
@@ -66,7 +77,7 @@ def official_taylor(values, steps, target, order, first_enhance=0):
 @pytest.mark.parametrize("degree", [0, 1])
 def test_taylorseer_official_exact_on_lines_even_with_uneven_spacing(degree):
     coeffs = [0.7, -1.3][: degree + 1]
-    steps = [0.0, 1.0, 4.0, 7.0]                 # first_enhance 2, interval 3: uneven first spacing
+    steps = [0.0, 1.0, 4.0, 7.0]  # first_enhance 2, interval 3: uneven first spacing
     vals, dirs = poly_values(coeffs, steps)
     for order in (1, 2, 3):
         pred = official_taylor(vals, steps, 9.0, order)
@@ -88,16 +99,17 @@ def test_taylorseer_official_recursion_by_hand():
     # on evenly spaced computes the two coincide
     vals = [one(float(s) ** 2) for s in (0, 3, 6)]
     assert float(official_taylor(vals, [0, 3, 6], 8, 2)) == pytest.approx(
-        float(P.taylor_eq10(vals[::-1], [6.0, 3.0, 0.0], 8.0, 2)), abs=1e-12)
+        float(P.taylor_eq10(vals[::-1], [6.0, 3.0, 0.0], 8.0, 2)), abs=1e-12
+    )
 
 
 def test_taylorseer_official_first_enhance_holds_back_derivatives():
     # official: order >= 1 factors are only updated from step first_enhance - 1 on
     one = lambda x: torch.tensor([x], dtype=torch.float64)
     pred = official_taylor([one(0.0), one(1.0), one(5.0)], [0, 1, 2], 3, 1, first_enhance=3)
-    assert float(pred) == pytest.approx(5 + (5 - 1) * 1)       # the step-0 value never made a derivative
+    assert float(pred) == pytest.approx(5 + (5 - 1) * 1)  # the step-0 value never made a derivative
     pred = official_taylor([one(0.0), one(1.0)], [0, 1], 3, 1, first_enhance=3)
-    assert float(pred) == 1.0                                   # step 1 < first_enhance - 1: no derivative yet
+    assert float(pred) == 1.0  # step 1 < first_enhance - 1: no derivative yet
 
 
 def test_taylorseer_official_in_the_engine_matches_the_recursion():
@@ -112,13 +124,16 @@ def test_taylorseer_official_in_the_engine_matches_the_recursion():
     assert rep.strip() == "##..#..#.."
     want = official_taylor([seq[s] for s in (0, 1, 4)], [0, 1, 4], 6, 2, first_enhance=2)
     assert torch.allclose(outs[6], want.float())
-    assert rep.cache_bytes == 3 * 6 * 4              # order + 1 factors of one stream, fp32
+    assert rep.cache_bytes == 3 * 6 * 4  # order + 1 factors of one stream, fp32
 
 
 def test_taylorseer_eq10_matches_its_formula_on_a_parabola():
     # F = t^2 sampled at 4, 2, 0 (N=2); Eq. 10 at t=5 (k=1): F + D1/N*k + D2/(2 N^2)*k^2
-    vals = [torch.tensor([16.0], dtype=torch.float64), torch.tensor([4.0], dtype=torch.float64),
-            torch.tensor([0.0], dtype=torch.float64)]
+    vals = [
+        torch.tensor([16.0], dtype=torch.float64),
+        torch.tensor([4.0], dtype=torch.float64),
+        torch.tensor([0.0], dtype=torch.float64),
+    ]
     pred = P.taylor_eq10(vals, [4.0, 2.0, 0.0], 5.0, 2)
     d1, d2 = 16 - 4, 16 - 2 * 4 + 0
     assert float(pred) == pytest.approx(16 + d1 / 2 * 1 + d2 / (2 * 4) * 1)
@@ -145,6 +160,7 @@ def test_lagrange_dynamic_picks_exact_order_on_a_line():
 
 
 # ------------------------------------------------------------------ TSI
+
 
 def _traj(d1, d2):
     r3 = torch.zeros(4)
@@ -196,6 +212,7 @@ def test_tsi_constant_residual_is_steady():
 
 # ------------------------------------------------------------------ Padé guards
 
+
 def _finite(x):
     return bool(torch.isfinite(x).all())
 
@@ -204,7 +221,7 @@ def _finite(x):
 @pytest.mark.parametrize("denominator", ["elementwise", "normalized", "none"])
 def test_pade_pole_is_guarded(numerator, denominator):
     lam = 10.0
-    r = torch.full((64,), -lam)         # R1 == R2 -> sigma = 1 -> a1 = 1/lam -> 1 + a1*R1 == 0
+    r = torch.full((64,), -lam)  # R1 == R2 -> sigma = 1 -> a1 = 1/lam -> 1 + a1*R1 == 0
     out, s = P.pade_residual(r, r.clone(), r.clone(), lam=lam, numerator=numerator, denominator=denominator)
     assert s == 1.0
     assert _finite(out)
@@ -221,9 +238,9 @@ def test_pade_zero_norm_differences_and_sigma_to_zero():
     a = torch.randn(32)
     out, s = P.pade_residual(a, -a, a, lam=10.0, numerator="literal", denominator="elementwise")
     assert s == 0.0 and _finite(out)
-    assert float(out.abs().max()) == 0.0      # literal Eq. 5 with sigma -> 0 predicts a zero residual
+    assert float(out.abs().max()) == 0.0  # literal Eq. 5 with sigma -> 0 predicts a zero residual
     out, s = P.pade_residual(a, -a, a, lam=10.0, numerator="recent", denominator="elementwise")
-    assert torch.allclose(out, a)             # the default reading falls back to reuse of R1
+    assert torch.allclose(out, a)  # the default reading falls back to reuse of R1
 
 
 def test_pade_non_finite_inputs_give_zero_not_nan():
@@ -233,7 +250,7 @@ def test_pade_non_finite_inputs_give_zero_not_nan():
     assert out.tolist() == [0.0, 0.0, 0.0]
     big = torch.full((4,), 1e15)
     out, s = P.pade_residual(big, -big * 0.5, big, lam=10.0, numerator="recent", denominator="none")
-    assert s == pytest.approx(math.exp(-30.0))   # ||R1 - R2|| / ||R1 + R2|| = 1.5 / 0.5
+    assert s == pytest.approx(math.exp(-30.0))  # ||R1 - R2|| / ||R1 + R2|| = 1.5 / 0.5
     assert torch.equal(out, big + s * (big - (-big * 0.5)))
 
 
@@ -246,7 +263,7 @@ def test_early_returns_are_guarded_too():
 
 def test_pade_recent_is_linear_extrapolation_when_stable():
     r2 = torch.ones(8)
-    r1 = r2 * 1.001                      # tiny change -> sigma close to 1
+    r1 = r2 * 1.001  # tiny change -> sigma close to 1
     out, s = P.pade_residual(r1, r2, None, lam=10.0, numerator="recent", denominator="none")
     assert torch.allclose(out, r1 + s * (r1 - r2))
     assert s > 0.99
@@ -303,7 +320,7 @@ def test_tcpade_phases_follow_eq9_boundaries():
     rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, mode="paper_literal"))
     phases = [r.phase for r in rep.steps]
     assert phases == ["early"] * 6 + ["mid"] * 11 + ["late"] * 3
-    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0))        # the default reading has no phases
+    rep, _, _ = run_cfg(TCPadeConfig(theta=0.0))  # the default reading has no phases
     assert {r.phase for r in rep.steps} == {"mid"}
 
 
@@ -313,7 +330,7 @@ def test_tcpade_default_spread_schedule_and_tsi_spacing_rule():
     rep, _, calls = run_cfg(TCPadeConfig(theta=1.0))
     assert rep.strip() == "##..#...#...#...#..."
     assert [r.reason for r in rep.steps[:6]] == ["warmup", "warmup", "tsi n/a", "tsi n/a", "interval", "tsi n/a"]
-    assert rep.steps[9].reason == "tsi n/a"              # computes 1, 4, 8: uneven
+    assert rep.steps[9].reason == "tsi n/a"  # computes 1, 4, 8: uneven
     assert rep.steps[13].reason in ("tsi>=theta", "tsi<theta") and rep.steps[13].gate is not None  # 4, 8, 12
     assert sorted(set(calls)) == [0, 1, 4, 8, 12, 16]
     # a theta no score reaches never skips, also where the TSI cannot be evaluated
@@ -331,7 +348,7 @@ def test_taylorseer_schedule_is_the_official_one():
     assert [r.step for r in rep.steps if r.computed] == [0, 1, 4, 7, 10, 13, 16, 19]
     rep, _, _ = run_cfg(TaylorSeerConfig(interval=4, order=1, first_enhance=1))
     assert [r.step for r in rep.steps if r.computed] == [0, 4, 8, 12, 16]
-    rep, _, _ = run_cfg(TaylorSeerConfig(interval=6, order=1, first_enhance=3))   # the FLUX defaults
+    rep, _, _ = run_cfg(TaylorSeerConfig(interval=6, order=1, first_enhance=3))  # the FLUX defaults
     assert rep.strip() == "###.....#.....#....."
 
 
@@ -349,9 +366,16 @@ def test_no_state_carries_between_runs():
     assert all(torch.equal(x, y) for x, y in zip(a[1], b[1]))
 
 
-@pytest.mark.parametrize("cfg,bound", [(TCPadeConfig(theta=0.0), 0.15), (TCPadeConfig(theta=0.0, mode="paper_literal"), 0.5),
-                                       (TaylorSeerConfig(order=2), 0.06), (TraCacheConfig(max_order=3), 0.05),
-                                       (ReuseConfig(interval=3), 0.12)])
+@pytest.mark.parametrize(
+    "cfg,bound",
+    [
+        (TCPadeConfig(theta=0.0), 0.15),
+        (TCPadeConfig(theta=0.0, mode="paper_literal"), 0.5),
+        (TaylorSeerConfig(order=2), 0.06),
+        (TraCacheConfig(max_order=3), 0.05),
+        (ReuseConfig(interval=3), 0.12),
+    ],
+)
 def test_prediction_errors_are_measured_and_bounded(cfg, bound):
     """On the smooth synthetic stack every method's relative prediction error is reported on each skipped
     step and stays below a bound measured for it (a wrong sign or a stale history would break it)."""
@@ -364,17 +388,20 @@ def test_prediction_errors_are_measured_and_bounded(cfg, bound):
 
 def test_higher_order_predicts_better_on_a_smooth_stack():
     mean = lambda cfg: sum(e for e in (r.error for r in run_cfg(cfg, measure_error=True)[0].steps) if e is not None)
-    assert mean(TaylorSeerConfig(order=2, interval=3, form="newton")) < mean(TaylorSeerConfig(order=1, interval=3)) \
+    assert (
+        mean(TaylorSeerConfig(order=2, interval=3, form="newton"))
+        < mean(TaylorSeerConfig(order=1, interval=3))
         < mean(TaylorSeerConfig(order=0, interval=3))
+    )
 
 
 def test_cache_memory_is_what_tcpade_needs_and_offload_works():
     per_stream = 2 * 8 * 16 * 4
     rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, target="residual", reconstruct="current_input"), store_device="cpu")
-    assert rep.cache_bytes == 2 * 3 * per_stream      # three residuals per stream, two streams
+    assert rep.cache_bytes == 2 * 3 * per_stream  # three residuals per stream, two streams
     assert rep.store_device == "cpu"
     rep, _, _ = run_cfg(TCPadeConfig(theta=0.0, mode="paper_literal"))
-    assert rep.cache_bytes == 2 * 4 * per_stream      # + the previous block-stack input (Eq. 6, x_{t+1})
+    assert rep.cache_bytes == 2 * 4 * per_stream  # + the previous block-stack input (Eq. 6, x_{t+1})
     rep, _, _ = run_cfg(TCPadeConfig(theta=0.0))
     # the default: three outputs for the predictor, three residuals for the TSI gate, per stream
     assert rep.cache_bytes == 2 * 6 * per_stream
@@ -388,7 +415,7 @@ def test_stream_forced_to_compute_when_it_has_no_history():
     run.begin_step(1, 4, 0.75)
     run("cond", h, stack)
     calls = []
-    run("uncond", h, lambda x: calls.append(1) or stack(x))   # new stream on a skip step: must compute
+    run("uncond", h, lambda x: calls.append(1) or stack(x))  # new stream on a skip step: must compute
     rep = run.end_run()
     assert calls == [1]
     # the stack ran in step 1, so the step is reported computed: a skip is never over-claimed
@@ -406,7 +433,7 @@ def test_split_api_batched_streams_decide_once_and_record_once():
         if pred is None:
             ys = [stack(x) for x in xs]
             run.leave(["c", "u"], xs, ys)
-            run.leave(["c", "u"], xs, ys)          # a second (extra) call of the same step records nothing
+            run.leave(["c", "u"], xs, ys)  # a second (extra) call of the same step records nothing
         else:
             assert len(pred) == 2 and all(torch.isfinite(p).all() for p in pred)
     rep = run.end_run()
@@ -452,23 +479,27 @@ def test_shape_change_between_steps_resets_and_computes():
 
 # ------------------------------------------------------------------ configs
 
-@pytest.mark.parametrize("method,params,needle", [
-    ("tcpade", dict(theta=-0.1), "theta must be in [0.0, 1000.0]"),
-    ("tcpade", dict(lam=0.0), "lam must be in (0.0, 100.0]"),
-    ("tcpade", dict(alpha1=1.5), "alpha1 must be in [0.0, 1.0]"),
-    ("tcpade", dict(interval=0), "interval must be in [1, 100]"),
-    ("tcpade", dict(interval=2.5), "interval must be an integer"),
-    ("tcpade", dict(mode="fast"), "mode must be one of 'default', 'paper_literal'"),
-    ("tcpade", dict(late_boundary=0.8, early_boundary=0.7), "late_boundary must be <= early_boundary"),
-    ("tcpade", dict(theta=float("nan")), "theta must be finite"),
-    ("taylorseer", dict(order=7), "order must be in [0, 4]"),
-    ("teacache", dict(threshold=-1), "threshold must be in [0.0, 10.0]"),
-    ("teacache", dict(coefficients=()), "coefficients must be 1 to 10 finite numbers"),
-    ("tracache", dict(max_order=0), "max_order must be in [1, 4]"),
-    ("reuse", dict(interval=-2), "interval must be in [1, 100]"),
-    ("tcpade", dict(thetaa=1.0), "unknown parameter(s) for tcpade: thetaa"),
-    ("magcache", dict(), "method must be one of"),
-])
+
+@pytest.mark.parametrize(
+    "method,params,needle",
+    [
+        ("tcpade", dict(theta=-0.1), "theta must be in [0.0, 1000.0]"),
+        ("tcpade", dict(lam=0.0), "lam must be in (0.0, 100.0]"),
+        ("tcpade", dict(alpha1=1.5), "alpha1 must be in [0.0, 1.0]"),
+        ("tcpade", dict(interval=0), "interval must be in [1, 100]"),
+        ("tcpade", dict(interval=2.5), "interval must be an integer"),
+        ("tcpade", dict(mode="fast"), "mode must be one of 'default', 'paper_literal'"),
+        ("tcpade", dict(late_boundary=0.8, early_boundary=0.7), "late_boundary must be <= early_boundary"),
+        ("tcpade", dict(theta=float("nan")), "theta must be finite"),
+        ("taylorseer", dict(order=7), "order must be in [0, 4]"),
+        ("teacache", dict(threshold=-1), "threshold must be in [0.0, 10.0]"),
+        ("teacache", dict(coefficients=()), "coefficients must be 1 to 10 finite numbers"),
+        ("tracache", dict(max_order=0), "max_order must be in [1, 4]"),
+        ("reuse", dict(interval=-2), "interval must be in [1, 100]"),
+        ("tcpade", dict(thetaa=1.0), "unknown parameter(s) for tcpade: thetaa"),
+        ("magcache", dict(), "method must be one of"),
+    ],
+)
 def test_config_errors_name_the_parameter_and_range(method, params, needle):
     with pytest.raises(ConfigError) as e:
         make_config(method, **params)
@@ -477,15 +508,22 @@ def test_config_errors_name_the_parameter_and_range(method, params, needle):
 
 def test_paper_literal_mode_sets_every_switch():
     c = TCPadeConfig(mode="paper_literal")
-    assert (c.tsi_scale, c.numerator, c.denominator, c.reconstruct) == ("literal", "literal", "elementwise", "previous_input")
+    assert (c.tsi_scale, c.numerator, c.denominator, c.reconstruct) == (
+        "literal",
+        "literal",
+        "elementwise",
+        "previous_input",
+    )
     d = TCPadeConfig(mode="paper_literal", numerator="recent")
     assert d.numerator == "recent" and d.tsi_scale == "literal"
 
 
 def test_engine_never_imports_comfy():
-    code = ("import sys, tcpade_core, tcpade_core.engine, tcpade_core.metrics, tcpade_core.predictors; "
-            "bad = [m for m in sys.modules if m == 'comfy' or m.startswith('comfy.') or m.startswith('comfy_')]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, tcpade_core, tcpade_core.engine, tcpade_core.metrics, tcpade_core.predictors; "
+        "bad = [m for m in sys.modules if m == 'comfy' or m.startswith('comfy.') or m.startswith('comfy_')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     for path in (ROOT / "tcpade_core").rglob("*.py"):
@@ -495,11 +533,12 @@ def test_engine_never_imports_comfy():
 
 # ------------------------------------------------------------------ the default predictor: [1/1] in the step variable
 
+
 def test_rational_extrapolation_is_exact_on_lines_and_on_saturating_rationals():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(5, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
     line = lambda s: a + b * s
-    steps = [8.0, 4.0, 1.0]                                   # newest first, uneven spacing
+    steps = [8.0, 4.0, 1.0]  # newest first, uneven spacing
     pred, c = P.rational_extrapolate([line(s) for s in steps], steps, 11.0)
     assert c == pytest.approx(0.0, abs=1e-9) and torch.allclose(pred, line(11.0), atol=1e-9)
     # v(s) = a + b (s - 8) / (1 + 0.2 (s - 8)): a [1/1] approximant in s is exact on it, c = 0.2 recovered
@@ -508,17 +547,18 @@ def test_rational_extrapolation_is_exact_on_lines_and_on_saturating_rationals():
     # the slope the approximant uses is the newest secant, so it is exact through the three points and at
     # the target only when written in that slope: check the three-point fit and the saturation
     assert c > 0.0
-    assert float((pred - rat(11.0)).abs().max()) < float((P.rational_extrapolate(
-        [line(s) for s in steps], steps, 11.0)[0] - rat(11.0)).abs().max())
+    assert float((pred - rat(11.0)).abs().max()) < float(
+        (P.rational_extrapolate([line(s) for s in steps], steps, 11.0)[0] - rat(11.0)).abs().max()
+    )
 
 
 def test_rational_damped_never_amplifies_the_slope_and_keeps_off_the_pole():
-    v = lambda s: torch.tensor([s * s], dtype=torch.float64)      # accelerating: a free c would be < 0
+    v = lambda s: torch.tensor([s * s], dtype=torch.float64)  # accelerating: a free c would be < 0
     steps = [6.0, 4.0, 2.0]
     free, c_free = P.rational_extrapolate([v(s) for s in steps], steps, 8.0)
     damped, c = P.rational_extrapolate([v(s) for s in steps], steps, 8.0, saturate_only=True)
     assert c_free < 0 and c == 0.0
-    assert float(damped) == pytest.approx(36 + (36 - 16) / 2 * 2)   # the newest slope, linearly
+    assert float(damped) == pytest.approx(36 + (36 - 16) / 2 * 2)  # the newest slope, linearly
     assert float(free) > float(damped)
     far, c = P.rational_extrapolate([v(s) for s in steps], steps, 100.0, pole_guard=0.1)
     assert 1.0 + c * 94.0 >= 0.1 - 1e-12 and torch.isfinite(far).all()
@@ -541,15 +581,19 @@ def test_default_predictor_is_sigma_damped_rational_on_the_output():
 
 # ------------------------------------------------------------------ speed targets
 
+
 @pytest.mark.parametrize("target", [1.5, 2.0, 2.5, 3.0])
 @pytest.mark.parametrize("steps", [10, 20, 30])
-@pytest.mark.parametrize("cfg", [TCPadeConfig(), TaylorSeerConfig(), TraCacheConfig(), TeaCacheConfig(threshold=0.3),
-                                 ReuseConfig()], ids=lambda c: c.method)
+@pytest.mark.parametrize(
+    "cfg",
+    [TCPadeConfig(), TaylorSeerConfig(), TraCacheConfig(), TeaCacheConfig(threshold=0.3), ReuseConfig()],
+    ids=lambda c: c.method,
+)
 def test_speed_target_computes_exactly_round_steps_over_target(cfg, steps, target):
     run = CacheRun(cfg, target_speedup=target)
     for i in range(steps):
         run.begin_step(i, steps, 1 - i / steps)
-        h = torch.ones(1, 2, 16) * (1 - i / steps) + 0.1 * i ** 2 / steps
+        h = torch.ones(1, 2, 16) * (1 - i / steps) + 0.1 * i**2 / steps
         run("c", h, stack, lambda: h * (1 + (i % 3)))
     rep = run.end_run()
     assert rep.computed == int(steps / target + 0.5)
@@ -561,6 +605,7 @@ def test_speed_target_spacing_and_an_early_compute_by_the_signal():
     # and the budget still comes out exact
     def turning(i):
         return torch.tensor([[[math.cos(0.6 * i), math.sin(0.6 * i), 0.0, 0.0]]])
+
     run = CacheRun(TCPadeConfig(theta=1.0, interval=100), target_speedup=3.0)
     plain = CacheRun(ReuseConfig(), target_speedup=3.0)
     for r in (run, plain):
@@ -568,7 +613,7 @@ def test_speed_target_spacing_and_an_early_compute_by_the_signal():
             r.begin_step(i, 20, 1 - i / 20)
             r("c", torch.zeros(1, 1, 4), lambda h, i=i: turning(i))
     rep, prep = run.end_run(), plain.end_run()
-    assert prep.strip() == "#..#..#..#..#..#..#." and prep.computed == 7      # even spacing
+    assert prep.strip() == "#..#..#..#..#..#..#." and prep.computed == 7  # even spacing
     assert rep.computed == 7 and "moved" not in prep.target_note
     early = [r for r in rep.steps if r.reason.endswith("(early)")]
     assert early and all(r.computed and r.gate < 1.0 for r in early)
@@ -581,8 +626,11 @@ def test_speed_target_out_of_range_names_the_input(bad):
         CacheRun(ReuseConfig(), target_speedup=bad)
 
 
-@pytest.mark.parametrize("cfg", [TaylorSeerConfig(interval=4, order=2, first_enhance=3, form="eq10"),
-                                 TCPadeConfig(theta=0.0)], ids=["taylorseer-eq10", "tcpade"])
+@pytest.mark.parametrize(
+    "cfg",
+    [TaylorSeerConfig(interval=4, order=2, first_enhance=3, form="eq10"), TCPadeConfig(theta=0.0)],
+    ids=["taylorseer-eq10", "tcpade"],
+)
 def test_16bit_stream_computes_in_float32_and_stores_in_its_dtype(cfg):
     """A bfloat16 stream: every prediction is the float32 formula on the stored values, cast back once (what the
     same run gives on float32 copies of the same numbers), and the history holds bfloat16 (half the bytes)."""
@@ -618,7 +666,7 @@ def test_16bit_stream_computes_in_float32_and_stores_in_its_dtype(cfg):
 def test_history_keeps_float16_finite_and_computes_from_float32():
     h = ResidualHistory(2)
     h.check_meta(torch.zeros(3, dtype=torch.float16))
-    h.push(0, 1.0, torch.tensor([1e6, -1e6, 0.1]))          # a float32 value beyond float16's range
+    h.push(0, 1.0, torch.tensor([1e6, -1e6, 0.1]))  # a float32 value beyond float16's range
     (e,) = h.latest(1)
     assert e.value.dtype == torch.float32 and h.nbytes() == 3 * 2
     assert e.value.tolist()[:2] == [65504.0, -65504.0]

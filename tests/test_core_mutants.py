@@ -1,6 +1,7 @@
 """Tests written against the survivors of a mutation run (issue 17 item 7, `.ci/mutation`): each one pins a
 behaviour of the engine's core (history, gates, predictors, engine) that a plausible bug would change, with
 values worked out by hand or equivalences that must hold exactly."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tcpade_core import (CacheRun, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig,
-                         TeaCacheConfig, TraCacheConfig, make_config)
+from tcpade_core import (
+    CacheRun,
+    NoCacheConfig,
+    ReuseConfig,
+    TaylorSeerConfig,
+    TCPadeConfig,
+    TCPadeOfficialConfig,
+    TeaCacheConfig,
+    TraCacheConfig,
+    make_config,
+)
 from tcpade_core import engine as E
 from tcpade_core import gates as G
 from tcpade_core import predictors as P
@@ -35,6 +45,7 @@ def hist_of(values, steps=None, capacity=None, computed=None):
 
 # ================================================================ history
 
+
 def test_history_stores_on_its_store_device_and_hands_out_where_asked():
     h = ResidualHistory(2, "meta")
     assert h.store_device == META
@@ -45,7 +56,7 @@ def test_history_stores_on_its_store_device_and_hands_out_where_asked():
     assert plain.store_device is None
     plain.push(0, 1.0, torch.ones(3))
     assert plain.latest(1)[0].value.device.type == "cpu"
-    assert plain.latest(1, META)[0].value.device == META        # read onto the device asked for
+    assert plain.latest(1, META)[0].value.device == META  # read onto the device asked for
 
 
 def test_history_capacity_zero_keeps_nothing_and_a_negative_one_is_refused():
@@ -66,19 +77,26 @@ def test_history_meta_check_counts_each_reset_once_and_a_reset_history_takes_any
     assert h.check_meta(torch.zeros(2)) is False and h.resets == 0
     h.push(0, 1.0, torch.ones(2))
     assert h.check_meta(torch.zeros(3)) is True and h.resets == 1 and len(h) == 0
-    assert h.check_meta(torch.zeros(3)) is False and h.resets == 1      # the new meta is kept
+    assert h.check_meta(torch.zeros(3)) is False and h.resets == 1  # the new meta is kept
     h.push(1, 1.0, torch.ones(3))
     h.reset()
     assert len(h) == 0
-    assert h.check_meta(torch.zeros(5, dtype=torch.float16)) is False and h.resets == 1   # no meta after reset()
+    assert h.check_meta(torch.zeros(5, dtype=torch.float16)) is False and h.resets == 1  # no meta after reset()
     assert h.store_dtype() == torch.float16
 
 
-@pytest.mark.parametrize("meta,like,want", [
-    (None, None, torch.float32), (None, torch.float16, torch.float16), (None, torch.int64, torch.float32),
-    (torch.bfloat16, torch.float16, torch.bfloat16), (torch.float64, None, torch.float64),
-    (torch.int32, None, torch.float32), (torch.float16, torch.float64, torch.float16),
-])
+@pytest.mark.parametrize(
+    "meta,like,want",
+    [
+        (None, None, torch.float32),
+        (None, torch.float16, torch.float16),
+        (None, torch.int64, torch.float32),
+        (torch.bfloat16, torch.float16, torch.bfloat16),
+        (torch.float64, None, torch.float64),
+        (torch.int32, None, torch.float32),
+        (torch.float16, torch.float64, torch.float16),
+    ],
+)
 def test_history_store_dtype_rule(meta, like, want):
     h = ResidualHistory(1)
     if meta is not None:
@@ -100,7 +118,7 @@ def test_history_keep_clamps_into_float16_detaches_and_never_shares_storage():
     assert kv._base is None and kv.tolist() == [4.0, 5.0, 6.0, 7.0]
     src = torch.ones(2)
     f.push(0, 1.0, src)
-    src.add_(1.0)                                            # the caller's buffer changes: the history does not
+    src.add_(1.0)  # the caller's buffer changes: the history does not
     assert f.latest(1)[0].value.tolist() == [1.0, 1.0]
 
 
@@ -110,8 +128,10 @@ def test_history_push_replaces_a_repeated_step_and_keeps_t_and_computed():
     h.push(4, 0.5, 2 * torch.ones(2), computed=False)
     h.push(5, 0.25, 3 * torch.ones(2))
     es = h.latest(3)
-    assert [(e.step, e.t, e.computed, e.value.tolist()) for e in es] == \
-        [(5, 0.25, True, [3.0, 3.0]), (4, 0.5, False, [2.0, 2.0])]
+    assert [(e.step, e.t, e.computed, e.value.tolist()) for e in es] == [
+        (5, 0.25, True, [3.0, 3.0]),
+        (4, 0.5, False, [2.0, 2.0]),
+    ]
     assert isinstance(es[0].t, float)
 
 
@@ -127,6 +147,7 @@ def test_history_reads_in_the_asked_dtype_and_counts_stored_bytes():
 
 
 # ================================================================ gates
+
 
 def step(i, n=20, t=None):
     return Step(i, n, 1.0 - i / n if t is None else t)
@@ -158,11 +179,16 @@ def test_teacache_rescale_is_horner_in_numpy_order():
 def test_teacache_gate_accumulates_resets_and_always_computes_first_and_last():
     g = G.RescaledL1Gate(0.25, [1.0, 0.0])
     st = SimpleNamespace(gate=g.State())
-    m = [torch.full((4,), 1.1 ** i) for i in range(6)]      # each step a relative L1 change of 0.1
+    m = [torch.full((4,), 1.1**i) for i in range(6)]  # each step a relative L1 change of 0.1
     got = [g.decide(step(i, 6), st, lambda i=i: m[i]) for i in range(6)]
     assert [(d.compute, d.reason, d.forced) for d in got] == [
-        (True, "first", True), (False, "acc<delta", False), (False, "acc<delta", False),
-        (True, "acc>=delta", False), (False, "acc<delta", False), (True, "last", True)]
+        (True, "first", True),
+        (False, "acc<delta", False),
+        (False, "acc<delta", False),
+        (True, "acc>=delta", False),
+        (False, "acc<delta", False),
+        (True, "last", True),
+    ]
     assert [d.gate for d in got] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.1, 0.0], abs=1e-5)
     assert st.gate.acc == 0.0 and torch.equal(st.gate.prev_mod, m[5])
 
@@ -172,11 +198,11 @@ def test_teacache_gate_without_a_reference_computes_and_track_keeps_the_referenc
     st = SimpleNamespace(gate=g.State())
     a, b, c = torch.ones(4), torch.full((4,), 2.0), torch.full((4,), 3.0)
     assert g.decide(step(1), st, None) == G.Decision(True, "no reference", 0.0, forced=True)
-    g.track(step(2), st, lambda: a)              # outside the window: the reference follows
+    g.track(step(2), st, lambda: a)  # outside the window: the reference follows
     assert torch.equal(st.gate.prev_mod, a)
     d = g.decide(step(3), st, lambda: b)
-    assert d == G.Decision(False, "acc<delta", pytest.approx(1.0))     # |2 - 1| / 1
-    assert g.decide(step(4), st, lambda: torch.ones(5)).reason == "no reference"   # another shape
+    assert d == G.Decision(False, "acc<delta", pytest.approx(1.0))  # |2 - 1| / 1
+    assert g.decide(step(4), st, lambda: torch.ones(5)).reason == "no reference"  # another shape
     # a speed target around it tracks the same way
     bg = G.BudgetGate(G.RescaledL1Gate(10.0, [1.0, 0.0]), 2.0)
     st2 = SimpleNamespace(gate=bg.State())
@@ -191,10 +217,19 @@ def test_teacache_state_reset_and_tensors():
     assert s.prev_mod is None and s.acc == 0.0 and s.tensors() == ()
 
 
-@pytest.mark.parametrize("tsi,scale,want", [
-    (0.25, "reciprocal", 2.0), (0.005, "reciprocal", 100.0), (0.0051, "reciprocal", 1 / 0.0102), (0.0, "reciprocal", 100.0),
-    (0.3, "literal", 0.3), (0.5, "cosine", 1.5), (0.6, "sum_norm", 1.6), (1.2, "sum_norm", 0.0),
-])
+@pytest.mark.parametrize(
+    "tsi,scale,want",
+    [
+        (0.25, "reciprocal", 2.0),
+        (0.005, "reciprocal", 100.0),
+        (0.0051, "reciprocal", 1 / 0.0102),
+        (0.0, "reciprocal", 100.0),
+        (0.3, "literal", 0.3),
+        (0.5, "cosine", 1.5),
+        (0.6, "sum_norm", 1.6),
+        (1.2, "sum_norm", 0.0),
+    ],
+)
 def test_stability_scales_by_hand(tsi, scale, want):
     assert G.stability_score(tsi, scale) == pytest.approx(want, abs=1e-9)
 
@@ -210,8 +245,19 @@ def _resid(*vals, steps=None):
 
 def test_tsi_gate_grids():
     spread = G.TSIGate(1.0, 4, "reciprocal", schedule="spread", warmup_steps=2)
-    assert [spread.forced(i) for i in range(11)] == ["warmup", "warmup", None, None, None, "interval", None, None,
-                                                     None, "interval", None]
+    assert [spread.forced(i) for i in range(11)] == [
+        "warmup",
+        "warmup",
+        None,
+        None,
+        None,
+        "interval",
+        None,
+        None,
+        None,
+        "interval",
+        None,
+    ]
     inter = G.TSIGate(1.0, 3, "reciprocal", schedule="interval")
     assert [inter.forced(i) for i in range(7)] == ["interval", None, None, "interval", None, None, "interval"]
     assert spread.decide(step(9), None, None) == G.Decision(True, "interval", forced=True)
@@ -227,7 +273,7 @@ def test_tsi_gate_scores_the_three_newest_residuals():
     assert G.TSIGate(0.7, 100, "reciprocal", schedule="interval").decide(step(6), turn, None).compute is False
     assert G.TSIGate(150.0, 100, "reciprocal", "interval").decide(step(6), line, None).compute is True
     lit = G.TSIGate(0.5, 100, "literal", schedule="interval").decide(step(6), turn, None)
-    assert lit.gate == pytest.approx(math.sqrt(2) / 2) and lit.compute is False       # literal: skip when TSI >= theta
+    assert lit.gate == pytest.approx(math.sqrt(2) / 2) and lit.compute is False  # literal: skip when TSI >= theta
 
 
 def test_tsi_gate_warmup_and_not_applicable():
@@ -236,8 +282,9 @@ def test_tsi_gate_warmup_and_not_applicable():
     assert inter.decide(step(5), two, None) == G.Decision(True, "warmup", forced=True)
     spread = G.TSIGate(1.0, 100, "reciprocal", schedule="spread", warmup_steps=1)
     assert spread.decide(step(5), two, None) == G.Decision(False, "tsi n/a", 100.0)
-    assert G.TSIGate(200.0, 100, "reciprocal", "spread", 1).decide(step(5), two, None) == \
-        G.Decision(True, "tsi n/a", 100.0)
+    assert G.TSIGate(200.0, 100, "reciprocal", "spread", 1).decide(step(5), two, None) == G.Decision(
+        True, "tsi n/a", 100.0
+    )
     uneven = _resid([0.0, 0.0], [1.0, 0.0], [1.0, 1.0], steps=[0, 1, 4])
     assert spread.decide(step(5), uneven, None) == G.Decision(False, "tsi n/a", 100.0)
     # the interval schedule has no such rule: the same residuals are scored
@@ -248,15 +295,18 @@ def _own(err, k0, newest):
     return SimpleNamespace(pred=P.PadeState(self_error=None if err is None else (err, k0), newest_step=newest))
 
 
-@pytest.mark.parametrize("own,i,want", [
-    (_own(0.01, 2, 4), 6, (False, "error<tol", 5.0)),          # k = 2 = k0: expected 0.01, score 0.05 / 0.01
-    (_own(0.01, 2, 3), 6, (True, "error>=tol", 0.05 / 0.0225)),  # k = 3: expected 0.01 (3 / 2)^2
-    (_own(0.04, 2, 5), 7, (True, "error>=tol", 1.25)),
-    (_own(0.01, 0, 5), 6, (False, "error<tol", 5.0)),          # k0 = 0 counts as 1
-    (_own(0.0, 1, 5), 6, (False, "error<tol", 100.0)),         # no error: the cap
-    (_own(2e-4, 1, 5), 6, (False, "error<tol", 100.0)),        # below tolerance / 100: the cap
-    (_own(0.02, 1, 1), 2, (True, "error>=tol", 0.05 / 0.02)),  # step 1 is not forced at warm-up 1
-])
+@pytest.mark.parametrize(
+    "own,i,want",
+    [
+        (_own(0.01, 2, 4), 6, (False, "error<tol", 5.0)),  # k = 2 = k0: expected 0.01, score 0.05 / 0.01
+        (_own(0.01, 2, 3), 6, (True, "error>=tol", 0.05 / 0.0225)),  # k = 3: expected 0.01 (3 / 2)^2
+        (_own(0.04, 2, 5), 7, (True, "error>=tol", 1.25)),
+        (_own(0.01, 0, 5), 6, (False, "error<tol", 5.0)),  # k0 = 0 counts as 1
+        (_own(0.0, 1, 5), 6, (False, "error<tol", 100.0)),  # no error: the cap
+        (_own(2e-4, 1, 5), 6, (False, "error<tol", 100.0)),  # below tolerance / 100: the cap
+        (_own(0.02, 1, 1), 2, (True, "error>=tol", 0.05 / 0.02)),  # step 1 is not forced at warm-up 1
+    ],
+)
 def test_error_gate_score_by_hand(own, i, want):
     g = G.ErrorGate(theta=2.6, interval=4, tolerance=0.05, schedule="spread", warmup_steps=1)
     d = g.decide(step(i), own, None)
@@ -269,7 +319,7 @@ def test_error_gate_grid_and_no_estimate():
     assert g.decide(step(0), none, None) == G.Decision(True, "warmup", forced=True)
     assert g.decide(step(4), none, None) == G.Decision(True, "interval", forced=True)
     assert g.decide(step(1), none, None) == G.Decision(False, "no estimate")
-    assert g.decide(step(2), _own(0.01, 1, None), None) == G.Decision(False, "no estimate")   # estimate, no step
+    assert g.decide(step(2), _own(0.01, 1, None), None) == G.Decision(False, "no estimate")  # estimate, no step
     inter = G.ErrorGate(theta=2.0, interval=4, tolerance=0.05, schedule="interval", warmup_steps=1)
     assert inter.decide(step(1), none, None) == G.Decision(True, "no estimate")
     assert (g.name, g.needs_residuals, g.reads) == ("self-error", 0, frozenset({"self_error"}))
@@ -278,28 +328,29 @@ def test_error_gate_grid_and_no_estimate():
 def test_bend_score_is_the_turn_with_the_authors_guard():
     o, m, n = vec(0.0, 0.0), vec(1.0, 0.0), vec(1.0, 1.0)
     assert G.bend_score(o, m, n) == pytest.approx(math.sqrt(2) / 2, abs=1e-6)
-    assert G.bend_score(o, m, m) == pytest.approx(0.5, abs=1e-6)    # a stop: eps keeps one unit vector (Eq. 1: 0)
+    assert G.bend_score(o, m, m) == pytest.approx(0.5, abs=1e-6)  # a stop: eps keeps one unit vector (Eq. 1: 0)
     assert G.bend_score(o, m, vec(2.0, 0.0)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_official_schedule_gate_decisions():
     g = G.OfficialScheduleGate(0.5, 4, 2)
-    assert g.needs_residuals == 5                     # the authors' test reads five residuals
+    assert g.needs_residuals == 5  # the authors' test reads five residuals
     few = SimpleNamespace(residuals=hist_of([vec(float(k), 0.0) for k in range(4)]))
     got = {i: g.decide(step(i, 12), few, None) for i in range(12)}
     sched, iv = G.Decision(True, "schedule", forced=True), G.Decision(True, "interval", forced=True)
     assert [got[i] for i in (0, 1, 2, 11)] == [sched] * 4
     assert got[4] == got[8] == iv
     assert got[3] == G.Decision(False, "curvature<N", None)
-    turn = SimpleNamespace(residuals=hist_of([vec(0.0, 0.0), vec(0.0, 0.0), vec(0.0, 0.0), vec(1.0, 0.0),
-                                              vec(1.0, 1.0)]))
+    turn = SimpleNamespace(
+        residuals=hist_of([vec(0.0, 0.0), vec(0.0, 0.0), vec(0.0, 0.0), vec(1.0, 0.0), vec(1.0, 1.0)])
+    )
     d = g.decide(step(5, 12), turn, None)
     assert (d.compute, d.reason) == (True, "curvature>=N") and d.gate == pytest.approx(math.sqrt(2) / 2, abs=1e-6)
 
 
 def test_budget_gate_note_and_early_count():
     bg = G.BudgetGate(G.TSIGate(1.0, 100, "reciprocal", "interval"), 1.5)
-    assert bg.note(20) is None                       # no plan before the first step
+    assert bg.note(20) is None  # no plan before the first step
     assert (bg.name, bg.threshold, bg.needs_residuals, bg.State) == ("TSI stability", 1.0, 3, G.GateState)
     turn = _resid([0.0, 0.0], [1.0, 0.0], [1.0, 1.0], steps=[2, 3, 4])
     # step 0: 13 computes for 20 steps, spacing 20 / 13 > gap 1, and the TSI gate's own compute is forced
@@ -312,24 +363,26 @@ def test_budget_gate_note_and_early_count():
     d1 = bg.decide(step(1), turn, None)
     assert (d1.compute, d1.reason, d1.forced, bg.early) == (True, "tsi<theta (early)", False, 1)
     assert d1.gate == pytest.approx(1 / math.sqrt(2))
-    assert bg.note(20) == ("target 1.5x: budget 13 of 20 computes, spaced evenly; the TSI stability signal moved 1 "
-                           "earlier")
+    assert bg.note(20) == (
+        "target 1.5x: budget 13 of 20 computes, spaced evenly; the TSI stability signal moved 1 earlier"
+    )
 
 
 # ================================================================ predictors: math
 
+
 def test_lagrange_weights_and_repeated_times():
     assert P.lagrange_weights([0.0, 1.0], 2.0) == [-1.0, 2.0]
-    assert P.lagrange_weights([0.5, 0.5], 0.2) == [0.0, 0.0]          # no division by a zero denominator
+    assert P.lagrange_weights([0.5, 0.5], 0.2) == [0.0, 0.0]  # no division by a zero denominator
     a, b = vec(1.0, 2.0), vec(5.0, 7.0)
-    assert torch.equal(P.lagrange([a, b], [0.5, 0.5], 0.2), a)          # repeated times: the newest value
+    assert torch.equal(P.lagrange([a, b], [0.5, 0.5], 0.2), a)  # repeated times: the newest value
     assert torch.equal(P.lagrange([a], [0.5], 0.2), a)
     assert P.lagrange([a, b], [1.0, 0.0], 2.0).tolist() == [-3.0, -3.0]  # the line through both, at 2
 
 
 def test_lagrange_dynamic_orders_by_hand():
     b = vec(1.0, -2.0, 0.5)
-    line = [2 * b, 1 * b, 0 * b]                       # v(t) = t b at t = 2, 1, 0 (newest first)
+    line = [2 * b, 1 * b, 0 * b]  # v(t) = t b at t = 2, 1, 0 (newest first)
     v, n = P.lagrange_dynamic(line[:1], [2.0], 3.0, 3)
     assert n == 0 and torch.equal(v, 2 * b)
     v, n = P.lagrange_dynamic(line[:2], [2.0, 1.0], 3.0, 1)
@@ -337,10 +390,10 @@ def test_lagrange_dynamic_orders_by_hand():
     # phi_2 - phi_1 = 0 on a line: order 2 (the sum phi_2 + phi_1 would choose 1)
     v, n = P.lagrange_dynamic(line, [2.0, 1.0, 0.0], 3.0, 2)
     assert n == 2 and torch.allclose(v, 3 * b)
-    v, n = P.lagrange_dynamic(line, [2.0, 1.0, 0.0], 3.0, 4)        # capped by the values there are
+    v, n = P.lagrange_dynamic(line, [2.0, 1.0, 0.0], 3.0, 4)  # capped by the values there are
     assert n == 2 and torch.allclose(v, 3 * b)
     # max_order 1 with three values: the line through the newest two, whatever the third
-    par = [4 * b, 1 * b, 0 * b]                        # v(t) = t^2 b
+    par = [4 * b, 1 * b, 0 * b]  # v(t) = t^2 b
     v, n = P.lagrange_dynamic(par, [2.0, 1.0, 0.0], 3.0, 1)
     assert n == 1 and torch.allclose(v, 7 * b)
 
@@ -349,14 +402,14 @@ def test_normalized_denominator_by_hand():
     r = vec(3.0, -4.0, dtype=torch.float64)
     rms = math.sqrt((9 + 16) / 2)
     out, s = P.pade_residual(r, r.clone(), None, lam=2.0, numerator="recent", denominator="normalized")
-    assert s == 1.0                                     # identical residuals
+    assert s == 1.0  # identical residuals
     assert out.tolist() == pytest.approx([3.0 / (1 + 0.5 * 3 / rms), -4.0 / (1 - 0.5 * 4 / rms)], abs=1e-7)
     z = torch.zeros(2)
     out, _ = P.pade_residual(z, z, None, lam=2.0, numerator="recent", denominator="normalized")
     assert out.tolist() == [0.0, 0.0]
     re = vec(3.0, -1.9, -4.0, dtype=torch.float64)
     el, _ = P.pade_residual(re, re.clone(), None, lam=2.0, numerator="recent", denominator="elementwise")
-    assert el.tolist() == pytest.approx([3.0 / 2.5, -1.9 / 0.1, -4.0 / -1.0], abs=1e-9)   # 0.05 is guarded to 0.1
+    assert el.tolist() == pytest.approx([3.0 / 2.5, -1.9 / 0.1, -4.0 / -1.0], abs=1e-9)  # 0.05 is guarded to 0.1
     with pytest.raises(ValueError, match="unknown numerator 'x'"):
         P.pade_residual(r, r, None, lam=2.0, numerator="x", denominator="none")
     with pytest.raises(ValueError, match="unknown denominator 'x'"):
@@ -390,7 +443,7 @@ def test_tracache_keeps_max_order_plus_one_outputs_and_reaches_it():
         run.begin_step(i, 16, t)
         run("c", x, lambda h, t=t: h * 0 + (0.5 + 2.0 * t) * torch.arange(6.0))
     rep = run.end_run()
-    assert rep.cache_bytes == 3 * 6 * 4                  # four computes, the newest three kept
+    assert rep.cache_bytes == 3 * 6 * 4  # four computes, the newest three kept
     assert rep.strip() == "#...#...#...#..."
     # on a line phi_2 - phi_1 = 0: order 2 as soon as three computes are kept, and exact
     assert [r.order for r in rep.steps if not r.computed] == [0, 0, 0, 1, 1, 1] + [2] * 6
@@ -398,6 +451,7 @@ def test_tracache_keeps_max_order_plus_one_outputs_and_reaches_it():
 
 
 # ================================================================ predictors: TC-Padé's error estimate
+
 
 def _error_cfg(**kw):
     base = dict(gate="error", numerator="recent", denominator="none", spacing="steps", lam=2.0, theta=2.0)
@@ -414,14 +468,14 @@ def _pade_stream(cfg):
 
 def test_self_check_measures_the_prediction_of_each_computed_step_by_hand():
     p, st = _pade_stream(_error_cfg(target="output"))
-    y0, y2, y4 = vec(0.1, 0.0), vec(0.2, 0.0), vec(0.25, 0.0)     # small: the error is relative to ||y|| < 1
+    y0, y2, y4 = vec(0.1, 0.0), vec(0.2, 0.0), vec(0.25, 0.0)  # small: the error is relative to ||y|| < 1
     h = vec(1.0, 1.0)
     p.observe(step(0), st, h, y0)
     p.observe(step(2), st, h, y2)
-    assert st.pred.self_error is None and st.pred.newest_step == 2      # one value before: nothing to measure
+    assert st.pred.self_error is None and st.pred.newest_step == 2  # one value before: nothing to measure
     p.observe(step(4), st, h, y4)
-    s = math.exp(-2.0 * 0.1 / 0.3)                      # sigma_stab of y2, y0
-    guess = 0.2 + s * 1.0 * 0.1                          # ratio (4 - 2) / (2 - 0) = 1
+    s = math.exp(-2.0 * 0.1 / 0.3)  # sigma_stab of y2, y0
+    guess = 0.2 + s * 1.0 * 0.1  # ratio (4 - 2) / (2 - 0) = 1
     err, k0 = st.pred.self_error
     assert err == pytest.approx(abs(guess - 0.25) / 0.25, rel=1e-5) and k0 == 2
     assert st.pred.newest_step == 4
@@ -430,13 +484,13 @@ def test_self_check_measures_the_prediction_of_each_computed_step_by_hand():
 def test_self_check_on_residuals_is_relative_to_the_residual():
     p, st = _pade_stream(_error_cfg(target="residual", reconstruct="current_input"))
     h = [vec(1.0, 0.0), vec(0.5, 0.0), vec(0.0, 0.5)]
-    y = [vec(1.1, 0.0), vec(0.7, 0.0), vec(0.3, 0.5)]    # residuals 0.1, 0.2, 0.3 along x
+    y = [vec(1.1, 0.0), vec(0.7, 0.0), vec(0.3, 0.5)]  # residuals 0.1, 0.2, 0.3 along x
     for i in range(3):
         p.observe(step(i), st, h[i], y[i])
     s = math.exp(-2.0 * 0.1 / 0.3)
     guess = 0.2 + s * 0.1
     err, k0 = st.pred.self_error
-    assert err == pytest.approx(abs(guess - 0.3) / 0.3, rel=1e-5) and k0 == 1      # truth: the residual (0.3, 0)
+    assert err == pytest.approx(abs(guess - 0.3) / 0.3, rel=1e-5) and k0 == 1  # truth: the residual (0.3, 0)
 
 
 def test_self_check_is_off_unless_a_gate_reads_it():
@@ -450,6 +504,7 @@ def test_self_check_is_off_unless_a_gate_reads_it():
 
 # ================================================================ predictors: the authors' code
 
+
 def _ref_pade(a, b, curve_ok):
     """The authors' Padé step on one element (their utils/predict.py, written out for scalars)."""
     delta, avg = abs(a - b), 0.5 * (abs(a) + abs(b))
@@ -461,7 +516,7 @@ def _ref_pade(a, b, curve_ok):
     return bl * res + (1.0 - bl) * recent
 
 
-R1 = (1.0, 2.0, -1.0, 0.5, 3.0)      # element by element: inside the clamp, below it, negative, above it, equal
+R1 = (1.0, 2.0, -1.0, 0.5, 3.0)  # element by element: inside the clamp, below it, negative, above it, equal
 R2 = (0.99, 1.0, -0.99, 1.0, 3.0)
 
 
@@ -469,7 +524,7 @@ R2 = (0.99, 1.0, -0.99, 1.0, 3.0)
 def test_official_pade_by_hand(curve_ok):
     p = P.OfficialPadePredictor(TCPadeOfficialConfig(order=2))
     r1, r2 = torch.tensor(R1, dtype=torch.float64), torch.tensor(R2, dtype=torch.float64)
-    r3 = torch.full((5,), 100.0, dtype=torch.float64)    # never read by the step itself
+    r3 = torch.full((5,), 100.0, dtype=torch.float64)  # never read by the step itself
     out = p._pade([r1, r2, r3], P.OfficialState(), curve_ok)
     assert out.tolist() == pytest.approx([_ref_pade(a, b, curve_ok) for a, b in zip(R1, R2)], abs=1e-12)
 
@@ -485,7 +540,7 @@ def test_official_pade_order_comes_from_the_state_first():
 
 def test_official_pade_falls_back_when_the_step_overflows():
     p = P.OfficialPadePredictor(TCPadeOfficialConfig(order=2))
-    r1, r2 = vec(3.3e38), vec(3.2e38)                 # float32: 2 sf R1 overflows
+    r1, r2 = vec(3.3e38), vec(3.2e38)  # float32: 2 sf R1 overflows
     out = p._pade([r1, r2, r2], P.OfficialState(), True)
     assert torch.isfinite(out).all() and float(out) == pytest.approx(3.3e38 + 0.5 * 1e37, rel=1e-6)
 
@@ -501,7 +556,7 @@ def _official_stream(cfg, residuals, last_input, steps=None):
 @pytest.mark.parametrize("phase", ["early", "mid", "late"])
 def test_official_predict_by_hand(phase):
     cfg = TCPadeOfficialConfig(order=2)
-    r = [vec(0.0, 0.0), torch.tensor(R2[:2]), torch.tensor(R1[:2])]          # oldest first: R1 newest
+    r = [vec(0.0, 0.0), torch.tensor(R2[:2]), torch.tensor(R1[:2])]  # oldest first: R1 newest
     h, h_prev = vec(0.5, -0.5), vec(0.4, -0.3)
     p, st = _official_stream(cfg, r, h_prev)
     rec = SimpleNamespace()
@@ -509,7 +564,7 @@ def test_official_predict_by_hand(phase):
     want = []
     for k in range(2):
         a, b = R1[k], R2[k]
-        res = 0.9 * a + 0.1 * b if phase == "early" else _ref_pade(a, b, True)   # < 5 residuals: the test passes
+        res = 0.9 * a + 0.1 * b if phase == "early" else _ref_pade(a, b, True)  # < 5 residuals: the test passes
         if phase == "late":
             res += 0.3 * (a - b)
         res += 0.2 * (float(h[k]) - float(h_prev[k]))
@@ -540,13 +595,16 @@ def test_official_ready_needs_two_or_three_residuals_and_an_input(order, need):
     assert not p2.ready(step(5), st2)
 
 
-@pytest.mark.parametrize("rs,cfg_order,want", [
-    ([(1.0, 0.0), (2.0, 0.0), (3.0, 0.0)], 4, 4),          # parallel (the oldest of unit norm): 4
-    ([(1.0, 0.0), (1.0, 0.3), (1.0, 0.6)], 4, 3),          # similarity ~0.96: 3
-    ([(1.0, 0.0), (1.0, 0.3), (1.0, 0.6)], 2, 2),
-    ([(1.0, 0.0), (0.0, 0.0), (1.0, 0.0)], 4, 2),          # a zero residual has similarity 0
-    ([(3.0, 0.0), (2.0, 0.0), (1.0, 0.0)], 4, 4),          # the newest of unit norm
-])
+@pytest.mark.parametrize(
+    "rs,cfg_order,want",
+    [
+        ([(1.0, 0.0), (2.0, 0.0), (3.0, 0.0)], 4, 4),  # parallel (the oldest of unit norm): 4
+        ([(1.0, 0.0), (1.0, 0.3), (1.0, 0.6)], 4, 3),  # similarity ~0.96: 3
+        ([(1.0, 0.0), (1.0, 0.3), (1.0, 0.6)], 2, 2),
+        ([(1.0, 0.0), (0.0, 0.0), (1.0, 0.0)], 4, 2),  # a zero residual has similarity 0
+        ([(3.0, 0.0), (2.0, 0.0), (1.0, 0.0)], 4, 4),  # the newest of unit norm
+    ],
+)
 def test_official_adaptive_order_by_hand(rs, cfg_order, want):
     p = P.OfficialPadePredictor(TCPadeOfficialConfig(order=cfg_order))
     hist = ResidualHistory(6)
@@ -558,6 +616,7 @@ def test_official_adaptive_order_by_hand(rs, cfg_order, want):
 
 # ================================================================ engine
 
+
 def test_eager_wrappers_use_torch_compiler_disable(monkeypatch):
     calls = []
 
@@ -567,17 +626,17 @@ def test_eager_wrappers_use_torch_compiler_disable(monkeypatch):
 
     f = lambda: 1
     monkeypatch.setattr(E, "_disable", fake)
-    assert E.eager(f) == ("eager", f) and calls[-1] == (f, {})                      # recursive: all it calls
-    assert E.eager_frame(f) == ("eager", f) and calls[-1] == (f, {"recursive": False})   # its own frame only
+    assert E.eager(f) == ("eager", f) and calls[-1] == (f, {})  # recursive: all it calls
+    assert E.eager_frame(f) == ("eager", f) and calls[-1] == (f, {"recursive": False})  # its own frame only
 
-    def old(fn, **kw):                                   # a torch whose disable has no ``recursive``
+    def old(fn, **kw):  # a torch whose disable has no ``recursive``
         if kw:
             raise TypeError("unexpected keyword argument 'recursive'")
         return ("eager", fn)
 
     monkeypatch.setattr(E, "_disable", old)
     assert E.eager_frame(f) is f
-    monkeypatch.setattr(E, "_disable", None)            # a torch without torch.compiler
+    monkeypatch.setattr(E, "_disable", None)  # a torch without torch.compiler
     assert E.eager(f) is f and E.eager_frame(f) is f
 
 
@@ -601,14 +660,18 @@ def test_stream_state_clear_and_byte_count():
     hist, res = ResidualHistory(3), ResidualHistory(3)
     hist.push(0, 1.0, torch.ones(3))
     res.push(0, 1.0, torch.ones(3))
-    st = StreamState(hist, res, P.PadeState(prev_input=torch.ones(4), newest_step=0),
-                     G.RescaledL1State(prev_mod=torch.ones(2), acc=0.5))
+    st = StreamState(
+        hist,
+        res,
+        P.PadeState(prev_input=torch.ones(4), newest_step=0),
+        G.RescaledL1State(prev_mod=torch.ones(2), acc=0.5),
+    )
     assert st.nbytes() == 12 + 12 + 16 + 8
     st.clear()
     assert len(res) == 0 and st.pred.newest_step is None and st.pred.prev_input is None
     assert st.gate.acc == 0.0 and st.gate.prev_mod is None and st.nbytes() == 12
     shared = StreamState(hist, hist, P.PredictorState(), G.GateState())
-    assert shared.nbytes() == 12                          # one history counted once
+    assert shared.nbytes() == 12  # one history counted once
 
 
 def stack(h):
@@ -627,8 +690,9 @@ def test_hold_computes_every_step_with_its_reason_and_one_note():
     assert rep.notes == ["held: the sampler adds noise"]
 
 
-@pytest.mark.parametrize("index,num,msg", [(-1, 4, r"\[0, 3\], got -1"), (4, 4, r"\[0, 3\], got 4"),
-                                           (0, 0, r"\[0, -1\], got 0")])
+@pytest.mark.parametrize(
+    "index,num,msg", [(-1, 4, r"\[0, 3\], got -1"), (4, 4, r"\[0, 3\], got 4"), (0, 0, r"\[0, -1\], got 0")]
+)
 def test_begin_step_refuses_an_index_outside_the_run(index, num, msg):
     with pytest.raises(ValueError, match="step index must be in " + msg):
         CacheRun(ReuseConfig()).begin_step(index, num)
@@ -647,7 +711,7 @@ def test_end_run_sums_the_resets_of_every_stream_and_notes_the_target():
     assert run.report.target_speedup == 2.0 and isinstance(run.gate, G.BudgetGate)
     for i in range(4):
         run.begin_step(i, 4, 1 - i / 4)
-        n = 2 if i < 2 else 3                              # both streams change shape at step 2
+        n = 2 if i < 2 else 3  # both streams change shape at step 2
         run("c", torch.ones(n), stack)
         run("u", -torch.ones(n), stack)
     rep = run.end_run()
@@ -664,7 +728,7 @@ def test_reset_drops_the_streams_and_keeps_the_report():
     assert run.streams == {} and run.cache_bytes() == 0
     run.begin_step(1, 4, 0.75)
     calls = []
-    run("c", torch.ones(2), lambda h: calls.append(1) or stack(h))   # no history left: the predictor's warm-up
+    run("c", torch.ones(2), lambda h: calls.append(1) or stack(h))  # no history left: the predictor's warm-up
     rep = run.end_run()
     assert calls == [1] and [r.step for r in rep.steps] == [0, 1] and rep.steps[1].reason == "warmup"
 
@@ -673,7 +737,7 @@ def test_measured_error_is_the_worst_stream_of_the_step():
     run = CacheRun(ReuseConfig(interval=2), measure_error=True)
     sq = lambda h: h * h
     run.begin_step(0, 4, 1.0)
-    run("c", torch.full((2,), 0.1), sq)                  # residual 0.01 - 0.1 = -0.09 on both streams
+    run("c", torch.full((2,), 0.1), sq)  # residual 0.01 - 0.1 = -0.09 on both streams
     run("u", torch.full((2,), 0.1), sq)
     run.begin_step(1, 4, 0.75)
     # c: predicted 0.2 - 0.09 = 0.11 against 0.04 (error 0.07 / 0.04), u: 0.06 against 0.0225 (0.0375 / 0.0225);
@@ -690,8 +754,9 @@ def test_the_lead_stream_decides_the_step():
         run = CacheRun(TeaCacheConfig(threshold=10.0, coefficients=(1.0, 0.0)))
         mod = lambda: torch.ones(2)
         run.begin_step(0, 4, 1.0)
-        run.leave(["c"], [torch.ones(2)], [stack(torch.ones(2))]) if run.enter(["c"], [torch.ones(2)], mod) is None \
-            else None
+        run.leave(["c"], [torch.ones(2)], [stack(torch.ones(2))]) if run.enter(
+            ["c"], [torch.ones(2)], mod
+        ) is None else None
         run.begin_step(1, 4, 0.75)
         xs = [torch.ones(2), torch.ones(2)]
         assert run.enter(["c", "u"], xs, mod, lead=lead) is None
@@ -701,7 +766,7 @@ def test_the_lead_stream_decides_the_step():
     # "u" has no reference input yet: it computes; "c" would skip (then "u", with no history, forces a compute)
     assert one_step(1).reason == "no reference" and one_step(1).forced_streams == []
     assert one_step(0).reason == "forced (acc<delta)" and one_step(0).forced_streams == ["u"]
-    assert one_step(5).reason == one_step(2).reason == "forced (acc<delta)"   # a lead out of range: the first
+    assert one_step(5).reason == one_step(2).reason == "forced (acc<delta)"  # a lead out of range: the first
 
 
 def _stream_of(cfg, store_device="cpu"):
@@ -711,18 +776,31 @@ def _stream_of(cfg, store_device="cpu"):
     return run.streams["c"]
 
 
-@pytest.mark.parametrize("cfg,shared,caps", [
-    (TCPadeConfig(), False, (3, 3)),                                         # outputs: the gate's residuals apart
-    (TCPadeConfig(mode="paper_literal"), True, (3, 3)),                       # residuals: shared
-    (TCPadeConfig(gate="error"), True, (3, 3)),                               # the error gate reads no residuals
-    (make_config("tcpade", mode="official"), True, (6, 6)),                   # reads 5 of the 6 it keeps
-    (make_config("composed", gate=TCPadeConfig(), predictor=ReuseConfig()), False, (1, 3)),
-    (make_config("composed", gate=TCPadeConfig(), predictor=TaylorSeerConfig(order=2, form="newton",
-                                                                               target="residual")), True, (3, 3)),
-    (make_config("composed", gate=make_config("tcpade", mode="official"),
-                 predictor=TCPadeConfig(mode="paper_literal")), False, (3, 5)),
-    (NoCacheConfig(), True, (0, 0)),
-])
+@pytest.mark.parametrize(
+    "cfg,shared,caps",
+    [
+        (TCPadeConfig(), False, (3, 3)),  # outputs: the gate's residuals apart
+        (TCPadeConfig(mode="paper_literal"), True, (3, 3)),  # residuals: shared
+        (TCPadeConfig(gate="error"), True, (3, 3)),  # the error gate reads no residuals
+        (make_config("tcpade", mode="official"), True, (6, 6)),  # reads 5 of the 6 it keeps
+        (make_config("composed", gate=TCPadeConfig(), predictor=ReuseConfig()), False, (1, 3)),
+        (
+            make_config(
+                "composed", gate=TCPadeConfig(), predictor=TaylorSeerConfig(order=2, form="newton", target="residual")
+            ),
+            True,
+            (3, 3),
+        ),
+        (
+            make_config(
+                "composed", gate=make_config("tcpade", mode="official"), predictor=TCPadeConfig(mode="paper_literal")
+            ),
+            False,
+            (3, 5),
+        ),
+        (NoCacheConfig(), True, (0, 0)),
+    ],
+)
 def test_a_new_stream_shares_the_history_with_the_gate_when_it_fits(cfg, shared, caps):
     st = _stream_of(cfg)
     assert (st.residuals is st.history) == shared
@@ -746,9 +824,9 @@ def test_warmup_keeps_the_gates_value_and_the_gate_residuals_are_the_computed_on
     for i in range(10):
         run.begin_step(i, 10, 1 - i / 10)
         hs[i] = torch.full((3,), 1.0 - i / 10) * vec(1.0, 2.0, 3.0)
-        ys[i] = run("c", hs[i], lambda h, i=i: (ys.setdefault(("y", i), stack(h))))
+        ys[i] = run("c", hs[i], lambda h, i=i: ys.setdefault(("y", i), stack(h)))
     rep = run.end_run()
-    assert (rep.steps[1].reason, rep.steps[1].gate) == ("warmup", 100.0)   # the gate skips, the predictor is not ready
+    assert (rep.steps[1].reason, rep.steps[1].gate) == ("warmup", 100.0)  # the gate skips, the predictor is not ready
     computed = [r.step for r in rep.steps if r.computed]
     st = run.streams["c"]
     es = st.residuals.latest(3)
@@ -767,8 +845,9 @@ def test_cache_bytes_is_the_peak():
 
 # ================================================================ second round: boundaries, budget, Taylor, spacing
 
+
 def test_teacache_computes_when_the_sum_reaches_delta_exactly():
-    g = G.RescaledL1Gate(0.5, [0.0, 0.5])             # rescale(x) = 0.5 whatever x
+    g = G.RescaledL1Gate(0.5, [0.0, 0.5])  # rescale(x) = 0.5 whatever x
     st = SimpleNamespace(gate=g.State())
     g.decide(step(0, 6), st, lambda: torch.ones(2))
     assert g.decide(step(1, 6), st, lambda: torch.ones(2)) == G.Decision(True, "acc>=delta", 0.5)
@@ -785,13 +864,14 @@ def test_guard_pole_keeps_the_sign_and_zero_counts_as_positive():
 
 
 def test_normalized_denominator_of_a_vanishing_residual_is_one():
-    r = vec(1e-13, -1e-13, dtype=torch.float64)         # rms below EPS: q = 0, not r / rms
+    r = vec(1e-13, -1e-13, dtype=torch.float64)  # rms below EPS: q = 0, not r / rms
     out, _ = P.pade_residual(r, r.clone(), None, lam=2.0, numerator="recent", denominator="normalized")
     assert out.tolist() == pytest.approx([1e-13, -1e-13], rel=1e-9, abs=0.0)
 
 
 class _Fixed(G.Gate):
     """A base gate that always answers ``d`` and records the signal it was given."""
+
     name = "fixed"
 
     def __init__(self, d):
@@ -804,7 +884,7 @@ class _Fixed(G.Gate):
 
 def test_budget_gate_decisions_by_hand():
     own = G.Decision(True, "own", 0.7)
-    bg = G.BudgetGate(_Fixed(own), 2.0)                 # 10 steps: 5 computes
+    bg = G.BudgetGate(_Fixed(own), 2.0)  # 10 steps: 5 computes
     sig = lambda: None
     e = lambda reason: G.Decision(True, reason, 0.7, forced=True)
     skip = G.Decision(False, "budget spacing", 0.7)
@@ -815,8 +895,18 @@ def test_budget_gate_decisions_by_hand():
         bg.step_done(i, d.compute)
     # step 0: gap 1 (no compute yet), spacing 10 / 5 = 2: the signal moves it early (gap >= 1);
     # step 5: spacing 5 / 2, gap 1 < 1.25: no early compute; the budget is spent at step 9
-    assert got == [G.Decision(True, "own (early)", 0.7), skip, e("budget spacing"), skip, e("budget spacing"),
-                   skip, e("budget spacing"), skip, e("budget spacing"), G.Decision(False, "budget spent", 0.7)]
+    assert got == [
+        G.Decision(True, "own (early)", 0.7),
+        skip,
+        e("budget spacing"),
+        skip,
+        e("budget spacing"),
+        skip,
+        e("budget spacing"),
+        skip,
+        e("budget spacing"),
+        G.Decision(False, "budget spent", 0.7),
+    ]
     assert bg.early == 1 and bg.used == 5 and bg.base.seen == [sig] * 10
     # at half the spacing exactly the signal may compute: 8 steps left, 4 computes, one step since the last
     half = G.BudgetGate(_Fixed(own), 2.0)
@@ -826,7 +916,7 @@ def test_budget_gate_decisions_by_hand():
     rest = G.BudgetGate(_Fixed(own), 2.0)
     assert rest.decide(step(5, 10), None, sig) == e("budget: every step left")
     # every early compute is counted
-    many = G.BudgetGate(_Fixed(own), 1.25)              # 8 of 10
+    many = G.BudgetGate(_Fixed(own), 1.25)  # 8 of 10
     for i in range(2):
         assert many.decide(step(i, 10), None, sig).reason == "own (early)"
         many.step_done(i, True)
@@ -840,7 +930,7 @@ def test_taylorseer_official_factors_on_residuals_and_from_first_enhance():
     st = StreamState(hist, hist, p.State(), G.GateState())
     h = vec(1.0, -1.0)
     lens = []
-    for i in range(4):                                   # residual at step i: (i, 2i)
+    for i in range(4):  # residual at step i: (i, 2i)
         p.observe(step(i), st, h, h + vec(float(i), 2.0 * i))
         lens.append(len(st.pred.factors))
     # orders >= 1 only from step first_enhance - 1 = 2 on
@@ -879,11 +969,11 @@ def _pade_value(spacing, steps, at, **kw):
 
 
 def test_pade_spacing_scales_the_step_by_the_distance():
-    s = math.exp(-2.0 * 1.0 / 3.0)                       # sigma_stab of (2, 0), (1, 0)
-    assert _pade_value("steps", [2, 4], 6).tolist() == pytest.approx([2 + s * 1.0, 0.0])     # (6 - 4) / (4 - 2)
+    s = math.exp(-2.0 * 1.0 / 3.0)  # sigma_stab of (2, 0), (1, 0)
+    assert _pade_value("steps", [2, 4], 6).tolist() == pytest.approx([2 + s * 1.0, 0.0])  # (6 - 4) / (4 - 2)
     assert _pade_value("steps", [2, 4], 5).tolist() == pytest.approx([2 + s * 0.5, 0.0])
     assert _pade_value("steps", [3, 4], 6).tolist() == pytest.approx([2 + s * 2.0, 0.0])
-    assert _pade_value("uniform", [3, 4], 6).tolist() == pytest.approx([2 + s * 1.0, 0.0])   # as printed: 1
+    assert _pade_value("uniform", [3, 4], 6).tolist() == pytest.approx([2 + s * 1.0, 0.0])  # as printed: 1
 
 
 def test_pade_pole_guard_reaches_the_denominator():
@@ -898,23 +988,29 @@ def test_planned_gate_computes_exactly_the_planned_steps_and_says_which():
     base = G.RescaledL1Gate(0.3, [1.0, 0.0])
     pg = G.PlannedGate(base, [0, 3, 7, 12])
     assert [pg.decide(step(i, 10), None, None) for i in (0, 1, 3)] == [
-        G.Decision(True, "planned", None, forced=True), G.Decision(False, "planned", None, forced=True),
-        G.Decision(True, "planned", None, forced=True)]
+        G.Decision(True, "planned", None, forced=True),
+        G.Decision(False, "planned", None, forced=True),
+        G.Decision(True, "planned", None, forced=True),
+    ]
     assert (pg.name, pg.threshold, pg.signal, pg.State) == (base.name, 0.3, True, G.RescaledL1State)
     assert pg.note(10) == "planned schedule: 3 of 10 computes at steps 0, 3, 7"
     st = SimpleNamespace(gate=pg.State())
-    pg.track(step(2, 10), st, lambda: torch.ones(2))       # the method's own gate stays current
+    pg.track(step(2, 10), st, lambda: torch.ones(2))  # the method's own gate stays current
     assert torch.equal(st.gate.prev_mod, torch.ones(2))
 
 
 def test_the_report_names_the_method_its_gate_and_each_steps_time():
     cfg = TCPadeConfig(theta=0.7)
     run = CacheRun(cfg)
-    assert (run.report.method, run.report.settings, run.report.gate_name, run.report.threshold) == \
-        ("tcpade", cfg.describe(), "TSI stability", 0.7)
+    assert (run.report.method, run.report.settings, run.report.gate_name, run.report.threshold) == (
+        "tcpade",
+        cfg.describe(),
+        "TSI stability",
+        0.7,
+    )
     assert run.report.store_device == "same" and run.report.target_speedup is None
     run.begin_step(0, 4, 0.9)
-    run.begin_step(1, 4, 0.8)                             # step 0 never reached the stack: not reported
+    run.begin_step(1, 4, 0.8)  # step 0 never reached the stack: not reported
     run("c", torch.ones(2), stack)
     rep = run.end_run()
     assert [(r.step, r.t, r.phase) for r in rep.steps] == [(1, pytest.approx(0.8), "mid")]
@@ -924,7 +1020,7 @@ def test_teacache_outside_the_window_keeps_its_reference_current():
     run = CacheRun(TeaCacheConfig(threshold=0.15, coefficients=(1.0, 0.0)))
     for i in range(5):
         run.begin_step(i, 5, 1 - i / 5, active=i not in (1, 2))
-        m = torch.full((2,), 1.1 ** i)                    # a relative L1 change of 0.1 a step
+        m = torch.full((2,), 1.1**i)  # a relative L1 change of 0.1 a step
         run("c", torch.ones(2), stack, lambda m=m: m)
     rep = run.end_run()
     # steps 1 and 2 compute outside the window but move the reference (and the sum: 0.1, then 0.2 >= 0.15 resets
@@ -938,13 +1034,14 @@ def test_a_forced_step_computes_every_later_call_of_the_step():
     run.begin_step(0, 4, 1.0)
     run("c", torch.ones(2), stack)
     run.begin_step(1, 4, 0.75)
-    assert run.enter(["c", "u"], [torch.ones(2), torch.ones(2)]) is None       # "u" has no history
+    assert run.enter(["c", "u"], [torch.ones(2), torch.ones(2)]) is None  # "u" has no history
     run.leave(["c", "u"], [torch.ones(2), torch.ones(2)], [stack(torch.ones(2))] * 2)
-    assert run.enter(["c"], [torch.ones(2)]) is None                             # an extra call: computes too
+    assert run.enter(["c"], [torch.ones(2)]) is None  # an extra call: computes too
     assert run.end_run().steps[1].forced_streams == ["u"]
 
 
 # ================================================================ third round: the [1/1] approximant, TC-Padé's ready/predict
+
 
 def _rational(steps, values, target, **kw):
     out, c = P.rational_extrapolate([vec(v, dtype=torch.float64) for v in values], steps, target, **kw)
@@ -963,13 +1060,13 @@ def test_rational_extrapolate_fits_the_pole_by_hand():
     # a straight line: c = 0, the linear extrapolation; a constant: c = 0, the value
     assert _rational([3, 2, 1], [3.0, 2.0, 1.0], 5) == (pytest.approx(5.0), pytest.approx(0.0))
     assert _rational([3, 2, 1], [7.0, 7.0, 7.0], 5) == (7.0, 0.0)
-    assert _rational([3, 2, 1], [7.0, 6.0, 4.0], 3) == (7.0, pytest.approx(0.25))   # at the newest step: v1
+    assert _rational([3, 2, 1], [7.0, 6.0, 4.0], 3) == (7.0, pytest.approx(0.25))  # at the newest step: v1
 
 
 def test_rational_extrapolate_keeps_the_points_and_the_target_off_the_pole():
     # c = 0.6 fitted: 1 - c d3 < 0.1, so c = (1 - 0.1) / d3 = 0.45
     v, c = _rational([2, 1, 0], _on_curve(0.6, [0, -1, -2]), 4)
-    d = 1 / 0.4                                           # the newest secant slope (v1 - v2) / d2
+    d = 1 / 0.4  # the newest secant slope (v1 - v2) / d2
     assert c == pytest.approx(0.45) and v == pytest.approx(d * (1 - 0.45) * 2 / (1 + 0.9))
     # c = -1.2 fitted, target one step ahead: 1 + c k >= 0.1 makes c = -0.9
     v, c = _rational([2, 1, 0], _on_curve(-1.2, [0, -1, -2]), 3)
@@ -997,20 +1094,19 @@ def _mid_rational(numerator, steps, values, at, **kw):
 
 
 def test_rational_mid_value_with_two_values_scales_by_the_spacing():
-    s = math.exp(-2.0 * 1.0 / 3.0)                       # sigma_stab of 2, 1
+    s = math.exp(-2.0 * 1.0 / 3.0)  # sigma_stab of 2, 1
     assert _mid_rational("rational", [2, 4], [1.0, 2.0], 6) == pytest.approx(2 + s * 1.0)
     assert _mid_rational("rational", [2, 4], [1.0, 2.0], 5) == pytest.approx(2 + s * 0.5)
     assert _mid_rational("rational", [3, 4], [1.0, 2.0], 6) == pytest.approx(2 + s * 2.0)
 
 
 def test_rational_mid_value_damps_the_approximants_increment_by_sigma():
-    vals = _on_curve(-1.2, [-2, -1, 0])                  # oldest first, at steps 0, 1, 2
-    s = math.exp(-2.0)                                    # sigma_stab of 0 and -1 / 2.2: ||R1 - R2|| = ||R1 + R2||
+    vals = _on_curve(-1.2, [-2, -1, 0])  # oldest first, at steps 0, 1, 2
+    s = math.exp(-2.0)  # sigma_stab of 0 and -1 / 2.2: ||R1 - R2|| = ||R1 + R2||
     d = 1 / 2.2
     assert _mid_rational("rational", [0, 1, 2], vals, 3) == pytest.approx(s * d * 1.9 / 0.1, rel=1e-5)
     assert _mid_rational("rational_damped", [0, 1, 2], vals, 3) == pytest.approx(s * d, rel=1e-5)
-    assert _mid_rational("rational", [0, 1, 2], vals, 3, pole_guard=0.5) == pytest.approx(s * d * 1.5 / 0.5,
-                                                                                           rel=1e-5)
+    assert _mid_rational("rational", [0, 1, 2], vals, 3, pole_guard=0.5) == pytest.approx(s * d * 1.5 / 0.5, rel=1e-5)
 
 
 def test_pade_ready_needs_three_literal_values_outside_the_early_phase_and_the_previous_input():
@@ -1021,7 +1117,7 @@ def test_pade_ready_needs_three_literal_values_outside_the_early_phase_and_the_p
     assert lit.ready(Step(5, 20, 0.5, "early"), st) and not lit.ready(Step(5, 20, 0.5, "mid"), st)
     hist.push(9, 0.1, vec(3.0))
     assert lit.ready(Step(10, 20, 0.5, "mid"), st)
-    st.pred.prev_input = None                             # Eq. 6's base is the previous input: not there yet
+    st.pred.prev_input = None  # Eq. 6's base is the previous input: not there yet
     assert not lit.ready(Step(10, 20, 0.5, "mid"), st)
     rec = P.PadePredictor(TCPadeConfig(numerator="recent"))
     assert rec.ready(Step(10, 20, 0.5, "mid"), StreamState(hist, hist, rec.State(), G.GateState()))
@@ -1038,7 +1134,7 @@ def test_pade_predict_adds_the_previous_input_as_eq6_prints_it(phase):
     out = p.predict(Step(7, 20, 0.5, phase), st, vec(-5.0, -5.0), rec)
     want = p.value(7, phase, hist.latest(3)) + vec(10.0, 20.0)
     assert torch.allclose(out, want)
-    if phase == "early":                                   # alpha1 R1 + (1 - alpha1) R2
+    if phase == "early":  # alpha1 R1 + (1 - alpha1) R2
         assert out.tolist() == pytest.approx([0.8 * 1.2 + 0.2 * 1.0 + 10, 0.8 * 0.3 + 0.2 * 0.2 + 20])
         assert not hasattr(rec, "sigma_stab")
     else:
@@ -1047,11 +1143,13 @@ def test_pade_predict_adds_the_previous_input_as_eq6_prints_it(phase):
 
 def test_tsi_gate_skips_at_a_score_equal_to_theta():
     line = _resid([0.0, 0.0], [1.0, 0.0], [2.0, 0.0], steps=[2, 3, 4])
-    assert G.TSIGate(100.0, 100, "reciprocal", "interval").decide(step(6), line, None) == \
-        G.Decision(False, "tsi>=theta", 100.0)
+    assert G.TSIGate(100.0, 100, "reciprocal", "interval").decide(step(6), line, None) == G.Decision(
+        False, "tsi>=theta", 100.0
+    )
     two = _resid([0.0], [1.0], steps=[0, 1])
-    assert G.TSIGate(100.0, 100, "reciprocal", "spread", 1).decide(step(5), two, None) == \
-        G.Decision(False, "tsi n/a", 100.0)
+    assert G.TSIGate(100.0, 100, "reciprocal", "spread", 1).decide(step(5), two, None) == G.Decision(
+        False, "tsi n/a", 100.0
+    )
 
 
 def test_planned_schedule_note_lists_only_steps_of_the_run():
@@ -1064,9 +1162,13 @@ def test_what_each_predictor_declares_for_the_planner():
     assert [P.TaylorPredictor(o, "eq10", "output").plan_order for o in (0, 1, 3)] == [0, 1, 1]
     assert P.LagrangePredictor(3, "output").plan_order == 1
     assert [P.PadePredictor(TCPadeConfig(numerator=n)).warmup for n in ("literal", "recent")] == [3, 2]
-    assert [(P.OfficialPadePredictor(TCPadeOfficialConfig(order=o)).warmup,
-             P.OfficialPadePredictor(TCPadeOfficialConfig(order=o)).plan_order) for o in (1, 3, 4)] == \
-        [(2, 1), (3, 1), (3, 1)]
+    assert [
+        (
+            P.OfficialPadePredictor(TCPadeOfficialConfig(order=o)).warmup,
+            P.OfficialPadePredictor(TCPadeOfficialConfig(order=o)).plan_order,
+        )
+        for o in (1, 3, 4)
+    ] == [(2, 1), (3, 1), (3, 1)]
 
 
 def test_rational_extrapolate_with_an_uneven_step():

@@ -1,4 +1,5 @@
 """The host couplings of nodes/host.py: each fails here when the running host changes what the pack reads."""
+
 from __future__ import annotations
 
 import inspect
@@ -13,6 +14,7 @@ def test_outer_sample_and_calc_cond_batch_are_read_by_name():
     H.load_pack()
     host = H.pack_module("nodes.host")
     import comfy.samplers
+
     a = host.outer_sample_args(("n", "l", "s", "sig"), {"seed": 3})
     assert (a["noise"], a["latent_image"], a["sampler"], a["sigmas"], a["seed"]) == ("n", "l", "s", "sig", 3)
     assert {"noise", "sampler", "sigmas"} <= set(inspect.signature(comfy.samplers.CFGGuider.outer_sample).parameters)
@@ -26,6 +28,7 @@ def test_compile_keys_and_interrupt_come_from_the_host():
     host = H.pack_module("nodes.host")
     from comfy_api.torch_helpers import torch_compile as tc
     import comfy.model_management as mm
+
     assert host.compile_keys()[0] == tc.COMPILE_KEY == "torch.compile"
     assert host.is_interrupt(mm.InterruptProcessingException()) and not host.is_interrupt(RuntimeError("x"))
 

@@ -1,5 +1,6 @@
 """The Compare node beside the mean: the worst image, the images whose content changed, and its last result kept
 for a reloaded page (GET /tcpade/compares)."""
+
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ H.require_host()
 def compare(tmp_path_factory):
     H.load_pack()
     import folder_paths
+
     old = folder_paths.get_temp_directory()
     folder_paths.set_temp_directory(str(tmp_path_factory.mktemp("compare_tmp")))
     yield H.host().nodes.NODE_CLASS_MAPPINGS["TCPade_Compare"]
@@ -29,7 +31,7 @@ def test_worst_image_and_changed_content_are_shown(compare):
     g = torch.Generator().manual_seed(0)
     ref = torch.rand(4, 16, 16, 3, generator=g)
     test = (ref + 0.01 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
-    test[2] = torch.rand(16, 16, 3, generator=g)            # another picture altogether
+    test[2] = torch.rand(16, 16, 3, generator=g)  # another picture altogether
     out = compare.execute(test, ref, 4.0)
     res = out.ui["tcpade_compare"][0]
     per = [10 * math.log10(1.0 / float(((test[i].double() - ref[i].double()) ** 2).mean())) for i in range(4)]

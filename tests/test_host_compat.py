@@ -8,6 +8,7 @@ block stack did not run (first- and last-block counters, as in test_host_samplin
 GGUF needs the ComfyUI-GGUF custom node (city96/ComfyUI-GGUF) in the host's ``custom_nodes`` and the
 ``gguf`` package; without them those tests skip with one loud line.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +26,7 @@ TINY_CLIP = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, nu
 # a Wan 2.1 the host's loaders detect from its state dict (comfy.model_detection: 128-wide heads, freq_dim 256,
 # text_dim 4096), small enough for CPU: UNETLoader (fp8) and ComfyUI-GGUF load it from a file
 WAN_FILE_CONFIG = dict(H.WAN_CONFIG, dim=256, ffn_dim=512, num_heads=2, freq_dim=256, text_dim=4096, text_len=512)
-SKIP_STRIP = "##..#..."   # TC-Padé, theta 0, interval 4, 8 steps (H.SKIPPING["tcpade"])
+SKIP_STRIP = "##..#..."  # TC-Padé, theta 0, interval 4, 8 steps (H.SKIPPING["tcpade"])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -50,6 +51,7 @@ def models():
 def model_folder(tmp_path, monkeypatch):
     """A temporary models folder the host's loaders read ``loras`` and ``diffusion_models`` from."""
     import folder_paths
+
     for name in ("loras", "diffusion_models"):
         monkeypatch.setitem(folder_paths.folder_names_and_paths, name, ([str(tmp_path)], {".safetensors", ".gguf"}))
     return tmp_path
@@ -106,11 +108,17 @@ def lora_tensors(sd: dict, names, key_of, fmt: str, seed: int, rank: int = 4) ->
     out = {}
     for name in names:
         w = sd[name + ".weight"]
-        o, i = getattr(w, "tensor_shape", None) or w.shape    # a GGUF tensor: its logical, not its byte, shape
+        o, i = getattr(w, "tensor_shape", None) or w.shape  # a GGUF tensor: its logical, not its byte, shape
         up, down = torch.randn(o, rank, generator=g) * 0.1, torch.randn(rank, i, generator=g) * 0.1
         key = key_of(name)
         if fmt == "kohya":
-            out.update({f"{key}.lora_up.weight": up, f"{key}.lora_down.weight": down, f"{key}.alpha": torch.tensor(float(rank))})
+            out.update(
+                {
+                    f"{key}.lora_up.weight": up,
+                    f"{key}.lora_down.weight": down,
+                    f"{key}.alpha": torch.tensor(float(rank)),
+                }
+            )
         else:
             out.update({f"{key}.lora_B.weight": up, f"{key}.lora_A.weight": down})
     return out
@@ -123,7 +131,7 @@ def model_lora(model, kind: str, seed: int = 3) -> tuple[dict, set]:
     dm = model.get_model_object("diffusion_model")
     last = len(dm.single_blocks) - 1 if kind == "flux" else len(dm.blocks) - 1
     names = [n.format(last=last) for n in LORA_TARGETS[kind]]
-    sd = dict(dm.named_parameters())   # (ComfyUI-GGUF's state_dict() gives quantised weights without their shape)
+    sd = dict(dm.named_parameters())  # (ComfyUI-GGUF's state_dict() gives quantised weights without their shape)
     if kind == "flux":
         t = lora_tensors(sd, names, lambda n: "lora_unet_" + n.replace(".", "_"), "kohya", seed)
     else:
@@ -139,6 +147,7 @@ def clip_lora(clip, seed: int = 4) -> tuple[dict, set]:
 
 def save_lora(folder, name: str, tensors: dict) -> str:
     from safetensors.torch import save_file
+
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / name))
     return name
 
@@ -149,25 +158,30 @@ def tiny_clip(seed: int = 7):
     import comfy.sd
     import comfy.sd1_clip
     import comfy.supported_models_base
+
     target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
     clip = comfy.sd.CLIP(target, model_options={"clip_l_model_config": dict(TINY_CLIP)})
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(clip.cond_stage_model.named_parameters()):
-            p.copy_(torch.randn(p.shape, generator=g) * (0.05 if p.ndim > 1 else 0.02)
-                    + (1.0 if "layer_norm" in name and name.endswith(".weight") else 0.0))
+            p.copy_(
+                torch.randn(p.shape, generator=g) * (0.05 if p.ndim > 1 else 0.02)
+                + (1.0 if "layer_norm" in name and name.endswith(".weight") else 0.0)
+            )
     return clip
 
 
 def assert_lora_maps(tensors: dict, key_map: dict, want: set):
     """Every LoRA tensor maps onto a model weight (the host drops unmapped keys with only a log line)."""
     import comfy.lora
+
     assert set(comfy.lora.load_lora(tensors, key_map)) == want
 
 
 @pytest.mark.parametrize("kind", ["flux", "wan"])
 def test_lora_model_only_before_and_after_the_cache(models, model_folder, kind):
     import comfy.lora
+
     loader = H.host().nodes.LoraLoaderModelOnly()
     base = models[kind]
     tensors, want = model_lora(base, kind)
@@ -177,10 +191,13 @@ def test_lora_model_only_before_and_after_the_cache(models, model_folder, kind):
 
     plain = H.sample(base, kind, steps=8)
     ref = H.sample(lora(base), kind, steps=8)
-    assert (ref - plain).abs().max() > 0.05 * plain.abs().max()   # the LoRA changes the result
+    assert (ref - plain).abs().max() > 0.05 * plain.abs().max()  # the LoRA changes the result
 
     nid, kw = H.NEVER_SKIP["tcpade"]
-    for m in (H.attach(nid, lora(base), **kw), lora(H.attach(nid, base, **kw))):   # cache(lora(model)), lora(cache(model))
+    for m in (
+        H.attach(nid, lora(base), **kw),
+        lora(H.attach(nid, base, **kw)),
+    ):  # cache(lora(model)), lora(cache(model))
         assert torch.equal(H.sample(m, kind, steps=8), ref)
         assert H.settings_of(m).last_report.computed == 8
 
@@ -193,12 +210,13 @@ def test_lora_model_only_before_and_after_the_cache(models, model_folder, kind):
         check_skips(m, outs[-1], first, strip)
     assert torch.equal(outs[0], outs[1])
     no_lora = H.sample(H.attach(nid, base, **kw), kind, steps=8)
-    assert (outs[0] - no_lora).abs().max() > 0.05 * no_lora.abs().max()   # the skipped steps follow the LoRA'd model
+    assert (outs[0] - no_lora).abs().max() > 0.05 * no_lora.abs().max()  # the skipped steps follow the LoRA'd model
 
 
 def test_lora_loader_model_and_clip_before_and_after_the_cache(model_folder):
     """``LoraLoader`` (model + CLIP) on a tiny Wan (text_dim 32) with a tiny host CLIP, both graph orders."""
     import comfy.lora
+
     h = H.host()
     kind = "wan"
     base = H.tiny_model(kind)
@@ -219,14 +237,14 @@ def test_lora_loader_model_and_clip_before_and_after_the_cache(model_folder):
     m0, pos, neg = graph(base)
     plain_pos = encode.encode(clip, "a red cat on a blue chair")[0]
     assert pos[0][0].shape == (1, 77, 32)
-    assert (pos[0][0] - plain_pos[0][0]).abs().max() > 1e-3                 # the CLIP LoRA is active
+    assert (pos[0][0] - plain_pos[0][0]).abs().max() > 1e-3  # the CLIP LoRA is active
     ref = H.sample(m0, kind, steps=8, positive=pos, negative=neg)
     plain_model = H.sample(base, kind, steps=8, positive=pos, negative=neg)
     assert (ref - plain_model).abs().max() > 0.05 * plain_model.abs().max()  # so is the model LoRA
 
     nid, kw = H.NEVER_SKIP["tcpade"]
-    m1 = H.attach(nid, m0, **kw)                       # cache(LoraLoader(model))
-    m2, p2, n2 = graph(H.attach(nid, base, **kw))      # LoraLoader(cache(model))
+    m1 = H.attach(nid, m0, **kw)  # cache(LoraLoader(model))
+    m2, p2, n2 = graph(H.attach(nid, base, **kw))  # LoraLoader(cache(model))
     assert torch.equal(H.sample(m1, kind, steps=8, positive=pos, negative=neg), ref)
     assert torch.equal(H.sample(m2, kind, steps=8, positive=p2, negative=n2), ref)
 
@@ -252,8 +270,10 @@ def gguf_or_skip():
     h = H.host()
     path = h.path / "custom_nodes" / GGUF_NODE
     if not (path / "nodes.py").is_file():
-        pytest.skip(f"GGUF TESTS SKIPPED: no {GGUF_NODE} at {path} "
-                    f"(git clone https://github.com/city96/ComfyUI-GGUF there and pip install gguf)")
+        pytest.skip(
+            f"GGUF TESTS SKIPPED: no {GGUF_NODE} at {path} "
+            f"(git clone https://github.com/city96/ComfyUI-GGUF there and pip install gguf)"
+        )
     try:
         import gguf  # noqa: F401
     except ImportError:
@@ -269,6 +289,7 @@ def q4k_blocks(shape, rng):
     ``quantize_blocks`` for Q2_K..Q6_K), so the file holds a random Q4_K model rather than a quantised copy of
     the float one: weight = d * scale * code - dmin * min, std about 0.05."""
     import numpy as np
+
     n = shape[0] * shape[1] // 256
     b = rng.integers(0, 256, (n, 144), dtype=np.uint8)
     b[:, 0:2] = np.full(n, 2e-4, np.float16).view(np.uint8).reshape(n, 2)
@@ -282,6 +303,7 @@ def write_gguf(path, sd: dict, qtype: str) -> dict:
     rest float32, a 5-D tensor stored 4-D with its ``comfy.gguf.orig_shape``. Returns the count per type."""
     import gguf
     import numpy as np
+
     qt = gguf.GGMLQuantizationType[qtype]
     block = gguf.GGML_QUANT_SIZES[qt][0]
     rng = np.random.default_rng(0)
@@ -312,6 +334,7 @@ def gguf_models(tmp_path_factory):
     """{"fp32": the float model, "Q8_0" / "Q4_K": the same architecture loaded by UnetLoaderGGUF from a file}."""
     mappings = gguf_or_skip()
     import folder_paths
+
     folder = tmp_path_factory.mktemp("gguf")
     fp32 = host_model("wan", WAN_FILE_CONFIG)
     sd = fp32.get_model_object("diffusion_model").state_dict()
@@ -337,12 +360,16 @@ def qtypes(model) -> dict:
 
 def gguf_files_load_as_written(gguf_models):
     import gguf
+
     c = gguf_models["counts"]
     assert c == {"Q8_0": {"F32": 60, "Q8_0": 36}, "Q4_K": {"F32": 60, "Q4_K": 36}}
     for q in ("Q8_0", "Q4_K"):
         m = gguf_models[q]
-        assert type(m).__name__ == "GGUFModelPatcher" and type(m.get_model_object("diffusion_model")).__name__ == "WanModel"
-        assert qtypes(m)[q] == 36                          # every quantised weight arrived quantised
+        assert (
+            type(m).__name__ == "GGUFModelPatcher"
+            and type(m.get_model_object("diffusion_model")).__name__ == "WanModel"
+        )
+        assert qtypes(m)[q] == 36  # every quantised weight arrived quantised
     # ComfyUI-GGUF dequantises the hand-made Q4_K blocks as the gguf package's reference does
     dq = sys.modules[str(H.host().path / "custom_nodes" / GGUF_NODE).replace(".", "_x_") + ".dequant"]
     w = gguf_models["Q4_K"].get_model_object("diffusion_model").blocks[0].self_attn.q.weight
@@ -413,8 +440,10 @@ def test_gguf(gguf_models, model_folder):
 
 # ============================================================================ 3. torch.compile (the host's node)
 
+
 def _graphs() -> tuple:
     from torch._dynamo.utils import counters
+
     return counters["stats"]["unique_graphs"], counters["frames"]["total"]
 
 
@@ -424,15 +453,18 @@ def pytorch_attention(model):
     torch.compile a guard on that number, so the compiled host model recompiles itself whenever free RAM
     changes. The attention override is the host's own ``transformer_options`` hook."""
     from comfy.ldm.modules.attention import attention_pytorch
+
     m = model.clone()
-    m.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = \
-        lambda func, *a, **k: attention_pytorch(*a, **k)
+    m.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = lambda func, *a, **k: (
+        attention_pytorch(*a, **k)
+    )
     return m
 
 
 def compiled_versions(fn) -> int:
     """How many compiled versions (Dynamo cache entries) the code of ``fn`` holds."""
     from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
     return len(_debug_get_cache_entry_list(fn.__code__))
 
 
@@ -443,6 +475,7 @@ def test_torch_compile_node():
     compile is compiled once (one compiled block per kind of block, not per block; nothing new per step,
     decision or run)."""
     from comfy_extras.nodes_torch_compile import TorchCompileModel
+
     kind = "flux"
     # a fresh model: the host's LoRA patching leaves the weights it patched with requires_grad=False, and Dynamo
     # guards on requires_grad, so after the LoRA tests the shared models' blocks would compile one more version each
@@ -453,15 +486,18 @@ def test_torch_compile_node():
     eager_skip = H.sample(H.attach(nid, base, **kw), kind, steps=8)
 
     compiled = TorchCompileModel.execute(base, "inductor").args[0]
-    ref = H.sample(compiled, kind, steps=8)                        # compiles (the slow part)
-    rel = H.tol(H.compute_dtype(base), 1e-4)                       # float32 1e-4; 16-bit: its floor (H.HALF_TOL)
-    assert (ref - eager).abs().max() <= rel * eager.abs().max()    # inductor vs eager: float reordering only
+    ref = H.sample(compiled, kind, steps=8)  # compiles (the slow part)
+    rel = H.tol(H.compute_dtype(base), 1e-4)  # float32 1e-4; 16-bit: its floor (H.HALF_TOL)
+    assert (ref - eager).abs().max() <= rel * eager.abs().max()  # inductor vs eager: float reordering only
 
     nid_n, kw_n = H.NEVER_SKIP["tcpade"]
     # cache(compile(model)), compile(cache(model)): bit for bit in float32. The cached model compiles its own graphs
     # (split where the cache decides), and in 16 bits where inductor's fused kernels round to the storage dtype
     # moves with the split, so there the bound is the dtype's floor (H.HALF_TOL)
-    for m in (H.attach(nid_n, compiled, **kw_n), TorchCompileModel.execute(H.attach(nid_n, base, **kw_n), "inductor").args[0]):
+    for m in (
+        H.attach(nid_n, compiled, **kw_n),
+        TorchCompileModel.execute(H.attach(nid_n, base, **kw_n), "inductor").args[0],
+    ):
         H.assert_close(H.sample(m, kind, steps=8), ref, H.compute_dtype(base), what="never-skip under compile")
     # the stack is split where the cache decides (before the first block, after the last one), so the cached model
     # compiles its own graphs, once: the blocks run as one compiled frame per kind of block (double, single)
@@ -471,14 +507,14 @@ def test_torch_compile_node():
     out = H.sample(skip, kind, steps=8)
     assert H.settings_of(skip).last_report.strip() == strip
     assert (out - eager_skip).abs().max() <= rel * eager_skip.abs().max()
-    assert _graphs()[0] == g0[0]        # skipped steps and a new run: no new graph
-    H.sample(skip, kind, steps=12)      # a new schedule length: the host's sample_sigmas guard recompiles once (the
-    g1 = _graphs()                      # frames that carry transformer_options), then treats the length as dynamic
+    assert _graphs()[0] == g0[0]  # skipped steps and a new run: no new graph
+    H.sample(skip, kind, steps=12)  # a new schedule length: the host's sample_sigmas guard recompiles once (the
+    g1 = _graphs()  # frames that carry transformer_options), then treats the length as dynamic
     assert g1[0] - g0[0] <= 1 and H.settings_of(skip).last_report.strip() == "##..#...#..."
     H.sample(skip, kind, steps=20)
     assert _graphs()[0] == g1[0] and compiled_versions(patcher._run_block) == 2
 
-    counted, first, _ = H.with_counters(compiled, kind)            # the skipped steps really skipped the stack
+    counted, first, _ = H.with_counters(compiled, kind)  # the skipped steps really skipped the stack
     m = H.attach(nid, counted, **kw)
     check_skips(m, H.sample(m, kind, steps=8), first, strip)
 
@@ -487,12 +523,13 @@ def test_torch_compile_fullgraph_falls_back_to_eager(models, caplog):
     """fullgraph=True (the host's set_torch_compile_wrapper, as other packs call it) cannot compile through the
     cache's per-step decisions: one clear line, the run goes on eager and gives the eager result."""
     from comfy_api.torch_helpers import set_torch_compile_wrapper
+
     kind = "flux"
-    base = pytorch_attention(models[kind])    # so that the model alone compiles with fullgraph=True
+    base = pytorch_attention(models[kind])  # so that the model alone compiles with fullgraph=True
     eager = H.sample(base, kind, steps=8)
     compiled = base.clone()
     set_torch_compile_wrapper(compiled, backend="eager", fullgraph=True)
-    assert torch.allclose(H.sample(compiled, kind, steps=8), eager, atol=1e-5)    # the model alone compiles
+    assert torch.allclose(H.sample(compiled, kind, steps=8), eager, atol=1e-5)  # the model alone compiles
 
     nid, kw = H.NEVER_SKIP["tcpade"]
     m = H.attach(nid, compiled, **kw)
@@ -514,9 +551,9 @@ def test_torch_compile_fullgraph_falls_back_to_eager(models, caplog):
 # ============================================================================ 4. fp16 / bf16 / fp8 weights
 
 DTYPE_CASES = {  # weights, compute (manual cast; None: the weights' dtype), as the host sets a model up
-    "bf16": (torch.bfloat16, None),                 # a bf16 model on a GPU
+    "bf16": (torch.bfloat16, None),  # a bf16 model on a GPU
     "fp16": (torch.float16, None),
-    "fp8_e4m3fn->bf16": (torch.float8_e4m3fn, torch.bfloat16),   # fp8 weights where the GPU cannot matmul fp8
+    "fp8_e4m3fn->bf16": (torch.float8_e4m3fn, torch.bfloat16),  # fp8 weights where the GPU cannot matmul fp8
 }
 
 
@@ -544,9 +581,9 @@ def expected_cache_values(kind: str, method: str) -> int:
     """What each node keeps, in values, at the peak of the SKIPPING runs (2 streams: cond and uncond)."""
     n = stack_width_tokens(kind)
     return {
-        "tcpade": 2 * 6 * n,        # 3 stack outputs (predictor) + 3 residuals (TSI gate) per stream
-        "taylorseer": 2 * 2 * n,    # order + 1 = 2 Taylor factors per stream
-        "tracache": 2 * 3 * n,      # max_order + 1 = 3 stack outputs per stream
+        "tcpade": 2 * 6 * n,  # 3 stack outputs (predictor) + 3 residuals (TSI gate) per stream
+        "taylorseer": 2 * 2 * n,  # order + 1 = 2 Taylor factors per stream
+        "tracache": 2 * 3 * n,  # max_order + 1 = 3 stack outputs per stream
         # 1 residual per stream + the lead stream's gate input: Flux's modulated image tokens, Wan's e0 (6 x width)
         "teacache": 2 * n + (n if kind == "flux" else 6 * H.WAN_CONFIG["dim"]),
     }[method]
@@ -572,7 +609,9 @@ def test_16bit_and_fp8_weights(kind, case):
         # the stack output keeps the model's compute dtype on computed and skipped steps alike, never NaN/Inf
         assert len(seen) == 8 and all(dt == act and ok for dt, ok in seen), (method, seen)
         # the cache stores in that dtype (its maths runs in float32: test_core), and says so in its byte count
-        assert rep.cache_bytes == expected_cache_values(kind, method) * torch.tensor([], dtype=act).element_size(), method
+        assert rep.cache_bytes == expected_cache_values(kind, method) * torch.tensor([], dtype=act).element_size(), (
+            method
+        )
         assert (out.float() - ref.float()).abs().max() < 0.5 * ref.float().abs().max()
 
 
@@ -581,21 +620,25 @@ def test_fp8_weights_through_the_host_unet_loader(model_folder):
     model's load device can (float32 on a CPU, float16 on a CUDA GPU: asked from the host, not assumed); every
     cache node stores in that compute dtype."""
     from safetensors.torch import save_file
+
     h = H.host()
     fp32 = host_model("wan", WAN_FILE_CONFIG)
-    save_file({k: v.contiguous() for k, v in fp32.get_model_object("diffusion_model").state_dict().items()},
-              str(model_folder / "tiny_wan.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in fp32.get_model_object("diffusion_model").state_dict().items()},
+        str(model_folder / "tiny_wan.safetensors"),
+    )
     base = h.nodes.UNETLoader().load_unet("tiny_wan.safetensors", "fp8_e4m3fn")[0]
     dm = base.get_model_object("diffusion_model")
     assert dm.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
     act = base.model.manual_cast_dtype or base.model.get_dtype()
-    assert act == h.comfy.model_management.unet_manual_cast(torch.float8_e4m3fn, base.load_device,
-                                                          base.model.model_config.supported_inference_dtypes)
+    assert act == h.comfy.model_management.unet_manual_cast(
+        torch.float8_e4m3fn, base.load_device, base.model.model_config.supported_inference_dtypes
+    )
     pos, neg = wan_file_conds()
     run = lambda m: H.sample(m, "wan", steps=8, positive=pos, negative=neg)
     ref = run(base)
     fp = run(fp32)
-    assert (ref - fp).abs().max() <= 0.1 * fp.abs().max()      # fp8 weights: close to the float model, not equal
+    assert (ref - fp).abs().max() <= 0.1 * fp.abs().max()  # fp8 weights: close to the float model, not equal
     for method in H.SKIPPING:
         nid, kw = H.NEVER_SKIP[method]
         assert torch.equal(run(H.attach(nid, base, **kw)), ref), method

@@ -7,6 +7,7 @@ model call bypassed it, resets the compiled graphs once (one recompile, said in 
 call again. The host's own guard filter is used where the host has one; the backend is Dynamo's ``eager`` (the
 guards are Dynamo's, whatever the backend; inductor only makes the compile slow).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -22,9 +23,10 @@ STEPS = 6
 def _compile(model):
     """``model`` compiled the way the host's TorchCompileModel does it, with the host's guard filter if it has one."""
     from comfy_api.torch_helpers import set_torch_compile_wrapper
+
     try:
         from comfy_extras.nodes_torch_compile import skip_torch_compile_dict as guard_filter
-    except ImportError:          # v0.3.64: no guard filter, every guard is kept
+    except ImportError:  # v0.3.64: no guard filter, every guard is kept
         guard_filter = None
     m = model.clone()
     set_torch_compile_wrapper(m, backend="eager", options={"guard_filter_fn": guard_filter} if guard_filter else None)
@@ -66,7 +68,7 @@ def test_compiled_model_caches_in_every_order(setup, order):
     if order == "plain_then_cached":
         assert torch.equal(H.sample(compiled, KIND, steps=STEPS), eager_plain)
         out, rep, first = _cached_run(compiled, nid, kw)
-        assert first.calls == rep.computed                  # the stack really ran on the computed steps only
+        assert first.calls == rep.computed  # the stack really ran on the computed steps only
     else:
         m = H.attach(nid, compiled, **kw)
         out = H.sample(m, KIND, steps=STEPS)
@@ -76,9 +78,9 @@ def test_compiled_model_caches_in_every_order(setup, order):
             # transformer_options and no guard on them, needs them again; the same happens after the host's own
             # EasyCache. The README's workaround: drop the compiled graphs (re-run TorchCompileModel) once.
             torch.compiler.reset()
-        assert torch.equal(H.sample(compiled, KIND, steps=STEPS), eager_plain)   # plain again, no stale patch
+        assert torch.equal(H.sample(compiled, KIND, steps=STEPS), eager_plain)  # plain again, no stale patch
     assert not rep.inactive and rep.num_steps == STEPS and rep.strip() == strip
-    assert torch.equal(out, eager_cached)                   # the eager backend: the cached result, bit for bit
+    assert torch.equal(out, eager_cached)  # the eager backend: the cached result, bit for bit
     resets = [n for n in rep.notes if "graphs were reset" in n]
     assert len(resets) <= 1 and (not resets or (order == "plain_then_cached" and _has_guard_filter()))
 
@@ -93,7 +95,7 @@ def _has_guard_filter() -> bool:
 
 def test_a_run_that_never_reaches_the_pack_says_cache_inactive():
     """No silent 0/0: a run whose model calls never reached the pack's hooks reports 'cache inactive'."""
-    driver_mod = H.pack_module("nodes.driver")     # the pack as the host's loader loaded it
+    driver_mod = H.pack_module("nodes.driver")  # the pack as the host's loader loaded it
     cfg = H.pack_module("tcpade_core").make_config("taylorseer", interval=2)
     d = driver_mod.StackDriver(cfg, [1.0, 0.5, 0.0], 1.0, (1.0, 0.0))
     d.on_model_call(1.0)

@@ -9,6 +9,7 @@ Flux 2, Z-Image, HunyuanVideo 1.5, LTX-2 audio+video, Kandinsky 5), and each cac
 - the output is finite;
 - TeaCache either has calibrated coefficients for the family or says that it has none, naming the family.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,7 @@ H.require_host()
 
 KINDS = F.available_kinds()
 STEPS = 8
-MODEL_LEVEL = {"zimage"}     # honours no patches_replace["dit"]: the pack caches the whole model output
+MODEL_LEVEL = {"zimage"}  # honours no patches_replace["dit"]: the pack caches the whole model output
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +39,18 @@ def first_module(kind: str, model) -> torch.nn.Module:
     if kind == "zimage":
         return dm.layers[0]
     kind_, i = F.stack_keys(kind, model)[0]
-    attr = {"flux": "double_blocks", "flux2": "double_blocks", "chroma": "double_blocks",
-            "hunyuan_video": "double_blocks", "hunyuan_video15": "double_blocks", "wan": "blocks",
-            "qwen": "transformer_blocks", "ltxv": "transformer_blocks", "ltxav": "transformer_blocks",
-            "kandinsky5": "visual_transformer_blocks"}[kind]
+    attr = {
+        "flux": "double_blocks",
+        "flux2": "double_blocks",
+        "chroma": "double_blocks",
+        "hunyuan_video": "double_blocks",
+        "hunyuan_video15": "double_blocks",
+        "wan": "blocks",
+        "qwen": "transformer_blocks",
+        "ltxv": "transformer_blocks",
+        "ltxav": "transformer_blocks",
+        "kandinsky5": "visual_transformer_blocks",
+    }[kind]
     return getattr(dm, attr)[i]
 
 
@@ -97,10 +106,10 @@ def test_skipped_steps_are_exactly_those_reported(models, kind, method):
     out, calls = run(m, kind, module=first_module(kind, base))
     rep = H.settings_of(m).last_report
     assert rep.strip() == strip and not rep.inactive
-    assert calls == rep.computed                          # the stack really ran on the computed steps only
+    assert calls == rep.computed  # the stack really ran on the computed steps only
     assert all(torch.isfinite(o).all() for o in out)
-    assert any(not torch.equal(a, b) for a, b in zip(out, ref))     # the skips changed the result ...
-    for a, b in zip(out, ref):                                       # ... but not into noise
+    assert any(not torch.equal(a, b) for a, b in zip(out, ref))  # the skips changed the result ...
+    for a, b in zip(out, ref):  # ... but not into noise
         assert (a - b).abs().max() < 0.5 * b.abs().max() + 1e-3
 
 
@@ -122,15 +131,15 @@ def test_block_level_or_whole_model_said_once(models, kind, caplog):
 @pytest.mark.parametrize("kind", KINDS)
 def test_teacache_works_or_says_why(models, kind, caplog):
     with caplog.at_level(logging.WARNING, logger="tcpade"):
-        m = H.attach("TCPade_TeaCache", models[kind])      # coefficients "auto", the node's default δ
+        m = H.attach("TCPade_TeaCache", models[kind])  # coefficients "auto", the node's default δ
     out, _ = run(m, kind)
     rep = H.settings_of(m).last_report
     assert all(torch.isfinite(o).all() for o in out) and rep.num_steps == STEPS and not rep.inactive
     missing = [n for n in rep.notes if n.startswith("no calibrated TeaCache coefficients")]
     fam = H.settings_of(m).family
-    if kind == "flux":        # FLUX.1: the authors' polynomial
+    if kind == "flux":  # FLUX.1: the authors' polynomial
         assert not missing
-    else:                     # everything else (Flux 2, the tiny Wan whose width is no released model's, ...)
+    else:  # everything else (Flux 2, the tiny Wan whose width is no released model's, ...)
         assert len(missing) == 1 and (fam.display if fam else "") in missing[0]
 
 
@@ -164,10 +173,10 @@ def _ltx2_caches_video_and_audio_together(models):
     out, calls = run(m, "ltxav", module=first_module("ltxav", base))
     ref, _ = run(base, "ltxav")
     assert len(out) == 2 and calls == H.settings_of(m).last_report.computed
-    assert all(not torch.equal(a, b) for a, b in zip(out, ref))      # both streams were predicted
+    assert all(not torch.equal(a, b) for a, b in zip(out, ref))  # both streams were predicted
 
 
-if "ltxav" in KINDS:   # hosts with LTX-2 only (v0.3.64 has none): collected there, not skipped elsewhere
+if "ltxav" in KINDS:  # hosts with LTX-2 only (v0.3.64 has none): collected there, not skipped elsewhere
     test_ltx2_caches_video_and_audio_together = _ltx2_caches_video_and_audio_together
 
 
@@ -209,8 +218,10 @@ def test_report_carries_this_runs_own_timing(models):
     assert 1.0 < t["estimated_speedup"] <= STEPS / rep.computed and "this run" in t["basis"]
 
 
-@pytest.mark.parametrize("steps,typed,computes_all", [(4, False, True), (4, True, False), (3, False, True),
-                                                       (5, False, False), (8, False, False)])
+@pytest.mark.parametrize(
+    "steps,typed,computes_all",
+    [(4, False, True), (4, True, False), (3, False, True), (5, False, False), (8, False, False)],
+)
 def test_few_steps_compute_every_step_unless_a_target_is_typed(models, steps, typed, computes_all, caplog):
     """At 4 steps or fewer (distilled models) a node computes every step and says why; a typed target speed-up
     is honoured, with a note; from 5 steps on nothing changes."""
@@ -239,10 +250,12 @@ def test_inputs_the_pack_does_not_recognise_hold_with_one_warning(caplog):
     patcher = H.pack_module("nodes.patcher")
     fam = H.pack_module("nodes.families")
     assert fam.pack_stream({"a": torch.zeros(1)})[0] is None
-    assert fam.pack_stream([torch.zeros(2, 3), torch.zeros(3, 3)])[0] is None          # batch sizes differ
+    assert fam.pack_stream([torch.zeros(2, 3), torch.zeros(3, 3)])[0] is None  # batch sizes differ
     v, a = torch.randn(2, 4, 8), torch.randn(2, 3, 5)
     packed, how, _ = fam.pack_stream((v, a))
-    assert packed.shape == (2, 4 * 8 + 3 * 5) and all(torch.equal(x, y) for x, y in zip(fam.unpack_stream(packed, how), (v, a)))
+    assert packed.shape == (2, 4 * 8 + 3 * 5) and all(
+        torch.equal(x, y) for x, y in zip(fam.unpack_stream(packed, how), (v, a))
+    )
     cfg = H.pack_module("tcpade_core").make_config("taylorseer", interval=3)
     d = H.pack_module("nodes.driver").StackDriver(cfg, [1.0, 0.75, 0.5, 0.0], 1.0, (1.0, 0.0))
     with caplog.at_level(logging.WARNING, logger="tcpade"):

@@ -1,5 +1,6 @@
 """A method's leading blocks (Method.leading_blocks) run on every step, skipped or not; 0 (every method today) keeps
 the whole stack cached. First Block Cache builds on it."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +28,7 @@ def test_leading_blocks_run_on_skipped_steps(monkeypatch, lead):
     # block 0 runs on every model call when it leads, only on the computed steps when it is part of the cache
     assert first.calls == (8 if lead else rep.computed)
     assert last.calls == rep.computed
-    if lead:   # the cached stack starts at block 1: a never-skip run equals the uncached model bit for bit
+    if lead:  # the cached stack starts at block 1: a never-skip run equals the uncached model bit for bit
         ref = H.sample(base, "flux", steps=8)
         n_nid, n_kw = H.NEVER_SKIP["taylorseer"]
         assert torch.equal(H.sample(H.attach(n_nid, base, **n_kw), "flux", steps=8), ref)

@@ -1,4 +1,5 @@
 """The pack as ComfyUI sees it: loaded from custom_nodes by the host's loader, V3 schemas, validation."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,14 @@ import host_util as H
 H.require_host()
 
 NODE_IDS = ["TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache"]
-OTHER_IDS = ["TCPade_Compare", "TCPade_ClassLabel", "TCPade_DiTLoader", "TCPade_BenchModelLoader",
-             "TCPade_BenchLatent", "TCPade_BenchDecode"]
+OTHER_IDS = [
+    "TCPade_Compare",
+    "TCPade_ClassLabel",
+    "TCPade_DiTLoader",
+    "TCPade_BenchModelLoader",
+    "TCPade_BenchLatent",
+    "TCPade_BenchDecode",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +38,7 @@ def params(node_cls, **overrides):
     """The node's widget defaults from its schema, with overrides."""
     out = {}
     for inp in node_cls.GET_SCHEMA().inputs:
-        if inp.id != "model" and hasattr(inp, "default"):   # widgets; the optional calibration socket stays None
+        if inp.id != "model" and hasattr(inp, "default"):  # widgets; the optional calibration socket stays None
             out[inp.id] = inp.default
     out.update(overrides)
     return out
@@ -78,6 +85,7 @@ def test_tcpade_widgets(mappings):
     assert (req["theta"][1]["min"], req["theta"][1]["max"], req["theta"][1]["default"]) == (0.0, 2.0, 1.0)
     # the node's defaults are the engine's measured defaults (README "Notes on the equations")
     from tcpade_core import TCPadeConfig
+
     d = TCPadeConfig()
     assert (d.lam, d.alpha1, d.beta, d.interval) == (2.0, 1.0, 0.3, 4)
     assert req["lam"][1]["default"] == d.lam and req["alpha1"][1]["default"] == d.alpha1
@@ -117,19 +125,22 @@ def test_presets_are_speed_targets(mappings, flux):
     assert paper.cfg.mode == "paper_literal" and paper.cfg.numerator == "literal" and paper.store_device == "cpu"
 
 
-@pytest.mark.parametrize("nid, bad, name", [
-    ("TCPade_TCPadeCache", dict(lam=0.0), "lam"),
-    ("TCPade_TCPadeCache", dict(interval=0), "interval"),
-    ("TCPade_TCPadeCache", dict(alpha1=1.5), "alpha1"),
-    ("TCPade_TCPadeCache", dict(start_percent=0.8, end_percent=0.2), "end_percent"),
-    ("TCPade_TaylorSeer", dict(order=9), "order"),
-    ("TCPade_TeaCache", dict(threshold=-1.0), "threshold"),
-    ("TCPade_TeaCache", dict(coefficients="custom", custom_coefficients="1, x"), "custom_coefficients"),
-    ("TCPade_TraCache", dict(max_order=7), "max_order"),
-    ("TCPade_TraCache", dict(start_percent=1.5), "start_percent"),
-    ("TCPade_TaylorSeer", dict(target_speedup=0.5), "target_speedup"),
-    ("TCPade_TCPadeCache", dict(preset="custom", target_speedup=0.9), "target_speedup"),
-])
+@pytest.mark.parametrize(
+    "nid, bad, name",
+    [
+        ("TCPade_TCPadeCache", dict(lam=0.0), "lam"),
+        ("TCPade_TCPadeCache", dict(interval=0), "interval"),
+        ("TCPade_TCPadeCache", dict(alpha1=1.5), "alpha1"),
+        ("TCPade_TCPadeCache", dict(start_percent=0.8, end_percent=0.2), "end_percent"),
+        ("TCPade_TaylorSeer", dict(order=9), "order"),
+        ("TCPade_TeaCache", dict(threshold=-1.0), "threshold"),
+        ("TCPade_TeaCache", dict(coefficients="custom", custom_coefficients="1, x"), "custom_coefficients"),
+        ("TCPade_TraCache", dict(max_order=7), "max_order"),
+        ("TCPade_TraCache", dict(start_percent=1.5), "start_percent"),
+        ("TCPade_TaylorSeer", dict(target_speedup=0.5), "target_speedup"),
+        ("TCPade_TCPadeCache", dict(preset="custom", target_speedup=0.9), "target_speedup"),
+    ],
+)
 def test_bad_values_raise_config_error_naming_the_widget(pack, mappings, flux, nid, bad, name):
     ConfigError = sys.modules[H._STATE["pack_name"] + ".tcpade_core"].ConfigError
     node = mappings[nid]
@@ -146,10 +157,14 @@ def test_teacache_coefficients_auto_detect(pack, mappings, flux):
     # the tiny Wan (width 64) is no published Wan: no table, the raw relative L1 distance (coefficients 1, 0)
     s = node.execute(wan, **params(node)).args[0].model_options["transformer_options"]["tcpade"]
     assert s.cfg.coefficients == (1.0, 0.0)
-    wan.model.model_config.unet_config["dim"] = 1536   # the width the host detects for Wan 2.1 T2V 1.3B (not run)
+    wan.model.model_config.unet_config["dim"] = 1536  # the width the host detects for Wan 2.1 T2V 1.3B (not run)
     s = node.execute(wan, **params(node)).args[0].model_options["transformer_options"]["tcpade"]
     assert s.cfg.coefficients == tables.COEFFICIENTS["wan2.1 t2v 1.3B"]
-    s = node.execute(wan, **params(node, coefficients="wan2.1 i2v 720p")).args[0].model_options["transformer_options"]["tcpade"]
+    s = (
+        node.execute(wan, **params(node, coefficients="wan2.1 i2v 720p"))
+        .args[0]
+        .model_options["transformer_options"]["tcpade"]
+    )
     assert s.cfg.coefficients == tables.COEFFICIENTS["wan2.1 i2v 720p"]
     s = node.execute(flux, **params(node, coefficients="custom", custom_coefficients="2, 0.5")).args[0]
     assert s.model_options["transformer_options"]["tcpade"].cfg.coefficients == (2.0, 0.5)

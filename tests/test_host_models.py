@@ -1,5 +1,6 @@
 """DiT-XL/2 and the bench models as ComfyUI models: loading, exactness against the engine, schedules,
 class conditioning, sampling through the host, and the cache nodes on them. Tiny random models on CPU."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,16 +17,58 @@ import host_util as H
 
 H.require_host()
 
-TINY_DIT = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=1, mlp_ratio=4.0,
-                num_classes=10, learn_sigma=True)  # 1 head: what the loader infers for width 64 without metadata
+TINY_DIT = dict(
+    input_size=8,
+    patch_size=2,
+    in_channels=4,
+    hidden_size=64,
+    depth=2,
+    num_heads=1,
+    mlp_ratio=4.0,
+    num_classes=10,
+    learn_sigma=True,
+)  # 1 head: what the loader infers for width 64 without metadata
 BENCH_CONFIGS = {  # tiny stand-ins for the shipped weights (same arch, channels and size)
-    "a": dict(arch="dit", input_size=16, patch_size=2, in_channels=1, hidden_size=32, depth=2, num_heads=2,
-              num_classes=10, learn_sigma=True),
-    "b": dict(arch="fluxlike", input_size=32, patch_size=4, in_channels=3, hidden_size=32, num_heads=2,
-              depth_double=1, depth_single=2, mlp_ratio=2.0, num_classes=10, txt_tokens=2, shift=2.0),
-    "c": dict(arch="fluxlike", input_size=32, patch_size=4, in_channels=3, hidden_size=32, num_heads=2,
-              depth_double=1, depth_single=2, mlp_ratio=2.0, num_classes=10, txt_tokens=2, shift=2.0,
-              rope_theta=100.0),
+    "a": dict(
+        arch="dit",
+        input_size=16,
+        patch_size=2,
+        in_channels=1,
+        hidden_size=32,
+        depth=2,
+        num_heads=2,
+        num_classes=10,
+        learn_sigma=True,
+    ),
+    "b": dict(
+        arch="fluxlike",
+        input_size=32,
+        patch_size=4,
+        in_channels=3,
+        hidden_size=32,
+        num_heads=2,
+        depth_double=1,
+        depth_single=2,
+        mlp_ratio=2.0,
+        num_classes=10,
+        txt_tokens=2,
+        shift=2.0,
+    ),
+    "c": dict(
+        arch="fluxlike",
+        input_size=32,
+        patch_size=4,
+        in_channels=3,
+        hidden_size=32,
+        num_heads=2,
+        depth_double=1,
+        depth_single=2,
+        mlp_ratio=2.0,
+        num_classes=10,
+        txt_tokens=2,
+        shift=2.0,
+        rope_theta=100.0,
+    ),
 }
 
 
@@ -53,6 +96,7 @@ def one_thread():
 def pack_import(sub: str):
     """A submodule of the loaded pack, imported if needed (the custom_nodes link exists only while importing)."""
     import importlib
+
     name = f"{H._STATE['pack_name']}.{sub}"
     if name in sys.modules:
         return sys.modules[name]
@@ -74,15 +118,33 @@ def pk():
     import comfy.model_sampling
     import comfy.samplers
     import folder_paths
-    mods = {n: pack_import(n) for n in ("nodes.dit_support", "nodes.model_nodes", "nodes.families",
-                                          "tcpade_core.models.zoo", "tcpade_core.models.dit",
-                                          "tcpade_core.research.sampling", "tcpade_core.research.classifiers",
-                                          "tcpade_core.research.datasets")}
-    return SimpleNamespace(DS=mods["nodes.dit_support"], MN=mods["nodes.model_nodes"], fam=mods["nodes.families"],
-                           zoo=mods["tcpade_core.models.zoo"], dit=mods["tcpade_core.models.dit"],
-                           sampling=mods["tcpade_core.research.sampling"],
-                           classifiers=mods["tcpade_core.research.classifiers"], mappings=H.host().nodes.NODE_CLASS_MAPPINGS,
-                           ms=comfy.model_sampling, samplers=comfy.samplers, folder_paths=folder_paths)
+
+    mods = {
+        n: pack_import(n)
+        for n in (
+            "nodes.dit_support",
+            "nodes.model_nodes",
+            "nodes.families",
+            "tcpade_core.models.zoo",
+            "tcpade_core.models.dit",
+            "tcpade_core.research.sampling",
+            "tcpade_core.research.classifiers",
+            "tcpade_core.research.datasets",
+        )
+    }
+    return SimpleNamespace(
+        DS=mods["nodes.dit_support"],
+        MN=mods["nodes.model_nodes"],
+        fam=mods["nodes.families"],
+        zoo=mods["tcpade_core.models.zoo"],
+        dit=mods["tcpade_core.models.dit"],
+        sampling=mods["tcpade_core.research.sampling"],
+        classifiers=mods["tcpade_core.research.classifiers"],
+        mappings=H.host().nodes.NODE_CLASS_MAPPINGS,
+        ms=comfy.model_sampling,
+        samplers=comfy.samplers,
+        folder_paths=folder_paths,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +156,17 @@ def engine_dit(pk):
 def ckpt_dir(pk, engine_dit, tmp_path_factory):
     """A temp models/diffusion_models with the tiny DiT as .safetensors, .pt {"ema"} and a training .pt."""
     from safetensors.torch import save_file
+
     d = tmp_path_factory.mktemp("models") / "diffusion_models"
     d.mkdir()
     sd = {k: v.contiguous() for k, v in engine_dit.state_dict().items()}
     save_file(sd, str(d / "tiny_dit.safetensors"))
     torch.save({"ema": sd}, str(d / "tiny_dit.pt"))
     other = {k: torch.zeros_like(v) for k, v in sd.items()}
-    torch.save({"model": other, "ema": sd, "opt": {"state": {}}, "args": argparse.Namespace(model="DiT-XL/2")},
-               str(d / "tiny_dit_train.pt"))
+    torch.save(
+        {"model": other, "ema": sd, "opt": {"state": {}}, "args": argparse.Namespace(model="DiT-XL/2")},
+        str(d / "tiny_dit_train.pt"),
+    )
     heads4 = _randomize(pk.dit.DiT(**{**TINY_DIT, "num_heads": 4}), seed=1)
     pk.zoo.save_model(heads4, d / "tiny_dit_heads4.safetensors", fp16=False)  # num_heads in the metadata
     save_file({"foo.weight": torch.zeros(2, 2)}, str(d / "not_a_dit.safetensors"))
@@ -133,8 +198,9 @@ def labels(pk, label_set, index=0, name=""):
 
 def sample(model, pos, neg, shape, steps=8, cfg=2.0, sampler="euler", scheduler="simple", seed=0):
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-    return H.host().comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, pos, neg, torch.zeros(shape),
-                                        seed=seed, disable_pbar=True)
+    return H.host().comfy.sample.sample(
+        model, noise, steps, cfg, sampler, scheduler, pos, neg, torch.zeros(shape), seed=seed, disable_pbar=True
+    )
 
 
 def attach(pk, node_id, model, **kw):
@@ -151,8 +217,13 @@ def counted(model, last_key):
 
 # ------------------------------------------------------------------------------------------------ nodes
 
-MODEL_NODE_IDS = ["TCPade_DiTLoader", "TCPade_ClassLabel", "TCPade_BenchModelLoader", "TCPade_BenchLatent",
-                  "TCPade_BenchDecode"]
+MODEL_NODE_IDS = [
+    "TCPade_DiTLoader",
+    "TCPade_ClassLabel",
+    "TCPade_BenchModelLoader",
+    "TCPade_BenchLatent",
+    "TCPade_BenchDecode",
+]
 
 
 def test_nodes_registered_with_tooltips_and_ranges(pk):
@@ -170,7 +241,12 @@ def test_nodes_registered_with_tooltips_and_ranges(pk):
 
 def test_imagenet_names_shipped(pk):
     names = json.loads((H.PACK_ROOT / "nodes" / "imagenet_classes.json").read_text(encoding="utf-8"))
-    assert len(names) == 1000 and names[0] == "tench" and names[207] == "golden retriever" and names[999] == "toilet tissue"
+    assert (
+        len(names) == 1000
+        and names[0] == "tench"
+        and names[207] == "golden retriever"
+        and names[999] == "toilet tissue"
+    )
     for f in ("model_nodes.py", "dit_support.py"):  # the JSON is shipped; torchvision is not a runtime dependency
         assert "torchvision" not in (H.PACK_ROOT / "nodes" / f).read_text(encoding="utf-8")
     assert pk.MN.class_names(pk.MN.IMAGENET) == tuple(names)
@@ -178,21 +254,27 @@ def test_imagenet_names_shipped(pk):
 
 # ------------------------------------------------------------------------------------------------ DiT loader
 
+
 @pytest.mark.parametrize("name", ["tiny_dit.safetensors", "tiny_dit.pt", "tiny_dit_train.pt"])
 def test_loader_output_equals_engine_eps(pk, ckpt_dir, engine_dit, name):
     import comfy.model_management as mm
     import comfy.utils
+
     patcher = load_dit(pk, name)
     dm = patcher.model.diffusion_model
     sd = engine_dit.state_dict()
     # "default": the dtype the host picks for its load device (float32 on a CPU, float16 on most GPUs)
-    picked = mm.unet_dtype(model_params=comfy.utils.calculate_parameters(sd), weight_dtype=torch.float32,
-                           supported_dtypes=list(pk.DS.host_classes().DiTConfig.supported_inference_dtypes))
+    picked = mm.unet_dtype(
+        model_params=comfy.utils.calculate_parameters(sd),
+        weight_dtype=torch.float32,
+        supported_dtypes=list(pk.DS.host_classes().DiTConfig.supported_inference_dtypes),
+    )
     assert type(dm).__name__ == "ComfyDiT" and dm.dtype == picked
     dt = H.compute_dtype(patcher)
     g = torch.Generator().manual_seed(5)
-    x, t, y = H.on_device_of(dm, torch.randn(3, 4, 8, 8, generator=g), torch.tensor([999.0, 123.4, 0.0]),
-                             torch.tensor([3, 10, 7]))
+    x, t, y = H.on_device_of(
+        dm, torch.randn(3, 4, 8, 8, generator=g), torch.tensor([999.0, 123.4, 0.0]), torch.tensor([3, 10, 7])
+    )
     eng = H.engine_on(engine_dit, H.device_of(dm))
     with torch.no_grad():
         ref = eng(x, t, y)
@@ -204,7 +286,7 @@ def test_loader_output_equals_engine_eps(pk, ckpt_dir, engine_dit, name):
     sigma = ms.sigmas[[999, 500, 20]].to(x.device)
     with torch.no_grad():
         den = patcher.model.apply_model(x, sigma, y=y)
-        eps = eng(x / (sigma ** 2 + 1).sqrt().view(-1, 1, 1, 1), ms.timestep(sigma).float(), y)[:, :4]
+        eps = eng(x / (sigma**2 + 1).sqrt().view(-1, 1, 1, 1), ms.timestep(sigma).float(), y)[:, :4]
     want = x - sigma.view(-1, 1, 1, 1) * eps
     assert torch.allclose(den, want, atol=H.tol(dt, 1e-6, scale=want.abs().max()), rtol=0)
 
@@ -217,8 +299,12 @@ def test_loader_schedule_is_dits_ddpm(pk, tiny):
     assert acp_host.shape == (1000,)
     assert torch.allclose(acp_host, acp_dit, rtol=1e-6, atol=0)
     assert torch.equal(ms.timestep(ms.sigmas), torch.arange(1000))  # timesteps 0..999 as DiT was trained
-    sd_default = pk.ms.ModelSamplingDiscrete(SimpleNamespace(sampling_settings={"linear_start": 1e-4, "linear_end": 0.02}))
-    assert not torch.allclose(1.0 / (1.0 + sd_default.sigmas.double() ** 2), acp_dit, rtol=1e-3)  # host "linear" != DiT's
+    sd_default = pk.ms.ModelSamplingDiscrete(
+        SimpleNamespace(sampling_settings={"linear_start": 1e-4, "linear_end": 0.02})
+    )
+    assert not torch.allclose(
+        1.0 / (1.0 + sd_default.sigmas.double() ** 2), acp_dit, rtol=1e-3
+    )  # host "linear" != DiT's
     lf = tiny.get_model_object("latent_format")
     assert type(lf).__name__ == "SD15" and lf.scale_factor == 0.18215 and lf.latent_channels == 4
 
@@ -227,7 +313,7 @@ def test_loader_schedule_is_dits_ddpm(pk, tiny):
 def test_loader_half_dtypes(pk, ckpt_dir, dtype):
     half = load_dit(pk, "tiny_dit.safetensors", dtype)
     assert half.model.diffusion_model.dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    full = load_dit(pk, "tiny_dit.safetensors", "fp32")   # the reference in float32 whatever the host would pick
+    full = load_dit(pk, "tiny_dit.safetensors", "fp32")  # the reference in float32 whatever the host would pick
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     sigma, y = torch.tensor([3.0, 0.5]), torch.tensor([1, 2])
     with torch.no_grad():
@@ -244,8 +330,9 @@ def test_loader_num_heads_from_metadata(pk, ckpt_dir):
     assert h4.num_heads == 4
     xt, t, y = H.on_device_of(h4, torch.randn(1, 4, 8, 8), torch.tensor([10.0]), torch.tensor([1]))
     with torch.no_grad():
-        H.assert_close(h4(xt.to(dt), t, None, y=y), H.engine_on(ckpt_dir.heads4, xt.device)(xt, t, y)[:, :4], dt,
-                       what="4 heads")
+        H.assert_close(
+            h4(xt.to(dt), t, None, y=y), H.engine_on(ckpt_dir.heads4, xt.device)(xt, t, y)[:, :4], dt, what="4 heads"
+        )
 
 
 def test_loader_rejects_non_dit(pk, ckpt_dir):
@@ -269,10 +356,11 @@ def test_official_dit_xl2_key_layout(pk, input_size):
 
 def test_other_square_sizes_and_position_embedding(pk, tiny, caplog):
     dm = tiny.model.diffusion_model
-    table = torch.from_numpy(pk.dit.sincos_pos_embed_2d(64, 4)).unsqueeze(0)   # float64, rounded once to the model's
-    assert torch.equal(dm.pos_embed, table.to(dm.pos_embed))                   # dtype, as the loader copies it
-    x, t, y = H.on_device_of(dm, torch.randn(1, 4, 12, 12), torch.tensor([10.0]), torch.tensor([1]),
-                             dtype=H.compute_dtype(tiny))
+    table = torch.from_numpy(pk.dit.sincos_pos_embed_2d(64, 4)).unsqueeze(0)  # float64, rounded once to the model's
+    assert torch.equal(dm.pos_embed, table.to(dm.pos_embed))  # dtype, as the loader copies it
+    x, t, y = H.on_device_of(
+        dm, torch.randn(1, 4, 12, 12), torch.tensor([10.0]), torch.tensor([1]), dtype=H.compute_dtype(tiny)
+    )
     with caplog.at_level(logging.WARNING, logger="tcpade"), torch.no_grad():
         out = dm(x, t, None, y=y)
     assert out.shape == (1, 4, 12, 12) and torch.isfinite(out).all()
@@ -284,6 +372,7 @@ def test_other_square_sizes_and_position_embedding(pk, tiny, caplog):
 
 
 # ------------------------------------------------------------------------------------------------ class labels
+
 
 def test_class_label_index_name_and_errors(pk):
     MN = pk.MN
@@ -344,6 +433,7 @@ def test_conditioning_without_label_is_null_class_with_a_warning(pk, ckpt_dir, c
 
 # ------------------------------------------------------------------------------------------------ sampling + caches
 
+
 def test_dit_sampling_cached_exact_and_skips_match_report(pk, tiny):
     pos, neg = labels(pk, pk.MN.DIGITS, 4)
     shape = (1, 4, 8, 8)
@@ -365,6 +455,7 @@ def test_dit_sampling_cached_exact_and_skips_match_report(pk, tiny):
 
 # ------------------------------------------------------------------------------------------------ bench models
 
+
 @pytest.fixture(scope="module")
 def bench_weights(pk, tmp_path_factory):
     """Tiny random stand-ins for the shipped weights in a temp weights dir; the engine models, by key."""
@@ -382,11 +473,21 @@ def temp_weights(pk, bench_weights, monkeypatch):
     return bench_weights
 
 
-BENCH = {"a": ("A: DiT digits 16x16", "A: digits", (1, 16, 16), ("double_block", BENCH_CONFIGS["a"]["depth"] - 1)),
-         "b": ("B: FLUX-like shapes 32x32", "B: shapes", (3, 32, 32),
-               ("single_block", BENCH_CONFIGS["b"]["depth_single"] - 1)),
-         "c": ("C: FLUX-like textures 32x32", "C: textures", (3, 32, 32),
-               ("single_block", BENCH_CONFIGS["c"]["depth_single"] - 1))}
+BENCH = {
+    "a": ("A: DiT digits 16x16", "A: digits", (1, 16, 16), ("double_block", BENCH_CONFIGS["a"]["depth"] - 1)),
+    "b": (
+        "B: FLUX-like shapes 32x32",
+        "B: shapes",
+        (3, 32, 32),
+        ("single_block", BENCH_CONFIGS["b"]["depth_single"] - 1),
+    ),
+    "c": (
+        "C: FLUX-like textures 32x32",
+        "C: textures",
+        (3, 32, 32),
+        ("single_block", BENCH_CONFIGS["c"]["depth_single"] - 1),
+    ),
+}
 
 
 # model C is held out for TC-Padé: its loader, latent and decode are tested here (tiny random stand-in
@@ -407,17 +508,19 @@ def test_bench_loader_latent_decode(pk, temp_weights, key):
     lf = model.get_model_object("latent_format")
     assert lf.latent_channels == chw[0] and lf.scale_factor == 1.0 and len(lf.latent_rgb_factors) == chw[0]
     # the host model equals the engine model, bit for bit, on the host's own inputs
-    assert not any(p.requires_grad for p in dm.parameters())   # frozen on every host, as the engine model
+    assert not any(p.requires_grad for p in dm.parameters())  # frozen on every host, as the engine model
     # on the device the sampler left the model on, the engine there too; bench models compute in float32 always
     dt = H.compute_dtype(model)
     eng = H.engine_on(temp_weights.engines[key], H.device_of(dm))
     ms = model.get_model_object("model_sampling")
     t = ms.timestep(torch.tensor([0.9, 0.3]) if key != "a" else ms.sigmas[[900, 300]]).float()
-    x, t, y = H.on_device_of(dm, torch.randn(2, *chw, generator=torch.Generator().manual_seed(3)), t,
-                             torch.tensor([1, 10]))
+    x, t, y = H.on_device_of(
+        dm, torch.randn(2, *chw, generator=torch.Generator().manual_seed(3)), t, torch.tensor([1, 10])
+    )
     with torch.no_grad():
-        H.assert_close(dm(x.to(dt), t, None, y=y, transformer_options={}), eng(x, t, y)[:, : chw[0]], dt,
-                       what=f"bench model {key}")
+        H.assert_close(
+            dm(x.to(dt), t, None, y=y, transformer_options={}), eng(x, t, y)[:, : chw[0]], dt, what=f"bench model {key}"
+        )
 
 
 def test_bench_schedules(pk, temp_weights):
@@ -465,11 +568,16 @@ def test_fluxlike_wrapper_block_patches(pk, temp_weights):
                 seen["mod"] = mod
                 assert mod.shape == args["img"].shape
             return extra["original_block"](args)
+
         return p
 
     to = {"patches_replace": {"dit": {k: passthrough(k) for k in layout.keys}}}
-    x, t, y = H.on_device_of(dm, torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
-                             torch.tensor([0.7, 0.2]), torch.tensor([4, 10]))
+    x, t, y = H.on_device_of(
+        dm,
+        torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)),
+        torch.tensor([0.7, 0.2]),
+        torch.tensor([4, 10]),
+    )
     eng = H.engine_on(temp_weights.engines["b"], x.device)
     with torch.no_grad():
         ref = eng(x, t, y)
@@ -480,20 +588,23 @@ def test_fluxlike_wrapper_block_patches(pk, temp_weights):
     dit = run_node(pk, "TCPade_BenchModelLoader", model=BENCH["a"][0])[0].model.diffusion_model
     dfam = pk.fam.find_family(dit)
     args = {"img": torch.randn(1, 64, 32), "vec": torch.randn(1, 32)}
-    assert dfam.name == "dit" and torch.equal(dfam.modulated(args, dit), dit.blocks[0].modulated_input(args["img"], args["vec"]))
+    assert dfam.name == "dit" and torch.equal(
+        dfam.modulated(args, dit), dit.blocks[0].modulated_input(args["img"], args["vec"])
+    )
 
 
 @pytest.mark.parametrize("key", ["a", "b"])
 def test_host_easycache_on_bench_models(pk, temp_weights, key):
     """The forwards run through the host's DIFFUSION_MODEL wrappers: the host's own EasyCache works on them."""
     from comfy_extras.nodes_easycache import EasyCacheNode
+
     choice, label_set, chw, last_key = BENCH[key]
     base, first, _ = counted(run_node(pk, "TCPade_BenchModelLoader", model=choice)[0], last_key)
     pos, neg = labels(pk, label_set, 1)
     ref = sample(base, pos, neg, (1, *chw), steps=10)
     calls = first.calls
     never = EasyCacheNode.execute(base, reuse_threshold=0.0, start_percent=0.0, end_percent=1.0, verbose=False).args[0]
-    assert torch.equal(sample(never, pos, neg, (1, *chw), steps=10), ref)   # its wrapper sees our exact forward
+    assert torch.equal(sample(never, pos, neg, (1, *chw), steps=10), ref)  # its wrapper sees our exact forward
     calls = first.calls
     m = EasyCacheNode.execute(base, reuse_threshold=3.0, start_percent=0.0, end_percent=1.0, verbose=False).args[0]
     out = sample(m, pos, neg, (1, *chw), steps=10)
@@ -524,9 +635,12 @@ def test_cache_nodes_on_bench_models(pk, temp_weights, key, node_id):
     rep = m.model_options["transformer_options"]["tcpade"].last_report
     assert rep.strip() == strip and first.calls == last.calls == rep.computed
     assert torch.isfinite(out).all() and out.shape == ref.shape and not torch.equal(out, ref)
-    never = {"TCPade_TCPadeCache": dict(preset="custom", theta=1000.0), "TCPade_TaylorSeer": dict(interval=1),
-             "TCPade_TraCache": dict(stride=1), "TCPade_TeaCache": dict(threshold=0.0, coefficients="custom",
-                                                                        custom_coefficients="1, 0")}[node_id]
+    never = {
+        "TCPade_TCPadeCache": dict(preset="custom", theta=1000.0),
+        "TCPade_TaylorSeer": dict(interval=1),
+        "TCPade_TraCache": dict(stride=1),
+        "TCPade_TeaCache": dict(threshold=0.0, coefficients="custom", custom_coefficients="1, 0"),
+    }[node_id]
     assert torch.equal(sample(attach(pk, node_id, base, **never), pos, neg, shape), ref)
 
 

@@ -8,6 +8,7 @@ measured for the method (below), or the run is a documented fallback whose reaso
 (samplers that inject noise or choose their own steps). Also: an interrupted run says so, and the next run
 is clean. Under a minute and a half here.
 """
+
 from __future__ import annotations
 
 
@@ -45,17 +46,36 @@ def env():
     H.load_pack()
     nodes = H.host().nodes.NODE_CLASS_MAPPINGS
     import comfy.samplers
+
     model = nodes["TCPade_BenchModelLoader"].execute("B: FLUX-like shapes 32x32").args[0]
     pos, neg = nodes["TCPade_ClassLabel"].execute("B: shapes", 2, "").args
-    return dict(nodes=nodes, model=model, pos=pos, neg=neg, samplers=list(comfy.samplers.KSampler.SAMPLERS),
-                samplers_mod=H.pack_module("nodes.samplers"))
+    return dict(
+        nodes=nodes,
+        model=model,
+        pos=pos,
+        neg=neg,
+        samplers=list(comfy.samplers.KSampler.SAMPLERS),
+        samplers_mod=H.pack_module("nodes.samplers"),
+    )
 
 
 def sample(env, m, sampler):
     import comfy.sample
+
     noise = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
-    return comfy.sample.sample(m, noise, STEPS, 2.0, sampler, "simple", env["pos"], env["neg"],
-                               torch.zeros(1, 3, 32, 32), seed=5, disable_pbar=True)
+    return comfy.sample.sample(
+        m,
+        noise,
+        STEPS,
+        2.0,
+        sampler,
+        "simple",
+        env["pos"],
+        env["neg"],
+        torch.zeros(1, 3, 32, 32),
+        seed=5,
+        disable_pbar=True,
+    )
 
 
 def attach(env, nid, model):
@@ -71,19 +91,24 @@ def test_every_sampler_is_classified(env):
     import warnings
 
     import comfy.samplers
+
     fams, classify = env["samplers_mod"].FAMILY_OF, env["samplers_mod"].classify
     unknown = [s for s in env["samplers"] if s not in fams]
     for s in unknown:
         assert classify(comfy.samplers.sampler_object(s)).unknown, s
     if unknown:
-        warnings.warn(f"samplers of this host that the pack's table does not classify (their runs hold, every step "
-                      f"computes): {', '.join(unknown)}")
+        warnings.warn(
+            f"samplers of this host that the pack's table does not classify (their runs hold, every step "
+            f"computes): {', '.join(unknown)}"
+        )
 
 
 def test_every_sampler_with_every_cache_node(env):
     from tcpade_core import metrics
+
     classify = env["samplers_mod"].classify
     import comfy.samplers
+
     problems, seen_families = [], set()
     for s in env["samplers"]:
         info = classify(comfy.samplers.sampler_object(s))
@@ -102,19 +127,21 @@ def test_every_sampler_with_every_cache_node(env):
             if not torch.isfinite(out).all():
                 problems.append(f"{where}: NaN/Inf")
                 continue
-            if info.unknown:        # documented fallback: a sampler the pack does not know holds
+            if info.unknown:  # documented fallback: a sampler the pack does not know holds
                 check_unknown_holds(info, settings, out, ref, where)
                 continue
-            if info.own_steps:      # documented fallback: the sampler's times are not the schedule's
+            if info.own_steps:  # documented fallback: the sampler's times are not the schedule's
                 assert f"{info.name} chooses its own steps: {settings.label} computes every step" in rep.notes, where
                 assert torch.equal(out, ref), where
                 continue
             assert rep.num_steps == STEPS and [r.step for r in rep.steps] == list(range(STEPS)), where
-            assert first.sigmas == cnt.computed_sigmas, where        # the stack ran exactly where it says
+            assert first.sigmas == cnt.computed_sigmas, where  # the stack ran exactly where it says
             assert len({round(x, 6) for x in first.sigmas}) >= rep.computed, where
             if info.injects_noise:  # documented fallback: computes every step, says why
                 assert rep.computed == STEPS and all(r.reason == "stochastic sampler" for r in rep.steps), where
-                assert any(n.startswith(f"{info.name} ") and n.endswith("computes every step") for n in rep.notes), where
+                assert any(n.startswith(f"{info.name} ") and n.endswith("computes every step") for n in rep.notes), (
+                    where
+                )
                 assert torch.equal(out, ref), where
                 continue
             assert rep.computed < STEPS, where
@@ -122,8 +149,14 @@ def test_every_sampler_with_every_cache_node(env):
             if not p >= FLOORS[nid]:
                 problems.append(f"{where}: PSNR {p:.2f} < floor {FLOORS[nid]}")
     assert problems == []
-    assert seen_families - {"unknown"} == {"deterministic", "multistep", "two-evaluation", "stochastic", "lcm",
-                                           "adaptive"}
+    assert seen_families - {"unknown"} == {
+        "deterministic",
+        "multistep",
+        "two-evaluation",
+        "stochastic",
+        "lcm",
+        "adaptive",
+    }
 
 
 def check_unknown_holds(info, settings, out, ref, where):
@@ -131,8 +164,11 @@ def check_unknown_holds(info, settings, out, ref, where):
     uncached run's bit for bit."""
     rep = settings.last_report
     assert rep.computed == rep.num_steps and all(r.reason == "unknown sampler" for r in rep.steps), where
-    assert any(n.startswith(f"{info.name} is not in the pack's sampler table")
-               and n.endswith(f"{settings.label} computes every step") for n in rep.notes), where
+    assert any(
+        n.startswith(f"{info.name} is not in the pack's sampler table")
+        and n.endswith(f"{settings.label} computes every step")
+        for n in rep.notes
+    ), where
     assert torch.equal(out, ref), where
 
 
@@ -141,6 +177,7 @@ def test_unknown_sampler_holds(env, monkeypatch, name):
     """A sampler missing from the table (as a newer host's would be), deterministic or stochastic: every cache
     node computes every step and says why. Simulated on this host by dropping the sampler from the table."""
     import comfy.samplers
+
     mod = env["samplers_mod"]
     monkeypatch.delitem(mod.FAMILY_OF, name)
     info = mod.classify(comfy.samplers.sampler_object(name))
@@ -165,13 +202,14 @@ def test_interrupted_run_says_so_and_the_next_run_is_clean(env, caplog):
     import logging
 
     import comfy.model_management as mm
+
     clean = sample(env, attach(env, "TCPade_TCPadeCache", env["model"]), "euler")
     m = attach(env, "TCPade_TCPadeCache", env["model"])
     calls = []
 
     def stopper(args, extra):
         calls.append(1)
-        if len(calls) == 4:      # the fourth computed call of block 0: some steps in
+        if len(calls) == 4:  # the fourth computed call of block 0: some steps in
             raise mm.InterruptProcessingException()
         return extra["original_block"](args)
 
@@ -191,13 +229,25 @@ def test_interrupted_run_says_so_and_the_next_run_is_clean(env, caplog):
 def test_what_already_works_keeps_working(env):
     """Batch 3 with CFG 7, CFG 1, a step count change 20 -> 28, 2 and 3 steps, on the trained model."""
     import comfy.sample
+
     m = attach(env, "TCPade_TCPadeCache", env["model"])
     settings = m.model_options["transformer_options"]["tcpade"]
 
     def run(steps, cfg, batch, sampler="euler"):
         noise = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-        out = comfy.sample.sample(m, noise, steps, cfg, sampler, "simple", env["pos"], env["neg"],
-                                  torch.zeros(batch, 3, 32, 32), seed=1, disable_pbar=True)
+        out = comfy.sample.sample(
+            m,
+            noise,
+            steps,
+            cfg,
+            sampler,
+            "simple",
+            env["pos"],
+            env["neg"],
+            torch.zeros(batch, 3, 32, 32),
+            seed=1,
+            disable_pbar=True,
+        )
         assert torch.isfinite(out).all() and out.shape == (batch, 3, 32, 32)
         return settings.last_report, settings.last_run.counters
 
@@ -205,10 +255,10 @@ def test_what_already_works_keeps_working(env):
     assert rep.num_steps == 20 and rep.computed == 10 and len(cnt.streams_seen) == 2
     rep, cnt = run(20, 1.0, 1)
     assert rep.num_steps == 20 and len(cnt.streams_seen) == 1
-    rep, _ = run(28, 2.0, 1)      # the default preset is a 2x speed target: 14 of 28
+    rep, _ = run(28, 2.0, 1)  # the default preset is a 2x speed target: 14 of 28
     assert rep.num_steps == 28 and rep.stream_resets == 0 and rep.computed == 14
     few = H.pack_module("nodes.patcher").FEW_STEPS_HOLD
-    for steps in (2, 3):   # a whole schedule this short: every step computes, and the report says why
+    for steps in (2, 3):  # a whole schedule this short: every step computes, and the report says why
         rep, _ = run(steps, 2.0, 1)
         assert steps <= few and rep.num_steps == steps and rep.computed == steps
         assert all(r.reason == "few steps" for r in rep.steps) and any("steps or fewer" in n for n in rep.notes)
@@ -218,6 +268,7 @@ def test_what_already_works_keeps_working(env):
 
 def test_memory_is_flat_over_twenty_runs(env):
     import gc
+
     m = attach(env, "TCPade_TCPadeCache", env["model"])
     patcher = H.pack_module("nodes.patcher")
 
@@ -230,4 +281,4 @@ def test_memory_is_flat_over_twenty_runs(env):
     for _ in range(20):
         sample(env, m, "euler")
     assert len(patcher.LAST_REPORTS) == reports
-    assert tensors() - before <= 64 * 1024       # no cached residual outlives its run (one is 8 KB here)
+    assert tensors() - before <= 64 * 1024  # no cached residual outlives its run (one is 8 KB here)

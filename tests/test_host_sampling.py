@@ -1,4 +1,5 @@
 """Sampling through the host with tiny real Flux and Wan models: exactness, skip accounting, host features."""
+
 from __future__ import annotations
 
 import logging
@@ -167,8 +168,9 @@ def test_wan22_two_models_two_samplers(mappings, models):
         return H.sample(ml, kind, steps=steps, latent=x, start_step=3, last_step=steps, disable_noise=True)
 
     ref = two_stage(high, low)
-    exact = two_stage(attach(mappings, "TCPade_TaylorSeer", high, interval=1),
-                      attach(mappings, "TCPade_TaylorSeer", low, interval=1))
+    exact = two_stage(
+        attach(mappings, "TCPade_TaylorSeer", high, interval=1), attach(mappings, "TCPade_TaylorSeer", low, interval=1)
+    )
     assert torch.equal(exact, ref)
 
     ch, fh, _ = H.with_counters(high, kind)
@@ -249,8 +251,9 @@ def test_with_skip_layer_guidance(mappings, models):
 
     kind, steps = "flux", 8
     counted, first, _ = H.with_counters(models[kind], kind)
-    slg = SkipLayerGuidanceDiT.execute(counted, scale=3.0, start_percent=0.0, end_percent=1.0,
-                                       double_layers="1", single_layers="").args[0]
+    slg = SkipLayerGuidanceDiT.execute(
+        counted, scale=3.0, start_percent=0.0, end_percent=1.0, double_layers="1", single_layers=""
+    ).args[0]
     ref = H.sample(slg, kind, steps=steps)
     calls_ref = first.calls
     exact = attach(mappings, "TCPade_TCPadeCache", slg, preset="custom", theta=1000.0)
@@ -272,7 +275,9 @@ def test_cond_and_uncond_in_separate_forwards(mappings, models, monkeypatch):
     base = H.tiny_model(kind)
     monkeypatch.setattr(base.model, "memory_required", lambda *a, **k: 1e30)
     ref = H.sample(base, kind, steps=8)
-    assert torch.equal(H.sample(attach(mappings, "TCPade_TCPadeCache", base, preset="custom", theta=1000.0), kind, steps=8), ref)
+    assert torch.equal(
+        H.sample(attach(mappings, "TCPade_TCPadeCache", base, preset="custom", theta=1000.0), kind, steps=8), ref
+    )
     counted, first, _ = H.with_counters(base, kind)
     m = attach(mappings, "TCPade_TCPadeCache", counted, preset="custom", theta=0.0)
     out = H.sample(m, kind, steps=8)
@@ -295,8 +300,9 @@ def test_stream_appearing_mid_run_forces_a_compute(mappings, models):
     neg[0][1].update(start_percent=0.5, end_percent=1.0)
     shape = H.latent_shape(kind)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    out = H.host().comfy.sample.sample(m, noise, 8, 2.0, "euler", "simple", pos, neg, torch.zeros(shape),
-                                       seed=0, disable_pbar=True)
+    out = H.host().comfy.sample.sample(
+        m, noise, 8, 2.0, "euler", "simple", pos, neg, torch.zeros(shape), seed=0, disable_pbar=True
+    )
     rep = settings_of(m).last_report
     forced = [r for r in rep.steps if r.reason.startswith("forced")]
     assert len(forced) == 1 and forced[0].computed and len(forced[0].forced_streams) == 1

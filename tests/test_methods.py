@@ -1,4 +1,5 @@
 """The method descriptors: every gate composed with every predictor, capabilities, calibration mappings."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,13 +45,13 @@ def _run(cfg, steps: int = 20):
 def test_every_gate_with_every_predictor_runs_or_is_refused(gate, pred):
     g, p = CONFIGS[gate], CONFIGS[pred]
     refused = gate == "tcpade_error" and pred not in ("tcpade", "tcpade_error")
-    if refused:   # the error gate reads the predictor's self-estimate, which only TC-Padé's predictor provides
+    if refused:  # the error gate reads the predictor's self-estimate, which only TC-Padé's predictor provides
         with pytest.raises(ConfigError, match="self_error"):
             ComposedConfig(gate=g, predictor=p)
         return
     outs, computed = _run(ComposedConfig(gate=g, predictor=p))
     assert all(bool(torch.isfinite(o).all()) for o in outs) and computed[0]
-    if gate == pred:   # composed with itself: the native method, bit for bit
+    if gate == pred:  # composed with itself: the native method, bit for bit
         ref, ref_computed = _run(g)
         assert computed == ref_computed and all(torch.equal(a, b) for a, b in zip(outs, ref))
 
@@ -68,9 +69,9 @@ def test_error_gate_reads_the_estimate_it_declares():
     gate, pred = M.build(CONFIGS["tcpade_error"])
     assert gate.reads == {"self_error"} <= pred.provides and pred.self_check
     _, pred2 = M.build(CONFIGS["tcpade"])
-    assert not pred2.self_check          # served only when a gate reads it
+    assert not pred2.self_check  # served only when a gate reads it
     computed = _run(CONFIGS["tcpade_error"])[1]
-    assert 5 < sum(computed) < 20        # it decides from its estimate, neither always nor never
+    assert 5 < sum(computed) < 20  # it decides from its estimate, neither always nor never
 
 
 def test_speed_target_is_one_range_checked_once_and_one_budget():
@@ -85,8 +86,12 @@ def test_speed_target_is_one_range_checked_once_and_one_budget():
 
 
 def test_every_node_method_has_a_node_and_its_widgets_set_real_parameters():
-    assert [m.node_id for m in M.NODES] == ["TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache",
-                                            "TCPade_TCPadeCache"]
+    assert [m.node_id for m in M.NODES] == [
+        "TCPade_TaylorSeer",
+        "TCPade_TeaCache",
+        "TCPade_TraCache",
+        "TCPade_TCPadeCache",
+    ]
     for m in M.NODES:
         params = {f for f in m.config.__dataclass_fields__}
         assert all(w.param in params for w in m.all_widgets() if w.param), m.name
@@ -96,9 +101,17 @@ def test_every_node_method_has_a_node_and_its_widgets_set_real_parameters():
 
 
 def _cal(**kw):
-    base = dict(model_key="k", steps=20, target=2.0, teacache_coefficients=(2.0, 0.0), teacache_threshold=0.7,
-                taylorseer={"interval": 3, "order": 2, "first_enhance": 1}, tcpade_theta=1.2, tcpade_warmup=2,
-                tcpade_thetas={"default": 1.2, "paper_literal": 0.35})
+    base = dict(
+        model_key="k",
+        steps=20,
+        target=2.0,
+        teacache_coefficients=(2.0, 0.0),
+        teacache_threshold=0.7,
+        taylorseer={"interval": 3, "order": 2, "first_enhance": 1},
+        tcpade_theta=1.2,
+        tcpade_warmup=2,
+        tcpade_thetas={"default": 1.2, "paper_literal": 0.35},
+    )
     base.update(kw)
     return Calibration(**base)
 
@@ -122,11 +135,14 @@ def test_theta_is_fitted_and_applied_per_reading():
     assert a.cfg.theta == 1.2 and a.values == {"theta": 1.2}
     lit = tc.calibrate(make_config("tcpade", mode="paper_literal"), _cal(), 0.0, frozenset())
     assert lit.cfg.theta == 0.35 and lit.cfg.mode == "paper_literal"
-    old = _cal(tcpade_thetas={})                     # a file from before per-reading θ: the default's only
-    assert tc.calibrate(make_config("tcpade", mode="paper_literal"), old, 0.0, frozenset()).values == \
-        {"target_speedup": 2.0}
+    old = _cal(tcpade_thetas={})  # a file from before per-reading θ: the default's only
+    assert tc.calibrate(make_config("tcpade", mode="paper_literal"), old, 0.0, frozenset()).values == {
+        "target_speedup": 2.0
+    }
     # with a target the warm-up is filled; the authors' code has nothing to calibrate
-    assert tc.calibrate(make_config("tcpade", target_speedup=2.0), _cal(), 2.0, frozenset()).values == {"warmup_steps": 2}
+    assert tc.calibrate(make_config("tcpade", target_speedup=2.0), _cal(), 2.0, frozenset()).values == {
+        "warmup_steps": 2
+    }
     off = make_config("tcpade", mode="official")
     assert tc.calibrate(off, _cal(), 0.0, frozenset()).values == {}
 
@@ -135,12 +151,13 @@ def test_error_gate_estimate_is_relative_to_what_is_predicted():
     """The self-estimate divides a residual's error by the residual's norm (it divided by the output's)."""
     from tcpade_core.engine import Step, StreamState
     from tcpade_core.history import ResidualHistory
+
     cfg = make_config("tcpade", gate="error", target="residual", numerator="recent", mode="default")
     gate, pred = M.build(cfg)
     hist = ResidualHistory(pred.capacity)
     st = StreamState(hist, hist, pred.State(), gate.State())
-    h = torch.full((4,), 100.0)                        # a large input: the output is ~100x the residual
-    for i, r in enumerate((1.0, 2.0, 4.0)):            # residuals 1, 2, 4 at steps 0, 1, 2
+    h = torch.full((4,), 100.0)  # a large input: the output is ~100x the residual
+    for i, r in enumerate((1.0, 2.0, 4.0)):  # residuals 1, 2, 4 at steps 0, 1, 2
         pred.observe(Step(i, 10, 1.0 - i / 10), st, h, h + r)
     err, k0 = st.pred.self_error
     # from residuals 1 and 2 the linear guess at step 2 is 3 (sigma_stab damps it: guess <= 3); truth 4

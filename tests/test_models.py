@@ -1,4 +1,5 @@
 """Tests for the benchmark models (CPU, fast)."""
+
 from __future__ import annotations
 
 import pytest
@@ -39,18 +40,20 @@ def official_dit_keys(depth=28, D=1152, patch=2, C=4, num_classes=1000, input_si
     }
     for i in range(depth):
         b = f"blocks.{i}."
-        keys.update({
-            b + "attn.qkv.weight": (3 * D, D),
-            b + "attn.qkv.bias": (3 * D,),
-            b + "attn.proj.weight": (D, D),
-            b + "attn.proj.bias": (D,),
-            b + "mlp.fc1.weight": (4 * D, D),
-            b + "mlp.fc1.bias": (4 * D,),
-            b + "mlp.fc2.weight": (D, 4 * D),
-            b + "mlp.fc2.bias": (D,),
-            b + "adaLN_modulation.1.weight": (6 * D, D),
-            b + "adaLN_modulation.1.bias": (6 * D,),
-        })
+        keys.update(
+            {
+                b + "attn.qkv.weight": (3 * D, D),
+                b + "attn.qkv.bias": (3 * D,),
+                b + "attn.proj.weight": (D, D),
+                b + "attn.proj.bias": (D,),
+                b + "mlp.fc1.weight": (4 * D, D),
+                b + "mlp.fc1.bias": (4 * D,),
+                b + "mlp.fc2.weight": (D, 4 * D),
+                b + "mlp.fc2.bias": (D,),
+                b + "adaLN_modulation.1.weight": (6 * D, D),
+                b + "adaLN_modulation.1.bias": (6 * D,),
+            }
+        )
     return keys
 
 
@@ -246,6 +249,6 @@ def test_tuning_tools_refuse_held_out_models():
     for bad in (["c"], ["a", "textures"]):
         with pytest.raises(SystemExit, match="held out"):
             ablation_main(["--models", ",".join(bad)])
-    refuse_held_out(["a", "digits", "b"], "x")                   # development models pass
+    refuse_held_out(["a", "digits", "b"], "x")  # development models pass
     # the benchmark reports C only in its held-out split, on both seeds
     assert {(split, m) for split, m, _ in cases(False, ["a", "b", "c"]) if m == "c"} == {("held-out", "c")}

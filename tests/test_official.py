@@ -1,4 +1,5 @@
 """TC-Padé as the authors' code does it (``mode="official"``): expected values worked out by hand."""
+
 import math
 
 import pytest
@@ -25,12 +26,17 @@ def smooth(h, i):
     return h + 0.5 + 0.01 * i
 
 
-@pytest.mark.parametrize("steps,computed", [
-    (20, [0, 1, 2, 3, 4, 8, 16, 19]),
-    (50, [0, 1, 2, 3, 4, 8, 16, 24, 32, 40, 48, 49]),
-])
+@pytest.mark.parametrize(
+    "steps,computed",
+    [
+        (20, [0, 1, 2, 3, 4, 8, 16, 19]),
+        (50, [0, 1, 2, 3, 4, 8, 16, 24, 32, 40, 48, 49]),
+    ],
+)
 def test_schedule_at_the_codes_defaults(steps, computed):
-    rep, _, _ = drive(make_config("tcpade", mode="official"), steps, smooth, lambda i: torch.full((1, 4), 1.0 - i / steps))
+    rep, _, _ = drive(
+        make_config("tcpade", mode="official"), steps, smooth, lambda i: torch.full((1, 4), 1.0 - i / steps)
+    )
     assert [r.step for r in rep.steps if r.computed] == computed
     # N = 1.4: the score (<= 1) always passes, so the schedule alone decides
     assert all(r.reason == "curvature<N" for r in rep.steps if not r.computed)
@@ -41,8 +47,8 @@ def test_curvature_test_needs_five_residuals_and_compares_with_n():
     straight = [torch.tensor([float(k), 0.0]) for k in range(4)]
     for k, r in enumerate(straight):
         hist.push(k, 0.0, r)
-    assert G.curvature_test(hist, 0.0) == (True, None)          # 4 stored: passes whatever N is
-    hist.push(4, 0.0, torch.tensor([3.0, 1.0]))                  # a right angle: score sqrt(2)/2
+    assert G.curvature_test(hist, 0.0) == (True, None)  # 4 stored: passes whatever N is
+    hist.push(4, 0.0, torch.tensor([3.0, 1.0]))  # a right angle: score sqrt(2)/2
     ok, score = G.curvature_test(hist, 0.7)
     assert score == pytest.approx(math.sqrt(2) / 2, abs=1e-6) and ok is False
     assert G.curvature_test(hist, 0.71)[0] is True
@@ -82,11 +88,11 @@ def test_weighted_mean_fallback_and_adaptive_order():
     hist = ResidualHistory(6)
     st = StreamState(hist, hist, p.State(), G.Gate.State())
     step = lambda i: Step(i, 20, 1.0)
-    for i, v in enumerate(([1.0, 0.0], [1.0, 0.01], [1.0, 0.02])):          # nearly parallel: order 3 (<= 4)
+    for i, v in enumerate(([1.0, 0.0], [1.0, 0.01], [1.0, 0.02])):  # nearly parallel: order 3 (<= 4)
         p.observe(step(i), st, torch.zeros(2), torch.tensor(v))
     assert st.pred.order == 3
     assert st.pred.stability == pytest.approx(max(0.8, 1 / (1 + 10 * 0.01)), abs=1e-6)
-    for i, v in enumerate(([0.0, 1.0], [1.0, 0.0]), start=3):               # orthogonal turns: order 2
+    for i, v in enumerate(([0.0, 1.0], [1.0, 0.0]), start=3):  # orthogonal turns: order 2
         p.observe(step(i), st, torch.zeros(2), torch.tensor(v))
     assert st.pred.order == 2 and st.pred.stability == 0.8
 
@@ -96,12 +102,12 @@ def test_history_includes_predicted_residuals_and_reconstruction():
     inputs = lambda i: torch.full((1, 3), 1.0 - 0.1 * i)
     rep, outs, run = drive(cfg, 6, smooth, inputs)
     assert rep.strip() == "###..#"
-    st = run.streams["c"]                               # kept until reset()
+    st = run.streams["c"]  # kept until reset()
     entries = st.history.latest(6)
     assert [e.step for e in entries] == [5, 4, 3, 2, 1, 0]
     assert [e.computed for e in entries] == [True, False, False, True, True, True]
     # step 3 is in the early phase (3 <= 0.3 * 20): R = 0.9 R(step 2) + 0.1 R(step 1), output = h3 + R + 0.2 (h3 - h2)
-    r = {i: 0.5 + 0.01 * i for i in range(3)}          # computed residuals of steps 0-2
+    r = {i: 0.5 + 0.01 * i for i in range(3)}  # computed residuals of steps 0-2
     h3, h2 = 1.0 - 0.3, 1.0 - 0.2
     want3 = h3 + (0.9 * r[2] + 0.1 * r[1]) + 0.2 * (h3 - h2)
     assert outs[3].flatten().tolist() == pytest.approx([want3] * 3, abs=1e-6)

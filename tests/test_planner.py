@@ -1,5 +1,6 @@
 """The schedule planner (tcpade_core.planner) and calibrated_run: exact optimum, exact budget, determinism, and
 predictors that are right on uneven spacing."""
+
 from __future__ import annotations
 
 import itertools
@@ -35,7 +36,7 @@ def test_a_kink_is_computed_and_the_linear_parts_cost_nothing():
     traj = _traj(_kinked())
     steps, err = plan_trajectory(traj, 4, order=1)
     assert len(steps) == 4 and steps[0] == 0 and err == pytest.approx(0.0, abs=1e-12)
-    assert any(10 <= s <= 11 for s in steps)          # a compute at (or just after) the kink
+    assert any(10 <= s <= 11 for s in steps)  # a compute at (or just after) the kink
     run = calibrated_run("taylorseer", traj, 5.0, order=1)
     run.measure_error = True
     for i in range(20):
@@ -43,7 +44,7 @@ def test_a_kink_is_computed_and_the_linear_parts_cost_nothing():
         run("c", traj.inputs[i], lambda h, i=i: traj.outputs[i])
     rep = run.end_run()
     assert rep.computed == 4 and [r.step for r in rep.steps if r.computed] == steps
-    assert max(r.error for r in rep.steps if r.error is not None) < 1e-6     # O=1 is exact on each line
+    assert max(r.error for r in rep.steps if r.error is not None) < 1e-6  # O=1 is exact on each line
 
 
 def _brute(Y, dt, k, order, warm, objective):
@@ -73,9 +74,9 @@ def test_the_plan_is_the_exact_minimum_and_deterministic(seed):
 
 def test_the_coherent_objective_adds_a_gap_s_errors_as_vectors():
     """Three skipped steps, each off by +1 from a line: coherent cost (3 dt)^2 / mean|y|^2, independent 3 dt^2."""
-    Y = np.array([[0.0], [1.0], [3.0], [4.0], [5.0], [6.0]])       # the line through steps 0, 1 overshoots 2.. by 1
+    Y = np.array([[0.0], [1.0], [3.0], [4.0], [5.0], [6.0]])  # the line through steps 0, 1 overshoots 2.. by 1
     dt = np.full(6, 0.5)
-    scale = float((Y ** 2).mean())
+    scale = float((Y**2).mean())
     coh, ind = segment_costs(Y, dt, 1, "coherent"), segment_costs(Y, dt, 1, "independent")
     assert coh[0, 1, 5] == pytest.approx((3 * 0.5) ** 2 / scale)
     e = errors(Y, 1)
@@ -98,11 +99,12 @@ def test_a_planned_run_computes_exactly_its_budget(method, target):
 
 def test_planning_fifty_steps_is_fast():
     import time
+
     g = torch.Generator().manual_seed(0)
     traj = _traj([torch.randn(1, 256, 64, generator=g) for _ in range(50)])
     t0 = time.perf_counter()
     steps, _ = plan_trajectory(traj, 17, order=1, warm=2)
-    assert len(steps) == 17 and time.perf_counter() - t0 < 5.0     # about 0.3 s here; the bound leaves room
+    assert len(steps) == 17 and time.perf_counter() - t0 < 5.0  # about 0.3 s here; the bound leaves room
 
 
 def test_a_plan_is_a_checked_setting():
@@ -113,7 +115,7 @@ def test_a_plan_is_a_checked_setting():
 
 
 def test_predictors_are_exact_on_uneven_spacing():
-    steps = [9.0, 5.0, 4.0]                      # newest first, uneven gaps
+    steps = [9.0, 5.0, 4.0]  # newest first, uneven gaps
     quad = lambda s: torch.tensor([2.0 * s * s - 3.0 * s + 1.0, -s * s])
     vals = [quad(s) for s in steps]
     assert torch.allclose(P.newton(vals, steps, 12.0, 2), quad(12.0), atol=1e-4)

@@ -15,6 +15,7 @@ bezier curves, through native reroutes): no two nodes overlap, no node is half i
 group neither of its ends is in or passes under a node that is not one of its ends. Every template has its
 thumbnail (``<name>.jpg``, what the frontend shows on the template card).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,7 @@ import layout_geometry as G
 WF_DIR = H.PACK_ROOT / "workflows"
 WF_FILES = sorted(WF_DIR.glob("*.json"))
 CACHE_NODE_TYPES = ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")
-FRONTEND_ONLY = {"MarkdownNote", "Note"}   # registered by the frontend (extensions/core/noteNode.ts)
+FRONTEND_ONLY = {"MarkdownNote", "Note"}  # registered by the frontend (extensions/core/noteNode.ts)
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SAMPLERS = {"KSampler": "seed", "KSamplerAdvanced": "noise_seed"}
 CAG = "control_after_generate"
@@ -57,6 +58,7 @@ def make_workflows():
 
 # ------------------------------------------------------------------------------------ no host needed
 
+
 def test_workflows_exist_named_as_template_titles_cpu_first():
     """The frontend titles a template card by its file name: numbered, so a sorted listing (the pack's web
     extension sorts the host's directory-order list) starts with the two CPU workflows."""
@@ -65,7 +67,7 @@ def test_workflows_exist_named_as_template_titles_cpu_first():
     assert names == sorted(mw.NAMES.values())
     assert names[:2] == ["1 TCPade on CPU, tiny shapes", "2 TCPade on CPU, tiny digits"]
     assert ["flux", "wan21", "wan22", "dit"] == [k for k, v in sorted(mw.NAMES.items(), key=lambda kv: kv[1])][2:]
-    for n in names:   # a URL path segment as the frontend builds it, a file name on every OS
+    for n in names:  # a URL path segment as the frontend builds it, a file name on every OS
         assert n.isascii() and not set(n) & set('#?%/\\:*"<>|') and len(n) <= 30, n
 
 
@@ -76,11 +78,14 @@ def test_every_template_has_a_square_jpeg_thumbnail(path):
     assert jpg.is_file(), f"no thumbnail {jpg.name}: run python workflows/make_workflows.py --thumbnails"
     data = jpg.read_bytes()
     assert data[:3] == b"\xff\xd8\xff" and 5_000 < len(data) < 120_000, (jpg.name, len(data))
-    i = 2                                           # the frame header (SOF0-SOF2) holds height and width
+    i = 2  # the frame header (SOF0-SOF2) holds height and width
     while i < len(data):
-        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
         if marker in (0xC0, 0xC1, 0xC2):
-            assert (int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")) == (512, 512)
+            assert (int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")) == (
+                512,
+                512,
+            )
             break
         i += 2 + length
     else:
@@ -92,8 +97,9 @@ def test_generator_reproduces_the_files(tmp_path):
     mw = make_workflows()
     assert mw.main(["--out", str(tmp_path)]) == 0
     for p in WF_FILES:
-        assert (tmp_path / p.name).read_text(encoding="utf-8") == p.read_text(encoding="utf-8"), \
+        assert (tmp_path / p.name).read_text(encoding="utf-8") == p.read_text(encoding="utf-8"), (
             f"{p.name} is stale: run python workflows/make_workflows.py"
+        )
     assert sorted(x.name for x in tmp_path.glob("*.json")) == [p.name for p in WF_FILES]
 
 
@@ -123,6 +129,7 @@ def test_structure_and_links(path):
 
 
 # ------------------------------------------------------------------------------------ same speed, true labels
+
 
 def note_text(wf: dict) -> str:
     notes = [n["widgets_values"][0] for n in wf["nodes"] if n["type"] in FRONTEND_ONLY]
@@ -192,10 +199,11 @@ def test_note_describes_the_rows_the_graph_has(path):
         assert listed == []
     for label in set(mw.LABELS.values()) - set(rows):
         for m in re.finditer(rf"{re.escape(label)}(?:'s)? rows?\b", note):
-            assert note[max(0, m.start() - 3):m.start()] == "no ", (label, note[max(0, m.start() - 60):m.end()])
+            assert note[max(0, m.start() - 3) : m.start()] == "no ", (label, note[max(0, m.start() - 60) : m.end()])
 
 
 # ------------------------------------------------------------------------------------ layout
+
 
 @pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
 def test_layout_no_overlap_no_wire_across_a_foreign_group(path):
@@ -238,19 +246,33 @@ def test_reroutes_are_consistent(path):
 
 def test_layout_check_catches_overlaps_and_crossings():
     """The check fails for what the issue saw: a decoder over its preview, a wire across another branch."""
+
     def node(i, x, y, w=200, h=100, inputs=(), outputs=()):
-        return {"id": i, "type": "X", "pos": [x, y], "size": [w, h],
-                "inputs": [{"name": n, "type": "IMAGE", "link": l} for n, l in inputs],
-                "outputs": [{"name": n, "type": "IMAGE", "links": ls} for n, ls in outputs]}
-    wf = {"nodes": [node(1, 0, 0, outputs=[("o", [1])]), node(2, 180, 0),                 # overlap by 20 px
-                    node(3, 0, 400, outputs=[("o", [2])]), node(4, 900, 900, inputs=[("i", 2)]),
-                    node(5, 400, 500)],
-          "links": [[1, 1, 0, 5, 0, "IMAGE"], [2, 3, 0, 4, 0, "IMAGE"]],
-          "groups": [{"title": "other branch", "bounding": [380, 420, 300, 250]}], "extra": {}}
+        return {
+            "id": i,
+            "type": "X",
+            "pos": [x, y],
+            "size": [w, h],
+            "inputs": [{"name": n, "type": "IMAGE", "link": l} for n, l in inputs],
+            "outputs": [{"name": n, "type": "IMAGE", "links": ls} for n, ls in outputs],
+        }
+
+    wf = {
+        "nodes": [
+            node(1, 0, 0, outputs=[("o", [1])]),
+            node(2, 180, 0),  # overlap by 20 px
+            node(3, 0, 400, outputs=[("o", [2])]),
+            node(4, 900, 900, inputs=[("i", 2)]),
+            node(5, 400, 500),
+        ],
+        "links": [[1, 1, 0, 5, 0, "IMAGE"], [2, 3, 0, 4, 0, "IMAGE"]],
+        "groups": [{"title": "other branch", "bounding": [380, 420, 300, 250]}],
+        "extra": {},
+    }
     problems = G.layout_problems(wf)
     assert any("overlap" in p and "#1" in p and "#2" in p for p in problems), problems
     assert any(p.startswith("wire 2") and "crosses group 'other branch'" for p in problems), problems
-    assert not any(p.startswith("wire 1") and "crosses" in p for p in problems), problems   # its target is in it
+    assert not any(p.startswith("wire 1") and "crosses" in p for p in problems), problems  # its target is in it
 
 
 @pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
@@ -289,8 +311,12 @@ def test_every_cached_branch_is_compared_with_an_uncached_one(path):
                 stack += [links[i["link"]][1] for i in nodes[x]["inputs"] if i["link"] is not None]
         return seen
 
-    caches = {i for i, n in nodes.items() if n["type"].startswith("TCPade_") and n["type"] in (
-        "TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")}
+    caches = {
+        i
+        for i, n in nodes.items()
+        if n["type"].startswith("TCPade_")
+        and n["type"] in ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")
+    }
     compares = [i for i, n in nodes.items() if n["type"] == "TCPade_Compare"]
     assert compares and caches
     covered = set()
@@ -302,6 +328,7 @@ def test_every_cached_branch_is_compared_with_an_uncached_one(path):
 
 
 # ------------------------------------------------------------------------------------ host
+
 
 @pytest.fixture(scope="module")
 def host_nodes():
@@ -326,8 +353,11 @@ def node_info(cls) -> dict:
     if hasattr(cls, "GET_NODE_INFO_V1"):
         info = cls.GET_NODE_INFO_V1()
         return {"input": info["input"], "output": list(info["output"]), "output_name": list(info["output_name"])}
-    return {"input": cls.INPUT_TYPES(), "output": list(cls.RETURN_TYPES),
-            "output_name": list(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES)}
+    return {
+        "input": cls.INPUT_TYPES(),
+        "output": list(cls.RETURN_TYPES),
+        "output_name": list(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES),
+    }
 
 
 def split_inputs(info: dict):
@@ -355,7 +385,7 @@ def widget_problem(name, kind, opts, options, value, declared_models) -> str | N
         if value in options:
             return None
         if value in declared_models:
-            return None   # a model file this machine does not have; the frontend offers the download
+            return None  # a model file this machine does not have; the frontend offers the download
         return f"{name}={value!r} not in {options[:8]}{'...' if len(options) > 8 else ''}"
     if kind == "INT":
         if isinstance(value, bool) or not isinstance(value, int):
@@ -383,7 +413,7 @@ def outputs_match(node_type: str, saved: list, host: list) -> bool:
     declare; one set of files serves both, so the files keep the outputs every supported host declares."""
     if saved == host:
         return True
-    return not node_type.startswith("TCPade_") and saved == host[:len(saved)]
+    return not node_type.startswith("TCPade_") and saved == host[: len(saved)]
 
 
 @pytest.mark.parametrize("path", WF_FILES, ids=lambda p: p.stem)
@@ -474,6 +504,7 @@ def test_every_widget_of_the_pack_has_a_display_name_in_one_style(host_nodes):
 
 # ------------------------------------------------------------------------------------ run the tiny workflow
 
+
 def to_api(wf: dict, host_nodes) -> dict:
     """UI workflow -> API prompt (what the frontend's graphToPrompt sends), from the host's schemas."""
     nodes = {n["id"]: n for n in wf["nodes"]}
@@ -489,7 +520,11 @@ def to_api(wf: dict, host_nodes) -> dict:
                 _, src, slot, _, _, _ = links[inp["link"]]
                 assert src in nodes
                 inputs[inp["name"]] = [str(src), slot]
-        prompt[str(n["id"])] = {"class_type": n["type"], "inputs": inputs, "_meta": {"title": n.get("title", n["type"])}}
+        prompt[str(n["id"])] = {
+            "class_type": n["type"],
+            "inputs": inputs,
+            "_meta": {"title": n.get("title", n["type"])},
+        }
     return prompt
 
 
@@ -516,7 +551,8 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
         pytest.skip(f"!!! TINY WORKFLOW RUN SKIPPED: bench weights missing in {WEIGHTS}: {', '.join(missing)}")
     import execution
     import folder_paths
-    H.host()   # imports the host (execution, folder_paths)
+
+    H.host()  # imports the host (execution, folder_paths)
     wf = load(WF_DIR / f"{make_workflows().NAMES[which]}.json")
     prompt = to_api(wf, host_nodes)
     ok, err, outputs, node_errors = asyncio.run(execution.validate_prompt("tiny", prompt, None))
@@ -528,8 +564,9 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
     patcher.LAST_REPORTS.clear()
     server = FakeServer()
     import torch
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # on a shared 2-core machine two threads per process run several times slower
+    torch.set_num_threads(1)  # on a shared 2-core machine two threads per process run several times slower
     try:
         ex = H.prompt_executor(server)
         ex.execute(prompt, "tiny-" + which, {"client_id": "test"}, outputs)
@@ -578,23 +615,25 @@ def test_tiny_workflow_runs_headless(host_nodes, which, tmp_path):
         assert res["images"] == 8 and res["previewed"] == 8 and 0.0 < res["ssim"] <= 1.0
         assert "mean of 8 images" in res["text"] and "frames" not in res["text"]
         grid = ex.history_result["outputs"][cid]["images"]
-        assert len(grid) == 1            # one grid image: 4 x 2 tiles of 256 px (16 or 32 px scaled up sharply)
+        assert len(grid) == 1  # one grid image: 4 x 2 tiles of 256 px (16 or 32 px scaled up sharply)
         assert res["psnr"] is None or res["psnr"] > 10.0
-        json.dumps(ex.history_result["outputs"][cid], allow_nan=False)   # what the websocket sends
+        json.dumps(ex.history_result["outputs"][cid], allow_nan=False)  # what the websocket sends
 
 
 # ------------------------------------------------------------------------------------ the Compare node
 
+
 def test_compare_node_scores_like_scikit_image(host_nodes, tmp_path):
     import torch
     import folder_paths
+
     node = host_nodes["TCPade_Compare"]
     g = torch.Generator().manual_seed(0)
     ref = torch.rand(3, 24, 20, 3, generator=g)
     test = (ref + 0.05 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
-    test[1] = ref[1]                                    # one identical frame
+    test[1] = ref[1]  # one identical frame
     old = folder_paths.get_temp_directory()
-    folder_paths.set_temp_directory(str(tmp_path))   # the node previews its difference image there
+    folder_paths.set_temp_directory(str(tmp_path))  # the node previews its difference image there
     try:
         check_compare(node, ref, test)
     finally:
@@ -605,12 +644,14 @@ def check_compare(node, ref, test):
     import numpy as np
     import torch
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
     out = node.execute(test, ref, 4.0)
     psnr, ssim, diff = out.args
     r, t = ref.double().numpy(), test.double().numpy()
     want_psnr = np.mean([peak_signal_noise_ratio(r[i], t[i], data_range=1.0) for i in (0, 2)])
-    want_ssim = np.mean([structural_similarity(r[i], t[i], data_range=1.0, channel_axis=-1, win_size=7)
-                         for i in range(3)])
+    want_ssim = np.mean(
+        [structural_similarity(r[i], t[i], data_range=1.0, channel_axis=-1, win_size=7) for i in range(3)]
+    )
     assert psnr == pytest.approx(want_psnr, rel=1e-5) and ssim == pytest.approx(want_ssim, rel=1e-5)
     assert torch.allclose(diff, ((test - ref).abs() * 4).clamp(0, 1)) and diff.shape == test.shape
     ui = out.ui
@@ -635,6 +676,7 @@ def test_image_grid_scales_up_sharply(host_nodes, tmp_path):
     pixel a 16x16 block of the same colour, 4 px grey gaps; large images are not scaled up."""
     import torch
     import folder_paths
+
     cn = H.pack_module("nodes.compare_nodes")
     node = host_nodes["TCPade_PreviewGrid"]
     imgs = torch.rand(8, 16, 16, 3, generator=torch.Generator().manual_seed(0))
@@ -648,15 +690,18 @@ def test_image_grid_scales_up_sharply(host_nodes, tmp_path):
     assert tuple(grid.shape) == (1, 2 * 256 + 4, 4 * 256 + 3 * 4, 3) and len(out.ui["images"]) == 1
     for i in range(8):
         r, c = divmod(i, 4)
-        tile = grid[0, r * 260:r * 260 + 256, c * 260:c * 260 + 256]
+        tile = grid[0, r * 260 : r * 260 + 256, c * 260 : c * 260 + 256]
         assert torch.equal(tile, imgs[i].repeat_interleave(16, 0).repeat_interleave(16, 1))
     assert torch.all(grid[0, 256:260] == cn.GRID_GAP_VALUE)
-    assert cn.grid_shape(4, 16, 16) == (2, 2) and cn.grid_shape(1, 7, 7) == (1, 1) and cn.grid_shape(8, 8, 8, 3) == (3, 3)
+    assert (
+        cn.grid_shape(4, 16, 16) == (2, 2) and cn.grid_shape(1, 7, 7) == (1, 1) and cn.grid_shape(8, 8, 8, 3) == (3, 3)
+    )
     big = cn.image_grid(torch.rand(1, 300, 400, 3))
-    assert tuple(big.shape) == (1, 300, 400, 3)         # already >= 256 px: unchanged
+    assert tuple(big.shape) == (1, 300, 400, 3)  # already >= 256 px: unchanged
 
 
 # ------------------------------------------------------------------------------------ the reports route
+
 
 def test_reports_route_payload_and_no_server(host_nodes):
     """GET /tcpade/reports: patcher.LAST_REPORTS with the workflow each report ran in (looked up once per
@@ -668,8 +713,12 @@ def test_reports_route_payload_and_no_server(host_nodes):
         asked.append(pid)
         return {"p1": "wf-a"}.get(pid)
 
-    reports = {"8": {"label": "TC-Padé", "prompt_id": "p1"}, "13": {"label": "TaylorSeer", "prompt_id": "p1"},
-               "18": {"label": "TeaCache", "prompt_id": "p2"}, "23": {"label": "TraCache", "prompt_id": None}}
+    reports = {
+        "8": {"label": "TC-Padé", "prompt_id": "p1"},
+        "13": {"label": "TaylorSeer", "prompt_id": "p1"},
+        "18": {"label": "TeaCache", "prompt_id": "p2"},
+        "23": {"label": "TraCache", "prompt_id": None},
+    }
     out = routes.reports_payload(reports, lookup)
     assert {k: v["workflow_id"] for k, v in out.items()} == {"8": "wf-a", "13": "wf-a", "18": None, "23": None}
     assert sorted(asked) == ["p1", "p2"] and out["8"]["label"] == "TC-Padé" and "workflow_id" not in reports["8"]

@@ -29,6 +29,7 @@ the same seed with ``control_after_generate = fixed``, so the branches differ on
 Model files are the names and folders of the Comfy-Org repackaged releases (what the core templates
 use).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
-PACK_CNR = "comfyui-tcpade"     # pyproject [project].name: the registry id of this pack
+PACK_CNR = "comfyui-tcpade"  # pyproject [project].name: the registry id of this pack
 PACK_VER = "0.1.0"
 CORE_CNR, CORE_VER = "comfy-core", "0.3.64"
 REQUIRED = object()
@@ -57,56 +58,92 @@ class Spec:
     outputs: Sequence[Tuple[str, str]] = ()
     widgets: Sequence[Tuple[str, Any]] = ()
     ours: bool = False
-    frontend_only: bool = False   # Note / MarkdownNote: registered by the frontend, not the server
+    frontend_only: bool = False  # Note / MarkdownNote: registered by the frontend, not the server
 
 
 WINDOW = (("start_percent", 0.0), ("end_percent", 1.0), ("cache_device", "same"))
 SPECS: Dict[str, Spec] = {
     # core
     "UNETLoader": Spec((), (("MODEL", "MODEL"),), (("unet_name", REQUIRED), ("weight_dtype", "default"))),
-    "DualCLIPLoader": Spec((), (("CLIP", "CLIP"),), (("clip_name1", REQUIRED), ("clip_name2", REQUIRED),
-                                                     ("type", REQUIRED), ("device", "default"))),
+    "DualCLIPLoader": Spec(
+        (),
+        (("CLIP", "CLIP"),),
+        (("clip_name1", REQUIRED), ("clip_name2", REQUIRED), ("type", REQUIRED), ("device", "default")),
+    ),
     "CLIPLoader": Spec((), (("CLIP", "CLIP"),), (("clip_name", REQUIRED), ("type", REQUIRED), ("device", "default"))),
     "VAELoader": Spec((), (("VAE", "VAE"),), (("vae_name", REQUIRED),)),
     "CLIPTextEncode": Spec((("clip", "CLIP"),), (("CONDITIONING", "CONDITIONING"),), (("text", REQUIRED),)),
-    "FluxGuidance": Spec((("conditioning", "CONDITIONING"),), (("CONDITIONING", "CONDITIONING"),),
-                         (("guidance", 3.5),)),
+    "FluxGuidance": Spec(
+        (("conditioning", "CONDITIONING"),), (("CONDITIONING", "CONDITIONING"),), (("guidance", 3.5),)
+    ),
     "ConditioningZeroOut": Spec((("conditioning", "CONDITIONING"),), (("CONDITIONING", "CONDITIONING"),)),
     "EmptySD3LatentImage": Spec((), (("LATENT", "LATENT"),), (("width", 1024), ("height", 1024), ("batch_size", 1))),
     "EmptyLatentImage": Spec((), (("LATENT", "LATENT"),), (("width", 512), ("height", 512), ("batch_size", 1))),
-    "EmptyHunyuanLatentVideo": Spec((), (("LATENT", "LATENT"),), (("width", 832), ("height", 480), ("length", 33),
-                                                                  ("batch_size", 1))),
+    "EmptyHunyuanLatentVideo": Spec(
+        (), (("LATENT", "LATENT"),), (("width", 832), ("height", 480), ("length", 33), ("batch_size", 1))
+    ),
     "ModelSamplingSD3": Spec((("model", "MODEL"),), (("MODEL", "MODEL"),), (("shift", REQUIRED),)),
-    "KSampler": Spec((("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                      ("latent_image", "LATENT")), (("LATENT", "LATENT"),),
-                     (("seed", REQUIRED), (CAG, "fixed"), ("steps", 20), ("cfg", REQUIRED), ("sampler_name", REQUIRED),
-                      ("scheduler", REQUIRED), ("denoise", 1.0))),
-    "KSamplerAdvanced": Spec((("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                              ("latent_image", "LATENT")), (("LATENT", "LATENT"),),
-                             (("add_noise", REQUIRED), ("noise_seed", REQUIRED), (CAG, "fixed"), ("steps", 20),
-                              ("cfg", REQUIRED), ("sampler_name", REQUIRED), ("scheduler", REQUIRED),
-                              ("start_at_step", REQUIRED), ("end_at_step", REQUIRED),
-                              ("return_with_leftover_noise", REQUIRED))),
+    "KSampler": Spec(
+        (("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent_image", "LATENT")),
+        (("LATENT", "LATENT"),),
+        (
+            ("seed", REQUIRED),
+            (CAG, "fixed"),
+            ("steps", 20),
+            ("cfg", REQUIRED),
+            ("sampler_name", REQUIRED),
+            ("scheduler", REQUIRED),
+            ("denoise", 1.0),
+        ),
+    ),
+    "KSamplerAdvanced": Spec(
+        (("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent_image", "LATENT")),
+        (("LATENT", "LATENT"),),
+        (
+            ("add_noise", REQUIRED),
+            ("noise_seed", REQUIRED),
+            (CAG, "fixed"),
+            ("steps", 20),
+            ("cfg", REQUIRED),
+            ("sampler_name", REQUIRED),
+            ("scheduler", REQUIRED),
+            ("start_at_step", REQUIRED),
+            ("end_at_step", REQUIRED),
+            ("return_with_leftover_noise", REQUIRED),
+        ),
+    ),
     "VAEDecode": Spec((("samples", "LATENT"), ("vae", "VAE")), (("IMAGE", "IMAGE"),)),
     "SaveImage": Spec((("images", "IMAGE"),), (), (("filename_prefix", REQUIRED),)),
     "PreviewImage": Spec((("images", "IMAGE"),), ()),
-    "SaveAnimatedWEBP": Spec((("images", "IMAGE"),), (), (("filename_prefix", REQUIRED), ("fps", 16.0),
-                                                           ("lossless", False), ("quality", 90), ("method", "default"))),
+    "SaveAnimatedWEBP": Spec(
+        (("images", "IMAGE"),),
+        (),
+        (("filename_prefix", REQUIRED), ("fps", 16.0), ("lossless", False), ("quality", 90), ("method", "default")),
+    ),
     "MarkdownNote": Spec(widgets=(("text", REQUIRED),), frontend_only=True),
     # this pack: cache nodes (from the methods' descriptors, below)
-    "TCPade_Compare": Spec((("test", "IMAGE"), ("reference", "IMAGE")),
-                           (("PSNR", "FLOAT"), ("SSIM", "FLOAT"), ("difference", "IMAGE")), (("amplify", 4.0),),
-                           ours=True),
+    "TCPade_Compare": Spec(
+        (("test", "IMAGE"), ("reference", "IMAGE")),
+        (("PSNR", "FLOAT"), ("SSIM", "FLOAT"), ("difference", "IMAGE")),
+        (("amplify", 4.0),),
+        ours=True,
+    ),
     # this pack: models
-    "TCPade_DiTLoader": Spec((), (("MODEL", "MODEL"),), (("ckpt_name", REQUIRED), ("weight_dtype", "default")),
-                             ours=True),
-    "TCPade_ClassLabel": Spec((), (("positive", "CONDITIONING"), ("negative", "CONDITIONING")),
-                              (("label_set", REQUIRED), ("class_index", REQUIRED), ("class_name", "")), ours=True),
+    "TCPade_DiTLoader": Spec(
+        (), (("MODEL", "MODEL"),), (("ckpt_name", REQUIRED), ("weight_dtype", "default")), ours=True
+    ),
+    "TCPade_ClassLabel": Spec(
+        (),
+        (("positive", "CONDITIONING"), ("negative", "CONDITIONING")),
+        (("label_set", REQUIRED), ("class_index", REQUIRED), ("class_name", "")),
+        ours=True,
+    ),
     "TCPade_BenchModelLoader": Spec((), (("MODEL", "MODEL"),), (("model", REQUIRED),), ours=True),
     "TCPade_BenchLatent": Spec((), (("LATENT", "LATENT"),), (("model", REQUIRED), ("batch_size", REQUIRED)), ours=True),
     "TCPade_BenchDecode": Spec((("samples", "LATENT"),), (("IMAGE", "IMAGE"),), ours=True),
-    "TCPade_PreviewGrid": Spec((("images", "IMAGE"),), (("grid", "IMAGE"),), (("columns", 0), ("min_size", 256)),
-                               ours=True),
+    "TCPade_PreviewGrid": Spec(
+        (("images", "IMAGE"),), (("grid", "IMAGE"),), (("columns", 0), ("min_size", 256)), ours=True
+    ),
 }
 
 
@@ -115,11 +152,14 @@ SPECS: Dict[str, Spec] = {
 sys.path.insert(0, str(HERE.parent))
 from tcpade_core.methods import METHODS as _METHODS  # noqa: E402
 
-CACHE_KINDS = ("tcpade", "taylorseer", "teacache", "tracache")   # the branches of a comparison, in this order
+CACHE_KINDS = ("tcpade", "taylorseer", "teacache", "tracache")  # the branches of a comparison, in this order
 for _m in (_METHODS[k] for k in CACHE_KINDS):
-    SPECS[_m.node_id] = Spec((("model", "MODEL"), ("calibration", "TCPADE_CALIBRATION")), (("MODEL", "MODEL"),),
-                             (*((w.name, w.default) for w in _m.widgets), *WINDOW,
-                              *((w.name, w.default) for w in _m.tail_widgets)), ours=True)
+    SPECS[_m.node_id] = Spec(
+        (("model", "MODEL"), ("calibration", "TCPADE_CALIBRATION")),
+        (("MODEL", "MODEL"),),
+        (*((w.name, w.default) for w in _m.widgets), *WINDOW, *((w.name, w.default) for w in _m.tail_widgets)),
+        ours=True,
+    )
 
 # ------------------------------------------------------------------------------------ sizes and geometry
 # The smallest size the frontend gives a node of each type (LGraphNode.computeSize() with the pack's web
@@ -130,21 +170,41 @@ for _m in (_METHODS[k] for k in CACHE_KINDS):
 # this; tests/test_browser.py checks on each host that the table is at least what its frontend computes and that
 # every shipped node is shown at exactly its saved size.
 MIN_SIZE: Dict[str, Tuple[int, int]] = {
-    "UNETLoader": (210, 82), "DualCLIPLoader": (210, 130), "CLIPLoader": (210, 106), "VAELoader": (210, 58),
-    "CLIPTextEncode": (219, 88), "FluxGuidance": (210, 58), "ConditioningZeroOut": (205, 26),
-    "EmptySD3LatentImage": (210, 106), "EmptyLatentImage": (210, 106), "EmptyHunyuanLatentVideo": (250, 130),
-    "ModelSamplingSD3": (210, 58), "KSampler": (210, 262), "KSamplerAdvanced": (253, 334), "VAEDecode": (140, 46),
-    "SaveImage": (210, 58), "PreviewImage": (140, 26), "SaveAnimatedWEBP": (210, 154), "MarkdownNote": (210, 88),
-    "TCPade_TCPadeCache": (210, 566), "TCPade_TaylorSeer": (210, 422), "TCPade_TeaCache": (218, 422),
-    "TCPade_TraCache": (210, 398), "TCPade_Compare": (288, 168), "TCPade_PreviewGrid": (277, 82),
-    "TCPade_DiTLoader": (210, 82), "TCPade_ClassLabel": (210, 126), "TCPade_BenchModelLoader": (239, 58),
-    "TCPade_BenchLatent": (210, 82), "TCPade_BenchDecode": (140, 26),
+    "UNETLoader": (210, 82),
+    "DualCLIPLoader": (210, 130),
+    "CLIPLoader": (210, 106),
+    "VAELoader": (210, 58),
+    "CLIPTextEncode": (219, 88),
+    "FluxGuidance": (210, 58),
+    "ConditioningZeroOut": (205, 26),
+    "EmptySD3LatentImage": (210, 106),
+    "EmptyLatentImage": (210, 106),
+    "EmptyHunyuanLatentVideo": (250, 130),
+    "ModelSamplingSD3": (210, 58),
+    "KSampler": (210, 262),
+    "KSamplerAdvanced": (253, 334),
+    "VAEDecode": (140, 46),
+    "SaveImage": (210, 58),
+    "PreviewImage": (140, 26),
+    "SaveAnimatedWEBP": (210, 154),
+    "MarkdownNote": (210, 88),
+    "TCPade_TCPadeCache": (210, 566),
+    "TCPade_TaylorSeer": (210, 422),
+    "TCPade_TeaCache": (218, 422),
+    "TCPade_TraCache": (210, 398),
+    "TCPade_Compare": (288, 168),
+    "TCPade_PreviewGrid": (277, 82),
+    "TCPade_DiTLoader": (210, 82),
+    "TCPade_ClassLabel": (210, 126),
+    "TCPade_BenchModelLoader": (239, 58),
+    "TCPade_BenchLatent": (210, 82),
+    "TCPade_BenchDecode": (140, 26),
 }
-TITLE_H = 30           # LiteGraph.NODE_TITLE_HEIGHT: the title bar sits above a node's pos
-SLOT_H = 20            # LiteGraph.NODE_SLOT_HEIGHT
-GROUP_PAD = 20         # group frame around its nodes
-GROUP_HEAD = 50        # group title bar (font 24) above its nodes' title bars
-GAP = 60               # between the columns of a row
+TITLE_H = 30  # LiteGraph.NODE_TITLE_HEIGHT: the title bar sits above a node's pos
+SLOT_H = 20  # LiteGraph.NODE_SLOT_HEIGHT
+GROUP_PAD = 20  # group frame around its nodes
+GROUP_HEAD = 50  # group title bar (font 24) above its nodes' title bars
+GAP = 60  # between the columns of a row
 
 
 def in_pos(node: "Node", slot: int) -> Tuple[float, float]:
@@ -195,17 +255,18 @@ class Node:
 
 class Workflow:
     def __init__(self, key: str, name: str):
-        self.key = key            # stable: the workflow's id is derived from it
-        self.name = name          # the file name (without .json): the template's title in the frontend
+        self.key = key  # stable: the workflow's id is derived from it
+        self.name = name  # the file name (without .json): the template's title in the frontend
         self.nodes: List[Node] = []
         self.links: List[list] = []
         self.groups: List[dict] = []
         self.reroutes: List[dict] = []
-        self.link_parent: Dict[int, int] = {}   # link id -> the last reroute it passes
-        self.view: Tuple[float, float, float] = (0.6, 0.0, 0.0)   # scale, offset x, offset y
+        self.link_parent: Dict[int, int] = {}  # link id -> the last reroute it passes
+        self.view: Tuple[float, float, float] = (0.6, 0.0, 0.0)  # scale, offset x, offset y
 
-    def add(self, type_: str, pos=(0.0, 0.0), title: Optional[str] = None, models=None, size=None, color=None,
-            **widgets) -> Node:
+    def add(
+        self, type_: str, pos=(0.0, 0.0), title: Optional[str] = None, models=None, size=None, color=None, **widgets
+    ) -> Node:
         spec = SPECS[type_]
         names = [n for n, _ in spec.widgets]
         unknown = sorted(set(widgets) - set(names))
@@ -221,8 +282,16 @@ class Workflow:
         w, h = size if size is not None else (320.0, lo[1])
         if w < lo[0] or h < lo[1]:
             raise ValueError(f"{type_}: size {w}x{h} is below the frontend's minimum {lo[0]}x{lo[1]}")
-        node = Node(len(self.nodes) + 1, type_, (float(pos[0]), float(pos[1])), (float(w), float(h)), values, title,
-                    models, color)
+        node = Node(
+            len(self.nodes) + 1,
+            type_,
+            (float(pos[0]), float(pos[1])),
+            (float(w), float(h)),
+            values,
+            title,
+            models,
+            color,
+        )
         self.nodes.append(node)
         return node
 
@@ -255,12 +324,14 @@ class Workflow:
         head = self._reroute(x, y0, None)
         for chain in (down, up):
             ids = [head["id"]]
-            for y, _, _ in chain:   # a target level with the output shares the first reroute
-                ids.append(ids[-1] if abs(y - y0) < 1.0 and ids[-1] == head["id"] else self._reroute(x, y, ids[-1])["id"])
+            for y, _, _ in chain:  # a target level with the output shares the first reroute
+                ids.append(
+                    ids[-1] if abs(y - y0) < 1.0 and ids[-1] == head["id"] else self._reroute(x, y, ids[-1])["id"]
+                )
             for k, (_, node, inp) in enumerate(chain):
                 lid = self.link(src, out, node, inp)
                 self.link_parent[lid] = ids[k + 1]
-                for rid in dict.fromkeys(ids[:k + 2]):
+                for rid in dict.fromkeys(ids[: k + 2]):
                     self.reroutes[rid - 1]["linkIds"].append(lid)
 
     def _reroute(self, x: float, y: float, parent: Optional[int]) -> dict:
@@ -270,14 +341,27 @@ class Workflow:
         self.reroutes.append(r)
         return r
 
-    def group(self, title: str, nodes: Sequence[Node], color: str = "#3f789e", x0: Optional[float] = None,
-              x1: Optional[float] = None, pad: float = GROUP_PAD) -> dict:
+    def group(
+        self,
+        title: str,
+        nodes: Sequence[Node],
+        color: str = "#3f789e",
+        x0: Optional[float] = None,
+        x1: Optional[float] = None,
+        pad: float = GROUP_PAD,
+    ) -> dict:
         gx0 = min(n.pos[0] for n in nodes) - pad if x0 is None else x0
         gy0 = min(n.pos[1] for n in nodes) - pad - GROUP_HEAD
         gx1 = max(n.pos[0] + n.w for n in nodes) + pad if x1 is None else x1
         gy1 = max(n.pos[1] + n.h for n in nodes) + pad
-        g = {"id": len(self.groups) + 1, "title": title, "bounding": [gx0, gy0, gx1 - gx0, gy1 - gy0],
-             "color": color, "font_size": 24, "flags": {}}
+        g = {
+            "id": len(self.groups) + 1,
+            "title": title,
+            "bounding": [gx0, gy0, gx1 - gx0, gy1 - gy0],
+            "color": color,
+            "font_size": 24,
+            "flags": {},
+        }
         self.groups.append(g)
         return g
 
@@ -305,11 +389,18 @@ class Workflow:
             if n.models:
                 props["models"] = n.models
             d: Dict[str, Any] = {
-                "id": n.id, "type": n.type, "pos": list(n.pos), "size": list(n.size), "flags": {},
-                "order": order[n.id], "mode": 0,
+                "id": n.id,
+                "type": n.type,
+                "pos": list(n.pos),
+                "size": list(n.size),
+                "flags": {},
+                "order": order[n.id],
+                "mode": 0,
                 "inputs": [{"name": name, "type": typ, "link": n.in_links.get(name)} for name, typ in s.inputs],
-                "outputs": [{"name": name, "type": typ, "links": n.out_links.get(i, [])}
-                            for i, (name, typ) in enumerate(s.outputs)],
+                "outputs": [
+                    {"name": name, "type": typ, "links": n.out_links.get(i, [])}
+                    for i, (name, typ) in enumerate(s.outputs)
+                ],
                 "properties": props,
                 "widgets_values": list(n.widgets),
             }
@@ -343,24 +434,43 @@ HF = "https://huggingface.co"
 M = {
     "flux1-dev.safetensors": (f"{HF}/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors", "diffusion_models"),
     "clip_l.safetensors": (f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors", "text_encoders"),
-    "t5xxl_fp16.safetensors": (f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
-                               "text_encoders"),
-    "ae.safetensors": (f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors", "vae"),
-    "wan2.1_t2v_1.3B_fp16.safetensors": (f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
-                                         f"diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors", "diffusion_models"),
-    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
-                                               f"text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders"),
-    "wan_2.1_vae.safetensors": (f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/vae/"
-                                f"wan_2.1_vae.safetensors", "vae"),
+    "t5xxl_fp16.safetensors": (
+        f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+        "text_encoders",
+    ),
+    "ae.safetensors": (
+        f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
+        "vae",
+    ),
+    "wan2.1_t2v_1.3B_fp16.safetensors": (
+        f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
+        f"diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors",
+        "diffusion_models",
+    ),
+    "umt5_xxl_fp8_e4m3fn_scaled.safetensors": (
+        f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
+        f"text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+        "text_encoders",
+    ),
+    "wan_2.1_vae.safetensors": (
+        f"{HF}/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/vae/wan_2.1_vae.safetensors",
+        "vae",
+    ),
     "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors": (
         f"{HF}/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/diffusion_models/"
-        f"wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "diffusion_models"),
+        f"wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+        "diffusion_models",
+    ),
     "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": (
         f"{HF}/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/diffusion_models/"
-        f"wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", "diffusion_models"),
+        f"wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
+        "diffusion_models",
+    ),
     "DiT-XL-2-256x256.pt": ("https://dl.fbaipublicfiles.com/DiT/models/DiT-XL-2-256x256.pt", "diffusion_models"),
-    "vae-ft-ema-560000-ema-pruned.safetensors": (f"{HF}/stabilityai/sd-vae-ft-ema-original/resolve/main/"
-                                                 f"vae-ft-ema-560000-ema-pruned.safetensors", "vae"),
+    "vae-ft-ema-560000-ema-pruned.safetensors": (
+        f"{HF}/stabilityai/sd-vae-ft-ema-original/resolve/main/vae-ft-ema-560000-ema-pruned.safetensors",
+        "vae",
+    ),
 }
 
 
@@ -382,10 +492,19 @@ def model_tree(*names: str) -> str:
 
 
 SEED = 42
-BRANCH_COLORS = {"ref": "#444", "tcpade": "#a1309b", "taylorseer": "#3f789e", "teacache": "#2a7a6e",
-                 "tracache": "#8a6d2e", "inputs": "#3a3a3a", "compare": "#3a3a3a"}
+BRANCH_COLORS = {
+    "ref": "#444",
+    "tcpade": "#a1309b",
+    "taylorseer": "#3f789e",
+    "teacache": "#2a7a6e",
+    "tracache": "#8a6d2e",
+    "inputs": "#3a3a3a",
+    "compare": "#3a3a3a",
+}
 COLOR_PAIRS = {  # node color / bgcolor, per branch (frontend palette "purple", "blue", "cyan", "brown")
-    "tcpade": ("#323", "#535"), "taylorseer": ("#223", "#335"), "teacache": ("#233", "#355"),
+    "tcpade": ("#323", "#535"),
+    "taylorseer": ("#223", "#335"),
+    "teacache": ("#233", "#355"),
     "tracache": ("#332922", "#593930"),
 }
 CACHE_TYPES = {k: _METHODS[k].node_id for k in CACHE_KINDS}
@@ -402,8 +521,12 @@ LABELS = {k: _METHODS[k].label for k in CACHE_KINDS}
 PRESET_TARGETS = {"slow (2x)": 2.0, "fast (2.8x)": 2.8}
 TARGET_PRESET = "slow (2x)"
 TARGET = PRESET_TARGETS[TARGET_PRESET]
-SHARED_TARGET = {"tcpade": dict(preset=TARGET_PRESET, target_speedup=TARGET), "taylorseer": dict(target_speedup=TARGET),
-                 "teacache": dict(target_speedup=TARGET), "tracache": dict(target_speedup=TARGET)}
+SHARED_TARGET = {
+    "tcpade": dict(preset=TARGET_PRESET, target_speedup=TARGET),
+    "taylorseer": dict(target_speedup=TARGET),
+    "teacache": dict(target_speedup=TARGET),
+    "tracache": dict(target_speedup=TARGET),
+}
 
 
 NUMBERS = {2: "two", 3: "three", 4: "four"}
@@ -420,8 +543,9 @@ def note_head(title: str, kinds: Sequence[str]) -> str:
     steps = 20
     computed = int(steps / TARGET + 0.5)
     signals = [s for k, s in (("tcpade", "TC-Padé's θ"), ("teacache", "TeaCache's δ")) if k in kinds]
-    unused = [s for k, s in (("taylorseer", "TaylorSeer's *interval N*"), ("tracache", "TraCache's *stride k*"))
-              if k in kinds]
+    unused = [
+        s for k, s in (("taylorseer", "TaylorSeer's *interval N*"), ("tracache", "TraCache's *stride k*")) if k in kinds
+    ]
     return (
         f"# TC-Padé: {title}\n\n"
         "Same prompt, seed and sampler in every row; only the cache differs. The top row computes every step "
@@ -433,7 +557,8 @@ def note_head(title: str, kinds: Sequence[str]) -> str:
         f"share one speed target, **{TARGET:g}x**: each computes {computed} of the {steps} steps. TC-Padé takes it from its "
         f"*preset* (*{TARGET_PRESET}*), the others from *target speed-up* {TARGET:g}. The target sets how many steps "
         "compute and spaces them evenly"
-        + (f"; a method's own signal ({_and(signals)}) may move a compute earlier" if signals else "") + ". "
+        + (f"; a method's own signal ({_and(signals)}) may move a compute earlier" if signals else "")
+        + ". "
         + (f"{_and(unused)} {'are' if len(unused) > 1 else 'is'} used only at target 0. " if unused else "")
         + "To compare at another speed, give every row the same new target (TC-Padé: preset *fast (2.8x)*, or "
         "*custom* and its *target speed-up*).\n\n"
@@ -444,10 +569,11 @@ def note_head(title: str, kinds: Sequence[str]) -> str:
         "tuned on and on held-out ones. TC-Padé's row is here so you can compare.\n\n"
     )
 
+
 # Row geometry, relative to the KSampler's position (y) in a row:
-RAISE = 110   # the decoder and the Compare node stand this much higher: the VAE wire to the decoder runs above
+RAISE = 110  # the decoder and the Compare node stand this much higher: the VAE wire to the decoder runs above
 #               the KSampler and the wire to Compare above the preview / save node
-DROP = 140    # the cache node stands this much lower: the conditioning and latent wires to the KSampler's
+DROP = 140  # the cache node stands this much lower: the conditioning and latent wires to the KSampler's
 #               inputs run above it
 BUS_STEP = 40  # between the vertical lines of the buses
 BUS_ROOM = 170  # from the last bus to the groups: a wire leaving a bus dips before it levels out
@@ -458,8 +584,14 @@ def cache_node(wf: Workflow, kind: str, **settings) -> Node:
     own = sorted(set(settings) & {"preset", "target_speedup"})
     if own:
         raise ValueError(f"{kind}: every row runs at the shared target (SHARED_TARGET); it sets {own} itself")
-    return wf.add(CACHE_TYPES[kind], title=CACHE_TITLES[kind], color=COLOR_PAIRS[kind],
-                  size=(320, MIN_SIZE[CACHE_TYPES[kind]][1]), **SHARED_TARGET[kind], **settings)
+    return wf.add(
+        CACHE_TYPES[kind],
+        title=CACHE_TITLES[kind],
+        color=COLOR_PAIRS[kind],
+        size=(320, MIN_SIZE[CACHE_TYPES[kind]][1]),
+        **SHARED_TARGET[kind],
+        **settings,
+    )
 
 
 def stack(nodes: Sequence[Node], x: float, y: float, gap: float = 50.0) -> float:
@@ -481,11 +613,20 @@ class Sources:
     negative: Tuple[Node, str]
     latent: Tuple[Node, str]
     vae: Optional[Node] = None
-    right: float = 320.0        # right edge of the source column
+    right: float = 320.0  # right edge of the source column
 
 
-def branch_rows(wf: Workflow, src: Sources, *, decoder: str, output, sampler: dict, branches: List[tuple],
-                compare_amplify: float = 4.0, top: float = 0.0) -> None:
+def branch_rows(
+    wf: Workflow,
+    src: Sources,
+    *,
+    decoder: str,
+    output,
+    sampler: dict,
+    branches: List[tuple],
+    compare_amplify: float = 4.0,
+    top: float = 0.0,
+) -> None:
     """The reference row and one row per (kind, settings): cache -> KSampler -> decoder -> output, a Compare
     node per cached row against the reference; buses bring the shared inputs (see the module doc). Every cached
     row runs at the shared speed target (cache_node); its titles name the method only (LABELS)."""
@@ -496,20 +637,28 @@ def branch_rows(wf: Workflow, src: Sources, *, decoder: str, output, sampler: di
         r["ks"] = wf.add("KSampler", title=f"KSampler · {label}", size=(320, MIN_SIZE["KSampler"][1]), **sampler)
         r["dec"] = wf.add(decoder, size=(200, MIN_SIZE[decoder][1]))
         r["out"] = output(kind, label)
-        r["cmp"] = None if kind == "ref" else wf.add(
-            "TCPade_Compare", title=f"Compare · {label} vs. reference", size=(440, 398), amplify=compare_amplify,
-            color=COLOR_PAIRS[kind])
+        r["cmp"] = (
+            None
+            if kind == "ref"
+            else wf.add(
+                "TCPade_Compare",
+                title=f"Compare · {label} vs. reference",
+                size=(440, 398),
+                amplify=compare_amplify,
+                color=COLOR_PAIRS[kind],
+            )
+        )
         rows.append(r)
     n_bus = 5 if src.vae is not None else 4
-    xg = src.right + GAP + BUS_STEP * (n_bus - 1) + BUS_ROOM          # left edge of every row's group
+    xg = src.right + GAP + BUS_STEP * (n_bus - 1) + BUS_ROOM  # left edge of every row's group
     xc = xg + GROUP_PAD
     xk = xc + 320 + GAP
     xd = xk + 320 + GAP
     xs = xd + 200 + GAP
-    gx1 = xs + max(r["out"].w for r in rows) + GROUP_PAD              # right edge of every row's group
-    xb = gx1 + 80                                                    # the reference-image bus
+    gx1 = xs + max(r["out"].w for r in rows) + GROUP_PAD  # right edge of every row's group
+    xb = gx1 + 80  # the reference-image bus
     xcmp = xb + BUS_ROOM
-    y = top + GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE                # the first KSampler
+    y = top + GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE  # the first KSampler
     for r in rows:
         if r["cache"] is not None:
             r["cache"].move(xc, y + DROP)
@@ -520,8 +669,10 @@ def branch_rows(wf: Workflow, src: Sources, *, decoder: str, output, sampler: di
             r["cmp"].move(xcmp, y - RAISE)
         r["y"] = y
         members = [n for n in (r["cache"], r["ks"], r["dec"], r["out"]) if n is not None]
-        bottom = max(max(n.pos[1] + n.h for n in members) + GROUP_PAD,
-                     (r["cmp"].pos[1] + r["cmp"].h) if r["cmp"] is not None else -1e9)
+        bottom = max(
+            max(n.pos[1] + n.h for n in members) + GROUP_PAD,
+            (r["cmp"].pos[1] + r["cmp"].h) if r["cmp"] is not None else -1e9,
+        )
         r["group"] = wf.group(r["label"], members, color=BRANCH_COLORS[r["kind"]], x0=xg, x1=gx1)
         y = bottom + 60 + GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE
     ref = rows[0]
@@ -548,9 +699,11 @@ def branch_rows(wf: Workflow, src: Sources, *, decoder: str, output, sampler: di
 
 # ------------------------------------------------------------------------------------ image workflows
 
+
 def save_image(wf: Workflow, prefix: str, size=(400, 460)):
     def output(kind: str, label: str) -> Node:
         return wf.add("SaveImage", title=f"Save · {label}", size=size, filename_prefix=f"tcpade/{prefix}_{kind}")
+
     return output
 
 
@@ -562,19 +715,37 @@ def note(wf: Workflow, text: str, right: float = -60.0, top: float = 0.0, size=(
 def flux_dev() -> Workflow:
     wf = Workflow("tcpade_flux1_dev_20steps", NAMES["flux"])
     files = ("flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors")
-    branches = [("tcpade", {}), ("taylorseer", dict(interval=5, order=2, first_enhance=3)),
-                ("teacache", dict(threshold=0.6))]
-    note(wf, note_head("FLUX.1-dev, 20 steps", [k for k, _ in branches]) +
-         "1024x1024, Euler, guidance 3.5. The methods' other settings are the TC-Padé paper's FLUX comparison: "
-         "TaylorSeer O = 2, first enhance 3 (N = 5 at target 0), TeaCache δ = 0.6 (FLUX "
-         "coefficients, picked automatically).\n\n" + model_tree(*files), size=(440, 900))
+    branches = [
+        ("tcpade", {}),
+        ("taylorseer", dict(interval=5, order=2, first_enhance=3)),
+        ("teacache", dict(threshold=0.6)),
+    ]
+    note(
+        wf,
+        note_head("FLUX.1-dev, 20 steps", [k for k, _ in branches])
+        + "1024x1024, Euler, guidance 3.5. The methods' other settings are the TC-Padé paper's FLUX comparison: "
+        "TaylorSeer O = 2, first enhance 3 (N = 5 at target 0), TeaCache δ = 0.6 (FLUX "
+        "coefficients, picked automatically).\n\n" + model_tree(*files),
+        size=(440, 900),
+    )
     unet = wf.add("UNETLoader", models=models(files[0]), size=(320, 82), unet_name=files[0], weight_dtype="default")
     vae = wf.add("VAELoader", models=models(files[3]), size=(320, 58), vae_name=files[3])
-    clip = wf.add("DualCLIPLoader", models=models(files[1], files[2]), size=(320, 130), clip_name1=files[1],
-                  clip_name2=files[2], type="flux", device="default")
-    text = wf.add("CLIPTextEncode", title="Prompt", size=(400, 200),
-                  text="a red fox sitting in a snowy birch forest at sunrise, detailed fur, soft golden light, "
-                       "shallow depth of field, photograph")
+    clip = wf.add(
+        "DualCLIPLoader",
+        models=models(files[1], files[2]),
+        size=(320, 130),
+        clip_name1=files[1],
+        clip_name2=files[2],
+        type="flux",
+        device="default",
+    )
+    text = wf.add(
+        "CLIPTextEncode",
+        title="Prompt",
+        size=(400, 200),
+        text="a red fox sitting in a snowy birch forest at sunrise, detailed fur, soft golden light, "
+        "shallow depth of field, photograph",
+    )
     guid = wf.add("FluxGuidance", size=(320, 58), guidance=3.5)
     zero = wf.add("ConditioningZeroOut", size=(320, 26))
     latent = wf.add("EmptySD3LatentImage", size=(320, 106), width=1024, height=1024, batch_size=1)
@@ -587,52 +758,76 @@ def flux_dev() -> Workflow:
     wf.link(text, "CONDITIONING", guid, "conditioning")
     wf.link(text, "CONDITIONING", zero, "conditioning")
     inputs_group(wf, [unet, vae, clip, text, guid, zero, latent])
-    branch_rows(wf, Sources((unet, "MODEL"), (guid, "CONDITIONING"), (zero, "CONDITIONING"), (latent, "LATENT"),
-                            vae=vae, right=1160),
-                decoder="VAEDecode", output=save_image(wf, "flux"),
-                sampler=dict(seed=SEED, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple"),
-                branches=branches)
+    branch_rows(
+        wf,
+        Sources(
+            (unet, "MODEL"), (guid, "CONDITIONING"), (zero, "CONDITIONING"), (latent, "LATENT"), vae=vae, right=1160
+        ),
+        decoder="VAEDecode",
+        output=save_image(wf, "flux"),
+        sampler=dict(seed=SEED, steps=20, cfg=1.0, sampler_name="euler", scheduler="simple"),
+        branches=branches,
+    )
     return wf
 
 
 def dit_xl2() -> Workflow:
     wf = Workflow("tcpade_dit_xl2_256_20steps", NAMES["dit"])
     ckpt, vae_file = "DiT-XL-2-256x256.pt", "vae-ft-ema-560000-ema-pruned.safetensors"
-    branches = [("tcpade", {}), ("taylorseer", dict(interval=3, order=2, first_enhance=2)),
-                ("teacache", dict(threshold=0.3))]
-    note(wf, note_head("DiT-XL/2 256x256 (ImageNet class-conditional), 20 steps", [k for k, _ in branches]) +
-         "ComfyUI has no DiT loader: **Load DiT (DiT-XL/2)** (this pack) reads the official checkpoint; **Class "
-         "Label (DiT / bench)** gives the ImageNet class (207 = golden retriever) and the null class for CFG 4.0. "
-         "DDIM, 20 steps. The methods' other settings are the paper's DiT comparison: TaylorSeer O = 2, first "
-         "enhance 2 (N = 3 at target 0); TeaCache has no published DiT coefficients (raw relative "
-         "L1, δ = 0.3; its node says so after a run).\n\n"
-         f"**Download the checkpoint by hand.** ComfyUI's missing-models dialog downloads only from Hugging Face "
-         f"and Civitai, so it refuses {ckpt}, which is published with the facebookresearch/DiT release: download "
-         f"{M[ckpt][0]} and put it into `ComfyUI/models/{M[ckpt][1]}/`, then refresh (press R) so **Load DiT "
-         f"(DiT-XL/2)** lists it. The dialog can download the SD VAE.\n\n" +
-         model_tree(ckpt, vae_file), size=(440, 940))
+    branches = [
+        ("tcpade", {}),
+        ("taylorseer", dict(interval=3, order=2, first_enhance=2)),
+        ("teacache", dict(threshold=0.3)),
+    ]
+    note(
+        wf,
+        note_head("DiT-XL/2 256x256 (ImageNet class-conditional), 20 steps", [k for k, _ in branches])
+        + "ComfyUI has no DiT loader: **Load DiT (DiT-XL/2)** (this pack) reads the official checkpoint; **Class "
+        "Label (DiT / bench)** gives the ImageNet class (207 = golden retriever) and the null class for CFG 4.0. "
+        "DDIM, 20 steps. The methods' other settings are the paper's DiT comparison: TaylorSeer O = 2, first "
+        "enhance 2 (N = 3 at target 0); TeaCache has no published DiT coefficients (raw relative "
+        "L1, δ = 0.3; its node says so after a run).\n\n"
+        f"**Download the checkpoint by hand.** ComfyUI's missing-models dialog downloads only from Hugging Face "
+        f"and Civitai, so it refuses {ckpt}, which is published with the facebookresearch/DiT release: download "
+        f"{M[ckpt][0]} and put it into `ComfyUI/models/{M[ckpt][1]}/`, then refresh (press R) so **Load DiT "
+        f"(DiT-XL/2)** lists it. The dialog can download the SD VAE.\n\n" + model_tree(ckpt, vae_file),
+        size=(440, 940),
+    )
     dit = wf.add("TCPade_DiTLoader", models=models(ckpt), size=(320, 82), ckpt_name=ckpt, weight_dtype="default")
     vae = wf.add("VAELoader", models=models(vae_file), size=(320, 58), vae_name=vae_file)
-    label = wf.add("TCPade_ClassLabel", size=(320, 126), label_set="ImageNet (DiT-XL/2)", class_index=207,
-                   class_name="")
+    label = wf.add(
+        "TCPade_ClassLabel", size=(320, 126), label_set="ImageNet (DiT-XL/2)", class_index=207, class_name=""
+    )
     latent = wf.add("EmptyLatentImage", size=(320, 106), width=256, height=256, batch_size=4)
     stack([dit, vae, label, latent], 0, 0)
     inputs_group(wf, [dit, vae, label, latent])
-    branch_rows(wf, Sources((dit, "MODEL"), (label, "positive"), (label, "negative"), (latent, "LATENT"), vae=vae),
-                decoder="VAEDecode", output=save_image(wf, "dit"),
-                sampler=dict(seed=SEED, steps=20, cfg=4.0, sampler_name="ddim", scheduler="ddim_uniform"),
-                branches=branches)
+    branch_rows(
+        wf,
+        Sources((dit, "MODEL"), (label, "positive"), (label, "negative"), (latent, "LATENT"), vae=vae),
+        decoder="VAEDecode",
+        output=save_image(wf, "dit"),
+        sampler=dict(seed=SEED, steps=20, cfg=4.0, sampler_name="ddim", scheduler="ddim_uniform"),
+        branches=branches,
+    )
     return wf
 
 
 # ------------------------------------------------------------------------------------ video workflows
 
-WAN_NEGATIVE = ("blurry, low quality, worst quality, static, still frame, distorted, deformed, jpeg artifacts, "
-                "watermark, text, subtitles")
+WAN_NEGATIVE = (
+    "blurry, low quality, worst quality, static, still frame, distorted, deformed, jpeg artifacts, "
+    "watermark, text, subtitles"
+)
 
 
-def wan_inputs(wf: Workflow, experts: Sequence[Tuple[Optional[str], Optional[str], str]], te_f: str, vae_f: str,
-               prompt: str, size: Tuple[int, int, int]):
+def wan_inputs(
+    wf: Workflow,
+    experts: Sequence[Tuple[Optional[str], Optional[str], str]],
+    te_f: str,
+    vae_f: str,
+    prompt: str,
+    size: Tuple[int, int, int],
+):
     """Loaders (one per expert (loader title, shift title, file), each with its shift), the text encoder with
     both prompts, VAE and latent: the loaders in one column, shifts and prompts right of them."""
     loaders, shifts = [], []
@@ -660,69 +855,94 @@ def wan_inputs(wf: Workflow, experts: Sequence[Tuple[Optional[str], Optional[str
 
 def save_webp(wf: Workflow, prefix: str, size):
     def output(kind: str, label: str) -> Node:
-        return wf.add("SaveAnimatedWEBP", title=f"Save · {label}", size=size, filename_prefix=f"tcpade/{prefix}_{kind}",
-                      fps=16.0, lossless=False, quality=90, method="default")
+        return wf.add(
+            "SaveAnimatedWEBP",
+            title=f"Save · {label}",
+            size=size,
+            filename_prefix=f"tcpade/{prefix}_{kind}",
+            fps=16.0,
+            lossless=False,
+            quality=90,
+            method="default",
+        )
+
     return output
 
 
 def wan21_1_3b() -> Workflow:
     wf = Workflow("tcpade_wan2.1_t2v_1.3B_20steps", NAMES["wan21"])
     files = ("wan2.1_t2v_1.3B_fp16.safetensors", "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "wan_2.1_vae.safetensors")
-    branches = [("tcpade", {}), ("taylorseer", dict(interval=4, order=1, first_enhance=1)),
-                ("teacache", dict(threshold=0.08))]
-    note(wf, note_head("Wan 2.1 text-to-video 1.3B, 20 steps", [k for k, _ in branches]) +
-         "832x480, 33 frames, UniPC, CFG 6, shift 8. The methods' other settings are the paper's Wan comparison: "
-         "TaylorSeer O = 1, first enhance 1 (N = 4 at target 0), TeaCache δ = 0.08 (Wan 1.3B "
-         "coefficients, picked automatically). The Compare node scores the mean over frames.\n\n" +
-         model_tree(*files), size=(440, 880))
+    branches = [
+        ("tcpade", {}),
+        ("taylorseer", dict(interval=4, order=1, first_enhance=1)),
+        ("teacache", dict(threshold=0.08)),
+    ]
+    note(
+        wf,
+        note_head("Wan 2.1 text-to-video 1.3B, 20 steps", [k for k, _ in branches])
+        + "832x480, 33 frames, UniPC, CFG 6, shift 8. The methods' other settings are the paper's Wan comparison: "
+        "TaylorSeer O = 1, first enhance 1 (N = 4 at target 0), TeaCache δ = 0.08 (Wan 1.3B "
+        "coefficients, picked automatically). The Compare node scores the mean over frames.\n\n" + model_tree(*files),
+        size=(440, 880),
+    )
     (shift,), pos, neg, vae, latent = wan_inputs(
-        wf, [(None, None, files[0])], files[1], files[2],
+        wf,
+        [(None, None, files[0])],
+        files[1],
+        files[2],
         "a paper boat drifting down a rain-filled street gutter at night, neon reflections rippling on the water, "
-        "slow tracking shot", (832, 480, 33))
-    branch_rows(wf, Sources((shift, "MODEL"), (pos, "CONDITIONING"), (neg, "CONDITIONING"), (latent, "LATENT"),
-                            vae=vae, right=780),
-                decoder="VAEDecode", output=save_webp(wf, "wan21", (400, 400)),
-                sampler=dict(seed=SEED, steps=20, cfg=6.0, sampler_name="uni_pc", scheduler="simple"),
-                branches=branches)
+        "slow tracking shot",
+        (832, 480, 33),
+    )
+    branch_rows(
+        wf,
+        Sources((shift, "MODEL"), (pos, "CONDITIONING"), (neg, "CONDITIONING"), (latent, "LATENT"), vae=vae, right=780),
+        decoder="VAEDecode",
+        output=save_webp(wf, "wan21", (400, 400)),
+        sampler=dict(seed=SEED, steps=20, cfg=6.0, sampler_name="uni_pc", scheduler="simple"),
+        branches=branches,
+    )
     return wf
 
 
 def wan22_note(hi_f: str, lo_f: str, te_f: str, vae_f: str, label: str) -> str:
     """The Wan 2.2 workflow's note: its two rows, one cache per expert at the shared target, how to try another."""
     half = int(10 / TARGET + 0.5)
-    return ("# TC-Padé: Wan 2.2 text-to-video 14B, two experts, 20 steps\n\n"
-            "Two rows, the same prompt, seed and samplers; only the cache differs. The top row computes every step "
-            "(the reference). The row below it caches: **" + label + "**. The **Compare to Reference (PSNR / SSIM)** "
-            "node (right) scores it against the reference: PSNR / SSIM (the mean over frames), the amplified "
-            "difference and, with the pack's web extension, each row's sampling time and speed-up. After a run each "
-            "cache node shows which steps it computed, its gate signal and any warning.\n\n"
-            "The high-noise expert samples steps 0-10, the low-noise expert steps 10-20 (two KSamplerAdvanced). "
-            "Each expert gets its own **TC-Padé Cache** node: each sampler run starts a fresh cache, so nothing "
-            "computed by one expert is ever used by the other, and the first step after the switch is computed in "
-            f"full. Both nodes run at the same speed target, **{TARGET:g}x** (preset *{TARGET_PRESET}*): each expert "
-            f"computes {half} of its 10 steps. 640x640, 81 frames, Euler, CFG 3.5, shift 8.\n\n"
-            "Change the seed in **every** sampler (they are set to *fixed*). The first sampler to run also loads "
-            "the model; the timing leaves that out.\n\n"
-            "**Which to use:** in the pack's own benchmark (README, *Which node to use*) **TaylorSeer Cache** with a "
-            "*target speed-up* (2 for quality, 2.8 for speed) measured best at the same speed, on the models it was "
-            "tuned on and on held-out ones. This workflow has no TaylorSeer row (each row of this model is another "
-            "full video run): to try it, put a **TaylorSeer Cache** node with *target speed-up* "
-            f"{TARGET:g} in place of each TC-Padé Cache node.\n\n"
-            + model_tree(hi_f, lo_f, te_f, vae_f))
+    return (
+        "# TC-Padé: Wan 2.2 text-to-video 14B, two experts, 20 steps\n\n"
+        "Two rows, the same prompt, seed and samplers; only the cache differs. The top row computes every step "
+        "(the reference). The row below it caches: **" + label + "**. The **Compare to Reference (PSNR / SSIM)** "
+        "node (right) scores it against the reference: PSNR / SSIM (the mean over frames), the amplified "
+        "difference and, with the pack's web extension, each row's sampling time and speed-up. After a run each "
+        "cache node shows which steps it computed, its gate signal and any warning.\n\n"
+        "The high-noise expert samples steps 0-10, the low-noise expert steps 10-20 (two KSamplerAdvanced). "
+        "Each expert gets its own **TC-Padé Cache** node: each sampler run starts a fresh cache, so nothing "
+        "computed by one expert is ever used by the other, and the first step after the switch is computed in "
+        f"full. Both nodes run at the same speed target, **{TARGET:g}x** (preset *{TARGET_PRESET}*): each expert "
+        f"computes {half} of its 10 steps. 640x640, 81 frames, Euler, CFG 3.5, shift 8.\n\n"
+        "Change the seed in **every** sampler (they are set to *fixed*). The first sampler to run also loads "
+        "the model; the timing leaves that out.\n\n"
+        "**Which to use:** in the pack's own benchmark (README, *Which node to use*) **TaylorSeer Cache** with a "
+        "*target speed-up* (2 for quality, 2.8 for speed) measured best at the same speed, on the models it was "
+        "tuned on and on held-out ones. This workflow has no TaylorSeer row (each row of this model is another "
+        "full video run): to try it, put a **TaylorSeer Cache** node with *target speed-up* "
+        f"{TARGET:g} in place of each TC-Padé Cache node.\n\n" + model_tree(hi_f, lo_f, te_f, vae_f)
+    )
 
 
 @dataclass
 class Wan22Columns:
     """The x positions of the Wan 2.2 workflow's rows, left to right."""
-    xg: float      # left edge of every row's group
-    xc: float      # the caches
-    xk1: float     # the high-noise sampler
-    xk2: float     # the low-noise sampler
-    xd: float      # the decoder
-    xs: float      # the save node
-    gx1: float     # right edge of every row's group
-    xb: float      # the reference-image bus
-    xcmp: float    # the Compare node
+
+    xg: float  # left edge of every row's group
+    xc: float  # the caches
+    xk1: float  # the high-noise sampler
+    xk2: float  # the low-noise sampler
+    xd: float  # the decoder
+    xs: float  # the save node
+    gx1: float  # right edge of every row's group
+    xb: float  # the reference-image bus
+    xcmp: float  # the Compare node
 
     @classmethod
     def right_of(cls, right: float, n_bus: int) -> "Wan22Columns":
@@ -744,7 +964,7 @@ def wan22_expert_caches(wf: Workflow, k1: Node, k2: Node, y: float, cols: Wan22C
     c_lo = cache_node(wf, "tcpade")
     c_hi.title, c_lo.title = "TC-Padé Cache (high-noise expert)", "TC-Padé Cache (low-noise expert)"
     c_hi.move(cols.xc, y + DROP)
-    y2 = c_hi.pos[1] + c_hi.h + 140            # the second stage: below the first one's cache
+    y2 = c_hi.pos[1] + c_hi.h + 140  # the second stage: below the first one's cache
     k2.move(cols.xk2, y2)
     c_lo.move(cols.xc, y2 + DROP)
     wf.link(c_hi, "MODEL", k1, "model")
@@ -752,23 +972,39 @@ def wan22_expert_caches(wf: Workflow, k1: Node, k2: Node, y: float, cols: Wan22C
     return c_hi, c_lo
 
 
-def wan22_row(wf: Workflow, kind: str, label: str, y: float, cols: Wan22Columns,
-              common: dict) -> Tuple[Dict[str, Any], float]:
+def wan22_row(
+    wf: Workflow, kind: str, label: str, y: float, cols: Wan22Columns, common: dict
+) -> Tuple[Dict[str, Any], float]:
     """One row (its first sampler at ``y``): high-noise sampler -> low-noise sampler -> decoder -> save, a cache on
     each expert and a Compare node unless it is the reference; the row's nodes by role (``m_hi``, ``m_lo``: what
     takes each expert's model) and the y of the next row's first sampler."""
     r: Dict[str, Any] = {"kind": kind, "label": label}
-    k1 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · high noise 0-10", size=(320, 334),
-                add_noise="enable", start_at_step=0, end_at_step=10, return_with_leftover_noise="enable", **common)
-    k2 = wf.add("KSamplerAdvanced", title="KSamplerAdvanced · low noise 10-20", size=(320, 334),
-                add_noise="disable", start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable",
-                **common)
+    k1 = wf.add(
+        "KSamplerAdvanced",
+        title="KSamplerAdvanced · high noise 0-10",
+        size=(320, 334),
+        add_noise="enable",
+        start_at_step=0,
+        end_at_step=10,
+        return_with_leftover_noise="enable",
+        **common,
+    )
+    k2 = wf.add(
+        "KSamplerAdvanced",
+        title="KSamplerAdvanced · low noise 10-20",
+        size=(320, 334),
+        add_noise="disable",
+        start_at_step=10,
+        end_at_step=10000,
+        return_with_leftover_noise="disable",
+        **common,
+    )
     dec = wf.add("VAEDecode", size=(200, 46))
     out = save_webp(wf, "wan22", (400, 540))(kind, label)
     k1.move(cols.xk1, y)
     members = [k1, k2, dec, out]
     if kind == "ref":
-        k2.move(cols.xk2, y - 130)                 # its inputs run above the first sampler
+        k2.move(cols.xk2, y - 130)  # its inputs run above the first sampler
         r["m_hi"], r["m_lo"] = k1, k2
     else:
         r["m_hi"], r["m_lo"] = wan22_expert_caches(wf, k1, k2, y, cols)
@@ -780,8 +1016,13 @@ def wan22_row(wf: Workflow, kind: str, label: str, y: float, cols: Wan22Columns,
     wf.link(dec, "IMAGE", out, "images")
     r.update(k1=k1, k2=k2, dec=dec, out=out)
     if kind != "ref":
-        c = wf.add("TCPade_Compare", title=f"Compare · {label} vs. reference", size=(440, 398), amplify=4.0,
-                   color=COLOR_PAIRS[kind])
+        c = wf.add(
+            "TCPade_Compare",
+            title=f"Compare · {label} vs. reference",
+            size=(440, 398),
+            amplify=4.0,
+            color=COLOR_PAIRS[kind],
+        )
         c.move(cols.xcmp, dec.pos[1])
         wf.link(dec, "IMAGE", c, "test")
         r["cmp"] = c
@@ -789,8 +1030,18 @@ def wan22_row(wf: Workflow, kind: str, label: str, y: float, cols: Wan22Columns,
     return r, max(n.pos[1] + n.h for n in members) + GROUP_PAD + 60 + GROUP_HEAD + GROUP_PAD + TITLE_H + RAISE + 130
 
 
-def wan22_buses(wf: Workflow, rows: List[Dict[str, Any]], hi_s: Node, lo_s: Node, pos: Node, neg: Node,
-                latent: Node, vae: Node, x: float, xb: float) -> None:
+def wan22_buses(
+    wf: Workflow,
+    rows: List[Dict[str, Any]],
+    hi_s: Node,
+    lo_s: Node,
+    pos: Node,
+    neg: Node,
+    latent: Node,
+    vae: Node,
+    x: float,
+    xb: float,
+) -> None:
     """The shared inputs, each on its bus (the first at ``x``), and the reference images on theirs (at ``xb``)."""
     for s, inp, key in ((hi_s, "model", "m_hi"), (lo_s, "model", "m_lo")):
         wf.bus(s, "MODEL", x, [(r[key], "model") for r in rows])
@@ -815,9 +1066,13 @@ def wan22_14b() -> Workflow:
     label = f"{LABELS['tcpade']} on both experts"
     note(wf, wan22_note(hi_f, lo_f, te_f, vae_f, label), size=(440, 980))
     (hi_s, lo_s), pos, neg, vae, latent = wan_inputs(
-        wf, [("Load high-noise expert", "Shift (high)", hi_f), ("Load low-noise expert", "Shift (low)", lo_f)], te_f, vae_f,
+        wf,
+        [("Load high-noise expert", "Shift (high)", hi_f), ("Load low-noise expert", "Shift (low)", lo_f)],
+        te_f,
+        vae_f,
         "a hot air balloon rising over a misty valley at dawn, the basket swaying gently, slow aerial orbit",
-        (640, 640, 81))
+        (640, 640, 81),
+    )
     common = dict(noise_seed=SEED, steps=20, cfg=3.5, sampler_name="euler", scheduler="simple")
     right = 780
     cols = Wan22Columns.right_of(right, n_bus=6)
@@ -834,26 +1089,48 @@ def wan22_14b() -> Workflow:
 # ------------------------------------------------------------------------------------ tiny bench workflows
 
 BENCH = {
-    "digits": dict(choice="A: DiT digits 16x16", label_set="A: digits", class_index=3, sampler="ddim",
-                   scheduler="ddim_uniform", sampler_text="DDIM", title="bench model A (DiT, 16x16 digits)"),
-    "shapes": dict(choice="B: FLUX-like shapes 32x32", label_set="B: shapes", class_index=2, sampler="euler",
-                   scheduler="simple", sampler_text="Euler", title="bench model B (FLUX-like flow, 32x32 shapes)"),
+    "digits": dict(
+        choice="A: DiT digits 16x16",
+        label_set="A: digits",
+        class_index=3,
+        sampler="ddim",
+        scheduler="ddim_uniform",
+        sampler_text="DDIM",
+        title="bench model A (DiT, 16x16 digits)",
+    ),
+    "shapes": dict(
+        choice="B: FLUX-like shapes 32x32",
+        label_set="B: shapes",
+        class_index=2,
+        sampler="euler",
+        scheduler="simple",
+        sampler_text="Euler",
+        title="bench model B (FLUX-like flow, 32x32 shapes)",
+    ),
 }
 
 
 def tiny(which: str) -> Workflow:
     b = BENCH[which]
     wf = Workflow(f"tcpade_tiny_{which}_cpu", NAMES[which])
-    branches = [("tcpade", {}), ("taylorseer", dict(interval=3, order=1, first_enhance=2)),
-                ("teacache", dict(threshold=0.3)), ("tracache", dict(stride=2, max_order=2))]
-    note(wf, note_head(f"tiny {b['title']}, CPU", [k for k, _ in branches]) +
-         "Runs on a CPU in about a minute with **no download**: the bench models ship with the pack (**Load Bench "
-         "Model (tiny, CPU)**). They work in pixel space, so **Bench Latent** and **Bench Decode** replace the VAE; "
-         "**Preview Image Grid (sharp upscale)** shows each batch of 8 as one grid, every pixel a sharp square. "
-         f"{b['sampler_text']}, 20 steps, CFG 2. All "
-         "four cache methods of the pack side by side. Their other settings: TaylorSeer O = 1, first enhance 2 "
-         "(N = 3 at target 0), TeaCache δ = 0.3 (no published coefficients for this model: raw "
-         "relative L1; its node says so after a run), TraCache max order 2 (k = 2 at target 0).", size=(440, 820))
+    branches = [
+        ("tcpade", {}),
+        ("taylorseer", dict(interval=3, order=1, first_enhance=2)),
+        ("teacache", dict(threshold=0.3)),
+        ("tracache", dict(stride=2, max_order=2)),
+    ]
+    note(
+        wf,
+        note_head(f"tiny {b['title']}, CPU", [k for k, _ in branches])
+        + "Runs on a CPU in about a minute with **no download**: the bench models ship with the pack (**Load Bench "
+        "Model (tiny, CPU)**). They work in pixel space, so **Bench Latent** and **Bench Decode** replace the VAE; "
+        "**Preview Image Grid (sharp upscale)** shows each batch of 8 as one grid, every pixel a sharp square. "
+        f"{b['sampler_text']}, 20 steps, CFG 2. All "
+        "four cache methods of the pack side by side. Their other settings: TaylorSeer O = 1, first enhance 2 "
+        "(N = 3 at target 0), TeaCache δ = 0.3 (no published coefficients for this model: raw "
+        "relative L1; its node says so after a run), TraCache max order 2 (k = 2 at target 0).",
+        size=(440, 820),
+    )
     model = wf.add("TCPade_BenchModelLoader", size=(320, 58), model=b["choice"])
     label = wf.add("TCPade_ClassLabel", size=(320, 126), label_set=b["label_set"], class_index=b["class_index"])
     latent = wf.add("TCPade_BenchLatent", size=(320, 82), model=b["choice"], batch_size=8)
@@ -863,10 +1140,15 @@ def tiny(which: str) -> Workflow:
     def output(kind: str, label_: str) -> Node:
         return wf.add("TCPade_PreviewGrid", title=f"Preview · {label_}", size=(440, 320))
 
-    branch_rows(wf, Sources((model, "MODEL"), (label, "positive"), (label, "negative"), (latent, "LATENT")),
-                decoder="TCPade_BenchDecode", output=output, compare_amplify=4.0,
-                sampler=dict(seed=SEED, steps=20, cfg=2.0, sampler_name=b["sampler"], scheduler=b["scheduler"]),
-                branches=branches)
+    branch_rows(
+        wf,
+        Sources((model, "MODEL"), (label, "positive"), (label, "negative"), (latent, "LATENT")),
+        decoder="TCPade_BenchDecode",
+        output=output,
+        compare_amplify=4.0,
+        sampler=dict(seed=SEED, steps=20, cfg=2.0, sampler_name=b["sampler"], scheduler=b["scheduler"]),
+        branches=branches,
+    )
     return wf
 
 
@@ -894,15 +1176,19 @@ def render(wf: Workflow) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 if a file is missing or differs")
-    ap.add_argument("--thumbnails", action="store_true",
-                    help="also render each workflow in the real frontend (a ComfyUI server and headless Chromium) "
-                         "and save <name>.jpg, the template card's picture")
+    ap.add_argument(
+        "--thumbnails",
+        action="store_true",
+        help="also render each workflow in the real frontend (a ComfyUI server and headless Chromium) "
+        "and save <name>.jpg, the template card's picture",
+    )
     ap.add_argument("--measure", action="store_true", help="print MIN_SIZE as the frontend computes it, and exit")
     ap.add_argument("--out", type=Path, default=HERE)
     a = ap.parse_args(argv)
     if a.measure:
         sys.path.insert(0, str(HERE))
         from thumbnails import measure_min_sizes
+
         print(json.dumps(measure_min_sizes(sorted(SPECS)), indent=1))
         return 0
     bad = 0
@@ -919,6 +1205,7 @@ def main(argv=None) -> int:
     if a.thumbnails and not a.check:
         sys.path.insert(0, str(HERE))
         from thumbnails import render_thumbnails
+
         for path in render_thumbnails(a.out, [wf.name for wf in all_workflows()]):
             print(f"wrote {path}")
     return 1 if bad else 0

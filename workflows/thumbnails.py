@@ -11,6 +11,7 @@ Chromium, Playwright and Pillow; writes nothing else.
 ``measure_min_sizes`` reads the smallest size the frontend gives each node type (``MIN_SIZE`` in
 ``make_workflows.py``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,10 +33,16 @@ HERE = Path(__file__).resolve().parent
 PACK = HERE.parent
 PACK_FOLDER = "ComfyUI-TCPade"
 CHROMIUM = Path(os.environ.get("TCPADE_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-SIZE = 512            # the saved thumbnail, square like the card
-RENDER = 1600         # the square the graph is rendered into first (the frontend draws text above zoom 0.6)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SIZE = 512  # the saved thumbnail, square like the card
+RENDER = 1600  # the square the graph is rendered into first (the frontend draws text above zoom 0.6)
 QUALITY = 82
 
 
@@ -53,17 +60,33 @@ def comfy_server(settings: Dict[str, object] = {}) -> Iterator[str]:
     (base / "custom_nodes").mkdir()
     (base / "custom_nodes" / PACK_FOLDER).symlink_to(PACK, target_is_directory=True)
     (base / "user" / "default").mkdir(parents=True)
-    (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps(
-        {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, **settings}))
+    (base / "user" / "default" / "comfy.settings.json").write_text(
+        json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, **settings})
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(base / "server.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory",
-         str(base), "--database-url", "sqlite:///:memory:"],
-        cwd=comfy, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--base-directory",
+            str(base),
+            "--database-url",
+            "sqlite:///:memory:",
+        ],
+        cwd=comfy,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -94,24 +117,30 @@ def comfy_server(settings: Dict[str, object] = {}) -> Iterator[str]:
 def frontend(url: str, width: int = RENDER, height: int = RENDER):
     """A Playwright page with the frontend loaded (and the pack's extension)."""
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_context(viewport={"width": width, "height": height}).new_page()
             page.goto(url)
-            page.wait_for_function("window.comfyAPI?.app?.app?.graph && window.comfyAPI.app.app.canvas && "
-                                   "window.tcpade !== undefined", timeout=90_000)
+            page.wait_for_function(
+                "window.comfyAPI?.app?.app?.graph && window.comfyAPI.app.app.canvas && window.tcpade !== undefined",
+                timeout=90_000,
+            )
             yield page
         finally:
             browser.close()
 
 
-LOAD = """async (name) => {
+LOAD = (
+    """async (name) => {
   const app = window.comfyAPI.app.app;
   const wf = await (await fetch('/api/workflow_templates/%s/' + encodeURIComponent(name) + '.json')).json();
   await app.loadGraphData(wf, true, true, name, {showMissingModelsDialog: false});
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
-}""" % PACK_FOLDER
+}"""
+    % PACK_FOLDER
+)
 
 RUN = """async () => {
   const api = window.comfyAPI.api.api;
@@ -145,6 +174,7 @@ FRAME = """() => {
 
 def render_thumbnails(out_dir: Path, names: Sequence[str]) -> List[Path]:
     from PIL import Image
+
     written = []
     # full detail at any zoom: the thumbnail is a miniature of what a person sees zoomed in
     with comfy_server({"LiteGraph.Canvas.MinFontSizeForLOD": 0}) as url, frontend(url) as page:
@@ -171,10 +201,13 @@ def render_thumbnails(out_dir: Path, names: Sequence[str]) -> List[Path]:
 def measure_min_sizes(types: Sequence[str]) -> Dict[str, List[int]]:
     """The smallest size (LGraphNode.computeSize, rounded up) the frontend gives a new node of each type."""
     with comfy_server() as url, frontend(url, 1600, 1000) as page:
-        return page.evaluate("""(types) => Object.fromEntries(types.map(t => {
+        return page.evaluate(
+            """(types) => Object.fromEntries(types.map(t => {
             const n = LiteGraph.createNode(t);
             window.comfyAPI.app.app.graph.add(n);
             const s = n.computeSize().map(Math.ceil);
             window.comfyAPI.app.app.graph.remove(n);
             return [t, s];
-        }))""", list(types))
+        }))""",
+            list(types),
+        )

@@ -13,6 +13,7 @@ The model follows the TC-Padé block-stack protocol:
 * ``modulated_input(h, ctx)``: ``modulate(norm1(h), shift_msa, scale_msa)`` of block 0.
 * ``unembed(h_out, ctx)``: final adaLN layer + linear + unpatchify.
 """
+
 from __future__ import annotations
 
 import json
@@ -327,6 +328,7 @@ def read_checkpoint(path_or_dict: Any) -> tuple[dict, dict]:
         else:
             import argparse
             import pickle
+
             try:
                 sd = torch.load(path, map_location="cpu", weights_only=True)
             except pickle.UnpicklingError:
@@ -344,7 +346,7 @@ def read_checkpoint(path_or_dict: Any) -> tuple[dict, dict]:
         raise ValueError("checkpoint does not contain a state dict")
     for prefix in ("module.", "_orig_mod."):
         if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
+            sd = {k[len(prefix) :]: v for k, v in sd.items()}
     return sd, meta
 
 
@@ -360,10 +362,16 @@ def check_state_dict(expected: dict, sd: dict, what: str) -> None:
     """Raise ``ValueError`` naming every missing, unexpected or wrongly-shaped key of ``sd``."""
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
-    bad_shape = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
-                       for k in set(expected) & set(sd) if tuple(sd[k].shape) != tuple(expected[k].shape))
-    parts = [f"{name}: {keys}" for name, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                                  ("shape mismatch", bad_shape)) if keys]
+    bad_shape = sorted(
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(sd)
+        if tuple(sd[k].shape) != tuple(expected[k].shape)
+    )
+    parts = [
+        f"{name}: {keys}"
+        for name, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", bad_shape))
+        if keys
+    ]
     if parts:
         raise ValueError(f"{what}: " + "; ".join(parts))
 

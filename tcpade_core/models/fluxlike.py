@@ -15,8 +15,8 @@ Block-stack protocol: ``h`` (the stack input) is the IMAGE tokens only; the text
 in ``ctx["txt"]`` and re-used fresh on every ``run_blocks`` call, which returns the image tokens
 after the last single-stream block.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 
 import torch
@@ -102,7 +102,9 @@ class DoubleStreamBlock(nn.Module):
             setattr(
                 self,
                 f"{s}_mlp",
-                nn.Sequential(nn.Linear(dim, hidden, bias=True), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim, bias=True)),
+                nn.Sequential(
+                    nn.Linear(dim, hidden, bias=True), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim, bias=True)
+                ),
             )
 
     def modulated_img_input(self, img, c):
@@ -210,8 +212,12 @@ class FluxLike(StackModel):
         self.vector_in = nn.Embedding(num_classes + 1, hidden_size)
         self.txt_embed = nn.Parameter(torch.randn(num_classes + 1, txt_tokens, hidden_size) * 0.5)
         self.txt_in = nn.Linear(hidden_size, hidden_size, bias=True)
-        self.double_blocks = nn.ModuleList([DoubleStreamBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth_double)])
-        self.single_blocks = nn.ModuleList([SingleStreamBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth_single)])
+        self.double_blocks = nn.ModuleList(
+            [DoubleStreamBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth_double)]
+        )
+        self.single_blocks = nn.ModuleList(
+            [SingleStreamBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth_single)]
+        )
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
 
         # RoPE table for [txt (pos 0,0), img (row, col)]; half the head channels per axis
@@ -280,4 +286,3 @@ class FluxLike(StackModel):
 
     def modulated_input(self, h: torch.Tensor, ctx: dict) -> torch.Tensor:
         return self.double_blocks[0].modulated_img_input(h, ctx["c"])
-

@@ -1,4 +1,5 @@
 """Shipped benchmark models: build from the config stored in safetensors metadata and load weights."""
+
 from __future__ import annotations
 
 import json
@@ -11,23 +12,56 @@ import torch.nn as nn
 from .dit import DiT
 from .fluxlike import FluxLike
 
-__all__ = ["WEIGHTS_DIR", "MODEL_FILES", "CLASS_NAMES", "canonical_name", "build_model", "save_model", "load_model",
-           "read_metadata"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "MODEL_FILES",
+    "CLASS_NAMES",
+    "canonical_name",
+    "build_model",
+    "save_model",
+    "load_model",
+    "read_metadata",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-MODEL_FILES = {"a": "model_a_digits.safetensors", "b": "model_b_shapes.safetensors", "c": "model_c_textures.safetensors"}
+MODEL_FILES = {
+    "a": "model_a_digits.safetensors",
+    "b": "model_b_shapes.safetensors",
+    "c": "model_c_textures.safetensors",
+}
 # class names of the shipped models' label sets (index = class; the null class is len(names))
 DIGITS_CLASSES = [str(i) for i in range(10)]
 SHAPE_NAMES = ["circle", "square", "triangle", "ring", "cross"]
 SCHEME_NAMES = ["warm-on-dark", "cool-on-light"]
-SHAPES_CLASSES = [f"{SHAPE_NAMES[k % 5]} ({SCHEME_NAMES[k // 5]})" for k in range(10)]  # k -> (shape k % 5, scheme k // 5)
+SHAPES_CLASSES = [
+    f"{SHAPE_NAMES[k % 5]} ({SCHEME_NAMES[k // 5]})" for k in range(10)
+]  # k -> (shape k % 5, scheme k // 5)
 # model C: class k -> texture pattern k (random period, phase, sharpness, colours; occluding objects)
-TEXTURE_NAMES = ["v-stripes", "h-stripes", "diag-stripes", "anti-diag-stripes", "checkers",
-                 "dots", "rings", "waves", "plaid", "spokes"]
+TEXTURE_NAMES = [
+    "v-stripes",
+    "h-stripes",
+    "diag-stripes",
+    "anti-diag-stripes",
+    "checkers",
+    "dots",
+    "rings",
+    "waves",
+    "plaid",
+    "spokes",
+]
 TEXTURES_CLASSES = list(TEXTURE_NAMES)
 CLASS_NAMES = {"a": DIGITS_CLASSES, "b": SHAPES_CLASSES, "c": TEXTURES_CLASSES}
-_ALIASES = {"a": "a", "digits": "a", "model_a": "a", "b": "b", "shapes": "b", "model_b": "b",
-            "c": "c", "textures": "c", "model_c": "c"}
+_ALIASES = {
+    "a": "a",
+    "digits": "a",
+    "model_a": "a",
+    "b": "b",
+    "shapes": "b",
+    "model_b": "b",
+    "c": "c",
+    "textures": "c",
+    "model_c": "c",
+}
 
 
 def canonical_name(name: str) -> str:
@@ -47,7 +81,9 @@ def build_model(config: dict) -> nn.Module:
     raise ValueError(f"unknown arch {arch!r}")
 
 
-def save_model(model: nn.Module, path: os.PathLike | str, extra_metadata: Optional[dict] = None, fp16: bool = True) -> None:
+def save_model(
+    model: nn.Module, path: os.PathLike | str, extra_metadata: Optional[dict] = None, fp16: bool = True
+) -> None:
     """Save ``model.state_dict()`` (fp16 by default) with ``config`` + extra JSON metadata."""
     from safetensors.torch import save_file
 
@@ -76,7 +112,9 @@ def load_model(name: str, path: Optional[os.PathLike | str] = None) -> nn.Module
     key = canonical_name(name)
     path = Path(path) if path is not None else WEIGHTS_DIR / MODEL_FILES[key]
     if not path.exists():
-        raise FileNotFoundError(f"weights for model {key!r} not found at {path}; train with `python -m tcpade_core.research.train --model {key}`")
+        raise FileNotFoundError(
+            f"weights for model {key!r} not found at {path}; train with `python -m tcpade_core.research.train --model {key}`"
+        )
     meta = read_metadata(path)
     model = build_model(json.loads(meta["config"]))
     sd = load_file(os.fspath(path))

@@ -14,6 +14,7 @@ steps (the ±1-step table is kept as a second view). PNGs in ``--out`` (default 
 samples per model and the speedup-vs-PSNR fronts per model and step count.
 (The TC-Padé reading ablation is ``python -m tcpade_core.research.ablation``.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,19 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .. import metrics
-from ..config import (ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig,
-                      TeaCacheConfig, TraCacheConfig)
+from ..config import ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig, TeaCacheConfig, TraCacheConfig
 from ..engine import CacheRun, Stack
 from ..methods import METHODS
 from ..signals import fit_rescale, rel_l1
-from .common import CALIB_SEED, CFG_SCALE, DEV_MODELS, EVAL_SEED, MODEL_TITLES, labels as _labels, sample_timed as _sample
+from .common import (
+    CALIB_SEED,
+    CFG_SCALE,
+    DEV_MODELS,
+    EVAL_SEED,
+    MODEL_TITLES,
+    labels as _labels,
+    sample_timed as _sample,
+)
 
 HELD_OUT_SEED = 4321
 # families by the methods' own labels (tcpade_core/methods.py)
@@ -42,7 +50,7 @@ THETAS = (0.7, 1.0, 1.3)
 
 @dataclass
 class Row:
-    split: str          # "dev" or "held-out"
+    split: str  # "dev" or "held-out"
     model: str
     seed: int
     steps: int
@@ -57,7 +65,7 @@ class Row:
     seconds: float
     strip: str = ""
     cache_mb: float = 0.0
-    worst: float = float("inf")   # the lowest PSNR of one image of the batch (the mean hides an image that changed)
+    worst: float = float("inf")  # the lowest PSNR of one image of the batch (the mean hides an image that changed)
 
 
 def cases(quick: bool, models: List[str]) -> List[Tuple[str, str, int]]:
@@ -71,6 +79,7 @@ def cases(quick: bool, models: List[str]) -> List[Tuple[str, str, int]]:
 
 # ------------------------------------------------------------------------------------------ sweeps
 
+
 def tcpade_settings(quick: bool) -> List[tuple]:
     """The default reading at θ 0.7 / 1.0 / 1.3, the paper as printed, and the authors' code (its defaults
     and, in full mode, a small sweep of interval and start step)."""
@@ -79,16 +88,24 @@ def tcpade_settings(quick: bool) -> List[tuple]:
     out.append(("TC-Padé paper_literal θ0.7", TCPadeConfig(theta=0.7, mode="paper_literal")))
     out.append(("TC-Padé official (code defaults)", TCPadeOfficialConfig()))
     if not quick:
-        out += [(f"TC-Padé official N={iv} start={st}", TCPadeOfficialConfig(interval=iv, start_step=st))
-                for iv in (3, 4, 6) for st in (1, 2)]
+        out += [
+            (f"TC-Padé official N={iv} start={st}", TCPadeOfficialConfig(interval=iv, start_step=st))
+            for iv in (3, 4, 6)
+            for st in (1, 2)
+        ]
     return out
 
 
 def baseline_sweep(quick: bool) -> List[tuple]:
     out = [(f"Reuse N={n}", ReuseConfig(interval=n)) for n in ((2, 3, 4) if quick else (2, 3, 4, 5, 6))]
-    ts = [(n, o, f) for n in (3, 4) for o in (1, 2) for f in (1, 2)] if quick else \
-        [(n, o, f) for n in (2, 3, 4, 5, 6) for o in (1, 2) for f in (1, 2, 3)]
-    out += [(f"TaylorSeer N={n} O={o} fe={f}", TaylorSeerConfig(interval=n, order=o, first_enhance=f)) for n, o, f in ts]
+    ts = (
+        [(n, o, f) for n in (3, 4) for o in (1, 2) for f in (1, 2)]
+        if quick
+        else [(n, o, f) for n in (2, 3, 4, 5, 6) for o in (1, 2) for f in (1, 2, 3)]
+    )
+    out += [
+        (f"TaylorSeer N={n} O={o} fe={f}", TaylorSeerConfig(interval=n, order=o, first_enhance=f)) for n, o, f in ts
+    ]
     deltas = (0.2, 0.3, 0.6) if quick else (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.2)
     out += [(f"TeaCache δ={d}", ("teacache", d)) for d in deltas]
     tc = [(2, 2), (3, 2)] if quick else [(k, o) for k in (2, 3, 4, 5) for o in (2, 3)]
@@ -107,8 +124,12 @@ def target_settings() -> List[tuple]:
     TC-Padé reading they are compared with (same computed steps)."""
     methods = tuple(zip(TARGET_METHODS, (TCPadeConfig(), TaylorSeerConfig(), ("teacache", 0.4), TraCacheConfig())))
     out = [(f"target {t:g}x {name}", cfg, t) for t in TARGETS for name, cfg in methods]
-    out += [(f"fixed TC-Padé N={n} warm-up {w} θ{th}", TCPadeConfig(interval=n, warmup_steps=w, theta=th), 0.0)
-            for n in (2, 3, 4, 5, 6) for w in (1, 2) for th in (0.7, 1.3)]
+    out += [
+        (f"fixed TC-Padé N={n} warm-up {w} θ{th}", TCPadeConfig(interval=n, warmup_steps=w, theta=th), 0.0)
+        for n in (2, 3, 4, 5, 6)
+        for w in (1, 2)
+        for th in (0.7, 1.3)
+    ]
     return out
 
 
@@ -117,6 +138,7 @@ FAMILY = {name: ("full" if name == "none" else m.label) for name, m in METHODS.i
 
 
 # ------------------------------------------------------------------------------------------ runs
+
 
 class _TeaCacheProbe(Stack):
     """Computes every call (the stack protocol's base) and keeps TeaCache's (x, y) pairs per stream: the relative L1
@@ -145,6 +167,7 @@ def calibrate_teacache(model, name, labels, steps, degree=4) -> tuple:
 def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progress, n_samples: int):
     from ..models.zoo import load_model
     from .classifiers import classify, fit_classifier
+
     model = load_model(name)
     fit_classifier(name)
     labels = _labels(n_samples)
@@ -165,15 +188,34 @@ def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progre
             if not bool(torch.isfinite(img).all()):
                 raise RuntimeError(f"{cfg.describe()} produced NaN/Inf")
             rep = run.report
-            results.append((Row(split, name, seed, steps, family or FAMILY[cfg.method], label, rep.computed,
-                                rep.speedup, 0.0, metrics.psnr(img, ref), metrics.ssim(img, ref),
-                                metrics.agreement(classify(img, name), labels), sec, rep.strip(),
-                                rep.cache_bytes / 2**20, worst_psnr(img, ref)), img))
+            results.append(
+                (
+                    Row(
+                        split,
+                        name,
+                        seed,
+                        steps,
+                        family or FAMILY[cfg.method],
+                        label,
+                        rep.computed,
+                        rep.speedup,
+                        0.0,
+                        metrics.psnr(img, ref),
+                        metrics.ssim(img, ref),
+                        metrics.agreement(classify(img, name), labels),
+                        sec,
+                        rep.strip(),
+                        rep.cache_bytes / 2**20,
+                        worst_psnr(img, ref),
+                    ),
+                    img,
+                )
+            )
             progress(f"{name}/{seed}/{steps}: {label}")
 
         for label, cfg, *target in tcpade_settings(quick) + baseline_sweep(quick):
             measure(label, cfg, target[0] if target else 0.0)
-            if len(results) % 6 == 0:      # re-time the reference between methods: drift-robust ratio
+            if len(results) % 6 == 0:  # re-time the reference between methods: drift-robust ratio
                 ref_times.append(_sample(model, name, labels, steps, None, seed=seed)[1])
         if not quick:
             # speed targets on every run (the recommendation is checked on the held-out runs); the fixed TC-Padé
@@ -182,8 +224,24 @@ def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progre
                 if target or seed == EVAL_SEED:
                     measure(label, cfg, target, "target" if target else "TC-Padé fixed")
         t_ref = min(ref_times)
-        rows.append(Row(split, name, seed, steps, "full", "Full compute", steps, 1.0, 1.0, float("inf"), 1.0,
-                        metrics.agreement(classify(ref, name), labels), t_ref, "#" * steps))
+        rows.append(
+            Row(
+                split,
+                name,
+                seed,
+                steps,
+                "full",
+                "Full compute",
+                steps,
+                1.0,
+                1.0,
+                float("inf"),
+                1.0,
+                metrics.agreement(classify(ref, name), labels),
+                t_ref,
+                "#" * steps,
+            )
+        )
         for row, img in results:
             row.wall_speedup = t_ref / row.seconds
             rows.append(row)
@@ -193,6 +251,7 @@ def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progre
 
 
 # ------------------------------------------------------------------------------------------ analysis
+
 
 def worst_psnr(img: torch.Tensor, ref: torch.Tensor) -> float:
     """The lowest PSNR of one image against its reference (what the Compare node shows beside the mean)."""
@@ -221,19 +280,24 @@ def best_at_nfe(rows: List[Row], family: str, computed: int, tol: int = 1) -> Op
 
 # ------------------------------------------------------------------------------------------ output
 
+
 def case_title(split: str, model: str, seed: int) -> str:
     return f"{split}: model {MODEL_TITLES[model]}, seed {seed}"
 
 
 def fmt_table(rows: List[Row]) -> str:
-    head = (f"{'model':5} {'steps':>5} {'method and settings':34} {'computed':>8} {'NFE x':>6} {'wall x':>6} "
-            f"{'PSNR':>6} {'worst':>6} {'SSIM':>6} {'class':>6}  schedule")
+    head = (
+        f"{'model':5} {'steps':>5} {'method and settings':34} {'computed':>8} {'NFE x':>6} {'wall x':>6} "
+        f"{'PSNR':>6} {'worst':>6} {'SSIM':>6} {'class':>6}  schedule"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         psnr = "  full" if math.isinf(r.psnr) else f"{r.psnr:6.2f}"
         worst = "     -" if math.isinf(r.worst) else f"{r.worst:6.2f}"
-        lines.append(f"{r.model:5} {r.steps:5d} {r.label:34} {r.computed:5d}/{r.steps:<2d} {r.nfe_speedup:6.2f} "
-                     f"{r.wall_speedup:6.2f} {psnr} {worst} {r.ssim:6.3f} {r.agree:6.2f}  {r.strip}")
+        lines.append(
+            f"{r.model:5} {r.steps:5d} {r.label:34} {r.computed:5d}/{r.steps:<2d} {r.nfe_speedup:6.2f} "
+            f"{r.wall_speedup:6.2f} {psnr} {worst} {r.ssim:6.3f} {r.agree:6.2f}  {r.strip}"
+        )
     return "\n".join(lines)
 
 
@@ -252,9 +316,14 @@ def margin_table(rows: List[Row], split: str) -> str:
         m, b = pareto_margin(rows, r)
         bl = f"{b.label:34} {b.computed:4d} {b.psnr:6.2f}" if b else f"{'(none computes this little)':34} {'':4} {'':6}"
         return f"{bl} | " + (f"{m:+7.2f}" if m is not None else f"{'n/a':>7}")
+
     return _tcpade_rows_table(
-        rows, split, f"Pareto margin, {split}: TC-Padé PSNR minus the best baseline setting with the same or fewer "
-                     f"computed steps", f"{'best baseline at <= comp':34} {'comp':>4} {'PSNR':>6} | {'margin':>7}", cells)
+        rows,
+        split,
+        f"Pareto margin, {split}: TC-Padé PSNR minus the best baseline setting with the same or fewer computed steps",
+        f"{'best baseline at <= comp':34} {'comp':>4} {'PSNR':>6} | {'margin':>7}",
+        cells,
+    )
 
 
 def matched_table(rows: List[Row], split: str) -> str:
@@ -268,18 +337,25 @@ def matched_table(rows: List[Row], split: str) -> str:
                 best = max(best, b.psnr)
         margin = f"{r.psnr - best:+7.2f}" if best > -math.inf else f"{'n/a':>7}"
         return " ".join(f"{c:>13}" for c in out) + f" | {margin}"
+
     return _tcpade_rows_table(
-        rows, split, f"second view, {split}: best PSNR per baseline family within ±1 computed step of each TC-Padé "
-                     f"setting", " ".join(f"{f:>13}" for f in BASELINE_FAMILIES) + f" | {'margin':>7}", cells)
+        rows,
+        split,
+        f"second view, {split}: best PSNR per baseline family within ±1 computed step of each TC-Padé setting",
+        " ".join(f"{f:>13}" for f in BASELINE_FAMILIES) + f" | {'margin':>7}",
+        cells,
+    )
 
 
 def targets_speed_table(rows: List[Row]) -> str:
     """Speed targets: computed steps against round(steps / target); TC-Padé's PSNR against the best fixed
     setting of the default reading that computes the same number of steps."""
-    lines = ["speed targets (computed vs. wanted = round(steps / target); TC-Padé: PSNR vs. the best fixed setting "
-             "with the same computed steps)",
-             f"{'model/seed':10} {'steps':>5} {'target':>6} | {'TC-Padé':>9} {'TaylorSeer':>10} {'TeaCache':>9} {'TraCache':>9} | "
-             f"{'TC-Padé PSNR':>12} {'best fixed':>10} {'Δ dB':>6}  best fixed setting"]
+    lines = [
+        "speed targets (computed vs. wanted = round(steps / target); TC-Padé: PSNR vs. the best fixed setting "
+        "with the same computed steps)",
+        f"{'model/seed':10} {'steps':>5} {'target':>6} | {'TC-Padé':>9} {'TaylorSeer':>10} {'TeaCache':>9} {'TraCache':>9} | "
+        f"{'TC-Padé PSNR':>12} {'best fixed':>10} {'Δ dB':>6}  best fixed setting",
+    ]
     for key in sorted({(r.model, r.seed, r.steps) for r in rows if r.family == "target"}):
         run = [r for r in rows if (r.model, r.seed, r.steps) == key]
         tag = f"{key[0]}/{key[1]}"
@@ -292,10 +368,15 @@ def targets_speed_table(rows: List[Row]) -> str:
                 tc = r if name == "TC-Padé" else tc
             fixed = [x for x in run if x.family == "TC-Padé fixed" and x.computed == tc.computed]
             best = max(fixed, key=lambda x: x.psnr) if fixed else None
-            cmp_ = (f"{best.psnr:10.2f} {tc.psnr - best.psnr:+6.2f}  {best.label[14:]}" if best
-                    else f"{'-':>10} {'':6}  (no fixed setting computes {tc.computed})")
-            lines.append(f"{tag:10} {key[2]:5d} {t:5g}x | {cells[0]:>9} {cells[1]:>10} {cells[2]:>9} {cells[3]:>9} | "
-                         f"{tc.psnr:12.2f} {cmp_}")
+            cmp_ = (
+                f"{best.psnr:10.2f} {tc.psnr - best.psnr:+6.2f}  {best.label[14:]}"
+                if best
+                else f"{'-':>10} {'':6}  (no fixed setting computes {tc.computed})"
+            )
+            lines.append(
+                f"{tag:10} {key[2]:5d} {t:5g}x | {cells[0]:>9} {cells[1]:>10} {cells[2]:>9} {cells[3]:>9} | "
+                f"{tc.psnr:12.2f} {cmp_}"
+            )
     return "\n".join(lines)
 
 
@@ -303,10 +384,13 @@ def recommend_table(rows: List[Row]) -> str:
     """Which method to use at a speed target: every method at its default settings with the same target (so the
     same computed steps), PSNR against full compute, the best of each cell, and per split how far each method
     stays below the best on average."""
-    lines = ["which method at a speed target: PSNR of each method at its default settings, same target "
-             "(the same computed steps)",
-             f"{'split':8} {'model/seed':10} {'steps':>5} {'target':>6} | "
-             + " ".join(f"{m:>10}" for m in TARGET_METHODS) + " | best"]
+    lines = [
+        "which method at a speed target: PSNR of each method at its default settings, same target "
+        "(the same computed steps)",
+        f"{'split':8} {'model/seed':10} {'steps':>5} {'target':>6} | "
+        + " ".join(f"{m:>10}" for m in TARGET_METHODS)
+        + " | best",
+    ]
     below = {}
     for key in sorted({(r.split, r.model, r.seed, r.steps) for r in rows if r.family == "target"}):
         run = {r.label: r for r in rows if (r.split, r.model, r.seed, r.steps) == key}
@@ -315,11 +399,16 @@ def recommend_table(rows: List[Row]) -> str:
             best = max(ps, key=ps.get)
             for m, p in ps.items():
                 below.setdefault(key[0], {}).setdefault(m, []).append(ps[best] - p)
-            lines.append(f"{key[0]:8} {key[1] + '/' + str(key[2]):10} {key[3]:5d} {t:5g}x | "
-                         + " ".join(f"{ps[m]:10.2f}" for m in TARGET_METHODS) + f" | {best}")
+            lines.append(
+                f"{key[0]:8} {key[1] + '/' + str(key[2]):10} {key[3]:5d} {t:5g}x | "
+                + " ".join(f"{ps[m]:10.2f}" for m in TARGET_METHODS)
+                + f" | {best}"
+            )
     for split, d in below.items():
-        desc = ", ".join(f"{m} {sum(v) / len(v):.2f} dB (best in {sum(x == 0 for x in v)}/{len(v)})"
-                         for m, v in sorted(d.items(), key=lambda kv: sum(kv[1])))
+        desc = ", ".join(
+            f"{m} {sum(v) / len(v):.2f} dB (best in {sum(x == 0 for x in v)}/{len(v)})"
+            for m, v in sorted(d.items(), key=lambda kv: sum(kv[1]))
+        )
         lines.append(f"  {split}: mean distance to the best method: {desc}")
     return "\n".join(lines)
 
@@ -330,10 +419,16 @@ def regime_table(rows: List[Row]) -> str:
     lines = ["regime at 20 steps: best reuse / TeaCache / TaylorSeer O=1 with 2.2x <= NFE <= 2.9x"]
     for key in sorted({(r.split, r.model, r.seed) for r in rows}):
         vals = {}
-        for fam, pred in (("Reuse", lambda r: r.family == "Reuse"), ("TeaCache", lambda r: r.family == "TeaCache"),
-                          ("TaylorSeer O=1", lambda r: r.family == "TaylorSeer" and " O=1 " in r.label)):
-            c = [r for r in rows if (r.split, r.model, r.seed) == key and r.steps == 20 and pred(r)
-                 and 2.2 <= r.nfe_speedup <= 2.9]
+        for fam, pred in (
+            ("Reuse", lambda r: r.family == "Reuse"),
+            ("TeaCache", lambda r: r.family == "TeaCache"),
+            ("TaylorSeer O=1", lambda r: r.family == "TaylorSeer" and " O=1 " in r.label),
+        ):
+            c = [
+                r
+                for r in rows
+                if (r.split, r.model, r.seed) == key and r.steps == 20 and pred(r) and 2.2 <= r.nfe_speedup <= 2.9
+            ]
             if c:
                 vals[fam] = max(c, key=lambda r: r.psnr)
         if vals:
@@ -354,31 +449,50 @@ def targets_table(rows: List[Row]) -> str:
                 ms = [(r.label, pareto_margin(rows, r)[0]) for r in tcs]
                 desc = ", ".join(f"{lab[8:]} {m:+.2f}" if m is not None else f"{lab[8:]} n/a" for lab, m in ms)
                 worst = min((m for _, m in ms if m is not None), default=None)
-                lines.append(f"  {split:8} {key[0]} seed {key[1]} {steps:2d} steps: margin >= 0 dB: "
-                             f"{ok(worst is not None and worst >= 0)} ({desc})")
+                lines.append(
+                    f"  {split:8} {key[0]} seed {key[1]} {steps:2d} steps: margin >= 0 dB: "
+                    f"{ok(worst is not None and worst >= 0)} ({desc})"
+                )
     for key in sorted({(r.model, r.seed) for r in rows if r.model == "c"}):
-        c20 = [r for r in rows if (r.model, r.seed) == key and r.steps == 20 and r.nfe_speedup >= 2.5
-               and r.label.startswith(DEFAULT_TC_LABELS)]
+        c20 = [
+            r
+            for r in rows
+            if (r.model, r.seed) == key
+            and r.steps == 20
+            and r.nfe_speedup >= 2.5
+            and r.label.startswith(DEFAULT_TC_LABELS)
+        ]
         ms = [pareto_margin(rows, r)[0] for r in c20]
         best = max((m for m in ms if m is not None), default=None)
-        lines.append(f"  C seed {key[1]} at 20 steps, >= 2.5x NFE, margin >= +2 dB: {ok(best is not None and best >= 2)} "
-                     f"({'best ' + format(best, '+.2f') if best is not None else 'no TC-Padé setting reaches 2.5x'})")
+        lines.append(
+            f"  C seed {key[1]} at 20 steps, >= 2.5x NFE, margin >= +2 dB: {ok(best is not None and best >= 2)} "
+            f"({'best ' + format(best, '+.2f') if best is not None else 'no TC-Padé setting reaches 2.5x'})"
+        )
     for key in sorted({(r.split, r.model, r.seed, r.steps) for r in rows}):
-        sp = {r.label: r for r in rows if (r.split, r.model, r.seed, r.steps) == key and r.label.startswith("TC-Padé θ")}
+        sp = {
+            r.label: r for r in rows if (r.split, r.model, r.seed, r.steps) == key and r.label.startswith("TC-Padé θ")
+        }
         if len(sp) == len(THETAS):
             x = [sp[f"TC-Padé θ{th}"].nfe_speedup for th in (1.3, 1.0, 0.7)]
-            lines.append(f"  θ 1.3 / 1.0 / 0.7 speedups on {key[1]} seed {key[2]} {key[3]} steps: "
-                         f"{x[0]:.2f} / {x[1]:.2f} / {x[2]:.2f}x: rising {ok(x[0] < x[1] < x[2])}, "
-                         f"non-decreasing {ok(x[0] <= x[1] <= x[2])}, above 1 {ok(min(x) > 1)}")
+            lines.append(
+                f"  θ 1.3 / 1.0 / 0.7 speedups on {key[1]} seed {key[2]} {key[3]} steps: "
+                f"{x[0]:.2f} / {x[1]:.2f} / {x[2]:.2f}x: rising {ok(x[0] < x[1] < x[2])}, "
+                f"non-decreasing {ok(x[0] <= x[1] <= x[2])}, above 1 {ok(min(x) > 1)}"
+            )
     return "\n".join(lines)
 
 
 def write_grid(grids: Dict[str, torch.Tensor], path: Path, title: str, n_cols: int = 10) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    keep = ["Full compute"] + [k for k in grids if k.startswith(("TC-Padé slow", "TC-Padé fast", "TC-Padé θ1.0"))
-                               or k == "TC-Padé official (code defaults)"]
+
+    keep = ["Full compute"] + [
+        k
+        for k in grids
+        if k.startswith(("TC-Padé slow", "TC-Padé fast", "TC-Padé θ1.0")) or k == "TC-Padé official (code defaults)"
+    ]
     # one representative per baseline family: the first sweep entry of each family
     seen = set()
     for k in grids:
@@ -406,13 +520,18 @@ def write_fronts(rows: List[Row], path: Path, title: str) -> None:
     """Per step count: the baseline front (best PSNR with at most c computed steps, a staircase), every
     baseline point, and TC-Padé's points and front."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     steps_list = sorted({r.steps for r in rows})
     fig, axes = plt.subplots(1, len(steps_list), figsize=(5 * len(steps_list), 4), squeeze=False)
     for ax, steps in zip(axes[0], steps_list):
         run = [r for r in rows if r.steps == steps and math.isfinite(r.psnr)]
-        for fams, color, name in ((BASELINE_FAMILIES, "tab:blue", "best baseline"), (("TC-Padé",), "tab:red", "TC-Padé")):
+        for fams, color, name in (
+            (BASELINE_FAMILIES, "tab:blue", "best baseline"),
+            (("TC-Padé",), "tab:red", "TC-Padé"),
+        ):
             pts = [r for r in run if r.family in fams]
             if not pts:
                 continue
@@ -438,6 +557,7 @@ def overhead(model_name: str, n_samples: int, steps: int = 20, repeats: int = 3)
     """Cache machinery cost on computed steps: TC-Padé with a θ that never skips (every step runs the gate
     and stores what the predictor needs) against full compute."""
     from ..models.zoo import load_model
+
     model = load_model(model_name)
     labels = _labels(n_samples)
     t_none, t_tc = [], []
@@ -450,8 +570,11 @@ def overhead(model_name: str, n_samples: int, steps: int = 20, repeats: int = 3)
 
 
 def _parse_args(argv):
-    ap = argparse.ArgumentParser(prog="python -m tcpade_core.research.bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m tcpade_core.research.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--quick", action="store_true", help="20 steps, models A and B (development seed), small sweep")
     ap.add_argument("--models", default=None, help="comma list (default a,b,c; quick: a,b)")
     ap.add_argument("--steps", default=None, help="comma list (default 10,20,30; quick: 20)")
@@ -465,6 +588,7 @@ def _shipped_models(models_arg: Optional[str], quick: bool) -> List[str]:
     """The models asked for (``--models`` or the default list) that have shipped weights; the others are skipped
     with a message."""
     from ..models.zoo import MODEL_FILES, WEIGHTS_DIR
+
     models = [m.strip() for m in (models_arg or ("a,b" if quick else "a,b,c")).split(",") if m.strip()]
     missing = [m for m in models if not (WEIGHTS_DIR / MODEL_FILES.get(m, "?")).is_file()]
     for m in missing:
@@ -475,9 +599,14 @@ def _shipped_models(models_arg: Optional[str], quick: bool) -> List[str]:
 def _progress_bar(todo, steps_list, quick: bool):
     """A progress bar over every sampling run the cases ``todo`` make."""
     from tqdm import tqdm
+
     per = 1 + len(tcpade_settings(quick)) + len(baseline_sweep(quick))
-    extra = 0 if quick else sum(len([x for x in target_settings() if x[2] or seed == EVAL_SEED])
-                                for _, _, seed in todo) * len(steps_list)
+    extra = (
+        0
+        if quick
+        else sum(len([x for x in target_settings() if x[2] or seed == EVAL_SEED]) for _, _, seed in todo)
+        * len(steps_list)
+    )
     return tqdm(total=per * len(steps_list) * len(todo) + extra, desc="bench", unit="run", dynamic_ncols=True)
 
 

@@ -1,4 +1,5 @@
 """Class-agreement classifiers of the benchmark models (scikit-learn), fitted on each model's training data."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ of the benchmark's speed targets (TaylorSeer and TC-Padé at 2x / 2.8x / 3x, reu
 full-compute image. The Compare node marks an image whose PSNR is below ``tcpade_core.metrics.CHANGED_FLOOR_DB``
 as "changed content"; this command shows where that floor sits between the two populations.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,7 @@ CACHED = [("taylorseer", 2.0), ("taylorseer", 3.0), ("tcpade", 2.8), ("reuse", 2
 
 def main(argv=None) -> None:
     from ..models.zoo import load_model
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="a,b,c")
     ap.add_argument("--samples", type=int, default=16)
@@ -30,8 +32,10 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     floor = metrics.CHANGED_FLOOR_DB
     print(f"Per-image PSNR (dB), 20 steps, {args.samples} samples; the Compare node's floor: {floor:g} dB")
-    print(f"| model | other content (another seed): min / median / max | marked (< {floor:g} dB) | cached runs: "
-          f"min / 5th pct / median | marked (< {floor:g} dB) | lowest cached run |")
+    print(
+        f"| model | other content (another seed): min / median / max | marked (< {floor:g} dB) | cached runs: "
+        f"min / 5th pct / median | marked (< {floor:g} dB) | lowest cached run |"
+    )
     print("|---|---|---|---|---|---|")
     for name in args.models.split(","):
         model, lab = load_model(name), labels(args.samples)
@@ -45,9 +49,11 @@ def main(argv=None) -> None:
         cached.sort()
         vals = [p for p, _ in cached]
         low_d, low_c = sum(p < floor for p in diff), sum(p < floor for p in vals)
-        print(f"| {name.upper()} | {diff[0]:.2f} / {diff[len(diff) // 2]:.2f} / {diff[-1]:.2f} | {low_d}/{len(diff)} | "
-              f"{vals[0]:.2f} / {vals[len(vals) // 20]:.2f} / {vals[len(vals) // 2]:.2f} | {low_c}/{len(vals)} | "
-              f"{cached[0][1]} |")
+        print(
+            f"| {name.upper()} | {diff[0]:.2f} / {diff[len(diff) // 2]:.2f} / {diff[-1]:.2f} | {low_d}/{len(diff)} | "
+            f"{vals[0]:.2f} / {vals[len(vals) // 20]:.2f} / {vals[len(vals) // 2]:.2f} | {low_c}/{len(vals)} | "
+            f"{cached[0][1]} |"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
   patterns (stripes in four orientations, checkers, dots, rings, waves, plaid, spokes) of random
   period (3.5-7 px), phase, sharpness and colours, occluded by up to 3 flat-coloured objects.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.zoo import (DIGITS_CLASSES, SCHEME_NAMES, SHAPE_NAMES, SHAPES_CLASSES,  # noqa: F401 (re-exported)
-                          TEXTURE_NAMES, TEXTURES_CLASSES)
+from ..models.zoo import (  # noqa: F401 (re-exported)
+    DIGITS_CLASSES,
+    SCHEME_NAMES,  # noqa: F401 (re-exported)
+    SHAPE_NAMES,  # noqa: F401 (re-exported)
+    SHAPES_CLASSES,  # noqa: F401 (re-exported)
+    TEXTURE_NAMES,  # noqa: F401 (re-exported)
+    TEXTURES_CLASSES,
+)
 
 __all__ = [
     "DIGITS_CLASSES",
@@ -37,7 +44,6 @@ __all__ = [
     "make_textures_dataset",
     "textures_batch",
 ]
-
 
 
 # ----------------------------------------------------------------------------- digits
@@ -127,8 +133,9 @@ def _shape_coverage(shape_id: torch.Tensor, g: torch.Generator, size: int, super
     return F.avg_pool2d(mask[:, None], supersample), cy  # antialiased coverage (B, 1, size, size)
 
 
-def _paint_shapes(mask: torch.Tensor, cy: torch.Tensor, scheme: torch.Tensor, g: torch.Generator,
-                  size: int) -> torch.Tensor:
+def _paint_shapes(
+    mask: torch.Tensor, cy: torch.Tensor, scheme: torch.Tensor, g: torch.Generator, size: int
+) -> torch.Tensor:
     """Random colours of each image's scheme: the shape (coverage ``mask``, centre y ``cy``) shaded slightly
     vertically over a two-colour gradient background; (B, 3, size, size) in [0, 1]."""
     B = scheme.shape[0]
@@ -158,7 +165,9 @@ def _paint_shapes(mask: torch.Tensor, cy: torch.Tensor, scheme: torch.Tensor, g:
     return bg * (1 - mask) + fg * mask
 
 
-def render_shapes(labels: torch.Tensor, generator: torch.Generator, size: int = 32, supersample: int = 2) -> torch.Tensor:
+def render_shapes(
+    labels: torch.Tensor, generator: torch.Generator, size: int = 32, supersample: int = 2
+) -> torch.Tensor:
     """Render one image per label, returns (B, 3, size, size) float32 in [-1, 1].
 
     Class ``k``: shape ``SHAPE_NAMES[k % 5]`` in colour scheme ``k // 5``. Scheme 0 draws a warm
@@ -211,8 +220,9 @@ def _rand_colour(g: torch.Generator, B: int, vlo: float, vhi: float) -> torch.Te
     return _hsv_to_rgb(_u(g, B, 0, 1), _u(g, B, 0.5, 1.0), _u(g, B, vlo, vhi))
 
 
-def _texture_geometry(labels: torch.Tensor, g: torch.Generator, size: int, period, xx: torch.Tensor,
-                      yy: torch.Tensor) -> SimpleNamespace:
+def _texture_geometry(
+    labels: torch.Tensor, g: torch.Generator, size: int, period, xx: torch.Tensor, yy: torch.Tensor
+) -> SimpleNamespace:
     """Each image's random pattern parameters and the pixel coordinates the patterns need: ``u`` along the
     (jittered) wave vector, ``v`` across it, ``rx``, ``ry`` relative to a random centre; all (B, S, S)."""
     B = labels.shape[0]
@@ -234,8 +244,15 @@ def _texture_geometry(labels: torch.Tensor, g: torch.Generator, size: int, perio
     return SimpleNamespace(
         u=ca * xx + sa * yy,  # coordinate along the wave vector
         v=-sa * xx + ca * yy,
-        kk=_col(k), ph=_col(phase), ph2=_col(phase2), rx=xx - _col(cx), ry=yy - _col(cy),
-        sharp=sharp, wave_amp=wave_amp, wave_per=wave_per, n_spokes=n_spokes,
+        kk=_col(k),
+        ph=_col(phase),
+        ph2=_col(phase2),
+        rx=xx - _col(cx),
+        ry=yy - _col(cy),
+        sharp=sharp,
+        wave_amp=wave_amp,
+        wave_per=wave_per,
+        n_spokes=n_spokes,
     )
 
 
@@ -252,7 +269,9 @@ def _texture_pattern(geo: SimpleNamespace, c: int, i: torch.Tensor) -> torch.Ten
     if c == 6:  # rings
         return torch.sin(k_ * torch.sqrt(rx[i] * rx[i] + ry[i] * ry[i]) + p1)
     if c == 7:  # waves
-        return torch.sin(k_ * (uu + _col(geo.wave_amp)[i] * torch.sin(2 * math.pi * vv / _col(geo.wave_per)[i] + p2)) + p1)
+        return torch.sin(
+            k_ * (uu + _col(geo.wave_amp)[i] * torch.sin(2 * math.pi * vv / _col(geo.wave_per)[i] + p2)) + p1
+        )
     if c == 8:  # plaid, first stripe family (the second is composited in _colour_textures)
         return torch.sin(k_ * uu + p1)
     return torch.sin(_col(geo.n_spokes)[i] * torch.atan2(ry[i], rx[i]) + p1)  # spokes
@@ -274,8 +293,9 @@ def _colour_textures(p: torch.Tensor, labels: torch.Tensor, geo: SimpleNamespace
     return img
 
 
-def _occlude(img: torch.Tensor, g: torch.Generator, xx: torch.Tensor, yy: torch.Tensor, size: int,
-             max_objects: int) -> None:
+def _occlude(
+    img: torch.Tensor, g: torch.Generator, xx: torch.Tensor, yy: torch.Tensor, size: int, max_objects: int
+) -> None:
     """Draw 0..``max_objects`` flat-coloured discs/squares over each image of ``img``, in place."""
     B = img.shape[0]
     n_obj = torch.randint(0, max_objects + 1, (B,), generator=g)
@@ -289,13 +309,21 @@ def _occlude(img: torch.Tensor, g: torch.Generator, xx: torch.Tensor, yy: torch.
         if not i.numel():
             continue
         dx, dy = (xx - _col(ox)[i]).abs(), (yy - _col(oy)[i]).abs()
-        m = torch.where(_col(is_sq)[i], torch.maximum(dx, dy) < _col(orad)[i] * 0.85, dx * dx + dy * dy < _col(orad)[i] ** 2)
+        m = torch.where(
+            _col(is_sq)[i], torch.maximum(dx, dy) < _col(orad)[i] * 0.85, dx * dx + dy * dy < _col(orad)[i] ** 2
+        )
         m = m.float()[:, None]
         img[i] = img[i] * (1 - m) + ocol[i][:, :, None, None] * m
 
 
-def render_textures(labels: torch.Tensor, generator: torch.Generator, size: int = 32, supersample: int = 2,
-                    period=(3.5, 7.0), max_objects: int = 3) -> torch.Tensor:
+def render_textures(
+    labels: torch.Tensor,
+    generator: torch.Generator,
+    size: int = 32,
+    supersample: int = 2,
+    period=(3.5, 7.0),
+    max_objects: int = 3,
+) -> torch.Tensor:
     """Render one textured image per label, returns (B, 3, size, size) float32 in [-1, 1].
 
     Class ``k`` is the texture pattern ``TEXTURE_NAMES[k]``: stripes at 0/90/45/135 degrees,

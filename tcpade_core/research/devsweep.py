@@ -8,6 +8,7 @@ margin = PSNR minus the best baseline with the same or fewer computed steps), it
 It refuses model C and the held-out seed: the held-out protocol forbids tuning on them. The history of how
 the candidates came about, with the earlier rounds' numbers, is in ``docs/dev_tuning.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,23 +25,44 @@ from .common import DEV_MODELS, labels as _labels, sample_timed as _sample
 
 def candidates():
     d = TCPadeConfig()
-    return [("default θ1.0", d), ("default θ0.7", replace(d, theta=0.7)), ("default θ1.3", replace(d, theta=1.3)),
-            ("free rational (c any sign)", replace(d, numerator="rational")),
-            ("λ 0.001 (no σ damping)", replace(d, lam=1e-3)), ("λ 5", replace(d, lam=5.0)),
-            ("N 3", replace(d, interval=3)), ("warm-up 2", replace(d, warmup_steps=2)),
-            ("linear in the step (2:-1, spacing)", replace(d, numerator="recent")),
-            ("residual on the current input", replace(d, target="residual", reconstruct="current_input")),
-            ("residual on the previous input", replace(d, target="residual", reconstruct="previous_input")),
-            ("self-error gate tol 0.05", replace(d, gate="error", error_tolerance=0.05)),
-            ("previous default (0.1.0)", TCPadeConfig(theta=1.0, lam=10.0, numerator="recent", target="residual",
-                                                     reconstruct="previous_input", spacing="uniform",
-                                                     schedule="interval", early_boundary=0.7, late_boundary=0.2))]
+    return [
+        ("default θ1.0", d),
+        ("default θ0.7", replace(d, theta=0.7)),
+        ("default θ1.3", replace(d, theta=1.3)),
+        ("free rational (c any sign)", replace(d, numerator="rational")),
+        ("λ 0.001 (no σ damping)", replace(d, lam=1e-3)),
+        ("λ 5", replace(d, lam=5.0)),
+        ("N 3", replace(d, interval=3)),
+        ("warm-up 2", replace(d, warmup_steps=2)),
+        ("linear in the step (2:-1, spacing)", replace(d, numerator="recent")),
+        ("residual on the current input", replace(d, target="residual", reconstruct="current_input")),
+        ("residual on the previous input", replace(d, target="residual", reconstruct="previous_input")),
+        ("self-error gate tol 0.05", replace(d, gate="error", error_tolerance=0.05)),
+        (
+            "previous default (0.1.0)",
+            TCPadeConfig(
+                theta=1.0,
+                lam=10.0,
+                numerator="recent",
+                target="residual",
+                reconstruct="previous_input",
+                spacing="uniform",
+                schedule="interval",
+                early_boundary=0.7,
+                late_boundary=0.2,
+            ),
+        ),
+    ]
 
 
 def main(argv=None):
     from ..models.zoo import load_model
-    ap = argparse.ArgumentParser(prog="python -m tcpade_core.research.devsweep", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    ap = argparse.ArgumentParser(
+        prog="python -m tcpade_core.research.devsweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -69,7 +91,9 @@ def main(argv=None):
                 best = max((q for k, q in fronts[(m, steps)] if k <= c), default=float("-inf"))
                 margins.append(p - best)
                 cells.append(f"{m}{steps}:{c:2d}/{p:5.2f}/{p - best:+6.2f}")
-        print(f"{label:36} {' '.join(cells)}  min {min(margins):+.2f} mean {sum(margins) / len(margins):+.2f}", flush=True)
+        print(
+            f"{label:36} {' '.join(cells)}  min {min(margins):+.2f} mean {sum(margins) / len(margins):+.2f}", flush=True
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ On the shipped models A, B and C (16 samples, seed 1234), every cache node at it
 1.5x and 2x, against full compute at the same step count; 10 and 20 steps for comparison. The nodes' few-step
 rule (``nodes.patcher.FEW_STEPS_HOLD``) is decided from this table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,7 @@ SETTINGS = [
 
 def main(argv=None) -> None:
     from ..models.zoo import load_model
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="a,b,c")
     ap.add_argument("--steps", default="4,6,8,10,20")

@@ -11,6 +11,7 @@ other seeds (the development seed of the benchmark, and the held-out seed), ever
     python -m tcpade_core.research.plan_bench --quick    # model B at 20 steps, 2x and 3x, TaylorSeer O=1 and
                                                          # TC-Padé, the development seed
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,12 @@ from .bench import HELD_OUT_SEED
 from .common import CALIB_SEED, EVAL_SEED, labels as _labels, sample_timed as _sample
 
 TARGETS = (1.25, 1.5, 2.0, 2.5, 3.0)
-METHODS = (("TaylorSeer O=1", "taylorseer", dict(order=1)), ("TaylorSeer O=2", "taylorseer", dict(order=2)),
-           ("TC-Padé", "tcpade", {}), ("TraCache", "tracache", {}))
+METHODS = (
+    ("TaylorSeer O=1", "taylorseer", dict(order=1)),
+    ("TaylorSeer O=2", "taylorseer", dict(order=2)),
+    ("TC-Padé", "tcpade", {}),
+    ("TraCache", "tracache", {}),
+)
 
 
 class _Recorder(Stack):
@@ -52,6 +57,7 @@ class _Recorder(Stack):
 
 def run_case(name: str, steps: int, seeds, n_samples: int, progress) -> List[tuple]:
     from ..models.zoo import load_model
+
     model = load_model(name)
     rec = _Recorder()
     _sample(model, name, _labels(4), steps, rec, seed=CALIB_SEED)
@@ -64,8 +70,11 @@ def run_case(name: str, steps: int, seeds, n_samples: int, progress) -> List[tup
             for label, method, params in METHODS:
                 cells = []
                 for how in ("target", "planned"):
-                    run = CacheRun(make_config(method, **params), target_speedup=target) if how == "target" else \
-                        calibrated_run(method, traj, target, **params)
+                    run = (
+                        CacheRun(make_config(method, **params), target_speedup=target)
+                        if how == "target"
+                        else calibrated_run(method, traj, target, **params)
+                    )
                     img, _ = _sample(model, name, labels, steps, run, seed=seed)
                     cells.append((run.report.computed, metrics.psnr(img, ref), run.report.strip()))
                 rows.append((name, seed, steps, target, label, *cells))
@@ -74,17 +83,23 @@ def run_case(name: str, steps: int, seeds, n_samples: int, progress) -> List[tup
 
 
 def table(rows) -> str:
-    lines = ["PSNR against full compute: a speed target as placed today vs the plan from one calibration run "
-             "(same computes)",
-             f"{'model':5} {'seed':>5} {'steps':>5} {'target':>6} {'method':15} | {'comp':>4} {'today':>7} | "
-             f"{'comp':>4} {'planned':>7} | {'gain':>6}  planned schedule"]
+    lines = [
+        "PSNR against full compute: a speed target as placed today vs the plan from one calibration run "
+        "(same computes)",
+        f"{'model':5} {'seed':>5} {'steps':>5} {'target':>6} {'method':15} | {'comp':>4} {'today':>7} | "
+        f"{'comp':>4} {'planned':>7} | {'gain':>6}  planned schedule",
+    ]
     for name, seed, steps, target, label, (c0, p0, _), (c1, p1, s1) in rows:
-        lines.append(f"{name:5} {seed:5d} {steps:5d} {target:5g}x {label:15} | {c0:4d} {p0:7.2f} | {c1:4d} {p1:7.2f} | "
-                     f"{p1 - p0:+6.2f}  {s1}")
+        lines.append(
+            f"{name:5} {seed:5d} {steps:5d} {target:5g}x {label:15} | {c0:4d} {p0:7.2f} | {c1:4d} {p1:7.2f} | "
+            f"{p1 - p0:+6.2f}  {s1}"
+        )
     gains = [r[6][1] - r[5][1] for r in rows]
     if gains:
-        lines.append(f"planned minus today: mean {sum(gains) / len(gains):+.2f} dB, min {min(gains):+.2f}, "
-                     f"max {max(gains):+.2f} over {len(gains)} cells")
+        lines.append(
+            f"planned minus today: mean {sum(gains) / len(gains):+.2f} dB, min {min(gains):+.2f}, "
+            f"max {max(gains):+.2f} over {len(gains)} cells"
+        )
     return "\n".join(lines)
 
 
@@ -111,16 +126,20 @@ def main(argv=None) -> None:
     print(table([]), flush=True)
     for name in models:
         for steps in step_list:
-            rows += run_case(name, steps, seeds, args.samples,
-                             lambda r: print(table([r]).split("\n")[2], flush=True))
+            rows += run_case(name, steps, seeds, args.samples, lambda r: print(table([r]).split("\n")[2], flush=True))
     print(table(rows))
     dev = [r for r in rows if r[0] in ("a", "b") and r[1] == EVAL_SEED]
     held = [r for r in rows if r not in dev]
-    for what, part in (("development (A, B; seed %d)" % EVAL_SEED, dev), ("held out (C, and seed %d)" % HELD_OUT_SEED, held)):
+    for what, part in (
+        ("development (A, B; seed %d)" % EVAL_SEED, dev),
+        ("held out (C, and seed %d)" % HELD_OUT_SEED, held),
+    ):
         if part:
             g = [r[6][1] - r[5][1] for r in part]
-            print(f"{what}: planned minus today mean {sum(g) / len(g):+.2f} dB, min {min(g):+.2f}, max {max(g):+.2f}, "
-                  f"{sum(x > 0 for x in g)} of {len(g)} cells better")
+            print(
+                f"{what}: planned minus today mean {sum(g) / len(g):+.2f} dB, min {min(g):+.2f}, max {max(g):+.2f}, "
+                f"{sum(x > 0 for x in g)} of {len(g)} cells better"
+            )
     print(f"total {time.perf_counter() - t0:.0f}s")
 
 

@@ -16,6 +16,7 @@ is held out for TC-Padé: this script never runs TC-Padé, TaylorSeer or TraCach
   its baseline-separation table), the best at exactly 2.5x where the sweep hits it, and the best
   among each family's configs whose computed-step count is nearest to steps / 2.5 (8 of 20).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,18 @@ def run_regime(model, name: str, steps: int, cfg_scale: float, n_samples: int = 
         labels = common.labels(n_samples)
         ref, t_ref = common.sample_timed(model, name, labels, steps, None)
         coeffs = calibrate_teacache(model, name, labels, steps)
-        rows = [dict(method="full", label="Full compute", computed=steps, nfe=1.0, psnr=float("inf"), ssim=1.0,
-                     agree=metrics.agreement(classify(ref, name), labels), strip="#" * steps)]
+        rows = [
+            dict(
+                method="full",
+                label="Full compute",
+                computed=steps,
+                nfe=1.0,
+                psnr=float("inf"),
+                ssim=1.0,
+                agree=metrics.agreement(classify(ref, name), labels),
+                strip="#" * steps,
+            )
+        ]
         cfgs = [(f"Reuse N={n}", ReuseConfig(interval=n)) for n in (2, 3, 4)]
         cfgs += [(f"TeaCache d={d:g}", TeaCacheConfig(threshold=d, coefficients=coeffs)) for d in deltas]
         for label, cfg in cfgs:
@@ -55,9 +66,18 @@ def run_regime(model, name: str, steps: int, cfg_scale: float, n_samples: int = 
             rep = run.report
             if not torch.isfinite(img).all():
                 raise RuntimeError(f"{label} produced NaN/Inf")
-            rows.append(dict(method=cfg.method, label=label, computed=rep.computed, nfe=rep.speedup,
-                             psnr=metrics.psnr(img, ref), ssim=metrics.ssim(img, ref),
-                             agree=metrics.agreement(classify(img, name), labels), strip=rep.strip()))
+            rows.append(
+                dict(
+                    method=cfg.method,
+                    label=label,
+                    computed=rep.computed,
+                    nfe=rep.speedup,
+                    psnr=metrics.psnr(img, ref),
+                    ssim=metrics.ssim(img, ref),
+                    agree=metrics.agreement(classify(img, name), labels),
+                    strip=rep.strip(),
+                )
+            )
     finally:
         if old is None:
             common.CFG_SCALE.pop(name, None)
@@ -77,7 +97,9 @@ def summarize(rows, steps):
         f = [r for r in rows if r["method"] == fam]
         if f:
             d = min(abs(r["computed"] - steps / 2.5) for r in f)
-            out[fam + "@nearest"] = max((r for r in f if abs(r["computed"] - steps / 2.5) == d), key=lambda r: r["psnr"])
+            out[fam + "@nearest"] = max(
+                (r for r in f if abs(r["computed"] - steps / 2.5) == d), key=lambda r: r["psnr"]
+            )
         else:
             out[fam + "@nearest"] = None
     best = [v for k, v in out.items() if v is not None and "@" not in k]
@@ -97,13 +119,18 @@ def agreement(model, name, cfg_scale, n=100, steps=20, seed=0):
 
 def fmt_row(r):
     ps = "  full" if not np.isfinite(r["psnr"]) else f"{r['psnr']:6.2f}"
-    return (f"  {r['label']:18} {r['computed']:3d} computed  {r['nfe']:5.2f}x  PSNR {ps}  SSIM {r['ssim']:.3f}  "
-            f"class {r['agree']:.2f}  {r['strip']}")
+    return (
+        f"  {r['label']:18} {r['computed']:3d} computed  {r['nfe']:5.2f}x  PSNR {ps}  SSIM {r['ssim']:.3f}  "
+        f"class {r['agree']:.2f}  {r['strip']}"
+    )
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m tcpade_core.research.regime", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m tcpade_core.research.regime",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--model", default="c")
     ap.add_argument("--path", default=None, help="weights file (default: the shipped one)")
     ap.add_argument("--steps", default="20")
@@ -120,7 +147,9 @@ def main(argv=None):
     name = canonical_name(args.model)
     model = load_model(name, args.path)
     cfg = args.cfg if args.cfg is not None else common.CFG_SCALE[name]
-    print(f"model {name} ({args.path or 'shipped'}), CFG {cfg}, metadata iters {model.metadata.get('train_iters', model.metadata.get('iter'))}")
+    print(
+        f"model {name} ({args.path or 'shipped'}), CFG {cfg}, metadata iters {model.metadata.get('train_iters', model.metadata.get('iter'))}"
+    )
     t0 = time.time()
     result = {}
     if args.agree_n:
@@ -131,21 +160,32 @@ def main(argv=None):
         rows, coeffs = run_regime(model, name, steps, cfg, args.samples)
         summ = summarize(rows, steps)
         result[steps] = dict(rows=rows, coeffs=coeffs)
-        print(f"-- {steps} steps, {args.samples} samples, seed {common.EVAL_SEED}; TeaCache poly {np.round(coeffs, 3).tolist()}")
+        print(
+            f"-- {steps} steps, {args.samples} samples, seed {common.EVAL_SEED}; TeaCache poly {np.round(coeffs, 3).tolist()}"
+        )
         for r in rows:
             if args.all or r["method"] != "teacache" or NFE_WINDOW[0] - 0.5 <= r["nfe"] <= NFE_WINDOW[1] + 0.5:
                 print(fmt_row(r))
         for k in ("reuse", "teacache", "reuse@2.5x", "teacache@2.5x", "reuse@nearest", "teacache@nearest"):
             r = summ[k]
-            print(f"  best {k:14}: " + (f"{r['label']} {r['computed']}/{steps} ({r['nfe']:.2f}x) {r['psnr']:.2f} dB" if r else "none"))
+            print(
+                f"  best {k:14}: "
+                + (f"{r['label']} {r['computed']}/{steps} ({r['nfe']:.2f}x) {r['psnr']:.2f} dB" if r else "none")
+            )
         b = summ["best"]
-        print(f"  REGIME {steps} steps: best of reuse/TeaCache in {NFE_WINDOW[0]}-{NFE_WINDOW[1]}x = "
-              f"{b['psnr']:.2f} dB ({b['label']}, {b['computed']}/{steps})" if b else "  REGIME: none in window")
+        print(
+            f"  REGIME {steps} steps: best of reuse/TeaCache in {NFE_WINDOW[0]}-{NFE_WINDOW[1]}x = "
+            f"{b['psnr']:.2f} dB ({b['label']}, {b['computed']}/{steps})"
+            if b
+            else "  REGIME: none in window"
+        )
         n = [summ[k] for k in ("reuse@nearest", "teacache@nearest") if summ[k] is not None]
         if n:
             b = max(n, key=lambda r: r["psnr"])
-            print(f"  REGIME {steps} steps: best of reuse/TeaCache nearest {steps / 2.5:g} computed = "
-                  f"{b['psnr']:.2f} dB ({b['label']}, {b['computed']}/{steps})")
+            print(
+                f"  REGIME {steps} steps: best of reuse/TeaCache nearest {steps / 2.5:g} computed = "
+                f"{b['psnr']:.2f} dB ({b['label']}, {b['computed']}/{steps})"
+            )
     print(f"({time.time() - t0:.0f}s)")
     if args.json:
         with open(args.json, "w") as f:

@@ -13,6 +13,7 @@ With ``cfg_scale > 1`` the model is called twice per step, separately, on stream
 stream ``"uncond"`` (null class ``model.null_class``), and combined as
 ``uncond + cfg_scale * (cond - uncond)``.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -30,7 +31,9 @@ __all__ = [
 NUM_TRAIN_TIMESTEPS = 1000
 
 
-def ddpm_alphas_cumprod(num_timesteps: int = NUM_TRAIN_TIMESTEPS, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+def ddpm_alphas_cumprod(
+    num_timesteps: int = NUM_TRAIN_TIMESTEPS, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> torch.Tensor:
     """Cumulative alpha products of the linear-beta DDPM schedule (float64)."""
     betas = torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
     return torch.cumprod(1.0 - betas, dim=0)

@@ -23,6 +23,7 @@ agreement (100 samples, 20 steps, seed 0) is measured after that fp16 round trip
 the metadata too (``class_agreement_20steps``). Intermediate EMA checkpoints go to
 ``/tmp/tcpade_ckpt_<model>.safetensors`` every 300 iterations.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,21 +41,76 @@ from .datasets import load_digits_16, shapes_batch, textures_batch
 
 PRESETS = {
     "a": dict(
-        config=dict(input_size=16, patch_size=2, in_channels=1, hidden_size=128, depth=6, num_heads=4,
-                    mlp_ratio=4.0, num_classes=10, learn_sigma=True, class_dropout_prob=0.1),
-        iters=1800, batch=32, lr=8e-4, warmup=150, ema=0.998, seed=0, eval_cfg=1.5, label_init_std=0.5,
+        config=dict(
+            input_size=16,
+            patch_size=2,
+            in_channels=1,
+            hidden_size=128,
+            depth=6,
+            num_heads=4,
+            mlp_ratio=4.0,
+            num_classes=10,
+            learn_sigma=True,
+            class_dropout_prob=0.1,
+        ),
+        iters=1800,
+        batch=32,
+        lr=8e-4,
+        warmup=150,
+        ema=0.998,
+        seed=0,
+        eval_cfg=1.5,
+        label_init_std=0.5,
     ),
     "b": dict(
-        config=dict(input_size=32, patch_size=4, in_channels=3, hidden_size=128, num_heads=4, depth_double=2,
-                    depth_single=4, mlp_ratio=4.0, num_classes=10, txt_tokens=4, shift=2.0, class_dropout_prob=0.1),
-        iters=2000, batch=32, lr=8e-4, warmup=150, ema=0.998, seed=0, eval_cfg=2.0, label_init_std=None,
+        config=dict(
+            input_size=32,
+            patch_size=4,
+            in_channels=3,
+            hidden_size=128,
+            num_heads=4,
+            depth_double=2,
+            depth_single=4,
+            mlp_ratio=4.0,
+            num_classes=10,
+            txt_tokens=4,
+            shift=2.0,
+            class_dropout_prob=0.1,
+        ),
+        iters=2000,
+        batch=32,
+        lr=8e-4,
+        warmup=150,
+        ema=0.998,
+        seed=0,
+        eval_cfg=2.0,
+        label_init_std=None,
         train_t_shift=False,
     ),
     "c": dict(
-        config=dict(input_size=32, patch_size=4, in_channels=3, hidden_size=128, num_heads=4, depth_double=1,
-                    depth_single=4, mlp_ratio=4.0, num_classes=10, txt_tokens=4, shift=2.0, class_dropout_prob=0.1,
-                    rope_theta=100.0),
-        iters=10000, batch=32, lr=6e-4, warmup=150, ema=0.998, seed=0, eval_cfg=4.0, label_init_std=0.5,
+        config=dict(
+            input_size=32,
+            patch_size=4,
+            in_channels=3,
+            hidden_size=128,
+            num_heads=4,
+            depth_double=1,
+            depth_single=4,
+            mlp_ratio=4.0,
+            num_classes=10,
+            txt_tokens=4,
+            shift=2.0,
+            class_dropout_prob=0.1,
+            rope_theta=100.0,
+        ),
+        iters=10000,
+        batch=32,
+        lr=6e-4,
+        warmup=150,
+        ema=0.998,
+        seed=0,
+        eval_cfg=4.0,
+        label_init_std=0.5,
         train_t_shift=True,
     ),
 }
@@ -80,8 +136,11 @@ def evaluate(name: str, n: int = 100, steps: int = 20, cfg: float = 1.5, seed: i
     t0 = time.time()
     imgs = sample(model, labels, seed=seed, steps=steps, cfg_scale=cfg)
     agree = class_agreement(imgs, labels, name)
-    print(f"[eval] model {name}: {n} samples, {steps} steps, cfg {cfg}: class agreement {agree:.3f} "
-          f"(sampling {time.time() - t0:.1f}s)", flush=True)
+    print(
+        f"[eval] model {name}: {n} samples, {steps} steps, cfg {cfg}: class agreement {agree:.3f} "
+        f"(sampling {time.time() - t0:.1f}s)",
+        flush=True,
+    )
     return agree
 
 
@@ -149,8 +208,9 @@ def _save_checkpoints(ema, name: str, done: int, iters: int, ckpt_every: int, ck
     if done % 300 == 0 and done < iters:
         save_model(ema, f"/tmp/tcpade_ckpt_{name}.safetensors", {"iter": done})
     if ckpt_every and done % ckpt_every == 0 and done < iters:
-        save_model(ema, f"{ckpt_prefix}_{done}.safetensors",
-                   {"iter": done, "elapsed_s": round(time.time() - t_start, 1)})
+        save_model(
+            ema, f"{ckpt_prefix}_{done}.safetensors", {"iter": done, "elapsed_s": round(time.time() - t_start, 1)}
+        )
 
 
 def _train_meta(name: str, preset: dict, arch: str, data: str, iters: int, wall: float, threads: int) -> dict:
@@ -171,14 +231,25 @@ def _train_meta(name: str, preset: dict, arch: str, data: str, iters: int, wall:
         "machine": platform.processor() or platform.machine(),
         "weights": "EMA, stored as float16",
         "objective": "eps MSE, DDPM linear betas 1e-4..0.02 x1000 (sigma channels untrained, unused by DDIM)"
-        if arch == "dit" else "rectified flow velocity (noise - x0) MSE, "
-        + ("shifted " if preset.get("train_t_shift", False) else "") + "logit-normal t",
+        if arch == "dit"
+        else "rectified flow velocity (noise - x0) MSE, "
+        + ("shifted " if preset.get("train_t_shift", False) else "")
+        + "logit-normal t",
     }
 
 
-def train(name: str, iters: int | None = None, threads: int = 1, log_every: int = 100, out=None, eval_n: int = 100,
-          preset: dict | None = None, kind: tuple | None = None, ckpt_every: int = 0,
-          ckpt_prefix: str = "/tmp/tcpade_ckpt") -> None:
+def train(
+    name: str,
+    iters: int | None = None,
+    threads: int = 1,
+    log_every: int = 100,
+    out=None,
+    eval_n: int = 100,
+    preset: dict | None = None,
+    kind: tuple | None = None,
+    ckpt_every: int = 0,
+    ckpt_prefix: str = "/tmp/tcpade_ckpt",
+) -> None:
     """Train preset ``name`` (or an explicit ``preset``/``kind`` for exploration runs, saved as model ``name``).
 
     ``ckpt_every`` > 0 also keeps EMA checkpoints ``{ckpt_prefix}_{iter}.safetensors`` every that many iterations.
@@ -219,8 +290,11 @@ def train(name: str, iters: int | None = None, threads: int = 1, log_every: int 
         run_loss += loss.item()
         if (i + 1) % log_every == 0:
             el = time.time() - t_start
-            print(f"iter {i + 1}/{iters} loss {run_loss / log_every:.4f} lr {opt.param_groups[0]['lr']:.2e} "
-                  f"elapsed {el:.0f}s ({(i + 1) / el:.2f} it/s)", flush=True)
+            print(
+                f"iter {i + 1}/{iters} loss {run_loss / log_every:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"elapsed {el:.0f}s ({(i + 1) / el:.2f} it/s)",
+                flush=True,
+            )
             run_loss = 0.0
         _save_checkpoints(ema, name, i + 1, iters, ckpt_every, ckpt_prefix, t_start)
     wall = time.time() - t_start
@@ -238,16 +312,28 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=sorted(PRESETS), required=True)
     ap.add_argument("--iters", type=int, default=None, help="override the preset iteration count")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1, as used for the shipped weights; 2 is faster on an idle 2-core machine)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1, as used for the shipped weights; 2 is faster on an idle 2-core machine)",
+    )
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--out", default=None, help="write weights here instead of tcpade_core/weights/")
     ap.add_argument("--eval-n", type=int, default=100)
     ap.add_argument("--ckpt-every", type=int, default=0, help="also keep EMA checkpoints every N iterations")
     ap.add_argument("--ckpt-prefix", default="/tmp/tcpade_ckpt", help="checkpoint path prefix for --ckpt-every")
     args = ap.parse_args(argv)
-    train(args.model, iters=args.iters, threads=args.threads, log_every=args.log_every, out=args.out, eval_n=args.eval_n,
-          ckpt_every=args.ckpt_every, ckpt_prefix=args.ckpt_prefix)
+    train(
+        args.model,
+        iters=args.iters,
+        threads=args.threads,
+        log_every=args.log_every,
+        out=args.out,
+        eval_n=args.eval_n,
+        ckpt_every=args.ckpt_every,
+        ckpt_prefix=args.ckpt_prefix,
+    )
 
 
 if __name__ == "__main__":
