@@ -1199,3 +1199,32 @@ def test_pade_history_all_keeps_each_prediction_as_an_uncomputed_entry(history):
         assert es[0].t == 0.9 and torch.allclose(es[0].value, y_hat) and st.pred.newest_step == 2
     else:
         assert [e.step for e in es] == [1, 0] and st.pred.newest_step == 1
+
+
+# ================================================================ survivors of the last batch (written after it)
+
+
+def test_late_phase_adds_beta_times_the_newest_difference():
+    """Late phase: the mid value plus beta (R1 - R2); early: alpha1 R1 + (1 - alpha1) R2."""
+    cfg = TCPadeConfig(mode="paper_literal", beta=0.25, alpha1=0.75, numerator="recent", denominator="none")
+    p = P.PadePredictor(cfg)
+    es = hist_of([vec(1.0, 2.0), vec(3.0, 1.0)], steps=[4, 5]).latest(2)  # newest first: R1 = (3, 1)
+    mid = p.value(6, "mid", es)
+    late = p.value(6, "late", es)
+    assert torch.allclose(late - mid, 0.25 * (vec(3.0, 1.0) - vec(1.0, 2.0)))
+    assert torch.allclose(p.value(6, "early", es), 0.75 * vec(3.0, 1.0) + 0.25 * vec(1.0, 2.0))
+
+
+def test_finite_replaces_nan_and_infinities_by_zero():
+    out = P._finite(torch.tensor([float("nan"), float("inf"), -float("inf"), 2.5]))
+    assert out.tolist() == [0.0, 0.0, 0.0, 2.5]
+
+
+def test_a_one_step_run_computes_its_step():
+    run = CacheRun(TaylorSeerConfig(interval=2))
+    run.begin_step(0, 1, 1.0)
+    y = run("c", vec(1.0), lambda h: h * 2)
+    rep = run.end_run()
+    assert y.tolist() == [2.0] and rep.computed == 1 and rep.num_steps == 1
+    with pytest.raises(ValueError, match="step index"):
+        run.begin_step(1, 1, 0.0)
