@@ -211,6 +211,7 @@ class CacheSettings:
             "gate": report.gate_name,
             "gate_rule": gate.rule,
             "gate_axis": list(gate.axis) if gate.axis else None,
+            "gate_scale": gate.axis_scale,
             "threshold": report.threshold,
             "computed": report.computed,
             "num_steps": report.num_steps,

@@ -60,6 +60,7 @@ class Gate:
     threshold: Optional[float] = None
     rule = ""  # how the gate decides, in a few words (the UI's legend)
     axis: Optional[Tuple[str, str, str, str]] = None  # its signal's axis: name, short name, threshold symbol, skip side
+    axis_scale = "linear"  # how the UI plots its signal: "linear", or "log" for a score spanning decades
     needs_residuals = 0
     reads: FrozenSet[str] = frozenset()  # predictor capabilities the gate reads
     signal = False  # it reads block 0's modulated input
@@ -202,6 +203,7 @@ class TSIGate(Gate):
     name = "TSI stability"
     rule = "skip when stability ≥ θ"
     axis = ("stability score", "score", "θ", "skip above")
+    axis_scale = "log"  # the default reading's score 1/(2 TSI) runs up to 100
     needs_residuals = 3
 
     def __init__(self, theta: float, interval: int, scale: str, schedule: str = "interval", warmup_steps: int = 2):
@@ -317,6 +319,7 @@ class BudgetGate(Gate):
     def __init__(self, base: Gate, target: float):
         self.base, self.target = base, float(target)
         self.name, self.threshold, self.needs_residuals = base.name, base.threshold, base.needs_residuals
+        self.axis_scale = base.axis_scale
         self.rule, self.axis, self.reads, self.signal, self.State = (
             base.rule,
             base.axis,
@@ -371,6 +374,7 @@ class PlannedGate(Gate):
     def __init__(self, base: Gate, steps: Sequence[int]):
         self.base, self.steps = base, frozenset(int(s) for s in steps)
         self.name, self.threshold, self.needs_residuals = base.name, base.threshold, base.needs_residuals
+        self.axis_scale = base.axis_scale
         self.rule, self.axis, self.reads, self.signal, self.State = (
             base.rule,
             base.axis,

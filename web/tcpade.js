@@ -45,7 +45,6 @@ const EXT = "tcpade.cache";
 const METHODS = {};
 const CACHE_TYPES = new Set();
 const COMPARE_TYPE = "TCPade_Compare";
-const CUSTOM = "custom";
 const METHODS_PATH = "/tcpade/methods";
 const STATS_H = 196;     // the cache panel's height at the node's smallest size (the node's computeSize counts it;
                          // workflows/make_workflows.py MIN_SIZE)
@@ -430,11 +429,11 @@ function targetNote(rep) {
 
 // ------------------------------------------------------------------------------------ canvas
 
-/** Gate-plot scale: log for TC-Padé's stability score (unbounded, up to 100), linear otherwise. */
+/** Gate-plot scale: what the gate declares (rep.gate_scale: log for a score up to 100, such as TC-Padé's), else linear. */
 function gateScale(rep, vals, thr) {
   const log10 = Math.log10;
   const pos = vals.filter((v) => v > 0);
-  if ((rep.gate === "TSI stability" || rep.method === "tcpade") && thr > 0 && pos.length) {
+  if (rep.gate_scale === "log" && thr > 0 && pos.length) {
     let hi = 10 ** Math.ceil(log10(Math.max(thr, ...pos)) - 1e-9);
     let lo = 10 ** Math.floor(log10(Math.min(thr, ...pos)) + 1e-9);
     if (!(hi > lo)) hi = lo * 10;
@@ -562,10 +561,8 @@ function statsLayout(pen, rep, vals, thr, hasPlot, phases, legendBottom) {
   const L = { stripY, stripH, stripBottom, top, bottom, plotOk, padL: 4, padR: 4, scale: null, yName: "", sym: "",
               side: "", tickLabels: [] };
   if (plotOk) {
-    const isTSI = rep.method === "tcpade";
     // the gate's own axis (name, short name, threshold symbol, skip side: tcpade_core/gates.py), in the report
-    const ax = rep.gate_axis ?? [isTSI ? "stability score" : "gate signal", isTSI ? "score" : "signal",
-                                 isTSI ? "θ" : "δ", ""];
+    const ax = rep.gate_axis ?? ["gate signal", "signal", "", ""];
     [, , L.sym, L.side] = ax;
     L.scale = gateScale(rep, vals, thr);
     // as many ticks as have room (at least the two ends)
