@@ -17,7 +17,7 @@ Pattern (the host's own EasyCache does the same; no model forward is copied or r
   prediction. A block patch already installed for a key (e.g. SkipLayerGuidance) is wrapped.
 
 torch.compile (the host's TorchCompileModel compiles the whole diffusion model): the wrappers and the
-block patches' bookkeeping run eager (:func:`_eager`, ``torch.compiler.disable``) and only the blocks
+block patches' bookkeeping run eager (:func:`~tcpade_core.engine.eager`, ``torch.compiler.disable``) and only the blocks
 are compiled (:func:`_run_block`), so no compiled code guards on per-run objects (driver, stream names
 from the host's uuids, step, which patch object called): one compiled block per kind of block, nothing
 recompiled per step or run. Where compilation fails with the cache attached (``fullgraph=True`` cannot
@@ -52,8 +52,7 @@ from .samplers import SamplerInfo, classify
 log = logging.getLogger("tcpade")
 
 # host-side bookkeeping that torch.compile must not trace (it reads per-run objects that would become guards and
-# recompile every step or run): _eager runs a function and what it calls eager, _eager_frame only its own frame
-_eager, _eager_frame = eager, eager_frame
+# recompile every step or run): eager runs a function and what it calls eager, eager_frame only its own frame
 
 
 KEY = "tcpade"  # transformer_options key of the settings and the wrapper key
@@ -243,8 +242,11 @@ class CacheSettings:
         }
         _keep(RUNS, self.uid, RUNS_KEPT).append(RunResult(report, driver.counters, payload))
         node = str(self.node_id) if self.node_id is not None else self.label
-        n = sum(1 for k in LAST_REPORTS if k.startswith(f"{prompt}/{node}/"))
-        LAST_REPORTS[f"{prompt}/{node}/{n}"] = payload
+        prefix = f"{prompt}/{node}/"
+        # the next run number of this node in this prompt: after the highest kept (never a kept one, even after
+        # the oldest were dropped)
+        n = 1 + max((int(k[len(prefix) :]) for k in LAST_REPORTS if k.startswith(prefix)), default=-1)
+        LAST_REPORTS[prefix + str(n)] = payload
         while len(LAST_REPORTS) > REPORTS_KEPT:
             LAST_REPORTS.popitem(last=False)
         _send_to_frontend(payload)
@@ -562,7 +564,7 @@ def _drop_torch_compile(model_options: dict) -> bool:
     return wrappers.pop(host.compile_keys()[0], None) is not None
 
 
-@_eager_frame
+@eager_frame
 def diffusion_model_wrapper(executor, *args, **kwargs):
     driver, to = _begin_call(args, kwargs)
     if driver is None:
@@ -580,7 +582,7 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     return _model_level_leave(driver, x, out)
 
 
-@_eager
+@eager
 def _begin_call(args, kwargs):
     to = host.transformer_options(args, kwargs, RUN_KEY)
     driver: Optional[StackDriver] = to.get(RUN_KEY)
@@ -592,12 +594,12 @@ def _begin_call(args, kwargs):
     return driver, to
 
 
-@_eager
+@eager
 def _end_call(driver: StackDriver) -> None:
     driver.ctx = None
 
 
-@_eager
+@eager
 def _model_level_enter(driver: StackDriver, to: dict, x):
     """Fallback: the 'stack' is the whole diffusion model; residual = output - input (first C channels).
     Returns None to run the model (its streams and inputs are kept for :func:`_model_level_leave`), else
@@ -621,7 +623,7 @@ def _model_level_enter(driver: StackDriver, to: dict, x):
     return None
 
 
-@_eager
+@eager
 def _model_level_leave(driver: StackDriver, x, out):
     ctx, driver.model_ctx = driver.model_ctx, None
     if ctx is None:
@@ -690,7 +692,7 @@ class BlockPatch:
     packed into one tensor for the engine (:func:`.families.pack_stream`). A stream of any other type cannot
     be cached: the run holds (computes every step) with one warning, and never raises.
 
-    Under ``torch.compile`` the bookkeeping runs eager (:func:`_eager`) and only the block itself
+    Under ``torch.compile`` the bookkeeping runs eager (:func:`~tcpade_core.engine.eager`) and only the block itself
     (:func:`_run_block`, a frame without this object in it) is compiled, so the compiled code never guards
     on which patch object, driver, stream name or step it saw: one compiled block serves every block of a
     kind and every run.
@@ -712,7 +714,7 @@ class BlockPatch:
         self.call = (fam.block_call, driver.dm, key) if fam is not None and fam.block_call is not None else None
         self.key = fam.stream_key if fam is not None else "img"
 
-    @_eager_frame
+    @eager_frame
     def __call__(self, args: dict, extra: dict) -> dict:
         if self.first:
             self._enter(args)
@@ -724,7 +726,7 @@ class BlockPatch:
             self._leave(out, args)
         return out
 
-    @_eager
+    @eager
     def _skipped(self, args: dict) -> Optional[dict]:
         """On a skipped call: the block's pass-through output (the prediction at the last block), else None."""
         d = self.driver
@@ -743,7 +745,7 @@ class BlockPatch:
             d.ctx = None
         return out
 
-    @_eager
+    @eager
     def _leave(self, out: dict, args: dict) -> None:
         d = self.driver
         ctx: Optional[CallCtx] = d.ctx
@@ -758,7 +760,7 @@ class BlockPatch:
                 d.leave(ctx.streams, ctx.inputs, split(y, len(ctx.streams)))
             d.ctx = None
 
-    @_eager
+    @eager
     def _enter(self, args: dict) -> None:
         d = self.driver
         d.block_entries += 1

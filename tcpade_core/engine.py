@@ -47,9 +47,6 @@ def eager_frame(fn):
         return fn
 
 
-_no_compile = eager
-
-
 @dataclass
 class Step:
     index: int
@@ -274,7 +271,7 @@ class CacheRun:
         hist = ResidualHistory(max(p.capacity, need), self.store_device)
         return StreamState(hist, hist, *states)
 
-    @_no_compile
+    @eager
     def _decide(self, st: StreamState, modulated_fn) -> Decision:
         if self._hold is not None:
             return Decision(True, self._hold)
@@ -286,11 +283,11 @@ class CacheRun:
             return Decision(True, "warmup", d.gate)
         return d
 
-    @_no_compile
+    @eager
     def _predict(self, st: StreamState, h: torch.Tensor) -> torch.Tensor:
         return self.predictor.predict(self.step, st, h, self._rec)
 
-    @_no_compile
+    @eager
     def _observe(self, st: StreamState, h: torch.Tensor, y: torch.Tensor) -> None:
         self.predictor.observe(self.step, st, h, y)
         if st.residuals is not st.history:

@@ -306,7 +306,23 @@ class OfficialScheduleGate(Gate):
         return Decision(not ok, "curvature<N" if ok else "curvature>=N", score)
 
 
-class BudgetGate(Gate):
+class WrappedGate(Gate):
+    """A schedule around the method's own gate (a speed target, a plan): it reports, declares and keeps per-stream
+    state as that gate does, and keeps it current on the steps outside the start/end window."""
+
+    # what a wrapper takes over from the gate it wraps
+    _SHARED = ("name", "threshold", "needs_residuals", "axis_scale", "rule", "axis", "reads", "signal", "State")
+
+    def __init__(self, base: Gate):
+        self.base = base
+        for attr in self._SHARED:
+            setattr(self, attr, getattr(base, attr))
+
+    def track(self, step, st, signal_fn) -> None:
+        self.base.track(step, st, signal_fn)
+
+
+class BudgetGate(WrappedGate):
     """A speed target: the run computes ``budget`` steps (exactly, as long as the warm-up fits in it).
 
     The method's own gate keeps its signal, not its schedule: at step i with b computes left for the r steps
@@ -317,16 +333,8 @@ class BudgetGate(Gate):
     """
 
     def __init__(self, base: Gate, target: float):
-        self.base, self.target = base, float(target)
-        self.name, self.threshold, self.needs_residuals = base.name, base.threshold, base.needs_residuals
-        self.axis_scale = base.axis_scale
-        self.rule, self.axis, self.reads, self.signal, self.State = (
-            base.rule,
-            base.axis,
-            base.reads,
-            base.signal,
-            base.State,
-        )
+        super().__init__(base)
+        self.target = float(target)
         self.used, self.last, self.budget = 0, None, None
         self.early = 0  # computes the method's signal moved earlier than the even spacing
 
@@ -358,36 +366,22 @@ class BudgetGate(Gate):
             return Decision(True, f"{own.reason} (early)", own.gate)
         return Decision(False, "budget spacing", own.gate)
 
-    def track(self, step, st, signal_fn) -> None:
-        self.base.track(step, st, signal_fn)
-
     def step_done(self, index: int, computed: bool) -> None:
         if computed:
             self.used += 1
             self.last = index
 
 
-class PlannedGate(Gate):
+class PlannedGate(WrappedGate):
     """A planned schedule (:mod:`tcpade_core.planner`): compute exactly the planned steps. The method's own gate
-    keeps its name in the report and is kept current on every step (its signal is not used)."""
+    keeps its name in the report; its signal is not read."""
 
     def __init__(self, base: Gate, steps: Sequence[int]):
-        self.base, self.steps = base, frozenset(int(s) for s in steps)
-        self.name, self.threshold, self.needs_residuals = base.name, base.threshold, base.needs_residuals
-        self.axis_scale = base.axis_scale
-        self.rule, self.axis, self.reads, self.signal, self.State = (
-            base.rule,
-            base.axis,
-            base.reads,
-            base.signal,
-            base.State,
-        )
+        super().__init__(base)
+        self.steps = frozenset(int(s) for s in steps)
 
     def decide(self, step, st, signal_fn) -> Decision:
         return Decision(step.index in self.steps, "planned", None, forced=True)
-
-    def track(self, step, st, signal_fn) -> None:
-        self.base.track(step, st, signal_fn)
 
     def note(self, num_steps: int) -> Optional[str]:
         mine = sorted(s for s in self.steps if s < num_steps)

@@ -55,7 +55,7 @@ class _Recorder(Stack):
         self.traj.modulated.append(None)
 
 
-def run_case(name: str, steps: int, seeds, n_samples: int, progress) -> List[tuple]:
+def run_case(name: str, steps: int, seeds, n_samples: int, targets, methods, progress) -> List[tuple]:
     from ..models.zoo import load_model
 
     model = load_model(name)
@@ -66,8 +66,8 @@ def run_case(name: str, steps: int, seeds, n_samples: int, progress) -> List[tup
     for seed in seeds:
         labels = _labels(n_samples)
         ref, _ = _sample(model, name, labels, steps, None, seed=seed)
-        for target in TARGETS:
-            for label, method, params in METHODS:
+        for target in targets:
+            for label, method, params in methods:
                 cells = []
                 for how in ("target", "planned"):
                     run = (
@@ -82,6 +82,14 @@ def run_case(name: str, steps: int, seeds, n_samples: int, progress) -> List[tup
     return rows
 
 
+def row_line(row) -> str:
+    name, seed, steps, target, label, (c0, p0, _), (c1, p1, s1) = row
+    return (
+        f"{name:5} {seed:5d} {steps:5d} {target:5g}x {label:15} | {c0:4d} {p0:7.2f} | {c1:4d} {p1:7.2f} | "
+        f"{p1 - p0:+6.2f}  {s1}"
+    )
+
+
 def table(rows) -> str:
     lines = [
         "PSNR against full compute: a speed target as placed today vs the plan from one calibration run "
@@ -89,11 +97,7 @@ def table(rows) -> str:
         f"{'model':5} {'seed':>5} {'steps':>5} {'target':>6} {'method':15} | {'comp':>4} {'today':>7} | "
         f"{'comp':>4} {'planned':>7} | {'gain':>6}  planned schedule",
     ]
-    for name, seed, steps, target, label, (c0, p0, _), (c1, p1, s1) in rows:
-        lines.append(
-            f"{name:5} {seed:5d} {steps:5d} {target:5g}x {label:15} | {c0:4d} {p0:7.2f} | {c1:4d} {p1:7.2f} | "
-            f"{p1 - p0:+6.2f}  {s1}"
-        )
+    lines += [row_line(r) for r in rows]
     gains = [r[6][1] - r[5][1] for r in rows]
     if gains:
         lines.append(
@@ -104,7 +108,6 @@ def table(rows) -> str:
 
 
 def main(argv=None) -> None:
-    global TARGETS, METHODS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--samples", type=int, default=10)
@@ -115,18 +118,20 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     models, step_list = args.models.split(","), [int(s) for s in args.steps.split(",")]
-    TARGETS = tuple(float(t) for t in args.targets.split(","))
-    METHODS = tuple(m for m in METHODS if m[0] in args.methods.split(","))
+    targets = tuple(float(t) for t in args.targets.split(","))
+    methods = tuple(m for m in METHODS if m[0] in args.methods.split(","))
     seeds = (EVAL_SEED, HELD_OUT_SEED)
     if args.quick:
         models, step_list, seeds = ["b"], [20], (EVAL_SEED,)
-        TARGETS, METHODS = (2.0, 3.0), tuple(m for m in METHODS if m[0] in ("TaylorSeer O=1", "TC-Padé"))
+        targets, methods = (2.0, 3.0), tuple(m for m in methods if m[0] in ("TaylorSeer O=1", "TC-Padé"))
     t0 = time.perf_counter()
     rows = []
     print(table([]), flush=True)
     for name in models:
         for steps in step_list:
-            rows += run_case(name, steps, seeds, args.samples, lambda r: print(table([r]).split("\n")[2], flush=True))
+            rows += run_case(
+                name, steps, seeds, args.samples, targets, methods, lambda r: print(row_line(r), flush=True)
+            )
     print(table(rows))
     dev = [r for r in rows if r[0] in ("a", "b") and r[1] == EVAL_SEED]
     held = [r for r in rows if r not in dev]
