@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
-PACK_FOLDER = "ComfyUI-TCPade"
+# the pack's folder name in custom_nodes; TCPADE_PACK_FOLDER lets two checkouts run host tests on one host at once
+PACK_FOLDER = os.environ.get("TCPADE_PACK_FOLDER", "ComfyUI-TCPade")
 
 
 def comfy_path() -> Path:
