@@ -335,6 +335,8 @@ class Calibrate(io.ComfyNode):
     ) -> io.NodeOutput:
         import time
 
+        from dataclasses import replace
+
         import comfy.sample
 
         from ..tcpade_core import NoCacheConfig
@@ -370,7 +372,9 @@ class Calibrate(io.ComfyNode):
                 f"calibration needs a run of at least 3 steps with one model call each; got {len(traj)} "
                 f"(steps={steps}, sampler_name={sampler_name!r})"
             )
-        cal = calibrate(traj, CAL.model_key(model), float(target_speedup))
+        cal = replace(
+            calibrate(traj, CAL.model_key(model), float(target_speedup)), sampler=sampler_name, scheduler=scheduler
+        )
         path = CAL.save(cal)
         text = f"{cal.describe()}; sampling {sampled:.1f} s, fitting {time.perf_counter() - t0 - sampled:.1f} s; stored in {path}"
         log.info(f"TC-Padé: {text}")

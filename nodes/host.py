@@ -76,3 +76,12 @@ def queue_item(item) -> Tuple[Optional[str], Any]:
     """(prompt id, extra data) of an item of the host's prompt queue: the tuple ``server.py`` puts there,
     ``(number, prompt_id, prompt, extra_data, outputs_to_execute[, sensitive])``."""
     return item[1], item[3]
+
+
+def prediction(model_sampling) -> str:
+    """What the model predicts, as the planner weighs its steps (tcpade_core.planner.step_weights): "flow" for
+    ComfyUI's flow-matching sampling (CONST: sigma is the time t), else "eps" (its sigmas are the
+    variance-exploding noise levels, for eps, v and x0 models alike)."""
+    import comfy.model_sampling as MS
+
+    return "flow" if isinstance(model_sampling, MS.CONST) else "eps"

@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 import torch
 
 from ..tcpade_core import RunReport
+from ..tcpade_core import calibrate as CALIB
 from ..tcpade_core.engine import eager, eager_frame
 from ..tcpade_core import methods as M
 from ..tcpade_core.report import finite_or_none
@@ -131,8 +132,11 @@ class CacheSettings:
         return run.report if run is not None else None
 
     # ---------------------------------------------------------------- per run
-    def new_driver(self, sigmas: List[float], model_sampling, model_config, dm, latent_shape) -> StackDriver:
-        """A fresh driver for one sampling run: the window in sigma, this run's calibration and TeaCache table."""
+    def new_driver(
+        self, sigmas: List[float], model_sampling, model_config, dm, latent_shape, sampler: str = ""
+    ) -> StackDriver:
+        """A fresh driver for one sampling run: the window in sigma, this run's calibration (and its planned
+        schedule) and TeaCache table. ``sampler``: the sampler's name (a plan is made for one sampler)."""
         cfg, notes = self.cfg, list(self.notes) + list(self.uncalibrated_notes)
         cal = self._calibration_for(len(sigmas) - 1, notes)
         method, filled = M.METHODS[cfg.method], {}
@@ -145,6 +149,7 @@ class CacheSettings:
                 notes.append(
                     f"{cal.describe()}; filled in: " + ", ".join(f"{k} {_fmt_value(v)}" for k, v in filled.items())
                 )
+        cfg, schedule = self._planned(cfg, cal, sigmas, sampler, notes)
         if self.teacache_auto and "coefficients" not in filled:
             table = self.family.teacache(model_config, latent_shape)
             if table is not None:
@@ -167,12 +172,32 @@ class CacheSettings:
             label=self.label,
         )
         driver.run.report.notes.extend(notes)
+        driver.run.report.schedule = schedule
         few_steps(driver, self.explicit_target, cfg.target_speedup)
         if self.layout is None:
             driver.run.report.notes.append(
                 f"no block adapter for {model_name(self.family, dm)}: caching the whole model output"
             )
         return driver
+
+    def _planned(self, cfg, cal, sigmas: List[float], sampler: str, notes: list):
+        """(config, where its schedule came from): at a speed target, for a method that plans (Method.plans), the
+        schedule planned from the calibration's run when it was made for this sampler and these sigmas; else the
+        target's evenly spaced schedule (a calibration made for another sampler or sigmas: with a warning)."""
+        if not cfg.target_speedup or not M.METHODS[cfg.method].plans or cfg.plan is not None:
+            return cfg, ""
+        n = len(sigmas) - 1
+        if cal is None or not cal.plan_outputs or len(cal.plan_outputs) != n:
+            return cfg, "not calibrated (Calibrate plans the schedule)"
+        why = cal.plan_mismatch(sigmas, sampler)
+        if why:
+            notes.append(f"schedule spaced evenly: the calibration's plan was made for {why}")
+            log.warning(f"{self.label}: {notes[-1]}")
+            return cfg, "calibrated for another run: spaced evenly"
+        cfg, steps, err = CALIB.planned_config(
+            cfg, cal.plan_outputs, cal.plan_weights, cfg.target_speedup, self.user_set
+        )
+        return cfg, f"planned from calibration, predicted error {err:.3g}"
 
     def _calibration_for(self, steps: int, notes: list):
         """The calibration that applies to a run of ``steps`` steps: the connected one if it was made for this
@@ -224,6 +249,7 @@ class CacheSettings:
             "prompt_id": prompt,
             "target_speedup": report.target_speedup,
             "target_note": report.target_note,
+            "schedule": report.schedule,
             "timing": {
                 k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in driver.counters.timing().items()
             },
@@ -404,15 +430,21 @@ def outer_sample_wrapper(executor, *args, **kwargs):
             a = host.outer_sample_args(args, kwargs)
             noise, sampler, sigmas = a["noise"], a["sampler"], a["sigmas"]
             patcher = guider.model_patcher
+            info = classify(sampler)
+            sig = [float(s) for s in sigmas.flatten().tolist()]
+            ms = patcher.get_model_object("model_sampling")
             driver = settings.new_driver(
-                [float(s) for s in sigmas.flatten().tolist()],
-                patcher.get_model_object("model_sampling"),
+                sig,
+                ms,
                 getattr(patcher.model, "model_config", None),
                 patcher.get_model_object("diffusion_model"),
                 tuple(noise.shape),
+                info.name,
             )
             driver.recorder = to.get(RECORD_KEY)
-            apply_sampler_rules(driver, classify(sampler))
+            if driver.recorder is not None:  # what the planner weighs each step by (tcpade_core.planner)
+                driver.recorder.traj.sigmas, driver.recorder.traj.prediction = sig, host.prediction(ms)
+            apply_sampler_rules(driver, info)
             to[RUN_KEY] = driver
             if driver.layout is not None:
                 install_block_patches(to, driver)

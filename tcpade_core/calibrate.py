@@ -32,6 +32,8 @@ import torch
 
 from .config import TaylorSeerConfig, TCPadeConfig, TeaCacheConfig, _Common, budget
 from .engine import CacheRun
+from .methods import build
+from .planner import plan, project, step_weights
 from .signals import fit_rescale, rel_l1
 
 VERSION = 1
@@ -45,6 +47,10 @@ class Trajectory:
     inputs: List[torch.Tensor] = field(default_factory=list)
     outputs: List[torch.Tensor] = field(default_factory=list)
     modulated: List[Optional[torch.Tensor]] = field(default_factory=list)
+    # the sampler's noise levels (steps + 1, eps models: sigma = sqrt((1 - alphā) / alphā)) and what the model
+    # predicts ("flow" or "eps"): how the planner weights each step (tcpade_core.planner.step_weights)
+    sigmas: Optional[List[float]] = None
+    prediction: str = "flow"
 
     def __len__(self) -> int:
         return len(self.outputs)
@@ -100,6 +106,13 @@ class Calibration:
     errors: Dict[str, float] = field(default_factory=dict)
     version: int = VERSION
     tcpade_thetas: Dict[str, Optional[float]] = field(default_factory=dict)  # θ per reading (mode), on its scale
+    # what the planner needs (tcpade_core.planner), never images: each step's stack output projected to
+    # planner.PROJECTION numbers, each step's weight, and the run it was made for (sigmas, sampler, scheduler)
+    plan_outputs: Optional[List[List[float]]] = None
+    plan_weights: Optional[List[float]] = None
+    sigmas: Optional[List[float]] = None
+    sampler: str = ""
+    scheduler: str = ""
 
     def theta_for(self, mode: str) -> Optional[float]:
         """The θ fitted for TC-Padé's reading ``mode``: None where none was fitted (an older file has the
@@ -107,6 +120,17 @@ class Calibration:
         if mode in self.tcpade_thetas:
             return self.tcpade_thetas[mode]
         return self.tcpade_theta if mode == "default" else None
+
+    def plan_mismatch(self, sigmas: List[float], sampler: str = "") -> Optional[str]:
+        """Why this calibration's plan does not fit a run with these sigmas and sampler (None: it fits)."""
+        if self.sampler and sampler and sampler != self.sampler:
+            return f"sampler {self.sampler}, not {sampler}"
+        if self.sigmas is not None and (
+            len(self.sigmas) != len(sigmas)
+            or any(abs(a - b) > 1e-4 * max(1.0, abs(a)) for a, b in zip(self.sigmas, sigmas))
+        ):
+            return f"other sigmas (scheduler {self.scheduler or '?'}; another scheduler or denoise here)"
+        return None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -168,6 +192,7 @@ def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeCo
     wu = [(w, *replay(replace(d, warmup_steps=w), traj, target)) for w in (1, 2, 3)]
     w_best = min(wu, key=lambda c: c[2])
     errors["tcpade"] = w_best[2]
+    outputs, weights = plan_data(traj)
     return Calibration(
         model_key,
         n,
@@ -179,7 +204,36 @@ def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeCo
         int(w_best[0]),
         errors,
         tcpade_thetas=thetas,
+        plan_outputs=outputs,
+        plan_weights=weights,
+        sigmas=[float(s) for s in traj.sigmas] if traj.sigmas is not None else None,
     )
+
+
+def plan_data(traj: Trajectory) -> tuple:
+    """(projected outputs, step weights) of a trajectory, as plain lists (6 significant digits): what a stored
+    calibration keeps for the planner."""
+    Y = project(traj.outputs)
+    w = step_weights(traj.t, traj.sigmas, traj.prediction)
+    return [[float(f"{v:.6g}") for v in row] for row in Y], [float(f"{v:.6g}") for v in w]
+
+
+def planned_config(cfg: _Common, outputs, weights, target: float, keep=frozenset()) -> tuple:
+    """(config on its planned schedule, the steps, the predicted error) for a run of ``len(outputs)`` steps at
+    ``target``: exactly ``budget(n, target)`` computes, the predictor's own warm-up first. TaylorSeer runs the
+    form that is right on uneven spacing (``newton``) unless ``form`` is in ``keep`` (the user set it)."""
+    if cfg.method == "taylorseer" and "form" not in keep:
+        cfg = cfg.with_(form="newton")
+    _, pred = build(cfg)
+    Y = np.asarray(outputs, dtype=float)
+    steps, err = plan(Y, np.asarray(weights, dtype=float), budget(len(Y), target), pred.plan_order, pred.warmup)
+    return cfg.with_(target_speedup=target, plan=tuple(steps)), steps, err
+
+
+def schedule_strip(steps, n: int) -> str:
+    """``#`` for a computed step, ``.`` for a skipped one."""
+    on = set(steps)
+    return "".join("#" if i in on else "." for i in range(n))
 
 
 # the θ tried per reading: the default's stability score 1/(2 TSI) lies in [0.5, 100]; paper_literal compares
@@ -208,16 +262,16 @@ def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> Ca
     form that is exact on uneven spacing (``newton``) unless ``form`` is given. The run's report notes the plan and
     its predicted error."""
     from .config import check_target, make_config
-    from .methods import build
-    from .planner import plan_trajectory
 
     target = check_target(target, off=False)
-    if method == "taylorseer" and "form" not in params:
-        params = {**params, "form": "newton"}
-    cfg = make_config(method, **params)
-    _, pred = build(cfg)
+    cfg, steps, err = planned_config(
+        make_config(method, **params),
+        project(traj.outputs),
+        step_weights(traj.t, traj.sigmas, traj.prediction),
+        target,
+        keep=frozenset(params),
+    )
     n = len(traj)
-    steps, err = plan_trajectory(traj, budget(n, target), order=pred.plan_order, warm=pred.warmup)
-    run = CacheRun(cfg.with_(target_speedup=target, plan=tuple(steps)))
+    run = CacheRun(cfg)
     run.report.notes.append(f"planned from calibration: {len(steps)} of {n} computes, predicted error {err:.3g}")
     return run

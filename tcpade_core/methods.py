@@ -93,6 +93,9 @@ class Method:
     overrides: Tuple[Override, ...] = ()
     calibrate: Optional[Callable[..., Applied]] = None  # (cfg, cal, target, user_set) -> Applied
     leading_blocks: int = 0  # blocks that run on every step, skipped or not (0: none)
+    # at a speed target, a calibration's planned schedule places the computes (tcpade_core.planner; chosen on the
+    # development runs of plan_bench, README "Planned schedules")
+    plans: bool = False
 
     def all_widgets(self) -> Tuple[Widget, ...]:
         return self.widgets + self.tail_widgets
@@ -427,6 +430,7 @@ _METHOD_LIST = (
         widgets=TAYLORSEER_WIDGETS,
         overrides=(Override("interval", (("target_speedup", ">", 0),), "target", _TARGET_OVERRIDE),),
         calibrate=_calibrate_taylorseer,
+        plans=True,
     ),
     Method(
         "teacache",
@@ -471,6 +475,7 @@ _METHOD_LIST = (
         presets=True,
         overrides=TCPADE_OVERRIDES,
         calibrate=_calibrate_tcpade,
+        plans=True,
     ),
     # the authors' code: the TC-Padé node's mode "official" (config.MODE_ALIASES), the same node and label
     Method(

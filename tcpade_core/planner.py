@@ -4,9 +4,9 @@ Given the stack outputs of a full-compute run (a :class:`tcpade_core.calibrate.T
 and a budget of K computes, :func:`plan` returns the K steps to compute that minimise the predictor's open-loop
 error on that trajectory: each skipped step j is predicted from the newest computed values (order 0: the newest;
 order 1: the straight line through the newest two, in the step index, exact on uneven spacing), its relative
-squared error ``||pred - y_j||^2 / ||y_j||^2`` weighted by how much step j's error reaches the sample, the square
-of its step size in normalised time ``(t_j - t_{j+1})^2`` (an Euler step moves the latent by its size times the
-model's output). A dynamic programme over (computes used, the newest two computed steps) finds the exact minimum
+squared error ``||pred - y_j||^2 / ||y_j||^2`` weighted by how much step j's error reaches the sample
+(:func:`step_weights`: for a flow sampler its step size in normalised time ``t_j - t_{j+1}``, as an Euler step
+moves the latent by its size times the model's output; for an eps-prediction sampler its step in asinh(sigma / s)). A dynamic programme over (computes used, the newest two computed steps) finds the exact minimum
 of that objective; higher orders are planned with the order-1 objective (their history is longer, the state grows
 with it). The outputs are compared on a fixed random projection to :data:`PROJECTION` numbers per step, so 50
 steps plan in well under a second on a CPU.
@@ -43,6 +43,31 @@ def step_sizes(t: Sequence[float]) -> np.ndarray:
     t = np.asarray(list(t), dtype=float)
     dt = np.abs(t - np.append(t[1:], 0.0))
     return dt if dt.sum() > 0 else np.ones_like(t)
+
+
+# The data's scale in the sampler's latent (images in [-1, 1]: about 0.5), for the weights of eps-prediction samplers.
+S_DATA = 0.5
+
+
+def step_weights(t: Sequence[float], sigmas: Optional[Sequence[float]] = None, prediction: str = "flow") -> np.ndarray:
+    """How much an error in step j's model output reaches the sample, per step (the planner's weights).
+
+    ``"flow"`` (velocity prediction, sigma = t): the step size in t (:func:`step_sizes`), measured on model B.
+    ``"eps"`` (noise prediction; ``sigmas``: the sampler's ``steps + 1`` noise levels in the variance-exploding
+    convention, sigma = sqrt((1 - alphā) / alphā), ComfyUI's for eps models): an error e in the predicted noise moves
+    the sample by dsigma * e, and what the rest of the run keeps of a change made at noise level sigma is about
+    s / sqrt(s^2 + sigma^2) (s: :data:`S_DATA`; a Gaussian's denoiser keeps that much), so the weight is
+    ``integral s dsigma / sqrt(s^2 + sigma^2)``: the step size in asinh(sigma / s). Step sizes in t weight the
+    first, noisiest steps of a DDIM run as much as the last ones."""
+    if prediction == "flow" or sigmas is None:
+        return step_sizes(t)
+    if prediction != "eps":
+        raise ValueError(f"prediction must be 'flow' or 'eps', got {prediction!r}")
+    u = np.arcsinh(np.asarray(list(sigmas), dtype=float) / S_DATA)
+    if len(u) != len(list(t)) + 1:
+        raise ValueError(f"sigmas must hold steps + 1 = {len(list(t)) + 1} noise levels, got {len(u)}")
+    w = np.abs(u[:-1] - u[1:])
+    return w if w.sum() > 0 else np.ones_like(w)
 
 
 def _predictions(Y: np.ndarray, a: int, b: int, js: np.ndarray, order: int) -> np.ndarray:
@@ -140,8 +165,10 @@ def plan(
 def plan_trajectory(
     traj, k: int, order: int = 1, warm: int = 1, objective: str = "coherent"
 ) -> Tuple[List[int], float]:
-    """:func:`plan` on a recorded :class:`tcpade_core.calibrate.Trajectory` (its outputs and times)."""
-    return plan(project(traj.outputs), step_sizes(traj.t), k, order, warm, objective)
+    """:func:`plan` on a recorded :class:`tcpade_core.calibrate.Trajectory` (its outputs, and its times or its
+    sampler's noise levels: :func:`step_weights`)."""
+    w = step_weights(traj.t, getattr(traj, "sigmas", None), getattr(traj, "prediction", "flow"))
+    return plan(project(traj.outputs), w, k, order, warm, objective)
 
 
 def check_plan(value, name: str = "plan") -> Optional[Tuple[int, ...]]:

@@ -36,6 +36,7 @@ class RunReport:
     interrupted: bool = False  # the run stopped before its last step
     target_speedup: Optional[float] = None  # the speed target the run was given (None: off)
     target_note: str = ""  # how the target was met
+    schedule: str = ""  # where a target's computes came from (a calibration's plan, or not calibrated)
     model_calls: Optional[int] = None  # with several model calls per step: how many ...
     stack_calls: Optional[int] = None  # ... and how many of them ran the block stack
     inactive: str = ""  # why the cache did not run at all ("": it ran)

@@ -712,6 +712,8 @@ def test_tiny_workflow_runs_and_panels_show_the_server_numbers(ui, server):
     by_type = {p["type"]: p for p in caches}
     tc, tea = by_type["TCPade_TCPadeCache"], by_type["TCPade_TeaCache"]
     assert tc["lines"][0] == "computed 10/20 steps · target 2x → reached 2.00x"  # the slow preset: a 2x target
+    # where the schedule came from: no calibration in this throw-away user directory
+    assert tc["lines"][2] == "budget 10 of 20 computes, spaced evenly · not calibrated (Calibrate plans the schedule)"
     assert tc["canvas"]["scale"].startswith("log ") and tea["canvas"]["scale"].startswith("linear ")
     assert (
         tea["notes"].startswith("⚠ no calibrated TeaCache coefficients for ") and "tune δ or calibrate" in tea["notes"]
@@ -815,6 +817,19 @@ def test_panel_wording(ui):
         )
         == "cache inactive: the model never reached the pack's hooks"
     )
+    # the third line: how the target was met and where the schedule came from (issue 18: a calibration's plan)
+    sched = lambda rep: ui.page.evaluate("(rep) => window.tcpade.scheduleLine(rep)", rep)
+    planned = {
+        "target_note": "planned schedule: 6 of 12 computes at steps 0, 1, 3, 5, 8, 10",
+        "schedule": "planned from calibration, predicted error 0.0123",
+    }
+    assert sched(planned) == (
+        "planned schedule: 6 of 12 computes at steps 0, 1, 3, 5, 8, 10 · planned from calibration, predicted error 0.0123"
+    )
+    assert sched({"target_note": "target 2x: budget 10 of 20 computes, spaced evenly", "schedule": ""}) == (
+        "budget 10 of 20 computes, spaced evenly"
+    )
+    assert sched({}) == ""
     # the speed line: the run's own wall-clock estimate (the server's report.timing), nothing when it has none
     speed = lambda rep, secs=None: ui.page.evaluate("([rep, s]) => window.tcpade.speedLine(rep, s)", [rep, secs])
     timing = {"computed_s": 0.41, "skipped_s": 0.01, "estimated_speedup": 1.9, "basis": "this run's own model calls"}

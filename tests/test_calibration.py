@@ -242,3 +242,66 @@ def test_an_unreadable_file_is_kept_never_overwritten(host, tmp_path):
         assert open(tmp_path / kept[-1]).read() == broken
         assert env["CAL"].lookup("m1", cal.steps, path).to_json() == cal.to_json()
     assert kept == ["calibration.json.unreadable-1", "calibration.json.unreadable-2"]
+
+
+def _sample_with(env, m, sampler, scheduler, steps=12):
+    import comfy.sample
+
+    noise = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    return comfy.sample.sample(
+        m,
+        noise,
+        steps,
+        2.0,
+        sampler,
+        scheduler,
+        env["pos"],
+        env["neg"],
+        torch.zeros(1, 3, 32, 32),
+        seed=3,
+        disable_pbar=True,
+    )
+
+
+def test_a_calibration_plans_the_schedule_of_a_speed_target(host, caplog):
+    """Issue 18: the Calibrate node stores what the planner needs (never images) for its sampler and scheduler; a
+    node at a speed target then runs the planned schedule (exactly its budget) and says so; another sampler or
+    scheduler gets the evenly spaced schedule with a warning naming the difference."""
+    from tcpade_core.calibrate import planned_config, schedule_strip
+
+    env = host
+    node = env["nodes"]["TCPade_Calibrate"]
+    cal = node.execute(
+        env["model"], env["pos"], env["neg"], {"samples": torch.zeros(1, 3, 32, 32)}, 3, 12, 2.0, "euler", "simple", 2.0
+    ).args[0]
+    assert (cal.sampler, cal.scheduler, len(cal.plan_outputs), len(cal.plan_weights)) == ("euler", "simple", 12, 12)
+    assert len(cal.sigmas) == 13 and cal.sigmas[0] > cal.sigmas[-1] == 0.0
+    m = _attach(env, "TCPade_TCPadeCache", env["model"], calibration=cal)  # preset slow (2x)
+    _sample(env, m)
+    rep = m.model_options["transformer_options"]["tcpade"].last_report
+    settings = m.model_options["transformer_options"]["tcpade"]
+    _, steps, err = planned_config(settings.cfg.with_(target_speedup=2.0), cal.plan_outputs, cal.plan_weights, 2.0)
+    assert rep.schedule == f"planned from calibration, predicted error {err:.3g}"
+    assert rep.target_note == f"planned schedule: 6 of 12 computes at steps {', '.join(map(str, steps))}"
+    assert rep.computed == 6 and [s.step for s in rep.steps if s.computed] == steps and len(steps) == 6
+    assert rep.strip() == schedule_strip(steps, 12)
+    for sampler, scheduler, why in (
+        ("dpmpp_2m", "simple", "sampler euler, not dpmpp_2m"),
+        ("euler", "karras", "other sigmas (scheduler simple"),
+    ):
+        with caplog.at_level(logging.WARNING, logger="tcpade"):
+            _sample_with(env, m, sampler, scheduler)
+        rep = m.model_options["transformer_options"]["tcpade"].last_report
+        assert any(
+            n.startswith(f"schedule spaced evenly: the calibration's plan was made for {why}") for n in rep.notes
+        )
+        assert any(why in r.getMessage() for r in caplog.records) and rep.computed == 6
+        assert rep.schedule == "calibrated for another run: spaced evenly"
+    # not calibrated: evenly spaced, and the report says so; a method that does not plan says nothing
+    m2 = _attach(env, "TCPade_TaylorSeer", env["model"], target_speedup=2.0)
+    _sample(env, m2, steps=7)
+    rep2 = m2.model_options["transformer_options"]["tcpade"].last_report
+    assert rep2.schedule == "not calibrated (Calibrate plans the schedule)" and rep2.computed == 4
+    m3 = _attach(env, "TCPade_TraCache", env["model"], target_speedup=2.0, calibration=cal)
+    _sample(env, m3)
+    assert m3.model_options["transformer_options"]["tcpade"].last_report.schedule == ""

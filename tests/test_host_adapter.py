@@ -50,3 +50,21 @@ def test_prompt_queue_item_layout_is_the_hosts():
     src = (H.comfy_path() / "server.py").read_text(encoding="utf-8")
     assert re.search(r"prompt_queue\.put\(\(number, prompt_id, prompt, extra_data, outputs_to_execute", src)
     assert host.queue_item((0, "pid", {}, {"extra": 1}, [])) == ("pid", {"extra": 1})
+
+
+def test_what_the_model_predicts_is_read_from_the_hosts_model_sampling():
+    """The planner weighs a flow model's steps by t and an eps/v model's by its noise levels (issue 18)."""
+    import comfy.model_sampling as MS
+
+    host = H.pack_module("nodes.host")
+
+    class Flow(MS.ModelSamplingDiscreteFlow, MS.CONST):
+        pass
+
+    class Eps(MS.ModelSamplingDiscrete, MS.EPS):
+        pass
+
+    class V(MS.ModelSamplingDiscrete, MS.V_PREDICTION):
+        pass
+
+    assert [host.prediction(c.__new__(c)) for c in (Flow, Eps, V)] == ["flow", "eps", "eps"]

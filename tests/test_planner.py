@@ -126,3 +126,28 @@ def test_predictors_are_exact_on_uneven_spacing():
     f = P.taylor_factors_update(f, lin(9.0), 5.0, 1)
     assert torch.allclose(P.taylor_factors_eval(f, 3.0), lin(12.0), atol=1e-5)
     assert torch.allclose(P.rational_extrapolate([lin(s) for s in steps], steps, 12.0)[0], lin(12.0), atol=1e-4)
+
+
+def test_step_weights_flow_are_step_sizes_and_eps_are_asinh_steps():
+    from tcpade_core import planner as PL
+
+    t = [1.0, 0.6, 0.25]
+    assert PL.step_weights(t).tolist() == pytest.approx([0.4, 0.35, 0.25])
+    assert PL.step_weights(t, [9.0, 2.0, 0.5, 0.0], "flow").tolist() == pytest.approx([0.4, 0.35, 0.25])
+    sig = [9.0, 2.0, 0.5, 0.0]
+    u = [np.arcsinh(s / PL.S_DATA) for s in sig]
+    assert PL.step_weights(t, sig, "eps").tolist() == pytest.approx([u[0] - u[1], u[1] - u[2], u[2] - u[3]])
+    with pytest.raises(ValueError, match="steps \\+ 1 = 4"):
+        PL.step_weights(t, sig[:3], "eps")
+    with pytest.raises(ValueError, match="'flow' or 'eps'"):
+        PL.step_weights(t, sig, "v")
+
+
+def test_an_eps_trajectory_is_planned_with_its_sampler_weights():
+    """The same outputs planned with DDIM's noise levels: the weights differ from step sizes in t, and so may the
+    plan; what is asserted is that the trajectory's sigmas are read (the planned value changes)."""
+    traj = _traj(_kinked(12, 5), t=[1.0 - i / 12 for i in range(12)])
+    _, err_t = plan_trajectory(traj, 4, order=0)
+    traj.sigmas, traj.prediction = [2.0 ** (6 - i) for i in range(12)] + [0.0], "eps"
+    _, err_eps = plan_trajectory(traj, 4, order=0)
+    assert err_eps != pytest.approx(err_t)

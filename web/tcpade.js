@@ -8,7 +8,7 @@
 //
 // Data sources
 //   * "tcpade.report" (server, nodes/patcher.py): one message per sampling run of a cache node:
-//     {node, label, method, gate, threshold, computed, num_steps, speedup, target_speedup, target_note,
+//     {node, label, method, gate, threshold, computed, num_steps, speedup, target_speedup, target_note, schedule,
 //     notes, timing: {computed_s, skipped_s, estimated_speedup, basis}, steps: [{step, computed, gate,
 //     phase, reason, t}], ...}. Matched to the node by payload.node == node.id. The panel's speed figures are
 //     the run's own: the NFE speed-up (computed / all steps) and, from timing, the wall-clock speed-up the
@@ -427,6 +427,11 @@ function targetNote(rep) {
   return (rep.target_note || "").replace(/^target [\d.]+x:\s*/, "");
 }
 
+/** The third line: how the target was met, and where its schedule came from (a calibration's plan, or none). */
+function scheduleLine(rep) {
+  return [targetNote(rep), rep.schedule].filter(Boolean).join(" · ");
+}
+
 // ------------------------------------------------------------------------------------ canvas
 
 /** Gate-plot scale: what the gate declares (rep.gate_scale: log for a score up to 100, such as TC-Padé's), else linear. */
@@ -833,7 +838,7 @@ function renderCacheNode(node) {
   const speed = speedLine(rep, secs ? secs.seconds : null);
   setText(p.lines[0], resultLine(rep));
   setText(p.lines[1], speed);
-  setText(p.lines[2], targetNote(rep));
+  setText(p.lines[2], scheduleLine(rep));
   // every warning that changes what the run means, each on its own line
   p.notes.textContent = notes.map((x) => `⚠ ${x}`).join("\n");
   el.dataset.interrupted = rep.interrupted ? "1" : "";
@@ -849,7 +854,7 @@ function renderCacheNode(node) {
   el.dataset.estSpeedup = Number.isFinite(rep.timing?.estimated_speedup) ? fmt(rep.timing.estimated_speedup) : "";
   // the tooltip has every line, a left-out one too
   el.title = [rep.summary || "", speed, rep.timing?.basis ? `est. wall: ${rep.timing.basis}` : "",
-              `${rep.label}: ${rule}`, rep.target_note || "", ...notes.map((x) => `⚠ ${x}`)]
+              `${rep.label}: ${rule}`, rep.target_note || "", rep.schedule || "", ...notes.map((x) => `⚠ ${x}`)]
     .filter(Boolean).join("\n");
   p.canvasMin = canvasMinHeight(rep);
   fitPanel(p);
@@ -1246,7 +1251,7 @@ app.registerExtension({
       });
     }
     // a test or a user script can read what the panels show
-    window.tcpade = { state, compareTiming, branchComputed, samplerSeconds, renderAll, loadServerReports, overridden,
+    window.tcpade = { state, scheduleLine, compareTiming, branchComputed, samplerSeconds, renderAll, loadServerReports, overridden,
                       tcpadeOverridden: overridden, resultLine, speedLine, scoreParts, changedLine, textBoxes };
   },
 

@@ -20,11 +20,12 @@ from typing import List
 
 import torch
 
-from .. import metrics
+from .. import metrics, planner
 from ..calibrate import Trajectory, calibrated_run
 from ..config import make_config
 from ..engine import CacheRun, Stack
 from .bench import HELD_OUT_SEED
+from .sampling import ddim_timesteps, ddpm_alphas_cumprod
 from .common import CALIB_SEED, EVAL_SEED, labels as _labels, sample_timed as _sample
 
 TARGETS = (1.25, 1.5, 2.0, 2.5, 3.0)
@@ -55,13 +56,23 @@ class _Recorder(Stack):
         self.traj.modulated.append(None)
 
 
-def run_case(name: str, steps: int, seeds, n_samples: int, targets, methods, progress) -> List[tuple]:
+def ddim_sigmas(steps: int) -> List[float]:
+    """The DDIM run's noise levels, sigma = sqrt((1 - alphā) / alphā) per step, then 0 (the sample)."""
+    acp = ddpm_alphas_cumprod()
+    return [float(((1 - acp[t]) / acp[t]) ** 0.5) for t in ddim_timesteps(steps)] + [0.0]
+
+
+def run_case(
+    name: str, steps: int, seeds, n_samples: int, targets, methods, progress, weights: str = "sampler"
+) -> List[tuple]:
     from ..models.zoo import load_model
 
     model = load_model(name)
     rec = _Recorder()
     _sample(model, name, _labels(4), steps, rec, seed=CALIB_SEED)
     traj = rec.traj
+    if getattr(model, "kind", "") == "ddpm_eps" and weights == "sampler":
+        traj.sigmas, traj.prediction = ddim_sigmas(steps), "eps"
     rows = []
     for seed in seeds:
         labels = _labels(n_samples)
@@ -115,6 +126,13 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", default="10,20,30")
     ap.add_argument("--targets", default=",".join(f"{t:g}" for t in TARGETS))
     ap.add_argument("--methods", default=",".join(m[0] for m in METHODS), help="labels, comma-separated")
+    ap.add_argument(
+        "--weights",
+        default="sampler",
+        choices=("sampler", "time"),
+        help="the planner's step weights: the sampler's (eps models: asinh(sigma/s) steps) or step sizes in t",
+    )
+    ap.add_argument("--s-data", type=float, default=None, help="the data scale s of the eps weights (default: frozen)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     models, step_list = args.models.split(","), [int(s) for s in args.steps.split(",")]
@@ -124,13 +142,22 @@ def main(argv=None) -> None:
     if args.quick:
         models, step_list, seeds = ["b"], [20], (EVAL_SEED,)
         targets, methods = (2.0, 3.0), tuple(m for m in methods if m[0] in ("TaylorSeer O=1", "TC-Padé"))
+    if args.s_data is not None:
+        planner.S_DATA = args.s_data
     t0 = time.perf_counter()
     rows = []
     print(table([]), flush=True)
     for name in models:
         for steps in step_list:
             rows += run_case(
-                name, steps, seeds, args.samples, targets, methods, lambda r: print(row_line(r), flush=True)
+                name,
+                steps,
+                seeds,
+                args.samples,
+                targets,
+                methods,
+                lambda r: print(row_line(r), flush=True),
+                args.weights,
             )
     print(table(rows))
     dev = [r for r in rows if r[0] in ("a", "b") and r[1] == EVAL_SEED]
