@@ -483,10 +483,14 @@ def run_all(bench, models, steps_list, seeds, t_start):
     """Every model, step count and seed, each model/steps block printed as it completes; (summary, cells
     without a valid pack run)."""
     summary, missing = [], 0
+    bases = {}
     for key in models:
-        base = bench.node("TCPade_BenchModelLoader", MODELS[key][0])[0]
-        bench.warm_up(key, base)
-        for steps in steps_list:
+        bases[key] = bench.node("TCPade_BenchModelLoader", MODELS[key][0])[0]
+        bench.warm_up(key, bases[key])
+    # step counts outermost: a run cut short has every model at the smaller step counts
+    for steps in steps_list:
+        for key in models:
+            base = bases[key]
             cases = []
             for seed in seeds:
                 progress(f"{key} {steps} steps seed {seed} ({time.perf_counter() - t_start:.0f} s)")
