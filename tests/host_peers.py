@@ -166,6 +166,7 @@ class Case:
     model: str
     steps: int
     seed: int
+    n: int = 0  # the sampler's steps: ``steps`` but for a scheduler that gives more sigmas (A's ddim_uniform at 30)
     wall_full: float = 0.0
     core: list = field(default_factory=list)  # [Run]
     pack: dict = field(default_factory=dict)  # budget -> [Run]
@@ -261,12 +262,13 @@ class Bench:
         choice, label_set, _, _ = MODELS[key]
         cond = self.node("TCPade_ClassLabel", label_set, seed % 10, "")
         latent = self.node("TCPade_BenchLatent", choice, self.args.batch)[0]
-        c = Case(key, steps, seed)
+        c = Case(key, steps, seed, self.sampler_steps(base, key, steps))
+        n = c.n
         hook = self.count_forwards(base)
         try:
             self.forwards = 0
             ref, c.wall_full = self.sample(base, key, steps, seed, cond, latent)
-            per_step = self.forwards / steps
+            per_step = self.forwards / n
             for name in CORE:
                 for thr in self.args.thresholds:
                     node = getattr(self.ec, f"{name}Node")
@@ -275,9 +277,9 @@ class Bench:
                     self.forwards, n_lines = 0, len(self.log.lines)
                     img, wall = self.sample(m, key, steps, seed, cond, latent)
                     lines = self.log.lines[n_lines:]
-                    if len(lines) != 1 or lines[0][0] != name or lines[0][2] != steps:
-                        raise RuntimeError(f"{name} {thr}: expected one '{name} - skipped X/{steps}' line, got {lines}")
-                    computes = steps - lines[0][1]
+                    if len(lines) != 1 or lines[0][0] != name or lines[0][2] != n:
+                        raise RuntimeError(f"{name} {thr}: expected one '{name} - skipped X/{n}' line, got {lines}")
+                    computes = n - lines[0][1]
                     if self.forwards != computes * per_step:
                         raise RuntimeError(
                             f"{name} {thr}: the log says {computes} computes, the model ran "
@@ -287,10 +289,10 @@ class Bench:
                     c.core.append(Run(f"{name} {thr:g}", name, computes, psnr, ssim, wall))
         finally:
             hook.remove()
-        budgets = sorted({r.computes for r in c.core if r.computes < steps})
+        budgets = sorted({r.computes for r in c.core if r.computes < n})
         progress(f"  {key} {steps} steps seed {seed}: budgets {budgets}")
         for b in budgets:
-            target = steps / b
+            target = n / b
             runs = []
             for node_id, label in self.pack_nodes:
                 params = self.node_defaults(node_id)
@@ -303,15 +305,21 @@ class Bench:
                 m = self.nodes[node_id].execute(base, **params).args[0]
                 img, wall = self.sample(m, key, steps, seed, cond, latent)
                 rep = m.model_options["transformer_options"]["tcpade"].last_report
-                want = self.budget(steps, target)
+                want = self.budget(n, target)
                 psnr, ssim = self.score(img, ref)
                 run = Run(label, label, rep.computed, psnr, ssim, wall)
-                if want != b or rep.computed != want:
-                    run.note = f"computed {rep.computed}, round(steps/target) {want}, budget {b}"
+                if want != b or rep.computed != want or rep.num_steps != n:
+                    run.note = f"computed {rep.computed}/{rep.num_steps}, round(steps/target) {want}, budget {b}/{n}"
                     c.flagged.append(f"{label} at budget {b}: {run.note}")
                 runs.append(run)
             c.pack[b] = runs
         return c
+
+    def sampler_steps(self, model, key, steps) -> int:
+        """The steps the host's sampler takes: its scheduler's sigmas less one."""
+        import comfy.samplers
+
+        return len(comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), MODELS[key][3], steps)) - 1
 
     def warm_up(self, key, base):
         """One untimed run (the host loads the model, torch warms up) before the timed ones."""
@@ -332,7 +340,7 @@ def fmt_db(v: float) -> str:
 
 
 def print_fronts(c: Case) -> None:
-    print(f"  seed {c.seed} (class {c.seed % 10}): uncached {c.steps} computes, wall {c.wall_full:.2f} s")
+    print(f"  seed {c.seed} (class {c.seed % 10}): uncached {c.n} computes, wall {c.wall_full:.2f} s")
     for name in CORE:
         cells = [
             f"{r.node.split()[1]}: {r.computes} -> {fmt_db(r.psnr)}/{r.ssim:.3f}/{r.wall:.2f}s"
@@ -383,6 +391,7 @@ def print_margins(key, steps, cases, summary):
         "  per budget (mean over the seeds whose core runs reached it): best core run | each pack node "
         "PSNR/SSIM/wall | margin of the pack's best"
     )
+    n = cases[0].n
     for b, seeds, best, pack in cells_of(cases):
         core_psnr = mean(r.psnr for r in best)
         core_names = " / ".join(dict.fromkeys(r.node for r in best))
@@ -403,12 +412,12 @@ def print_margins(key, steps, cases, summary):
             top = max(valid, key=lambda label: mean(r.psnr for r in valid[label]))
             top_psnr = mean(r.psnr for r in valid[top])
             margin = top_psnr - core_psnr
-            summary.append((key, steps, b, core_names, core_psnr, top, top_psnr, margin, len(seeds)))
+            summary.append((key, steps, b, core_names, core_psnr, top, top_psnr, margin, n))
             tail = f"{margin:+.2f} dB ({top})"
         else:
             tail = "no valid pack run"
         seeds_txt = ",".join(str(s) for s in seeds)
-        print(f"    {b:2d}/{steps} [{seeds_txt}] core {core} | " + " | ".join(cells) + f" | {tail}")
+        print(f"    {b:2d}/{n} [{seeds_txt}] core {core} | " + " | ".join(cells) + f" | {tail}")
 
 
 def print_summary(summary, missing_cells):
@@ -421,7 +430,7 @@ def print_summary(summary, missing_cells):
     for (key, steps), rows in sorted(by.items()):
         key_, steps_, b, cname, cp, top, tp, margin, n = min(rows, key=lambda r: r[7])
         print(
-            f"  {key.upper():5} {steps:5d} {b:3d}/{steps:<3d}  {cname + ' ' + f'{cp:.2f}':28} "
+            f"  {key.upper():5} {steps:5d} {b:3d}/{n:<3d}  {cname + ' ' + f'{cp:.2f}':28} "
             f"{top + ' ' + f'{tp:.2f}':22} {margin:+8.2f}"
         )
     if summary:
@@ -497,7 +506,8 @@ def run_all(bench, models, steps_list, seeds, t_start):
                 cases.append(bench.case(key, base, steps, seed))
             _, _, sampler, scheduler = MODELS[key]
             print()
-            print(f"== model {key.upper()}, {steps} steps ({sampler}/{scheduler}, CFG {bench.cfg_scale[key]:g})")
+            extra = f"; the scheduler gives {cases[0].n} sampler steps" if cases[0].n != steps else ""
+            print(f"== model {key.upper()}, {steps} steps ({sampler}/{scheduler}, CFG {bench.cfg_scale[key]:g}{extra})")
             print("  fronts: computes -> PSNR dB / SSIM / wall s against the uncached run")
             for c in cases:
                 print_fronts(c)
