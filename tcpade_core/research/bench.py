@@ -127,8 +127,8 @@ def baseline_sweep(quick: bool, magcache: bool = True) -> List[tuple]:
     return out
 
 
-MAG_THRESHOLDS = (0.03, 0.06, 0.12, 0.24, 0.5)
-MAG_KS = (2, 4, 6)
+MAG_THRESHOLDS = (0.06, 0.12, 0.24, 0.5)
+MAG_KS = (2, 5)
 MAG_RETENTIONS = (0.1, 0.2)
 
 
