@@ -369,7 +369,7 @@ MAGCACHE_WIDGETS = (
         "K",
         "int",
         2,
-        "K",
+        "max skips K",
         "K, 0-100. At most K skipped steps in a row. Its node's default 2; its README: FLUX 5, Wan 2.1 14B 6, 1.3B 4.",
         0,
         100,
