@@ -257,19 +257,22 @@ class MagCacheNode(CacheNode):
 
     @classmethod
     def make_config(cls, model, family, target, threshold, K, retention_ratio, ratios):
-        """'auto': the published table of the model's family (FLUX.1, Wan 2.1), else the FLUX profile with a note
+        """'auto': the published table of the model's family (FLUX.1, Wan 2.1), else the flat profile with a note
         that holds until a calibration fills in this model's own ratios."""
         notes = []
         if ratios == MT.AUTO:
             table = MAGT.table_for(family, getattr(model.model, "model_config", None))
             if table is None:
-                table = MT.DEFAULT_TABLE
-                notes.append(f"uncalibrated: {MT.DEFAULT_TABLE.upper()} profile (no MagCache ratios for this model)")
-        elif ratios in MT.TABLES:
+                table = MT.UNCALIBRATED
+                notes.append(
+                    f"uncalibrated: {table} profile (no MagCache ratios for this model: K and the retention decide; "
+                    "calibrate for its own)"
+                )
+        elif ratios in MT.CHOICES:
             table = ratios
         else:
             raise ConfigError(f"ratios must be one of {', '.join(map(repr, MT.CHOICES))}; got {ratios!r}")
-        t = MT.TABLES[table]
+        t = MT.table(table)
         cfg = make_config(
             "magcache",
             threshold=threshold,

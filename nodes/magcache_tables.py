@@ -1,6 +1,6 @@
 """Which of MagCache's published ratio tables (:mod:`tcpade_core.magcache_tables`) fits a model: the table of the
 same model that TeaCache's chooser names (:mod:`.teacache_tables`, through ``Family.teacache``), where MagCache
-publishes one; None otherwise (the node then runs the FLUX profile, and says so)."""
+publishes one; None otherwise (the node then runs the flat profile, and says so)."""
 
 from __future__ import annotations
 

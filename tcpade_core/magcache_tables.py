@@ -230,10 +230,21 @@ for _name in ("flux", "flux_kontext"):
     TABLES[_name] = MagTable(TABLES[_name].streams, TABLES[_name].ratios, (11,))
 
 AUTO = "auto"
-CHOICES = [AUTO, *TABLES]
-# the uncalibrated default: the FLUX profile (README "MagCache"; measured on the development models against a
-# flat profile, docs/dev_tuning.md)
+FLAT = "flat"
+# every ratio 1.0: the accumulated error never grows, so only K and the retention decide (a skip every K + 1 steps)
+FLAT_TABLE = MagTable(1, (1.0,))
+CHOICES = [AUTO, *TABLES, FLAT]
+# the core config's default ratios: the published FLUX table (its node's flux model type)
 DEFAULT_TABLE = "flux"
+# a model without a calibration or a published table: the flat profile, which kept closer to the other methods
+# than the FLUX profile on the development runs in 13 of 16 settings, and at its node's defaults by 3.7 dB
+# (docs/dev_tuning.md "MagCache")
+UNCALIBRATED = FLAT
+
+
+def table(name: str) -> MagTable:
+    """A published table, or the flat profile."""
+    return FLAT_TABLE if name == FLAT else TABLES[name]
 
 
 def calibration_step(i: int, num_steps: int, length: int) -> int:

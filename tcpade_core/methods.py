@@ -392,10 +392,10 @@ MAGCACHE_WIDGETS = (
         "combo",
         MT.AUTO,
         "mag ratios",
-        "The magnitude-ratio profile (its published tables). auto: the model's calibration if there is one, else "
-        "the published table of its family (FLUX.1, Wan 2.1), else the FLUX profile (the run's report says "
-        "'uncalibrated: FLUX profile'). A table's step count need not match the run's: step i reads its step "
-        "int(i x (L-1)/(N-1)).",
+        "The magnitude-ratio profile (its published tables, or flat: all 1.0, K and the retention alone decide). "
+        "auto: the model's calibration if there is one, else the published table of its family (FLUX.1, Wan "
+        "2.1), else flat (the run's report says 'uncalibrated: flat profile'). A table's step count need not "
+        "match the run's: step i reads its step int(i x (L-1)/(N-1)).",
         options=tuple(MT.CHOICES),
         param="ratios",
     ),

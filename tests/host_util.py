@@ -459,8 +459,8 @@ SKIPPING = {
     "tcpade": ("TCPade_TCPadeCache", dict(preset="custom", theta=0.0, interval=4), "##..#..."),
     "taylorseer": ("TCPade_TaylorSeer", dict(interval=3, order=1, first_enhance=1), "#..#..#."),
     "tracache": ("TCPade_TraCache", dict(stride=2, max_order=2), "#.#.#.#."),
-    # the FLUX profile (every tiny model): step 3 reads its calibration step 11, which its FLUX forward computes
-    "magcache": ("TCPade_MagCache", dict(threshold=10.0, K=100), "#..#...."),
+    # the FLUX table on every tiny model: step 3 reads its calibration step 11, which its FLUX forward computes
+    "magcache": ("TCPade_MagCache", dict(threshold=10.0, K=100, ratios="flux"), "#..#...."),
     "teacache": (
         "TCPade_TeaCache",
         dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"),

@@ -209,10 +209,11 @@ def test_magcache_applies_the_ratios_calibrate_measured(host):
     rep = m.model_options["transformer_options"]["tcpade"].last_report
     assert any(n.endswith("filled in: mag ratios (calibrated, 12 steps)") for n in rep.notes), rep.notes
     assert not any(n.startswith("uncalibrated") for n in rep.notes) and "ratios=(12 steps)" in rep.settings
-    # without a calibration for this step count: the FLUX profile, said in the report
+    # without a calibration for this step count: the flat profile (no published table fits), said in the report
     _sample(env, m, steps=10)
     rep = m.model_options["transformer_options"]["tcpade"].last_report
-    assert any(n.startswith("uncalibrated: FLUX profile") for n in rep.notes) and "ratios=" not in rep.settings
+    assert any(n.startswith("uncalibrated: flat profile") for n in rep.notes) and "ratios=(1 steps)" in rep.settings
+    assert rep.strip() == "##..#..#.." and not any("mag ratios" in n for n in rep.notes)  # K 2 from step 2
     # a table the user picked is never overwritten
     mine = _attach(env, "TCPade_MagCache", env["model"], calibration=cal, ratios="flux")
     _sample(env, mine)

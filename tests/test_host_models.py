@@ -617,7 +617,7 @@ SKIPPING = {
     "TCPade_TaylorSeer": (dict(interval=3, order=1, first_enhance=1), "#..#..#."),
     "TCPade_TraCache": (dict(stride=2, max_order=2), "#.#.#.#."),
     "TCPade_TeaCache": (dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"), "#......#"),
-    "TCPade_MagCache": (dict(threshold=10.0, K=100), "#..#...."),  # FLUX profile: step 3 reads its step 11
+    "TCPade_MagCache": (dict(threshold=10.0, K=100, ratios="flux"), "#..#...."),  # step 3 reads FLUX's step 11
 }
 
 

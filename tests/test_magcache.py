@@ -107,6 +107,18 @@ def test_published_tables():
     assert MT.CHOICES[0] == MT.AUTO and MT.DEFAULT_TABLE == "flux"
 
 
+def test_flat_profile_leaves_k_and_retention_to_decide():
+    """The uncalibrated default for a model without a table: every ratio 1.0, so the error stays 0 and a step
+    computes after every K skipped ones, from step int(N x retention)."""
+    flat = MT.table(MT.FLAT)
+    assert flat.profile() == (1.0,) and flat.always_compute == () and MT.UNCALIBRATED == MT.FLAT
+    assert MT.FLAT in MT.CHOICES and MT.table("flux") is MT.TABLES["flux"]
+    cfg = make_config("magcache", ratios=flat.profile(), always_compute=())
+    assert _strip(cfg, 20)[0] == "####..#..#..#..#..#."
+    assert _strip(cfg.with_(K=5, retention_ratio=0.1), 20)[0] == "##.....#.....#.....#"
+    assert cfg.describe() == "magcache(threshold=0.06, K=2, retention_ratio=0.2, ratios=(1 steps))"
+
+
 def test_accumulation_is_float32_as_in_its_node():
     gate = MagCacheGate(1.0, 10, 0.0, (1.0, 1.1, 1.1, 1.1))
     st = StreamState(ResidualHistory(1), ResidualHistory(1), None, gate.State())
