@@ -5,7 +5,7 @@ asked for exactly the same number of computed steps.
     python -m tcpade_core.research.magcache_heldout --split held-out-all  # also A and B with seed 4321
     python -m tcpade_core.research.magcache_heldout --split dev     # the same table on the development runs
 
-For every case (model, seed) and step count (10 / 20 / 30): MagCache's ratios are measured on the model's own
+For every case (model, seed) and step count (``--steps``, default 10 / 20 / 30): MagCache's ratios are measured on the model's own
 full-compute run on the calibration seed (as TeaCache's polynomial is fitted); each frozen MagCache setting runs
 and computes c steps; then TC-Padé, TaylorSeer, TeaCache (δ 0.4, calibrated polynomial) and TraCache at their
 defaults run with the speed target steps / c, which computes exactly c steps (the budget gate). Printed: PSNR
@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--split", choices=tuple(SPLITS), default="held-out")
     ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--steps", default="10,20,30", help="comma list of step counts")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     margins: List[Tuple[str, float]] = []
     for name, seed in SPLITS[args.split]:
         model = load_model(name)
-        for steps in (10, 20, 30):
+        for steps in [int(x) for x in args.steps.split(",")]:
             ref = _sample(model, name, labels, steps, None, seed=seed)[0]
             coeffs = calibrate_teacache(model, name, labels, steps)
             ratios = calibrate_magcache(model, name, labels, steps)
