@@ -16,6 +16,8 @@ from ..tcpade_core import ConfigError, make_config
 from ..tcpade_core import methods as M
 from ..tcpade_core.config import IDENTITY_COEFFICIENTS, check_target
 from . import teacache_tables as TT
+from . import magcache_tables as MAGT
+from ..tcpade_core import magcache_tables as MT
 from . import calibration as CAL
 from .families import resolve
 from .patcher import CacheSettings, apply_cache
@@ -250,6 +252,39 @@ class TraCacheNode(CacheNode):
     METHOD = "tracache"
 
 
+class MagCacheNode(CacheNode):
+    METHOD = "magcache"
+
+    @classmethod
+    def make_config(cls, model, family, target, threshold, K, retention_ratio, ratios):
+        """'auto': the published table of the model's family (FLUX.1, Wan 2.1), else the flat profile with a note
+        that holds until a calibration fills in this model's own ratios."""
+        notes = []
+        if ratios == MT.AUTO:
+            table = MAGT.table_for(family, getattr(model.model, "model_config", None))
+            if table is None:
+                table = MT.UNCALIBRATED
+                notes.append(
+                    f"uncalibrated: {table} profile (no MagCache ratios for this model: K and the retention decide; "
+                    "calibrate for its own)"
+                )
+        elif ratios in MT.CHOICES:
+            table = ratios
+        else:
+            raise ConfigError(f"ratios must be one of {', '.join(map(repr, MT.CHOICES))}; got {ratios!r}")
+        t = MT.table(table)
+        cfg = make_config(
+            "magcache",
+            threshold=threshold,
+            K=K,
+            retention_ratio=retention_ratio,
+            ratios=t.profile(),
+            always_compute=t.always_compute,
+            target_speedup=target,
+        )
+        return cfg, notes, False
+
+
 class Calibrate(io.ComfyNode):
     """One full-compute sampling pass that fits every cache method to this model and step count."""
 
@@ -263,7 +298,7 @@ class Calibrate(io.ComfyNode):
             category=CATEGORY,
             description="Samples once with full compute (like a KSampler) and fits, on that run, what the cache "
             "methods need for this model, step count and speed target: TeaCache's rescale polynomial "
-            "and δ, TaylorSeer's interval, TC-Padé's θ and warm-up. Connect its calibration output to "
+            "and δ, TaylorSeer's interval, TC-Padé's θ and warm-up, MagCache's magnitude ratios. Connect its calibration output to "
             "the cache nodes; the result is also stored (ComfyUI user directory, tcpade/calibration.json) "
             "and used by later runs of the same model and step count without this node.",
             inputs=[
@@ -383,4 +418,4 @@ class Calibrate(io.ComfyNode):
         return io.NodeOutput(cal, out, ui={"text": [text]})
 
 
-NODE_LIST = [TCPadeCache, TaylorSeerCache, TeaCacheNode, TraCacheNode, Calibrate]
+NODE_LIST = [TCPadeCache, TaylorSeerCache, TeaCacheNode, TraCacheNode, MagCacheNode, Calibrate]

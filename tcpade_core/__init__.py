@@ -5,6 +5,7 @@ lives in :mod:`tcpade_core.research` and may import more (scikit-learn, matplotl
 
 from .config import (
     ConfigError,
+    MagCacheConfig,
     NoCacheConfig,
     ReuseConfig,
     TaylorSeerConfig,
@@ -20,6 +21,7 @@ from .report import RunReport, StepRecord
 
 __all__ = [
     "ConfigError",
+    "MagCacheConfig",
     "NoCacheConfig",
     "ReuseConfig",
     "TaylorSeerConfig",

@@ -10,6 +10,8 @@ relative error of its predictions on the skipped steps. From that:
   numpy ``poly1d`` order, degree 4, as the TeaCache authors fit theirs) and the δ that meets the target;
 * TaylorSeer: the interval and first_enhance (order 1 and 2 tried) that meet the target with the smallest
   error;
+* MagCache: its magnitude ratios, measured on the stack residual as its calibration node does
+  (:func:`tcpade_core.magcache_tables.measure_ratios`; on the recorded token subsample of the leading stream);
 * TC-Padé: the θ that meets the target without a budget, fitted per reading on that reading's own scale
   (default: the stability score 1/(2 TSI); paper_literal: TSI itself, in [0, 1]), and the warm-up that
   predicts best under a budget.
@@ -25,7 +27,7 @@ gate in any case.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,6 +36,7 @@ from .config import TaylorSeerConfig, TCPadeConfig, TeaCacheConfig, _Common, bud
 from .engine import CacheRun
 from .methods import build
 from .planner import plan, project, step_weights
+from .magcache_tables import measure_ratios
 from .signals import fit_rescale, rel_l1
 
 VERSION = 1
@@ -113,6 +116,7 @@ class Calibration:
     sigmas: Optional[List[float]] = None
     sampler: str = ""
     scheduler: str = ""
+    mag_ratios: Optional[Tuple[float, ...]] = None  # MagCache's ratios, one per step (None: a file from before)
 
     def theta_for(self, mode: str) -> Optional[float]:
         """The θ fitted for TC-Padé's reading ``mode``: None where none was fitted (an older file has the
@@ -143,6 +147,8 @@ class Calibration:
             )
         d = dict(d)
         d["teacache_coefficients"] = tuple(float(c) for c in d["teacache_coefficients"])
+        if d.get("mag_ratios") is not None:
+            d["mag_ratios"] = tuple(float(r) for r in d["mag_ratios"])
         return cls(**d)
 
     def describe(self) -> str:
@@ -154,6 +160,7 @@ class Calibration:
             + f", TC-Padé θ {self.tcpade_theta if self.tcpade_theta is not None else '-'}"
             + (f" (paper_literal {lit})" if (lit := self.tcpade_thetas.get("paper_literal")) is not None else "")
             + f" warm-up {self.tcpade_warmup}"
+            + (f", MagCache ratios ({len(self.mag_ratios)} steps)" if self.mag_ratios else "")
         )
 
 
@@ -207,6 +214,7 @@ def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeCo
         plan_outputs=outputs,
         plan_weights=weights,
         sigmas=[float(s) for s in traj.sigmas] if traj.sigmas is not None else None,
+        mag_ratios=measure_ratios(traj.inputs, traj.outputs),
     )
 
 

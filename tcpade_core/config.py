@@ -190,6 +190,69 @@ class TraCacheConfig(_Common):
         _check_choice("target", self.target, ("output", "residual"))
 
 
+def _flux_profile() -> Tuple[float, ...]:
+    from .magcache_tables import DEFAULT_TABLE, TABLES
+
+    return TABLES[DEFAULT_TABLE].profile()
+
+
+def _flux_always() -> Tuple[int, ...]:
+    from .magcache_tables import DEFAULT_TABLE, TABLES
+
+    return TABLES[DEFAULT_TABLE].always_compute
+
+
+@dataclass(frozen=True)
+class MagCacheConfig(_Common):
+    """MagCache (arXiv 2506.09045; Zehong-Ma/ComfyUI-MagCache ``nodes.py``): per step
+    ``acc_ratio *= ratios[j]``, ``acc_steps += 1``, ``acc_err += |1 - acc_ratio|``; skip (reuse the cached
+    residual) while ``acc_err < threshold`` and ``acc_steps <= K``, else reset all three and compute. Active from
+    step ``int(N * retention_ratio)``; step ``i`` of an ``N``-step run reads calibration step
+    ``j = int(i * (L - 1) / (N - 1))`` of the ``L`` ratios (:func:`tcpade_core.magcache_tables.calibration_step`).
+
+    ``ratios``: the magnitude ratio per calibration step (the first stream's; default: the published FLUX
+    profile, 28 steps). ``always_compute``: calibration steps computed whatever the error, the accumulators left
+    as they are (its FLUX forward's step 11). Defaults are its node's (threshold 0.06, K 2, retention 0.2); its
+    README gives FLUX 0.24 / K 5 / retention 0.1.
+    """
+
+    method = "magcache"
+    threshold: float = 0.06
+    K: int = 2
+    retention_ratio: float = 0.2
+    ratios: Tuple[float, ...] = field(default_factory=_flux_profile)
+    always_compute: Tuple[int, ...] = field(default_factory=_flux_always)
+
+    def validate(self):
+        _check_range("threshold", self.threshold, 0.0, 10.0)
+        _check_range("K", self.K, 0, 100, integer=True)
+        _check_range("retention_ratio", self.retention_ratio, 0.0, 1.0)
+        r = self.ratios
+        if (
+            not isinstance(r, (tuple, list))
+            or not 1 <= len(r) <= 10000
+            or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in r
+            )
+        ):
+            raise ConfigError(f"ratios must be 1 to 10000 finite numbers > 0 (one per calibration step), got {r!r}")
+        object.__setattr__(self, "ratios", tuple(float(x) for x in r))
+        a = self.always_compute
+        if not isinstance(a, (tuple, list)) or not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < len(self.ratios) for x in a
+        ):
+            raise ConfigError(
+                f"always_compute must be calibration steps, integers in [0, {len(self.ratios) - 1}], got {a!r}"
+            )
+        object.__setattr__(self, "always_compute", tuple(a))
+
+    def describe(self) -> str:
+        parts = [f"threshold={self.threshold}", f"K={self.K}", f"retention_ratio={self.retention_ratio}"]
+        if self.ratios != _flux_profile():
+            parts.append(f"ratios=({len(self.ratios)} steps)")
+        return f"magcache({', '.join(parts)})"
+
+
 # The open points of the paper, each a separate switch. ``mode`` picks a consistent set; a switch given
 # explicitly overrides it. The default reading was chosen on the development runs only (models A and B,
 # seed 1234; README "Notes on the equations", docs/dev_tuning.md) and frozen before any held-out run.
@@ -403,6 +466,7 @@ CONFIGS = {
         TraCacheConfig,
         TCPadeConfig,
         TCPadeOfficialConfig,
+        MagCacheConfig,
         ComposedConfig,
     )
 }

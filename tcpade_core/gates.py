@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from .config import budget
@@ -152,6 +153,83 @@ class RescaledL1Gate(Gate):
 
     def track(self, step, st, signal_fn) -> None:
         self.decide(step, st, signal_fn)  # keep the reference input (and the sum) current
+
+
+@dataclass
+class MagCacheState(GateState):
+    """MagCache's accumulators since the last computed step, float32 as in its node (its ratios are a float32
+    tensor, so every product and sum is float32)."""
+
+    ratio: np.float32 = np.float32(1.0)
+    err: np.float32 = np.float32(0.0)
+    steps: int = 0
+
+    def reset(self) -> None:
+        self.ratio, self.err, self.steps = np.float32(1.0), np.float32(0.0), 0
+
+
+class MagCacheGate(Gate):
+    """MagCache (Zehong-Ma/ComfyUI-MagCache ``nodes.py``): from step ``int(N * retention)`` on, per step
+    ``acc_ratio *= ratios[j]``, ``acc_steps += 1``, ``acc_err += |1 - acc_ratio|``; skip while
+    ``acc_err < threshold`` and ``acc_steps <= K``, else reset all three and compute. ``j`` is the calibration step
+    of step ``i`` (:func:`tcpade_core.magcache_tables.calibration_step`); a ``j`` in ``always_compute`` computes
+    without touching the accumulators (its FLUX forward's step 11). Before the retention step every step computes
+    and the accumulators stay as they are.
+
+    Streams: its FLUX forward keeps one set of accumulators for the whole batch (cond and uncond together), as
+    the engine's first stream of a step decides here. Its Wan forward keeps one set per stream (reading the
+    interleaved ratios) and skips when either stream may skip; the pack reads the first stream's ratios and lets
+    that stream decide for both. Where the engine or a speed target computes a step the gate would skip (no
+    cached residual yet, the budget's spacing), the cached residual is new: the accumulators restart from it.
+    """
+
+    name = "accumulated magnitude error"
+    rule = "skip while error < δ and skipped ≤ K"
+    axis = ("accumulated error", "err.", "δ", "skip below")
+
+    State = MagCacheState
+
+    def __init__(
+        self,
+        threshold: float,
+        K: int,
+        retention_ratio: float,
+        ratios: Sequence[float],
+        always_compute: Sequence[int] = (),
+    ):
+        self.threshold, self.K, self.retention_ratio = threshold, int(K), retention_ratio
+        self.ratios = np.asarray(ratios, dtype=np.float32)
+        self.always_compute = frozenset(int(j) for j in always_compute)
+        self._skipped_state: Optional[MagCacheState] = None  # the state that decided to skip the current step
+
+    def start_step(self, num_steps: int) -> int:
+        """The first step the gate may skip: ``int(N * retention_ratio)``."""
+        return int(num_steps * self.retention_ratio)
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        from .magcache_tables import calibration_step
+
+        self._skipped_state = None
+        if step.index < self.start_step(step.num_steps):
+            return Decision(True, "retention", forced=True)
+        j = calibration_step(step.index, step.num_steps, len(self.ratios))
+        if j in self.always_compute:
+            return Decision(True, "always computed", forced=True)
+        g: MagCacheState = st.gate
+        g.ratio = np.float32(g.ratio * self.ratios[j])
+        g.steps += 1
+        g.err = np.float32(g.err + np.abs(np.float32(1.0) - g.ratio))
+        err = float(g.err)
+        if err < self.threshold and g.steps <= self.K:
+            self._skipped_state = g
+            return Decision(False, "err<δ", err)
+        g.reset()
+        return Decision(True, "err>=δ" if err >= self.threshold else "K reached", err)
+
+    def step_done(self, index: int, computed: bool) -> None:
+        if computed and self._skipped_state is not None:  # computed after all: the accumulators restart
+            self._skipped_state.reset()
+        self._skipped_state = None
 
 
 # ---------------------------------------------------------------- TSI (TC-Padé Eq. 1)
@@ -321,6 +399,9 @@ class WrappedGate(Gate):
     def track(self, step, st, signal_fn) -> None:
         self.base.track(step, st, signal_fn)
 
+    def step_done(self, index: int, computed: bool) -> None:
+        self.base.step_done(index, computed)
+
 
 class BudgetGate(WrappedGate):
     """A speed target: the run computes ``budget`` steps (exactly, as long as the warm-up fits in it).
@@ -367,6 +448,7 @@ class BudgetGate(WrappedGate):
         return Decision(False, "budget spacing", own.gate)
 
     def step_done(self, index: int, computed: bool) -> None:
+        super().step_done(index, computed)
         if computed:
             self.used += 1
             self.last = index

@@ -22,10 +22,12 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from . import gates as G
 from . import predictors as P
+from . import magcache_tables as MT
 from . import teacache_tables as TT
 from .config import (
     ConfigError,
     ComposedConfig,
+    MagCacheConfig,
     NoCacheConfig,
     ReuseConfig,
     TaylorSeerConfig,
@@ -351,6 +353,58 @@ TRACACHE_WIDGETS = (
 )
 
 
+MAGCACHE_WIDGETS = (
+    target_widget(),
+    Widget(
+        "threshold",
+        "float",
+        0.06,
+        "δ",
+        "δ, 0.0-10.0. Skip while the accumulated magnitude error (the sum of |1 - product of the ratios since the "
+        "last compute|) stays below δ. Higher: more skips. Its node's default 0.06; its README: FLUX 0.24, "
+        "Wan 2.1 14B 0.24, 1.3B 0.12.",
+        0.0,
+        10.0,
+        0.01,
+        param="threshold",
+    ),
+    Widget(
+        "K",
+        "int",
+        2,
+        "max skips K",
+        "K, 0-100. At most K skipped steps in a row. Its node's default 2; its README: FLUX 5, Wan 2.1 14B 6, 1.3B 4.",
+        0,
+        100,
+        param="K",
+    ),
+    Widget(
+        "retention_ratio",
+        "float",
+        0.2,
+        "retention ratio",
+        "0.0-1.0. The first part of the steps that always computes: skipping starts at step int(steps x ratio). "
+        "Its node's default 0.2; its README: FLUX 0.1, Wan 2.1 0.2.",
+        0.0,
+        1.0,
+        0.01,
+        param="retention_ratio",
+    ),
+    Widget(
+        "ratios",
+        "combo",
+        MT.AUTO,
+        "mag ratios",
+        "The magnitude-ratio profile (its published tables, or flat: all 1.0, K and the retention alone decide). "
+        "auto: the model's calibration if there is one, else the published table of its family (FLUX.1, Wan "
+        "2.1), else flat (the run's report says 'uncalibrated: flat profile'). A table's step count need not "
+        "match the run's: step i reads its step int(i x (L-1)/(N-1)).",
+        options=tuple(MT.CHOICES),
+        param="ratios",
+    ),
+)
+
+
 # ------------------------------------------------------------------------------------------ calibration mappings
 # (cfg, calibration, target, user_set) -> Applied. A parameter in ``user_set`` is the user's: never overwritten.
 
@@ -395,6 +449,18 @@ def _calibrate_teacache(cfg, cal, target: float, user_set: FrozenSet[str]) -> Ap
         vals["target_speedup"] = target = cal.target
     cfg = cfg.with_(**{k: v for k, v in vals.items() if k != "target_speedup"})
     return Applied(cfg, target, vals)
+
+
+def _calibrate_magcache(cfg, cal, target: float, user_set: FrozenSet[str]) -> Applied:
+    """The magnitude ratios measured on the calibration's full-compute run (its node prints them to copy by
+    hand), where the user left the ratios at auto."""
+    ratios = getattr(cal, "mag_ratios", None)
+    if not ratios or "ratios" in user_set:
+        return Applied(cfg, target)
+    new = cfg.with_(ratios=tuple(ratios), always_compute=())
+    if new == cfg:
+        return Applied(cfg, target)
+    return Applied(new, target, {"mag ratios": f"(calibrated, {len(ratios)} steps)"})
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -476,6 +542,20 @@ _METHOD_LIST = (
         overrides=TCPADE_OVERRIDES,
         calibrate=_calibrate_tcpade,
         plans=True,
+    ),
+    Method(
+        "magcache",
+        MagCacheConfig,
+        lambda c: G.MagCacheGate(c.threshold, c.K, c.retention_ratio, c.ratios, c.always_compute),
+        lambda c: P.ReusePredictor(),
+        label="MagCache",
+        node_id="TCPade_MagCache",
+        title="MagCache",
+        description="MagCache (arXiv 2506.09045): reuse the block-stack residual while the accumulated error of "
+        "the calibrated magnitude ratios stays below δ, at most K steps in a row. TCPade_Calibrate measures the "
+        "ratios for your model and fills them in.",
+        widgets=MAGCACHE_WIDGETS,
+        calibrate=_calibrate_magcache,
     ),
     # the authors' code: the TC-Padé node's mode "official" (config.MODE_ALIASES), the same node and label
     Method(

@@ -497,7 +497,7 @@ def test_shape_change_between_steps_resets_and_computes():
         ("tracache", dict(max_order=0), "max_order must be in [1, 4]"),
         ("reuse", dict(interval=-2), "interval must be in [1, 100]"),
         ("tcpade", dict(thetaa=1.0), "unknown parameter(s) for tcpade: thetaa"),
-        ("magcache", dict(), "method must be one of"),
+        ("no_such_method", dict(), "method must be one of"),
     ],
 )
 def test_config_errors_name_the_parameter_and_range(method, params, needle):

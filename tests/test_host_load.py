@@ -13,7 +13,7 @@ import host_util as H
 
 H.require_host()
 
-NODE_IDS = ["TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache"]
+NODE_IDS = ["TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache", "TCPade_MagCache"]
 OTHER_IDS = [
     "TCPade_Compare",
     "TCPade_ClassLabel",
@@ -137,6 +137,9 @@ def test_presets_are_speed_targets(mappings, flux):
         ("TCPade_TeaCache", dict(coefficients="custom", custom_coefficients="1, x"), "custom_coefficients"),
         ("TCPade_TraCache", dict(max_order=7), "max_order"),
         ("TCPade_TraCache", dict(start_percent=1.5), "start_percent"),
+        ("TCPade_MagCache", dict(K=-1), "K"),
+        ("TCPade_MagCache", dict(retention_ratio=1.2), "retention_ratio"),
+        ("TCPade_MagCache", dict(ratios="flux2"), "ratios"),
         ("TCPade_TaylorSeer", dict(target_speedup=0.5), "target_speedup"),
         ("TCPade_TCPadeCache", dict(preset="custom", target_speedup=0.9), "target_speedup"),
     ],

@@ -84,7 +84,7 @@ SCRIPT = textwrap.dedent("""
     bench = nodes["TCPade_BenchModelLoader"].execute("B: FLUX-like shapes 32x32").args[0]
     pos, neg = [x.args for x in [nodes["TCPade_ClassLabel"].execute("B: shapes", 2, "")]][0]
     import comfy.sample
-    for nid in ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache"):
+    for nid in ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache", "TCPade_MagCache"):
         node = nodes[nid]
         params = {{i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model" and hasattr(i, "default")}}
         m = node.execute(flux, **params).args[0]

@@ -28,8 +28,17 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .. import metrics
-from ..config import ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig, TeaCacheConfig, TraCacheConfig
+from ..config import (
+    MagCacheConfig,
+    ReuseConfig,
+    TaylorSeerConfig,
+    TCPadeConfig,
+    TCPadeOfficialConfig,
+    TeaCacheConfig,
+    TraCacheConfig,
+)
 from ..engine import CacheRun, Stack
+from ..magcache_tables import measure_ratios
 from ..methods import METHODS
 from ..signals import fit_rescale, rel_l1
 from .common import (
@@ -44,7 +53,7 @@ from .common import (
 
 HELD_OUT_SEED = 4321
 # families by the methods' own labels (tcpade_core/methods.py)
-BASELINE_FAMILIES = tuple(METHODS[m].label for m in ("taylorseer", "teacache", "tracache", "reuse"))
+BASELINE_FAMILIES = tuple(METHODS[m].label for m in ("taylorseer", "teacache", "tracache", "reuse", "magcache"))
 THETAS = (0.7, 1.0, 1.3)
 
 
@@ -96,7 +105,10 @@ def tcpade_settings(quick: bool) -> List[tuple]:
     return out
 
 
-def baseline_sweep(quick: bool) -> List[tuple]:
+def baseline_sweep(quick: bool, magcache: bool = True) -> List[tuple]:
+    """Every baseline setting. MagCache (full mode only, so the quick run stays as it was; ``magcache`` False
+    leaves it out) is swept twice: with the ratios measured on the model's own full-compute run (on the
+    calibration seed, as TeaCache's polynomial) and with the published FLUX profile."""
     out = [(f"Reuse N={n}", ReuseConfig(interval=n)) for n in ((2, 3, 4) if quick else (2, 3, 4, 5, 6))]
     ts = (
         [(n, o, f) for n in (3, 4) for o in (1, 2) for f in (1, 2)]
@@ -110,11 +122,30 @@ def baseline_sweep(quick: bool) -> List[tuple]:
     out += [(f"TeaCache δ={d}", ("teacache", d)) for d in deltas]
     tc = [(2, 2), (3, 2)] if quick else [(k, o) for k in (2, 3, 4, 5) for o in (2, 3)]
     out += [(f"TraCache k={k} o={o}", TraCacheConfig(stride=k, max_order=o)) for k, o in tc]
+    if magcache and not quick:
+        out += magcache_sweep()
+    return out
+
+
+MAG_THRESHOLDS = (0.06, 0.12, 0.24, 0.5)
+MAG_KS = (2, 5)
+MAG_RETENTIONS = (0.1, 0.2)
+
+
+def magcache_sweep() -> List[tuple]:
+    """MagCache's threshold x K x retention, with the model's own calibrated ratios (a ("magcache", δ, K, r)
+    marker the run resolves) and with the FLUX profile (its node's table, step 11 always computed)."""
+    out = []
+    for d in MAG_THRESHOLDS:
+        for k in MAG_KS:
+            for r in MAG_RETENTIONS:
+                out.append((f"MagCache δ={d} K={k} r={r} cal", ("magcache", d, k, r)))
+                out.append((f"MagCache δ={d} K={k} r={r} FLUX", MagCacheConfig(threshold=d, K=k, retention_ratio=r)))
     return out
 
 
 TARGETS = (1.5, 2.0, 2.5, 3.0)
-TARGET_METHODS = tuple(METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache"))
+TARGET_METHODS = tuple(METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache", "magcache"))
 # the default reading's rows: its presets (speed targets) and its θ values
 DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 
@@ -122,7 +153,8 @@ DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 def target_settings() -> List[tuple]:
     """Speed targets for every cache method at its default settings, and the fixed settings of the default
     TC-Padé reading they are compared with (same computed steps)."""
-    methods = tuple(zip(TARGET_METHODS, (TCPadeConfig(), TaylorSeerConfig(), ("teacache", 0.4), TraCacheConfig())))
+    defaults = (TCPadeConfig(), TaylorSeerConfig(), ("teacache", 0.4), TraCacheConfig(), ("magcache", 0.06, 2, 0.2))
+    methods = tuple(zip(TARGET_METHODS, defaults))
     out = [(f"target {t:g}x {name}", cfg, t) for t in TARGETS for name, cfg in methods]
     out += [
         (f"fixed TC-Padé N={n} warm-up {w} θ{th}", TCPadeConfig(interval=n, warmup_steps=w, theta=th), 0.0)
@@ -164,6 +196,39 @@ def calibrate_teacache(model, name, labels, steps, degree=4) -> tuple:
     return fit_rescale(probe.xs, probe.ys, degree)
 
 
+class _MagRatioProbe(Stack):
+    """Computes every call and keeps the stack input and output of the first call of each step (the leading
+    stream, as the Calibrate node records it): MagCache's ratios are measured on them."""
+
+    def __init__(self):
+        self.inputs, self.outputs, self._new = [], [], False
+
+    def begin_step(self, index, num_steps, t=0.0, active=True):
+        self._new = True
+
+    def observe(self, stream, h, y, modulated_fn):
+        if self._new:
+            self.inputs.append(h.detach().float().cpu())
+            self.outputs.append(y.detach().float().cpu())
+            self._new = False
+
+
+def calibrate_magcache(model, name, labels, steps) -> tuple:
+    """MagCache's ratios measured on one full-compute run on CALIB_SEED (never the evaluation seed)."""
+    probe = _MagRatioProbe()
+    _sample(model, name, labels, steps, probe, seed=CALIB_SEED)
+    return measure_ratios(probe.inputs, probe.outputs)
+
+
+def resolve(cfg, coeffs, mag_ratios):
+    """A sweep entry's config: TeaCache's and MagCache's markers take this model's calibration."""
+    if not isinstance(cfg, tuple):
+        return cfg
+    if cfg[0] == "magcache":
+        return MagCacheConfig(threshold=cfg[1], K=cfg[2], retention_ratio=cfg[3], ratios=mag_ratios, always_compute=())
+    return TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
+
+
 def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progress, n_samples: int):
     from ..models.zoo import load_model
     from .classifiers import classify, fit_classifier
@@ -176,13 +241,13 @@ def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progre
         # full compute: reference images, and the reference time (min of repeats, interleaved)
         ref, t_ref = _sample(model, name, labels, steps, None, seed=seed)
         coeffs = calibrate_teacache(model, name, labels, steps)
+        mag_ratios = calibrate_magcache(model, name, labels, steps) if not quick else None
         progress(f"{name}/{seed}/{steps}: full")
         ref_times, results = [t_ref], []
 
         def measure(label, cfg, target, family=None):
             """One cached run of this case: its row (wall speed-up filled in below) and its images."""
-            if isinstance(cfg, tuple):
-                cfg = TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
+            cfg = resolve(cfg, coeffs, mag_ratios)
             run = CacheRun(cfg, target_speedup=target)
             img, sec = _sample(model, name, labels, steps, run, seed=seed)
             if not bool(torch.isfinite(img).all()):
@@ -326,11 +391,16 @@ def margin_table(rows: List[Row], split: str) -> str:
     )
 
 
+def _families(rows: List[Row]) -> Tuple[str, ...]:
+    """The baseline families that have rows (MagCache runs in the full benchmark only)."""
+    return tuple(f for f in BASELINE_FAMILIES if any(r.family == f for r in rows))
+
+
 def matched_table(rows: List[Row], split: str) -> str:
     def cells(r):
         run = same_run(rows, r)
         out, best = [], -math.inf
-        for fam in BASELINE_FAMILIES:
+        for fam in _families(rows):
             b = best_at_nfe(run, fam, r.computed)
             out.append(f"{b.psnr:6.2f} ({b.computed:2d})" if b else f"{'-':>13}")
             if b:
@@ -342,7 +412,7 @@ def matched_table(rows: List[Row], split: str) -> str:
         rows,
         split,
         f"second view, {split}: best PSNR per baseline family within ±1 computed step of each TC-Padé setting",
-        " ".join(f"{f:>13}" for f in BASELINE_FAMILIES) + f" | {'margin':>7}",
+        " ".join(f"{f:>13}" for f in _families(rows)) + f" | {'margin':>7}",
         cells,
     )
 
@@ -353,7 +423,7 @@ def targets_speed_table(rows: List[Row]) -> str:
     lines = [
         "speed targets (computed vs. wanted = round(steps / target); TC-Padé: PSNR vs. the best fixed setting "
         "with the same computed steps)",
-        f"{'model/seed':10} {'steps':>5} {'target':>6} | {'TC-Padé':>9} {'TaylorSeer':>10} {'TeaCache':>9} {'TraCache':>9} | "
+        f"{'model/seed':10} {'steps':>5} {'target':>6} | " + " ".join(f"{m:>10}" for m in TARGET_METHODS) + " | "
         f"{'TC-Padé PSNR':>12} {'best fixed':>10} {'Δ dB':>6}  best fixed setting",
     ]
     for key in sorted({(r.model, r.seed, r.steps) for r in rows if r.family == "target"}):
@@ -374,8 +444,7 @@ def targets_speed_table(rows: List[Row]) -> str:
                 else f"{'-':>10} {'':6}  (no fixed setting computes {tc.computed})"
             )
             lines.append(
-                f"{tag:10} {key[2]:5d} {t:5g}x | {cells[0]:>9} {cells[1]:>10} {cells[2]:>9} {cells[3]:>9} | "
-                f"{tc.psnr:12.2f} {cmp_}"
+                f"{tag:10} {key[2]:5d} {t:5g}x | " + " ".join(f"{c:>10}" for c in cells) + f" | {tc.psnr:12.2f} {cmp_}"
             )
     return "\n".join(lines)
 
@@ -497,7 +566,7 @@ def write_grid(grids: Dict[str, torch.Tensor], path: Path, title: str, n_cols: i
     seen = set()
     for k in grids:
         fam = k.split(" ")[0]
-        if fam in ("TaylorSeer", "TeaCache", "TraCache", "Reuse") and fam not in seen:
+        if fam in ("TaylorSeer", "TeaCache", "TraCache", "Reuse", "MagCache") and fam not in seen:
             seen.add(fam)
             keep.append(k)
     n = min(n_cols, next(iter(grids.values())).shape[0])

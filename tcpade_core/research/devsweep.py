@@ -1,11 +1,14 @@
 """The development sweep that chose the default TC-Padé reading (models A and B, seed 1234 only).
 
     python -m tcpade_core.research.devsweep [--samples 16] [--threads 1]
+    python -m tcpade_core.research.devsweep --magcache     # MagCache's settings and ratio profiles instead
 
 Runs the baseline sweep of the full benchmark and the candidate readings below at 10, 20 and 30 steps on the
 development runs, and prints each candidate's Pareto margin per cell (``model+steps: computed/PSNR/margin``;
 margin = PSNR minus the best baseline with the same or fewer computed steps), its worst and its mean margin.
-It refuses model C and the held-out seed: the held-out protocol forbids tuning on them. The history of how
+``--magcache``: MagCache's threshold x K x retention with three ratio profiles (the model's own, measured on the
+calibration seed; the published FLUX profile; a flat profile, all 1.0, where only K and the retention decide),
+against the same baseline front (MagCache itself left out of it). It refuses model C and the held-out seed: the held-out protocol forbids tuning on them. The history of how
 the candidates came about, with the earlier rounds' numbers, is in ``docs/dev_tuning.md``.
 """
 
@@ -17,9 +20,18 @@ from dataclasses import replace
 import torch
 
 from .. import metrics
-from ..config import TCPadeConfig, TeaCacheConfig
+from ..config import MagCacheConfig, TCPadeConfig
 from ..engine import CacheRun
-from .bench import EVAL_SEED, baseline_sweep, calibrate_teacache
+from .bench import (
+    EVAL_SEED,
+    MAG_KS,
+    MAG_RETENTIONS,
+    MAG_THRESHOLDS,
+    baseline_sweep,
+    calibrate_magcache,
+    calibrate_teacache,
+    resolve,
+)
 from .common import DEV_MODELS, labels as _labels, sample_timed as _sample
 
 
@@ -55,6 +67,29 @@ def candidates():
     ]
 
 
+def magcache_candidates():
+    """(label, config or a function of the model's measured ratios) of every MagCache candidate."""
+    out = []
+    for d in MAG_THRESHOLDS:
+        for k in MAG_KS:
+            for r in MAG_RETENTIONS:
+                out.append(
+                    (
+                        f"MagCache δ{d} K{k} r{r} cal",
+                        lambda ratios, d=d, k=k, r=r: MagCacheConfig(
+                            threshold=d, K=k, retention_ratio=r, ratios=ratios, always_compute=()
+                        ),
+                    )
+                )
+                out.append((f"MagCache δ{d} K{k} r{r} FLUX", MagCacheConfig(threshold=d, K=k, retention_ratio=r)))
+    for k in MAG_KS:  # flat: the error never grows, so K and the retention alone decide (δ > 0)
+        for r in MAG_RETENTIONS:
+            out.append(
+                (f"MagCache K{k} r{r} flat", MagCacheConfig(K=k, retention_ratio=r, ratios=(1.0,), always_compute=()))
+            )
+    return out
+
+
 def main(argv=None):
     from ..models.zoo import load_model
 
@@ -65,26 +100,28 @@ def main(argv=None):
     )
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--magcache", action="store_true", help="MagCache's candidates instead of TC-Padé's")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     labels = _labels(args.samples)
-    fronts, refs, models = {}, {}, {m: load_model(m) for m in DEV_MODELS}
+    fronts, refs, models, ratios = {}, {}, {m: load_model(m) for m in DEV_MODELS}, {}
     for m, model in models.items():
         for steps in (10, 20, 30):
             ref = refs[(m, steps)] = _sample(model, m, labels, steps, None, seed=EVAL_SEED)[0]
             coeffs = calibrate_teacache(model, m, labels, steps)
+            if args.magcache:
+                ratios[(m, steps)] = calibrate_magcache(model, m, labels, steps)
             pts = []
-            for _, cfg in baseline_sweep(quick=False):
-                if isinstance(cfg, tuple):
-                    cfg = TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
-                run = CacheRun(cfg)
+            for _, cfg in baseline_sweep(quick=False, magcache=False):
+                run = CacheRun(resolve(cfg, coeffs, None))
                 img = _sample(model, m, labels, steps, run, seed=EVAL_SEED)[0]
                 pts.append((run.report.computed, metrics.psnr(img, ref)))
             fronts[(m, steps)] = pts
-    for label, cfg in candidates():
+    for label, cand in magcache_candidates() if args.magcache else candidates():
         cells, margins = [], []
         for m, model in models.items():
             for steps in (10, 20, 30):
+                cfg = cand(ratios[(m, steps)]) if callable(cand) else cand
                 run = CacheRun(cfg)
                 img = _sample(model, m, labels, steps, run, seed=EVAL_SEED)[0]
                 c, p = run.report.computed, metrics.psnr(img, refs[(m, steps)])
