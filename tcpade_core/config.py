@@ -213,7 +213,7 @@ class FirstBlockConfig(_Common):
     order: int = 1
 
     def validate(self):
-        _check_range("threshold", self.threshold, 0.0, 1.0)
+        _check_range("threshold", self.threshold, 0.0, 10.0)
         _check_range("leading_blocks", self.leading_blocks, 1, 100, integer=True)
         _check_range("max_consecutive", self.max_consecutive, -1, 1000, integer=True)
         _check_range("warmup_steps", self.warmup_steps, 0, 100, integer=True)

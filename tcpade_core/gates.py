@@ -202,7 +202,7 @@ class FirstBlockGate(Gate):
             g.pending = None
             return None
         h_in, h_lead = pair
-        r = (h_lead.detach().clone() if self.compare == "output" else (h_lead - h_in).detach()).float()
+        r = h_lead.detach().clone() if self.compare == "output" else (h_lead - h_in).detach()  # the stream's dtype
         g.pending = r
         return r
 

@@ -363,11 +363,11 @@ FIRST_BLOCK_WIDGETS = (
         "float",
         0.12,
         "threshold",
-        "0.0-1.0. Skip the remaining blocks while the relative L1 change of the leading blocks' residual since the "
+        "0.0-10.0. Skip the remaining blocks while the relative L1 change of the leading blocks' residual since the "
         "last computed step is below this. Higher: more skips. 0: never skip (WaveSpeed's default, off). "
         "WaveSpeed: 0.12 FLUX fp8 at 28 steps, 0.1 HunyuanVideo; cache-dit DBCache: 0.08.",
         0.0,
-        1.0,
+        10.0,
         0.001,
         param="threshold",
     ),
