@@ -375,7 +375,7 @@ FIRST_BLOCK_WIDGETS = (
         "leading_blocks",
         "int",
         1,
-        "leading blocks Fn",
+        "leading blocks",
         "Fn, 1-100. Blocks that run on every step and whose residual decides. 1: First Block Cache (WaveSpeed); "
         "8: DBCache (cache-dit's default). More: a steadier signal and a smaller saving per skipped step. At "
         "least one block of the model stays cached.",
