@@ -28,7 +28,15 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .. import metrics
-from ..config import ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig, TeaCacheConfig, TraCacheConfig
+from ..config import (
+    FirstBlockConfig,
+    ReuseConfig,
+    TaylorSeerConfig,
+    TCPadeConfig,
+    TCPadeOfficialConfig,
+    TeaCacheConfig,
+    TraCacheConfig,
+)
 from ..engine import CacheRun, Stack
 from ..methods import METHODS
 from ..signals import fit_rescale, rel_l1
@@ -45,6 +53,8 @@ from .common import (
 HELD_OUT_SEED = 4321
 # families by the methods' own labels (tcpade_core/methods.py)
 BASELINE_FAMILIES = tuple(METHODS[m].label for m in ("taylorseer", "teacache", "tracache", "reuse"))
+# the front a TC-Padé setting is measured against: every baseline family, First Block Cache (full sweep) too
+FRONT_FAMILIES = BASELINE_FAMILIES + (METHODS["first_block"].label,)
 THETAS = (0.7, 1.0, 1.3)
 
 
@@ -96,7 +106,10 @@ def tcpade_settings(quick: bool) -> List[tuple]:
     return out
 
 
-def baseline_sweep(quick: bool) -> List[tuple]:
+def baseline_sweep(quick: bool, first_block: bool = True) -> List[tuple]:
+    """The baseline settings; the full sweep (not ``quick``) adds First Block Cache's (thresholds x Fn x predictor,
+    :func:`tcpade_core.research.fbcache.sweep`) unless ``first_block`` is False (the TC-Padé development sweep's
+    front, as documented in docs/dev_tuning.md)."""
     out = [(f"Reuse N={n}", ReuseConfig(interval=n)) for n in ((2, 3, 4) if quick else (2, 3, 4, 5, 6))]
     ts = (
         [(n, o, f) for n in (3, 4) for o in (1, 2) for f in (1, 2)]
@@ -110,11 +123,15 @@ def baseline_sweep(quick: bool) -> List[tuple]:
     out += [(f"TeaCache δ={d}", ("teacache", d)) for d in deltas]
     tc = [(2, 2), (3, 2)] if quick else [(k, o) for k in (2, 3, 4, 5) for o in (2, 3)]
     out += [(f"TraCache k={k} o={o}", TraCacheConfig(stride=k, max_order=o)) for k, o in tc]
+    if not quick and first_block:
+        from .fbcache import sweep
+
+        out += sweep()
     return out
 
 
 TARGETS = (1.5, 2.0, 2.5, 3.0)
-TARGET_METHODS = tuple(METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache"))
+TARGET_METHODS = tuple(METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache", "first_block"))
 # the default reading's rows: its presets (speed targets) and its θ values
 DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 
@@ -122,7 +139,8 @@ DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 def target_settings() -> List[tuple]:
     """Speed targets for every cache method at its default settings, and the fixed settings of the default
     TC-Padé reading they are compared with (same computed steps)."""
-    methods = tuple(zip(TARGET_METHODS, (TCPadeConfig(), TaylorSeerConfig(), ("teacache", 0.4), TraCacheConfig())))
+    defaults = (TCPadeConfig(), TaylorSeerConfig(), ("teacache", 0.4), TraCacheConfig(), FirstBlockConfig())
+    methods = tuple(zip(TARGET_METHODS, defaults))
     out = [(f"target {t:g}x {name}", cfg, t) for t in TARGETS for name, cfg in methods]
     out += [
         (f"fixed TC-Padé N={n} warm-up {w} θ{th}", TCPadeConfig(interval=n, warmup_steps=w, theta=th), 0.0)
@@ -264,7 +282,7 @@ def same_run(rows: List[Row], r: Row) -> List[Row]:
 
 def best_baseline_at_most(rows: List[Row], r: Row) -> Optional[Row]:
     """The best baseline of the sweep (highest PSNR) with the same or fewer computed steps than ``r``."""
-    c = [x for x in same_run(rows, r) if x.family in BASELINE_FAMILIES and x.computed <= r.computed]
+    c = [x for x in same_run(rows, r) if x.family in FRONT_FAMILIES and x.computed <= r.computed]
     return max(c, key=lambda x: x.psnr) if c else None
 
 
@@ -353,7 +371,8 @@ def targets_speed_table(rows: List[Row]) -> str:
     lines = [
         "speed targets (computed vs. wanted = round(steps / target); TC-Padé: PSNR vs. the best fixed setting "
         "with the same computed steps)",
-        f"{'model/seed':10} {'steps':>5} {'target':>6} | {'TC-Padé':>9} {'TaylorSeer':>10} {'TeaCache':>9} {'TraCache':>9} | "
+        f"{'model/seed':10} {'steps':>5} {'target':>6} | {'TC-Padé':>9} {'TaylorSeer':>10} {'TeaCache':>9} {'TraCache':>9} "
+        f"{'FBCache':>9} | "
         f"{'TC-Padé PSNR':>12} {'best fixed':>10} {'Δ dB':>6}  best fixed setting",
     ]
     for key in sorted({(r.model, r.seed, r.steps) for r in rows if r.family == "target"}):
@@ -374,7 +393,8 @@ def targets_speed_table(rows: List[Row]) -> str:
                 else f"{'-':>10} {'':6}  (no fixed setting computes {tc.computed})"
             )
             lines.append(
-                f"{tag:10} {key[2]:5d} {t:5g}x | {cells[0]:>9} {cells[1]:>10} {cells[2]:>9} {cells[3]:>9} | "
+                f"{tag:10} {key[2]:5d} {t:5g}x | {cells[0]:>9} {cells[1]:>10} {cells[2]:>9} {cells[3]:>9} "
+                f"{cells[4]:>9} | "
                 f"{tc.psnr:12.2f} {cmp_}"
             )
     return "\n".join(lines)
@@ -529,7 +549,7 @@ def write_fronts(rows: List[Row], path: Path, title: str) -> None:
     for ax, steps in zip(axes[0], steps_list):
         run = [r for r in rows if r.steps == steps and math.isfinite(r.psnr)]
         for fams, color, name in (
-            (BASELINE_FAMILIES, "tab:blue", "best baseline"),
+            (FRONT_FAMILIES, "tab:blue", "best baseline"),
             (("TC-Padé",), "tab:red", "TC-Padé"),
         ):
             pts = [r for r in run if r.family in fams]

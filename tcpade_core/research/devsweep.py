@@ -82,7 +82,7 @@ def main(argv=None):
             ref = refs[(m, steps)] = _sample(model, m, labels, steps, None, seed=EVAL_SEED)[0]
             coeffs = calibrate_teacache(model, m, labels, steps)
             pts = []
-            for _, cfg in baseline_sweep(quick=False):
+            for _, cfg in baseline_sweep(quick=False, first_block=False):
                 if isinstance(cfg, tuple):
                     cfg = TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
                 run = CacheRun(cfg)

@@ -43,13 +43,13 @@ CHECK_LABEL = "TaylorSeer N=3 O=1 fe=1"  # re-run per cell: the baseline rows re
 CHECK_CFG = TaylorSeerConfig(interval=3, order=1, first_enhance=1)
 
 
-def sweep() -> List[Tuple[str, FirstBlockConfig]]:
+def sweep(thresholds=THRESHOLDS) -> List[Tuple[str, FirstBlockConfig]]:
     """Every First Block Cache setting of the sweep: thresholds x Fn x predictor (the full benchmark's too)."""
     return [
         (f"FBCache F{f} {p} thr={t:g}", FirstBlockConfig(threshold=t, leading_blocks=f, predictor=p))
         for p in PREDICTORS
         for f in LEADING
-        for t in THRESHOLDS
+        for t in thresholds
     ]
 
 
@@ -150,11 +150,17 @@ def main(argv=None, split: str = None):
     ap.add_argument("--steps", default="10,20,30")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--small",
+        action="store_true",
+        help="only the default threshold (x Fn x predictor) and the targets, not the whole threshold sweep",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     bench = read_bench()
     lab = _labels(args.samples)
     default_cfg = FirstBlockConfig()
+    settings = sweep((default_cfg.threshold,) if args.small else THRESHOLDS)
     steps_list = [int(s) for s in args.steps.split(",")]
     summary: Dict[str, List[Tuple[int, float, float]]] = {}
     for split_, name, seed in cases(args.split, [m.strip() for m in args.models.split(",")]):
@@ -162,7 +168,7 @@ def main(argv=None, split: str = None):
         for steps in steps_list:
             out = [f"== {split_}: model {name.upper()}, seed {seed}, {steps} steps, {args.samples} samples"]
             rows = run_cell(
-                model, name, seed, steps, lab, bench.get((split_, name, seed, steps), []), sweep(), default_cfg, out
+                model, name, seed, steps, lab, bench.get((split_, name, seed, steps), []), settings, default_cfg, out
             )
             for label, c, ps, margin in rows:
                 summary.setdefault(label, []).append((steps / c, ps, margin))
