@@ -816,9 +816,14 @@ class BlockPatch:
         lead_in, d.lead_input = d.lead_input, None
 
         def leading():  # (input, output) of the leading blocks for the deciding stream; None: not comparable
-            if lead_in is None or lead_in.shape != img.shape:
+            out = img
+            if lead_in is not None and packed is None and img.ndim == 3 and lead_in.ndim == 3:
+                if lead_in.shape[1] < img.shape[1]:  # the leading blocks end in a joint stream: its image tokens
+                    tail = joint_order(d.layout.joint_tail, to, img.shape[1], lead_in.shape[1])
+                    out = image_part(img, tail, lead_in.shape[1])
+            if lead_in is None or lead_in.shape != out.shape:
                 return None
-            return split(lead_in, len(streams))[lead], inputs[lead]
+            return split(lead_in, len(streams))[lead], split(out, len(streams))[lead]
 
         preds = d.enter(streams, inputs, modulated, lead, leading)
         d.ctx = CallCtx(
