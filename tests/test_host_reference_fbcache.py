@@ -67,7 +67,9 @@ def wavespeed_decisions(monkeypatch, fbc, node_cls, model, threshold):
 
 
 def pack_decisions(model, threshold):
-    m = H.attach("TCPade_FirstBlockCache", model, threshold=threshold, compare="output", leading_blocks=1)
+    m = H.attach(
+        "TCPade_FirstBlockCache", model, threshold=threshold, compare="output", leading_blocks=1, predictor="reuse"
+    )
     out = H.sample(m, "flux", steps=STEPS, cfg=1.0)
     rep = H.settings_of(m).last_report
     return out, [r.computed for r in rep.steps], rep
