@@ -589,8 +589,9 @@ def expected_cache_values(kind: str, method: str) -> int:
         "tracache": 2 * 3 * n,  # max_order + 1 = 3 stack outputs per stream
         # 1 residual per stream + the lead stream's gate input: Flux's modulated image tokens, Wan's e0 (6 x width)
         "teacache": 2 * n + (n if kind == "flux" else 6 * H.WAN_CONFIG["dim"]),
-        # 1 residual per stream + the lead stream's leading-block residuals of this step and of its last computed one
-        "first_block": 2 * n + 2 * n,
+        # 2 Taylor factors of the residual per stream (the default TaylorSeer calibrator, order 1) + the lead
+        # stream's leading-block residuals of this step and of its last computed one
+        "first_block": 2 * 2 * n + 2 * n,
     }[method]
 
 
