@@ -285,6 +285,10 @@ class MagCacheNode(CacheNode):
         return cfg, notes, False
 
 
+class FirstBlockCache(CacheNode):
+    METHOD = "first_block"
+
+
 class Calibrate(io.ComfyNode):
     """One full-compute sampling pass that fits every cache method to this model and step count."""
 
@@ -418,4 +422,4 @@ class Calibrate(io.ComfyNode):
         return io.NodeOutput(cal, out, ui={"text": [text]})
 
 
-NODE_LIST = [TCPadeCache, TaylorSeerCache, TeaCacheNode, TraCacheNode, MagCacheNode, Calibrate]
+NODE_LIST = [TCPadeCache, TaylorSeerCache, TeaCacheNode, TraCacheNode, FirstBlockCache, MagCacheNode, Calibrate]

@@ -33,7 +33,6 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from ..tcpade_core import CacheRun, RunReport
-from ..tcpade_core.methods import method_of
 
 
 def match_index(sigmas: Sequence[float], sigma: float, rel: float = 1e-5) -> Optional[int]:
@@ -130,7 +129,9 @@ class StackDriver:
         )
         self.start_sigma, self.end_sigma = (float(w) for w in window)
         self.run = CacheRun(cfg, store_device=store_device, target_speedup=target_speedup)
-        self.leading_blocks = method_of(self.run.cfg).leading_blocks  # blocks that run on every step
+        self.leading_blocks = self.run.leading_blocks  # blocks that run on every step, ahead of the cached stack
+        # the stack's input before the leading blocks, for a gate that reads their residual (patcher.LeadingInput)
+        self.lead_input: Optional[torch.Tensor] = None
         self.layout = layout
         self.dm = dm
         self.out_channels = out_channels
@@ -191,11 +192,12 @@ class StackDriver:
 
     # ---------------------------------------------------------------- split engine API
     def enter(
-        self, streams: List[str], inputs: List[torch.Tensor], modulated_fn=None, lead: int = 0
+        self, streams: List[str], inputs: List[torch.Tensor], modulated_fn=None, lead: int = 0, leading_fn=None
     ) -> Optional[List[torch.Tensor]]:
         """At the stack's first block. Returns None to compute the stack, else the predicted outputs.
 
-        ``lead``: index of the stream that decides for the step (the first cond; ``modulated_fn`` is its input).
+        ``lead``: index of the stream that decides for the step (the first cond; ``modulated_fn`` is its input,
+        ``leading_fn`` the (input, output) of its leading blocks).
         """
         run = self.run
         if self.mode in ("idle", "full") or run.step is None:
@@ -206,7 +208,7 @@ class StackDriver:
         if self.recorder is not None and self.mode == "step" and self._rec_stream is None:
             self._rec_stream = streams[lead]
             self.recorder.enter(run.step.t, inputs[lead], modulated_fn)
-        out = run.enter(streams, inputs, modulated_fn, lead)
+        out = run.enter(streams, inputs, modulated_fn, lead, leading_fn)
         if out is None:
             self.counters.computed_sigmas.append(self.current_sigma)
         return out
@@ -222,7 +224,7 @@ class StackDriver:
 
     def finish(self, interrupted: bool = False) -> RunReport:
         """The run's report (``interrupted``: the sampler stopped early); every cached tensor is dropped."""
-        self.ctx = self.model_ctx = None
+        self.ctx = self.model_ctx = self.lead_input = None
         report = self.run.end_run()
         report.planned_steps = self.num_steps
         report.interrupted = interrupted

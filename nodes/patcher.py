@@ -174,7 +174,14 @@ class CacheSettings:
         driver.run.report.notes.extend(notes)
         driver.run.report.schedule = schedule
         few_steps(driver, self.explicit_target, cfg.target_speedup)
-        if self.layout is None:
+        if self.layout is None and driver.run.gate.leading_residual:  # its signal needs the model's first blocks
+            _hold(
+                driver,
+                "no blocks",
+                f"no block adapter for {model_name(self.family, dm)}: {self.label} reads the residual of the "
+                f"model's first blocks, so every step computes",
+            )
+        elif self.layout is None:
             driver.run.report.notes.append(
                 f"no block adapter for {model_name(self.family, dm)}: caching the whole model output"
             )
@@ -706,6 +713,8 @@ def install_block_patches(to: dict, driver: StackDriver) -> None:
     lead = min(max(driver.leading_blocks, 0), len(keys) - 1)
     for n, key in enumerate(keys[lead:], start=lead):
         dit[key] = BlockPatch(driver, dit.get(key), first=n == lead, last=n == len(keys) - 1, key=key)
+    if lead > 0 and driver.run.gate.leading_residual:  # the gate reads the leading blocks' residual
+        dit[keys[0]] = LeadingInput(driver, dit.get(keys[0]), keys[0])
     pr["dit"] = dit
 
 
@@ -714,6 +723,28 @@ def _passthrough(args: dict, key: str) -> dict:
     if "txt" in args and key == "img":
         out["txt"] = args["txt"]
     return out
+
+
+class LeadingInput:
+    """The model's first block, ahead of the cached stack, for a gate that reads the leading blocks' residual
+    (First Block Cache): it keeps the block's input stream (a copy: blocks may update their input in place), which
+    the stack's first block hands to the gate with its own input (the leading blocks' output), then runs the block."""
+
+    def __init__(self, driver: StackDriver, inner: Optional[Callable], key: tuple):
+        self.driver, self.inner = driver, inner
+        fam = driver.layout.family
+        self.call = (fam.block_call, driver.dm, key) if fam.block_call is not None else None
+        self.key = fam.stream_key
+
+    @eager_frame
+    def __call__(self, args: dict, extra: dict) -> dict:
+        self._keep(args)
+        return _run_block(self.inner, args, extra, self.call, self.key)
+
+    @eager
+    def _keep(self, args: dict) -> None:
+        img, packed, _ = pack_stream(args.get(self.key))
+        self.driver.lead_input = img.clone() if img is not None and packed is None else img
 
 
 class BlockPatch:
@@ -814,7 +845,19 @@ class BlockPatch:
             m = fam.modulated(args, d.dm) if fam.modulated is not None and packed is None else img
             return split(m, len(streams))[lead] if m.shape[0] == img.shape[0] else m
 
-        preds = d.enter(streams, inputs, modulated, lead)
+        lead_in, d.lead_input = d.lead_input, None
+
+        def leading():  # (input, output) of the leading blocks for the deciding stream; None: not comparable
+            out = img
+            if lead_in is not None and packed is None and img.ndim == 3 and lead_in.ndim == 3:
+                if lead_in.shape[1] < img.shape[1]:  # the leading blocks end in a joint stream: its image tokens
+                    tail = joint_order(d.layout.joint_tail, to, img.shape[1], lead_in.shape[1])
+                    out = image_part(img, tail, lead_in.shape[1])
+            if lead_in is None or lead_in.shape != out.shape:
+                return None
+            return split(lead_in, len(streams))[lead], split(out, len(streams))[lead]
+
+        preds = d.enter(streams, inputs, modulated, lead, leading)
         d.ctx = CallCtx(
             streams,
             inputs,

@@ -4,6 +4,8 @@ The sampler (or the ComfyUI patcher) calls, per step::
 
     run.begin_step(step_index, num_steps, t_norm, active)
     h_out = run(stream, h, run_fn, modulated_fn)   # once per stream (cond / uncond)
+    # a method with leading blocks (run.leading_blocks > 0): the caller runs them first, hands their output as h
+    # and, for a gate that reads them, leading_fn() -> (their input, their output)
     ...
     report = run.end_run()
 
@@ -24,7 +26,7 @@ import torch
 from .config import _Common
 from .gates import Decision, GateState
 from .history import ResidualHistory
-from .methods import build
+from .methods import build, leading_blocks
 from .predictors import PredictorState, residual
 from .report import RunReport, StepRecord
 
@@ -87,12 +89,15 @@ class Stack:
     def begin_step(self, index: int, num_steps: int, t: float = 0.0, active: bool = True) -> None:
         pass
 
+    leading_blocks = 0  # blocks the caller runs ahead of the stack on every step (a probe: none)
+
     def __call__(
         self,
         stream: str,
         h: torch.Tensor,
         run_fn: Callable[[torch.Tensor], torch.Tensor],
         modulated_fn: Optional[Callable[[], torch.Tensor]] = None,
+        leading_fn: Optional[Callable[[], tuple]] = None,
     ) -> torch.Tensor:
         y = run_fn(h)
         self.observe(stream, h, y, modulated_fn)
@@ -123,6 +128,8 @@ class CacheRun:
         target_speedup = cfg.target_speedup
         self.cfg = cfg
         self.gate, self.predictor = build(cfg)
+        # the blocks ahead of the cached stack that run on every step (Method.leading_blocks): the caller runs them
+        self.leading_blocks = leading_blocks(cfg)
         self.store_device = store_device
         self.measure_error = measure_error
         self.streams: Dict[str, StreamState] = {}
@@ -184,8 +191,9 @@ class CacheRun:
         h: torch.Tensor,
         run_fn: Callable[[torch.Tensor], torch.Tensor],
         modulated_fn: Optional[Callable[[], torch.Tensor]] = None,
+        leading_fn: Optional[Callable[[], tuple]] = None,
     ) -> torch.Tensor:
-        pred = self.enter([stream], [h], modulated_fn)
+        pred = self.enter([stream], [h], modulated_fn, leading_fn=leading_fn)
         if pred is None:
             y = run_fn(h)
             self.leave([stream], [h], [y])
@@ -205,11 +213,13 @@ class CacheRun:
         inputs: Sequence[torch.Tensor],
         modulated_fn: Optional[Callable[[], torch.Tensor]] = None,
         lead: int = 0,
+        leading_fn: Optional[Callable[[], tuple]] = None,
     ) -> Optional[List[torch.Tensor]]:
         """At the stack's entry, for the streams of one forward call (batched together or one alone).
 
         Decides once per step (stream ``lead`` of the step's first call decides; ``modulated_fn`` is
-        its block-0 modulated input). Returns None when the stack must run for these streams (then
+        its block-0 modulated input; ``leading_fn``: the (input, output) of the leading blocks for that stream, read
+        only by a gate that declares ``leading_residual``). Returns None when the stack must run for these streams (then
         call :meth:`leave` with its outputs), else the predicted stack outputs, one per stream. A
         stream that cannot be predicted yet (no history) makes the whole call compute; the step is
         then reported as computed with reason ``forced (...)``.
@@ -218,7 +228,8 @@ class CacheRun:
             raise RuntimeError("CacheRun: call begin_step() before the block stack")
         states = [self._stream(s, h) for s, h in zip(streams, inputs)]
         if self._decision is None:
-            d = self._decide(states[lead if 0 <= lead < len(states) else 0], modulated_fn)
+            signal_fn = leading_fn if self.gate.leading_residual else modulated_fn
+            d = self._decide(states[lead if 0 <= lead < len(states) else 0], signal_fn)
             self._decision = d
             self._rec.computed, self._rec.reason, self._rec.gate = d.compute, d.reason, d.gate
         if self._decision.compute:
@@ -236,6 +247,7 @@ class CacheRun:
             y = self._predict(st, h)
             if s not in self._recorded:
                 self.predictor.observe_skip(self.step, st, h, y)
+                self.gate.commit(st, False)
                 self._recorded.add(s)
             out.append(y)
         return out
@@ -272,13 +284,13 @@ class CacheRun:
         return StreamState(hist, hist, *states)
 
     @eager
-    def _decide(self, st: StreamState, modulated_fn) -> Decision:
+    def _decide(self, st: StreamState, signal_fn) -> Decision:
         if self._hold is not None:
             return Decision(True, self._hold)
         if not self._active:
-            self.gate.track(self.step, st, modulated_fn)
+            self.gate.track(self.step, st, signal_fn)
             return Decision(True, "outside start/end")
-        d = self.gate.decide(self.step, st, modulated_fn)
+        d = self.gate.decide(self.step, st, signal_fn)
         if not d.compute and not self.predictor.ready(self.step, st):
             return Decision(True, "warmup", d.gate)
         return d
@@ -290,6 +302,7 @@ class CacheRun:
     @eager
     def _observe(self, st: StreamState, h: torch.Tensor, y: torch.Tensor) -> None:
         self.predictor.observe(self.step, st, h, y)
+        self.gate.commit(st, True)
         if st.residuals is not st.history:
             st.residuals.push(self.step.index, self.step.t, residual(y, h))
         self.report.cache_bytes = max(self.report.cache_bytes, self.cache_bytes())

@@ -9,7 +9,8 @@ Protocol (:class:`Gate` is the base):
 
 * ``name`` / ``threshold``: for the report; ``rule`` / ``axis``: how the UI explains the gate's signal;
 * what it reads, declared: ``needs_residuals`` (how many computed residuals of the stream; 0: none),
-  ``reads`` (capabilities of the predictor, e.g. ``"self_error"``), ``signal`` (block 0's modulated input);
+  ``reads`` (capabilities of the predictor, e.g. ``"self_error"``), ``signal`` (block 0's modulated input),
+  ``leading_residual`` (the leading blocks' input and output: then ``signal_fn`` returns that pair instead);
 * ``State``: its per-stream state class (``reset()``), made by the engine for each stream;
 * ``decide(step, st, signal_fn) -> Decision``: ``st`` is the stream (``st.gate``: this gate's state;
   ``st.residuals``: the residuals it declared; ``st.pred``: the predictor's state, read only for a declared
@@ -17,6 +18,7 @@ Protocol (:class:`Gate` is the base):
   signal), computed only if the gate calls it;
 * ``track(step, st, signal_fn)``: called instead of ``decide`` on steps outside the active window,
   so that a gate with a running reference (TeaCache) stays current;
+* ``commit(st, computed)``: once per stream and step, when the engine knows whether the stack ran for it;
 * ``step_done(index, computed)`` when a step is over; ``note(num_steps)``: a line for the run report, or None.
 """
 
@@ -65,6 +67,9 @@ class Gate:
     needs_residuals = 0
     reads: FrozenSet[str] = frozenset()  # predictor capabilities the gate reads
     signal = False  # it reads block 0's modulated input
+    # it reads the leading blocks' (input, output) of the deciding stream instead: the caller runs the method's
+    # leading blocks ahead of the cached stack and hands that pair (only to a gate that declares it)
+    leading_residual = False
     State = GateState
 
     def decide(self, step, st, signal_fn) -> Decision:
@@ -72,6 +77,10 @@ class Gate:
 
     def track(self, step, st, signal_fn) -> None:
         pass
+
+    def commit(self, st, computed: bool) -> None:
+        """Called once per stream and step with whether the stack ran for it (whoever decided: a speed target, a
+        warm-up or a hold may overrule the gate)."""
 
     def step_done(self, index: int, computed: bool) -> None:
         """Called once per step when it is over (a speed target counts its computes)."""
@@ -232,6 +241,76 @@ class MagCacheGate(Gate):
         self._skipped_state = None
 
 
+class FirstBlockState(GateState):
+    ref: Optional[torch.Tensor] = None  # the leading blocks' residual (or output) of the last computed step
+    pending: Optional[torch.Tensor] = None  # this step's, kept as ``ref`` if the step computes
+    hits: int = 0  # cached steps in a row
+
+    def reset(self) -> None:
+        self.ref, self.pending, self.hits = None, None, 0
+
+    def tensors(self):
+        return tuple(t for t in (self.ref, self.pending) if t is not None)
+
+
+class FirstBlockGate(Gate):
+    """First Block Cache / DBCache: the leading blocks run on every step; with ``r`` their residual
+    ``H_after_Fn - H_in`` (``compare="output"``: ``H_after_Fn``), a step is skipped while
+    ``mean|r - r_ref| / mean|r_ref| < threshold`` and fewer than ``max_consecutive`` steps in a row were cached
+    (-1: no limit). ``r_ref`` is ``r`` of the last *computed* step (a cached step leaves it alone), so the change
+    accumulates over a run of cached steps. The first step, the first ``warmup_steps`` steps, and a step without a
+    reference (or with a reference of another shape) compute."""
+
+    name = "first-block rel. L1"
+    rule = "skip while change < threshold"
+    axis = ("leading-block change", "change", "thr.", "skip below")
+    axis_scale = "log"  # the change spans decades (1e-3 late in a run, ~1 early)
+    leading_residual = True
+    State = FirstBlockState
+
+    def __init__(self, threshold: float, max_consecutive: int = -1, warmup_steps: int = 0, compare: str = "residual"):
+        self.threshold, self.max_consecutive = threshold, max_consecutive
+        self.warmup_steps, self.compare = warmup_steps, compare
+
+    def _signal(self, st, signal_fn) -> Optional[torch.Tensor]:
+        pair = signal_fn() if signal_fn is not None else None
+        g: FirstBlockState = st.gate
+        if pair is None:
+            g.pending = None
+            return None
+        h_in, h_lead = pair
+        r = h_lead.detach().clone() if self.compare == "output" else (h_lead - h_in).detach()  # the stream's dtype
+        g.pending = r
+        return r
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        g: FirstBlockState = st.gate
+        r, ref = self._signal(st, signal_fn), g.ref
+        if step.index < max(self.warmup_steps, 1):
+            return Decision(True, "first" if step.index == 0 else "warmup", forced=True)
+        if r is None or ref is None or r.shape != ref.shape:
+            return Decision(True, "no reference", forced=True)
+        change = rel_l1(r, ref)
+        if change >= self.threshold:
+            return Decision(True, "change>=thr", change)
+        if 0 <= self.max_consecutive <= g.hits:
+            return Decision(True, "max consecutive", change, forced=True)
+        return Decision(False, "change<thr", change)
+
+    def track(self, step, st, signal_fn) -> None:
+        self._signal(st, signal_fn)  # outside the window the step computes: its residual becomes the reference
+
+    def commit(self, st, computed: bool) -> None:
+        g: FirstBlockState = st.gate
+        if computed:
+            if g.pending is not None:
+                g.ref = g.pending
+            g.hits = 0
+        else:
+            g.hits += 1
+        g.pending = None
+
+
 # ---------------------------------------------------------------- TSI (TC-Padé Eq. 1)
 
 
@@ -389,7 +468,18 @@ class WrappedGate(Gate):
     state as that gate does, and keeps it current on the steps outside the start/end window."""
 
     # what a wrapper takes over from the gate it wraps
-    _SHARED = ("name", "threshold", "needs_residuals", "axis_scale", "rule", "axis", "reads", "signal", "State")
+    _SHARED = (
+        "name",
+        "threshold",
+        "needs_residuals",
+        "axis_scale",
+        "rule",
+        "axis",
+        "reads",
+        "signal",
+        "leading_residual",
+        "State",
+    )
 
     def __init__(self, base: Gate):
         self.base = base
@@ -401,6 +491,9 @@ class WrappedGate(Gate):
 
     def step_done(self, index: int, computed: bool) -> None:
         self.base.step_done(index, computed)
+
+    def commit(self, st, computed: bool) -> None:
+        self.base.commit(st, computed)
 
 
 class BudgetGate(WrappedGate):

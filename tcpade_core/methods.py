@@ -28,6 +28,7 @@ from .config import (
     ConfigError,
     ComposedConfig,
     MagCacheConfig,
+    FirstBlockConfig,
     NoCacheConfig,
     ReuseConfig,
     TaylorSeerConfig,
@@ -94,10 +95,17 @@ class Method:
     presets: bool = False  # the node has a preset widget (PRESETS)
     overrides: Tuple[Override, ...] = ()
     calibrate: Optional[Callable[..., Applied]] = None  # (cfg, cal, target, user_set) -> Applied
-    leading_blocks: int = 0  # blocks that run on every step, skipped or not (0: none)
     # at a speed target, a calibration's planned schedule places the computes (tcpade_core.planner; chosen on the
     # development runs of plan_bench, README "Planned schedules")
     plans: bool = False
+    # blocks that run on every step, skipped or not, ahead of the cached stack (0: none); a number, or a function of
+    # the config where a setting decides (First Block Cache's Fn)
+    leading_blocks: Any = 0
+
+    def leading(self, cfg) -> int:
+        """The leading blocks of a run with config ``cfg``."""
+        n = self.leading_blocks
+        return int(n(cfg) if callable(n) else n)
 
     def all_widgets(self) -> Tuple[Widget, ...]:
         return self.widgets + self.tail_widgets
@@ -405,6 +413,70 @@ MAGCACHE_WIDGETS = (
 )
 
 
+FIRST_BLOCK_WIDGETS = (
+    target_widget(),
+    Widget(
+        "threshold",
+        "float",
+        0.08,
+        "threshold",
+        "0.0-10.0. Skip the remaining blocks while the relative L1 change of the leading blocks' residual since the "
+        "last computed step is below this. Higher: more skips. 0: never skip (WaveSpeed's default, off). "
+        "Default 0.08 (measured on the pack's models; cache-dit DBCache's too). WaveSpeed: 0.12 FLUX fp8 at 28 "
+        "steps, 0.1 HunyuanVideo.",
+        0.0,
+        10.0,
+        0.001,
+        param="threshold",
+    ),
+    Widget(
+        "leading_blocks",
+        "int",
+        1,
+        "leading blocks",
+        "Fn, 1-100. Blocks that run on every step and whose residual decides. 1: First Block Cache (WaveSpeed); "
+        "8: DBCache (cache-dit's default). More: a steadier signal and a smaller saving per skipped step. At "
+        "least one block of the model stays cached.",
+        1,
+        100,
+        param="leading_blocks",
+    ),
+    Widget(
+        "max_consecutive",
+        "int",
+        -1,
+        "max consecutive",
+        "-1-1000. Cached steps in a row at most (1: a full step after every cached one). -1: no limit "
+        "(WaveSpeed's default).",
+        -1,
+        1000,
+        param="max_consecutive",
+    ),
+    Widget(
+        "predictor",
+        "combo",
+        "taylorseer",
+        "predictor",
+        "taylorseer (default, measured better): extrapolate the remaining blocks' residual with a first-order "
+        "Taylor series over the computed steps (cache-dit's DBCache + TaylorSeer). reuse: add their residual of "
+        "the last computed step as it is (WaveSpeed's First Block Cache, DBCache alone).",
+        options=("reuse", "taylorseer"),
+        param="predictor",
+    ),
+    Widget(
+        "compare",
+        "combo",
+        "residual",
+        "compare",
+        "residual: the leading blocks' output minus their input (cache-dit, and WaveSpeed on most models). "
+        "output: their output itself, as WaveSpeed's FLUX forward compares it (for the same decisions as "
+        "WaveSpeed on FLUX).",
+        options=("residual", "output"),
+        param="compare",
+    ),
+)
+
+
 # ------------------------------------------------------------------------------------------ calibration mappings
 # (cfg, calibration, target, user_set) -> Applied. A parameter in ``user_set`` is the user's: never overwritten.
 
@@ -470,6 +542,14 @@ def _tcpade_gate(c: TCPadeConfig) -> G.Gate:
     if c.gate == "error":
         return G.ErrorGate(c.theta, c.interval, c.error_tolerance, c.schedule, c.warmup_steps)
     return G.TSIGate(c.theta, c.interval, c.tsi_scale, c.schedule, c.warmup_steps)
+
+
+def _first_block_predictor(c: FirstBlockConfig) -> P.Predictor:
+    """Reuse (FBCache, DBCache) or cache-dit's TaylorSeer calibrator: order-O Taylor on the cached residual, its
+    differences divided by the gap between the computed steps (the official recursion)."""
+    if c.predictor == "taylorseer":
+        return P.TaylorPredictor(c.order, "official", "residual")
+    return P.ReusePredictor()
 
 
 def _composed_gate(c: ComposedConfig) -> G.Gate:
@@ -566,7 +646,29 @@ _METHOD_LIST = (
         label="TC-Padé",
         calibrate=_calibrate_tcpade,
     ),
-    Method("composed", ComposedConfig, _composed_gate, _composed_predictor, label="composed"),
+    Method(
+        "first_block",
+        FirstBlockConfig,
+        lambda c: G.FirstBlockGate(c.threshold, c.max_consecutive, c.warmup_steps, c.compare),
+        _first_block_predictor,
+        label="First Block Cache",
+        node_id="TCPade_FirstBlockCache",
+        title="First Block Cache / DBCache",
+        description="First Block Cache (chengzeyi/Comfy-WaveSpeed) and DBCache (vipshop/cache-dit): the first Fn "
+        "blocks run on every step; while the relative L1 change of their residual since the last computed step "
+        "stays below the threshold, the remaining blocks are skipped and their cached residual is added (or "
+        "extrapolated by TaylorSeer).",
+        widgets=FIRST_BLOCK_WIDGETS,
+        leading_blocks=lambda c: c.leading_blocks,
+    ),
+    Method(
+        "composed",
+        ComposedConfig,
+        _composed_gate,
+        _composed_predictor,
+        label="composed",
+        leading_blocks=lambda c: METHODS[c.gate.method].leading(c.gate),
+    ),
 )
 METHODS: Dict[str, Method] = {m.name: m for m in _METHOD_LIST}
 NODES: List[Method] = [m for m in _METHOD_LIST if m.node_id]  # the methods that have a cache node, in menu order
@@ -574,6 +676,11 @@ NODES: List[Method] = [m for m in _METHOD_LIST if m.node_id]  # the methods that
 
 def method_of(cfg: _Common) -> Method:
     return METHODS[cfg.method]
+
+
+def leading_blocks(cfg: _Common) -> int:
+    """The blocks ahead of the cached stack that run on every step of a run with config ``cfg``."""
+    return method_of(cfg).leading(cfg)
 
 
 def check_pairing(gate_cfg: _Common, predictor_cfg: _Common) -> None:

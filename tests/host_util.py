@@ -452,6 +452,7 @@ NEVER_SKIP = {
     "teacache": ("TCPade_TeaCache", dict(threshold=0.0, coefficients="custom", custom_coefficients="1, 0")),
     "tracache": ("TCPade_TraCache", dict(stride=1)),
     "magcache": ("TCPade_MagCache", dict(threshold=0.0)),
+    "first_block": ("TCPade_FirstBlockCache", dict(threshold=0.0)),
 }
 
 # settings that skip, and the strip each gives at 8 steps
@@ -461,6 +462,7 @@ SKIPPING = {
     "tracache": ("TCPade_TraCache", dict(stride=2, max_order=2), "#.#.#.#."),
     # the FLUX table on every tiny model: step 3 reads its calibration step 11, which its FLUX forward computes
     "magcache": ("TCPade_MagCache", dict(threshold=10.0, K=100, ratios="flux"), "#..#...."),
+    "first_block": ("TCPade_FirstBlockCache", dict(threshold=10.0, max_consecutive=2), "#..#..#."),
     "teacache": (
         "TCPade_TeaCache",
         dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"),

@@ -67,13 +67,15 @@ def test_skipped_steps_are_exactly_those_reported(mappings, models, kind, method
     out = H.sample(m, kind, steps=8)
     rep = settings_of(m).last_report
     assert rep.strip() == strip
-    # the stack really ran on the computed steps only (first and last block, pre-installed patches wrapped)
-    assert first.calls == last.calls == rep.computed
+    # the stack really ran on the computed steps only (first and last block, pre-installed patches wrapped); a
+    # method's leading blocks (First Block Cache's block 0) run on every step
+    leads = H.pack_module("tcpade_core.methods").leading_blocks(settings_of(m).cfg)
+    assert last.calls == rep.computed and first.calls == (8 if leads else rep.computed)
     sig = settings_of(m).last_run.counters
-    assert first.sigmas == sig.computed_sigmas
-    # the report's time of every computed step is the sigma at which the first block really ran
+    assert last.sigmas == sig.computed_sigmas
+    # the report's time of every computed step is the sigma at which the stack's last block really ran
     sigma_max = float(base.get_model_object("model_sampling").sigma_max)
-    assert [r.t * sigma_max for r in rep.steps if r.computed] == pytest.approx(first.sigmas, rel=1e-6)
+    assert [r.t * sigma_max for r in rep.steps if r.computed] == pytest.approx(last.sigmas, rel=1e-6)
     assert not torch.isnan(out).any() and out.shape == ref.shape
     assert not torch.equal(out, ref)  # predicted steps changed the result ...
     assert (out - ref).abs().max() < 0.5 * ref.abs().max()  # ... but not into noise

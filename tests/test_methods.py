@@ -21,6 +21,7 @@ CONFIGS = {
     "tcpade_error": make_config("tcpade", gate="error", theta=2.0, error_tolerance=0.05),
     "tcpade_official": make_config("tcpade", mode="official", interval=4, start_step=2),
     "magcache": make_config("magcache", threshold=0.3, K=3, retention_ratio=0.1),
+    "first_block": make_config("first_block", threshold=0.05),
 }
 
 
@@ -34,7 +35,11 @@ def _run(cfg, steps: int = 20):
     for i in range(steps):
         t = 1.0 - i / steps
         run.begin_step(i, steps, t)
-        y = run("c", x, lambda h, t=t: torch.tanh(h @ w + t), lambda x=x: x * (1 + 0.1 * t))
+        if run.leading_blocks:  # a leading block runs on every step, ahead of the cached stack
+            h = x + 0.1 * torch.tanh(x @ w.T + t)
+            y = run("c", h, lambda h, t=t: torch.tanh(h @ w + t), lambda x=x: x * (1 + 0.1 * t), lambda: (x, h))
+        else:
+            y = run("c", x, lambda h, t=t: torch.tanh(h @ w + t), lambda x=x: x * (1 + 0.1 * t))
         outs.append(y)
         x = x + 0.2 * (y - x)
     rep = run.end_run()
@@ -93,11 +98,12 @@ def test_every_node_method_has_a_node_and_its_widgets_set_real_parameters():
         "TCPade_TraCache",
         "TCPade_TCPadeCache",
         "TCPade_MagCache",
+        "TCPade_FirstBlockCache",
     ]
     for m in M.NODES:
         params = {f for f in m.config.__dataclass_fields__}
         assert all(w.param in params for w in m.all_widgets() if w.param), m.name
-        assert m.leading_blocks == 0
+        assert m.leading(m.config()) == (1 if m.name == "first_block" else 0)
         ui = M.ui_table()[m.node_id]
         assert ui["label"] == m.label and all(o["widget"] in {w.name for w in m.all_widgets()} for o in ui["overrides"])
 

@@ -186,11 +186,35 @@ class StackModel(nn.Module):
 
     def forward(self, x, t, y, stack: Optional[Callable] = None, stream: str = "cond"):
         h, ctx = self.embed(x, t, y)
+        lead = min(getattr(stack, "leading_blocks", 0), self.num_blocks - 1) if stack is not None else 0
         if stack is None:
             h_out = self.run_blocks(h, ctx)
+        elif lead > 0:  # the method's leading blocks run on every step; the stack it caches starts after them
+            h_lead, rest = self.run_leading(h, ctx, lead)
+            h_out = stack(
+                stream,
+                h_lead,
+                lambda hh: self.run_rest(hh, rest, lead),
+                lambda: self.modulated_input(h, ctx),
+                leading_fn=lambda: (h, h_lead),
+            )
         else:
             h_out = stack(stream, h, lambda hh: self.run_blocks(hh, ctx), lambda: self.modulated_input(h, ctx))
         return self.unembed(h_out, ctx)
+
+    # the stack split after its first n blocks (a method's leading blocks, at least one block left to cache):
+    # run_rest(*run_leading(h, ctx, n), n) is run_blocks(h, ctx), operation for operation
+    @property
+    def num_blocks(self) -> int:
+        raise NotImplementedError
+
+    def run_leading(self, h: torch.Tensor, ctx: dict, n: int):
+        """The first ``n`` blocks: (their output, what :meth:`run_rest` needs)."""
+        raise NotImplementedError
+
+    def run_rest(self, h: torch.Tensor, ctx: dict, n: int) -> torch.Tensor:
+        """The blocks after the first ``n``, from their input ``h``."""
+        raise NotImplementedError
 
 
 class DiT(StackModel):
@@ -290,6 +314,22 @@ class DiT(StackModel):
 
     def modulated_input(self, h: torch.Tensor, ctx: dict) -> torch.Tensor:
         return self.blocks[0].modulated_input(h, ctx["c"])
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    def run_leading(self, h: torch.Tensor, ctx: dict, n: int):
+        c = ctx["c"]
+        for blk in self.blocks[:n]:
+            h = blk(h, c)
+        return h, ctx
+
+    def run_rest(self, h: torch.Tensor, ctx: dict, n: int) -> torch.Tensor:
+        c = ctx["c"]
+        for blk in self.blocks[n:]:
+            h = blk(h, c)
+        return h
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, p*p*C) -> (B, C, H, W), inverse of the Conv2d patch embedding layout."""

@@ -286,3 +286,33 @@ class FluxLike(StackModel):
 
     def modulated_input(self, h: torch.Tensor, ctx: dict) -> torch.Tensor:
         return self.double_blocks[0].modulated_img_input(h, ctx["c"])
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.double_blocks) + len(self.single_blocks)
+
+    def run_leading(self, h: torch.Tensor, ctx: dict, n: int):
+        """The first ``n`` blocks (double, then single): the image tokens after them, and the text stream (or the
+        text part of the joint stream) they leave for :meth:`run_rest`."""
+        c, txt, freqs = ctx["c"], ctx["txt"], self.rope
+        img, nd = h, len(self.double_blocks)
+        for blk in self.double_blocks[:n]:
+            img, txt = blk(img, txt, c, freqs)
+        if n <= nd:
+            return img, {**ctx, "txt": txt}
+        n_txt = txt.shape[1]
+        x = torch.cat([txt, img], dim=1)
+        for blk in self.single_blocks[: n - nd]:
+            x = blk(x, c, freqs)
+        return x[:, n_txt:], {**ctx, "txt": x[:, :n_txt]}
+
+    def run_rest(self, h: torch.Tensor, ctx: dict, n: int) -> torch.Tensor:
+        c, txt, freqs = ctx["c"], ctx["txt"], self.rope
+        img, nd = h, len(self.double_blocks)
+        for blk in self.double_blocks[n:]:
+            img, txt = blk(img, txt, c, freqs)
+        n_txt = txt.shape[1]
+        x = torch.cat([txt, img], dim=1)
+        for blk in self.single_blocks[max(n - nd, 0) :]:
+            x = blk(x, c, freqs)
+        return x[:, n_txt:]

@@ -30,6 +30,7 @@ import torch
 from .. import metrics
 from ..config import (
     MagCacheConfig,
+    FirstBlockConfig,
     ReuseConfig,
     TaylorSeerConfig,
     TCPadeConfig,
@@ -54,6 +55,8 @@ from .common import (
 HELD_OUT_SEED = 4321
 # families by the methods' own labels (tcpade_core/methods.py)
 BASELINE_FAMILIES = tuple(METHODS[m].label for m in ("taylorseer", "teacache", "tracache", "reuse", "magcache"))
+# the front a TC-Padé setting is measured against: every baseline family, First Block Cache (full sweep) too
+FRONT_FAMILIES = BASELINE_FAMILIES + (METHODS["first_block"].label,)
 THETAS = (0.7, 1.0, 1.3)
 
 
@@ -105,10 +108,12 @@ def tcpade_settings(quick: bool) -> List[tuple]:
     return out
 
 
-def baseline_sweep(quick: bool, magcache: bool = True) -> List[tuple]:
-    """Every baseline setting. MagCache (full mode only, so the quick run stays as it was; ``magcache`` False
-    leaves it out) is swept twice: with the ratios measured on the model's own full-compute run (on the
-    calibration seed, as TeaCache's polynomial) and with the published FLUX profile."""
+def baseline_sweep(quick: bool, magcache: bool = True, first_block: bool = True) -> List[tuple]:
+    """Every baseline setting. The full sweep (not ``quick``, so the quick run stays as it was) adds MagCache's
+    (``magcache`` False leaves it out), swept twice: with the ratios measured on the model's own full-compute run
+    (on the calibration seed, as TeaCache's polynomial) and with the published FLUX profile; and First Block
+    Cache's (thresholds x Fn x predictor, :func:`tcpade_core.research.fbcache.sweep`) unless ``first_block`` is False
+    (the TC-Padé development sweep's front, as documented in docs/dev_tuning.md)."""
     out = [(f"Reuse N={n}", ReuseConfig(interval=n)) for n in ((2, 3, 4) if quick else (2, 3, 4, 5, 6))]
     ts = (
         [(n, o, f) for n in (3, 4) for o in (1, 2) for f in (1, 2)]
@@ -124,6 +129,10 @@ def baseline_sweep(quick: bool, magcache: bool = True) -> List[tuple]:
     out += [(f"TraCache k={k} o={o}", TraCacheConfig(stride=k, max_order=o)) for k, o in tc]
     if magcache and not quick:
         out += magcache_sweep()
+    if not quick and first_block:
+        from .fbcache import sweep
+
+        out += sweep()
     return out
 
 
@@ -145,7 +154,9 @@ def magcache_sweep() -> List[tuple]:
 
 
 TARGETS = (1.5, 2.0, 2.5, 3.0)
-TARGET_METHODS = tuple(METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache", "magcache"))
+TARGET_METHODS = tuple(
+    METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache", "magcache", "first_block")
+)
 # the default reading's rows: its presets (speed targets) and its θ values
 DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 
@@ -153,7 +164,14 @@ DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 def target_settings() -> List[tuple]:
     """Speed targets for every cache method at its default settings, and the fixed settings of the default
     TC-Padé reading they are compared with (same computed steps)."""
-    defaults = (TCPadeConfig(), TaylorSeerConfig(), ("teacache", 0.4), TraCacheConfig(), ("magcache", 0.06, 2, 0.2))
+    defaults = (
+        TCPadeConfig(),
+        TaylorSeerConfig(),
+        ("teacache", 0.4),
+        TraCacheConfig(),
+        ("magcache", 0.06, 2, 0.2),
+        FirstBlockConfig(),
+    )
     methods = tuple(zip(TARGET_METHODS, defaults))
     out = [(f"target {t:g}x {name}", cfg, t) for t in TARGETS for name, cfg in methods]
     out += [
@@ -329,7 +347,7 @@ def same_run(rows: List[Row], r: Row) -> List[Row]:
 
 def best_baseline_at_most(rows: List[Row], r: Row) -> Optional[Row]:
     """The best baseline of the sweep (highest PSNR) with the same or fewer computed steps than ``r``."""
-    c = [x for x in same_run(rows, r) if x.family in BASELINE_FAMILIES and x.computed <= r.computed]
+    c = [x for x in same_run(rows, r) if x.family in FRONT_FAMILIES and x.computed <= r.computed]
     return max(c, key=lambda x: x.psnr) if c else None
 
 
@@ -598,7 +616,7 @@ def write_fronts(rows: List[Row], path: Path, title: str) -> None:
     for ax, steps in zip(axes[0], steps_list):
         run = [r for r in rows if r.steps == steps and math.isfinite(r.psnr)]
         for fams, color, name in (
-            (BASELINE_FAMILIES, "tab:blue", "best baseline"),
+            (FRONT_FAMILIES, "tab:blue", "best baseline"),
             (("TC-Padé",), "tab:red", "TC-Padé"),
         ):
             pts = [r for r in run if r.family in fams]

@@ -2,6 +2,7 @@
 
     python -m tcpade_core.research.devsweep [--samples 16] [--threads 1]
     python -m tcpade_core.research.devsweep --magcache     # MagCache's settings and ratio profiles instead
+    python -m tcpade_core.research.devsweep --fbcache      # First Block Cache's sweep (tcpade_core.research.fbcache)
 
 Runs the baseline sweep of the full benchmark and the candidate readings below at 10, 20 and 30 steps on the
 development runs, and prints each candidate's Pareto margin per cell (``model+steps: computed/PSNR/margin``;
@@ -101,7 +102,14 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--magcache", action="store_true", help="MagCache's candidates instead of TC-Padé's")
-    args = ap.parse_args(argv)
+    ap.add_argument("--fbcache", action="store_true", help="First Block Cache's sweep on the development runs")
+    args, rest = ap.parse_known_args(argv)
+    if args.fbcache:  # the same development runs; the baseline front read from the full benchmark's output
+        from . import fbcache
+
+        return fbcache.main(["--split", "dev", "--samples", str(args.samples), *rest])
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     torch.set_num_threads(args.threads)
     labels = _labels(args.samples)
     fronts, refs, models, ratios = {}, {}, {m: load_model(m) for m in DEV_MODELS}, {}
@@ -112,7 +120,7 @@ def main(argv=None):
             if args.magcache:
                 ratios[(m, steps)] = calibrate_magcache(model, m, labels, steps)
             pts = []
-            for _, cfg in baseline_sweep(quick=False, magcache=False):
+            for _, cfg in baseline_sweep(quick=False, magcache=False, first_block=False):
                 run = CacheRun(resolve(cfg, coeffs, None))
                 img = _sample(model, m, labels, steps, run, seed=EVAL_SEED)[0]
                 pts.append((run.report.computed, metrics.psnr(img, ref)))
