@@ -250,6 +250,10 @@ class TraCacheNode(CacheNode):
     METHOD = "tracache"
 
 
+class SpectrumCache(CacheNode):
+    METHOD = "spectrum"
+
+
 class Calibrate(io.ComfyNode):
     """One full-compute sampling pass that fits every cache method to this model and step count."""
 
@@ -379,4 +383,4 @@ class Calibrate(io.ComfyNode):
         return io.NodeOutput(cal, out, ui={"text": [text]})
 
 
-NODE_LIST = [TCPadeCache, TaylorSeerCache, TeaCacheNode, TraCacheNode, Calibrate]
+NODE_LIST = [TCPadeCache, TaylorSeerCache, TeaCacheNode, TraCacheNode, SpectrumCache, Calibrate]

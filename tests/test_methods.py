@@ -20,6 +20,7 @@ CONFIGS = {
     "tcpade": make_config("tcpade", theta=1.0),
     "tcpade_error": make_config("tcpade", gate="error", theta=2.0, error_tolerance=0.05),
     "tcpade_official": make_config("tcpade", mode="official", interval=4, start_step=2),
+    "spectrum": make_config("spectrum", w=0.5, warmup_steps=2),
 }
 
 
@@ -91,6 +92,7 @@ def test_every_node_method_has_a_node_and_its_widgets_set_real_parameters():
         "TCPade_TeaCache",
         "TCPade_TraCache",
         "TCPade_TCPadeCache",
+        "TCPade_Spectrum",
     ]
     for m in M.NODES:
         params = {f for f in m.config.__dataclass_fields__}
