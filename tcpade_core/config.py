@@ -373,7 +373,7 @@ class TCPadeOfficialConfig(_Common):
 # Spectrum's readings: what its code does, and the reading measured best on the development runs (models A and
 # B, seed 1234; docs/dev_tuning.md "Spectrum"), frozen before any held-out run. A switch given explicitly wins.
 SPECTRUM_OFFICIAL = dict(time_map="fixed50", target="output")
-SPECTRUM_DEFAULT = dict(time_map="fixed50", target="output")
+SPECTRUM_DEFAULT = dict(time_map="time", target="output")
 SPECTRUM_MODES = {"default": SPECTRUM_DEFAULT, "official": SPECTRUM_OFFICIAL}
 
 
@@ -387,12 +387,14 @@ class SpectrumConfig(_Common):
 
     Its schedule: the first ``warmup_steps`` compute; then a step computes when (cached steps since the last
     compute + 1) % floor(N) == 0, N starting at ``window_size`` and growing by ``alpha`` (its ``flex_window``)
-    on each such compute. Defaults are its code's and README's: M 4, λ 0.1, w 1.0, N 2, α 0.75, warm-up 5
-    (configs/base.yaml), Taylor order 1. K: its forecaster class defaults to 10, its pipeline passes 100 (every
+    on each such compute. Its code's and README's values: M 4, λ 0.1, w 1.0 (0.5 in its README's commands), N 2,
+    α 0.75, warm-up 5 (configs/base.yaml), Taylor order 1; here w 0.5 and warm-up 2 (measured on the development
+    runs: docs/dev_tuning.md "Spectrum"). K: its forecaster class defaults to 10, its pipeline passes 100 (every
     computed step at its 50 steps); 10 here bounds the memory and changes nothing until the 11th compute.
 
     ``mode`` fills ``time_map`` and ``target`` unless given: ``"official"`` (its code: the step index through
-    a fixed map of [0, 50] onto [-1, 1]; the stack output) or ``"default"`` (the measured reading).
+    a fixed map of [0, 50] onto [-1, 1]; the stack output) or ``"default"`` (measured: the normalised time t
+    onto [-1, 1]; the stack output).
     ``time_map``: ``fixed50``, ``steps`` (the step index over [0, steps]) or ``time`` (the normalised time t).
     ``target``: ``output``, or ``residual`` (output - input, added to the current input).
     """
@@ -400,11 +402,11 @@ class SpectrumConfig(_Common):
     method = "spectrum"
     degree: int = 4
     lam: float = 0.1
-    w: float = 1.0
+    w: float = 0.5
     history: int = 10
     window_size: int = 2
     alpha: float = 0.75
-    warmup_steps: int = 5
+    warmup_steps: int = 2
     taylor_order: int = 1
     mode: str = "default"
     time_map: str = ""

@@ -377,10 +377,10 @@ SPECTRUM_WIDGETS = (
     Widget(
         "w",
         "float",
-        1.0,
+        0.5,
         "blend w",
-        "w, 0.0-1.0. Forecast = w · Chebyshev + (1 - w) · linear (Newton-forward) extrapolation of the last two "
-        "computed outputs. 1: pure Chebyshev (the paper); its README recommends 0.5-1.0.",
+        "w, 0.0-1.0 (default 0.5, measured; the paper: 1.0, its README recommends 0.5-1.0). Forecast = "
+        "w · Chebyshev + (1 - w) · linear (Newton-forward) extrapolation of the last two computed outputs.",
         0.0,
         1.0,
         0.05,
@@ -423,9 +423,10 @@ SPECTRUM_WIDGETS = (
     Widget(
         "warmup_steps",
         "int",
-        5,
+        2,
         "warm-up",
-        "1-100 (its configs: 5). Steps computed in full at the start. Used at target speed-up 0 only.",
+        "1-100 (default 2, measured; its configs: 5). Steps computed in full at the start. 20 steps with N 2, "
+        "α 0.75: warm-up 2 computes 7 steps, 5 computes 9. Used at target speed-up 0 only.",
         1,
         100,
         param="warmup_steps",
@@ -437,8 +438,9 @@ SPECTRUM_TAIL = (
         "combo",
         "default",
         "mode",
-        "default: the reading measured best in this pack's benchmark. official: the authors' code (the step "
-        "index through a fixed map of [0, 50]; the stack output). For comparison.",
+        "default: the reading measured best on this pack's development runs (the normalised time t as the "
+        "Chebyshev variable; the stack output). official: the authors' code (the step index through a fixed map "
+        "of [0, 50]; the stack output). For comparison.",
         options=("default", "official"),
         param="mode",
     ),

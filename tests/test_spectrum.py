@@ -249,15 +249,16 @@ def test_modes_fill_what_is_left_and_official_is_its_code():
     assert (d.degree, d.lam, d.w, d.history, d.window_size, d.alpha, d.warmup_steps, d.taylor_order) == (
         4,
         0.1,
-        1.0,
+        0.5,
         10,
         2,
         0.75,
-        5,
+        2,
         1,
     )
+    assert (d.time_map, d.target) == ("time", "output")
     assert d.with_(mode="official").describe() == "spectrum(mode=official)"
-    assert "w=0.5" in d.with_(w=0.5).describe()
+    assert d.with_(w=1.0, time_map="steps").describe() == "spectrum(mode=default, w=1.0, time_map=steps)"
 
 
 def test_descriptor_node_and_widgets():

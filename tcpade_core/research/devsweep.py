@@ -1,10 +1,11 @@
 """The development sweep that chose the default TC-Padé reading (models A and B, seed 1234 only).
 
-    python -m tcpade_core.research.devsweep [--samples 16] [--threads 1]
+    python -m tcpade_core.research.devsweep [--samples 16] [--threads 1] [--method spectrum]
 
 Runs the baseline sweep of the full benchmark and the candidate readings below at 10, 20 and 30 steps on the
 development runs, and prints each candidate's Pareto margin per cell (``model+steps: computed/PSNR/margin``;
 margin = PSNR minus the best baseline with the same or fewer computed steps), its worst and its mean margin.
+``--method spectrum``: Spectrum's readings and settings instead (docs/dev_tuning.md "Spectrum").
 It refuses model C and the held-out seed: the held-out protocol forbids tuning on them. The history of how
 the candidates came about, with the earlier rounds' numbers, is in ``docs/dev_tuning.md``.
 """
@@ -17,7 +18,7 @@ from dataclasses import replace
 import torch
 
 from .. import metrics
-from ..config import TCPadeConfig, TeaCacheConfig
+from ..config import SpectrumConfig, TCPadeConfig, TeaCacheConfig
 from ..engine import CacheRun
 from .bench import EVAL_SEED, baseline_sweep, calibrate_teacache
 from .common import DEV_MODELS, labels as _labels, sample_timed as _sample
@@ -55,6 +56,34 @@ def candidates():
     ]
 
 
+def spectrum_candidates():
+    """Spectrum: its code's reading (step index through [0, 50], the stack output) against the other time maps and
+    the residual, on its own schedule (warm-up 5 as its configs, 2 as the issue's list) and at speed targets."""
+    off = SpectrumConfig(mode="official")
+    w2 = replace(off, warmup_steps=2)
+    out = [
+        ("official w1.0 wu5", off),
+        ("official w0.5 wu5", replace(off, w=0.5)),
+        ("official w1.0 wu2", w2),
+        ("official w0.5 wu2", replace(w2, w=0.5)),
+        ("official w0.5 wu2 α1.5", replace(w2, w=0.5, alpha=1.5)),
+        ("official w0.5 wu2 α3.0", replace(w2, w=0.5, alpha=3.0)),
+        ("official w0.5 wu2 M3", replace(w2, w=0.5, degree=3)),
+        ("official w0.75 wu2", replace(w2, w=0.75)),
+        ("official w0.5 wu2 λ0.01", replace(w2, w=0.5, lam=0.01)),
+    ]
+    for tm in ("steps", "time"):
+        out += [(f"{tm} w{w} wu2", replace(w2, w=w, time_map=tm)) for w in (1.0, 0.5)]
+    out += [(f"residual w{w} wu2", replace(w2, w=w, target="residual")) for w in (1.0, 0.5)]
+    for t in (2.0, 2.8):
+        out += [(f"official w{w} target {t}", replace(off, w=w, target_speedup=t)) for w in (1.0, 0.5)]
+        out += [
+            (f"{tm} w0.5 target {t}", replace(off, w=0.5, time_map=tm, target_speedup=t)) for tm in ("steps", "time")
+        ]
+        out.append((f"residual w0.5 target {t}", replace(off, w=0.5, target="residual", target_speedup=t)))
+    return out
+
+
 def main(argv=None):
     from ..models.zoo import load_model
 
@@ -65,6 +94,7 @@ def main(argv=None):
     )
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--method", choices=("tcpade", "spectrum"), default="tcpade")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     labels = _labels(args.samples)
@@ -74,14 +104,16 @@ def main(argv=None):
             ref = refs[(m, steps)] = _sample(model, m, labels, steps, None, seed=EVAL_SEED)[0]
             coeffs = calibrate_teacache(model, m, labels, steps)
             pts = []
-            for _, cfg in baseline_sweep(quick=False):
+            for label, cfg in baseline_sweep(quick=False):
+                if args.method == "spectrum" and label.startswith("Spectrum"):
+                    continue  # Spectrum's candidates are measured against the rest of the pack
                 if isinstance(cfg, tuple):
                     cfg = TeaCacheConfig(threshold=cfg[1], coefficients=coeffs)
                 run = CacheRun(cfg)
                 img = _sample(model, m, labels, steps, run, seed=EVAL_SEED)[0]
                 pts.append((run.report.computed, metrics.psnr(img, ref)))
             fronts[(m, steps)] = pts
-    for label, cfg in candidates():
+    for label, cfg in spectrum_candidates() if args.method == "spectrum" else candidates():
         cells, margins = [], []
         for m, model in models.items():
             for steps in (10, 20, 30):
