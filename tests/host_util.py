@@ -451,6 +451,7 @@ NEVER_SKIP = {
     "taylorseer": ("TCPade_TaylorSeer", dict(interval=1)),
     "teacache": ("TCPade_TeaCache", dict(threshold=0.0, coefficients="custom", custom_coefficients="1, 0")),
     "tracache": ("TCPade_TraCache", dict(stride=1)),
+    "spectrum": ("TCPade_Spectrum", dict(warmup_steps=100)),
 }
 
 # settings that skip, and the strip each gives at 8 steps
@@ -458,6 +459,7 @@ SKIPPING = {
     "tcpade": ("TCPade_TCPadeCache", dict(preset="custom", theta=0.0, interval=4), "##..#..."),
     "taylorseer": ("TCPade_TaylorSeer", dict(interval=3, order=1, first_enhance=1), "#..#..#."),
     "tracache": ("TCPade_TraCache", dict(stride=2, max_order=2), "#.#.#.#."),
+    "spectrum": ("TCPade_Spectrum", dict(warmup_steps=2, w=0.5), "##.#.#.."),
     "teacache": (
         "TCPade_TeaCache",
         dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"),

@@ -586,6 +586,7 @@ def expected_cache_values(kind: str, method: str) -> int:
         "tracache": 2 * 3 * n,  # max_order + 1 = 3 stack outputs per stream
         # 1 residual per stream + the lead stream's gate input: Flux's modulated image tokens, Wan's e0 (6 x width)
         "teacache": 2 * n + (n if kind == "flux" else 6 * H.WAN_CONFIG["dim"]),
+        "spectrum": 2 * 4 * n,  # the 4 computed stack outputs of its schedule (0, 1, 3, 5) per stream
     }[method]
 
 

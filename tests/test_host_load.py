@@ -13,7 +13,7 @@ import host_util as H
 
 H.require_host()
 
-NODE_IDS = ["TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache"]
+NODE_IDS = ["TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache", "TCPade_Spectrum"]
 OTHER_IDS = [
     "TCPade_Compare",
     "TCPade_ClassLabel",

@@ -617,6 +617,7 @@ SKIPPING = {
     "TCPade_TaylorSeer": (dict(interval=3, order=1, first_enhance=1), "#..#..#."),
     "TCPade_TraCache": (dict(stride=2, max_order=2), "#.#.#.#."),
     "TCPade_TeaCache": (dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"), "#......#"),
+    "TCPade_Spectrum": (dict(warmup_steps=2, w=0.5), "##.#.#.."),
 }
 
 
@@ -640,6 +641,7 @@ def test_cache_nodes_on_bench_models(pk, temp_weights, key, node_id):
         "TCPade_TaylorSeer": dict(interval=1),
         "TCPade_TraCache": dict(stride=1),
         "TCPade_TeaCache": dict(threshold=0.0, coefficients="custom", custom_coefficients="1, 0"),
+        "TCPade_Spectrum": dict(warmup_steps=100),
     }[node_id]
     assert torch.equal(sample(attach(pk, node_id, base, **never), pos, neg, shape), ref)
 
