@@ -28,7 +28,15 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .. import metrics
-from ..config import ReuseConfig, TaylorSeerConfig, TCPadeConfig, TCPadeOfficialConfig, TeaCacheConfig, TraCacheConfig
+from ..config import (
+    ReuseConfig,
+    SpectrumConfig,
+    TaylorSeerConfig,
+    TCPadeConfig,
+    TCPadeOfficialConfig,
+    TeaCacheConfig,
+    TraCacheConfig,
+)
 from ..engine import CacheRun, Stack
 from ..methods import METHODS
 from ..signals import fit_rescale, rel_l1
@@ -44,7 +52,7 @@ from .common import (
 
 HELD_OUT_SEED = 4321
 # families by the methods' own labels (tcpade_core/methods.py)
-BASELINE_FAMILIES = tuple(METHODS[m].label for m in ("taylorseer", "teacache", "tracache", "reuse"))
+BASELINE_FAMILIES = tuple(METHODS[m].label for m in ("taylorseer", "teacache", "tracache", "reuse", "spectrum"))
 THETAS = (0.7, 1.0, 1.3)
 
 
@@ -110,11 +118,24 @@ def baseline_sweep(quick: bool) -> List[tuple]:
     out += [(f"TeaCache δ={d}", ("teacache", d)) for d in deltas]
     tc = [(2, 2), (3, 2)] if quick else [(k, o) for k in (2, 3, 4, 5) for o in (2, 3)]
     out += [(f"TraCache k={k} o={o}", TraCacheConfig(stride=k, max_order=o)) for k, o in tc]
-    return out
+    return out + spectrum_sweep(quick)
+
+
+def spectrum_sweep(quick: bool) -> List[tuple]:
+    """Spectrum on its own schedule: w 0.5 / 1.0 (its README's range), M 3 / 4, and its schedule's warm-up
+    (5: its configs; 2: the issue's list) and growth α (0.75: its README; 1.5; 3.0: its fast setting)."""
+    sched = ((5, 0.75), (2, 0.75)) if quick else ((5, 0.75), (5, 3.0), (2, 0.75), (2, 1.5), (2, 3.0))
+    ms = (4,) if quick else (3, 4)
+    return [
+        (f"Spectrum w={w} M={m} wu={wu} α={a}", SpectrumConfig(w=w, degree=m, warmup_steps=wu, alpha=a))
+        for wu, a in sched
+        for w in (0.5, 1.0)
+        for m in ms
+    ]
 
 
 TARGETS = (1.5, 2.0, 2.5, 3.0)
-TARGET_METHODS = tuple(METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache"))
+TARGET_METHODS = tuple(METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache", "spectrum"))
 # the default reading's rows: its presets (speed targets) and its θ values
 DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 
@@ -122,7 +143,9 @@ DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
 def target_settings() -> List[tuple]:
     """Speed targets for every cache method at its default settings, and the fixed settings of the default
     TC-Padé reading they are compared with (same computed steps)."""
-    methods = tuple(zip(TARGET_METHODS, (TCPadeConfig(), TaylorSeerConfig(), ("teacache", 0.4), TraCacheConfig())))
+    methods = tuple(
+        zip(TARGET_METHODS, (TCPadeConfig(), TaylorSeerConfig(), ("teacache", 0.4), TraCacheConfig(), SpectrumConfig()))
+    )
     out = [(f"target {t:g}x {name}", cfg, t) for t in TARGETS for name, cfg in methods]
     out += [
         (f"fixed TC-Padé N={n} warm-up {w} θ{th}", TCPadeConfig(interval=n, warmup_steps=w, theta=th), 0.0)
@@ -353,7 +376,7 @@ def targets_speed_table(rows: List[Row]) -> str:
     lines = [
         "speed targets (computed vs. wanted = round(steps / target); TC-Padé: PSNR vs. the best fixed setting "
         "with the same computed steps)",
-        f"{'model/seed':10} {'steps':>5} {'target':>6} | {'TC-Padé':>9} {'TaylorSeer':>10} {'TeaCache':>9} {'TraCache':>9} | "
+        f"{'model/seed':10} {'steps':>5} {'target':>6} | " + " ".join(f"{m:>10}" for m in TARGET_METHODS) + " | "
         f"{'TC-Padé PSNR':>12} {'best fixed':>10} {'Δ dB':>6}  best fixed setting",
     ]
     for key in sorted({(r.model, r.seed, r.steps) for r in rows if r.family == "target"}):
@@ -374,8 +397,7 @@ def targets_speed_table(rows: List[Row]) -> str:
                 else f"{'-':>10} {'':6}  (no fixed setting computes {tc.computed})"
             )
             lines.append(
-                f"{tag:10} {key[2]:5d} {t:5g}x | {cells[0]:>9} {cells[1]:>10} {cells[2]:>9} {cells[3]:>9} | "
-                f"{tc.psnr:12.2f} {cmp_}"
+                f"{tag:10} {key[2]:5d} {t:5g}x | " + " ".join(f"{c:>10}" for c in cells) + f" | {tc.psnr:12.2f} {cmp_}"
             )
     return "\n".join(lines)
 
@@ -497,7 +519,7 @@ def write_grid(grids: Dict[str, torch.Tensor], path: Path, title: str, n_cols: i
     seen = set()
     for k in grids:
         fam = k.split(" ")[0]
-        if fam in ("TaylorSeer", "TeaCache", "TraCache", "Reuse") and fam not in seen:
+        if fam in ("TaylorSeer", "TeaCache", "TraCache", "Reuse", "Spectrum") and fam not in seen:
             seen.add(fam)
             keep.append(k)
     n = min(n_cols, next(iter(grids.values())).shape[0])
