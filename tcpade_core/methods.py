@@ -412,7 +412,7 @@ SPECTRUM_WIDGETS = (
         "alpha",
         "float",
         0.75,
-        "growth α",
+        "α",
         "α, 0.0-100.0 (paper: 0.75 for about 3.5x at 50 steps, 3.0 for about 5x). How much N grows per compute: "
         "higher, fewer computes. Used at target speed-up 0 only.",
         0.0,
