@@ -24,7 +24,7 @@ from .common import labels as _labels, sample_timed as _sample
 
 SPLITS = {
     "dev": (("a", EVAL_SEED), ("b", EVAL_SEED)),
-    "held-out": (("a", HELD_OUT_SEED), ("b", HELD_OUT_SEED), ("c", EVAL_SEED), ("c", HELD_OUT_SEED)),
+    "held-out": (("c", EVAL_SEED), ("c", HELD_OUT_SEED), ("a", HELD_OUT_SEED), ("b", HELD_OUT_SEED)),
 }
 
 
