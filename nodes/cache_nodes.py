@@ -289,6 +289,10 @@ class FirstBlockCache(CacheNode):
     METHOD = "first_block"
 
 
+class SpectrumCache(CacheNode):
+    METHOD = "spectrum"
+
+
 class Calibrate(io.ComfyNode):
     """One full-compute sampling pass that fits every cache method to this model and step count."""
 
@@ -422,4 +426,13 @@ class Calibrate(io.ComfyNode):
         return io.NodeOutput(cal, out, ui={"text": [text]})
 
 
-NODE_LIST = [TCPadeCache, TaylorSeerCache, TeaCacheNode, TraCacheNode, FirstBlockCache, MagCacheNode, Calibrate]
+NODE_LIST = [
+    TCPadeCache,
+    TaylorSeerCache,
+    TeaCacheNode,
+    TraCacheNode,
+    FirstBlockCache,
+    MagCacheNode,
+    SpectrumCache,
+    Calibrate,
+]

@@ -467,6 +467,85 @@ class TCPadeOfficialConfig(_Common):
         return f"tcpade(official, {', '.join(parts)})"
 
 
+# Spectrum's readings: what its code does, and the reading measured best on the development runs (models A and
+# B, seed 1234; docs/dev_tuning.md "Spectrum"), frozen before any held-out run. A switch given explicitly wins.
+SPECTRUM_OFFICIAL = dict(time_map="fixed50", target="output")
+SPECTRUM_DEFAULT = dict(time_map="time", target="output")
+SPECTRUM_MODES = {"default": SPECTRUM_DEFAULT, "official": SPECTRUM_OFFICIAL}
+
+
+@dataclass(frozen=True)
+class SpectrumConfig(_Common):
+    """Spectrum (hanjq17/Spectrum, CVPR 2026, arXiv 2603.01623): forecast the block stack's output from the
+    newest ``history`` (K) computed outputs with a ridge fit (``lam``) of Chebyshev polynomials T_0..T_M
+    (``degree``) in a time variable, blended with a discrete Newton-forward Taylor term of order
+    ``taylor_order``: h = (1 - w) h_taylor + w h_cheb (``w`` 1: pure Chebyshev, the paper's; its README
+    recommends 0.5-1.0).
+
+    Its schedule: the first ``warmup_steps`` compute; then a step computes when (cached steps since the last
+    compute + 1) % floor(N) == 0, N starting at ``window_size`` and growing by ``alpha`` (its ``flex_window``)
+    on each such compute. Its code's and README's values: M 4, λ 0.1, w 1.0 (0.5 in its README's commands), N 2,
+    α 0.75, warm-up 5 (configs/base.yaml), Taylor order 1; here w 0.5 and warm-up 2 (measured on the development
+    runs: docs/dev_tuning.md "Spectrum"). K: its forecaster class defaults to 10, its pipeline passes 100 (every
+    computed step at its 50 steps); 10 here bounds the memory and changes nothing until the 11th compute.
+
+    ``mode`` fills ``time_map`` and ``target`` unless given: ``"official"`` (its code: the step index through
+    a fixed map of [0, 50] onto [-1, 1]; the stack output) or ``"default"`` (measured: the normalised time t
+    onto [-1, 1]; the stack output).
+    ``time_map``: ``fixed50``, ``steps`` (the step index over [0, steps]) or ``time`` (the normalised time t).
+    ``target``: ``output``, or ``residual`` (output - input, added to the current input).
+    """
+
+    method = "spectrum"
+    degree: int = 4
+    lam: float = 0.1
+    w: float = 0.5
+    history: int = 10
+    window_size: int = 2
+    alpha: float = 0.75
+    warmup_steps: int = 2
+    taylor_order: int = 1
+    mode: str = "default"
+    time_map: str = ""
+    target: str = ""
+
+    def validate(self):
+        _check_choice("mode", self.mode, tuple(SPECTRUM_MODES))
+        for key, value in SPECTRUM_MODES[self.mode].items():
+            if getattr(self, key) in ("", None):
+                object.__setattr__(self, key, value)
+        _check_range("degree", self.degree, 0, 8, integer=True)
+        _check_range("lam", self.lam, 0.0, 100.0, lo_open=True)
+        _check_range("w", self.w, 0.0, 1.0)
+        _check_range("history", self.history, 1, 100, integer=True)
+        _check_range("window_size", self.window_size, 1, 100, integer=True)
+        _check_range("alpha", self.alpha, 0.0, 100.0)
+        _check_range("warmup_steps", self.warmup_steps, 1, 100, integer=True)
+        _check_range("taylor_order", self.taylor_order, 1, 3, integer=True)
+        _check_choice("time_map", self.time_map, ("fixed50", "steps", "time"))
+        _check_choice("target", self.target, ("output", "residual"))
+
+    def describe(self) -> str:
+        """Mode, then every setting that differs from its mode's reading (or its default)."""
+        base = SPECTRUM_MODES[self.mode]
+        parts = [f"mode={self.mode}"]
+        for f in fields(self):
+            if f.name not in ("mode", "target_speedup", "plan"):
+                v = getattr(self, f.name)
+                if v != base.get(f.name, f.default):
+                    parts.append(f"{f.name}={v}")
+        return f"spectrum({', '.join(parts)})"
+
+    def with_(self, **changes):
+        """A copy with ``changes``; a change of ``mode`` re-fills what the old mode filled (as TCPadeConfig)."""
+        new_mode = changes.get("mode", self.mode)
+        if new_mode != self.mode and new_mode in SPECTRUM_MODES:
+            for key, value in SPECTRUM_MODES[self.mode].items():
+                if key not in changes and getattr(self, key) == value:
+                    changes[key] = ""
+        return replace(self, **changes)
+
+
 @dataclass(frozen=True)
 class ComposedConfig(_Common):
     """A gate with a predictor: the gate of method config ``gate`` drives the predictor of method config
@@ -502,6 +581,7 @@ CONFIGS = {
         TCPadeOfficialConfig,
         MagCacheConfig,
         FirstBlockConfig,
+        SpectrumConfig,
         ComposedConfig,
     )
 }

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, FrozenSet, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -461,6 +461,50 @@ class OfficialScheduleGate(Gate):
             return Decision(True, "interval", forced=True)
         ok, score = curvature_test(st.residuals, self.threshold)
         return Decision(not ok, "curvature<N" if ok else "curvature>=N", score)
+
+
+def spectrum_schedule(num_steps: int, warmup: int, window: float, alpha: float) -> List[int]:
+    """The steps Spectrum's own schedule computes (its ``our_flux_forward``): the first ``warmup`` steps, then a
+    step computes when (cached steps since the last compute + 1) % floor(N) == 0, N starting at ``window`` and
+    growing by ``alpha`` (``flex_window``, rounded to 3 decimals) on each of those computes. At 50 steps, warm-up
+    5, N 2, alpha 0.75 it computes 14 steps (its README's "14 full network passes"); alpha 3.0: 10."""
+    out, cached, ws = [], 0, float(window)
+    for i in range(num_steps):
+        compute = i < warmup or (cached + 1) % math.floor(ws) == 0
+        if compute and i >= warmup:
+            ws = round(ws + alpha, 3)
+        cached = 0 if compute else cached + 1
+        if compute:
+            out.append(i)
+    return out
+
+
+class SpectrumGate(Gate):
+    """Spectrum's schedule, content-blind, its gaps widening (:func:`spectrum_schedule`), counted on the run:
+    the cached steps are those this run really skipped (a step the engine computed for another reason, e.g.
+    outside the start/end window, restarts the count), and N grows on each compute the schedule itself asked
+    for. Its counters belong to one run (the engine builds a gate per run)."""
+
+    name = "Spectrum window"
+    rule = "fixed widening window"
+
+    def __init__(self, warmup: int, window: float, alpha: float):
+        self.warmup, self.window, self.alpha = warmup, float(window), alpha
+        self.cached, self.ws, self._grow = 0, float(window), False
+
+    def decide(self, step, st, signal_fn) -> Decision:
+        if step.index < self.warmup:
+            self._grow = False
+            return Decision(True, "warmup", forced=True)
+        compute = (self.cached + 1) % math.floor(self.ws) == 0
+        self._grow = compute
+        return Decision(compute, f"window {math.floor(self.ws)}", forced=True)
+
+    def step_done(self, index: int, computed: bool) -> None:
+        if computed and self._grow:
+            self.ws = round(self.ws + self.alpha, 3)
+        self._grow = False
+        self.cached = 0 if computed else self.cached + 1
 
 
 class WrappedGate(Gate):

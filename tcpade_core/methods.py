@@ -31,6 +31,7 @@ from .config import (
     FirstBlockConfig,
     NoCacheConfig,
     ReuseConfig,
+    SpectrumConfig,
     TaylorSeerConfig,
     TCPadeConfig,
     TCPadeOfficialConfig,
@@ -475,6 +476,106 @@ FIRST_BLOCK_WIDGETS = (
         param="compare",
     ),
 )
+SPECTRUM_WIDGETS = (
+    target_widget(),
+    Widget(
+        "degree",
+        "int",
+        4,
+        "degree M",
+        "M, 0-8. Chebyshev polynomials T_0..T_M fitted to the cached outputs (paper: 4). Higher: follows more "
+        "curvature, needs more computed steps to pin down.",
+        0,
+        8,
+        param="degree",
+    ),
+    Widget(
+        "lam",
+        "float",
+        0.1,
+        "λ",
+        "λ, 0.001-100.0 (paper: 0.1). Ridge regularisation of the Chebyshev fit: higher smooths the forecast "
+        "and pulls it toward zero.",
+        0.001,
+        100.0,
+        0.001,
+        param="lam",
+    ),
+    Widget(
+        "w",
+        "float",
+        0.5,
+        "blend w",
+        "w, 0.0-1.0 (default 0.5, measured; the paper: 1.0, its README recommends 0.5-1.0). Forecast = "
+        "w · Chebyshev + (1 - w) · linear (Newton-forward) extrapolation of the last two computed outputs.",
+        0.0,
+        1.0,
+        0.05,
+        param="w",
+    ),
+    Widget(
+        "history",
+        "int",
+        10,
+        "history K",
+        "K, 1-100. Computed outputs the fit uses (the newest K). Each is one block-stack output kept in memory "
+        "per stream.",
+        1,
+        100,
+        param="history",
+    ),
+    Widget(
+        "window_size",
+        "int",
+        2,
+        "window N",
+        "N, 1-100 (paper: 2). After the warm-up a step computes when the cached steps since the last compute "
+        "+ 1 is a multiple of floor(N); N grows by α at each compute. Used at target speed-up 0 only.",
+        1,
+        100,
+        param="window_size",
+    ),
+    Widget(
+        "alpha",
+        "float",
+        0.75,
+        "α",
+        "α, 0.0-100.0 (paper: 0.75 for about 3.5x at 50 steps, 3.0 for about 5x). How much N grows per compute: "
+        "higher, fewer computes. Used at target speed-up 0 only.",
+        0.0,
+        100.0,
+        0.05,
+        param="alpha",
+    ),
+    Widget(
+        "warmup_steps",
+        "int",
+        2,
+        "warm-up",
+        "1-100 (default 2, measured; its configs: 5). Steps computed in full at the start. 20 steps with N 2, "
+        "α 0.75: warm-up 2 computes 7 steps, 5 computes 9. Used at target speed-up 0 only.",
+        1,
+        100,
+        param="warmup_steps",
+    ),
+)
+SPECTRUM_TAIL = (
+    Widget(
+        "mode",
+        "combo",
+        "default",
+        "mode",
+        "default: the reading measured best on this pack's development runs (the normalised time t as the "
+        "Chebyshev variable; the stack output). official: the authors' code (the step index through a fixed map "
+        "of [0, 50]; the stack output). For comparison.",
+        options=("default", "official"),
+        param="mode",
+    ),
+)
+SPECTRUM_OVERRIDES = tuple(
+    Override(name, (("target_speedup", ">", 0),), "target", _TARGET_OVERRIDE)
+    for name in ("window_size", "alpha", "warmup_steps")
+)
 
 
 # ------------------------------------------------------------------------------------------ calibration mappings
@@ -660,6 +761,28 @@ _METHOD_LIST = (
         "extrapolated by TaylorSeer).",
         widgets=FIRST_BLOCK_WIDGETS,
         leading_blocks=lambda c: c.leading_blocks,
+    ),
+    Method(
+        "composed",
+        ComposedConfig,
+        _composed_gate,
+        _composed_predictor,
+        label="composed",
+    ),
+    Method(
+        "spectrum",
+        SpectrumConfig,
+        lambda c: G.SpectrumGate(c.warmup_steps, c.window_size, c.alpha),
+        lambda c: P.SpectrumPredictor(c.degree, c.lam, c.w, c.history, c.taylor_order, c.time_map, c.target),
+        label="Spectrum",
+        node_id="TCPade_Spectrum",
+        title="Spectrum Cache",
+        description="Spectrum (CVPR 2026, hanjq17/Spectrum): forecast the block-stack output with a ridge fit of "
+        "Chebyshev polynomials over the last K computed outputs, optionally blended with a linear "
+        "extrapolation; its own schedule computes densely early and ever more sparsely late.",
+        widgets=SPECTRUM_WIDGETS,
+        tail_widgets=SPECTRUM_TAIL,
+        overrides=SPECTRUM_OVERRIDES,
     ),
     Method(
         "composed",

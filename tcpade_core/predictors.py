@@ -640,3 +640,107 @@ class OfficialPadePredictor(Predictor):
             sim = (cos(r1, r2) + cos(r2, r3)) / 2
             ps.order = min(self.cfg.order, 4) if sim > 0.98 else min(self.cfg.order, 3) if sim > 0.90 else 2
             ps.stability = max(0.8, min(1.2, 1.0 / (1.0 + 10.0 * float(torch.linalg.vector_norm(r1 - r2)))))
+
+
+# ---------------------------------------------------------------- Spectrum (Chebyshev ridge forecast)
+
+# Spectrum's time maps: (step index, time t, the run's step count) -> tau, the Chebyshev variable
+SPECTRUM_TIME_MAPS = {
+    # the official code (``BaseForecaster._taus``): the step index through a FIXED affine map of [0, 50] onto [-1, 1]
+    "fixed50": lambda index, t, num_steps: (index - 25.0) / 25.0,
+    # the step index through [0, num_steps] onto [-1, 1]: the same reading at every step count
+    "steps": lambda index, t, num_steps: 2.0 * index / max(num_steps, 1) - 1.0,
+    # the normalised time t (1 = noise, 0 = clean; sigma-like) onto [-1, 1]
+    "time": lambda index, t, num_steps: 1.0 - 2.0 * t,
+}
+
+
+def chebyshev_design(taus: Sequence[float], degree: int) -> torch.Tensor:
+    """Rows [T_0(tau), ..., T_M(tau)] by the three-term recurrence T_m = 2 tau T_{m-1} - T_{m-2} (float64)."""
+    x = torch.as_tensor(list(taus), dtype=torch.float64).reshape(-1, 1)
+    cols = [torch.ones_like(x), x]
+    for _ in range(2, degree + 1):
+        cols.append(2.0 * x * cols[-1] - cols[-2])
+    return torch.cat(cols[: degree + 1], dim=1)
+
+
+def chebyshev_ridge_weights(taus: Sequence[float], tau_star: float, degree: int, lam: float) -> List[float]:
+    """The ridge forecast as weights on the stored values: the fit C = (X^T X + lam I)^-1 X^T H (Spectrum's
+    ``ChebyshevForecaster``) predicts x(tau*) C = a^T H with a = X (X^T X + lam I)^-1 x(tau*), X the Chebyshev
+    design of ``taus`` (one row per stored value). Solved by Cholesky in float64 (a (M+1)x(M+1) system); a
+    factorisation that fails gets the official code's jitter, and if it fails again (non-finite times) the
+    forecast is the newest value. ``lam`` > 0 keeps the system positive definite."""
+    X = chebyshev_design(taus, degree)
+    x_star = chebyshev_design([tau_star], degree)[0]
+    A = X.T @ X + lam * torch.eye(degree + 1, dtype=torch.float64)
+    L, info = torch.linalg.cholesky_ex(A)
+    if int(info) != 0:
+        A = A + 1e-6 * float(A.diagonal().mean()) * torch.eye(degree + 1, dtype=torch.float64)
+        L, info = torch.linalg.cholesky_ex(A)
+    if int(info) != 0:
+        return [1.0] + [0.0] * (len(taus) - 1)
+    a = X @ torch.cholesky_solve(x_star.reshape(-1, 1), L).reshape(-1)
+    return [float(v) if math.isfinite(float(v)) else 0.0 for v in a]
+
+
+def newton_forward_weights(times: Sequence[float], t_star: float, order: int) -> List[float]:
+    """Spectrum's discrete Taylor term (``Spectrum._local_taylor_discrete``) as weights on the newest values
+    (``times`` newest first): with k = (t* - t_1) / (t_1 - t_2) in units of the last spacing,
+    h_1 + k D1 + C(k,2) D2 + C(k,3) D3, D_j the j-th backward difference of consecutive stored values
+    (D1 = h_1 - h_2, D2 = h_1 - 2 h_2 + h_3, ...). As its code writes it: the coefficients are C(k, j) =
+    k (k-1) ... (k-j+1) / j!, the Newton-forward ones, so the term is exact on lines (order 1, the official
+    setting) and not on higher degrees. One value: itself."""
+    n = len(times)
+    if n < 2:
+        return [1.0]
+    k = (t_star - times[0]) / max(times[0] - times[1], 1e-8)
+    w = [1.0 + k, -k]
+    if order >= 2 and n >= 3:
+        c2 = 0.5 * k * (k - 1.0)
+        w = [w[0] + c2, w[1] - 2.0 * c2, c2]
+    if order >= 3 and n >= 4:
+        c3 = k * (k - 1.0) * (k - 2.0) / 6.0
+        w = [w[0] + c3, w[1] - 3.0 * c3, w[2] + 3.0 * c3, -c3]
+    return w
+
+
+def spectrum_weights(
+    times: Sequence[float], t_star: float, degree: int, lam: float, w: float, taylor_order: int
+) -> List[float]:
+    """Spectrum's forecast h = (1 - w) h_taylor + w h_cheb as weights on the stored values (newest first).
+    From a single value: that value (the Taylor term's rule; a one-point ridge fit would only shrink it)."""
+    if len(times) == 1:
+        return [1.0]
+    cheb = chebyshev_ridge_weights(times, t_star, degree, lam) if w != 0.0 else [0.0] * len(times)
+    tay = newton_forward_weights(times, t_star, taylor_order) if w != 1.0 else []
+    tay = tay + [0.0] * (len(times) - len(tay))
+    return [w * c + (1.0 - w) * t for c, t in zip(cheb, tay)]
+
+
+class SpectrumPredictor(Predictor):
+    """Spectrum (hanjq17/Spectrum, CVPR 2026): a Chebyshev ridge forecast of the stack output (or residual)
+    over the newest ``window`` computed values, optionally blended with a discrete Newton-forward Taylor term
+    (:func:`spectrum_weights`). ``time_map``: how a step becomes the Chebyshev variable
+    (:data:`SPECTRUM_TIME_MAPS`; ``"fixed50"`` is the official code's). Only computed steps are kept."""
+
+    def __init__(self, degree: int, lam: float, w: float, window: int, taylor_order: int, time_map: str, target: str):
+        if time_map not in SPECTRUM_TIME_MAPS:
+            raise ValueError(f"unknown time_map {time_map!r}")
+        self.degree, self.lam, self.w, self.taylor_order = degree, lam, w, taylor_order
+        self.capacity, self.stores, self.plan_order = window, target, 1
+        self._tau = SPECTRUM_TIME_MAPS[time_map]
+
+    def ready(self, step, st) -> bool:
+        return len(st.history) >= 1
+
+    def predict(self, step, st, h, rec):
+        es = st.history.latest(self.capacity, h.device)
+        taus = [self._tau(e.step, e.t, step.num_steps) for e in es]
+        tau_star = self._tau(step.index, step.t, step.num_steps)
+        weights = spectrum_weights(taus, tau_star, self.degree, self.lam, self.w, self.taylor_order)
+        out = torch.zeros_like(es[0].value)
+        for a, e in zip(weights, es):
+            if a != 0.0:
+                out.add_(e.value, alpha=a)
+        rec.order = min(self.degree, len(es) - 1)
+        return self._output(_finite(out), h)

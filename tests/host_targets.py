@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import host_util as H  # noqa: E402
 from host_bench import build  # noqa: E402
 
-NODES = ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache")
+NODES = ("TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache", "TCPade_Spectrum")
 TARGETS = (1.5, 2.0, 2.5, 3.0)
 
 

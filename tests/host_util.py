@@ -453,6 +453,7 @@ NEVER_SKIP = {
     "tracache": ("TCPade_TraCache", dict(stride=1)),
     "magcache": ("TCPade_MagCache", dict(threshold=0.0)),
     "first_block": ("TCPade_FirstBlockCache", dict(threshold=0.0)),
+    "spectrum": ("TCPade_Spectrum", dict(warmup_steps=100)),
 }
 
 # settings that skip, and the strip each gives at 8 steps
@@ -463,6 +464,7 @@ SKIPPING = {
     # the FLUX table on every tiny model: step 3 reads its calibration step 11, which its FLUX forward computes
     "magcache": ("TCPade_MagCache", dict(threshold=10.0, K=100, ratios="flux"), "#..#...."),
     "first_block": ("TCPade_FirstBlockCache", dict(threshold=10.0, max_consecutive=2), "#..#..#."),
+    "spectrum": ("TCPade_Spectrum", dict(warmup_steps=2, w=0.5), "##.#.#.."),
     "teacache": (
         "TCPade_TeaCache",
         dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"),

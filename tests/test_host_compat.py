@@ -593,6 +593,7 @@ def expected_cache_values(kind: str, method: str) -> int:
         # 2 Taylor factors of the residual per stream (the default TaylorSeer calibrator, order 1) + the lead
         # stream's leading-block residuals of this step and of its last computed one
         "first_block": 2 * 2 * n + 2 * n,
+        "spectrum": 2 * 4 * n,  # the 4 computed stack outputs of its schedule (0, 1, 3, 5) per stream
     }[method]
 
 

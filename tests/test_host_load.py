@@ -13,7 +13,15 @@ import host_util as H
 
 H.require_host()
 
-NODE_IDS = ["TCPade_TCPadeCache", "TCPade_TaylorSeer", "TCPade_TeaCache", "TCPade_TraCache", "TCPade_MagCache"]
+NODE_IDS = [
+    "TCPade_TCPadeCache",
+    "TCPade_TaylorSeer",
+    "TCPade_TeaCache",
+    "TCPade_TraCache",
+    "TCPade_FirstBlockCache",
+    "TCPade_MagCache",
+    "TCPade_Spectrum",
+]
 OTHER_IDS = [
     "TCPade_Compare",
     "TCPade_ClassLabel",

@@ -619,6 +619,7 @@ SKIPPING = {
     "TCPade_TeaCache": (dict(threshold=10.0, coefficients="custom", custom_coefficients="1, 0"), "#......#"),
     "TCPade_MagCache": (dict(threshold=10.0, K=100, ratios="flux"), "#..#...."),  # step 3 reads FLUX's step 11
     "TCPade_FirstBlockCache": (dict(threshold=10.0, max_consecutive=2), "#..#..#."),
+    "TCPade_Spectrum": (dict(warmup_steps=2, w=0.5), "##.#.#.."),
 }
 
 
@@ -646,6 +647,7 @@ def test_cache_nodes_on_bench_models(pk, temp_weights, key, node_id):
         "TCPade_TeaCache": dict(threshold=0.0, coefficients="custom", custom_coefficients="1, 0"),
         "TCPade_MagCache": dict(threshold=0.0),
         "TCPade_FirstBlockCache": dict(threshold=0.0),
+        "TCPade_Spectrum": dict(warmup_steps=100),
     }[node_id]
     assert torch.equal(sample(attach(pk, node_id, base, **never), pos, neg, shape), ref)
 

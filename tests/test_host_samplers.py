@@ -24,13 +24,15 @@ STEPS = 20
 # of each method over the deterministic, multistep and two-evaluation samplers, minus 2.5 dB.
 # TC-Padé 19.95 (euler_cfg_pp), TaylorSeer 12.53 (euler_cfg_pp), TeaCache 13.01 (euler_cfg_pp, no
 # calibrated coefficients for this model), TraCache 24.50 (euler_cfg_pp); MagCache 22.01 (gradient_estimation,
-# node defaults, the flat profile: no ratios for this model; 9 of 20 computed; 2026-12-06).
+# node defaults, the flat profile: no ratios for this model; 9 of 20 computed; 2026-12-06); Spectrum 23.35
+# (euler_cfg_pp, its defaults: 7 of 20 steps computed; measured 2026-12-06).
 FLOORS = {
     "TCPade_TCPadeCache": 17.4,
     "TCPade_TaylorSeer": 10.0,
     "TCPade_TeaCache": 10.5,
     "TCPade_TraCache": 22.0,
     "TCPade_MagCache": 19.5,
+    "TCPade_Spectrum": 20.8,
 }
 CACHE_NODES = list(FLOORS)
 

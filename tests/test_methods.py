@@ -22,6 +22,7 @@ CONFIGS = {
     "tcpade_official": make_config("tcpade", mode="official", interval=4, start_step=2),
     "magcache": make_config("magcache", threshold=0.3, K=3, retention_ratio=0.1),
     "first_block": make_config("first_block", threshold=0.05),
+    "spectrum": make_config("spectrum", w=0.5, warmup_steps=2),
 }
 
 
@@ -99,6 +100,7 @@ def test_every_node_method_has_a_node_and_its_widgets_set_real_parameters():
         "TCPade_TCPadeCache",
         "TCPade_MagCache",
         "TCPade_FirstBlockCache",
+        "TCPade_Spectrum",
     ]
     for m in M.NODES:
         params = {f for f in m.config.__dataclass_fields__}

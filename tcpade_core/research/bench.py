@@ -32,6 +32,7 @@ from ..config import (
     MagCacheConfig,
     FirstBlockConfig,
     ReuseConfig,
+    SpectrumConfig,
     TaylorSeerConfig,
     TCPadeConfig,
     TCPadeOfficialConfig,
@@ -54,7 +55,9 @@ from .common import (
 
 HELD_OUT_SEED = 4321
 # families by the methods' own labels (tcpade_core/methods.py)
-BASELINE_FAMILIES = tuple(METHODS[m].label for m in ("taylorseer", "teacache", "tracache", "reuse", "magcache"))
+BASELINE_FAMILIES = tuple(
+    METHODS[m].label for m in ("taylorseer", "teacache", "tracache", "reuse", "magcache", "spectrum")
+)
 # the front a TC-Padé setting is measured against: every baseline family, First Block Cache (full sweep) too
 FRONT_FAMILIES = BASELINE_FAMILIES + (METHODS["first_block"].label,)
 THETAS = (0.7, 1.0, 1.3)
@@ -133,7 +136,7 @@ def baseline_sweep(quick: bool, magcache: bool = True, first_block: bool = True)
         from .fbcache import sweep
 
         out += sweep()
-    return out
+    return out + spectrum_sweep(quick)
 
 
 MAG_THRESHOLDS = (0.06, 0.12, 0.24, 0.5)
@@ -152,10 +155,25 @@ def magcache_sweep() -> List[tuple]:
                 out.append((f"MagCache δ={d} K={k} r={r} FLUX", MagCacheConfig(threshold=d, K=k, retention_ratio=r)))
     return out
 
+    return out
+
+
+def spectrum_sweep(quick: bool) -> List[tuple]:
+    """Spectrum on its own schedule: w 0.5 / 1.0 (its README's range), M 3 / 4, and its schedule's warm-up
+    (5: its configs; 2: the issue's list) and growth α (0.75: its README; 1.5; 3.0: its fast setting)."""
+    sched = ((5, 0.75), (2, 0.75)) if quick else ((5, 0.75), (5, 3.0), (2, 0.75), (2, 1.5), (2, 3.0))
+    ms = (4,) if quick else (3, 4)
+    return [
+        (f"Spectrum w={w} M={m} wu={wu} α={a}", SpectrumConfig(w=w, degree=m, warmup_steps=wu, alpha=a))
+        for wu, a in sched
+        for w in (0.5, 1.0)
+        for m in ms
+    ]
+
 
 TARGETS = (1.5, 2.0, 2.5, 3.0)
 TARGET_METHODS = tuple(
-    METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache", "magcache", "first_block")
+    METHODS[m].label for m in ("tcpade", "taylorseer", "teacache", "tracache", "magcache", "first_block", "spectrum")
 )
 # the default reading's rows: its presets (speed targets) and its θ values
 DEFAULT_TC_LABELS = ("TC-Padé θ", "TC-Padé slow", "TC-Padé fast")
@@ -171,6 +189,7 @@ def target_settings() -> List[tuple]:
         TraCacheConfig(),
         ("magcache", 0.06, 2, 0.2),
         FirstBlockConfig(),
+        SpectrumConfig(),
     )
     methods = tuple(zip(TARGET_METHODS, defaults))
     out = [(f"target {t:g}x {name}", cfg, t) for t in TARGETS for name, cfg in methods]
@@ -584,7 +603,7 @@ def write_grid(grids: Dict[str, torch.Tensor], path: Path, title: str, n_cols: i
     seen = set()
     for k in grids:
         fam = k.split(" ")[0]
-        if fam in ("TaylorSeer", "TeaCache", "TraCache", "Reuse", "MagCache") and fam not in seen:
+        if fam in ("TaylorSeer", "TeaCache", "TraCache", "Reuse", "MagCache", "Spectrum") and fam not in seen:
             seen.add(fam)
             keep.append(k)
     n = min(n_cols, next(iter(grids.values())).shape[0])

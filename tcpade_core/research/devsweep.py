@@ -3,13 +3,16 @@
     python -m tcpade_core.research.devsweep [--samples 16] [--threads 1]
     python -m tcpade_core.research.devsweep --magcache     # MagCache's settings and ratio profiles instead
     python -m tcpade_core.research.devsweep --fbcache      # First Block Cache's sweep (tcpade_core.research.fbcache)
+    python -m tcpade_core.research.devsweep --method spectrum   # Spectrum's readings and settings instead
 
 Runs the baseline sweep of the full benchmark and the candidate readings below at 10, 20 and 30 steps on the
 development runs, and prints each candidate's Pareto margin per cell (``model+steps: computed/PSNR/margin``;
 margin = PSNR minus the best baseline with the same or fewer computed steps), its worst and its mean margin.
 ``--magcache``: MagCache's threshold x K x retention with three ratio profiles (the model's own, measured on the
 calibration seed; the published FLUX profile; a flat profile, all 1.0, where only K and the retention decide),
-against the same baseline front (MagCache itself left out of it). It refuses model C and the held-out seed: the held-out protocol forbids tuning on them. The history of how
+against the same baseline front (MagCache itself left out of it). ``--method spectrum``: Spectrum's readings and
+settings instead (docs/dev_tuning.md "Spectrum"), against the front without Spectrum's own rows.
+It refuses model C and the held-out seed: the held-out protocol forbids tuning on them. The history of how
 the candidates came about, with the earlier rounds' numbers, is in ``docs/dev_tuning.md``.
 """
 
@@ -21,7 +24,7 @@ from dataclasses import replace
 import torch
 
 from .. import metrics
-from ..config import MagCacheConfig, TCPadeConfig
+from ..config import MagCacheConfig, SpectrumConfig, TCPadeConfig
 from ..engine import CacheRun
 from .bench import (
     EVAL_SEED,
@@ -91,6 +94,34 @@ def magcache_candidates():
     return out
 
 
+def spectrum_candidates():
+    """Spectrum: its code's reading (step index through [0, 50], the stack output) against the other time maps and
+    the residual, on its own schedule (warm-up 5 as its configs, 2 as the issue's list) and at speed targets."""
+    off = SpectrumConfig(mode="official")
+    w2 = replace(off, warmup_steps=2)
+    out = [
+        ("official w1.0 wu5", off),
+        ("official w0.5 wu5", replace(off, w=0.5)),
+        ("official w1.0 wu2", w2),
+        ("official w0.5 wu2", replace(w2, w=0.5)),
+        ("official w0.5 wu2 α1.5", replace(w2, w=0.5, alpha=1.5)),
+        ("official w0.5 wu2 α3.0", replace(w2, w=0.5, alpha=3.0)),
+        ("official w0.5 wu2 M3", replace(w2, w=0.5, degree=3)),
+        ("official w0.75 wu2", replace(w2, w=0.75)),
+        ("official w0.5 wu2 λ0.01", replace(w2, w=0.5, lam=0.01)),
+    ]
+    for tm in ("steps", "time"):
+        out += [(f"{tm} w{w} wu2", replace(w2, w=w, time_map=tm)) for w in (1.0, 0.5)]
+    out += [(f"residual w{w} wu2", replace(w2, w=w, target="residual")) for w in (1.0, 0.5)]
+    for t in (2.0, 2.8):
+        out += [(f"official w{w} target {t}", replace(off, w=w, target_speedup=t)) for w in (1.0, 0.5)]
+        out += [
+            (f"{tm} w0.5 target {t}", replace(off, w=0.5, time_map=tm, target_speedup=t)) for tm in ("steps", "time")
+        ]
+        out.append((f"residual w0.5 target {t}", replace(off, w=0.5, target="residual", target_speedup=t)))
+    return out
+
+
 def main(argv=None):
     from ..models.zoo import load_model
 
@@ -103,6 +134,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--magcache", action="store_true", help="MagCache's candidates instead of TC-Padé's")
     ap.add_argument("--fbcache", action="store_true", help="First Block Cache's sweep on the development runs")
+    ap.add_argument("--method", choices=("tcpade", "spectrum"), default="tcpade")
     args, rest = ap.parse_known_args(argv)
     if args.fbcache:  # the same development runs; the baseline front read from the full benchmark's output
         from . import fbcache
@@ -120,12 +152,18 @@ def main(argv=None):
             if args.magcache:
                 ratios[(m, steps)] = calibrate_magcache(model, m, labels, steps)
             pts = []
-            for _, cfg in baseline_sweep(quick=False, magcache=False, first_block=False):
+            for label, cfg in baseline_sweep(quick=False, magcache=False, first_block=False):
+                if args.method == "spectrum" and label.startswith("Spectrum"):
+                    continue  # Spectrum's candidates are measured against the rest of the pack
                 run = CacheRun(resolve(cfg, coeffs, None))
                 img = _sample(model, m, labels, steps, run, seed=EVAL_SEED)[0]
                 pts.append((run.report.computed, metrics.psnr(img, ref)))
             fronts[(m, steps)] = pts
-    for label, cand in magcache_candidates() if args.magcache else candidates():
+    if args.magcache:
+        todo = magcache_candidates()
+    else:
+        todo = spectrum_candidates() if args.method == "spectrum" else candidates()
+    for label, cand in todo:
         cells, margins = [], []
         for m, model in models.items():
             for steps in (10, 20, 30):
