@@ -419,11 +419,11 @@ FIRST_BLOCK_WIDGETS = (
     Widget(
         "threshold",
         "float",
-        0.08,
+        FirstBlockConfig.threshold,
         "threshold",
         "0.0-10.0. Skip the remaining blocks while the relative L1 change of the leading blocks' residual since the "
         "last computed step is below this. Higher: more skips. 0: never skip (WaveSpeed's default, off). "
-        "Default 0.08 (measured on the pack's models; cache-dit DBCache's too). WaveSpeed: 0.12 FLUX fp8 at 28 "
+        "Default 0.12 (measured on the pack's development models; cache-dit DBCache: 0.08). WaveSpeed: 0.12 FLUX fp8 at 28 "
         "steps, 0.1 HunyuanVideo.",
         0.0,
         10.0,
