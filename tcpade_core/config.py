@@ -39,6 +39,9 @@ def _check_choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
 
 
 PLACEMENTS = ("even", "shape")  # where a speed target places its computes (_Common.placement)
+# the placement of a speed target without a calibration's plan: "even" (today's; the benchmarks' numbers) until the
+# held-out report (docs/shape_bench.txt) decides otherwise
+DEFAULT_PLACEMENT = "even"
 TARGET_RANGE = (1.0, 100.0)  # a speed target (0 is off); the one range, checked here only
 
 
@@ -74,7 +77,7 @@ class _Common:
     plan: Optional[Tuple[int, ...]] = field(default=None, kw_only=True)
     # where a speed target without a plan places its computes (PLACEMENTS): "even" spaces them evenly in the step
     # index; "shape" places them on the default shape (tcpade_core.shape: dense early, nested in the budget)
-    placement: str = field(default="even", kw_only=True)
+    placement: str = field(default=DEFAULT_PLACEMENT, kw_only=True)
 
     def __post_init__(self):
         object.__setattr__(self, "target_speedup", check_target(self.target_speedup))
