@@ -12,7 +12,7 @@ Per cell (model, seed, steps, target, method), PSNR against full compute of:
 Held out: models A and B on seed 4321, model C on seeds 1234 and 4321 (``tcpade_core.research.fbcache.cases``).
 
     python -m tcpade_core.research.shape_bench                       # 10 / 20 / 30 steps, 1.25-3x, both methods
-    python -m tcpade_core.research.shape_bench --steps 20            # the part docs/shape_bench.txt holds
+    python -m tcpade_core.research.shape_bench --steps 20 --models b,c --seeds 4321   # docs/shape_bench.txt
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", default="10,20,30")
     ap.add_argument("--targets", default=",".join(f"{t:g}" for t in TARGETS))
     ap.add_argument("--methods", default=",".join(m[0] for m in METHODS), help="labels, comma-separated")
+    ap.add_argument("--seeds", default="", help="only these seeds, comma-separated (default: every held-out one)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -108,7 +109,10 @@ def main(argv=None) -> None:
     )
     print(head(), flush=True)
     rows: List[dict] = []
+    seeds = {int(s) for s in args.seeds.split(",")} if args.seeds else None
     for split, name, seed in cases("held-out", args.models.split(",")):
+        if seeds is not None and seed not in seeds:
+            continue
         for steps in (int(s) for s in args.steps.split(",")):
             rows += run_case(
                 name,
