@@ -194,13 +194,17 @@ class CacheSettings:
         if not cfg.target_speedup or not M.METHODS[cfg.method].plans or cfg.plan is not None:
             return cfg, ""
         n = len(sigmas) - 1
+        placed = "spaced evenly" if cfg.placement == "even" else "default shape"
         if cal is None or not cal.plan_outputs or len(cal.plan_outputs) != n:
+            if cfg.placement != "even":
+                return cfg, "default shape (not calibrated: Calibrate plans the schedule)"
             return cfg, "not calibrated (Calibrate plans the schedule)"
         why = cal.plan_mismatch(sigmas, sampler)
         if why:
-            notes.append(f"schedule spaced evenly: the calibration's plan was made for {why}")
+            where = "spaced evenly" if cfg.placement == "even" else "on the default shape"
+            notes.append(f"schedule {where}: the calibration's plan was made for {why}")
             log.warning(f"{self.label}: {notes[-1]}")
-            return cfg, "calibrated for another run: spaced evenly"
+            return cfg, f"calibrated for another run: {placed}"
         cfg, steps, err = CALIB.planned_config(
             cfg, cal.plan_outputs, cal.plan_weights, cfg.target_speedup, self.user_set
         )

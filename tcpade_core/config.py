@@ -38,6 +38,10 @@ def _check_choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
+PLACEMENTS = ("even", "shape")  # where a speed target places its computes (_Common.placement)
+# the placement of a speed target without a calibration's plan: "even" (today's; the benchmarks' numbers) until the
+# held-out report (docs/shape_bench.txt) decides otherwise
+DEFAULT_PLACEMENT = "even"
 TARGET_RANGE = (1.0, 100.0)  # a speed target (0 is off); the one range, checked here only
 
 
@@ -71,9 +75,13 @@ class _Common:
     # a planned schedule (tcpade_core.planner): the steps to compute, increasing from 0; it replaces the method's
     # own schedule and the even spacing of a speed target (the method's signal then decides nothing)
     plan: Optional[Tuple[int, ...]] = field(default=None, kw_only=True)
+    # where a speed target without a plan places its computes (PLACEMENTS): "even" spaces them evenly in the step
+    # index; "shape" places them on the default shape (tcpade_core.shape: dense early, nested in the budget)
+    placement: str = field(default=DEFAULT_PLACEMENT, kw_only=True)
 
     def __post_init__(self):
         object.__setattr__(self, "target_speedup", check_target(self.target_speedup))
+        _check_choice("placement", self.placement, PLACEMENTS)
         if self.plan is not None:
             from .planner import check_plan
 
@@ -93,7 +101,7 @@ class _Common:
         parts = []
         for f in fields(self):
             v = getattr(self, f.name)
-            if v != f.default and f.name not in ("coefficients", "target_speedup", "plan"):
+            if v != f.default and f.name not in ("coefficients", "target_speedup", "plan", "placement"):
                 parts.append(f"{f.name}={v}")
         return f"{self.method}({', '.join(parts)})"
 

@@ -545,16 +545,24 @@ class BudgetGate(WrappedGate):
 
     The method's own gate keeps its signal, not its schedule: at step i with b computes left for the r steps
     from here, the step computes when b >= r (the budget must be spent) or when the gap since the last
-    compute reaches the even spacing r / b; it computes early, from half that spacing on, when the method's
-    own signal asks for it (TSI turning, TeaCache's accumulated distance, ...); it never computes once the
-    budget is spent. The engine's warm-up computes (a predictor that is not ready) count against it.
+    compute reaches the spacing; it computes early, from half that spacing on, when the method's own signal asks
+    for it (TSI turning, TeaCache's accumulated distance, ...); it never computes once the budget is spent. The
+    engine's warm-up computes (a predictor that is not ready) count against it.
+
+    ``placement="even"``: the spacing is the even one, r / b. ``"shape"``: the computes go where the default shape
+    puts them (:func:`tcpade_core.shape.schedule` for the run's steps and budget, the first ``warm`` steps, the
+    predictor's warm-up, among them); the spacing is the gap from the last compute to the next planned step still
+    ahead. A compute the schedule did not plan (early by the signal, or forced by the engine) takes the place of
+    the next planned one, so the budget stays exact.
     """
 
-    def __init__(self, base: Gate, target: float):
+    def __init__(self, base: Gate, target: float, placement: str = "even", warm: int = 1):
         super().__init__(base)
         self.target = float(target)
+        self.placement, self.warm = placement, int(warm)
         self.used, self.last, self.budget = 0, None, None
         self.early = 0  # computes the method's signal moved earlier than the even spacing
+        self.shape: Optional[List[int]] = None  # placement "shape": the planned steps
 
     def plan(self, num_steps: int) -> int:
         return budget(num_steps, self.target)
@@ -562,13 +570,29 @@ class BudgetGate(WrappedGate):
     def note(self, num_steps: int) -> Optional[str]:
         if self.budget is None:
             return None
-        return f"target {self.target:g}x: budget {self.budget} of {num_steps} computes, spaced evenly" + (
+        where = "spaced evenly" if self.placement == "even" else "placed by the default shape"
+        return f"target {self.target:g}x: budget {self.budget} of {num_steps} computes, {where}" + (
             f"; the {self.base.name} signal moved {self.early} earlier" if self.early else ""
         )
+
+    def _spacing(self, index: int, b: int, r: int) -> float:
+        """The gap from the last compute at which step ``index`` must compute."""
+        if self.shape is None:
+            return r / b
+        ahead = [s for s in self.shape if s >= index]
+        ahead = ahead[max(0, len(ahead) - b) :]  # an unplanned compute took the place of the next planned one
+        if not ahead:
+            return r / b
+        last = self.last if self.last is not None else -1
+        return ahead[0] - last
 
     def decide(self, step, st, signal_fn) -> Decision:
         if self.budget is None:
             self.budget = self.plan(step.num_steps)
+            if self.placement == "shape":
+                from .shape import schedule
+
+                self.shape = schedule(step.num_steps, self.budget, self.warm)
         own = self.base.decide(step, st, signal_fn)
         b, r = self.budget - self.used, step.num_steps - step.index
         gap = step.index - self.last if self.last is not None else step.index + 1
@@ -576,13 +600,13 @@ class BudgetGate(WrappedGate):
             return Decision(False, "budget spent", own.gate)
         if b >= r:
             return Decision(True, "budget: every step left", own.gate, forced=True)
-        spacing = r / b
+        spacing = self._spacing(step.index, b, r)
         if gap >= spacing - 1e-9:
-            return Decision(True, "budget spacing", own.gate, forced=True)
+            return Decision(True, "budget spacing" if self.shape is None else "budget shape", own.gate, forced=True)
         if own.compute and not own.forced and gap >= spacing / 2:
             self.early += 1
             return Decision(True, f"{own.reason} (early)", own.gate)
-        return Decision(False, "budget spacing", own.gate)
+        return Decision(False, "budget spacing" if self.shape is None else "budget shape", own.gate)
 
     def step_done(self, index: int, computed: bool) -> None:
         super().step_done(index, computed)

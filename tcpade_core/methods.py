@@ -827,7 +827,7 @@ def build(cfg: _Common) -> Tuple[G.Gate, P.Predictor]:
     if cfg.plan is not None:
         gate = G.PlannedGate(gate, cfg.plan)
     elif cfg.target_speedup:
-        gate = G.BudgetGate(gate, cfg.target_speedup)
+        gate = G.BudgetGate(gate, cfg.target_speedup, cfg.placement, predictor.warmup)
     return gate, predictor
 
 

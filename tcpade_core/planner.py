@@ -164,6 +164,19 @@ def plan(
     return sorted(steps | set(range(warm))), value
 
 
+def schedule_cost(cum: np.ndarray, steps: Sequence[int]) -> float:
+    """The open-loop error of computing exactly ``steps`` (sorted, starting at 0) on the segment costs ``cum``
+    (:func:`segment_costs`): what :func:`plan` minimises, for any schedule."""
+    n = cum.shape[0]
+    steps = sorted(int(s) for s in steps)
+    total = 0.0
+    for i, b in enumerate(steps):
+        a = steps[i - 1] if i > 0 else b
+        c = steps[i + 1] if i + 1 < len(steps) else n
+        total += float(cum[a, b, c])
+    return total
+
+
 def plan_trajectory(
     traj, k: int, order: int = 1, warm: int = 1, objective: str = "coherent"
 ) -> Tuple[List[int], float]:

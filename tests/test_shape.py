@@ -1,0 +1,175 @@
+"""The default shape of a speed target (tcpade_core.shape) and the budget gate's placement knob."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tcpade_core import CacheRun, make_config, shape
+from tcpade_core import gates as G
+from tcpade_core import planner
+from tcpade_core.config import ConfigError, budget
+
+TARGETS = (1.25, 1.5, 2.0, 2.5, 3.0)
+
+
+@pytest.mark.parametrize("warm", [1, 2, 3])
+def test_shape_is_nested_in_the_budget_for_every_step_count(warm):
+    for n in range(2, 61):
+        prev = None
+        for k in range(1, n + 1):
+            s = shape.schedule(n, k, warm)
+            assert s == sorted(set(s)) and 0 <= s[0] and s[-1] < n
+            assert len(s) == max(k, min(warm, n)), (n, k, warm)
+            assert set(range(min(warm, n))) <= set(s) and s[0] == 0
+            if prev is not None:
+                assert set(prev) <= set(s), (n, k, warm, prev, s)
+            prev = s
+        assert prev == list(range(n))
+
+
+@pytest.mark.parametrize("power,late", [(1.0, 0.0), (0.5, 0.0), (0.7, 0.5), (0.4, 1.0)])
+def test_shape_nested_for_other_parameters(power, late):
+    for n in (7, 20, 33):
+        sets = [set(shape.schedule(n, k, 2, power, late)) for k in range(2, n + 1)]
+        assert all(a <= b for a, b in zip(sets, sets[1:]))
+
+
+def test_shape_power_moves_computes_early_and_late_moves_them_late():
+    n, k = 30, 10
+    even = shape.schedule(n, k, 1, 1.0, 0.0)
+    early = shape.schedule(n, k, 1, 0.5, 0.0)
+    late = shape.schedule(n, k, 1, 0.5, 1.0)
+    assert np.mean(early) < np.mean(even) < np.mean(late)
+    gaps = np.diff(shape.schedule(n, k, 1, 0.5, 0.0) + [n])
+    assert gaps[0] < gaps[-1]  # dense early, sparse late
+
+
+def test_shape_rejects_bad_parameters():
+    with pytest.raises(ValueError):
+        shape.schedule(10, 4, 1, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        shape.schedule(10, 4, 1, 1.0, 1.5)
+
+
+def test_placement_is_checked():
+    with pytest.raises(ConfigError, match="placement"):
+        make_config("taylorseer", target_speedup=2.0, placement="random")
+    assert make_config("taylorseer").placement == "even"
+
+
+def _run(cfg, n, seed=0):
+    """A run over a curving synthetic trajectory (the stack returns a fixed function of the step)."""
+    g = torch.Generator().manual_seed(seed)
+    a, b, c = (torch.randn(1, 4, 8, generator=g) for _ in range(3))
+    run = CacheRun(cfg)
+    for i in range(n):
+        x = i / n
+        run.begin_step(i, n, 1.0 - x)
+        run("c", a, lambda h, x=x: a + b * x + c * (x * x + 0.3 * np.sin(7 * x)), None)
+    return run.end_run()
+
+
+@pytest.mark.parametrize("method,params", [("taylorseer", dict(order=1)), ("tcpade", {}), ("reuse", {})])
+def test_shape_placement_meets_the_budget_exactly_and_follows_the_shape(method, params):
+    for n in (4, 7, 10, 20, 30, 50):
+        for t in TARGETS:
+            cfg = make_config(method, target_speedup=t, placement="shape", **params)
+            rep = _run(cfg, n)
+            k = budget(n, t)
+            warm = CacheRun(cfg).predictor.warmup
+            assert rep.computed == max(k, min(warm, n)), (method, n, t)
+            steps = [r.step for r in rep.steps if r.computed]
+            if method == "reuse":  # no signal: exactly the shape
+                assert steps == shape.schedule(n, k, warm)
+            assert "placed by the default shape" in rep.target_note
+
+
+def test_an_early_compute_takes_the_place_of_the_next_planned_one():
+    class Always(G.Gate):
+        name = "always"
+
+        def decide(self, step, st, signal_fn):
+            return G.Decision(True, "signal")
+
+    n, t = 20, 2.5
+    gate = G.BudgetGate(Always(), t, "shape", 1)
+    computed = []
+    for i in range(n):
+        from tcpade_core.engine import Step
+
+        d = gate.decide(Step(i, n, 1 - i / n, "-"), None, None)
+        gate.step_done(i, d.compute)
+        if d.compute:
+            computed.append(i)
+    assert len(computed) == budget(n, t)
+    assert gate.early > 0
+    plan = shape.schedule(n, budget(n, t), 1)
+    assert computed != plan and computed[0] == 0
+
+
+class _OldBudgetGate(G.WrappedGate):
+    """The budget gate's rule before the placement knob (even spacing), as an independent oracle."""
+
+    def __init__(self, base, target):
+        super().__init__(base)
+        self.target, self.used, self.last, self.budget, self.early = float(target), 0, None, None, 0
+
+    def note(self, num_steps):
+        return None
+
+    def decide(self, step, st, signal_fn):
+        if self.budget is None:
+            self.budget = budget(step.num_steps, self.target)
+        own = self.base.decide(step, st, signal_fn)
+        b, r = self.budget - self.used, step.num_steps - step.index
+        gap = step.index - self.last if self.last is not None else step.index + 1
+        if b <= 0:
+            return G.Decision(False, "budget spent", own.gate)
+        if b >= r:
+            return G.Decision(True, "budget: every step left", own.gate, forced=True)
+        spacing = r / b
+        if gap >= spacing - 1e-9:
+            return G.Decision(True, "budget spacing", own.gate, forced=True)
+        if own.compute and not own.forced and gap >= spacing / 2:
+            return G.Decision(True, f"{own.reason} (early)", own.gate)
+        return G.Decision(False, "budget spacing", own.gate)
+
+    def step_done(self, index, computed):
+        super().step_done(index, computed)
+        if computed:
+            self.used += 1
+            self.last = index
+
+
+@pytest.mark.parametrize(
+    "method,params",
+    [("taylorseer", dict(order=1)), ("taylorseer", dict(order=2)), ("tcpade", {}), ("tracache", {}), ("reuse", {})],
+)
+def test_even_placement_is_todays_schedule(method, params, monkeypatch):
+    """The default placement ("even") computes exactly the steps of the rule before the knob (so the benchmarks
+    do not change): the same runs with the old rule patched in give the same schedules and reasons."""
+    for n in (5, 10, 20, 30):
+        for t in TARGETS:
+            cfg = make_config(method, target_speedup=t, **params)
+            now = _run(cfg, n, seed=n)
+            with monkeypatch.context() as m:
+                m.setattr(G, "BudgetGate", lambda base, target, *a: _OldBudgetGate(base, target))
+                old = _run(cfg, n, seed=n)
+            assert [(r.step, r.computed, r.reason) for r in now.steps] == [
+                (r.step, r.computed, r.reason) for r in old.steps
+            ], (method, n, t)
+            assert now.target_note.endswith("spaced evenly") or "spaced evenly;" in now.target_note
+
+
+def test_schedule_cost_is_what_the_planner_minimises():
+    g = np.random.default_rng(0)
+    Y = np.cumsum(g.normal(size=(12, 6)), axis=0)
+    dt = np.full(12, 1 / 12)
+    cum = planner.segment_costs(Y, dt, 1)
+    for k in (3, 5, 8):
+        steps, value = planner.plan(Y, dt, k, 1, 1)
+        assert planner.schedule_cost(cum, steps) == pytest.approx(value)
+        for warm in (1, 2):
+            assert planner.schedule_cost(cum, shape.schedule(12, k, warm)) >= value - 1e-12
