@@ -25,7 +25,8 @@ STEPS = 20
 # TC-Padé 19.95 (euler_cfg_pp), TaylorSeer 12.53 (euler_cfg_pp), TeaCache 13.01 (euler_cfg_pp, no
 # calibrated coefficients for this model), TraCache 24.50 (euler_cfg_pp); MagCache 22.01 (gradient_estimation,
 # node defaults, the flat profile: no ratios for this model; 9 of 20 computed; 2026-12-06); Spectrum 23.35
-# (euler_cfg_pp, its defaults: 7 of 20 steps computed; measured 2026-12-06).
+# (euler_cfg_pp, its defaults: 7 of 20 steps computed; measured 2026-12-06); First Block Cache 22.08
+# (gradient_estimation, its defaults: threshold 0.12, F1, 14 of 20 computed; measured 2026-12-06).
 FLOORS = {
     "TCPade_TCPadeCache": 17.4,
     "TCPade_TaylorSeer": 10.0,
@@ -33,7 +34,11 @@ FLOORS = {
     "TCPade_TraCache": 22.0,
     "TCPade_MagCache": 19.5,
     "TCPade_Spectrum": 20.8,
+    "TCPade_FirstBlockCache": 19.5,
 }
+# the block that runs only on computed steps: the first block after a method's leading blocks (First Block Cache:
+# block 0 leads and runs on every step; bench model B has two double blocks)
+COUNTED_BLOCK = {"TCPade_FirstBlockCache": 1}
 CACHE_NODES = list(FLOORS)
 
 
@@ -127,7 +132,7 @@ def test_every_sampler_with_every_cache_node(env):
         for nid in CACHE_NODES:
             counted = env["model"].clone()
             first = Counter()
-            counted.set_model_patch_replace(first, "dit", "double_block", 0)
+            counted.set_model_patch_replace(first, "dit", "double_block", COUNTED_BLOCK.get(nid, 0))
             m = attach(env, nid, counted)
             out = sample(env, m, s)
             settings = m.model_options["transformer_options"]["tcpade"]
