@@ -273,7 +273,7 @@ INSTALL_LISTENERS = """(reports) => {
 
 LOAD_WORKFLOW = """async (name) => {
   const app = window.comfyAPI.app.app;
-  const res = await fetch('/api/workflow_templates/ComfyUI-TCPade/' + encodeURIComponent(name) + '.json');
+  const res = await fetch('/api/workflow_templates/' + encodeURIComponent(PACK_FOLDER) + '/' + encodeURIComponent(name) + '.json');
   if (!res.ok) return {error: 'HTTP ' + res.status};
   const wf = await res.json();
   const missing = wf.nodes.filter(n => !(n.type in LiteGraph.registered_node_types)).map(n => n.type);
@@ -320,7 +320,7 @@ LOAD_WORKFLOW = """async (name) => {
           toasts: [...document.querySelectorAll('.p-toast-message')].map(e => [e.className, e.textContent])
             .filter(([c, t]) => /toast-message-(warn|error)/.test(c) || /validation|links fixed/i.test(t)).map(x => x[1]),
           dialogs: [...document.querySelectorAll('.p-dialog')].map(e => e.textContent.slice(0, 200))};
-}"""
+}""".replace("PACK_FOLDER", json.dumps(H.PACK_FOLDER), 1)
 
 PANELS = """() => window.comfyAPI.app.app.graph.nodes.filter(n => n.tcpadePanel).map(n => ({
   id: String(n.id), type: n.type, data: {...n.tcpadePanel.el.dataset},
