@@ -308,3 +308,22 @@ def test_bench_model_clamps_the_trailing_blocks_and_reports_it():
     assert run.report.strip() == "#.#." and [c.n for c in calls] == [8, 8, 4, 8, 8, 8]
     assert run.report.notes == ["trailing blocks 8 -> 3: the model has 6 blocks and one stays cached"]
     assert "trailing blocks 8 -> 3" in run.report.summary("First Block Cache")
+
+
+def test_the_research_sweep_adds_trailing_blocks_only_when_asked():
+    from tcpade_core.research.fbcache import sweep
+
+    default = sweep((0.08,))
+    assert [label for label, _ in default] == [
+        "FBCache F1 reuse thr=0.08",
+        "FBCache F2 reuse thr=0.08",
+        "FBCache F1 taylorseer thr=0.08",
+        "FBCache F2 taylorseer thr=0.08",
+    ]
+    assert all(cfg.trailing_blocks == 0 for _, cfg in default)
+    both = sweep((0.08,), (0, 1))
+    assert both[:4] == default and [label for label, _ in both[4:6]] == [
+        "FBCache F1B1 reuse thr=0.08",
+        "FBCache F2B1 reuse thr=0.08",
+    ]
+    assert [(c.leading_blocks, c.trailing_blocks) for _, c in both[4:]] == [(1, 1), (2, 1), (1, 1), (2, 1)]
