@@ -174,6 +174,11 @@ class StackLayout:
     family: Family
     keys: Tuple[Tuple[str, int], ...]
     joint_tail: Optional[str]  # how the image part sits in the last block's output
+    joints: Tuple[Optional[str], ...] = ()  # the same for each block of ``keys`` (its stage's); () : joint_tail
+
+    def joint_at(self, n: int) -> Optional[str]:
+        """How the image part sits in the output of block ``keys[n]`` (the last cached block, with trailing blocks)."""
+        return self.joints[n] if self.joints else self.joint_tail
 
 
 def resolve(diffusion_model) -> Tuple[Optional[Family], Optional[StackLayout]]:
@@ -185,6 +190,7 @@ def resolve(diffusion_model) -> Tuple[Optional[Family], Optional[StackLayout]]:
 
 def layout_for(family: Family, diffusion_model) -> Optional[StackLayout]:
     keys: List[Tuple[str, int]] = []
+    joints: List[Optional[str]] = []
     tail = None
     for st in family.stages:
         blocks = getattr(diffusion_model, st.attr, None)
@@ -194,10 +200,11 @@ def layout_for(family: Family, diffusion_model) -> Optional[StackLayout]:
         stage_keys = [(st.kind, i) for i in range(len(blocks)) if i not in skip]
         if stage_keys:
             keys.extend(stage_keys)
+            joints.extend(st.joint for _ in stage_keys)
             tail = st.joint
     if not keys:
         return None
-    return StackLayout(family, tuple(keys), tail)
+    return StackLayout(family, tuple(keys), tail, tuple(joints))
 
 
 def joint_order(tail: Optional[str], to: Optional[dict], stream_len: int, img_len: int) -> Optional[str]:

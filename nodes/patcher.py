@@ -14,7 +14,9 @@ Pattern (the host's own EasyCache does the same; no model forward is copied or r
   model without a block adapter it caches the whole diffusion-model output instead (fallback).
 - Block patches (:class:`BlockPatch`): the first block of the stack decides, middle blocks pass
   their input through on a skipped call, the last block records the residual or returns the
-  prediction. A block patch already installed for a key (e.g. SkipLayerGuidance) is wrapped.
+  prediction. A block patch already installed for a key (e.g. SkipLayerGuidance) is wrapped. A method's
+  leading and trailing blocks (First Block Cache's Fn and Bn) are outside the cached stack and run on every
+  step; the trailing ones are left unpatched and run on the last cached block's output.
 
 torch.compile (the host's TorchCompileModel compiles the whole diffusion model): the wrappers and the
 block patches' bookkeeping run eager (:func:`~tcpade_core.engine.eager`, ``torch.compiler.disable``) and only the blocks
@@ -708,15 +710,21 @@ def split(x: torch.Tensor, n: int) -> List[torch.Tensor]:
 
 
 def install_block_patches(to: dict, driver: StackDriver) -> None:
-    """Patch every block of the stack after the method's leading blocks (``Method.leading_blocks``, which run on
-    every step) in this run's options, wrapping patches already there."""
+    """Patch the cached blocks of the stack, the ones between the method's leading blocks
+    (``Method.leading_blocks``) and its trailing blocks (``Method.trailing_blocks``), which run on every step, in
+    this run's options, wrapping patches already there. The trailing blocks are not patched: the host runs them on
+    every step, on the cached blocks' computed or predicted output."""
     pr = to.setdefault("patches_replace", {})
     dit = dict(pr.get("dit", {}))
-    keys = driver.layout.keys
-    # the method's leading blocks run on every step: the cached stack starts after them (one block at least stays)
-    lead = min(max(driver.leading_blocks, 0), len(keys) - 1)
-    for n, key in enumerate(keys[lead:], start=lead):
-        dit[key] = BlockPatch(driver, dit.get(key), first=n == lead, last=n == len(keys) - 1, key=key)
+    layout = driver.layout
+    keys = layout.keys
+    # the cached stack is keys[lead:end] (one block at least stays; the run's report notes what was clamped)
+    lead, trail = driver.run.split_blocks(len(keys))
+    end = len(keys) - trail
+    for n, key in enumerate(keys[lead:end], start=lead):
+        # the last *cached* block records the stack output or returns the prediction (not the model's last block)
+        last = n == end - 1
+        dit[key] = BlockPatch(driver, dit.get(key), first=n == lead, last=last, key=key, joint=layout.joint_at(n))
     if lead > 0 and driver.run.gate.leading_residual:  # the gate reads the leading blocks' residual
         dit[keys[0]] = LeadingInput(driver, dit.get(keys[0]), keys[0])
     pr["dit"] = dit
@@ -772,11 +780,13 @@ class BlockPatch:
         first: bool = False,
         last: bool = False,
         key: Optional[tuple] = None,
+        joint: Optional[str] = None,
     ):
         self.driver = driver
         self.inner = inner
         self.first = first
         self.last = last
+        self.joint = joint  # how the image part sits in this block's output (its stage's; read at the last block)
         fam = driver.layout.family if driver.layout is not None else None
         self.call = (fam.block_call, driver.dm, key) if fam is not None and fam.block_call is not None else None
         self.key = fam.stream_key if fam is not None else "img"
@@ -807,7 +817,7 @@ class BlockPatch:
                 out[key] = unpack_stream(ctx.predicted, ctx.packed)
             else:
                 stream = args[key]
-                tail = joint_order(d.layout.joint_tail, args.get("transformer_options"), stream.shape[1], ctx.img_len)
+                tail = joint_order(self.joint, args.get("transformer_options"), stream.shape[1], ctx.img_len)
                 out[key] = with_image_part(stream, tail, ctx.predicted)
             d.ctx = None
         return out
@@ -821,7 +831,7 @@ class BlockPatch:
             if ctx.packed is not None:
                 y, _, _ = pack_stream(y)
             else:
-                tail = joint_order(d.layout.joint_tail, args.get("transformer_options"), y.shape[1], ctx.img_len)
+                tail = joint_order(self.joint, args.get("transformer_options"), y.shape[1], ctx.img_len)
                 y = image_part(y, tail, ctx.img_len)
             if y is not None:
                 d.leave(ctx.streams, ctx.inputs, split(y, len(ctx.streams)))

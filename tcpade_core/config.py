@@ -272,7 +272,10 @@ class FirstBlockConfig(_Common):
     (-1 unlimited; WaveSpeed's max_consecutive_cache_hits, cache-dit's max_continuous_cached_steps).
     ``warmup_steps``: the first steps always compute (cache-dit's max_warmup_steps; WaveSpeed has none: 0).
     ``compare``: ``"residual"`` (cache-dit, and WaveSpeed on every model but FLUX) or ``"output"`` (H_after_Fn
-    itself: what WaveSpeed's FLUX forward compares). Threshold 0 never skips (WaveSpeed's node default: off)."""
+    itself: what WaveSpeed's FLUX forward compares). Threshold 0 never skips (WaveSpeed's node default: off).
+    ``trailing_blocks`` (Bn, cache-dit's default 0): the last Bn blocks also run on every step, on top of the
+    cached (computed or predicted) output of the middle blocks [Fn, depth - Bn); 0 caches every block after the
+    leading ones (FBCache, F1B0)."""
 
     method = "first_block"
     # frozen on the development runs (docs/dev_tuning.md, "First Block Cache"): models A and B, seed 1234, 10/20/30
@@ -285,10 +288,12 @@ class FirstBlockConfig(_Common):
     compare: str = "residual"
     predictor: str = "taylorseer"
     order: int = 1
+    trailing_blocks: int = 0
 
     def validate(self):
         _check_range("threshold", self.threshold, 0.0, 10.0)
         _check_range("leading_blocks", self.leading_blocks, 1, 100, integer=True)
+        _check_range("trailing_blocks", self.trailing_blocks, 0, 100, integer=True)
         _check_range("max_consecutive", self.max_consecutive, -1, 1000, integer=True)
         _check_range("warmup_steps", self.warmup_steps, 0, 100, integer=True)
         _check_choice("compare", self.compare, ("residual", "output"))

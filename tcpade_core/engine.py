@@ -5,7 +5,8 @@ The sampler (or the ComfyUI patcher) calls, per step::
     run.begin_step(step_index, num_steps, t_norm, active)
     h_out = run(stream, h, run_fn, modulated_fn)   # once per stream (cond / uncond)
     # a method with leading blocks (run.leading_blocks > 0): the caller runs them first, hands their output as h
-    # and, for a gate that reads them, leading_fn() -> (their input, their output)
+    # and, for a gate that reads them, leading_fn() -> (their input, their output); with trailing blocks
+    # (run.trailing_blocks > 0) it runs them after, on h_out. run.split_blocks(depth) says where to cut a model.
     ...
     report = run.end_run()
 
@@ -26,7 +27,7 @@ import torch
 from .config import _Common
 from .gates import Decision, GateState
 from .history import ResidualHistory
-from .methods import build, leading_blocks
+from .methods import build, leading_blocks, split_blocks, trailing_blocks
 from .predictors import PredictorState, residual
 from .report import RunReport, StepRecord
 
@@ -90,6 +91,12 @@ class Stack:
         pass
 
     leading_blocks = 0  # blocks the caller runs ahead of the stack on every step (a probe: none)
+    trailing_blocks = 0  # blocks the caller runs after the stack on every step (a probe: none)
+
+    def split_blocks(self, depth: int) -> tuple:
+        """(leading, trailing) blocks of a model of ``depth`` blocks, clamped to leave one block cached
+        (:func:`tcpade_core.methods.split_blocks`)."""
+        return split_blocks(depth, self.leading_blocks, self.trailing_blocks)[:2]
 
     def __call__(
         self,
@@ -130,6 +137,8 @@ class CacheRun:
         self.gate, self.predictor = build(cfg)
         # the blocks ahead of the cached stack that run on every step (Method.leading_blocks): the caller runs them
         self.leading_blocks = leading_blocks(cfg)
+        # the blocks after it that run on every step, on its computed or predicted output (Method.trailing_blocks)
+        self.trailing_blocks = trailing_blocks(cfg)
         self.store_device = store_device
         self.measure_error = measure_error
         self.streams: Dict[str, StreamState] = {}
@@ -147,6 +156,14 @@ class CacheRun:
         self._active = True
         self._hold: Optional[str] = None
         self._recorded: set = set()
+
+    def split_blocks(self, depth: int) -> tuple:
+        """(leading, trailing) blocks of this run on a model of ``depth`` blocks: the cached stack is the blocks
+        ``[leading, depth - trailing)``. Clamped to leave one block cached; what was clamped is noted in the report."""
+        lead, trail, note = split_blocks(depth, self.leading_blocks, self.trailing_blocks)
+        if note and note not in self.report.notes:
+            self.report.notes.append(note)
+        return lead, trail
 
     def hold(self, reason: str, note: str) -> None:
         """Compute every step of this run (reason in each step's record, ``note`` in the report): a fallback

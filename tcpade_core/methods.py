@@ -4,7 +4,7 @@ A method is a gate (*when*, :mod:`tcpade_core.gates`) plus a predictor (*how*, :
 Its :class:`Method` holds its config class (settings and speed target, frozen and validated once), its gate and
 predictor factories, its calibration mapping (calibration -> config, filling only what the user left to it), its
 label and ComfyUI node, its widgets (host-free :class:`Widget` specs the node turns into inputs) with the rules
-that grey a widget out, and how many leading blocks always run on a skipped step. The nodes, calibration, the
+that grey a widget out, and how many leading and trailing blocks always run on a skipped step. The nodes, calibration, the
 benchmark, the workflow generator and the web extension (through ``GET /tcpade/methods``, :func:`ui_table`) read
 :data:`METHODS`; none of them re-declares a method.
 
@@ -102,10 +102,18 @@ class Method:
     # blocks that run on every step, skipped or not, ahead of the cached stack (0: none); a number, or a function of
     # the config where a setting decides (First Block Cache's Fn)
     leading_blocks: Any = 0
+    # blocks that run on every step, skipped or not, after the cached stack, on top of its computed or predicted
+    # output (0: none); a number, or a function of the config (DBCache's Bn)
+    trailing_blocks: Any = 0
 
     def leading(self, cfg) -> int:
         """The leading blocks of a run with config ``cfg``."""
         n = self.leading_blocks
+        return int(n(cfg) if callable(n) else n)
+
+    def trailing(self, cfg) -> int:
+        """The trailing blocks of a run with config ``cfg``."""
+        n = self.trailing_blocks
         return int(n(cfg) if callable(n) else n)
 
     def all_widgets(self) -> Tuple[Widget, ...]:
@@ -476,6 +484,21 @@ FIRST_BLOCK_WIDGETS = (
         param="compare",
     ),
 )
+FIRST_BLOCK_TAIL = (  # after the start/end window: saved workflows keep their widget values in order
+    Widget(
+        "trailing_blocks",
+        "int",
+        0,
+        "trailing blocks",
+        "Bn, 0-100. The last Bn blocks of the model also run on every step, on top of the cached blocks' computed "
+        "or predicted output (cache-dit DBCache's Bn; 0, its default and First Block Cache's, caches every block "
+        "after the leading ones). More: the end of the stack corrects the prediction, and a skipped step saves "
+        "less: it still runs Fn + Bn of the model's blocks. At least one block stays cached.",
+        0,
+        100,
+        param="trailing_blocks",
+    ),
+)
 SPECTRUM_WIDGETS = (
     target_widget(),
     Widget(
@@ -758,9 +781,11 @@ _METHOD_LIST = (
         description="First Block Cache (chengzeyi/Comfy-WaveSpeed) and DBCache (vipshop/cache-dit): the first Fn "
         "blocks run on every step; while the relative L1 change of their residual since the last computed step "
         "stays below the threshold, the remaining blocks are skipped and their cached residual is added (or "
-        "extrapolated by TaylorSeer).",
+        "extrapolated by TaylorSeer); the last Bn blocks (trailing blocks, default 0) run on every step.",
         widgets=FIRST_BLOCK_WIDGETS,
+        tail_widgets=FIRST_BLOCK_TAIL,
         leading_blocks=lambda c: c.leading_blocks,
+        trailing_blocks=lambda c: c.trailing_blocks,
     ),
     Method(
         "composed",
@@ -791,6 +816,7 @@ _METHOD_LIST = (
         _composed_predictor,
         label="composed",
         leading_blocks=lambda c: METHODS[c.gate.method].leading(c.gate),
+        trailing_blocks=lambda c: METHODS[c.gate.method].trailing(c.gate),
     ),
 )
 METHODS: Dict[str, Method] = {m.name: m for m in _METHOD_LIST}
@@ -804,6 +830,28 @@ def method_of(cfg: _Common) -> Method:
 def leading_blocks(cfg: _Common) -> int:
     """The blocks ahead of the cached stack that run on every step of a run with config ``cfg``."""
     return method_of(cfg).leading(cfg)
+
+
+def trailing_blocks(cfg: _Common) -> int:
+    """The blocks after the cached stack that run on every step of a run with config ``cfg``."""
+    return method_of(cfg).trailing(cfg)
+
+
+def split_blocks(depth: int, lead: int, trail: int) -> Tuple[int, int, str]:
+    """Where a model of ``depth`` blocks is cut for ``lead`` leading and ``trail`` trailing blocks: ``(lead, trail,
+    note)``, the cached stack being blocks ``[lead, depth - trail)``. At least one block stays cached: the leading
+    blocks are clamped first (to depth - 1, as always), then the trailing ones; ``note`` says what was clamped ("":
+    nothing)."""
+    want_lead, want_trail = max(int(lead), 0), max(int(trail), 0)
+    lead = min(want_lead, max(depth - 1, 0))
+    trail = min(want_trail, max(depth - 1 - lead, 0))
+    clamped = [
+        f"{kind} blocks {want} -> {got}"
+        for kind, want, got in (("leading", want_lead, lead), ("trailing", want_trail, trail))
+        if want != got
+    ]
+    note = f"{', '.join(clamped)}: the model has {depth} blocks and one stays cached" if clamped else ""
+    return lead, trail, note
 
 
 def check_pairing(gate_cfg: _Common, predictor_cfg: _Common) -> None:

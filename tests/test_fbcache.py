@@ -1,6 +1,6 @@
 """First Block Cache / DBCache (the ``first_block`` method): the relative-L1 rule on constructed residuals, the
-reference kept from computed steps only, max_consecutive, the warm-up, the speed target, the leading blocks in the
-bench models, and the config's errors."""
+reference kept from computed steps only, max_consecutive, the warm-up, the speed target, the leading blocks and
+DBCache's trailing blocks (Bn) in the bench models, and the config's errors."""
 
 from __future__ import annotations
 
@@ -173,6 +173,10 @@ def test_bench_model_clamps_the_leading_blocks_to_leave_one_block_cached():
         (dict(compare="input"), r"compare must be one of 'residual', 'output'; got 'input'"),
         (dict(predictor="pade"), r"predictor must be one of 'reuse', 'taylorseer'; got 'pade'"),
         (dict(order=0), r"order must be in \[1, 4\], got 0"),
+        (dict(trailing_blocks=-1), r"trailing_blocks must be in \[0, 100\], got -1"),
+        (dict(trailing_blocks=101), r"trailing_blocks must be in \[0, 100\], got 101"),
+        (dict(trailing_blocks=1.5), r"trailing_blocks must be an integer in \[0, 100\], got 1.5"),
+        (dict(trailing_blocks=True), r"trailing_blocks must be an integer in \[0, 100\], got True"),
     ],
 )
 def test_config_errors_name_the_input_and_its_range(params, match):
@@ -185,3 +189,141 @@ def test_speed_target_computes_exactly_the_budget():
         scales = [1.0 + 0.3 * (i % 3) for i in range(steps)]  # a signal that asks for computes now and then
         computed = drive(make_config("first_block", threshold=0.2), scales, target=target)[0]
         assert sum(computed) == round(steps / target) and computed[0]
+
+
+# ------------------------------------------------------------------ DBCache's trailing blocks (Bn)
+
+
+def test_trailing_blocks_are_the_configs_and_the_composed_gates():
+    assert FirstBlockConfig().trailing_blocks == 0 and M.trailing_blocks(make_config("first_block")) == 0
+    assert M.trailing_blocks(make_config("first_block", trailing_blocks=3)) == 3
+    assert M.trailing_blocks(make_config("taylorseer")) == 0
+    comp = ComposedConfig(gate=make_config("first_block", trailing_blocks=2), predictor=make_config("taylorseer"))
+    assert M.trailing_blocks(comp) == 2 and CacheRun(comp).trailing_blocks == 2
+    assert make_config("first_block").describe() == "first_block()"  # the default's report is unchanged
+    assert make_config("first_block", leading_blocks=2, trailing_blocks=1).describe() == (
+        "first_block(leading_blocks=2, trailing_blocks=1)"
+    )
+    m = M.METHODS["first_block"]
+    w = {x.name: x for x in m.tail_widgets}["trailing_blocks"]
+    assert (w.kind, w.default, w.min, w.max, w.param) == ("int", 0, 0, 100, "trailing_blocks")
+
+
+def test_split_blocks_clamps_leading_first_and_says_what_it_clamped():
+    assert M.split_blocks(6, 1, 0) == (1, 0, "")
+    assert M.split_blocks(6, 2, 3) == (2, 3, "")
+    assert M.split_blocks(6, 2, 8) == (2, 3, "trailing blocks 8 -> 3: the model has 6 blocks and one stays cached")
+    assert M.split_blocks(6, 8, 1) == (
+        5,
+        0,
+        "leading blocks 8 -> 5, trailing blocks 1 -> 0: the model has 6 blocks and one stays cached",
+    )
+    assert M.split_blocks(6, 8, 0) == (5, 0, "leading blocks 8 -> 5: the model has 6 blocks and one stays cached")
+
+
+def _forward_before_trailing(self, x, t, y, stack=None, stream="cond"):
+    """The bench models' forward before trailing blocks existed, verbatim: the reference Bn = 0 must equal."""
+    h, ctx = self.embed(x, t, y)
+    lead = min(getattr(stack, "leading_blocks", 0), self.num_blocks - 1) if stack is not None else 0
+    if stack is None:
+        h_out = self.run_blocks(h, ctx)
+    elif lead > 0:
+        h_lead, rest = self.run_leading(h, ctx, lead)
+        h_out = stack(
+            stream,
+            h_lead,
+            lambda hh: self.run_rest(hh, rest, lead),
+            lambda: self.modulated_input(h, ctx),
+            leading_fn=lambda: (h, h_lead),
+        )
+    else:
+        h_out = stack(stream, h, lambda hh: self.run_blocks(hh, ctx), lambda: self.modulated_input(h, ctx))
+    return self.unembed(h_out, ctx)
+
+
+@pytest.mark.parametrize("name,lead,predictor", [("a", 1, "taylorseer"), ("b", 3, "reuse"), ("c", 1, "taylorseer")])
+def test_bench_models_with_no_trailing_blocks_are_bit_identical_to_before(name, lead, predictor):
+    """Bn = 0 (the default): every image, strip and gate value equals the forward before trailing blocks existed."""
+    import types
+
+    from tcpade_core.models.zoo import load_model
+    from tcpade_core.research.common import sample_timed
+
+    model = load_model(name)
+    labels = torch.tensor([2])
+    cfgs = [
+        make_config("first_block", threshold=0.3, leading_blocks=lead, predictor=predictor),  # its own decisions
+        make_config("first_block", threshold=10.0, max_consecutive=1, leading_blocks=lead, predictor=predictor),
+        make_config("first_block", leading_blocks=lead, trailing_blocks=0, target_speedup=2.0),
+    ]
+    new = [(sample_timed(model, name, labels, 8, run)[0], run) for run in map(CacheRun, cfgs)]
+    model.forward = types.MethodType(_forward_before_trailing, model)
+    old = [(sample_timed(model, name, labels, 8, run)[0], run) for run in map(CacheRun, cfgs)]
+    for (a, ra), (b, rb) in zip(new, old):
+        assert torch.equal(a, b)
+        assert ra.report.strip() == rb.report.strip() and "." in ra.report.strip()
+        assert [r.gate for r in ra.report.steps] == [r.gate for r in rb.report.steps]
+        assert ra.report.notes == rb.report.notes == []
+
+
+@pytest.mark.parametrize("name,lead,trail", [("a", 2, 3), ("b", 1, 4), ("b", 3, 2), ("c", 1, 1)])
+def test_bench_models_run_the_trailing_blocks_on_every_step(name, lead, trail):
+    """The cached stack is blocks [Fn, depth - Bn): the leading and the trailing blocks run on every model call, the
+    cached ones only on computed steps; threshold 0 gives the uncached images bit for bit (the split is exact; model
+    B with F1B4 ends the cached stack in its double-stream blocks, F3B2 inside its single-stream ones)."""
+    from tcpade_core.models.zoo import load_model
+    from tcpade_core.research.common import sample_timed
+
+    model = load_model(name)
+    blocks = list(getattr(model, "blocks", [])) or [*model.double_blocks, *model.single_blocks]
+    end = len(blocks) - trail
+    labels = torch.tensor([2])
+    ref = sample_timed(model, name, labels, 6, None)[0]
+    off = CacheRun(make_config("first_block", threshold=0.0, leading_blocks=lead, trailing_blocks=trail))
+    assert torch.equal(sample_timed(model, name, labels, 6, off)[0], ref)
+    calls = [Calls(b) for b in blocks]
+    kw = dict(threshold=10.0, max_consecutive=1, leading_blocks=lead)
+    run = CacheRun(make_config("first_block", trailing_blocks=trail, **kw))
+    img = sample_timed(model, name, labels, 6, run)[0]
+    rep = run.report
+    assert rep.strip() == "#.#.#." and rep.notes == [] and torch.isfinite(img).all() and not torch.equal(img, ref)
+    every, computed = 6 * 2, rep.computed * 2  # two streams (cond, uncond) per step
+    assert [c.n for c in calls] == [every] * lead + [computed] * (end - lead) + [every] * trail
+    # the trailing blocks change what a skipped step returns: not the Bn = 0 run with the same decisions
+    run0 = CacheRun(make_config("first_block", **kw))
+    img0 = sample_timed(model, name, labels, 6, run0)[0]
+    assert run0.report.strip() == rep.strip() and not torch.equal(img, img0)
+    err, err0 = (float((x - ref).float().norm() / ref.float().norm()) for x in (img, img0))
+    assert err != err0
+
+
+def test_bench_model_clamps_the_trailing_blocks_and_reports_it():
+    from tcpade_core.models.zoo import load_model
+    from tcpade_core.research.common import sample_timed
+
+    model = load_model("a")  # 6 blocks: F2 B8 leaves blocks [2, 3) cached, 3 trailing
+    calls = [Calls(b) for b in model.blocks]
+    run = CacheRun(make_config("first_block", threshold=10.0, max_consecutive=1, leading_blocks=2, trailing_blocks=8))
+    sample_timed(model, "a", torch.tensor([3]), 4, run)
+    assert run.report.strip() == "#.#." and [c.n for c in calls] == [8, 8, 4, 8, 8, 8]
+    assert run.report.notes == ["trailing blocks 8 -> 3: the model has 6 blocks and one stays cached"]
+    assert "trailing blocks 8 -> 3" in run.report.summary("First Block Cache")
+
+
+def test_the_research_sweep_adds_trailing_blocks_only_when_asked():
+    from tcpade_core.research.fbcache import sweep
+
+    default = sweep((0.08,))
+    assert [label for label, _ in default] == [
+        "FBCache F1 reuse thr=0.08",
+        "FBCache F2 reuse thr=0.08",
+        "FBCache F1 taylorseer thr=0.08",
+        "FBCache F2 taylorseer thr=0.08",
+    ]
+    assert all(cfg.trailing_blocks == 0 for _, cfg in default)
+    both = sweep((0.08,), (0, 1))
+    assert both[:4] == default and [label for label, _ in both[4:6]] == [
+        "FBCache F1B1 reuse thr=0.08",
+        "FBCache F2B1 reuse thr=0.08",
+    ]
+    assert [(c.leading_blocks, c.trailing_blocks) for _, c in both[4:]] == [(1, 1), (2, 1), (1, 1), (2, 1)]

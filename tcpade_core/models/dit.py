@@ -186,9 +186,27 @@ class StackModel(nn.Module):
 
     def forward(self, x, t, y, stack: Optional[Callable] = None, stream: str = "cond"):
         h, ctx = self.embed(x, t, y)
-        lead = min(getattr(stack, "leading_blocks", 0), self.num_blocks - 1) if stack is not None else 0
+        lead, trail = self.split_of(stack)
         if stack is None:
             h_out = self.run_blocks(h, ctx)
+        elif trail > 0:  # the method's trailing blocks run on every step, on the cached stack's computed or predicted
+            # output (with the text stream the stack left on a computed step, the leading blocks' on a predicted one)
+            end = self.num_blocks - trail
+            h_lead, rest = self.run_leading(h, ctx, lead) if lead > 0 else (h, ctx)
+            mid = {}
+
+            def middle(hh):
+                mid["out"], mid["ctx"] = self.run_middle(hh, rest, lead, end)
+                return mid["out"]
+
+            h_mid = stack(
+                stream,
+                h_lead,
+                middle,
+                lambda: self.modulated_input(h, ctx),
+                leading_fn=(lambda: (h, h_lead)) if lead > 0 else None,
+            )
+            h_out = self.run_trailing(h_mid, mid["ctx"] if h_mid is mid.get("out") else rest, end)
         elif lead > 0:  # the method's leading blocks run on every step; the stack it caches starts after them
             h_lead, rest = self.run_leading(h, ctx, lead)
             h_out = stack(
@@ -202,8 +220,19 @@ class StackModel(nn.Module):
             h_out = stack(stream, h, lambda hh: self.run_blocks(hh, ctx), lambda: self.modulated_input(h, ctx))
         return self.unembed(h_out, ctx)
 
+    def split_of(self, stack) -> tuple:
+        """(leading, trailing) blocks of ``stack`` on this model, clamped to leave one block cached (a CacheRun notes
+        what it clamped in its report); (0, 0) without a stack."""
+        if stack is None:
+            return 0, 0
+        split = getattr(stack, "split_blocks", None)
+        if split is not None:
+            return split(self.num_blocks)
+        return min(getattr(stack, "leading_blocks", 0), self.num_blocks - 1), 0
+
     # the stack split after its first n blocks (a method's leading blocks, at least one block left to cache):
-    # run_rest(*run_leading(h, ctx, n), n) is run_blocks(h, ctx), operation for operation
+    # run_rest(*run_leading(h, ctx, n), n) is run_blocks(h, ctx), operation for operation; with m - n blocks cached
+    # and trailing blocks after them, run_trailing(*run_middle(*run_leading(h, ctx, n), n, m), m) is too
     @property
     def num_blocks(self) -> int:
         raise NotImplementedError
@@ -214,6 +243,15 @@ class StackModel(nn.Module):
 
     def run_rest(self, h: torch.Tensor, ctx: dict, n: int) -> torch.Tensor:
         """The blocks after the first ``n``, from their input ``h``."""
+        raise NotImplementedError
+
+    def run_middle(self, h: torch.Tensor, ctx: dict, n: int, m: int):
+        """Blocks ``n`` to ``m - 1`` from their input ``h`` (the context :meth:`run_leading` left): (their output,
+        what :meth:`run_trailing` needs)."""
+        raise NotImplementedError
+
+    def run_trailing(self, h: torch.Tensor, ctx: dict, m: int) -> torch.Tensor:
+        """The blocks from block ``m`` on, from their input ``h``."""
         raise NotImplementedError
 
 
@@ -328,6 +366,18 @@ class DiT(StackModel):
     def run_rest(self, h: torch.Tensor, ctx: dict, n: int) -> torch.Tensor:
         c = ctx["c"]
         for blk in self.blocks[n:]:
+            h = blk(h, c)
+        return h
+
+    def run_middle(self, h: torch.Tensor, ctx: dict, n: int, m: int):
+        c = ctx["c"]
+        for blk in self.blocks[n:m]:
+            h = blk(h, c)
+        return h, ctx
+
+    def run_trailing(self, h: torch.Tensor, ctx: dict, m: int) -> torch.Tensor:
+        c = ctx["c"]
+        for blk in self.blocks[m:]:
             h = blk(h, c)
         return h
 

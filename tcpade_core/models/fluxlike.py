@@ -316,3 +316,21 @@ class FluxLike(StackModel):
         for blk in self.single_blocks[max(n - nd, 0) :]:
             x = blk(x, c, freqs)
         return x[:, n_txt:]
+
+    def run_middle(self, h: torch.Tensor, ctx: dict, n: int, m: int):
+        """Blocks ``n`` to ``m - 1`` (double, then single) from the image tokens ``h`` and the text stream in ``ctx``:
+        the image tokens after them, and the text stream (or the text part of the joint stream) they leave."""
+        c, txt, freqs = ctx["c"], ctx["txt"], self.rope
+        img, nd = h, len(self.double_blocks)
+        for blk in self.double_blocks[n:m]:
+            img, txt = blk(img, txt, c, freqs)
+        if m <= nd:
+            return img, {**ctx, "txt": txt}
+        n_txt = txt.shape[1]
+        x = torch.cat([txt, img], dim=1)
+        for blk in self.single_blocks[max(n - nd, 0) : m - nd]:
+            x = blk(x, c, freqs)
+        return x[:, n_txt:], {**ctx, "txt": x[:, :n_txt]}
+
+    def run_trailing(self, h: torch.Tensor, ctx: dict, m: int) -> torch.Tensor:
+        return self.run_rest(h, ctx, m)

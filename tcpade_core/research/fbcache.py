@@ -16,6 +16,10 @@ A skipped step still runs the Fn leading blocks (bench models have 5-6 blocks), 
 for every other method; FBCache's real saving is smaller by that cost. Fn = 8 (DBCache's default) exceeds the
 depth of every bench model (the leading blocks are clamped to depth - 1, one block cached), so the sweep uses
 Fn 1 and 2 (DBCache's 8 of FLUX's 57 blocks is 14 %; one block of six is 17 %).
+
+``--trailing 0,1`` adds DBCache's trailing blocks Bn (the last Bn blocks run on every step too, on the cached
+blocks' computed or predicted output; default 0 only, the rows and labels of docs/fbcache.txt): a setting with
+Bn > 0 is labelled ``F{Fn}B{Bn}`` and costs ``computed + skipped * (Fn + Bn) / depth``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch
 from .. import metrics
 from ..config import FirstBlockConfig, TaylorSeerConfig
 from ..engine import CacheRun
+from ..methods import split_blocks
 from .common import DEV_MODELS, EVAL_SEED, labels as _labels, sample_timed as _sample
 
 HELD_OUT_SEED = 4321
@@ -44,10 +49,15 @@ CHECK_LABEL = "TaylorSeer N=3 O=1 fe=1"  # re-run per cell: the baseline rows re
 CHECK_CFG = TaylorSeerConfig(interval=3, order=1, first_enhance=1)
 
 
-def sweep(thresholds=THRESHOLDS) -> List[Tuple[str, FirstBlockConfig]]:
-    """Every First Block Cache setting of the sweep: thresholds x Fn x predictor (the full benchmark's too)."""
+def sweep(thresholds=THRESHOLDS, trailing=(0,)) -> List[Tuple[str, FirstBlockConfig]]:
+    """Every First Block Cache setting of the sweep: thresholds x Fn x predictor (the full benchmark's too), for
+    each trailing block count Bn of ``trailing`` (Bn 0: the labels of before; Bn > 0: ``F{Fn}B{Bn}``)."""
     return [
-        (f"FBCache F{f} {p} thr={t:g}", FirstBlockConfig(threshold=t, leading_blocks=f, predictor=p))
+        (
+            f"FBCache F{f}{f'B{b}' if b else ''} {p} thr={t:g}",
+            FirstBlockConfig(threshold=t, leading_blocks=f, predictor=p, trailing_blocks=b),
+        )
+        for b in trailing
         for p in PREDICTORS
         for f in LEADING
         for t in thresholds
@@ -96,6 +106,7 @@ def depth(model) -> int:
 
 def run_cell(model, name, seed, steps, lab, bench_rows, settings, default_cfg, out):
     """One cell: the check, every setting's row, and the default at the speed targets."""
+    w = max([30] + [len(label) for label, _ in settings])  # 30: the labels of docs/fbcache.txt
     ref = _sample(model, name, lab, steps, None, seed=seed)[0]
     chk = CacheRun(CHECK_CFG)
     p = metrics.psnr(_sample(model, name, lab, steps, chk, seed=seed)[0], ref)
@@ -114,14 +125,14 @@ def run_cell(model, name, seed, steps, lab, bench_rows, settings, default_cfg, o
         c = run.report.computed
         ps = metrics.psnr(img, ref)
         b = best_baseline(bench_rows, c)
-        lead = min(cfg.leading_blocks, d - 1)
-        cost = c + (steps - c) * lead / d
+        lead, trail, _ = split_blocks(d, cfg.leading_blocks, cfg.trailing_blocks)
+        cost = c + (steps - c) * (lead + trail) / d
         margin = ps - b[2] if b else None
         rows.append((label, c, ps, margin))
         bl = f"{b[0]:28} {b[1]:3d} {b[2]:6.2f}" if b else f"{'(none this low)':28} {'':3} {'':6}"
         mg = f"{margin:+7.2f}" if margin is not None else f"{'n/a':>7}"
         out.append(
-            f"  {label:30} {c:3d}/{steps:<2d} cost {cost:5.1f} {steps / c:5.2f}x {ps:6.2f} | {bl} | {mg}  "
+            f"  {label:{w}} {c:3d}/{steps:<2d} cost {cost:5.1f} {steps / c:5.2f}x {ps:6.2f} | {bl} | {mg}  "
             f"{run.report.strip()}"
         )
     out.append(
@@ -156,12 +167,18 @@ def main(argv=None, split: str = None):
         action="store_true",
         help="only the default threshold (x Fn x predictor) and the targets, not the whole threshold sweep",
     )
+    ap.add_argument(
+        "--trailing",
+        default="0",
+        help="DBCache's trailing blocks Bn to sweep, comma-separated (default 0: the settings of docs/fbcache.txt)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     bench = read_bench()
     lab = _labels(args.samples)
     default_cfg = FirstBlockConfig()
-    settings = sweep((default_cfg.threshold,) if args.small else THRESHOLDS)
+    trailing = tuple(int(b) for b in args.trailing.split(","))
+    settings = sweep((default_cfg.threshold,) if args.small else THRESHOLDS, trailing)
     steps_list = [int(s) for s in args.steps.split(",")]
     summary: Dict[str, List[Tuple[int, float, float]]] = {}
     for split_, name, seed in cases(args.split, [m.strip() for m in args.models.split(",")]):
@@ -178,13 +195,14 @@ def main(argv=None, split: str = None):
         f"\nsummary over the {args.split} cells: mean NFE speed-up, mean PSNR and mean / worst Pareto margin over the "
         f"cells that skipped; a cell that computed every step counts margin 0 (no saving, no loss) in 'rule mean'"
     )
+    w = max([30] + [len(label) for label in summary])
     for label, vals in summary.items():
         skipped = [v for v in vals if math.isfinite(v[1])]
         ms = [m for _, p, m in skipped if m is not None]
         rule = [m if math.isfinite(p) else 0.0 for _, p, m in vals if m is not None]
         mean_psnr = sum(v[1] for v in skipped) / max(len(skipped), 1)
         print(
-            f"  {label:30} {sum(v[0] for v in vals) / len(vals):5.2f}x {mean_psnr:6.2f} dB"
+            f"  {label:{w}} {sum(v[0] for v in vals) / len(vals):5.2f}x {mean_psnr:6.2f} dB"
             f"  margin mean {sum(ms) / max(len(ms), 1):+6.2f} worst {min(ms, default=float('nan')):+6.2f}"
             f"  rule mean {sum(rule) / max(len(rule), 1):+6.2f}  full in {len(vals) - len(skipped)}/{len(vals)}"
         )
