@@ -226,15 +226,20 @@ def plan_data(traj: Trajectory) -> tuple:
     return [[float(f"{v:.6g}") for v in row] for row in Y], [float(f"{v:.6g}") for v in w]
 
 
-def planned_config(cfg: _Common, outputs, weights, target: float, keep=frozenset()) -> tuple:
+def planned_config(
+    cfg: _Common, outputs, weights, target: float, keep=frozenset(), objective: str = "coherent"
+) -> tuple:
     """(config on its planned schedule, the steps, the predicted error) for a run of ``len(outputs)`` steps at
     ``target``: exactly ``budget(n, target)`` computes, the predictor's own warm-up first. TaylorSeer runs the
-    form that is right on uneven spacing (``newton``) unless ``form`` is in ``keep`` (the user set it)."""
+    form that is right on uneven spacing (``newton``) unless ``form`` is in ``keep`` (the user set it).
+    ``objective``: the planner's (:data:`tcpade_core.planner.OBJECTIVES`; the default is the measured one)."""
     if cfg.method == "taylorseer" and "form" not in keep:
         cfg = cfg.with_(form="newton")
     _, pred = build(cfg)
     Y = np.asarray(outputs, dtype=float)
-    steps, err = plan(Y, np.asarray(weights, dtype=float), budget(len(Y), target), pred.plan_order, pred.warmup)
+    steps, err = plan(
+        Y, np.asarray(weights, dtype=float), budget(len(Y), target), pred.plan_order, pred.warmup, objective
+    )
     return cfg.with_(target_speedup=target, plan=tuple(steps)), steps, err
 
 

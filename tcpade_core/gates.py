@@ -617,15 +617,57 @@ class BudgetGate(WrappedGate):
 
 class PlannedGate(WrappedGate):
     """A planned schedule (:mod:`tcpade_core.planner`): compute exactly the planned steps. The method's own gate
-    keeps its name in the report; its signal is not read."""
+    keeps its name in the report; its signal is not read.
 
-    def __init__(self, base: Gate, steps: Sequence[int]):
+    ``tsi_theta`` (None: off, the plan alone decides): an online correction by TC-Padé's TSI. The gate keeps the
+    stream's three newest computed residuals (whatever the method), and between two planned computes c < d the
+    step i computes early when ``i - last >= (d - last) / 2`` (from half the gap on, as
+    :class:`BudgetGate` lets a signal move a compute) and the stability score of those residuals, 1 / (2 TSI)
+    (Eq. 1 on their chords, any spacing), is below ``tsi_theta``: the trajectory turned at the last compute. A
+    compute the plan did not place (early, or forced by the engine) takes the place of the next planned one, so the
+    run computes exactly the planned number of steps."""
+
+    def __init__(self, base: Gate, steps: Sequence[int], tsi_theta: Optional[float] = None):
         super().__init__(base)
         self.steps = frozenset(int(s) for s in steps)
+        self.tsi_theta = None if tsi_theta is None else float(tsi_theta)
+        self.early = 0  # computes the TSI moved earlier
+        if self.tsi_theta is not None:
+            self.needs_residuals = max(self.needs_residuals, 3)
+            self.queue: List[int] = sorted(self.steps)  # the planned computes not yet made or replaced
+            self.last: Optional[int] = None
 
     def decide(self, step, st, signal_fn) -> Decision:
-        return Decision(step.index in self.steps, "planned", None, forced=True)
+        if self.tsi_theta is None:
+            return Decision(step.index in self.steps, "planned", None, forced=True)
+        i = step.index
+        while self.queue and self.queue[0] < i:  # a planned step that did not compute (cannot happen in a run)
+            self.queue.pop(0)
+        if not self.queue:
+            return Decision(False, "planned", None, forced=True)
+        nxt = self.queue[0]
+        if i == nxt:
+            return Decision(True, "planned", None, forced=True)
+        score = None
+        if len(st.residuals) >= 3:
+            r1, r2, r3 = (e.value for e in st.residuals.latest(3))
+            score = stability_score(tsi_literal(r1, r2, r3), "reciprocal")
+        last = self.last if self.last is not None else -1
+        if score is not None and score < self.tsi_theta and i - last >= (nxt - last) / 2:
+            self.early += 1
+            return Decision(True, "tsi<theta (early)", score)
+        return Decision(False, "planned", score, forced=score is None)
+
+    def step_done(self, index: int, computed: bool) -> None:
+        super().step_done(index, computed)
+        if self.tsi_theta is None or not computed:
+            return
+        self.last = index
+        if self.queue and self.queue[0] >= index:
+            self.queue.pop(0)  # made, or replaced by this earlier compute
 
     def note(self, num_steps: int) -> Optional[str]:
         mine = sorted(s for s in self.steps if s < num_steps)
-        return f"planned schedule: {len(mine)} of {num_steps} computes at steps {', '.join(map(str, mine))}"
+        return f"planned schedule: {len(mine)} of {num_steps} computes at steps {', '.join(map(str, mine))}" + (
+            f"; the TSI moved {self.early} earlier (θ {self.tsi_theta:g})" if self.early else ""
+        )

@@ -101,7 +101,10 @@ def segment_costs(Y: np.ndarray, dt: np.ndarray, order: int, objective: str = "c
     of the segment, relative to the mean squared output: an Euler step adds dt_j times the model's output to the
     latent, so a segment's errors add up as vectors before they reach the sample (a line extrapolated too far is off
     to the same side at every step of a gap, and the cost grows with the gap's length squared).
-    ``"independent"``: the sum over the segment of dt_j^2 times each step's relative squared error."""
+    ``"independent"``: the sum over the segment of dt_j^2 times each step's relative squared error.
+    ``"tsi"``: the TSI of the recorded trajectory as the error proxy instead (:func:`tsi_costs`; no magnitudes).
+    ``"coherent_tsi"``: the coherent objective with each step's weight raised where the trajectory turns,
+    ``dt_j (1 + tsi_j / mean tsi)`` (the open-loop error weighted with the TSI)."""
     n = Y.shape[0]
     dt = np.asarray(dt, dtype=float)
     scale = max(float((Y**2).sum(axis=1).mean()), 1e-24)
@@ -110,6 +113,13 @@ def segment_costs(Y: np.ndarray, dt: np.ndarray, order: int, objective: str = "c
         e = errors(Y, order) * (dt**2)[None, None, :]
         cost[:, :, 1:] = np.cumsum(e, axis=2)
         return cost
+    if objective == "tsi":
+        return tsi_costs(Y, dt)
+    if objective == "coherent_tsi":
+        tsi = turns(Y)
+        mean = float(tsi.mean())
+        dt = dt * (1.0 + (tsi / mean if mean > 0 else 0.0))
+        objective = "coherent"
     if objective != "coherent":
         raise ValueError(f"unknown objective {objective!r}")
     for b in range(n):
@@ -122,12 +132,65 @@ def segment_costs(Y: np.ndarray, dt: np.ndarray, order: int, objective: str = "c
     return cost
 
 
+OBJECTIVES = ("coherent", "independent", "tsi", "coherent_tsi")
+
+
+def turns(Y: np.ndarray) -> np.ndarray:
+    """tsi[k]: TC-Padé's trajectory stability index (Eq. 1, 0.5 ||u_k - u_{k-1}||, u_k the unit direction from
+    step k to step k+1) at each step of the recorded outputs ``Y``: 0 on a straight line, sqrt(2)/2 at a right
+    angle, 1 at a reversal; 0 at the first and last step and where the trajectory does not move."""
+    n = Y.shape[0]
+    out = np.zeros(n)
+    if n < 3:
+        return out
+    d = np.diff(Y, axis=0)
+    norm = np.linalg.norm(d, axis=1)
+    ok = norm > 1e-12
+    u = np.where(ok[:, None], d / np.where(ok, norm, 1.0)[:, None], 0.0)
+    tsi = 0.5 * np.linalg.norm(u[1:] - u[:-1], axis=1)
+    out[1:-1] = np.where(ok[1:] & ok[:-1], np.minimum(tsi, 1.0), 0.0)
+    return out
+
+
+def tsi_costs(Y: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """cost[a, b, c] of the ``"tsi"`` objective: the error of the skipped steps b+1 .. c-1 estimated from the TSI
+    alone (:func:`turns`), as if the trajectory moved one unit per step and turned by the angle theta_k = 2
+    asin(tsi_k) at each step k. A line through the computed steps a < b leaves step j off by about
+    ``D = (j - b) * 0.5 * sum_{a<k<b} theta_k + sum_{b<=k<j} (j - k) theta_k`` (the chord through a and b misses
+    half the turning between them; every turn from b on bends the path away from the line by its angle times the
+    steps still to go), the small-angle deviation of a unit-speed polyline from its extrapolated chord; b alone
+    (a == b: reuse) leaves it off by the distance, j - b. The segment's deviations are weighted by the step
+    weights and added (they lie on the same side of the line), then squared, as the coherent objective adds its
+    errors: ``(sum_j dt_j D_j)^2``. No magnitudes enter: the computes go where the trajectory turns."""
+    n = Y.shape[0]
+    dt = np.asarray(dt, dtype=float)
+    theta = 2.0 * np.arcsin(np.clip(turns(Y), 0.0, 1.0))
+    cost = np.zeros((n, n, n + 1))
+    ctheta = np.concatenate([[0.0], np.cumsum(theta)])  # ctheta[k] = sum of theta[:k]
+    for b in range(n):
+        js = np.arange(b + 1, n)
+        if not len(js):
+            continue
+        ks = np.arange(b, n)
+        # bend[j] = sum_{b <= k < j} (j - k) theta_k
+        bend = np.array([float(((j - ks[: j - b]) * theta[b:j]).sum()) for j in js])
+        for a in range(b + 1):
+            if a == b:
+                dev = (js - b).astype(float)
+            else:
+                dev = (js - b) * 0.5 * (ctheta[b] - ctheta[a + 1]) + bend
+            acc = np.cumsum(dev * dt[js])
+            cost[a, b, b + 2 :] = acc**2
+    return cost
+
+
 def plan(
     Y: np.ndarray, dt: np.ndarray, k: int, order: int = 1, warm: int = 1, objective: str = "coherent"
 ) -> Tuple[List[int], float]:
     """The ``k`` steps to compute (sorted; the first ``warm`` steps always among them) that minimise the open-loop
     error (:func:`segment_costs`) of an order-``order`` predictor on ``Y`` (steps x features) with step sizes
-    ``dt``, and that minimum. Deterministic: ties go to the earlier step."""
+    ``dt``, and that minimum. Deterministic: ties go to the earlier step. ``objective``: :data:`OBJECTIVES`
+    (:func:`segment_costs`); the default, ``"coherent"``, is the measured one."""
     n = Y.shape[0]
     warm = max(1, min(int(warm), n))
     k = max(min(int(k), n), warm)
