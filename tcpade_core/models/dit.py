@@ -251,8 +251,8 @@ class StackModel(nn.Module):
         raise NotImplementedError
 
     def run_trailing(self, h: torch.Tensor, ctx: dict, m: int) -> torch.Tensor:
-        """The blocks from block ``m`` on, from their input ``h``."""
-        raise NotImplementedError
+        """The blocks from block ``m`` on, from their input ``h``: :meth:`run_rest` after the first ``m``."""
+        return self.run_rest(h, ctx, m)
 
 
 class DiT(StackModel):
@@ -374,12 +374,6 @@ class DiT(StackModel):
         for blk in self.blocks[n:m]:
             h = blk(h, c)
         return h, ctx
-
-    def run_trailing(self, h: torch.Tensor, ctx: dict, m: int) -> torch.Tensor:
-        c = ctx["c"]
-        for blk in self.blocks[m:]:
-            h = blk(h, c)
-        return h
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, p*p*C) -> (B, C, H, W), inverse of the Conv2d patch embedding layout."""

@@ -331,6 +331,3 @@ class FluxLike(StackModel):
         for blk in self.single_blocks[max(n - nd, 0) : m - nd]:
             x = blk(x, c, freqs)
         return x[:, n_txt:], {**ctx, "txt": x[:, :n_txt]}
-
-    def run_trailing(self, h: torch.Tensor, ctx: dict, m: int) -> torch.Tensor:
-        return self.run_rest(h, ctx, m)
