@@ -347,6 +347,12 @@ def stability_score(tsi: float, scale: str) -> float:
     return fn(tsi)
 
 
+# TC-Padé's own gates skip nothing before two values exist: Eq. 1 and the Padé form read two or more. Its
+# predictor predicts from one (reuse), so a speed target or a planned schedule may skip step 1; its own gate
+# keeps the warm-up it was measured with.
+WARM_VALUES = 2
+
+
 class TSIGate(Gate):
     """TC-Padé's gate: forced computes on a grid, the stability score (Eq. 1, mapped by ``scale``) of the three
     newest residuals decides in between: a step is skipped when the score is >= ``theta``.
@@ -388,6 +394,8 @@ class TSIGate(Gate):
             # Eq. 1 compares equally spaced differences (the warm-up ones are not): no evidence of a turn,
             # so the step counts as steady (the score of a straight line)
             steady = stability_score(0.0, self.scale)
+            if len(es) < WARM_VALUES:
+                return Decision(True, "warmup", steady, forced=True)
             return Decision(steady < self.threshold, "tsi n/a", steady)
         r1, r2, r3 = (e.value for e in es)
         score = stability_score(tsi_literal(r1, r2, r3), self.scale)
@@ -419,6 +427,8 @@ class ErrorGate(TSIGate):
             return Decision(True, why, forced=True)
         own, last = st.pred.self_error, st.pred.newest_step
         if own is None or last is None:  # no estimate yet: the grid alone decides on a spread schedule
+            if len(st.history) < WARM_VALUES:
+                return Decision(True, "warmup", forced=True)
             return Decision(self.schedule != "spread", "no estimate")
         err, k0 = own
         k = step.index - last

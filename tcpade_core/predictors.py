@@ -427,7 +427,7 @@ class PadePredictor(Predictor):
         self.cfg = cfg
         self.stores = cfg.target
         self.self_check = False
-        self.warmup, self.plan_order = (3 if cfg.numerator == "literal" else 2), 1
+        self.plan_order = 1  # warmup 1: with one computed value it predicts by reuse (see value())
         rational = cfg.numerator in ("rational", "rational_damped")
         self._mid = self._mid_rational if rational else self._mid_pade
 
@@ -438,17 +438,24 @@ class PadePredictor(Predictor):
         return phase_of(index, num_steps, self.cfg.early_boundary, self.cfg.late_boundary)
 
     def ready(self, step, st) -> bool:
-        need = 3 if self.cfg.numerator == "literal" and step.phase != "early" else 2
         if self._base_is_previous() and st.pred.prev_input is None:
             return False
-        return len(st.history) >= need
+        return len(st.history) >= 1
 
     def _base_is_previous(self) -> bool:
         return self.cfg.target == "residual" and self.cfg.reconstruct == "previous_input"
 
     def value(self, step_index: int, phase: str, es, rec=None) -> torch.Tensor:
-        """The predicted value (residual or output) at ``step_index`` from history entries ``es`` (newest first)."""
+        """The predicted value (residual or output) at ``step_index`` from history entries ``es`` (newest first).
+
+        With fewer entries than its phase's form reads it steps down, so that any schedule runs at exactly its
+        budget: one entry is reused as it is (sigma_stab 1: nothing to compare), and the printed numerator,
+        which reads three, takes the two-value ``"recent"`` form."""
         c = self.cfg
+        if len(es) == 1:
+            if rec is not None:
+                rec.order = 0
+            return es[0].value.float().clone()
         r1, r2 = es[0].value, es[1].value
         if phase == "early":
             return c.alpha1 * r1 + (1.0 - c.alpha1) * r2
@@ -486,7 +493,7 @@ class PadePredictor(Predictor):
             es[1].value,
             r3,
             lam=c.lam,
-            numerator=c.numerator,
+            numerator="recent" if r3 is None and c.numerator == "literal" else c.numerator,
             denominator=c.denominator,
             ratio=ratio,
             pole_guard=c.pole_guard,
@@ -570,6 +577,8 @@ class OfficialPadePredictor(Predictor):
     def __init__(self, cfg):
         self.cfg = cfg
         self.capacity = cfg.history_size
+        # their readiness (``initialized``: min(3, order) residuals; two at least, as their early phase reads two),
+        # kept as the code has it: a speed target or a plan computes these first and counts them
         self.warmup, self.plan_order = max(2, min(3, cfg.order)), 1
 
     def _total(self, num_steps: int) -> int:
@@ -580,7 +589,7 @@ class OfficialPadePredictor(Predictor):
         return "late" if index > 0.8 * t else "mid" if index > 0.3 * t else "early"
 
     def ready(self, step, st) -> bool:
-        return len(st.history) >= max(2, min(3, self.cfg.order)) and st.pred.last_input is not None
+        return len(st.history) >= self.warmup and st.pred.last_input is not None
 
     def predict(self, step, st, h, rec):
         es = st.history.latest(self.capacity, h.device)

@@ -600,6 +600,23 @@ def test_speed_target_computes_exactly_round_steps_over_target(cfg, steps, targe
     assert rep.target_speedup == target and f"budget {rep.computed} of {steps}" in rep.target_note
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [TCPadeConfig(), TCPadeConfig(mode="paper_literal"), TaylorSeerConfig(), TraCacheConfig(), ReuseConfig()],
+    ids=lambda c: c.describe()[:40],
+)
+def test_single_value_readiness_a_speed_target_skips_step_one(cfg):
+    """Every predictor predicts from one computed value: on a steady trajectory a 2x target computes the even
+    grid from step 0 (no compute forced by a predictor that is not ready); the authors' code (official mode)
+    keeps its own readiness and is not in this list."""
+    run = CacheRun(cfg, target_speedup=2.0)
+    for i in range(10):
+        run.begin_step(i, 10, 1 - i / 10)
+        run("c", torch.ones(1, 2, 16) * (1 - i / 10), stack, lambda: None)
+    rep = run.end_run()
+    assert rep.strip() == "#.#.#.#.#." and not any(r.reason.startswith("forced") for r in rep.steps)
+
+
 def test_speed_target_spacing_and_an_early_compute_by_the_signal():
     # a residual trajectory that keeps turning (0.6 rad a step): the TSI signal moves computes earlier,
     # and the budget still comes out exact

@@ -291,8 +291,9 @@ def test_tsi_gate_warmup_and_not_applicable():
     assert inter.decide(step(5), uneven, None).gate == pytest.approx(1 / math.sqrt(2))
 
 
-def _own(err, k0, newest):
-    return SimpleNamespace(pred=P.PadeState(self_error=None if err is None else (err, k0), newest_step=newest))
+def _own(err, k0, newest, values=2):
+    pred = P.PadeState(self_error=None if err is None else (err, k0), newest_step=newest)
+    return SimpleNamespace(pred=pred, history=[None] * values)
 
 
 @pytest.mark.parametrize(
@@ -319,6 +320,9 @@ def test_error_gate_grid_and_no_estimate():
     assert g.decide(step(0), none, None) == G.Decision(True, "warmup", forced=True)
     assert g.decide(step(4), none, None) == G.Decision(True, "interval", forced=True)
     assert g.decide(step(1), none, None) == G.Decision(False, "no estimate")
+    # one value: its own gate keeps the warm-up (the predictor could reuse it; a speed target or a plan may skip)
+    assert g.decide(step(1), _own(None, None, 0, values=1), None) == G.Decision(True, "warmup", forced=True)
+    assert g.decide(step(1), _own(None, None, 0, values=0), None) == G.Decision(True, "warmup", forced=True)
     assert g.decide(step(2), _own(0.01, 1, None), None) == G.Decision(False, "no estimate")  # estimate, no step
     inter = G.ErrorGate(theta=2.0, interval=4, tolerance=0.05, schedule="interval", warmup_steps=1)
     assert inter.decide(step(1), none, None) == G.Decision(True, "no estimate")
@@ -1109,18 +1113,38 @@ def test_rational_mid_value_damps_the_approximants_increment_by_sigma():
     assert _mid_rational("rational", [0, 1, 2], vals, 3, pole_guard=0.5) == pytest.approx(s * d * 1.5 / 0.5, rel=1e-5)
 
 
-def test_pade_ready_needs_three_literal_values_outside_the_early_phase_and_the_previous_input():
+@pytest.mark.parametrize("phase", ["early", "mid", "late"])
+@pytest.mark.parametrize("numerator", ["literal", "recent", "rational", "rational_damped"])
+def test_pade_is_ready_with_one_value_and_reuses_it(phase, numerator):
+    """Single-value readiness: one computed value is predicted as it is, in every phase and form."""
+    p = P.PadePredictor(TCPadeConfig(numerator=numerator, alpha1=0.7, beta=0.5))
+    hist = hist_of([], capacity=3)
+    st = StreamState(hist, hist, p.State(), G.GateState())
+    assert not p.ready(Step(1, 20, 0.5, phase), st)
+    hist.push(0, 1.0, vec(1.5, -2.0))
+    assert p.ready(Step(7, 20, 0.5, phase), st)
+    rec = SimpleNamespace()
+    assert p.value(7, phase, hist.latest(3), rec).tolist() == [1.5, -2.0] and rec.order == 0
+    assert p.predict(Step(7, 20, 0.5, phase), st, vec(10.0, 10.0), rec).tolist() == [1.5, -2.0]  # target output
+
+
+def test_pade_ready_needs_the_previous_input_where_eq6_adds_it():
     lit = P.PadePredictor(TCPadeConfig(mode="paper_literal"))
-    hist = hist_of([vec(1.0), vec(2.0)], capacity=3)
+    hist = hist_of([vec(1.0)], capacity=3)
     st = StreamState(hist, hist, lit.State(), G.GateState())
+    assert not lit.ready(Step(10, 20, 0.5, "mid"), st)  # Eq. 6's base is the previous input: not there yet
     st.pred.prev_input = vec(0.0)
-    assert lit.ready(Step(5, 20, 0.5, "early"), st) and not lit.ready(Step(5, 20, 0.5, "mid"), st)
-    hist.push(9, 0.1, vec(3.0))
     assert lit.ready(Step(10, 20, 0.5, "mid"), st)
-    st.pred.prev_input = None  # Eq. 6's base is the previous input: not there yet
-    assert not lit.ready(Step(10, 20, 0.5, "mid"), st)
-    rec = P.PadePredictor(TCPadeConfig(numerator="recent"))
-    assert rec.ready(Step(10, 20, 0.5, "mid"), StreamState(hist, hist, rec.State(), G.GateState()))
+
+
+def test_the_printed_numerator_with_two_values_takes_the_two_value_form():
+    lit = P.PadePredictor(TCPadeConfig(mode="paper_literal", denominator="none", lam=2.0))
+    rec = P.PadePredictor(TCPadeConfig(mode="paper_literal", denominator="none", lam=2.0, numerator="recent"))
+    two = hist_of([vec(1.0, 2.0), vec(2.0, 2.5)], [3, 5], capacity=3).latest(3)
+    assert torch.equal(lit.value(7, "mid", two), rec.value(7, "mid", two))
+    r1, r2 = vec(2.0, 2.5), vec(1.0, 2.0)
+    s = P.sigma_stab(r1, r2, 2.0)
+    assert lit.value(7, "mid", two).tolist() == pytest.approx((r1 + s * 1.0 * (r1 - r2)).tolist())
 
 
 @pytest.mark.parametrize("phase", ["early", "mid", "late"])
@@ -1161,7 +1185,7 @@ def test_what_each_predictor_declares_for_the_planner():
     assert (P.ReusePredictor().warmup, P.ReusePredictor().plan_order) == (1, 0)
     assert [P.TaylorPredictor(o, "eq10", "output").plan_order for o in (0, 1, 3)] == [0, 1, 1]
     assert P.LagrangePredictor(3, "output").plan_order == 1
-    assert [P.PadePredictor(TCPadeConfig(numerator=n)).warmup for n in ("literal", "recent")] == [3, 2]
+    assert [P.PadePredictor(TCPadeConfig(numerator=n)).warmup for n in ("literal", "recent")] == [1, 1]
     assert [
         (
             P.OfficialPadePredictor(TCPadeOfficialConfig(order=o)).warmup,
