@@ -9,9 +9,15 @@ Per cell (model, seed, steps, target, method), PSNR against full compute of:
 * **grid**: the best fixed grid of the full baseline sweep (Reuse, TaylorSeer, TeaCache, TraCache) at <= the same
   computes, read from ``docs/bench.txt`` (16 samples, the same seeds: run with ``--samples 16`` to compare).
 
-Held out: models A and B on seed 4321, model C on seeds 1234 and 4321 (``tcpade_core.research.fbcache.cases``).
+Development: models A and B on seed 1234; held out: models A and B on seed 4321, model C on seeds 1234 and 4321
+(``tcpade_core.research.fbcache.cases``); ``--split`` picks them, each is summarised on its own. With ``--transfer``
+each plan is also run on its own calibration samples (seed :data:`CALIB_SEED`, classes 0-3), so that its gain over
+``even`` there can be compared with its gain on the evaluation seeds and classes. After the rows: the issue's targets
+(calibrated plan against the grid at 20/30 steps and 2-3x; the uncalibrated placements against the grid and today;
+whether computes buy quality; transfer), and with ``--plot`` a PNG of PSNR against computed steps per model and
+step count (held-out means; the grid's front is the best fixed grid at <= each count).
 
-    python -m tcpade_core.research.shape_bench                       # 10 / 20 / 30 steps, 1.25-3x, both methods
+    python -m tcpade_core.research.shape_bench --split all --transfer --plot docs/schedules.png   # docs/schedule_bench.txt
     python -m tcpade_core.research.shape_bench --steps 20 --models b,c --seeds 4321   # docs/shape_bench.txt
 """
 
@@ -28,22 +34,57 @@ from .. import metrics, shape
 from ..calibrate import calibrated_run
 from ..config import budget, make_config
 from ..engine import CacheRun
-from .common import labels as _labels, sample_timed as _sample
+from .common import CALIB_SEED, labels as _labels, sample_timed as _sample
 from .fbcache import best_baseline, cases, read_bench
 from .shape_fit import METHODS, TARGETS, record
 
 
-def run_case(name: str, seed: int, steps: int, n_samples: int, targets, methods, bench_rows, progress) -> List[dict]:
+_TRAJ: dict = {}  # (model, steps) -> the calibration trajectory (one full-compute run, recorded once)
+_ON_CALIB: dict = {}  # (model, steps, target, method) -> (even, plan) PSNR on the calibration samples
+
+
+def _trajectory(name: str, steps: int):
+    if (name, steps) not in _TRAJ:
+        _TRAJ[(name, steps)] = record(name, steps)  # the calibration seed, not the evaluation one
+    return _TRAJ[(name, steps)]
+
+
+def on_calibration(model, name: str, steps: int, target: float, label: str, method: str, params) -> tuple:
+    """PSNR of ``even`` and ``plan`` on the plan's own calibration samples (seed CALIB_SEED, classes 0-3)."""
+    key = (name, steps, target, label)
+    if key not in _ON_CALIB:
+        lab = _labels(4)
+        ref = _sample(model, name, lab, steps, None, seed=CALIB_SEED)[0]
+        even = CacheRun(make_config(method, target_speedup=target, **params))
+        plan = calibrated_run(method, _trajectory(name, steps), target, **params)
+        _ON_CALIB[key] = tuple(
+            metrics.psnr(_sample(model, name, lab, steps, run, seed=CALIB_SEED)[0], ref) for run in (even, plan)
+        )
+    return _ON_CALIB[key]
+
+
+def run_case(
+    name: str,
+    seed: int,
+    steps: int,
+    n_samples: int,
+    targets,
+    methods,
+    bench_rows,
+    progress,
+    split="held-out",
+    transfer=False,
+) -> List[dict]:
     from ..models.zoo import load_model
 
     model = load_model(name)
-    traj = record(name, steps)  # the calibration seed, not this one
+    traj = _trajectory(name, steps)
     lab = _labels(n_samples)
     ref = _sample(model, name, lab, steps, None, seed=seed)[0]
     rows = []
     for target in targets:
         for label, method, params in methods:
-            row = dict(model=name, seed=seed, steps=steps, target=target, method=label)
+            row = dict(model=name, seed=seed, steps=steps, target=target, method=label, split=split)
             for how in ("even", "shape", "plan"):
                 if how == "plan":
                     run = calibrated_run(method, traj, target, **params)
@@ -53,6 +94,8 @@ def run_case(name: str, seed: int, steps: int, n_samples: int, targets, methods,
                 row[how] = (run.report.computed, metrics.psnr(img, ref), run.report.strip())
             g = best_baseline(bench_rows, budget(steps, target)) if bench_rows else None
             row["grid"] = (g[1], g[2], g[0]) if g else None
+            if transfer:
+                row["calib"] = on_calibration(model, name, steps, target, label, method, params)
             rows.append(row)
             progress(row)
     return rows
@@ -88,6 +131,106 @@ def summary(rows: List[dict], what: str) -> List[str]:
     return out
 
 
+def _d(rows, a, b, where=lambda r: True):
+    return [r[a][1] - r[b][1] for r in rows if r.get(b) is not None and where(r)]
+
+
+def _stat(d) -> str:
+    if not d:
+        return "no cells"
+    return f"mean {np.mean(d):+6.2f} dB, min {min(d):+6.2f}, max {max(d):+6.2f} over {len(d)} cells"
+
+
+def target_checks(rows: List[dict], what: str) -> List[str]:
+    """The issue's targets, measured (a benchmark reports them; nothing here asserts)."""
+    out = [f"{what}: the targets of issue 18, per method"]
+    for label in sorted({r["method"] for r in rows}):
+        mine = [r for r in rows if r["method"] == label]
+        cal = _d(mine, "plan", "grid", lambda r: r["steps"] in (20, 30) and r["target"] >= 2.0)
+        ok = bool(cal) and np.mean(cal) >= 1.0 and min(cal) >= -0.3
+        out.append(
+            f"  {label}: calibrated plan minus grid (20/30 steps, 2-3x; target mean >= +1, min >= -0.3): {_stat(cal)}  {'met' if ok else 'MISSED'}"
+        )
+        for how in ("even", "shape"):
+            dg = _d(mine, how, "grid")
+            out.append(
+                f"  {label}: uncalibrated {how:5} minus grid (target >= -0.5 in every cell): {_stat(dg)}; "
+                f"below -0.5 in {sum(x < -0.5 for x in dg)}  {'met' if dg and min(dg) >= -0.5 else 'MISSED'}"
+            )
+        ds = _d(mine, "shape", "even")
+        out.append(
+            f"  {label}: shape minus today's even (target >= 0 in every cell): {_stat(ds)}  {'met' if ds and min(ds) >= -0.005 else 'MISSED'}"
+        )
+        for how in ("even", "shape", "plan"):
+            falls, lift = [], []
+            cells = {(r["model"], r["seed"], r["steps"]) for r in mine}
+            for cell in sorted(cells):
+                by_t = {r["target"]: r[how][1] for r in mine if (r["model"], r["seed"], r["steps"]) == cell}
+                ts = sorted(by_t)
+                falls += [by_t[a] - by_t[b] for a, b in zip(ts, ts[1:])]  # lower target minus higher target
+                if 1.25 in by_t and 2.0 in by_t:
+                    lift.append(by_t[1.25] - by_t[2.0])
+            worst = min(falls) if falls else 0.0
+            out.append(
+                f"  {label}: {how:5} computes buy quality: lowering the target loses > 0.3 dB in "
+                f"{sum(x < -0.3 for x in falls)} of {len(falls)} pairs (worst {worst:+.2f})"
+                + (f"; 1.25x minus 2x: {_stat(lift)}, below +3 dB in {sum(x < 3.0 for x in lift)}" if lift else "")
+            )
+        tr = [
+            (r["plan"][1] - r["even"][1]) - (r["calib"][1] - r["calib"][0]) for r in mine if r.get("calib") is not None
+        ]
+        if tr:
+            out.append(
+                f"  {label}: transfer: gain over even on evaluation minus gain on the calibration samples "
+                f"(target within 0.5 dB): {_stat(tr)}; beyond -0.5 in {sum(x < -0.5 for x in tr)}"
+                + f"  {'met' if min(tr) >= -0.5 else 'MISSED'}"
+            )
+    return out
+
+
+def plot(rows: List[dict], bench: dict, path: str) -> None:
+    """PSNR against computed steps, one panel per model and step count, held-out cells averaged per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    held = [r for r in rows if r["split"] == "held-out"] or rows
+    models, steps = sorted({r["model"] for r in held}), sorted({r["steps"] for r in held})
+    fig, axes = plt.subplots(len(models), len(steps), figsize=(4.2 * len(steps), 3.4 * len(models)), squeeze=False)
+    style = {"even": ":", "shape": "--", "plan": "-"}
+    for i, name in enumerate(models):
+        for j, n in enumerate(steps):
+            ax = axes[i][j]
+            cell = [r for r in held if r["model"] == name and r["steps"] == n]
+            for k, label in enumerate(sorted({r["method"] for r in held})):
+                for how, ls in style.items():
+                    pts = {}
+                    for r in cell:
+                        if r["method"] == label:
+                            pts.setdefault(r[how][0], []).append(r[how][1])
+                    xs = sorted(pts)
+                    ax.plot(
+                        xs, [np.mean(pts[x]) for x in xs], ls, color=f"C{k}", marker="o", ms=3, label=f"{label} {how}"
+                    )
+            fronts = []
+            for split, m, seed, k in bench:
+                if m == name and k == n and split == "held-out":
+                    fronts.append([best_baseline(bench[(split, m, seed, k)], c) for c in range(1, n + 1)])
+            if fronts:
+                xs = [c for c in range(1, n + 1) if all(f[c - 1] for f in fronts)]
+                ys = [np.mean([f[c - 1][2] for f in fronts]) for c in xs]
+                ax.step(xs, ys, where="post", color="k", lw=1, label="best fixed grid (<= computes)")
+            ax.set_title(f"model {name.upper()}, {n} steps (held-out mean)", fontsize=9)
+            ax.set_xlabel("computed steps", fontsize=8)
+            ax.set_ylabel("PSNR vs full compute (dB)", fontsize=8)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path, dpi=90)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="a,b,c")
@@ -97,6 +240,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", default="", help="only these seeds, comma-separated (default: every held-out one)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--split", default="held-out", choices=("dev", "held-out", "all"))
+    ap.add_argument("--transfer", action="store_true", help="also run each plan on its calibration samples")
+    ap.add_argument("--plot", default="", help="write the PSNR-against-computes PNG here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     targets = tuple(float(t) for t in args.targets.split(","))
@@ -110,7 +256,9 @@ def main(argv=None) -> None:
     print(head(), flush=True)
     rows: List[dict] = []
     seeds = {int(s) for s in args.seeds.split(",")} if args.seeds else None
-    for split, name, seed in cases("held-out", args.models.split(",")):
+    models = args.models.split(",")
+    splits = ("dev", "held-out") if args.split == "all" else (args.split,)
+    for split, name, seed in [c for sp in splits for c in cases(sp, models)]:
         if seeds is not None and seed not in seeds:
             continue
         for steps in (int(s) for s in args.steps.split(",")):
@@ -122,17 +270,29 @@ def main(argv=None) -> None:
                 targets,
                 methods,
                 bench.get((split, name, seed, steps), []),
-                lambda r: print(line(r), flush=True),
+                lambda r: print(line(r) + ("" if r["split"] == "held-out" else "  (dev)"), flush=True),
+                split,
+                args.transfer,
             )
-    print()
-    for line_ in summary(rows, "all held-out cells"):
-        print(line_)
-    for name in sorted({r["model"] for r in rows}):
-        for line_ in summary([r for r in rows if r["model"] == name], f"model {name.upper()}"):
+    for split in splits:
+        mine = [r for r in rows if r["split"] == split]
+        if not mine:
+            continue
+        print()
+        for line_ in summary(mine, f"all {split} cells"):
             print(line_)
-    for label in sorted({r["method"] for r in rows}):
-        for line_ in summary([r for r in rows if r["method"] == label], label):
+        for name in sorted({r["model"] for r in mine}):
+            for line_ in summary([r for r in mine if r["model"] == name], f"{split} model {name.upper()}"):
+                print(line_)
+        for label in sorted({r["method"] for r in mine}):
+            for line_ in summary([r for r in mine if r["method"] == label], f"{split} {label}"):
+                print(line_)
+        print()
+        for line_ in target_checks(mine, split):
             print(line_)
+    if args.plot:
+        plot(rows, bench, args.plot)
+        print(f"wrote {args.plot}")
     print(f"total {time.perf_counter() - t0:.0f}s")
 
 
