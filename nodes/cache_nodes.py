@@ -14,7 +14,7 @@ from comfy_api.latest import io
 
 from ..tcpade_core import ConfigError, make_config
 from ..tcpade_core import methods as M
-from ..tcpade_core.config import IDENTITY_COEFFICIENTS, check_target
+from ..tcpade_core.config import DEFAULT_PLACEMENT, IDENTITY_COEFFICIENTS, check_target
 from . import teacache_tables as TT
 from . import magcache_tables as MAGT
 from ..tcpade_core import magcache_tables as MT
@@ -191,10 +191,13 @@ class TCPadeCache(CacheNode):
     METHOD = "tcpade"
 
     @classmethod
-    def make_config(cls, model, family, target, preset, theta, lam, alpha1, beta, interval, mode):
+    def make_config(
+        cls, model, family, target, preset, theta, lam, alpha1, beta, interval, mode, placement=DEFAULT_PLACEMENT
+    ):
         if mode == "official":  # a preset keeps the authors' schedule; custom sets its threshold and interval
             custom = dict(threshold=theta, interval=interval) if preset == CUSTOM else {}
-            return make_config("tcpade", mode="official", target_speedup=target, **custom), (), False
+            cfg = make_config("tcpade", mode="official", target_speedup=target, placement=placement, **custom)
+            return cfg, (), False
         return (
             make_config(
                 "tcpade",
@@ -205,6 +208,7 @@ class TCPadeCache(CacheNode):
                 interval=interval,
                 mode=mode,
                 target_speedup=target,
+                placement=placement,
             ),
             (),
             False,

@@ -31,6 +31,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from . import shape as _shape
 from .config import budget
 from .signals import curvature_test, rel_l1, turn
 
@@ -600,9 +601,9 @@ class BudgetGate(WrappedGate):
         if self.budget is None:
             self.budget = self.plan(step.num_steps)
             if self.placement == "shape":
-                from .shape import schedule
-
-                self.shape = schedule(step.num_steps, self.budget, self.warm)
+                # imported with the module: a submodule imported lazily is not found where the host loads the
+                # pack under a path-like name (ComfyUI's custom_nodes loader)
+                self.shape = _shape.schedule(step.num_steps, self.budget, self.warm)
         own = self.base.decide(step, st, signal_fn)
         b, r = self.budget - self.used, step.num_steps - step.index
         gap = step.index - self.last if self.last is not None else step.index + 1

@@ -25,6 +25,8 @@ from . import predictors as P
 from . import magcache_tables as MT
 from . import teacache_tables as TT
 from .config import (
+    DEFAULT_PLACEMENT,
+    PLACEMENTS,
     ConfigError,
     ComposedConfig,
     MagCacheConfig,
@@ -148,6 +150,26 @@ def target_widget() -> Widget:
 
 _TARGET_OVERRIDE = "Used at target speed-up 0 only: the target ({target}x) sets the schedule."
 
+
+def placement_widget() -> Widget:
+    """Where a speed target puts its computes when no calibration's plan applies (config ``placement``)."""
+    return Widget(
+        "placement",
+        "combo",
+        DEFAULT_PLACEMENT,
+        "placement",
+        "Where a speed target puts its computes when no calibration plan applies. even: spaced evenly from "
+        "step 0 (the default: measured best over the held-out runs). shape: the default shape, denser at the "
+        "start and the end (fitted on development runs; better on some flow models, worse on DDIM ones: README "
+        "'Planned schedules'). A calibration made for this model, step count and sampler plans the schedule "
+        "instead. Used with a speed target only.",
+        options=PLACEMENTS,
+        param="placement",
+    )
+
+
+_NO_TARGET = "Used with a speed target only: at target 0 the method's own schedule decides."
+
 TCPADE_WIDGETS = (
     Widget(
         "preset",
@@ -236,8 +258,10 @@ TCPADE_TAIL = (
         "comparison.",
         options=("default", "paper_literal", "official"),
     ),
+    placement_widget(),
 )
 TCPADE_OVERRIDES = (
+    Override("placement", (("preset", "==", CUSTOM), ("target_speedup", "==", 0)), "no target", _NO_TARGET),
     Override(
         "target_speedup",
         (("preset", "!=", CUSTOM),),
@@ -698,7 +722,11 @@ _METHOD_LIST = (
         description="TaylorSeer (arXiv 2503.06923): compute every N steps, extrapolate the block-stack output "
         "with an order-O Taylor series in between.",
         widgets=TAYLORSEER_WIDGETS,
-        overrides=(Override("interval", (("target_speedup", ">", 0),), "target", _TARGET_OVERRIDE),),
+        tail_widgets=(placement_widget(),),
+        overrides=(
+            Override("interval", (("target_speedup", ">", 0),), "target", _TARGET_OVERRIDE),
+            Override("placement", (("target_speedup", "==", 0),), "no target", _NO_TARGET),
+        ),
         calibrate=_calibrate_taylorseer,
         plans=True,
     ),

@@ -1330,6 +1330,68 @@ def test_workflow_loads_clean(ui, name):
     assert not ui.ours(), ui.ours()
 
 
+# a Calibrate node fed by the graph's model, class label and latent, its calibration wired into one cache node
+ADD_CALIBRATE = """([type, steps, cfg, target]) => {
+  const g = window.comfyAPI.app.app.graph;
+  const by = (t) => g.nodes.find(n => n.type === t);
+  const into = (n, name) => n.inputs.findIndex(i => i.name === name);
+  const out = (n, name) => n.outputs.findIndex(o => o.name === name || o.label === name);
+  const cal = LiteGraph.createNode('TCPade_Calibrate');
+  g.add(cal);
+  const dst = by(type);
+  cal.pos = [dst.pos[0] - cal.size[0] - 40, dst.pos[1]];
+  by('TCPade_BenchModelLoader').connect(0, cal, into(cal, 'model'));
+  const lab = by('TCPade_ClassLabel');
+  lab.connect(out(lab, 'positive'), cal, into(cal, 'positive'));
+  lab.connect(out(lab, 'negative'), cal, into(cal, 'negative'));
+  by('TCPade_BenchLatent').connect(0, cal, into(cal, 'latent_image'));
+  const set = (name, v) => { cal.widgets.find(w => w.name === name).value = v; };
+  set('steps', steps); set('cfg', cfg); set('sampler_name', 'euler'); set('scheduler', 'simple');
+  set('target_speedup', target);
+  cal.connect(out(cal, 'calibration'), dst, into(dst, 'calibration'));
+  return {cal: String(cal.id), dst: String(dst.id),
+          wired: dst.inputs[into(dst, 'calibration')].link != null &&
+                 cal.inputs.filter(i => !i.widget).map(i => i.link != null).join() === 'true,true,true,true'};
+}"""
+
+
+def test_after_calibrate_a_node_at_a_target_shows_its_planned_schedule(ui):
+    """Issue 18, end to end in the browser: a Calibrate node added to the tiny workflow and wired into the TaylorSeer
+    node (target 2x, 20 steps, Euler/simple as its sampler); after the run the node's panel says "planned from
+    calibration" with the planned steps, and its strip is that schedule, exactly the budget."""
+    page = ui.page
+    r = page.evaluate(LOAD_WORKFLOW, TINY_SHAPES)
+    assert r["missing"] == [] and r["problems"] == [], r
+    added = page.evaluate(ADD_CALIBRATE, ["TCPade_TaylorSeer", 20, 2.0, 2.0])
+    assert added["wired"], added
+    run_queued(page)
+    rep = {str(x["node"]): x for x in page.evaluate("window.__t.reports")}[added["dst"]]
+    panel = next(p for p in page.evaluate(PANELS) if p["id"] == added["dst"])
+    strip = "".join("#" if s["computed"] else "." for s in rep["steps"])
+    steps = [s["step"] for s in rep["steps"] if s["computed"]]
+    assert rep["computed"] == 10 and len(steps) == 10 and rep["schedule"].startswith("planned from calibration")
+    assert panel["lines"][2] == (
+        f"planned schedule: 10 of 20 computes at steps {', '.join(map(str, steps))} · {rep['schedule']}"
+    )
+    assert re.fullmatch(r"planned from calibration, predicted error [0-9.e+-]+", rep["schedule"]), rep["schedule"]
+    assert panel["data"]["strip"] == strip and strip != "#." * 10  # the plan, not the even grid
+    # at its saved (smallest) size the calibration's note may crowd the schedule line out: it stays in the tooltip,
+    # and a node made taller, as a user drags it, shows it
+    title = page.evaluate(f"window.comfyAPI.app.app.graph.getNodeById({added['dst']}).tcpadePanel.el.title")
+    assert rep["target_note"] in title and rep["schedule"] in title
+    page.evaluate(
+        """(id) => { const app = window.comfyAPI.app.app; const n = app.graph.getNodeById(id);
+        n.setSize([n.size[0], n.size[1] + 160]); app.canvas.setDirty(true, true); }""",
+        int(added["dst"]),
+    )
+    page.evaluate(FRAME_ROW, "TCPade_TaylorSeer")
+    page.wait_for_timeout(400)
+    panel = next(p for p in page.evaluate(PANELS) if p["id"] == added["dst"])
+    assert panel["lines"][2] not in panel["data"].get("leftOut", ""), panel["data"]
+    page.screenshot(path=str(ARTIFACTS / "tiny_shapes_calibrated_taylorseer.png"))
+    assert not ui.ours(), ui.ours()
+
+
 def test_runs_without_the_extension(browser, server):
     p = Page(browser, server.url, block_extension=True)
     try:

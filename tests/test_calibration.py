@@ -334,3 +334,48 @@ def test_a_calibration_plans_the_schedule_of_a_speed_target(host, caplog):
     m3 = _attach(env, "TCPade_TraCache", env["model"], target_speedup=2.0, calibration=cal)
     _sample(env, m3)
     assert m3.model_options["transformer_options"]["tcpade"].last_report.schedule == ""
+
+
+def test_the_placement_widget_puts_an_uncalibrated_target_on_the_default_shape(host, caplog):
+    """Issue 18 item 4 through the node: placement "shape" places the target's computes on the default shape
+    (exactly its budget) and the node says "default shape"; a calibration made for another sampler is ignored
+    with a warning and the schedule stays on the shape."""
+    from tcpade_core import shape
+    from tcpade_core.calibrate import schedule_strip
+    from tcpade_core.config import budget
+
+    env = host
+    for nid in ("TCPade_TaylorSeer", "TCPade_TCPadeCache"):
+        extra = dict(preset="custom") if nid == "TCPade_TCPadeCache" else {}
+        m = _attach(env, nid, env["model"], target_speedup=2.0, placement="shape", **extra)
+        _sample(env, m, steps=7)  # no calibration for 7 steps in this store
+        rep = m.model_options["transformer_options"]["tcpade"].last_report
+        want = shape.schedule(7, budget(7, 2.0), 1)
+        assert rep.schedule == "default shape (not calibrated: Calibrate plans the schedule)", nid
+        assert rep.target_note == "target 2x: budget 4 of 7 computes, placed by the default shape", nid
+        assert rep.strip() == schedule_strip(want, 7) and rep.computed == 4, (nid, rep.strip())
+    cal = (
+        env["nodes"]["TCPade_Calibrate"]
+        .execute(
+            env["model"],
+            env["pos"],
+            env["neg"],
+            {"samples": torch.zeros(1, 3, 32, 32)},
+            3,
+            12,
+            2.0,
+            "euler",
+            "simple",
+            2.0,
+        )
+        .args[0]
+    )
+    m = _attach(env, "TCPade_TaylorSeer", env["model"], target_speedup=2.0, placement="shape", calibration=cal)
+    with caplog.at_level(logging.WARNING, logger="tcpade"):
+        _sample_with(env, m, "dpmpp_2m", "simple")
+    rep = m.model_options["transformer_options"]["tcpade"].last_report
+    assert rep.schedule == "calibrated for another run: default shape"
+    assert any(
+        n.startswith("schedule on the default shape: the calibration's plan was made for sampler") for n in rep.notes
+    )
+    assert rep.strip() == schedule_strip(shape.schedule(12, 6, 1), 12)
