@@ -1250,7 +1250,7 @@ def test_preset_buttons_set_preset_and_target(ui):
     # the buttons and the panel are not saved with the workflow nor sent to the server
     n = ui.page.evaluate("""() => { const n = window.comfyAPI.app.app.graph.nodes.find(n => n.type === 'TCPade_TCPadeCache');
         return n.serialize().widgets_values.length }""")
-    assert n == 11
+    assert n == 12
 
 
 def test_min_size_table_is_what_the_frontend_computes(ui):
