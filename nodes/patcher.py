@@ -208,7 +208,7 @@ class CacheSettings:
             log.warning(f"{self.label}: {notes[-1]}")
             return cfg, f"calibrated for another run: {placed}"
         cfg, steps, err = CALIB.planned_config(
-            cfg, cal.plan_outputs, cal.plan_weights, cfg.target_speedup, self.user_set
+            cfg, cal.plan_outputs, cal.plan_weights, cfg.target_speedup, self.user_set, table=cal.plan_table
         )
         return cfg, f"planned from calibration, predicted error {err:.3g}"
 

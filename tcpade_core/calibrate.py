@@ -35,7 +35,7 @@ import torch
 from .config import TaylorSeerConfig, TCPadeConfig, TeaCacheConfig, _Common, budget
 from .engine import CacheRun
 from .methods import build
-from .planner import plan, project, step_weights
+from .planner import plan, plan_table, project, step_weights
 from .magcache_tables import measure_ratios
 from .signals import fit_rescale, rel_l1
 
@@ -117,6 +117,10 @@ class Calibration:
     sampler: str = ""
     scheduler: str = ""
     mag_ratios: Optional[Tuple[float, ...]] = None  # MagCache's ratios, one per step (None: a file from before)
+    # the plans themselves, for every budget, per "plan_order/warm-up" of the planning predictors (PLAN_KEYS):
+    # {"1/1": {"10": [[steps], predicted error]}}, so that a run reads its plan (None: a file from before; the run
+    # plans from plan_outputs)
+    plan_table: Optional[Dict[str, Dict[str, list]]] = None
 
     def theta_for(self, mode: str) -> Optional[float]:
         """The θ fitted for TC-Padé's reading ``mode``: None where none was fitted (an older file has the
@@ -200,6 +204,7 @@ def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeCo
     w_best = min(wu, key=lambda c: c[2])
     errors["tcpade"] = w_best[2]
     outputs, weights = plan_data(traj)
+    table = stored_plans(outputs, weights)
     return Calibration(
         model_key,
         n,
@@ -215,7 +220,28 @@ def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeCo
         plan_weights=weights,
         sigmas=[float(s) for s in traj.sigmas] if traj.sigmas is not None else None,
         mag_ratios=measure_ratios(traj.inputs, traj.outputs),
+        plan_table=table,
     )
+
+
+def plan_keys() -> List[Tuple[int, int]]:
+    """(plan order, warm-up) of every predictor a planning node can run: TaylorSeer (order 0, or 1 and up) and
+    TC-Padé's three modes; a calibration stores the plans of each."""
+    from .config import make_config
+
+    cfgs = [make_config("taylorseer", order=o) for o in (0, 1)]
+    cfgs += [make_config("tcpade", mode=m) for m in ("default", "paper_literal", "official")]
+    return sorted({(p.plan_order, p.warmup) for p in (build(c)[1] for c in cfgs)})
+
+
+def stored_plans(outputs, weights) -> Dict[str, Dict[str, list]]:
+    """The plans a calibration stores (:attr:`Calibration.plan_table`), from the values it stores (so a plan read
+    from it is the plan :func:`planned_config` would make from them)."""
+    Y, w = np.asarray(outputs, dtype=float), np.asarray(weights, dtype=float)
+    return {
+        f"{order}/{warm}": {str(k): [steps, err] for k, (steps, err) in plan_table(Y, w, order, warm).items()}
+        for order, warm in plan_keys()
+    }
 
 
 def plan_data(traj: Trajectory) -> tuple:
@@ -227,19 +253,26 @@ def plan_data(traj: Trajectory) -> tuple:
 
 
 def planned_config(
-    cfg: _Common, outputs, weights, target: float, keep=frozenset(), objective: str = "coherent"
+    cfg: _Common, outputs, weights, target: float, keep=frozenset(), objective: str = "coherent", table=None
 ) -> tuple:
     """(config on its planned schedule, the steps, the predicted error) for a run of ``len(outputs)`` steps at
     ``target``: exactly ``budget(n, target)`` computes, the predictor's own warm-up first. TaylorSeer runs the
     form that is right on uneven spacing (``newton``) unless ``form`` is in ``keep`` (the user set it).
-    ``objective``: the planner's (:data:`tcpade_core.planner.OBJECTIVES`; the default is the measured one)."""
+    ``objective``: the planner's (:data:`tcpade_core.planner.OBJECTIVES`; the default is the measured one).
+    ``table``: a calibration's stored plans (:attr:`Calibration.plan_table`): the plan is read from it where it
+    holds this predictor's, else planned here."""
     if cfg.method == "taylorseer" and "form" not in keep:
         cfg = cfg.with_(form="newton")
     _, pred = build(cfg)
-    Y = np.asarray(outputs, dtype=float)
-    steps, err = plan(
-        Y, np.asarray(weights, dtype=float), budget(len(Y), target), pred.plan_order, pred.warmup, objective
-    )
+    n = len(outputs)
+    warm = max(1, min(int(pred.warmup), n))
+    k = max(min(budget(n, target), n), warm)
+    stored = (table or {}).get(f"{pred.plan_order}/{pred.warmup}", {}).get(str(k)) if objective == "coherent" else None
+    if stored is not None:
+        steps, err = [int(s) for s in stored[0]], float(stored[1])
+    else:
+        Y = np.asarray(outputs, dtype=float)
+        steps, err = plan(Y, np.asarray(weights, dtype=float), k, pred.plan_order, pred.warmup, objective)
     return cfg.with_(target_speedup=target, plan=tuple(steps)), steps, err
 
 

@@ -17,7 +17,7 @@ steps (:class:`tcpade_core.gates.PlannedGate`).
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -194,12 +194,28 @@ def plan(
     n = Y.shape[0]
     warm = max(1, min(int(warm), n))
     k = max(min(int(k), n), warm)
+    return _plans(Y, dt, k, order, warm, objective, every=False)[k]
+
+
+def plan_table(
+    Y: np.ndarray, dt: np.ndarray, order: int = 1, warm: int = 1, objective: str = "coherent"
+) -> Dict[int, Tuple[List[int], float]]:
+    """:func:`plan` for every budget from ``warm`` to the step count, in one pass of the same programme (each entry
+    is what :func:`plan` returns for that budget): what a calibration stores, so that a run reads its plan."""
+    n = Y.shape[0]
+    warm = max(1, min(int(warm), n))
+    return _plans(Y, dt, n, order, warm, objective, every=True)
+
+
+def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) -> Dict[int, Tuple[List[int], float]]:
+    n = Y.shape[0]
     cum = segment_costs(Y, dt, min(order, 1), objective)
     # the state after a compute: (a, b), the newest two computed steps (a == b: b is the only one so far)
     best = np.full((n, n), INF)
     a0, b0 = (warm - 2, warm - 1) if warm >= 2 else (0, 0)
     best[a0, b0] = 0.0
     back = []  # per added compute: prev[a_new, c] = the a before
+    out = {warm: _trace(best, back, cum, n, warm)} if every or k == warm else {}
     for _ in range(k - warm):
         nxt = np.full((n, n), INF)
         prev = np.zeros((n, n), dtype=int)
@@ -217,7 +233,14 @@ def plan(
             prev[b, cs[better]] = a_best[better]
         back.append(prev)
         best = nxt
-    total = best + cum[:, :, n]  # the steps after the last compute are predicted from it
+        if every or len(back) == k - warm:
+            out[warm + len(back)] = _trace(best, back, cum, n, warm)
+    return out
+
+
+def _trace(best: np.ndarray, back: list, cum: np.ndarray, n: int, warm: int) -> Tuple[List[int], float]:
+    """The optimum over the states ``best`` (the steps after the last compute predicted from it) and its steps."""
+    total = best + cum[:, :, n]
     a, b = (int(x) for x in np.unravel_index(int(np.argmin(total)), total.shape))
     value = float(total[a, b])
     steps = {b}

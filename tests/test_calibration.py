@@ -7,6 +7,7 @@ import json
 import os
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,9 +67,53 @@ def test_calibrate_meets_the_budget_and_round_trips_as_json():
         assert abs(replay(tc, tr)[0] - want) <= 1
     assert cal.tcpade_warmup in (1, 2, 3)
     again = Calibration.from_json(json.loads(json.dumps(cal.to_json())))
-    assert again == cal
+    assert again == cal and again.plan_table == cal.plan_table and set(cal.plan_table) == {"0/1", "1/1", "1/3"}
+    older = {k: v for k, v in cal.to_json().items() if k != "plan_table"}  # a file from before the stored plans
+    assert Calibration.from_json(older).plan_table is None
     with pytest.raises(ValueError, match="version"):
         Calibration.from_json({**cal.to_json(), "version": 99})
+
+
+@pytest.mark.parametrize(
+    "method,params",
+    [("taylorseer", {}), ("taylorseer", dict(order=0)), ("tcpade", {}), ("tcpade", dict(mode="official"))],
+)
+def test_a_stored_plan_is_read_not_planned_and_is_the_plan(method, params, monkeypatch):
+    """Issue 18: a calibration stores its plans for every budget; a run reads its plan from them (the planner does
+    not run), and what it reads is exactly what planning from the stored values gives; without the table (a file
+    from before) it plans."""
+    from tcpade_core import calibrate as CM
+    from tcpade_core.config import make_config
+
+    cal = calibrate(synthetic(), "abc", 2.0)
+    cfg = make_config(method, **params)
+    want = {t: CM.planned_config(cfg, cal.plan_outputs, cal.plan_weights, t) for t in (1.25, 1.5, 2.0, 2.5, 3.0, 7.0)}
+
+    def no_planning(*a, **k):
+        raise AssertionError("planned although the calibration stores the plan")
+
+    monkeypatch.setattr(CM, "plan", no_planning)
+    for t, (c, steps, err) in want.items():
+        got = CM.planned_config(cfg, cal.plan_outputs, cal.plan_weights, t, table=cal.plan_table)
+        assert got[0] == c and got[1] == steps and got[2] == pytest.approx(err, rel=1e-12, abs=1e-15)
+        assert len(steps) == max(budget(20, t), 1)
+    with pytest.raises(AssertionError, match="planned although"):
+        CM.planned_config(cfg, cal.plan_outputs, cal.plan_weights, 2.0, table=None)
+
+
+def test_the_plan_table_is_the_planner_at_every_budget():
+    from tcpade_core.planner import OBJECTIVES, plan, plan_table
+
+    rng = np.random.default_rng(1)
+    for n in (4, 13, 21):
+        Y, w = rng.standard_normal((n, 16)).cumsum(0), rng.random(n) + 0.1
+        for order in (0, 1):
+            for warm in (1, 2, 3):
+                for obj in OBJECTIVES:
+                    table = plan_table(Y, w, order, warm, obj)
+                    assert sorted(table) == list(range(min(warm, n), n + 1))
+                    for k in range(1, n + 1):
+                        assert plan(Y, w, k, order, warm, obj) == table[max(k, min(warm, n))], (n, order, warm, obj, k)
 
 
 # --------------------------------------------------------------------------------------- host

@@ -18,6 +18,7 @@ import argparse
 import time
 from typing import List
 
+import numpy as np
 import torch
 
 from .. import metrics, planner
@@ -118,6 +119,30 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def timing(repeats: int = 200) -> None:
+    """What a plan costs (random outputs of the stored size, 512 numbers per step): planning one budget, storing
+    every budget's plan at Calibrate (:func:`tcpade_core.calibrate.stored_plans`), and reading one in a run."""
+    import time
+
+    from ..calibrate import planned_config, stored_plans
+    from ..config import make_config
+
+    rng = np.random.default_rng(0)
+    print("steps | plan one budget | store every budget (Calibrate) | read a stored plan (each run)")
+    for n in (20, 30, 50):
+        Y, w = rng.standard_normal((n, planner.PROJECTION)).tolist(), [1.0 / n] * n
+        cfg = make_config("taylorseer", target_speedup=2.0)
+        t0 = time.perf_counter()
+        planned_config(cfg, Y, w, 2.0)
+        t1 = time.perf_counter()
+        table = stored_plans(Y, w)
+        t2 = time.perf_counter()
+        for _ in range(repeats):
+            planned_config(cfg, Y, w, 2.0, table=table)
+        t3 = time.perf_counter()
+        print(f"{n:5d} | {1e3 * (t1 - t0):12.1f} ms | {t2 - t1:27.2f} s | {1e3 * (t3 - t2) / repeats:22.3f} ms")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -133,8 +158,11 @@ def main(argv=None) -> None:
         help="the planner's step weights: the sampler's (eps models: asinh(sigma/s) steps) or step sizes in t",
     )
     ap.add_argument("--s-data", type=float, default=None, help="the data scale s of the eps weights (default: frozen)")
+    ap.add_argument("--timing", action="store_true", help="only time planning, storing and reading a plan, and exit")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
+    if args.timing:
+        return timing()
     models, step_list = args.models.split(","), [int(s) for s in args.steps.split(",")]
     targets = tuple(float(t) for t in args.targets.split(","))
     methods = tuple(m for m in METHODS if m[0] in args.methods.split(","))
