@@ -35,7 +35,7 @@ import torch
 from .config import TaylorSeerConfig, TCPadeConfig, TeaCacheConfig, _Common, budget
 from .engine import CacheRun
 from .methods import build
-from .planner import plan, plan_table, project, step_weights
+from .planner import clamp_budget, plan, plan_table, project, step_weights
 from .magcache_tables import measure_ratios
 from .signals import fit_rescale, rel_l1
 
@@ -234,12 +234,17 @@ def plan_keys() -> List[Tuple[int, int]]:
     return sorted({(p.plan_order, p.warmup) for p in (build(c)[1] for c in cfgs)})
 
 
+def plan_key(order: int, warm: int) -> str:
+    """The key of one predictor's plans in :attr:`Calibration.plan_table`: its plan order and warm-up."""
+    return f"{order}/{warm}"
+
+
 def stored_plans(outputs, weights) -> Dict[str, Dict[str, list]]:
     """The plans a calibration stores (:attr:`Calibration.plan_table`), from the values it stores (so a plan read
     from it is the plan :func:`planned_config` would make from them)."""
     Y, w = np.asarray(outputs, dtype=float), np.asarray(weights, dtype=float)
     return {
-        f"{order}/{warm}": {str(k): [steps, err] for k, (steps, err) in plan_table(Y, w, order, warm).items()}
+        plan_key(order, warm): {str(k): [steps, err] for k, (steps, err) in plan_table(Y, w, order, warm).items()}
         for order, warm in plan_keys()
     }
 
@@ -265,9 +270,10 @@ def planned_config(
         cfg = cfg.with_(form="newton")
     _, pred = build(cfg)
     n = len(outputs)
-    warm = max(1, min(int(pred.warmup), n))
-    k = max(min(budget(n, target), n), warm)
-    stored = (table or {}).get(f"{pred.plan_order}/{pred.warmup}", {}).get(str(k)) if objective == "coherent" else None
+    k, _ = clamp_budget(n, budget(n, target), pred.warmup)
+    stored = (
+        (table or {}).get(plan_key(pred.plan_order, pred.warmup), {}).get(str(k)) if objective == "coherent" else None
+    )
     if stored is not None:
         steps, err = [int(s) for s in stored[0]], float(stored[1])
     else:

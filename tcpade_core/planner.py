@@ -192,9 +192,15 @@ def plan(
     ``dt``, and that minimum. Deterministic: ties go to the earlier step. ``objective``: :data:`OBJECTIVES`
     (:func:`segment_costs`); the default, ``"coherent"``, is the measured one."""
     n = Y.shape[0]
-    warm = max(1, min(int(warm), n))
-    k = max(min(int(k), n), warm)
+    k, warm = clamp_budget(n, k, warm)
     return _plans(Y, dt, k, order, warm, objective, every=False)[k]
+
+
+def clamp_budget(n: int, k: int, warm: int) -> Tuple[int, int]:
+    """(budget, warm-up) as a plan of ``n`` steps takes them: the warm-up within 1 .. n, the budget within warm .. n
+    (the key of :func:`plan_table` that holds what :func:`plan` returns for budget ``k``)."""
+    warm = max(1, min(int(warm), n))
+    return max(min(int(k), n), warm), warm
 
 
 def plan_table(
@@ -203,7 +209,7 @@ def plan_table(
     """:func:`plan` for every budget from ``warm`` to the step count, in one pass of the same programme (each entry
     is what :func:`plan` returns for that budget): what a calibration stores, so that a run reads its plan."""
     n = Y.shape[0]
-    warm = max(1, min(int(warm), n))
+    _, warm = clamp_budget(n, n, warm)
     return _plans(Y, dt, n, order, warm, objective, every=True)
 
 

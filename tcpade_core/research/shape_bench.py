@@ -122,7 +122,7 @@ def line(r: dict) -> str:
 def summary(rows: List[dict], what: str) -> List[str]:
     out = []
     for other in ("even", "plan", "grid"):
-        d = [r["shape"][1] - r[other][1] for r in rows if r[other] is not None]
+        d = _d(rows, "shape", other)
         if d:
             out.append(
                 f"{what}: shape minus {other:5}: mean {np.mean(d):+6.2f} dB, min {min(d):+6.2f}, max {max(d):+6.2f}; "
