@@ -39,21 +39,25 @@ from .fbcache import best_baseline, cases, read_bench
 from .shape_fit import METHODS, TARGETS, record
 
 
+# the methods a run may pick (--methods): the pack's speed-target methods, and TaylorSeer O=2 (its exact-on-uneven
+# form on a plan; the order the best fixed grids use most)
+CATALOGUE = METHODS + (("TaylorSeer O=2", "taylorseer", dict(order=2)),)
+CALIB_SAMPLES = 4  # samples of the calibration run (classes 0 ..; --calib-samples)
 _TRAJ: dict = {}  # (model, steps) -> the calibration trajectory (one full-compute run, recorded once)
 _ON_CALIB: dict = {}  # (model, steps, target, method) -> (even, plan) PSNR on the calibration samples
 
 
 def _trajectory(name: str, steps: int):
     if (name, steps) not in _TRAJ:
-        _TRAJ[(name, steps)] = record(name, steps)  # the calibration seed, not the evaluation one
+        _TRAJ[(name, steps)] = record(name, steps, CALIB_SAMPLES)  # the calibration seed, not the evaluation one
     return _TRAJ[(name, steps)]
 
 
 def on_calibration(model, name: str, steps: int, target: float, label: str, method: str, params) -> tuple:
-    """PSNR of ``even`` and ``plan`` on the plan's own calibration samples (seed CALIB_SEED, classes 0-3)."""
+    """PSNR of ``even`` and ``plan`` on the plan's own calibration samples (seed CALIB_SEED, classes 0 ..)."""
     key = (name, steps, target, label)
     if key not in _ON_CALIB:
-        lab = _labels(4)
+        lab = _labels(CALIB_SAMPLES)
         ref = _sample(model, name, lab, steps, None, seed=CALIB_SEED)[0]
         even = CacheRun(make_config(method, target_speedup=target, **params))
         plan = calibrated_run(method, _trajectory(name, steps), target, **params)
@@ -232,11 +236,17 @@ def plot(rows: List[dict], bench: dict, path: str) -> None:
 
 
 def main(argv=None) -> None:
+    global CALIB_SAMPLES
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="a,b,c")
     ap.add_argument("--steps", default="10,20,30")
     ap.add_argument("--targets", default=",".join(f"{t:g}" for t in TARGETS))
-    ap.add_argument("--methods", default=",".join(m[0] for m in METHODS), help="labels, comma-separated")
+    ap.add_argument(
+        "--methods",
+        default=",".join(m[0] for m in METHODS),
+        help="labels, comma-separated, of: " + ", ".join(m[0] for m in CATALOGUE),
+    )
+    ap.add_argument("--calib-samples", type=int, default=CALIB_SAMPLES, help="samples of the calibration run")
     ap.add_argument("--seeds", default="", help="only these seeds, comma-separated (default: every held-out one)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -245,13 +255,15 @@ def main(argv=None) -> None:
     ap.add_argument("--plot", default="", help="write the PSNR-against-computes PNG here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    CALIB_SAMPLES = args.calib_samples
     targets = tuple(float(t) for t in args.targets.split(","))
-    methods = tuple(m for m in METHODS if m[0] in args.methods.split(","))
+    methods = tuple(m for m in CATALOGUE if m[0] in args.methods.split(","))
     bench = read_bench()
     t0 = time.perf_counter()
     print(
         f"default shape: power {shape.POWER:g}, late {shape.LATE:g} (frozen); PSNR against full compute, "
-        f"{args.samples} samples; grid: the best fixed grid of docs/bench.txt at <= K computes"
+        f"{args.samples} samples; calibration: {CALIB_SAMPLES} samples of seed {CALIB_SEED}; grid: the best fixed "
+        "grid of docs/bench.txt at <= K computes"
     )
     print(head(), flush=True)
     rows: List[dict] = []

@@ -42,14 +42,15 @@ POWERS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 LATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
-def record(name: str, steps: int) -> Trajectory:
-    """The full-compute trajectory of the calibration seed (4 samples, classes 0-3), with the sampler's weights."""
+def record(name: str, steps: int, samples: int = 4) -> Trajectory:
+    """The full-compute trajectory of the calibration seed (``samples`` samples, classes 0 ..; 4 by default: classes
+    0-3), with the sampler's weights."""
     from ..models.zoo import load_model
     from .plan_bench import _Recorder, ddim_sigmas
 
     model = load_model(name)
     rec = _Recorder()
-    _sample(model, name, _labels(4), steps, rec, seed=CALIB_SEED)
+    _sample(model, name, _labels(samples), steps, rec, seed=CALIB_SEED)
     traj = rec.traj
     if getattr(model, "kind", "") == "ddpm_eps":
         traj.sigmas, traj.prediction = ddim_sigmas(steps), "eps"
