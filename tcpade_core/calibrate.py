@@ -225,11 +225,11 @@ def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeCo
 
 
 def plan_keys() -> List[Tuple[int, int]]:
-    """(plan order, warm-up) of every predictor a planning node can run: TaylorSeer (order 0, or 1 and up) and
+    """(plan order, warm-up) of every predictor a planning node can run: TaylorSeer (order 0, 1, or 2 and up) and
     TC-Padé's three modes; a calibration stores the plans of each."""
     from .config import make_config
 
-    cfgs = [make_config("taylorseer", order=o) for o in (0, 1)]
+    cfgs = [make_config("taylorseer", order=o) for o in (0, 1, 2)]
     cfgs += [make_config("tcpade", mode=m) for m in ("default", "paper_literal", "official")]
     return sorted({(p.plan_order, p.warmup) for p in (build(c)[1] for c in cfgs)})
 

@@ -7,8 +7,9 @@ order 1: the straight line through the newest two, in the step index, exact on u
 squared error ``||pred - y_j||^2 / ||y_j||^2`` weighted by how much step j's error reaches the sample
 (:func:`step_weights`: for a flow sampler its step size in normalised time ``t_j - t_{j+1}``, as an Euler step
 moves the latent by its size times the model's output; for an eps-prediction sampler its step in asinh(sigma / s)). A dynamic programme over (computes used, the newest two computed steps) finds the exact minimum
-of that objective; higher orders are planned with the order-1 objective (their history is longer, the state grows
-with it). The outputs are compared on a fixed random projection to :data:`PROJECTION` numbers per step, so 50
+of that objective; an order-2 predictor (TaylorSeer at order 2 and up, the quadratic through its newest three
+values) over (computes used, the newest three) with :func:`quadratic_costs` (chosen on development runs:
+``docs/dev_tuning.md``); other predictors of higher order are planned with the order-1 objective. The outputs are compared on a fixed random projection to :data:`PROJECTION` numbers per step, so 50
 steps plan in well under a second on a CPU.
 
 The schedule is a setting: a config's ``plan`` (a tuple of step indices) makes the run compute exactly those
@@ -213,7 +214,115 @@ def plan_table(
     return _plans(Y, dt, n, order, warm, objective, every=True)
 
 
+def quadratic_costs(Y: np.ndarray, dt: np.ndarray) -> List[List[Optional[np.ndarray]]]:
+    """The ``"coherent"`` segment costs of an order-2 predictor (the quadratic through the newest three computed
+    steps, in the step index: :func:`tcpade_core.predictors.newton`): ``out[b][c][a, d]`` (a <= b <= c < d <= n) is
+    the cost of the steps c+1 .. d-1, skipped and predicted from the computed a < b < c; a == b < c stands for "the
+    two computed b < c" (their line) and a == b == c for "c alone" (reuse), as a predictor with fewer values
+    predicts. Each skipped step's prediction is a fixed combination of the three values, so the weighted sum of
+    a segment's errors is ``Ca Y_a + Cb Y_b + Cc Y_c - (P_d - P_(c+1))`` (P: prefix sums of dt_j Y_j) and its
+    squared norm is read from the Gram matrix of Y and P: no step's outputs are touched again, 50 steps cost
+    under a second."""
+    n = Y.shape[0]
+    dt = np.asarray(dt, dtype=float)
+    scale = max(float((Y**2).sum(axis=1).mean()), 1e-24)
+    P = np.vstack([np.zeros((1, Y.shape[1])), np.cumsum(dt[:, None] * Y, axis=0)])  # P[m] = sum_{j<m} dt_j Y_j
+    G, H, M = Y @ Y.T, Y @ P.T, P @ P.T
+    out: List[List[Optional[np.ndarray]]] = [[None] * n for _ in range(n)]
+    ds = np.arange(n + 1)
+    for c in range(n):
+        js = np.arange(c + 1, n)
+        w = dt[js]
+        for b in range(c + 1):
+            a = np.arange(b + 1)
+            # per (a, j): the weights of Y_a, Y_b, Y_c in the prediction of step j
+            u = (js - c).astype(float)[None, :]
+            if b == c:  # c alone: reuse
+                ka, kb, kc = np.zeros((len(a), len(js))), np.zeros((len(a), len(js))), np.ones((len(a), len(js)))
+            else:
+                h1 = float(c - b)
+                v = u * (js - b)[None, :]
+                quad = (a < b)[:, None]
+                h0 = np.where(a < b, b - a, 1).astype(float)[:, None]
+                ca = np.where(a < b, c - a, 1).astype(float)[:, None]
+                ka = np.where(quad, v / (h0 * ca), 0.0)
+                kb = -u / h1 + np.where(quad, -v * (1.0 / h1 + 1.0 / h0) / ca, 0.0)
+                kc = 1.0 + u / h1 + np.where(quad, v / (h1 * ca), 0.0)
+            # Ca[a, d] = sum_{c < j < d} dt_j ka[a, j]: d = c+1 .. n (d = c+1: an empty segment)
+            zero = np.zeros((len(a), 1))
+            Ca, Cb, Cc = (np.hstack([zero, np.cumsum(k * w[None, :], axis=1)]) for k in (ka, kb, kc))
+            dd = ds[c + 1 :]
+            q = lambda x: H[x][:, dd] - H[x][:, c + 1][:, None]  # <Y_x, P_d - P_(c+1)>, (len(x), len(dd))
+            qa, qb, qc = q(a), q(np.array([b])), q(np.array([c]))
+            qq = M[dd, dd] - 2 * M[dd, c + 1] + M[c + 1, c + 1]
+            e = (
+                Ca**2 * G[a, a][:, None]
+                + Cb**2 * G[b, b]
+                + Cc**2 * G[c, c]
+                + 2 * Ca * Cb * G[a, b][:, None]
+                + 2 * Ca * Cc * G[a, c][:, None]
+                + 2 * Cb * Cc * G[b, c]
+                - 2 * (Ca * qa + Cb * qb + Cc * qc)
+                + qq[None, :]
+            )
+            cost = np.zeros((len(a), n + 1))
+            cost[:, c + 1 :] = np.maximum(e, 0.0) / scale
+            out[b][c] = cost
+    return out
+
+
+def _plans2(Y, dt, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int], float]]:
+    """:func:`_plans` for an order-2 predictor: the state after a compute is the newest three computed steps
+    (a, b, c) (a == b: fewer than three; :func:`quadratic_costs`), the exact minimum over the same objective."""
+    n = Y.shape[0]
+    cost = quadratic_costs(Y, dt)
+    best = np.full((n, n, n), INF)
+    s = [max(warm - 3, 0), max(warm - 2, 0), warm - 1]
+    best[s[0], s[1], s[2]] = 0.0
+    back = []  # per added compute: prev[b, c, d] = the a before
+
+    def trace():
+        total = np.full((n, n, n), INF)
+        for c in range(n):
+            for b in range(c + 1):
+                col = best[: b + 1, b, c]
+                if np.isfinite(col).any():
+                    total[: b + 1, b, c] = col + cost[b][c][:, n]
+        a, b, c = (int(x) for x in np.unravel_index(int(np.argmin(total)), total.shape))
+        value = float(total[a, b, c])
+        steps = {c}
+        for prev in reversed(back):
+            steps.add(b)
+            a, b, c = int(prev[a, b, c]), a, b
+        return sorted(steps | set(range(warm))), value
+
+    out = {warm: trace()} if every or k == warm else {}
+    for _ in range(k - warm):
+        nxt = np.full((n, n, n), INF)
+        prev = np.zeros((n, n, n), dtype=int)
+        for c in range(n - 1):
+            for b in range(c + 1):
+                col = best[: b + 1, b, c]
+                ok = np.isfinite(col)
+                if not ok.any():
+                    continue
+                tot = np.where(ok[:, None], col[:, None] + cost[b][c][:, c + 1 : n], INF)  # (a, d = c+1 .. n-1)
+                a_best = np.argmin(tot, axis=0)  # ties: the smallest a
+                val = tot[a_best, np.arange(tot.shape[1])]
+                dsel = np.arange(c + 1, n)
+                better = val < nxt[b, c, dsel]
+                nxt[b, c, dsel[better]] = val[better]
+                prev[b, c, dsel[better]] = a_best[better]
+        back.append(prev)
+        best = nxt
+        if every or len(back) == k - warm:
+            out[warm + len(back)] = trace()
+    return out
+
+
 def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) -> Dict[int, Tuple[List[int], float]]:
+    if order >= 2 and objective == "coherent":
+        return _plans2(Y, dt, k, warm, every)
     n = Y.shape[0]
     cum = segment_costs(Y, dt, min(order, 1), objective)
     # the state after a compute: (a, b), the newest two computed steps (a == b: b is the only one so far)

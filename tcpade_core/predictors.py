@@ -334,7 +334,8 @@ class TaylorPredictor(Predictor):
     def __init__(self, order: int, form: str, target: str, first_enhance: int = 0):
         self.order, self.form, self.stores, self.first_enhance = order, form, target, first_enhance
         self.capacity = 0 if form == "official" else order + 1
-        self.plan_order = min(order, 1)
+        # order 2 and up are planned as order 2 (the newest three values), exactly for the exact-on-uneven forms
+        self.plan_order = min(order, 2)
         self._fn = {"eq10": taylor_eq10, "newton": newton}.get(form)
 
     def ready(self, step, st) -> bool:

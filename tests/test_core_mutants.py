@@ -1183,7 +1183,7 @@ def test_planned_schedule_note_lists_only_steps_of_the_run():
 
 def test_what_each_predictor_declares_for_the_planner():
     assert (P.ReusePredictor().warmup, P.ReusePredictor().plan_order) == (1, 0)
-    assert [P.TaylorPredictor(o, "eq10", "output").plan_order for o in (0, 1, 3)] == [0, 1, 1]
+    assert [P.TaylorPredictor(o, "eq10", "output").plan_order for o in (0, 1, 2, 3)] == [0, 1, 2, 2]
     assert P.LagrangePredictor(3, "output").plan_order == 1
     assert [P.PadePredictor(TCPadeConfig(numerator=n)).warmup for n in ("literal", "recent")] == [1, 1]
     assert [

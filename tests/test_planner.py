@@ -72,6 +72,57 @@ def test_the_plan_is_the_exact_minimum_and_deterministic(seed):
             assert plan(Y, dt, k, order, warm, objective) == (steps, value)
 
 
+def _quadratic_cost_by_hand(Y, dt, s):
+    """The coherent cost of computing exactly ``s`` with TaylorSeer's exact-on-uneven form at order 2 (the
+    predictor's own :func:`tcpade_core.predictors.newton` on the newest three computed values), summed by hand."""
+    n, scale, total = len(Y), float((Y**2).sum(axis=1).mean()), 0.0
+    T = torch.tensor(Y)
+    for i, c in enumerate(s):
+        hist = list(reversed(s[max(0, i - 2) : i + 1]))  # newest first, as the history gives them
+        end = s[i + 1] if i + 1 < len(s) else n
+        acc = np.zeros(Y.shape[1])
+        for j in range(c + 1, end):
+            pred = P.newton([T[h] for h in hist], [float(h) for h in hist], float(j), 2).double().numpy()
+            acc += dt[j] * (pred - Y[j])
+        total += float((acc**2).sum()) / scale
+    return total
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_an_order_2_plan_is_the_exact_minimum_of_its_predictor_s_error(seed):
+    """Order 2 is planned over the newest three computed steps: the plan is the minimum, over every schedule, of
+    the error of the predictor's own quadratic (a line with two values, reuse with one)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(6, 9))
+    Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
+    for warm in (1, 2, 3):
+        k = int(rng.integers(warm, n + 1))
+        steps, value = plan(Y, dt, k, 2, warm)
+        costs = {
+            tuple(s): _quadratic_cost_by_hand(Y, dt, s)
+            for rest in itertools.combinations(range(warm, n), k - warm)
+            for s in [sorted(set(range(warm)) | set(rest))]
+        }
+        best = min(costs.values())
+        assert len(steps) == k and steps[:warm] == list(range(warm))
+        assert value == pytest.approx(best, rel=1e-9, abs=1e-12) and costs[tuple(steps)] == pytest.approx(
+            best, rel=1e-9, abs=1e-12
+        )
+        assert plan(Y, dt, k, 2, warm) == (steps, value)
+
+
+def test_order_2_is_exact_on_a_parabola_and_computes_after_its_kink():
+    """Two parabolas meeting at step 10: an order-2 plan of 6 computes costs nothing (three on each piece), and an
+    order-1 plan of the same budget cannot."""
+    d = np.linspace(-1, 1, 6)
+    Y = np.stack([d * (0.05 * j * j if j <= 10 else 5.0 - 0.1 * (j - 10) ** 2) + 2.0 for j in range(20)])
+    dt = np.ones(20)
+    steps, err = plan(Y, dt, 6, order=2)
+    assert err == pytest.approx(0.0, abs=1e-12) and len(steps) == 6
+    assert sum(s > 10 for s in steps) == 3 and steps[:3] == [0, 1, 2]
+    assert plan(Y, dt, 6, order=1)[1] > 1e-3
+
+
 def test_the_coherent_objective_adds_a_gap_s_errors_as_vectors():
     """Three skipped steps, each off by +1 from a line: coherent cost (3 dt)^2 / mean|y|^2, independent 3 dt^2."""
     Y = np.array([[0.0], [1.0], [3.0], [4.0], [5.0], [6.0]])  # the line through steps 0, 1 overshoots 2.. by 1
@@ -105,6 +156,9 @@ def test_planning_fifty_steps_is_fast():
     t0 = time.perf_counter()
     steps, _ = plan_trajectory(traj, 17, order=1, warm=2)
     assert len(steps) == 17 and time.perf_counter() - t0 < 5.0  # about 0.3 s here; the bound leaves room
+    t0 = time.perf_counter()
+    steps, _ = plan_trajectory(traj, 17, order=2, warm=1)
+    assert len(steps) == 17 and time.perf_counter() - t0 < 5.0  # about 0.6 s here
 
 
 def test_a_plan_is_a_checked_setting():

@@ -128,19 +128,27 @@ def timing(repeats: int = 200) -> None:
     from ..config import make_config
 
     rng = np.random.default_rng(0)
-    print("steps | plan one budget | store every budget (Calibrate) | read a stored plan (each run)")
+    print(
+        "steps | plan one budget: order 1 | order 2 (TaylorSeer O>=2) | store every budget, all orders (Calibrate) "
+        "| read a stored plan (each run)"
+    )
     for n in (20, 30, 50):
         Y, w = rng.standard_normal((n, planner.PROJECTION)).tolist(), [1.0 / n] * n
         cfg = make_config("taylorseer", target_speedup=2.0)
         t0 = time.perf_counter()
         planned_config(cfg, Y, w, 2.0)
         t1 = time.perf_counter()
+        planned_config(cfg.with_(order=2), Y, w, 2.0)
+        t1b = time.perf_counter()
         table = stored_plans(Y, w)
         t2 = time.perf_counter()
         for _ in range(repeats):
             planned_config(cfg, Y, w, 2.0, table=table)
         t3 = time.perf_counter()
-        print(f"{n:5d} | {1e3 * (t1 - t0):12.1f} ms | {t2 - t1:27.2f} s | {1e3 * (t3 - t2) / repeats:22.3f} ms")
+        print(
+            f"{n:5d} | {1e3 * (t1 - t0):21.1f} ms | {1e3 * (t1b - t1):22.1f} ms | {t2 - t1b:41.2f} s "
+            f"| {1e3 * (t3 - t2) / repeats:26.3f} ms"
+        )
 
 
 def main(argv=None) -> None:
