@@ -114,7 +114,9 @@ class CacheNode(io.ComfyNode):
                     "and step count. Without it a stored calibration for the "
                     "same model and step count is used, if there is one. "
                     "Calibration fills only the settings left at their default "
-                    "(or auto); the run's report lists what it filled.",
+                    "(or auto); the run's report lists what it filled. At a speed "
+                    "target it also places the computes: the schedule planned "
+                    "from the calibration run.",
                 ),
             ],
             outputs=[_MODEL_OUT()],
@@ -310,7 +312,8 @@ class Calibrate(io.ComfyNode):
             category=CATEGORY,
             description="Samples once with full compute (like a KSampler) and fits, on that run, what the cache "
             "methods need for this model, step count and speed target: TeaCache's rescale polynomial "
-            "and δ, TaylorSeer's interval, TC-Padé's θ and warm-up, MagCache's magnitude ratios. Connect its calibration output to "
+            "and δ, TaylorSeer's interval, TC-Padé's θ and warm-up, MagCache's magnitude ratios, and, for every cache "
+            "node at a speed target, the planned schedule of its computes. Connect its calibration output to "
             "the cache nodes; the result is also stored (ComfyUI user directory, tcpade/calibration.json) "
             "and used by later runs of the same model and step count without this node.",
             inputs=[

@@ -215,7 +215,8 @@ class CacheSettings:
     def _calibration_for(self, steps: int, notes: list):
         """The calibration that applies to a run of ``steps`` steps: the connected one if it was made for this
         model and step count (else ignored, with a warning), otherwise the stored one, if any."""
-        if M.METHODS[self.cfg.method].calibrate is None or self.model_key is None:
+        method = M.METHODS[self.cfg.method]
+        if (method.calibrate is None and not method.plans) or self.model_key is None:
             return None
         from . import calibration as C
 

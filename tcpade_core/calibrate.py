@@ -225,11 +225,14 @@ def calibrate(traj: Trajectory, model_key: str, target: float, default: TCPadeCo
 
 
 def plan_keys() -> List[Tuple[int, int]]:
-    """(plan order, warm-up) of every predictor a planning node can run: TaylorSeer (order 0, 1, or 2 and up) and
-    TC-Padé's three modes; a calibration stores the plans of each."""
+    """(plan order, warm-up) of every predictor a planning node can run: every planning method's
+    (:attr:`tcpade_core.methods.Method.plans`) at its defaults, TaylorSeer at order 0, 1 and 2 (2 and up plan
+    alike) and TC-Padé's three modes; a calibration stores the plans of each."""
     from .config import make_config
+    from .methods import METHODS
 
-    cfgs = [make_config("taylorseer", order=o) for o in (0, 1, 2)]
+    cfgs = [make_config(name) for name, m in METHODS.items() if m.plans]
+    cfgs += [make_config("taylorseer", order=o) for o in (0, 1, 2)]
     cfgs += [make_config("tcpade", mode=m) for m in ("default", "paper_literal", "official")]
     return sorted({(p.plan_order, p.warmup) for p in (build(c)[1] for c in cfgs)})
 

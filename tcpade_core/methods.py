@@ -98,8 +98,9 @@ class Method:
     presets: bool = False  # the node has a preset widget (PRESETS)
     overrides: Tuple[Override, ...] = ()
     calibrate: Optional[Callable[..., Applied]] = None  # (cfg, cal, target, user_set) -> Applied
-    # at a speed target, a calibration's planned schedule places the computes (tcpade_core.planner; chosen on the
-    # development runs of plan_bench, README "Planned schedules")
+    # at a speed target, a calibration's planned schedule places the computes (tcpade_core.planner; chosen on
+    # development runs: TaylorSeer and TC-Padé in plan_bench, the others in docs/plan_methods.txt, README "Planned
+    # schedules")
     plans: bool = False
     # blocks that run on every step, skipped or not, ahead of the cached stack (0: none); a number, or a function of
     # the config where a setting decides (First Block Cache's Fn)
@@ -140,7 +141,8 @@ def target_widget() -> Widget:
         0.0,
         "target speed-up",
         "0.0-100.0: 0 is off, otherwise at least 1.0. Ask for a speed: the run computes exactly "
-        "round(steps / target) steps, spaced evenly; the method's own signal may move a compute earlier. "
+        "round(steps / target) steps, spaced evenly (the method's own signal may move a compute earlier), or, "
+        "after Calibrate for this model, step count and sampler, where the calibration's plan puts them. "
         "0: the method's own schedule and threshold decide.",
         0.0,
         100.0,
@@ -742,6 +744,7 @@ _METHOD_LIST = (
         "timestep-modulated input stays below a threshold.",
         widgets=TEACACHE_WIDGETS,
         calibrate=_calibrate_teacache,
+        plans=True,
     ),
     Method(
         "tracache",
@@ -755,6 +758,7 @@ _METHOD_LIST = (
         "computed block-stack outputs with the order chosen per step.",
         widgets=TRACACHE_WIDGETS,
         overrides=(Override("stride", (("target_speedup", ">", 0),), "target", _TARGET_OVERRIDE),),
+        plans=True,
     ),
     Method(
         "tcpade",
@@ -788,6 +792,7 @@ _METHOD_LIST = (
         "ratios for your model and fills them in.",
         widgets=MAGCACHE_WIDGETS,
         calibrate=_calibrate_magcache,
+        plans=True,
     ),
     # the authors' code: the TC-Padé node's mode "official" (config.MODE_ALIASES), the same node and label
     Method(
@@ -814,6 +819,7 @@ _METHOD_LIST = (
         tail_widgets=FIRST_BLOCK_TAIL,
         leading_blocks=lambda c: c.leading_blocks,
         trailing_blocks=lambda c: c.trailing_blocks,
+        plans=True,
     ),
     Method(
         "composed",
@@ -836,6 +842,7 @@ _METHOD_LIST = (
         widgets=SPECTRUM_WIDGETS,
         tail_widgets=SPECTRUM_TAIL,
         overrides=SPECTRUM_OVERRIDES,
+        plans=True,
     ),
     Method(
         "composed",

@@ -376,9 +376,46 @@ def test_a_calibration_plans_the_schedule_of_a_speed_target(host, caplog):
     _sample(env, m2, steps=7)
     rep2 = m2.model_options["transformer_options"]["tcpade"].last_report
     assert rep2.schedule == "not calibrated (Calibrate plans the schedule)" and rep2.computed == 4
-    m3 = _attach(env, "TCPade_TraCache", env["model"], target_speedup=2.0, calibration=cal)
+    # the authors' code (TC-Padé's mode official) keeps its own schedule: it does not plan
+    m3 = _attach(
+        env, "TCPade_TCPadeCache", env["model"], preset="custom", mode="official", target_speedup=2.0, calibration=cal
+    )
     _sample(env, m3)
     assert m3.model_options["transformer_options"]["tcpade"].last_report.schedule == ""
+
+
+@pytest.mark.parametrize(
+    "nid", ["TCPade_TraCache", "TCPade_TeaCache", "TCPade_MagCache", "TCPade_Spectrum", "TCPade_FirstBlockCache"]
+)
+def test_every_cache_node_at_a_target_runs_the_calibration_s_plan(host, nid):
+    """Issue 18 item 3: every cache node whose method plans (chosen on development runs, docs/plan_methods.txt)
+    runs, at a speed target and with a calibration for its run, the schedule planned for its predictor, exactly."""
+    from tcpade_core.calibrate import planned_config
+
+    env = host
+    cal = (
+        env["nodes"]["TCPade_Calibrate"]
+        .execute(
+            env["model"],
+            env["pos"],
+            env["neg"],
+            {"samples": torch.zeros(1, 3, 32, 32)},
+            3,
+            12,
+            2.0,
+            "euler",
+            "simple",
+            2.0,
+        )
+        .args[0]
+    )
+    m = _attach(env, nid, env["model"], target_speedup=2.0, calibration=cal)
+    _sample(env, m)
+    settings = m.model_options["transformer_options"]["tcpade"]
+    rep = settings.last_report
+    _, steps, err = planned_config(settings.cfg.with_(target_speedup=2.0), cal.plan_outputs, cal.plan_weights, 2.0)
+    assert rep.schedule == f"planned from calibration, predicted error {err:.3g}", nid
+    assert rep.computed == 6 and [s.step for s in rep.steps if s.computed] == steps, nid
 
 
 def test_the_placement_widget_puts_an_uncalibrated_target_on_the_default_shape(host, caplog):

@@ -39,9 +39,16 @@ from .fbcache import best_baseline, cases, read_bench
 from .shape_fit import METHODS, TARGETS, record
 
 
-# the methods a run may pick (--methods): the pack's speed-target methods, and TaylorSeer O=2 (its exact-on-uneven
-# form on a plan; the order the best fixed grids use most)
-CATALOGUE = METHODS + (("TaylorSeer O=2", "taylorseer", dict(order=2)),)
+# the methods a run may pick (--methods): the pack's planning methods, TaylorSeer O=2 (its exact-on-uneven form on a
+# plan; the order the best fixed grids use most) and every other method with a speed target, each with its defaults
+CATALOGUE = METHODS + (
+    ("TaylorSeer O=2", "taylorseer", dict(order=2)),
+    ("TraCache", "tracache", {}),
+    ("TeaCache", "teacache", {}),
+    ("MagCache", "magcache", {}),
+    ("Spectrum", "spectrum", {}),
+    ("FBCache", "first_block", {}),
+)
 CALIB_SAMPLES = 4  # samples of the calibration run (classes 0 ..; --calib-samples)
 _TRAJ: dict = {}  # (model, steps) -> the calibration trajectory (one full-compute run, recorded once)
 _ON_CALIB: dict = {}  # (model, steps, target, method) -> (even, plan) PSNR on the calibration samples
@@ -132,6 +139,12 @@ def summary(rows: List[dict], what: str) -> List[str]:
                 f"{what}: shape minus {other:5}: mean {np.mean(d):+6.2f} dB, min {min(d):+6.2f}, max {max(d):+6.2f}; "
                 f"better in {sum(x > 0.005 for x in d)}, worse in {sum(x < -0.005 for x in d)} of {len(d)} cells"
             )
+    d = _d(rows, "plan", "even")
+    if d:
+        out.append(
+            f"{what}: plan  minus even : mean {np.mean(d):+6.2f} dB, min {min(d):+6.2f}, max {max(d):+6.2f}; "
+            f"better in {sum(x > 0.005 for x in d)}, worse in {sum(x < -0.005 for x in d)} of {len(d)} cells"
+        )
     return out
 
 
