@@ -6,7 +6,7 @@ error on that trajectory: each skipped step j is predicted from the newest compu
 order 1: the straight line through the newest two, in the step index, exact on uneven spacing), its relative
 squared error ``||pred - y_j||^2 / ||y_j||^2`` weighted by how much step j's error reaches the sample
 (:func:`step_weights`: for a flow sampler its step size in normalised time ``t_j - t_{j+1}``, as an Euler step
-moves the latent by its size times the model's output; for an eps-prediction sampler its step in asinh(sigma / s)). A dynamic programme over (computes used, the newest two computed steps) finds the exact minimum
+moves the latent by its size times the model's output, weighted by what the rest of the run keeps of it; for an eps-prediction sampler its step in asinh(sigma / s)). A dynamic programme over (computes used, the newest two computed steps) finds the exact minimum
 of that objective; an order-2 predictor (TaylorSeer at order 2 and up, the quadratic through its newest three
 values) over (computes used, the newest three) with :func:`quadratic_costs` (chosen on development runs:
 ``docs/dev_tuning.md``); other predictors of higher order are planned with the order-1 objective. The outputs are compared on a fixed random projection to :data:`PROJECTION` numbers per step, so 50
@@ -52,10 +52,33 @@ def step_sizes(t: Sequence[float]) -> np.ndarray:
 S_DATA = 0.03
 
 
+# s of a flow model's weights (flow_keep_steps; None: the plain step sizes in t, the weights before 2026-12-06): what
+# the rest of a rectified-flow run keeps of a change made at time t is, for data of scale s, s / sqrt(s^2 (1-t)^2 +
+# t^2). Chosen on development model B (seed 1234, 10/20/30 steps, 2-3x, TaylorSeer O=1 and TC-Padé) among none, 0.1,
+# 0.25, 0.5, 1, 2, 3, 4, 8 by the mean gain of the plan over even spacing (`shape_bench --models b --split dev
+# --s-flow S`, docs/flow_weights.txt): 3 planned best (+1.80 dB, none +1.03), and it is frozen here before the
+# held-out runs (B seed 4321, C).
+S_FLOW: Optional[float] = 3.0
+
+
+def flow_keep_steps(t: Sequence[float], s: float) -> np.ndarray:
+    """Each step's ``integral s dtau / sqrt(s^2 (1 - tau)^2 + tau^2)`` over [t_(j+1), t_j] (the last step runs to 0):
+    its step size in t, weighted by what the rest of a rectified-flow run keeps of a change made at that time."""
+    t = np.asarray(list(t), dtype=float)
+    a, b, c = s * s + 1.0, -2.0 * s * s, s * s  # s^2 (1 - tau)^2 + tau^2 = a tau^2 + b tau + c
+
+    def prim(x):
+        return s / np.sqrt(a) * np.log(2.0 * np.sqrt(a) * np.sqrt(a * x * x + b * x + c) + 2.0 * a * x + b)
+
+    lo = np.append(t[1:], 0.0)
+    return np.abs(prim(t) - prim(lo))
+
+
 def step_weights(t: Sequence[float], sigmas: Optional[Sequence[float]] = None, prediction: str = "flow") -> np.ndarray:
     """How much an error in step j's model output reaches the sample, per step (the planner's weights).
 
-    ``"flow"`` (velocity prediction, sigma = t): the step size in t (:func:`step_sizes`), measured on model B.
+    ``"flow"`` (velocity prediction, sigma = t): the step size in t weighted by what the rest of the run keeps of a
+    change made at that time (:func:`flow_keep_steps`, s = :data:`S_FLOW`; None: the plain step size in t).
     ``"eps"`` (noise prediction; ``sigmas``: the sampler's ``steps + 1`` noise levels in the variance-exploding
     convention, sigma = sqrt((1 - alphā) / alphā), ComfyUI's for eps models): an error e in the predicted noise moves
     the sample by dsigma * e, and what the rest of the run keeps of a change made at noise level sigma is about
@@ -63,7 +86,7 @@ def step_weights(t: Sequence[float], sigmas: Optional[Sequence[float]] = None, p
     ``integral s dsigma / sqrt(s^2 + sigma^2)``: the step size in asinh(sigma / s). Step sizes in t weight the
     first, noisiest steps of a DDIM run as much as the last ones."""
     if prediction == "flow" or sigmas is None:
-        return step_sizes(t)
+        return step_sizes(t) if S_FLOW is None else flow_keep_steps(t, S_FLOW)
     if prediction != "eps":
         raise ValueError(f"prediction must be 'flow' or 'eps', got {prediction!r}")
     u = np.arcsinh(np.asarray(list(sigmas), dtype=float) / S_DATA)

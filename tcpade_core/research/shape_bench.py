@@ -30,7 +30,7 @@ from typing import List
 import numpy as np
 import torch
 
-from .. import metrics, shape
+from .. import metrics, planner, shape
 from ..calibrate import calibrated_run
 from ..config import budget, make_config
 from ..engine import CacheRun
@@ -260,6 +260,13 @@ def main(argv=None) -> None:
         help="labels, comma-separated, of: " + ", ".join(m[0] for m in CATALOGUE),
     )
     ap.add_argument("--calib-samples", type=int, default=CALIB_SAMPLES, help="samples of the calibration run")
+    ap.add_argument(
+        "--s-flow",
+        type=float,
+        default=None,
+        help="s of a flow model's planner weights (planner.flow_keep_steps; default: the frozen planner.S_FLOW; 0: "
+        "the plain step sizes in t)",
+    )
     ap.add_argument("--seeds", default="", help="only these seeds, comma-separated (default: every held-out one)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -269,6 +276,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     CALIB_SAMPLES = args.calib_samples
+    if args.s_flow is not None:
+        planner.S_FLOW = args.s_flow if args.s_flow > 0 else None
     targets = tuple(float(t) for t in args.targets.split(","))
     methods = tuple(m for m in CATALOGUE if m[0] in args.methods.split(","))
     bench = read_bench()
@@ -277,6 +286,11 @@ def main(argv=None) -> None:
         f"default shape: power {shape.POWER:g}, late {shape.LATE:g} (frozen); PSNR against full compute, "
         f"{args.samples} samples; calibration: {CALIB_SAMPLES} samples of seed {CALIB_SEED}; grid: the best fixed "
         "grid of docs/bench.txt at <= K computes"
+        + (
+            "; flow weights: step sizes in t"
+            if planner.S_FLOW is None
+            else f"; flow weights: flow_keep_steps, s = {planner.S_FLOW:g}"
+        )
     )
     print(head(), flush=True)
     rows: List[dict] = []
