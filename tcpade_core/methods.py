@@ -99,7 +99,8 @@ class Method:
     overrides: Tuple[Override, ...] = ()
     calibrate: Optional[Callable[..., Applied]] = None  # (cfg, cal, target, user_set) -> Applied
     # at a speed target, a calibration's planned schedule places the computes (tcpade_core.planner; chosen on
-    # development runs: TaylorSeer and TC-Padé in plan_bench, the others in docs/plan_methods.txt, README "Planned
+    # development runs: TaylorSeer and TC-Padé in plan_bench, the others in docs/plan_methods.txt, and kept where the
+    # held-out runs did not lose: TraCache and Spectrum lost and keep the evenly spaced target; README "Planned
     # schedules")
     plans: bool = False
     # blocks that run on every step, skipped or not, ahead of the cached stack (0: none); a number, or a function of
@@ -758,7 +759,6 @@ _METHOD_LIST = (
         "computed block-stack outputs with the order chosen per step.",
         widgets=TRACACHE_WIDGETS,
         overrides=(Override("stride", (("target_speedup", ">", 0),), "target", _TARGET_OVERRIDE),),
-        plans=True,
     ),
     Method(
         "tcpade",
@@ -842,7 +842,6 @@ _METHOD_LIST = (
         widgets=SPECTRUM_WIDGETS,
         tail_widgets=SPECTRUM_TAIL,
         overrides=SPECTRUM_OVERRIDES,
-        plans=True,
     ),
     Method(
         "composed",

@@ -6,7 +6,7 @@ error on that trajectory: each skipped step j is predicted from the newest compu
 order 1: the straight line through the newest two, in the step index, exact on uneven spacing), its relative
 squared error ``||pred - y_j||^2 / ||y_j||^2`` weighted by how much step j's error reaches the sample
 (:func:`step_weights`: for a flow sampler its step size in normalised time ``t_j - t_{j+1}``, as an Euler step
-moves the latent by its size times the model's output, weighted by what the rest of the run keeps of it; for an eps-prediction sampler its step in asinh(sigma / s)). A dynamic programme over (computes used, the newest two computed steps) finds the exact minimum
+moves the latent by its size times the model's output; for an eps-prediction sampler its step in asinh(sigma / s)). A dynamic programme over (computes used, the newest two computed steps) finds the exact minimum
 of that objective; an order-2 predictor (TaylorSeer at order 2 and up, the quadratic through its newest three
 values) over (computes used, the newest three) with :func:`quadratic_costs` (chosen on development runs:
 ``docs/dev_tuning.md``); other predictors of higher order are planned with the order-1 objective. The outputs are compared on a fixed random projection to :data:`PROJECTION` numbers per step, so 50
@@ -52,13 +52,11 @@ def step_sizes(t: Sequence[float]) -> np.ndarray:
 S_DATA = 0.03
 
 
-# s of a flow model's weights (flow_keep_steps; None: the plain step sizes in t, the weights before 2026-12-06): what
-# the rest of a rectified-flow run keeps of a change made at time t is, for data of scale s, s / sqrt(s^2 (1-t)^2 +
-# t^2). Chosen on development model B (seed 1234, 10/20/30 steps, 2-3x, TaylorSeer O=1 and TC-Padé) among none, 0.1,
-# 0.25, 0.5, 1, 2, 3, 4, 8 by the mean gain of the plan over even spacing (`shape_bench --models b --split dev
-# --s-flow S`, docs/flow_weights.txt): 3 planned best (+1.80 dB, none +1.03), and it is frozen here before the
-# held-out runs (B seed 4321, C).
-S_FLOW: Optional[float] = 3.0
+# s of a flow model's weights (flow_keep_steps; None: the plain step sizes in t): what the rest of a rectified-flow
+# run keeps of a change made at time t is, for data of scale s, s / sqrt(s^2 (1-t)^2 + t^2). s = 3 planned best on
+# development model B (seed 1234; none, 0.1 .. 8 tried; docs/flow_weights.txt) and lost held out (-0.85 dB mean over
+# 54 cells, model C -1.79), so the plain step sizes stay; `shape_bench --s-flow S` studies it.
+S_FLOW: Optional[float] = None
 
 
 def flow_keep_steps(t: Sequence[float], s: float) -> np.ndarray:
@@ -77,8 +75,8 @@ def flow_keep_steps(t: Sequence[float], s: float) -> np.ndarray:
 def step_weights(t: Sequence[float], sigmas: Optional[Sequence[float]] = None, prediction: str = "flow") -> np.ndarray:
     """How much an error in step j's model output reaches the sample, per step (the planner's weights).
 
-    ``"flow"`` (velocity prediction, sigma = t): the step size in t weighted by what the rest of the run keeps of a
-    change made at that time (:func:`flow_keep_steps`, s = :data:`S_FLOW`; None: the plain step size in t).
+    ``"flow"`` (velocity prediction, sigma = t): the step size in t (:func:`step_sizes`), measured on model B (with
+    :data:`S_FLOW` set: weighted by what the rest of the run keeps, :func:`flow_keep_steps`; not adopted).
     ``"eps"`` (noise prediction; ``sigmas``: the sampler's ``steps + 1`` noise levels in the variance-exploding
     convention, sigma = sqrt((1 - alphā) / alphā), ComfyUI's for eps models): an error e in the predicted noise moves
     the sample by dsigma * e, and what the rest of the run keeps of a change made at noise level sigma is about

@@ -388,8 +388,10 @@ def test_a_calibration_plans_the_schedule_of_a_speed_target(host, caplog):
     "nid", ["TCPade_TraCache", "TCPade_TeaCache", "TCPade_MagCache", "TCPade_Spectrum", "TCPade_FirstBlockCache"]
 )
 def test_every_cache_node_at_a_target_runs_the_calibration_s_plan(host, nid):
-    """Issue 18 item 3: every cache node whose method plans (chosen on development runs, docs/plan_methods.txt)
-    runs, at a speed target and with a calibration for its run, the schedule planned for its predictor, exactly."""
+    """Issue 18 item 3: a cache node whose method plans (chosen on development runs and kept where the held-out runs
+    did not lose, docs/plan_methods.txt) runs, at a speed target and with a calibration for its run, the schedule
+    planned for its predictor, exactly; TraCache and Spectrum (their plans lost held out) keep the evenly spaced
+    target with the calibration connected, and say nothing of a plan."""
     from tcpade_core.calibrate import planned_config
 
     env = host
@@ -414,6 +416,10 @@ def test_every_cache_node_at_a_target_runs_the_calibration_s_plan(host, nid):
     settings = m.model_options["transformer_options"]["tcpade"]
     rep = settings.last_report
     _, steps, err = planned_config(settings.cfg.with_(target_speedup=2.0), cal.plan_outputs, cal.plan_weights, 2.0)
+    if nid in ("TCPade_TraCache", "TCPade_Spectrum"):
+        assert rep.schedule == "" and rep.computed == 6, nid
+        assert rep.target_note.startswith("target 2x: budget 6 of 12 computes, spaced evenly"), nid
+        return
     assert rep.schedule == f"planned from calibration, predicted error {err:.3g}", nid
     assert rep.computed == 6 and [s.step for s in rep.steps if s.computed] == steps, nid
 
