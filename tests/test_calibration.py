@@ -164,6 +164,13 @@ def _sample(env, m, steps=12):
     )
 
 
+def _calibrated(env):
+    """The Calibrate node's calibration of a 12-step euler / simple run (seed 3, CFG 2, target 2x)."""
+    latent = {"samples": torch.zeros(1, 3, 32, 32)}
+    node = env["nodes"]["TCPade_Calibrate"]
+    return node.execute(env["model"], env["pos"], env["neg"], latent, 3, 12, 2.0, "euler", "simple", 2.0).args[0]
+
+
 def _attach(env, nid, model, **kw):
     node = env["nodes"][nid]
     params = {i.id: i.default for i in node.GET_SCHEMA().inputs if i.id != "model" and hasattr(i, "default")}
@@ -395,22 +402,7 @@ def test_every_cache_node_at_a_target_runs_the_calibration_s_plan(host, nid):
     from tcpade_core.calibrate import planned_config
 
     env = host
-    cal = (
-        env["nodes"]["TCPade_Calibrate"]
-        .execute(
-            env["model"],
-            env["pos"],
-            env["neg"],
-            {"samples": torch.zeros(1, 3, 32, 32)},
-            3,
-            12,
-            2.0,
-            "euler",
-            "simple",
-            2.0,
-        )
-        .args[0]
-    )
+    cal = _calibrated(env)
     m = _attach(env, nid, env["model"], target_speedup=2.0, calibration=cal)
     _sample(env, m)
     settings = m.model_options["transformer_options"]["tcpade"]
@@ -442,22 +434,7 @@ def test_the_placement_widget_puts_an_uncalibrated_target_on_the_default_shape(h
         assert rep.schedule == "default shape (not calibrated: Calibrate plans the schedule)", nid
         assert rep.target_note == "target 2x: budget 4 of 7 computes, placed by the default shape", nid
         assert rep.strip() == schedule_strip(want, 7) and rep.computed == 4, (nid, rep.strip())
-    cal = (
-        env["nodes"]["TCPade_Calibrate"]
-        .execute(
-            env["model"],
-            env["pos"],
-            env["neg"],
-            {"samples": torch.zeros(1, 3, 32, 32)},
-            3,
-            12,
-            2.0,
-            "euler",
-            "simple",
-            2.0,
-        )
-        .args[0]
-    )
+    cal = _calibrated(env)
     m = _attach(env, "TCPade_TaylorSeer", env["model"], target_speedup=2.0, placement="shape", calibration=cal)
     with caplog.at_level(logging.WARNING, logger="tcpade"):
         _sample_with(env, m, "dpmpp_2m", "simple")
