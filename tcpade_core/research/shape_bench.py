@@ -43,6 +43,7 @@ from .shape_fit import METHODS, TARGETS, record
 # plan; the order the best fixed grids use most) and every other method with a speed target, each with its defaults
 CATALOGUE = METHODS + (
     ("TaylorSeer O=2", "taylorseer", dict(order=2)),
+    ("TS O=2 official", "taylorseer", dict(order=2, form="official")),
     ("TraCache", "tracache", {}),
     ("TeaCache", "teacache", {}),
     ("MagCache", "magcache", {}),
