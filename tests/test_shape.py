@@ -173,3 +173,43 @@ def test_schedule_cost_is_what_the_planner_minimises():
         assert planner.schedule_cost(cum, steps) == pytest.approx(value)
         for warm in (1, 2):
             assert planner.schedule_cost(cum, shape.schedule(12, k, warm)) >= value - 1e-12
+
+
+def test_a_saved_shape_bench_run_reads_back_and_compares(tmp_path):
+    """shape_bench --compare reads the rows a run printed (line()) and summarises plan minus even, and plan minus
+    another run's plan on the cells both hold."""
+    from tcpade_core.research import shape_bench as SB
+
+    def row(model, steps, method, even, plan, split):
+        return dict(
+            model=model,
+            seed=4321,
+            steps=steps,
+            target=2.0,
+            method=method,
+            split=split,
+            even=(10, even, "#."),
+            shape=(10, even, "#."),
+            plan=(10, plan, "#."),
+            grid=None,
+        )
+
+    rows = [
+        row("b", 20, "TaylorSeer O=1", 40.0, 42.5, "held-out"),
+        row("c", 30, "TaylorSeer O=1", 30.0, 29.0, "held-out"),
+    ]
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text(
+        "\n".join(SB.line(r) for r in rows) + "\n" + SB.line(row("b", 20, "TC-Padé", 1, 2, "dev")) + "  (dev)\n"
+    )
+    b.write_text(SB.line(row("b", 20, "TaylorSeer O=1", 40.0, 41.0, "held-out")) + "\n")
+    back = SB.read_rows(str(a))
+    assert [(r["model"], r["steps"], r["method"], r["split"], r["even"][1], r["plan"][1]) for r in back] == [
+        ("b", 20, "TaylorSeer O=1", "held-out", 40.0, 42.5),
+        ("c", 30, "TaylorSeer O=1", "held-out", 30.0, 29.0),
+        ("b", 20, "TC-Padé", "dev", 1.0, 2.0),
+    ]
+    out = SB.compare(str(a), str(b))
+    assert "TaylorSeer O=1: plan minus even:  +0.75 dB (1 better / 1 worse of 2)" in out
+    assert f"TaylorSeer O=1: plan minus the plan of {b}:  +1.50 dB (1 better / 0 worse of 1)" in out
+    assert "all methods: plan minus even:  +0.83 dB (2 better / 1 worse of 3)" in out

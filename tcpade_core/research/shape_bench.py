@@ -24,6 +24,7 @@ step count (held-out means; the grid's front is the best fixed grid at <= each c
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from typing import List
 
@@ -133,19 +134,71 @@ def line(r: dict) -> str:
 
 def summary(rows: List[dict], what: str) -> List[str]:
     out = []
-    for other in ("even", "plan", "grid"):
-        d = _d(rows, "shape", other)
+    for a, b in (("shape", "even"), ("shape", "plan"), ("shape", "grid"), ("plan", "even")):
+        d = _d(rows, a, b)
         if d:
             out.append(
-                f"{what}: shape minus {other:5}: mean {np.mean(d):+6.2f} dB, min {min(d):+6.2f}, max {max(d):+6.2f}; "
+                f"{what}: {a:5} minus {b:5}: mean {np.mean(d):+6.2f} dB, min {min(d):+6.2f}, max {max(d):+6.2f}; "
                 f"better in {sum(x > 0.005 for x in d)}, worse in {sum(x < -0.005 for x in d)} of {len(d)} cells"
             )
-    d = _d(rows, "plan", "even")
-    if d:
-        out.append(
-            f"{what}: plan  minus even : mean {np.mean(d):+6.2f} dB, min {min(d):+6.2f}, max {max(d):+6.2f}; "
-            f"better in {sum(x > 0.005 for x in d)}, worse in {sum(x < -0.005 for x in d)} of {len(d)} cells"
-        )
+    return out
+
+
+def _count(d) -> str:
+    return (
+        f"{np.mean(d):+6.2f} dB ({sum(x > 0.005 for x in d)} better / {sum(x < -0.005 for x in d)} worse of {len(d)})"
+    )
+
+
+_ROW = re.compile(
+    r"^(\w+)\s+(\d+)\s+(\d+)\s+([\d.]+)x\s+(.+?)\s+(\d+) \|\s+([\d.-]+)\s+([\d.-]+)\s+([\d.-]+)\s+(\S+) \|"
+)
+
+
+def read_rows(path: str) -> List[dict]:
+    """The rows of a saved run of this benchmark (its printed lines; "(dev)" marks development rows)."""
+    rows = []
+    for text in open(path, encoding="utf-8"):
+        m = _ROW.match(text)
+        if m:
+            g = m.groups()
+            rows.append(
+                dict(
+                    model=g[0],
+                    seed=int(g[1]),
+                    steps=int(g[2]),
+                    target=float(g[3]),
+                    method=g[4],
+                    split="dev" if "(dev)" in text else "held-out",
+                    even=(0, float(g[6])),
+                    shape=(0, float(g[7])),
+                    plan=(0, float(g[8])),
+                )
+            )
+    return rows
+
+
+def compare(path: str, against: str = "") -> List[str]:
+    """Per method of a saved run: plan minus even, over all its cells, by step count and by model; with
+    ``against`` (another saved run), its plan minus that run's plan on the cells both hold, by the same groups."""
+    rows = read_rows(path)
+    key = lambda r: (r["model"], r["seed"], r["steps"], r["target"], r["method"], r["split"])
+    other = {key(r): r for r in read_rows(against)} if against else {}
+    out = []
+    labels = sorted({r["method"] for r in rows})
+    for label in labels + (["all methods"] if len(labels) > 1 else []):
+        mine = [r for r in rows if label in (r["method"], "all methods")]
+        for what, diff in (
+            ("plan minus even", lambda r: r["plan"][1] - r["even"][1]),
+            (f"plan minus the plan of {against}", lambda r: r["plan"][1] - other[key(r)]["plan"][1]),
+        ):
+            cells = [r for r in mine if what == "plan minus even" or key(r) in other]
+            if not cells:
+                continue
+            out.append(f"{label}: {what}: {_count([diff(r) for r in cells])}")
+            for name, group in (("steps", "steps"), ("model", "model")):
+                for v in sorted({r[group] for r in cells}):
+                    out.append(f"    {name} {v}: {_count([diff(r) for r in cells if r[group] == v])}")
     return out
 
 
@@ -274,7 +327,12 @@ def main(argv=None) -> None:
     ap.add_argument("--split", default="held-out", choices=("dev", "held-out", "all"))
     ap.add_argument("--transfer", action="store_true", help="also run each plan on its calibration samples")
     ap.add_argument("--plot", default="", help="write the PSNR-against-computes PNG here")
+    ap.add_argument("--compare", default="", help="run nothing: summarise this saved run (plan minus even per method)")
+    ap.add_argument("--against", default="", help="with --compare: another saved run, plan minus its plan")
     args = ap.parse_args(argv)
+    if args.compare:
+        print("\n".join(compare(args.compare, args.against)))
+        return
     torch.set_num_threads(args.threads)
     CALIB_SAMPLES = args.calib_samples
     if args.s_flow is not None:
