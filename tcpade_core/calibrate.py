@@ -238,8 +238,12 @@ def plan_keys() -> List[Tuple[int, int]]:
 
 
 def plan_key(order: int, warm: int) -> str:
-    """The key of one predictor's plans in :attr:`Calibration.plan_table`: its plan order and warm-up."""
-    return f"{order}/{warm}"
+    """The key of one predictor's plans in :attr:`Calibration.plan_table`: its plan order and warm-up, and the
+    planner's segment power where it is not 1 (:data:`tcpade_core.planner.SEG_POWER`), so that plans stored under
+    another objective are not read: the plan is made again from the stored outputs."""
+    from . import planner
+
+    return f"{order}/{warm}" + ("" if planner.SEG_POWER == 1.0 else f"/p{planner.SEG_POWER:g}")
 
 
 def stored_plans(outputs, weights) -> Dict[str, Dict[str, list]]:

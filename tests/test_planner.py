@@ -59,7 +59,10 @@ def _brute(Y, dt, k, order, warm, objective):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_the_plan_is_the_exact_minimum_and_deterministic(seed):
+def test_the_plan_is_the_exact_minimum_and_deterministic(seed, monkeypatch):
+    from tcpade_core import planner
+
+    monkeypatch.setattr(planner, "SEG_POWER", 1.0)  # the plain sum (the power: the test below)
     rng = np.random.default_rng(seed)
     n = int(rng.integers(5, 9))
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n)
@@ -72,9 +75,10 @@ def test_the_plan_is_the_exact_minimum_and_deterministic(seed):
             assert plan(Y, dt, k, order, warm, objective) == (steps, value)
 
 
-def _quadratic_cost_by_hand(Y, dt, s):
+def _quadratic_cost_by_hand(Y, dt, s, power=1.0):
     """The coherent cost of computing exactly ``s`` with TaylorSeer's exact-on-uneven form at order 2 (the
-    predictor's own :func:`tcpade_core.predictors.newton` on the newest three computed values), summed by hand."""
+    predictor's own :func:`tcpade_core.predictors.newton` on the newest three computed values), summed by hand
+    (each segment's cost to ``power``)."""
     n, scale, total = len(Y), float((Y**2).sum(axis=1).mean()), 0.0
     T = torch.tensor(Y)
     for i, c in enumerate(s):
@@ -84,14 +88,17 @@ def _quadratic_cost_by_hand(Y, dt, s):
         for j in range(c + 1, end):
             pred = P.newton([T[h] for h in hist], [float(h) for h in hist], float(j), 2).double().numpy()
             acc += dt[j] * (pred - Y[j])
-        total += float((acc**2).sum()) / scale
+        total += (float((acc**2).sum()) / scale) ** power
     return total
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_an_order_2_plan_is_the_exact_minimum_of_its_predictor_s_error(seed):
+def test_an_order_2_plan_is_the_exact_minimum_of_its_predictor_s_error(seed, monkeypatch):
     """Order 2 is planned over the newest three computed steps: the plan is the minimum, over every schedule, of
     the error of the predictor's own quadratic (a line with two values, reuse with one)."""
+    from tcpade_core import planner
+
+    monkeypatch.setattr(planner, "SEG_POWER", 1.0)
     rng = np.random.default_rng(seed)
     n = int(rng.integers(6, 9))
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
@@ -230,3 +237,33 @@ def test_an_eps_trajectory_is_planned_with_its_sampler_weights():
     traj.sigmas, traj.prediction = [2.0 ** (6 - i) for i in range(12)] + [0.0], "eps"
     _, err_eps = plan_trajectory(traj, 4, order=0)
     assert err_eps != pytest.approx(err_t)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_segment_power_plans_the_exact_minimum_of_its_aggregate_and_reports_the_plain_error(seed, monkeypatch):
+    """planner.SEG_POWER = p: the plan minimises the sum over segments of each segment's cost to the p-th power
+    (orders 0, 1 and 2, against every schedule), and reports that schedule's plain error (the sum, p = 1)."""
+    from tcpade_core import planner
+
+    rng = np.random.default_rng(10 + seed)
+    n = int(rng.integers(6, 9))
+    Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
+    monkeypatch.setattr(planner, "SEG_POWER", 2.0)
+    for order, warm in ((0, 1), (1, 1), (1, 2), (2, 1), (2, 3)):
+        k = int(rng.integers(warm + 1, n))
+        steps, value = plan(Y, dt, k, order, warm)
+        scheds = [sorted(set(range(warm)) | set(r)) for r in itertools.combinations(range(warm, n), k - warm)]
+        if order == 2:
+            agg = {tuple(s): _quadratic_cost_by_hand(Y, dt, s, 2.0) for s in scheds}
+            plain = _quadratic_cost_by_hand(Y, dt, steps)
+        else:
+            cost = segment_costs(Y, dt, order)
+            seg = lambda s: [cost[s[i - 1] if i else b, b, s[i + 1] if i + 1 < len(s) else n] for i, b in enumerate(s)]
+            agg = {tuple(s): sum(c**2 for c in seg(s)) for s in scheds}
+            plain = sum(seg(steps))
+        assert len(steps) == k and agg[tuple(steps)] == pytest.approx(min(agg.values()), rel=1e-9, abs=1e-15)
+        assert value == pytest.approx(plain, rel=1e-9, abs=1e-12)
+        monkeypatch.setattr(planner, "SEG_POWER", 1.0)
+        sum_steps, sum_value = plan(Y, dt, k, order, warm)
+        assert sum_value <= value + 1e-12 and agg[tuple(sum_steps)] >= agg[tuple(steps)] - 1e-15
+        monkeypatch.setattr(planner, "SEG_POWER", 2.0)

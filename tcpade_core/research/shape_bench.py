@@ -321,6 +321,12 @@ def main(argv=None) -> None:
         help="s of a flow model's planner weights (planner.flow_keep_steps; default: the frozen planner.S_FLOW; 0: "
         "the plain step sizes in t)",
     )
+    ap.add_argument(
+        "--seg-power",
+        type=float,
+        default=None,
+        help="p of the planner's aggregate over segments, sum of cost^p (planner.SEG_POWER; default: the frozen one)",
+    )
     ap.add_argument("--seeds", default="", help="only these seeds, comma-separated (default: every held-out one)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -337,6 +343,8 @@ def main(argv=None) -> None:
     CALIB_SAMPLES = args.calib_samples
     if args.s_flow is not None:
         planner.S_FLOW = args.s_flow if args.s_flow > 0 else None
+    if args.seg_power is not None:
+        planner.SEG_POWER = args.seg_power
     targets = tuple(float(t) for t in args.targets.split(","))
     methods = tuple(m for m in CATALOGUE if m[0] in args.methods.split(","))
     bench = read_bench()
@@ -350,6 +358,7 @@ def main(argv=None) -> None:
             if planner.S_FLOW is None
             else f"; flow weights: flow_keep_steps, s = {planner.S_FLOW:g}"
         )
+        + ("" if planner.SEG_POWER == 1.0 else f"; segment power {planner.SEG_POWER:g}")
     )
     print(head(), flush=True)
     rows: List[dict] = []
