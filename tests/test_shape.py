@@ -201,7 +201,12 @@ def test_a_saved_shape_bench_run_reads_back_and_compares(tmp_path):
     ]
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text(
-        "\n".join(SB.line(r) for r in rows) + "\n" + SB.line(row("b", 20, "TC-Padé", 1, 2, "dev")) + "  (dev)\n"
+        "\n".join(SB.line(r) for r in rows)
+        + "\n"
+        + SB.line(row("b", 20, "TC-Padé", 1, 2, "dev"))
+        + "  (dev)\n"
+        + SB.line(row("a", 10, "TC-Padé", 3, 3, "fresh"))
+        + "  (fresh)\n"
     )
     b.write_text(SB.line(row("b", 20, "TaylorSeer O=1", 40.0, 41.0, "held-out")) + "\n")
     back = SB.read_rows(str(a))
@@ -209,8 +214,9 @@ def test_a_saved_shape_bench_run_reads_back_and_compares(tmp_path):
         ("b", 20, "TaylorSeer O=1", "held-out", 40.0, 42.5),
         ("c", 30, "TaylorSeer O=1", "held-out", 30.0, 29.0),
         ("b", 20, "TC-Padé", "dev", 1.0, 2.0),
+        ("a", 10, "TC-Padé", "fresh", 3.0, 3.0),
     ]
     out = SB.compare(str(a), str(b))
     assert "TaylorSeer O=1: plan minus even:  +0.75 dB (1 better / 1 worse of 2)" in out
     assert f"TaylorSeer O=1: plan minus the plan of {b}:  +1.50 dB (1 better / 0 worse of 1)" in out
-    assert "all methods: plan minus even:  +0.83 dB (2 better / 1 worse of 3)" in out
+    assert "all methods: plan minus even:  +0.62 dB (2 better / 1 worse of 4)" in out
