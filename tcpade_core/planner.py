@@ -68,6 +68,16 @@ S_FLOW: Optional[float] = None
 SEG_POWER: float = 2.0
 
 
+# the most steps a plan may leave predicted after its last compute (None: as many as the objective likes). A study:
+# `shape_bench --tail T`.
+TAIL: Optional[int] = None
+
+
+def _tail_ok(n: int) -> np.ndarray:
+    """(n,) True where a plan may make its last compute (within :data:`TAIL` steps of the end)."""
+    return np.arange(n) >= (0 if TAIL is None else n - 1 - TAIL)
+
+
 def _powered(cost: np.ndarray, scale: float) -> np.ndarray:
     """``(cost / scale) ** SEG_POWER`` (``cost`` itself at the default power 1)."""
     return cost if SEG_POWER == 1.0 else (cost / scale) ** SEG_POWER
@@ -325,6 +335,8 @@ def _plans2(Y, dt, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int],
                 col = best[: b + 1, b, c]
                 if np.isfinite(col).any():
                     total[: b + 1, b, c] = col + cost[b][c][:, n]
+        near = np.where(_tail_ok(n)[None, None, :], total, INF)
+        total = near if np.isfinite(near).any() else total  # a budget too small to reach the tail: no limit
         a, b, c = (int(x) for x in np.unravel_index(int(np.argmin(total)), total.shape))
         value = float(total[a, b, c])
         steps = {c}
@@ -397,6 +409,8 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
 def _trace(best: np.ndarray, back: list, cum: np.ndarray, n: int, warm: int) -> Tuple[List[int], float]:
     """The optimum over the states ``best`` (the steps after the last compute predicted from it) and its steps."""
     total = best + cum[:, :, n]
+    near = np.where(_tail_ok(n)[None, :], total, INF)
+    total = near if np.isfinite(near).any() else total  # a budget too small to reach the tail: no limit
     a, b = (int(x) for x in np.unravel_index(int(np.argmin(total)), total.shape))
     value = float(total[a, b])
     steps = {b}

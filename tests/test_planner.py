@@ -267,3 +267,25 @@ def test_a_segment_power_plans_the_exact_minimum_of_its_aggregate_and_reports_th
         sum_steps, sum_value = plan(Y, dt, k, order, warm)
         assert sum_value <= value + 1e-12 and agg[tuple(sum_steps)] >= agg[tuple(steps)] - 1e-15
         monkeypatch.setattr(planner, "SEG_POWER", 2.0)
+
+
+def test_a_tail_limit_keeps_the_last_compute_near_the_end(monkeypatch):
+    """planner.TAIL = T (a study, off by default): no plan leaves more than T steps predicted after its last
+    compute, at every order and budget, the budget stays exact; a budget too small to reach the end plans as
+    without the limit."""
+    from tcpade_core import planner
+
+    rng = np.random.default_rng(3)
+    n = 12
+    Y, dt = rng.normal(size=(n, 8)).cumsum(0), rng.random(n) + 0.1
+    free = {order: planner.plan_table(Y, dt, order, 1) for order in (0, 1, 2)}
+    assert any(v[0][-1] < n - 2 for t in free.values() for k, v in t.items() if k >= 2)  # the limit binds somewhere
+    for tail in (0, 1, 2):
+        monkeypatch.setattr(planner, "TAIL", tail)
+        for order in (0, 1, 2):
+            table = planner.plan_table(Y, dt, order, 1)
+            for k, (steps, _) in table.items():
+                assert len(steps) == k and steps[0] == 0
+                assert steps[-1] >= n - 1 - tail or k == 1
+                assert (steps, table[k][1]) == tuple(planner.plan(Y, dt, k, order, 1))
+        assert planner.plan(Y, dt, 3, 1, 3)[0] == [0, 1, 2]  # warm-up only: nothing to move

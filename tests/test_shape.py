@@ -217,6 +217,15 @@ def test_a_saved_shape_bench_run_reads_back_and_compares(tmp_path):
         ("a", 10, "TC-Padé", "fresh", 3.0, 3.0),
     ]
     out = SB.compare(str(a), str(b))
-    assert "TaylorSeer O=1: plan minus even:  +0.75 dB (1 better / 1 worse of 2)" in out
-    assert f"TaylorSeer O=1: plan minus the plan of {b}:  +1.50 dB (1 better / 0 worse of 1)" in out
-    assert "all methods: plan minus even:  +0.62 dB (2 better / 1 worse of 4)" in out
+    assert "held-out: TaylorSeer O=1: plan minus even:  +0.75 dB (1 better / 1 worse of 2)" in out
+    assert "    model c:  -1.00 dB (0 better / 1 worse of 1)" in out and "    target 2:  +0.75 dB" in " ".join(out)
+    assert f"held-out: TaylorSeer O=1: plan minus the plan of {b}:  +1.50 dB (1 better / 0 worse of 1)" in out
+    assert "dev: TC-Padé: plan minus even:  +1.00 dB (1 better / 0 worse of 1)" in out
+    assert "fresh: TC-Padé: plan minus even:  +0.00 dB (0 better / 0 worse of 1)" in out
+    assert not any(x.startswith("held-out: all methods") for x in out)  # one method per split here
+    both = tmp_path / "both.txt"  # two methods on the same cell: one minus the other
+    both.write_text(SB.line(rows[0]) + "\n" + SB.line(row("b", 20, "TC-Padé", 39.0, 43.5, "held-out")) + "\n")
+    out = SB.compare(str(both))
+    assert "all methods: plan minus even:  +3.50 dB (2 better / 0 worse of 2)" in out
+    assert "TC-Padé minus TaylorSeer O=1, plan:  +1.00 dB (1 better / 0 worse of 1)" in out
+    assert "TC-Padé minus TaylorSeer O=1, even:  -1.00 dB (0 better / 1 worse of 1)" in out

@@ -184,26 +184,45 @@ def read_rows(path: str) -> List[dict]:
 
 
 def compare(path: str, against: str = "") -> List[str]:
-    """Per method of a saved run: plan minus even, over all its cells, by step count and by model; with
-    ``against`` (another saved run), its plan minus that run's plan on the cells both hold, by the same groups."""
+    """Per split and method of a saved run: plan minus even, over all its cells, by step count, model and target;
+    with ``against`` (another saved run), its plan minus that run's plan on the cells both hold, by the same groups;
+    where the run holds two or three methods, each method minus each other (plan, and even) on the cells both hold.
+    The split prefixes each line where the run holds more than one."""
     rows = read_rows(path)
     key = lambda r: (r["model"], r["seed"], r["steps"], r["target"], r["method"], r["split"])
     other = {key(r): r for r in read_rows(against)} if against else {}
     out = []
-    labels = sorted({r["method"] for r in rows})
-    for label in labels + (["all methods"] if len(labels) > 1 else []):
-        mine = [r for r in rows if label in (r["method"], "all methods")]
-        for what, diff in (
-            ("plan minus even", lambda r: r["plan"][1] - r["even"][1]),
-            (f"plan minus the plan of {against}", lambda r: r["plan"][1] - other[key(r)]["plan"][1]),
-        ):
-            cells = [r for r in mine if what == "plan minus even" or key(r) in other]
-            if not cells:
-                continue
-            out.append(f"{label}: {what}: {_count([diff(r) for r in cells])}")
-            for name, group in (("steps", "steps"), ("model", "model")):
-                for v in sorted({r[group] for r in cells}):
-                    out.append(f"    {name} {v}: {_count([diff(r) for r in cells if r[group] == v])}")
+    splits = [s for s in ("dev", "held-out", "fresh") if any(r["split"] == s for r in rows)]
+    for split in splits:
+        pre = f"{split}: " if len(splits) > 1 else ""
+        here = [r for r in rows if r["split"] == split]
+        labels = sorted({r["method"] for r in here})
+        for label in labels + (["all methods"] if len(labels) > 1 else []):
+            mine = [r for r in here if label in (r["method"], "all methods")]
+            for what, diff in (
+                ("plan minus even", lambda r: r["plan"][1] - r["even"][1]),
+                (f"plan minus the plan of {against}", lambda r: r["plan"][1] - other[key(r)]["plan"][1]),
+            ):
+                cells = [r for r in mine if what == "plan minus even" or key(r) in other]
+                if cells:
+                    out += _groups(f"{pre}{label}: {what}", cells, diff)
+        if 2 <= len(labels) <= 3:
+            cell = lambda r: (r["model"], r["seed"], r["steps"], r["target"])
+            by = {(cell(r), r["method"]): r for r in here}
+            for i, x in enumerate(labels):
+                for y in labels[i + 1 :]:
+                    pairs = [(by[(c, x)], by[(c, y)]) for c, m in by if m == x and (c, y) in by]
+                    for how in ("plan", "even"):
+                        out.append(f"{pre}{x} minus {y}, {how}: {_count([a[how][1] - b[how][1] for a, b in pairs])}")
+    return out
+
+
+def _groups(head: str, cells: List[dict], diff) -> List[str]:
+    out = [f"{head}: {_count([diff(r) for r in cells])}"]
+    for group in ("steps", "model", "target"):
+        for v in sorted({r[group] for r in cells}):
+            out.append(f"    {group} {v:g}: " if group == "target" else f"    {group} {v}: ")
+            out[-1] += _count([diff(r) for r in cells if r[group] == v])
     return out
 
 
@@ -332,6 +351,12 @@ def main(argv=None) -> None:
         default=None,
         help="p of the planner's aggregate over segments, sum of cost^p (planner.SEG_POWER; default: the frozen one)",
     )
+    ap.add_argument(
+        "--tail",
+        type=int,
+        default=None,
+        help="the most steps a plan may leave predicted after its last compute (planner.TAIL; default: the frozen one)",
+    )
     ap.add_argument("--seeds", default="", help="only these seeds, comma-separated (default: every held-out one)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -350,6 +375,8 @@ def main(argv=None) -> None:
         planner.S_FLOW = args.s_flow if args.s_flow > 0 else None
     if args.seg_power is not None:
         planner.SEG_POWER = args.seg_power
+    if args.tail is not None:
+        planner.TAIL = args.tail if args.tail >= 0 else None
     targets = tuple(float(t) for t in args.targets.split(","))
     methods = tuple(m for m in CATALOGUE if m[0] in args.methods.split(","))
     bench = read_bench()
@@ -364,6 +391,7 @@ def main(argv=None) -> None:
             else f"; flow weights: flow_keep_steps, s = {planner.S_FLOW:g}"
         )
         + ("" if planner.SEG_POWER == 1.0 else f"; segment power {planner.SEG_POWER:g}")
+        + ("" if planner.TAIL is None else f"; at most {planner.TAIL} steps predicted after the last compute")
     )
     print(head(), flush=True)
     rows: List[dict] = []
