@@ -6,8 +6,9 @@ error on that trajectory: each skipped step j is predicted from the newest compu
 order 1: the straight line through the newest two, in the step index, exact on uneven spacing), its relative
 squared error ``||pred - y_j||^2 / ||y_j||^2`` weighted by how much step j's error reaches the sample
 (:func:`step_weights`: for a flow sampler its step size in normalised time ``t_j - t_{j+1}``, as an Euler step
-moves the latent by its size times the model's output; for an eps-prediction sampler its step in asinh(sigma / s)). A dynamic programme over (computes used, the newest two computed steps) finds the exact minimum
-of that objective; an order-2 predictor (TaylorSeer at order 2 and up, the quadratic through its newest three
+moves the latent by its size times the model's output; for an eps-prediction sampler its step in asinh(sigma / s)),
+each gap's cost raised to :data:`SEG_POWER` (2: measured; no one gap left much worse than the rest) and summed. A
+dynamic programme over (computes used, the newest two computed steps) finds the exact minimum of that objective; an order-2 predictor (TaylorSeer at order 2 and up, the quadratic through its newest three
 values) over (computes used, the newest three) with :func:`quadratic_costs` (chosen on development runs:
 ``docs/dev_tuning.md``); other predictors of higher order are planned with the order-1 objective. The outputs are compared on a fixed random projection to :data:`PROJECTION` numbers per step, so 50
 steps plan in well under a second on a CPU.
@@ -234,8 +235,9 @@ def plan(
     Y: np.ndarray, dt: np.ndarray, k: int, order: int = 1, warm: int = 1, objective: str = "coherent"
 ) -> Tuple[List[int], float]:
     """The ``k`` steps to compute (sorted; the first ``warm`` steps always among them) that minimise the open-loop
-    error (:func:`segment_costs`) of an order-``order`` predictor on ``Y`` (steps x features) with step sizes
-    ``dt``, and that minimum. Deterministic: ties go to the earlier step. ``objective``: :data:`OBJECTIVES`
+    error (:func:`segment_costs`, each gap's cost to the power :data:`SEG_POWER`, summed) of an order-``order``
+    predictor on ``Y`` (steps x features) with step sizes ``dt``, and that schedule's plain error (the sum of its
+    gaps' costs). Deterministic: ties go to the earlier step. ``objective``: :data:`OBJECTIVES`
     (:func:`segment_costs`); the default, ``"coherent"``, is the measured one."""
     n = Y.shape[0]
     k, warm = clamp_budget(n, k, warm)

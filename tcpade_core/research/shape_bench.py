@@ -178,6 +178,7 @@ def read_rows(path: str) -> List[dict]:
                     even=(0, float(g[6])),
                     shape=(0, float(g[7])),
                     plan=(0, float(g[8])),
+                    grid=None if g[9] == "-" else (0, float(g[9])),
                 )
             )
     return rows
