@@ -74,9 +74,12 @@ SEG_POWER: float = 2.0
 TAIL: Optional[int] = None
 
 
-def _tail_ok(n: int) -> np.ndarray:
-    """(n,) True where a plan may make its last compute (within :data:`TAIL` steps of the end)."""
-    return np.arange(n) >= (0 if TAIL is None else n - 1 - TAIL)
+def _limit_tail(total: np.ndarray) -> np.ndarray:
+    """The DP's final totals (last axis: the plan's last compute) with the states that leave more than :data:`TAIL`
+    steps predicted at the end ruled out; unchanged where no state is left (a budget too small to reach the end)."""
+    n = total.shape[-1]
+    near = np.where(np.arange(n) >= (0 if TAIL is None else n - 1 - TAIL), total, INF)
+    return near if np.isfinite(near).any() else total
 
 
 def _powered(cost: np.ndarray, scale: float) -> np.ndarray:
@@ -337,16 +340,14 @@ def _plans2(Y, dt, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int],
                 col = best[: b + 1, b, c]
                 if np.isfinite(col).any():
                     total[: b + 1, b, c] = col + cost[b][c][:, n]
-        near = np.where(_tail_ok(n)[None, None, :], total, INF)
-        total = near if np.isfinite(near).any() else total  # a budget too small to reach the tail: no limit
+        total = _limit_tail(total)
         a, b, c = (int(x) for x in np.unravel_index(int(np.argmin(total)), total.shape))
         value = float(total[a, b, c])
         steps = {c}
         for prev in reversed(back):
             steps.add(b)
             a, b, c = int(prev[a, b, c]), a, b
-        steps = sorted(steps | set(range(warm)))
-        return steps, value if SEG_POWER == 1.0 else _schedule_cost2(plain, steps, n)
+        return sorted(steps | set(range(warm))), value
 
     out = {warm: trace()} if every or k == warm else {}
     for _ in range(k - warm):
@@ -369,6 +370,8 @@ def _plans2(Y, dt, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int],
         best = nxt
         if every or len(back) == k - warm:
             out[warm + len(back)] = trace()
+    if SEG_POWER != 1.0:  # report the plan's error on the plain objective
+        out = {m: (steps, _schedule_cost2(plain, steps, n)) for m, (steps, _) in out.items()}
     return out
 
 
@@ -410,9 +413,7 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
 
 def _trace(best: np.ndarray, back: list, cum: np.ndarray, n: int, warm: int) -> Tuple[List[int], float]:
     """The optimum over the states ``best`` (the steps after the last compute predicted from it) and its steps."""
-    total = best + cum[:, :, n]
-    near = np.where(_tail_ok(n)[None, :], total, INF)
-    total = near if np.isfinite(near).any() else total  # a budget too small to reach the tail: no limit
+    total = _limit_tail(best + cum[:, :, n])
     a, b = (int(x) for x in np.unravel_index(int(np.argmin(total)), total.shape))
     value = float(total[a, b])
     steps = {b}
@@ -444,6 +445,14 @@ def _schedule_cost2(cost, steps: Sequence[int], n: int) -> float:
         d = steps[i + 1] if i + 1 < len(steps) else n
         total += float(cost[b][c][a, d])
     return total
+
+
+def schedule_error(Y: np.ndarray, dt: np.ndarray, steps: Sequence[int], order: int = 1) -> float:
+    """The plain open-loop error (the sum of its gaps' costs) of computing exactly ``steps`` with an
+    order-``order`` predictor on ``Y``: what :func:`plan` reports for its own schedule, for any schedule."""
+    if order >= 2:
+        return _schedule_cost2(quadratic_costs(Y, dt), sorted(int(s) for s in steps), Y.shape[0])
+    return schedule_cost(segment_costs(Y, dt, order), steps)
 
 
 def plan_trajectory(

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from tcpade_core import ConfigError, make_config
-from tcpade_core.engine import CacheRun
 from tcpade_core import predictors as P
 from tcpade_core.calibrate import Trajectory, calibrated_run
 from tcpade_core.planner import errors, plan, plan_trajectory, segment_costs
@@ -292,17 +291,19 @@ def test_a_tail_limit_keeps_the_last_compute_near_the_end(monkeypatch):
         assert planner.plan(Y, dt, 3, 1, 3)[0] == [0, 1, 2]  # warm-up only: nothing to move
 
 
-@pytest.mark.parametrize("n, target", [(20, 2.0), (20, 3.0), (30, 2.5), (10, 1.25)])
-def test_the_hedge_study_s_even_schedule_is_the_budget_gate_s(n, target):
-    """research.hedge.even_steps is what an evenly spaced target computes (TaylorSeer O=1, whose own gate adds no
-    signal at a target)."""
-    from tcpade_core.research.hedge import even_steps
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_schedule_error_is_what_a_plan_reports_for_its_own_schedule(power, monkeypatch):
+    """planner.schedule_error (any schedule, orders 0-2) gives a plan's own schedule the error the plan reports,
+    at either segment power; a schedule the plain sum prefers is never above the plan's at power 1."""
+    from tcpade_core import planner
 
-    run = CacheRun(make_config("taylorseer", order=1, target_speedup=target))
-    x = torch.zeros(1, 4)
-    for i in range(n):
-        run.begin_step(i, n, 1.0 - i / n)
-        run("c", x, lambda h, i=i: x + i)
-    rep = run.end_run()
-    assert [r.step for r in rep.steps if r.computed] == even_steps(n, rep.computed)
-    assert even_steps(20, 7) == [0, 3, 6, 9, 12, 15, 18] and even_steps(6, 4, warm=3) == [0, 1, 2, 4]
+    monkeypatch.setattr(planner, "SEG_POWER", power)
+    rng = np.random.default_rng(7)
+    Y, dt = rng.normal(size=(14, 6)).cumsum(0), rng.random(14) + 0.1
+    for order, warm in ((0, 1), (1, 1), (1, 3), (2, 1)):
+        for k in (3, 6, 9):
+            steps, value = plan(Y, dt, k, order, warm)
+            assert planner.schedule_error(Y, dt, steps, order) == pytest.approx(value, rel=1e-12, abs=1e-15)
+            other = sorted(set(range(warm)) | set(range(warm, 14, 2)))[:k]
+            if power == 1.0 and len(other) == k:
+                assert planner.schedule_error(Y, dt, other, order) >= value - 1e-12

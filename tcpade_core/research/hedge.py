@@ -14,42 +14,27 @@ here, from the same calibration run (seed ``CALIB_SEED``, 4 samples) the plans c
 from __future__ import annotations
 
 import argparse
-from typing import Dict, List
+from typing import Dict
 
 
 from .. import planner
-from ..config import budget, make_config
+from ..calibrate import planned_config
+from ..config import make_config
 from ..methods import build
 from .shape_bench import CATALOGUE, _count, _stat, _trajectory, read_rows
-
-
-def even_steps(n: int, k: int, warm: int = 1) -> List[int]:
-    """The steps the evenly spaced target computes without a signal (:class:`tcpade_core.gates.BudgetGate`'s rule:
-    compute when the budget left covers every step left, or the gap since the last compute reaches steps left /
-    budget left), the first ``warm`` forced."""
-    out: List[int] = []
-    for i in range(n):
-        b, r = k - len(out), n - i
-        gap = i - out[-1] if out else i + 1
-        if b > 0 and (i < warm or b >= r or gap >= r / b - 1e-9):
-            out.append(i)
-    return out
+from .shape_fit import replay_schedule
 
 
 def ratio(name: str, steps: int, target: float, method: str, params: dict) -> float:
-    """Even spacing's predicted error over the plan's, on the calibration trajectory (the plain objective)."""
-    _, pred = build(make_config(method, **params))
+    """Even spacing's predicted error over the plan's, on the calibration trajectory (the plain objective): the
+    plan is the one a calibrated run gets (:func:`tcpade_core.calibrate.planned_config`), the even schedule the one
+    the evenly spaced target computes on that trajectory (:func:`shape_fit.replay_schedule`)."""
     tr = _trajectory(name, steps)
     Y = planner.project(tr.outputs)
     w = planner.step_weights(tr.t, tr.sigmas, tr.prediction)
-    n = len(tr)
-    k, warm = planner.clamp_budget(n, budget(n, target), pred.warmup)
-    plan, err = planner.plan(Y, w, k, pred.plan_order, warm)
-    ev = even_steps(n, k, warm)
-    if pred.plan_order >= 2:
-        even_err = planner._schedule_cost2(planner.quadratic_costs(Y, w), ev, n)
-    else:
-        even_err = planner.schedule_cost(planner.segment_costs(Y, w, pred.plan_order), ev)
+    cfg, _, err = planned_config(make_config(method, **params), Y, w, target)
+    even = replay_schedule(make_config(method, target_speedup=target, **params), tr)
+    even_err = planner.schedule_error(Y, w, even, build(cfg)[1].plan_order)
     return float(even_err / err) if err > 0 else (1.0 if even_err == 0 else float("inf"))
 
 

@@ -66,6 +66,11 @@ def _trajectory(name: str, steps: int):
     return _TRAJ[(name, steps)]
 
 
+def _cases(split: str, models) -> list:
+    """(split, model, seed) of a split: fbcache's development and held-out cases, or every model on the fresh seed."""
+    return [("fresh", m, FRESH_SEED) for m in models] if split == "fresh" else cases(split, models)
+
+
 def on_calibration(model, name: str, steps: int, target: float, label: str, method: str, params) -> tuple:
     """PSNR of ``even`` and ``plan`` on the plan's own calibration samples (seed CALIB_SEED, classes 0 ..)."""
     key = (name, steps, target, label)
@@ -222,8 +227,8 @@ def _groups(head: str, cells: List[dict], diff) -> List[str]:
     out = [f"{head}: {_count([diff(r) for r in cells])}"]
     for group in ("steps", "model", "target"):
         for v in sorted({r[group] for r in cells}):
-            out.append(f"    {group} {v:g}: " if group == "target" else f"    {group} {v}: ")
-            out[-1] += _count([diff(r) for r in cells if r[group] == v])
+            shown = f"{v:g}" if isinstance(v, float) else v
+            out.append(f"    {group} {shown}: {_count([diff(r) for r in cells if r[group] == v])}")
     return out
 
 
@@ -399,8 +404,7 @@ def main(argv=None) -> None:
     seeds = {int(s) for s in args.seeds.split(",")} if args.seeds else None
     models = args.models.split(",")
     splits = ("dev", "held-out") if args.split == "all" else (args.split,)
-    todo = [("fresh", m, FRESH_SEED) for m in models] if args.split == "fresh" else []
-    for split, name, seed in todo or [c for sp in splits for c in cases(sp, models)]:
+    for split, name, seed in [c for sp in splits for c in _cases(sp, models)]:
         if seeds is not None and seed not in seeds:
             continue
         for steps in (int(s) for s in args.steps.split(",")):
