@@ -19,6 +19,7 @@ steps (:class:`tcpade_core.gates.PlannedGate`).
 
 from __future__ import annotations
 
+import bisect
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -67,6 +68,24 @@ S_FLOW: Optional[float] = None
 # development, +0.50 dB mean over 102 cells, 21 better / 5 worse) and frozen here before the held-out runs
 # (docs/seg_power.txt; `shape_bench --seg-power P` studies it).
 SEG_POWER: float = 2.0
+
+
+# lambda of a closed-loop term the planner adds to the coherent segment costs of orders 0 and 1 (closed_loop_costs;
+# 0: open loop only; the error a plan reports stays the open-loop one): each computed value a prediction starts from is taken to be off by lambda times the trajectory's mean one-step
+# change, independently, and the segment pays what that error reaches the latent through the prediction, so a line
+# stretched far from two close computes costs more than the open-loop error says. Chosen on development runs
+# (A and B, seed 1234; TaylorSeer O=1 at 20/30 steps and 2-3x, plan minus the best fixed grid, mean / min over 12
+# cells: lambda 0 +2.29 / -1.53 dB, 0.05 +1.96 / -2.97, 0.1 +2.49 / -0.32, 0.25 +1.92 / -0.32, 0.5 +1.78 / -2.71,
+# 1 +1.34 / -3.14, 4 -0.68 / -5.00; the rule, fixed before: the largest minimum among means >= +1, ties to the
+# smaller; TC-Padé at 0.1 -0.24 dB against 0) and frozen here before the held-out runs (docs/closed_loop.txt;
+# `shape_bench --closed-loop L` studies it).
+CLOSED_LOOP: float = 0.1
+
+
+# plans nested in the budget above this target's computes (None: every budget its own optimum): a plan of more
+# computes is the plan of one fewer and the one compute that lowers the objective most, so that lowering the target
+# only adds computes. A study: `shape_bench --nest T`.
+NEST_TARGET: Optional[float] = None
 
 
 # the most steps a plan may leave predicted after its last compute (None: as many as the objective likes). A study:
@@ -180,6 +199,29 @@ def segment_costs(Y: np.ndarray, dt: np.ndarray, order: int, objective: str = "c
             acc = np.cumsum((_predictions(Y, a, b, js, order) - Y[js]) * dt[js][:, None], axis=0)
             cost[a, b, b + 2 :] = (acc**2).sum(axis=1) / scale  # c = b+2 .. n: the steps b+1 .. c-1
     return cost
+
+
+def closed_loop_costs(Y: np.ndarray, dt: np.ndarray, order: int, lam: Optional[float] = None) -> np.ndarray:
+    """extra[a, b, c]: what the planner adds to a segment's coherent cost (:func:`segment_costs`, orders 0 and 1)
+    for the run being closed-loop: the computed values a and b a prediction starts from are taken to be off by
+    ``lam`` (default :data:`CLOSED_LOOP`) times the trajectory's mean squared one-step change (relative to the mean
+    squared output), independently, and each reaches the latent with its weight in the prediction (1 + r and -r for
+    the line, r = (j - b) / (b - a); 1 for a reuse), summed over the gap as the errors are:
+    ``noise * ((sum dt (1 + r))^2 + (sum dt r)^2)``. All zeros at ``lam`` 0."""
+    lam = CLOSED_LOOP if lam is None else lam
+    n = Y.shape[0]
+    extra = np.zeros((n, n, n + 1))
+    if not lam or n < 2:
+        return extra
+    dt = np.asarray(dt, dtype=float)
+    scale = max(float((Y**2).sum(axis=1).mean()), 1e-24)
+    noise = lam * float((np.diff(Y, axis=0) ** 2).sum(axis=1).mean()) / scale
+    for b in range(n - 1):
+        js = np.arange(b + 1, n)
+        for a in range(b + 1):
+            r = (js - b) / (b - a) if order >= 1 and a < b else np.zeros(len(js))
+            extra[a, b, b + 2 :] = noise * (np.cumsum(dt[js] * (1 + r)) ** 2 + np.cumsum(dt[js] * r) ** 2)
+    return extra
 
 
 OBJECTIVES = ("coherent", "independent", "tsi", "coherent_tsi")
@@ -321,13 +363,10 @@ def quadratic_costs(Y: np.ndarray, dt: np.ndarray) -> List[List[Optional[np.ndar
     return out
 
 
-def _plans2(Y, dt, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int], float]]:
-    """:func:`_plans` for an order-2 predictor: the state after a compute is the newest three computed steps
-    (a, b, c) (a == b: fewer than three; :func:`quadratic_costs`), the exact minimum over the same objective."""
-    n = Y.shape[0]
-    plain = quadratic_costs(Y, dt)
-    top = max((float(x.max()) for row in plain for x in row if x is not None), default=0.0) or 1.0
-    cost = [[None if x is None else _powered(x, top) for x in row] for row in plain]
+def _plans2(plain, cost, n: int, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int], float]]:
+    """:func:`_plans1` for an order-2 predictor: the state after a compute is the newest three computed steps
+    (a, b, c) (a == b: fewer than three; :func:`quadratic_costs`, powered: ``cost``), the exact minimum over the
+    same objective."""
     best = np.full((n, n, n), INF)
     s = [max(warm - 3, 0), max(warm - 2, 0), warm - 1]
     best[s[0], s[1], s[2]] = 0.0
@@ -370,17 +409,52 @@ def _plans2(Y, dt, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int],
         best = nxt
         if every or len(back) == k - warm:
             out[warm + len(back)] = trace()
-    if SEG_POWER != 1.0:  # report the plan's error on the plain objective
-        out = {m: (steps, _schedule_cost2(plain, steps, n)) for m, (steps, _) in out.items()}
     return out
 
 
+def nest_anchor(n: int, warm: int) -> Optional[int]:
+    """The budget above which plans are nested (:data:`NEST_TARGET`'s computes over ``n`` steps, at least the
+    warm-up), or None where every budget is its own optimum."""
+    if NEST_TARGET is None:
+        return None
+    from .config import budget
+
+    return max(budget(n, NEST_TARGET), warm)
+
+
 def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) -> Dict[int, Tuple[List[int], float]]:
-    if order >= 2 and objective == "coherent":
-        return _plans2(Y, dt, k, warm, every)
+    """The plans of budget ``k`` (``every``: of every budget from ``warm`` to ``k``), each with its plain error:
+    the exact optimum up to :func:`nest_anchor`, above it the plan of one budget less and the one compute that
+    lowers the objective most (ties: the earlier step)."""
     n = Y.shape[0]
-    plain = segment_costs(Y, dt, min(order, 1), objective)
-    cum = _powered(plain, float(plain.max()) or 1.0)
+    if order >= 2 and objective == "coherent":
+        plain = quadratic_costs(Y, dt)
+        top = max((float(x.max()) for row in plain for x in row if x is not None), default=0.0) or 1.0
+        cost = [[None if x is None else _powered(x, top) for x in row] for row in plain]
+        free, term, closed = _plans2, _term2, False
+    else:
+        plain = segment_costs(Y, dt, min(order, 1), objective)
+        closed = objective == "coherent" and bool(CLOSED_LOOP)
+        full = plain + closed_loop_costs(Y, dt, min(order, 1)) if closed else plain
+        cost = _powered(full, float(full.max()) or 1.0)
+        free, term = _plans1, _term1
+    anchor = nest_anchor(n, warm)
+    out = free(plain, cost, n, min(k, anchor or k), warm, every)
+    if anchor is not None and k > anchor:
+        steps = list(out[anchor][0])
+        out = out if every else {}
+        for m in range(anchor + 1, k + 1):
+            steps = _add_best(term, cost, steps, n)
+            if every or m == k:
+                out[m] = (steps, 0.0)
+    if SEG_POWER != 1.0 or anchor is not None or closed:  # report each plan's error on the plain open-loop objective
+        out = {m: (steps, sum(term(plain, steps, i) for i in range(len(steps)))) for m, (steps, _) in out.items()}
+    return out
+
+
+def _plans1(plain, cum, n: int, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int], float]]:
+    """The exact optima of an order-0 or order-1 predictor on the segment costs ``cum`` (:func:`segment_costs`,
+    powered), each with its value on ``cum``."""
     # the state after a compute: (a, b), the newest two computed steps (a == b: b is the only one so far)
     best = np.full((n, n), INF)
     a0, b0 = (warm - 2, warm - 1) if warm >= 2 else (0, 0)
@@ -406,8 +480,6 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
         best = nxt
         if every or len(back) == k - warm:
             out[warm + len(back)] = _trace(best, back, cum, n, warm)
-    if SEG_POWER != 1.0:  # report the plan's error on the plain objective
-        out = {m: (steps, schedule_cost(plain, steps)) for m, (steps, _) in out.items()}
     return out
 
 
@@ -423,28 +495,56 @@ def _trace(best: np.ndarray, back: list, cum: np.ndarray, n: int, warm: int) -> 
     return sorted(steps | set(range(warm))), value
 
 
+def _term1(cum: np.ndarray, steps: Sequence[int], i: int) -> float:
+    """The cost of the gap after the ``i``-th computed step of ``steps`` (orders 0 and 1: :func:`segment_costs`)."""
+    b = steps[i]
+    a = steps[i - 1] if i > 0 else b
+    c = steps[i + 1] if i + 1 < len(steps) else cum.shape[0]
+    return float(cum[a, b, c])
+
+
+def _term2(cost, steps: Sequence[int], i: int) -> float:
+    """:func:`_term1` for an order-2 predictor (:func:`quadratic_costs`)."""
+    c = steps[i]
+    b = steps[i - 1] if i > 0 else c
+    a = steps[i - 2] if i > 1 else b
+    d = steps[i + 1] if i + 1 < len(steps) else len(cost)
+    return float(cost[b][c][a, d])
+
+
 def schedule_cost(cum: np.ndarray, steps: Sequence[int]) -> float:
     """The open-loop error of computing exactly ``steps`` (sorted, starting at 0) on the segment costs ``cum``
     (:func:`segment_costs`): what :func:`plan` minimises, for any schedule."""
-    n = cum.shape[0]
     steps = sorted(int(s) for s in steps)
     total = 0.0
-    for i, b in enumerate(steps):
-        a = steps[i - 1] if i > 0 else b
-        c = steps[i + 1] if i + 1 < len(steps) else n
-        total += float(cum[a, b, c])
+    for i in range(len(steps)):
+        total += _term1(cum, steps, i)
     return total
 
 
 def _schedule_cost2(cost, steps: Sequence[int], n: int) -> float:
-    """:func:`schedule_cost` on an order-2 predictor's costs (:func:`quadratic_costs`)."""
+    """:func:`schedule_cost` on an order-2 predictor's costs (:func:`quadratic_costs`, ``n`` steps)."""
     total = 0.0
-    for i, c in enumerate(steps):
-        b = steps[i - 1] if i > 0 else c
-        a = steps[i - 2] if i > 1 else b
-        d = steps[i + 1] if i + 1 < len(steps) else n
-        total += float(cost[b][c][a, d])
+    for i in range(len(steps)):
+        total += _term2(cost, steps, i)
     return total
+
+
+def _add_best(term, cost, steps: List[int], n: int) -> List[int]:
+    """``steps`` and the one step more that lowers their objective (the sum of ``term`` over the computed steps)
+    most; ties go to the earlier step. A new compute changes only the gaps of its neighbours (two on each side at
+    most), so each candidate is scored by that change."""
+    best, pick = INF, -1
+    for c in range(n):
+        pos = bisect.bisect_left(steps, c)
+        if pos < len(steps) and steps[pos] == c:
+            continue
+        new = steps[:pos] + [c] + steps[pos:]
+        change = sum(term(cost, new, j) for j in range(max(pos - 1, 0), min(pos + 3, len(new))))
+        change -= sum(term(cost, steps, j) for j in range(max(pos - 1, 0), min(pos + 2, len(steps))))
+        if change < best:
+            best, pick = change, c
+    return sorted(steps + [pick])
 
 
 def schedule_error(Y: np.ndarray, dt: np.ndarray, steps: Sequence[int], order: int = 1) -> float:

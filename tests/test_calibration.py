@@ -68,7 +68,7 @@ def test_calibrate_meets_the_budget_and_round_trips_as_json():
     assert cal.tcpade_warmup in (1, 2, 3)
     again = Calibration.from_json(json.loads(json.dumps(cal.to_json())))
     assert again == cal and again.plan_table == cal.plan_table
-    assert set(cal.plan_table) == {"0/1/p2", "1/1/p2", "1/3/p2", "2/1/p2"}
+    assert set(cal.plan_table) == {"0/1/p2/cl0.1", "1/1/p2/cl0.1", "1/3/p2/cl0.1", "2/1/p2"}
     older = {k: v for k, v in cal.to_json().items() if k != "plan_table"}  # a file from before the stored plans
     assert Calibration.from_json(older).plan_table is None
     with pytest.raises(ValueError, match="version"):
@@ -103,19 +103,23 @@ def test_a_stored_plan_is_read_not_planned_and_is_the_plan(method, params, monke
 
 
 def test_plans_stored_under_another_segment_power_are_not_read(monkeypatch):
-    """A calibration stored before the planner's segment power changed (its plans under keys without it) is not
-    read: the run plans again from the stored outputs, under today's objective."""
+    """A calibration stored before the planner's segment power or its closed-loop term changed (its plans under
+    keys without them) is not read: the run plans again from the stored outputs, under today's objective."""
     from tcpade_core import calibrate as CM
     from tcpade_core import planner
     from tcpade_core.config import make_config
 
     monkeypatch.setattr(planner, "SEG_POWER", 1.0)
+    monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
     old = calibrate(synthetic(), "abc", 2.0)
     assert set(old.plan_table) == {"0/1", "1/1", "1/3", "2/1"}
     monkeypatch.setattr(planner, "SEG_POWER", 2.0)
+    monkeypatch.setattr(planner, "CLOSED_LOOP", 0.1)
     cfg = make_config("taylorseer", order=1)
     fresh = CM.planned_config(cfg, old.plan_outputs, old.plan_weights, 2.5)
     forged = {"1/1": {k: [[0], 0.0] for k in old.plan_table["1/1"]}}  # an old table: would plan only step 0
+    assert CM.planned_config(cfg, old.plan_outputs, old.plan_weights, 2.5, table=forged) == fresh
+    forged = {"1/1/p2": {k: [[0], 0.0] for k in old.plan_table["1/1"]}}  # stored before the closed-loop term
     assert CM.planned_config(cfg, old.plan_outputs, old.plan_weights, 2.5, table=forged) == fresh
     assert len(fresh[1]) == budget(20, 2.5)
 

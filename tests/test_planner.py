@@ -32,8 +32,15 @@ def _kinked(n=20, kink=10):
     return [d * (j if j <= kink else kink - 2 * (j - kink)) + 3.0 for j in range(n)]
 
 
-def test_a_kink_is_computed_and_the_linear_parts_cost_nothing():
+def test_a_kink_is_computed_and_the_linear_parts_cost_nothing(monkeypatch):
+    """On the open-loop objective: the plan computes at the kink and O=1 is exact on both lines. The closed-loop
+    term (planner.CLOSED_LOOP, on by default) still computes at the kink, and trades some open-loop error for
+    shorter reaches of each line."""
+    from tcpade_core import planner
+
     traj = _traj(_kinked())
+    assert any(10 <= s <= 11 for s in plan_trajectory(traj, 4, order=1)[0])
+    monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
     steps, err = plan_trajectory(traj, 4, order=1)
     assert len(steps) == 4 and steps[0] == 0 and err == pytest.approx(0.0, abs=1e-12)
     assert any(10 <= s <= 11 for s in steps)  # a compute at (or just after) the kink
@@ -63,6 +70,7 @@ def test_the_plan_is_the_exact_minimum_and_deterministic(seed, monkeypatch):
     from tcpade_core import planner
 
     monkeypatch.setattr(planner, "SEG_POWER", 1.0)  # the plain sum (the power: the test below)
+    monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
     rng = np.random.default_rng(seed)
     n = int(rng.integers(5, 9))
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n)
@@ -248,6 +256,7 @@ def test_a_segment_power_plans_the_exact_minimum_of_its_aggregate_and_reports_th
     rng = np.random.default_rng(10 + seed)
     n = int(rng.integers(6, 9))
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
+    monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
     monkeypatch.setattr(planner, "SEG_POWER", 2.0)
     for order, warm in ((0, 1), (1, 1), (1, 2), (2, 1), (2, 3)):
         k = int(rng.integers(warm + 1, n))
@@ -307,3 +316,109 @@ def test_schedule_error_is_what_a_plan_reports_for_its_own_schedule(power, monke
             other = sorted(set(range(warm)) | set(range(warm, 14, 2)))[:k]
             if power == 1.0 and len(other) == k:
                 assert planner.schedule_error(Y, dt, other, order) >= value - 1e-12
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_nested_plans_only_add_the_best_compute_above_their_anchor(power, monkeypatch):
+    """planner.NEST_TARGET = T (a study, off by default): up to T's budget every plan is the free optimum; above it
+    each plan is the plan of one compute fewer and the one step that lowers the (powered) objective most, the
+    earliest of equals, checked against every single addition; the table and plan() agree; the error reported is
+    the plain one."""
+    from tcpade_core import planner
+    from tcpade_core.config import budget
+
+    monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
+    monkeypatch.setattr(planner, "SEG_POWER", power)
+    rng = np.random.default_rng(20)
+    n = 12
+    Y, dt = rng.normal(size=(n, 6)).cumsum(0), rng.random(n) + 0.1
+    free = {(o, w): planner.plan_table(Y, dt, o, w) for o in (0, 1, 2) for w in (1, 2)}
+    monkeypatch.setattr(planner, "NEST_TARGET", 2.0)
+    anchor = budget(n, 2.0)
+    assert planner.nest_anchor(n, 1) == anchor == 6 and planner.nest_anchor(n, 8) == 8
+    moved = 0
+    for (order, warm), loose in free.items():
+        table = planner.plan_table(Y, dt, order, warm)
+        assert sorted(table) == sorted(loose)
+        if order == 2:
+            cost, term = planner.quadratic_costs(Y, dt), planner._term2
+            top = max(float(x.max()) for row in cost for x in row if x is not None)
+            powered = [[None if x is None else planner._powered(x, top) for x in row] for row in cost]
+        else:
+            cost, term = segment_costs(Y, dt, order), planner._term1
+            powered = planner._powered(cost, float(cost.max()))
+        for k, (steps, err) in table.items():
+            assert (steps, err) == tuple(planner.plan(Y, dt, k, order, warm))
+            assert err == pytest.approx(planner.schedule_error(Y, dt, steps, order), rel=1e-12)
+            if k <= anchor:
+                assert steps == loose[k][0]
+                continue
+            before = table[k - 1][0]
+            (added,) = set(steps) - set(before)
+            totals = {
+                c: sum(term(powered, sorted(before + [c]), i) for i in range(k)) for c in range(n) if c not in before
+            }
+            best = min(totals.values())
+            assert totals[added] == pytest.approx(best, rel=1e-12, abs=1e-15)
+            assert all(totals[c] > best * (1 + 1e-12) + 1e-15 for c in totals if c < added)
+            moved += steps != loose[k][0]
+    assert moved  # nesting changes some plan
+
+
+def test_a_closed_loop_term_adds_each_base_value_s_reach_through_the_prediction(monkeypatch):
+    """planner.CLOSED_LOOP = lambda (0.1, measured): the planner adds to a coherent segment cost lambda times the
+    mean one-step change (relative to the mean squared output) times (sum dt (1 + r))^2 + (sum dt r)^2 over the gap,
+    r = (j - b) / (b - a) the line's reach (0 for a reuse and for a lone b); zero at lambda 0; it changes plans, the
+    error a plan reports stays the open-loop one, order 2 is planned without it, and the stored plan key names it."""
+    from tcpade_core import planner
+    from tcpade_core.calibrate import plan_key
+
+    rng = np.random.default_rng(5)
+    n = 10
+    Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n) + 0.1
+    assert planner.CLOSED_LOOP == 0.1 and plan_key(1, 1) == "1/1/p2/cl0.1" and plan_key(2, 1) == "2/1/p2"
+    scale = (Y**2).sum(axis=1).mean()
+    noise = 0.5 * (np.diff(Y, axis=0) ** 2).sum(axis=1).mean() / scale
+    for order in (0, 1):
+        extra = planner.closed_loop_costs(Y, dt, order, 0.5)
+        for a, b, c in ((2, 5, 9), (3, 3, 7), (0, 1, 10), (4, 6, 8)):
+            js = np.arange(b + 1, c)
+            r = (js - b) / (b - a) if order and a < b else np.zeros(len(js))
+            want = noise * ((dt[js] * (1 + r)).sum() ** 2 + (dt[js] * r).sum() ** 2)
+            assert extra[a, b, c] == pytest.approx(want, rel=1e-9)
+        assert np.all(extra[:, :, :2] == 0) and np.all(planner.closed_loop_costs(Y, dt, order, 0.0) == 0)
+    monkeypatch.setattr(planner, "CLOSED_LOOP", 0.5)
+    table = planner.plan_table(Y, dt, 1, 1)
+    two = planner.plan_table(Y, dt, 2, 1)
+    for k, (steps, err) in table.items():
+        assert err == pytest.approx(planner.schedule_error(Y, dt, steps, 1), rel=1e-12)
+    monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
+    assert plan_key(1, 1) == "1/1/p2"
+    assert any(table[k][0] != v[0] for k, v in planner.plan_table(Y, dt, 1, 1).items())
+    assert planner.plan_table(Y, dt, 2, 1) == two
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_with_the_closed_loop_term_the_plan_is_the_exact_minimum_of_its_objective(power, monkeypatch):
+    """At the default lambda, against every schedule (orders 0 and 1): the plan minimises the sum over its gaps of
+    (open-loop cost + closed-loop term)^p, and reports its open-loop error."""
+    from tcpade_core import planner
+
+    monkeypatch.setattr(planner, "SEG_POWER", power)
+    rng = np.random.default_rng(8)
+    n = 8
+    Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
+    for order, warm in ((0, 1), (1, 1), (1, 2)):
+        plain = segment_costs(Y, dt, order)
+        full = plain + planner.closed_loop_costs(Y, dt, order)
+        for k in range(warm + 1, n):
+            steps, value = plan(Y, dt, k, order, warm)
+
+            def agg(s, c=full):
+                return sum(
+                    c[s[i - 1] if i else b, b, s[i + 1] if i + 1 < len(s) else n] ** power for i, b in enumerate(s)
+                )
+
+            scheds = [sorted(set(range(warm)) | set(r)) for r in itertools.combinations(range(warm, n), k - warm)]
+            assert agg(steps) == pytest.approx(min(agg(s) for s in scheds), rel=1e-9, abs=1e-15)
+            assert value == pytest.approx(agg(steps, plain) if power == 1.0 else planner.schedule_cost(plain, steps))

@@ -363,6 +363,19 @@ def main(argv=None) -> None:
         default=None,
         help="the most steps a plan may leave predicted after its last compute (planner.TAIL; default: the frozen one)",
     )
+    ap.add_argument(
+        "--closed-loop",
+        type=float,
+        default=None,
+        help="lambda of the planner's closed-loop term (planner.CLOSED_LOOP; 0: open loop; default: the frozen one)",
+    )
+    ap.add_argument(
+        "--nest",
+        type=float,
+        default=None,
+        help="nest plans in the budget above this target's computes (planner.NEST_TARGET; 0: off; default: the "
+        "frozen one)",
+    )
     ap.add_argument("--seeds", default="", help="only these seeds, comma-separated (default: every held-out one)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -383,6 +396,10 @@ def main(argv=None) -> None:
         planner.SEG_POWER = args.seg_power
     if args.tail is not None:
         planner.TAIL = args.tail if args.tail >= 0 else None
+    if args.closed_loop is not None:
+        planner.CLOSED_LOOP = args.closed_loop
+    if args.nest is not None:
+        planner.NEST_TARGET = args.nest if args.nest > 0 else None
     targets = tuple(float(t) for t in args.targets.split(","))
     methods = tuple(m for m in CATALOGUE if m[0] in args.methods.split(","))
     bench = read_bench()
@@ -398,6 +415,8 @@ def main(argv=None) -> None:
         )
         + ("" if planner.SEG_POWER == 1.0 else f"; segment power {planner.SEG_POWER:g}")
         + ("" if planner.TAIL is None else f"; at most {planner.TAIL} steps predicted after the last compute")
+        + ("" if planner.NEST_TARGET is None else f"; plans nested above {planner.NEST_TARGET:g}x")
+        + ("" if planner.CLOSED_LOOP == 0 else f"; closed-loop term {planner.CLOSED_LOOP:g}")
     )
     print(head(), flush=True)
     rows: List[dict] = []
