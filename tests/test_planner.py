@@ -369,14 +369,16 @@ def test_a_closed_loop_term_adds_each_base_value_s_reach_through_the_prediction(
     """planner.CLOSED_LOOP = lambda (0.1, measured): the planner adds to a coherent segment cost lambda times the
     mean one-step change (relative to the mean squared output) times (sum dt (1 + r))^2 + (sum dt r)^2 over the gap,
     r = (j - b) / (b - a) the line's reach (0 for a reuse and for a lone b); zero at lambda 0; it changes plans, the
-    error a plan reports stays the open-loop one, order 2 is planned without it, and the stored plan key names it."""
+    error a plan reports stays the open-loop one, orders 0 (reuse) and 2 are planned without it, and the stored plan
+    key of order 1 names it."""
     from tcpade_core import planner
     from tcpade_core.calibrate import plan_key
 
     rng = np.random.default_rng(5)
     n = 10
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n) + 0.1
-    assert planner.CLOSED_LOOP == 0.1 and plan_key(1, 1) == "1/1/p2/cl0.1" and plan_key(2, 1) == "2/1/p2"
+    assert planner.CLOSED_LOOP == 0.1 and plan_key(1, 1) == "1/1/p2/cl0.1"
+    assert plan_key(0, 1) == "0/1/p2" and plan_key(2, 1) == "2/1/p2"
     scale = (Y**2).sum(axis=1).mean()
     noise = 0.5 * (np.diff(Y, axis=0) ** 2).sum(axis=1).mean() / scale
     for order in (0, 1):
@@ -389,19 +391,19 @@ def test_a_closed_loop_term_adds_each_base_value_s_reach_through_the_prediction(
         assert np.all(extra[:, :, :2] == 0) and np.all(planner.closed_loop_costs(Y, dt, order, 0.0) == 0)
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.5)
     table = planner.plan_table(Y, dt, 1, 1)
-    two = planner.plan_table(Y, dt, 2, 1)
+    two, zero = planner.plan_table(Y, dt, 2, 1), planner.plan_table(Y, dt, 0, 1)
     for k, (steps, err) in table.items():
         assert err == pytest.approx(planner.schedule_error(Y, dt, steps, 1), rel=1e-12)
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
     assert plan_key(1, 1) == "1/1/p2"
     assert any(table[k][0] != v[0] for k, v in planner.plan_table(Y, dt, 1, 1).items())
-    assert planner.plan_table(Y, dt, 2, 1) == two
+    assert planner.plan_table(Y, dt, 2, 1) == two and planner.plan_table(Y, dt, 0, 1) == zero
 
 
 @pytest.mark.parametrize("power", [1.0, 2.0])
 def test_with_the_closed_loop_term_the_plan_is_the_exact_minimum_of_its_objective(power, monkeypatch):
-    """At the default lambda, against every schedule (orders 0 and 1): the plan minimises the sum over its gaps of
-    (open-loop cost + closed-loop term)^p, and reports its open-loop error."""
+    """At the default lambda, against every schedule: an order-1 plan minimises the sum over its gaps of (open-loop
+    cost + closed-loop term)^p, an order-0 plan the open-loop cost^p, and each reports its open-loop error."""
     from tcpade_core import planner
 
     monkeypatch.setattr(planner, "SEG_POWER", power)
@@ -410,7 +412,7 @@ def test_with_the_closed_loop_term_the_plan_is_the_exact_minimum_of_its_objectiv
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
     for order, warm in ((0, 1), (1, 1), (1, 2)):
         plain = segment_costs(Y, dt, order)
-        full = plain + planner.closed_loop_costs(Y, dt, order)
+        full = plain + planner.closed_loop_costs(Y, dt, order) if order == 1 else plain
         for k in range(warm + 1, n):
             steps, value = plan(Y, dt, k, order, warm)
 
