@@ -7,11 +7,13 @@ order 1: the straight line through the newest two, in the step index, exact on u
 squared error ``||pred - y_j||^2 / ||y_j||^2`` weighted by how much step j's error reaches the sample
 (:func:`step_weights`: for a flow sampler its step size in normalised time ``t_j - t_{j+1}``, as an Euler step
 moves the latent by its size times the model's output; for an eps-prediction sampler its step in asinh(sigma / s)),
-each gap's cost raised to :data:`SEG_POWER` (2: measured; no one gap left much worse than the rest) and summed. A
+each gap's cost raised to :data:`SEG_POWER` (2: measured; no one gap left much worse than the rest) and summed;
+for order 1 each gap also pays what errors in the computed values it starts from would reach the sample through
+the line (:func:`closed_loop_costs`, :data:`CLOSED_LOOP`: measured). A
 dynamic programme over (computes used, the newest two computed steps) finds the exact minimum of that objective; an order-2 predictor (TaylorSeer at order 2 and up, the quadratic through its newest three
 values) over (computes used, the newest three) with :func:`quadratic_costs` (chosen on development runs:
 ``docs/dev_tuning.md``); other predictors of higher order are planned with the order-1 objective. The outputs are compared on a fixed random projection to :data:`PROJECTION` numbers per step, so 50
-steps plan in well under a second on a CPU.
+steps plan in about 0.3 s on a 2-core CPU at order 1 and about 1 s at order 2 (``docs/plan_timing.txt``).
 
 The schedule is a setting: a config's ``plan`` (a tuple of step indices) makes the run compute exactly those
 steps (:class:`tcpade_core.gates.PlannedGate`).
@@ -71,9 +73,10 @@ SEG_POWER: float = 2.0
 
 
 # lambda of a closed-loop term the planner adds to the coherent segment costs of order 1 (closed_loop_costs; 0: open
-# loop only; the error a plan reports stays the open-loop one): each computed value a prediction starts from is taken to be off by lambda times the trajectory's mean one-step
-# change, independently, and the segment pays what that error reaches the latent through the prediction, so a line
-# stretched far from two close computes costs more than the open-loop error says. Chosen on development runs
+# loop only; the error a plan reports stays the open-loop one): each computed value a prediction starts from is
+# taken to be off by lambda times the trajectory's mean one-step change, independently, and the segment pays what
+# that error reaches the latent through the prediction, so a line stretched far from two close computes costs more
+# than the open-loop error says. Chosen on development runs
 # (A and B, seed 1234; TaylorSeer O=1 at 20/30 steps and 2-3x, plan minus the best fixed grid, mean / min over 12
 # cells: lambda 0 +2.29 / -1.53 dB, 0.05 +1.96 / -2.97, 0.1 +2.49 / -0.32, 0.25 +1.92 / -0.32, 0.5 +1.78 / -2.71,
 # 1 +1.34 / -3.14, 4 -0.68 / -5.00; the rule, fixed before: the largest minimum among means >= +1, ties to the
@@ -204,8 +207,8 @@ def segment_costs(Y: np.ndarray, dt: np.ndarray, order: int, objective: str = "c
 
 
 def closed_loop_costs(Y: np.ndarray, dt: np.ndarray, order: int, lam: Optional[float] = None) -> np.ndarray:
-    """extra[a, b, c]: what the planner adds to a segment's coherent cost (:func:`segment_costs`, orders 0 and 1)
-    for the run being closed-loop: the computed values a and b a prediction starts from are taken to be off by
+    """extra[a, b, c]: what the planner adds to a segment's coherent cost (:func:`segment_costs`; it does for order
+    1, and plans orders 0 and 2 without it: measured) for the run being closed-loop: the computed values a and b a prediction starts from are taken to be off by
     ``lam`` (default :data:`CLOSED_LOOP`) times the trajectory's mean squared one-step change (relative to the mean
     squared output), independently, and each reaches the latent with its weight in the prediction (1 + r and -r for
     the line, r = (j - b) / (b - a); 1 for a reuse), summed over the gap as the errors are:
