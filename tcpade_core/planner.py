@@ -13,7 +13,7 @@ the line (:func:`closed_loop_costs`, :data:`CLOSED_LOOP`: measured). A
 dynamic programme over (computes used, the newest two computed steps) finds the exact minimum of that objective; an order-2 predictor (TaylorSeer at order 2 and up, the quadratic through its newest three
 values) over (computes used, the newest three) with :func:`quadratic_costs` (chosen on development runs:
 ``docs/dev_tuning.md``); other predictors of higher order are planned with the order-1 objective. The outputs are compared on a fixed random projection to :data:`PROJECTION` numbers per step, so 50
-steps plan in about 0.3 s on a 2-core CPU at order 1 and about 1 s at order 2 (``docs/plan_timing.txt``).
+steps plan in about 0.3 s on a 2-core CPU at either order (``docs/plan_timing.txt``).
 
 The schedule is a setting: a config's ``plan`` (a tuple of step indices) makes the run compute exactly those
 steps (:class:`tcpade_core.gates.PlannedGate`).
@@ -376,14 +376,19 @@ def _plans2(plain, cost, n: int, k: int, warm: int, every: bool) -> Dict[int, Tu
     s = [max(warm - 3, 0), max(warm - 2, 0), warm - 1]
     best[s[0], s[1], s[2]] = 0.0
     back = []  # per added compute: prev[b, c, d] = the a before
+    # per newest compute c, the costs as one array: q[c][b, a, d - c - 1] = cost[b][c][a, d] (a <= b <= c < d <= n;
+    # INF where a > b), so that each step of the programme is one vectorised minimum per c
+    q = []
+    for c in range(n):
+        qc = np.full((c + 1, c + 1, n - c), INF)
+        for b in range(c + 1):
+            qc[b, : b + 1, :] = cost[b][c][:, c + 1 :]
+        q.append(qc)
 
     def trace():
         total = np.full((n, n, n), INF)
         for c in range(n):
-            for b in range(c + 1):
-                col = best[: b + 1, b, c]
-                if np.isfinite(col).any():
-                    total[: b + 1, b, c] = col + cost[b][c][:, n]
+            total[: c + 1, : c + 1, c] = (best[: c + 1, : c + 1, c].T + q[c][:, :, -1]).T
         total = _limit_tail(total)
         a, b, c = (int(x) for x in np.unravel_index(int(np.argmin(total)), total.shape))
         value = float(total[a, b, c])
@@ -396,20 +401,17 @@ def _plans2(plain, cost, n: int, k: int, warm: int, every: bool) -> Dict[int, Tu
     out = {warm: trace()} if every or k == warm else {}
     for _ in range(k - warm):
         nxt = np.full((n, n, n), INF)
-        prev = np.zeros((n, n, n), dtype=int)
+        prev = np.zeros((n, n, n), dtype=np.int16)  # step indices (n < 32768): 1/4 of the memory of int64
         for c in range(n - 1):
-            for b in range(c + 1):
-                col = best[: b + 1, b, c]
-                ok = np.isfinite(col)
-                if not ok.any():
-                    continue
-                tot = np.where(ok[:, None], col[:, None] + cost[b][c][:, c + 1 : n], INF)  # (a, d = c+1 .. n-1)
-                a_best = np.argmin(tot, axis=0)  # ties: the smallest a
-                val = tot[a_best, np.arange(tot.shape[1])]
-                dsel = np.arange(c + 1, n)
-                better = val < nxt[b, c, dsel]
-                nxt[b, c, dsel[better]] = val[better]
-                prev[b, c, dsel[better]] = a_best[better]
+            col = best[: c + 1, : c + 1, c].T  # (b, a)
+            if not np.isfinite(col).any():
+                continue
+            tot = col[:, :, None] + q[c][:, :, :-1]  # (b, a, d = c+1 .. n-1)
+            a_best = np.argmin(tot, axis=1)  # ties: the smallest a
+            val = np.take_along_axis(tot, a_best[:, None, :], axis=1)[:, 0, :]
+            ok = np.isfinite(val)
+            nxt[: c + 1, c, c + 1 :] = np.where(ok, val, INF)
+            prev[: c + 1, c, c + 1 :] = np.where(ok, a_best, 0)
         back.append(prev)
         best = nxt
         if every or len(back) == k - warm:
