@@ -240,8 +240,8 @@ def plan_keys() -> List[Tuple[int, int]]:
 def plan_key(order: int, warm: int) -> str:
     """The key of one predictor's plans in :attr:`Calibration.plan_table`: its plan order and warm-up, and the
     planner's segment power where it is not 1 (:data:`tcpade_core.planner.SEG_POWER`) and the target its plans nest
-    above, if any (:data:`tcpade_core.planner.NEST_TARGET`), and for order 1 the closed-loop term's lambda
-    where it is not 0 (:data:`tcpade_core.planner.CLOSED_LOOP`), so that plans stored under another objective are not
+    above, if any (:data:`tcpade_core.planner.NEST_TARGET`), and the closed-loop term's lambda where that order
+    plans with one (:func:`tcpade_core.planner.closed_loop_lambda`), so that plans stored under another objective are not
     read: the plan is made again from the stored outputs."""
     from . import planner
 
@@ -249,7 +249,7 @@ def plan_key(order: int, warm: int) -> str:
         f"{order}/{warm}"
         + ("" if planner.SEG_POWER == 1.0 else f"/p{planner.SEG_POWER:g}")
         + ("" if planner.NEST_TARGET is None else f"/n{planner.NEST_TARGET:g}")
-        + ("" if planner.CLOSED_LOOP == 0 or order != 1 else f"/cl{planner.CLOSED_LOOP:g}")
+        + ("" if not planner.closed_loop_lambda(order) else f"/cl{planner.closed_loop_lambda(order):g}")
     )
 
 

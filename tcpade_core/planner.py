@@ -72,19 +72,26 @@ S_FLOW: Optional[float] = None
 SEG_POWER: float = 2.0
 
 
-# lambda of a closed-loop term the planner adds to the coherent segment costs of order 1 (closed_loop_costs; 0: open
-# loop only; the error a plan reports stays the open-loop one): each computed value a prediction starts from is
-# taken to be off by lambda times the trajectory's mean one-step change, independently, and the segment pays what
-# that error reaches the latent through the prediction, so a line stretched far from two close computes costs more
-# than the open-loop error says. Chosen on development runs
-# (A and B, seed 1234; TaylorSeer O=1 at 20/30 steps and 2-3x, plan minus the best fixed grid, mean / min over 12
-# cells: lambda 0 +2.29 / -1.53 dB, 0.05 +1.96 / -2.97, 0.1 +2.49 / -0.32, 0.25 +1.92 / -0.32, 0.5 +1.78 / -2.71,
-# 1 +1.34 / -3.14, 4 -0.68 / -5.00; the rule, fixed before: the largest minimum among means >= +1, ties to the
-# smaller; TC-Padé at 0.1 -0.24 dB against 0) and frozen here before the held-out runs (docs/closed_loop.txt;
+# lambda of a closed-loop term the planner adds to the coherent segment costs of order 1 (closed_loop_costs,
+# closed_loop_lambda; 0: open loop only; the error a plan reports stays the open-loop one): each computed value a
+# prediction starts from is taken to be off by an error of squared size lambda times the trajectory's mean squared
+# one-step change, independently, and the segment pays what that error reaches the latent through the prediction,
+# so a line stretched far from two close computes costs more than the open-loop error says. Chosen on development
+# runs (A and B, seed 1234; TaylorSeer O=1 at 20/30 steps and 2-3x, plan minus the best fixed grid, mean / min over
+# 12 cells: lambda 0 +2.29 / -1.53 dB, 0.05 +1.96 / -2.97, 0.1 +2.49 / -0.32, 0.25 +1.92 / -0.32, 0.5 +1.78 /
+# -2.71, 1 +1.34 / -3.14, 4 -0.68 / -5.00; the rule, fixed before: the largest minimum among means >= +1, ties to
+# the smaller; TC-Padé at 0.1 -0.24 dB against 0) and frozen here before the held-out runs (docs/closed_loop.txt;
 # `shape_bench --closed-loop L` studies it). Held out, TaylorSeer O=1 and TC-Padé at 20/30 steps and 2-3x gained
 # +0.09 dB over lambda 0 (16 better / 8 worse of 48), so it stays. The reuse predictors (order 0: TeaCache,
 # MagCache, First Block Cache) lost with it on development (-0.45 dB, 4 better / 12 worse of 36) and plan without.
 CLOSED_LOOP: float = 0.1
+
+
+def closed_loop_lambda(order: int, objective: str = "coherent") -> float:
+    """The closed-loop term's lambda the planner uses for an order-``order`` predictor: :data:`CLOSED_LOOP` for
+    order 1 on the coherent objective, else 0 (the reuse predictors lost with it; order 2 plans over its own
+    costs). A stored plan's key names it (:func:`tcpade_core.calibrate.plan_key`)."""
+    return CLOSED_LOOP if order == 1 and objective == "coherent" else 0.0
 
 
 # plans nested in the budget above this target's computes (None: every budget its own optimum): a plan of more
@@ -207,10 +214,10 @@ def segment_costs(Y: np.ndarray, dt: np.ndarray, order: int, objective: str = "c
 
 
 def closed_loop_costs(Y: np.ndarray, dt: np.ndarray, order: int, lam: Optional[float] = None) -> np.ndarray:
-    """extra[a, b, c]: what the planner adds to a segment's coherent cost (:func:`segment_costs`; it does for order
-    1, and plans orders 0 and 2 without it: measured) for the run being closed-loop: the computed values a and b a prediction starts from are taken to be off by
-    ``lam`` (default :data:`CLOSED_LOOP`) times the trajectory's mean squared one-step change (relative to the mean
-    squared output), independently, and each reaches the latent with its weight in the prediction (1 + r and -r for
+    """extra[a, b, c]: what the planner adds to a segment's coherent cost (:func:`segment_costs`; for the orders
+    :func:`closed_loop_lambda` names) for the run being closed-loop: the computed values a and b a prediction starts
+    from are taken to be off by errors of squared size ``lam`` (default :data:`CLOSED_LOOP`) times the trajectory's
+    mean squared one-step change (relative to the mean squared output), independently, and each reaches the latent with its weight in the prediction (1 + r and -r for
     the line, r = (j - b) / (b - a); 1 for a reuse), summed over the gap as the errors are:
     ``noise * ((sum dt (1 + r))^2 + (sum dt r)^2)``. All zeros at ``lam`` 0."""
     lam = CLOSED_LOOP if lam is None else lam
@@ -441,8 +448,9 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
         free, term, closed = _plans2, _term2, False
     else:
         plain = segment_costs(Y, dt, min(order, 1), objective)
-        closed = objective == "coherent" and order >= 1 and bool(CLOSED_LOOP)
-        full = plain + closed_loop_costs(Y, dt, min(order, 1)) if closed else plain
+        lam = closed_loop_lambda(order, objective)
+        closed = bool(lam)
+        full = plain + closed_loop_costs(Y, dt, 1, lam) if closed else plain
         cost = _powered(full, float(full.max()) or 1.0)
         free, term = _plans1, _term1
     anchor = nest_anchor(n, warm)
@@ -455,7 +463,7 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
             if every or m == k:
                 out[m] = (steps, 0.0)
     if SEG_POWER != 1.0 or anchor is not None or closed:  # report each plan's error on the plain open-loop objective
-        out = {m: (steps, sum(term(plain, steps, i) for i in range(len(steps)))) for m, (steps, _) in out.items()}
+        out = {m: (steps, _total(term, plain, steps)) for m, (steps, _) in out.items()}
     return out
 
 
@@ -519,22 +527,18 @@ def _term2(cost, steps: Sequence[int], i: int) -> float:
     return float(cost[b][c][a, d])
 
 
+def _total(term, cost, steps: Sequence[int]) -> float:
+    """The sum of ``term`` (:func:`_term1` or :func:`_term2`) over the gaps of ``steps`` (sorted)."""
+    total = 0.0
+    for i in range(len(steps)):
+        total += term(cost, steps, i)
+    return total
+
+
 def schedule_cost(cum: np.ndarray, steps: Sequence[int]) -> float:
     """The open-loop error of computing exactly ``steps`` (sorted, starting at 0) on the segment costs ``cum``
     (:func:`segment_costs`): what :func:`plan` minimises, for any schedule."""
-    steps = sorted(int(s) for s in steps)
-    total = 0.0
-    for i in range(len(steps)):
-        total += _term1(cum, steps, i)
-    return total
-
-
-def _schedule_cost2(cost, steps: Sequence[int], n: int) -> float:
-    """:func:`schedule_cost` on an order-2 predictor's costs (:func:`quadratic_costs`, ``n`` steps)."""
-    total = 0.0
-    for i in range(len(steps)):
-        total += _term2(cost, steps, i)
-    return total
+    return _total(_term1, cum, sorted(int(s) for s in steps))
 
 
 def _add_best(term, cost, steps: List[int], n: int) -> List[int]:
@@ -558,7 +562,7 @@ def schedule_error(Y: np.ndarray, dt: np.ndarray, steps: Sequence[int], order: i
     """The plain open-loop error (the sum of its gaps' costs) of computing exactly ``steps`` with an
     order-``order`` predictor on ``Y``: what :func:`plan` reports for its own schedule, for any schedule."""
     if order >= 2:
-        return _schedule_cost2(quadratic_costs(Y, dt), sorted(int(s) for s in steps), Y.shape[0])
+        return _total(_term2, quadratic_costs(Y, dt), sorted(int(s) for s in steps))
     return schedule_cost(segment_costs(Y, dt, order), steps)
 
 
