@@ -424,3 +424,51 @@ def test_with_the_closed_loop_term_the_plan_is_the_exact_minimum_of_its_objectiv
             scheds = [sorted(set(range(warm)) | set(r)) for r in itertools.combinations(range(warm, n), k - warm)]
             assert agg(steps) == pytest.approx(min(agg(s) for s in scheds), rel=1e-9, abs=1e-15)
             assert value == pytest.approx(agg(steps, plain) if power == 1.0 else planner.schedule_cost(plain, steps))
+
+
+def test_proxy_rank_variations_keep_the_budget_and_the_warm_up():
+    """The study's candidate schedules (research.proxy_rank.variations): each has the bases' number of computes,
+    sorted, distinct, within the run, the warm-up kept, none equal to a base or to another; the same seed gives the
+    same list, another seed another."""
+    from tcpade_core.research.proxy_rank import variations
+
+    bases = [(0, 1, 4, 7, 10, 13, 16), (0, 1, 3, 6, 10, 14, 18)]
+    out = variations(bases, 20, 2, 15, seed=3)
+    assert len(out) == 15 and len(set(out)) == 15
+    for st in out:
+        assert len(st) == 7 and st[:2] == (0, 1) and list(st) == sorted(set(st)) and st[-1] < 20
+        assert st not in bases
+    assert out == variations(bases, 20, 2, 15, seed=3)
+    assert out != variations(bases, 20, 2, 15, seed=4)
+    assert variations([(0, 1)], 2, 2, 5) == []  # nothing after the warm-up to move
+
+
+def test_proxy_rank_spearman_is_exact():
+    """Lower predicted error ranks higher: a proxy that orders the PSNRs exactly scores +1, the reverse -1, a
+    constant 0; ties take their mean rank."""
+    from tcpade_core.research.proxy_rank import spearman
+
+    psnr = [30.0, 20.0, 25.0, 35.0]
+    assert spearman([3.0, 9.0, 5.0, 1.0], psnr) == pytest.approx(1.0)
+    assert spearman([-3.0, -9.0, -5.0, -1.0], psnr) == pytest.approx(-1.0)
+    assert spearman([1.0, 1.0, 1.0, 1.0], psnr) == 0.0
+    # predicted ranks (mean for the tie) 2.5, 0, 2.5, 1 against PSNR ranks 2, 0, 1, 3
+    a, b = np.array([2.5, 0.0, 2.5, 1.0]), np.array([2.0, 0.0, 1.0, 3.0])
+    assert spearman([1.0, 9.0, 1.0, 5.0], psnr) == pytest.approx(float(np.corrcoef(a, b)[0, 1]))
+
+
+def test_proxy_rank_proxies_are_the_planners_objectives():
+    """The study's "planner" proxy is what planner.plan minimises (the plan scores lowest among its variations) and
+    "open loop (reported)" is planner.schedule_error, the error a node shows."""
+    from tcpade_core import planner
+    from tcpade_core.research.proxy_rank import PROXIES, variations
+
+    rng = np.random.default_rng(5)
+    Y = np.cumsum(rng.normal(size=(16, 8)), axis=0) + 0.2 * np.arange(16)[:, None] ** 2
+    w = planner.step_sizes(1.0 - np.arange(16) / 16)
+    steps, _ = planner.plan(Y, w, 6, 1, 1)
+    obj = PROXIES["planner (p2, cl 0.1)"](Y, w, 16, 6)
+    assert all(obj(steps) <= obj(list(v)) for v in variations([tuple(steps)], 16, 1, 30))
+    reported = PROXIES["open loop (reported)"](Y, w, 16, 6)
+    for v in [tuple(steps)] + variations([tuple(steps)], 16, 1, 5):
+        assert reported(list(v)) == pytest.approx(planner.schedule_error(Y, w, v, 1))
