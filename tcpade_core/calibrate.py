@@ -330,9 +330,11 @@ def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> Ca
     from .config import check_target, make_config
 
     target = check_target(target, off=False)
+    from . import planner
+
     cfg, steps, err = planned_config(
         make_config(method, **params),
-        project(traj.outputs),
+        planner.project_samples(traj.outputs) if planner.PER_SAMPLE else project(traj.outputs),
         step_weights(traj.t, traj.sigmas, traj.prediction),
         target,
         keep=frozenset(params),

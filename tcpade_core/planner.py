@@ -100,6 +100,22 @@ def closed_loop_lambda(order: int, objective: str = "coherent") -> float:
 NEST_TARGET: Optional[float] = None
 
 
+# how a plan weighs the calibration's samples (None: the batch as one vector, each gap's cost its summed error;
+# "max": each sample projected apart (project_samples), and each gap costs the largest of the samples' costs, each
+# relative to its own largest, so that no one sample's gap is left much worse than the rest; "sum": the samples'
+# costs, each relative to its own largest and to the segment power, summed). Orders 0 and 1 on the
+# coherent objective; a plan's reported error stays the batch's. A study: `shape_bench --per-sample max`
+# (development, TaylorSeer O=1 at 20/30 steps and 2-3x, plan minus the best fixed grid: None +2.49 / -0.32 dB mean
+# / min, "max" +2.66 / -0.32, the samples' powered costs summed +2.41 / -0.32; docs/per_sample.txt).
+PER_SAMPLE: Optional[str] = None
+
+
+def project_samples(outputs: Sequence[torch.Tensor], dim: int = PROJECTION, seed: int = 0) -> np.ndarray:
+    """(steps, samples, dim): :func:`project` of each sample of the batch (the outputs' first axis) apart, with the
+    same matrix, so that the samples side by side are the batch's sketch."""
+    return np.stack([project([o[i] for o in outputs], dim, seed) for i in range(outputs[0].shape[0])], axis=1)
+
+
 # the most steps a plan may leave predicted after its last compute (None: as many as the objective likes). A study:
 # `shape_bench --tail T`.
 TAIL: Optional[int] = None
@@ -441,6 +457,8 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
     the exact optimum up to :func:`nest_anchor`, above it the plan of one budget less and the one compute that
     lowers the objective most (ties: the earlier step)."""
     n = Y.shape[0]
+    samples = Y if Y.ndim == 3 and PER_SAMPLE and order <= 1 and objective == "coherent" else None
+    Y = Y.reshape(n, -1)  # per-sample sketches side by side: the batch's
     if order >= 2 and objective == "coherent":
         plain = quadratic_costs(Y, dt)
         top = max((float(x.max()) for row in plain for x in row if x is not None), default=0.0) or 1.0
@@ -452,6 +470,16 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
         closed = bool(lam)
         full = plain + closed_loop_costs(Y, dt, 1, lam) if closed else plain
         cost = _powered(full, float(full.max()) or 1.0)
+        if samples is not None:  # PER_SAMPLE: each gap's largest cost over the samples, each relative to its own
+            each = []
+            for i in range(samples.shape[1]):
+                f = segment_costs(samples[:, i], dt, min(order, 1), objective)
+                f = f + closed_loop_costs(samples[:, i], dt, 1, lam) if closed else f
+                each.append(f / (float(f.max()) or 1.0))
+            cost = (
+                np.max(np.stack(each), axis=0) ** SEG_POWER if PER_SAMPLE == "max" else sum(e**SEG_POWER for e in each)
+            )
+            closed = True  # report the batch's plain error
         free, term = _plans1, _term1
     anchor = nest_anchor(n, warm)
     out = free(plain, cost, n, min(k, anchor or k), warm, every)

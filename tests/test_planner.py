@@ -472,3 +472,53 @@ def test_proxy_rank_proxies_are_the_planners_objectives():
     reported = PROXIES["open loop (reported)"](Y, w, 16, 6)
     for v in [tuple(steps)] + variations([tuple(steps)], 16, 1, 5):
         assert reported(list(v)) == pytest.approx(planner.schedule_error(Y, w, v, 1))
+
+
+def test_per_sample_plans_are_exact_and_one_sample_is_the_default(monkeypatch):
+    """planner.PER_SAMPLE (a study knob): "max" and "sum" plan the exact minimum, over every schedule, of the gaps'
+    per-sample costs combined (the largest, or the sum, each sample relative to its own largest, to the segment
+    power); with one sample both are the default plan; with the knob off a per-sample array plans as the batch."""
+    from tcpade_core import planner
+
+    rng = np.random.default_rng(23)
+    n, k = 10, 4
+    scales = np.array([1.0, 10.0, 100.0])[None, :, None]  # samples of unlike sizes: the three modes plan apart
+    Y = np.cumsum(rng.normal(size=(n, 3, 6)), axis=0) * scales + 0.3 * np.arange(n)[:, None, None] ** 2
+    w = planner.step_sizes(1.0 - np.arange(n) / n)
+    assert planner.PER_SAMPLE is None
+    assert planner.plan(Y, w, k) == planner.plan(Y.reshape(n, -1), w, k)
+    each = []
+    for i in range(3):
+        f = planner.segment_costs(Y[:, i], w, 1) + planner.closed_loop_costs(Y[:, i], w, 1)
+        each.append(f / f.max())
+    for mode, cost in (
+        ("max", np.max(np.stack(each), axis=0) ** planner.SEG_POWER),
+        ("sum", sum(e**planner.SEG_POWER for e in each)),
+    ):
+        monkeypatch.setattr(planner, "PER_SAMPLE", mode)
+        steps, err = planner.plan(Y, w, k)
+        best = min(
+            ([0, *rest] for rest in itertools.combinations(range(1, n), k - 1)),
+            key=lambda s: planner._total(planner._term1, cost, s),
+        )
+        assert planner._total(planner._term1, cost, steps) == pytest.approx(planner._total(planner._term1, cost, best))
+        assert err == pytest.approx(planner.schedule_error(Y.reshape(n, -1), w, steps, 1))  # the batch's error
+        assert steps == {"max": [0, 3, 6, 8], "sum": [0, 3, 5, 7]}[mode]
+        one = planner.plan(Y[:, :1], w, k)
+        monkeypatch.setattr(planner, "PER_SAMPLE", None)
+        assert one[0] == planner.plan(Y[:, 0], w, k)[0]
+    assert planner.plan(Y, w, k)[0] == [0, 2, 4, 7]  # the batch as one vector
+
+
+def test_calibrated_run_plans_per_sample_with_the_knob(monkeypatch):
+    """With planner.PER_SAMPLE set, calibrated_run plans on each sample's sketch (planner.project_samples)."""
+    from tcpade_core import planner
+
+    g = torch.Generator().manual_seed(15)  # a trajectory whose batch sketch plans otherwise
+    outs = [torch.randn(2, 3, 4, generator=g) * (1 + j) + j * j for j in range(12)]
+    tr = _traj(outs)
+    monkeypatch.setattr(planner, "PER_SAMPLE", "max")
+    run = calibrated_run("taylorseer", tr, 3.0)
+    Ys = planner.project_samples(outs)
+    assert Ys.shape == (12, 2, 12)
+    assert list(run.cfg.plan) == planner.plan(Ys, planner.step_sizes(tr.t), 4)[0] == [0, 5, 8, 10]

@@ -376,6 +376,13 @@ def main(argv=None) -> None:
         help="nest plans in the budget above this target's computes (planner.NEST_TARGET; 0: off; default: the "
         "frozen one)",
     )
+    ap.add_argument(
+        "--per-sample",
+        default=None,
+        choices=("max", "sum"),
+        help="plan on each calibration sample's costs apart, each gap their largest or their sum (planner.PER_SAMPLE; "
+        "default: the frozen one)",
+    )
     ap.add_argument("--seeds", default="", help="only these seeds, comma-separated (default: every held-out one)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -400,6 +407,8 @@ def main(argv=None) -> None:
         planner.CLOSED_LOOP = args.closed_loop
     if args.nest is not None:
         planner.NEST_TARGET = args.nest if args.nest > 0 else None
+    if args.per_sample is not None:
+        planner.PER_SAMPLE = args.per_sample
     targets = tuple(float(t) for t in args.targets.split(","))
     methods = tuple(m for m in CATALOGUE if m[0] in args.methods.split(","))
     bench = read_bench()
@@ -417,6 +426,7 @@ def main(argv=None) -> None:
         + ("" if planner.TAIL is None else f"; at most {planner.TAIL} steps predicted after the last compute")
         + ("" if planner.NEST_TARGET is None else f"; plans nested above {planner.NEST_TARGET:g}x")
         + ("" if planner.CLOSED_LOOP == 0 else f"; closed-loop term {planner.CLOSED_LOOP:g}")
+        + ("" if planner.PER_SAMPLE is None else f"; per sample: {planner.PER_SAMPLE}")
     )
     print(head(), flush=True)
     rows: List[dict] = []
