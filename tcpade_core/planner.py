@@ -106,7 +106,9 @@ NEST_TARGET: Optional[float] = None
 # costs, each relative to its own largest and to the segment power, summed). Orders 0 and 1 on the
 # coherent objective; a plan's reported error stays the batch's. A study: `shape_bench --per-sample max`
 # (development, TaylorSeer O=1 at 20/30 steps and 2-3x, plan minus the best fixed grid: None +2.49 / -0.32 dB mean
-# / min, "max" +2.66 / -0.32, the samples' powered costs summed +2.41 / -0.32; docs/per_sample.txt).
+# / min, "max" +2.66 / -0.32, "sum" +2.41 / -0.32); held out, "max" minus None +0.07 dB (4 better / 6 worse of 48, the
+# misses unchanged): the candidate for the default, which waits for calibrations that store each sample's sketch
+# (docs/per_sample.txt).
 PER_SAMPLE: Optional[str] = None
 
 
