@@ -35,7 +35,7 @@ import torch
 from .config import TaylorSeerConfig, TCPadeConfig, TeaCacheConfig, _Common, budget
 from .engine import CacheRun
 from .methods import build
-from .planner import clamp_budget, plan, plan_table, project, step_weights
+from .planner import clamp_budget, plan, plan_table, project, sketch, step_weights
 from .magcache_tables import measure_ratios
 from .signals import fit_rescale, rel_l1
 
@@ -330,11 +330,9 @@ def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> Ca
     from .config import check_target, make_config
 
     target = check_target(target, off=False)
-    from . import planner
-
     cfg, steps, err = planned_config(
         make_config(method, **params),
-        planner.project_samples(traj.outputs) if planner.PER_SAMPLE else project(traj.outputs),
+        sketch(traj.outputs),
         step_weights(traj.t, traj.sigmas, traj.prediction),
         target,
         keep=frozenset(params),

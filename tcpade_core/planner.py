@@ -118,6 +118,12 @@ def project_samples(outputs: Sequence[torch.Tensor], dim: int = PROJECTION, seed
     return np.stack([project([o[i] for o in outputs], dim, seed) for i in range(outputs[0].shape[0])], axis=1)
 
 
+def sketch(outputs: Sequence[torch.Tensor]) -> np.ndarray:
+    """What the planner compares of a run's outputs: :func:`project` of the batch, or of each sample apart
+    (:func:`project_samples`) where :data:`PER_SAMPLE` is set."""
+    return project_samples(outputs) if PER_SAMPLE else project(outputs)
+
+
 # the most steps a plan may leave predicted after its last compute (None: as many as the objective likes). A study:
 # `shape_bench --tail T`.
 TAIL: Optional[int] = None
@@ -252,6 +258,14 @@ def closed_loop_costs(Y: np.ndarray, dt: np.ndarray, order: int, lam: Optional[f
             r = (js - b) / (b - a) if order >= 1 and a < b else np.zeros(len(js))
             extra[a, b, b + 2 :] = noise * (np.cumsum(dt[js] * (1 + r)) ** 2 + np.cumsum(dt[js] * r) ** 2)
     return extra
+
+
+def gap_costs(Y: np.ndarray, dt: np.ndarray, order: int, objective: str = "coherent", lam: float = 0.0) -> tuple:
+    """(plain, full): the segment costs of an order-0 or order-1 predictor (:func:`segment_costs`) and the same with
+    the closed-loop term at ``lam`` added (:func:`closed_loop_costs`; ``full`` is ``plain`` at ``lam`` 0): what a
+    plan minimises before the segment power."""
+    plain = segment_costs(Y, dt, min(order, 1), objective)
+    return plain, (plain + closed_loop_costs(Y, dt, 1, lam) if lam else plain)
 
 
 OBJECTIVES = ("coherent", "independent", "tsi", "coherent_tsi")
@@ -465,23 +479,21 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
         plain = quadratic_costs(Y, dt)
         top = max((float(x.max()) for row in plain for x in row if x is not None), default=0.0) or 1.0
         cost = [[None if x is None else _powered(x, top) for x in row] for row in plain]
-        free, term, closed = _plans2, _term2, False
+        free, term, lam = _plans2, _term2, 0.0
     else:
-        plain = segment_costs(Y, dt, min(order, 1), objective)
         lam = closed_loop_lambda(order, objective)
-        closed = bool(lam)
-        full = plain + closed_loop_costs(Y, dt, 1, lam) if closed else plain
-        cost = _powered(full, float(full.max()) or 1.0)
-        if samples is not None:  # PER_SAMPLE: each gap's largest cost over the samples, each relative to its own
-            each = []
-            for i in range(samples.shape[1]):
-                f = segment_costs(samples[:, i], dt, min(order, 1), objective)
-                f = f + closed_loop_costs(samples[:, i], dt, 1, lam) if closed else f
-                each.append(f / (float(f.max()) or 1.0))
+        if samples is None:
+            plain, full = gap_costs(Y, dt, order, objective, lam)
+            cost = _powered(full, float(full.max()) or 1.0)
+        else:  # PER_SAMPLE: the samples' costs, each relative to its own largest: their largest, or their sum
+            plain = segment_costs(Y, dt, min(order, 1), objective)  # the batch's, for the reported error
+            each = [
+                f / (float(f.max()) or 1.0)
+                for f in (gap_costs(x, dt, order, objective, lam)[1] for x in samples.transpose(1, 0, 2))
+            ]
             cost = (
                 np.max(np.stack(each), axis=0) ** SEG_POWER if PER_SAMPLE == "max" else sum(e**SEG_POWER for e in each)
             )
-            closed = True  # report the batch's plain error
         free, term = _plans1, _term1
     anchor = nest_anchor(n, warm)
     out = free(plain, cost, n, min(k, anchor or k), warm, every)
@@ -492,7 +504,7 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
             steps = _add_best(term, cost, steps, n)
             if every or m == k:
                 out[m] = (steps, 0.0)
-    if SEG_POWER != 1.0 or anchor is not None or closed:  # report each plan's error on the plain open-loop objective
+    if SEG_POWER != 1.0 or anchor is not None or lam or samples is not None:  # each plan's plain open-loop error
         out = {m: (steps, _total(term, plain, steps)) for m, (steps, _) in out.items()}
     return out
 
@@ -602,7 +614,7 @@ def plan_trajectory(
     """:func:`plan` on a recorded :class:`tcpade_core.calibrate.Trajectory` (its outputs, and its times or its
     sampler's noise levels: :func:`step_weights`)."""
     w = step_weights(traj.t, getattr(traj, "sigmas", None), getattr(traj, "prediction", "flow"))
-    return plan(project(traj.outputs), w, k, order, warm, objective)
+    return plan(sketch(traj.outputs), w, k, order, warm, objective)
 
 
 def check_plan(value, name: str = "plan") -> Optional[Tuple[int, ...]]:

@@ -83,8 +83,7 @@ def spearman(pred: Sequence[float], psnr: Sequence[float]) -> float:
 
 
 def _gap_costs(Y, w, lam: float = 0.0, objective: str = "coherent") -> np.ndarray:
-    plain = planner.segment_costs(Y, w, 1, objective)
-    return plain + planner.closed_loop_costs(Y, w, 1, lam) if lam else plain
+    return planner.gap_costs(Y, w, 1, objective, lam)[1]
 
 
 def _sum(cost: np.ndarray, power: float = 1.0) -> Callable:
@@ -128,7 +127,8 @@ def run_cell(model, name: str, steps: int, target: float, moves: int, ref, lab) 
     for st in cands:
         cfg = make_config("taylorseer", order=1, form="newton", target_speedup=target, plan=st)
         psnr.append(metrics.psnr(_sample(model, name, lab, steps, CacheRun(cfg), seed=CALIB_SEED)[0], ref))
-    pred = {p: [f(Y, w, steps, k)(list(st)) for st in cands] for p, f in PROXIES.items()}
+    scorers = {p: f(Y, w, steps, k) for p, f in PROXIES.items()}  # each proxy's costs built once per cell
+    pred = {p: [score(list(st)) for st in cands] for p, score in scorers.items()}
     return dict(model=name, steps=steps, target=target, cands=cands, psnr=psnr, pred=pred, even=tuple(even))
 
 
