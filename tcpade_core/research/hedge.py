@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from typing import Dict
 
+import numpy as np
+
 
 from .. import planner
 from ..calibrate import planned_config
@@ -25,16 +27,29 @@ from .shape_bench import CATALOGUE, _count, _stat, _trajectory, read_rows
 from .shape_fit import replay_schedule
 
 
-def ratio(name: str, steps: int, target: float, method: str, params: dict) -> float:
-    """Even spacing's predicted error over the plan's, on the calibration trajectory (the plain objective): the
+def objective_value(Y: np.ndarray, w: np.ndarray, steps, order: int = 1) -> float:
+    """The planner's own objective (each gap's cost with the closed-loop term, to the segment power, summed: what
+    :func:`tcpade_core.planner.plan` minimises) of computing exactly ``steps``; orders 0 and 1."""
+    _, full = planner.gap_costs(Y, w, order, "coherent", planner.closed_loop_lambda(order))
+    cost = planner._powered(full, float(full.max()) or 1.0)
+    return planner._total(planner._term1, cost, sorted(int(s) for s in steps))
+
+
+def ratio(name: str, steps: int, target: float, method: str, params: dict, basis: str = "plain") -> float:
+    """Even spacing's predicted error over the plan's, on the calibration trajectory: ``basis`` "plain", the plain
+    open-loop sum (what a node reports); "objective", the planner's own objective (:func:`objective_value`). The
     plan is the one a calibrated run gets (:func:`tcpade_core.calibrate.planned_config`), the even schedule the one
     the evenly spaced target computes on that trajectory (:func:`shape_fit.replay_schedule`)."""
     tr = _trajectory(name, steps)
     Y = planner.project(tr.outputs)
     w = planner.step_weights(tr.t, tr.sigmas, tr.prediction)
-    cfg, _, err = planned_config(make_config(method, **params), Y, w, target)
+    cfg, plan_steps, err = planned_config(make_config(method, **params), Y, w, target)
     even = replay_schedule(make_config(method, target_speedup=target, **params), tr)
-    even_err = planner.schedule_error(Y, w, even, build(cfg)[1].plan_order)
+    order = build(cfg)[1].plan_order
+    if basis == "objective":
+        err, even_err = objective_value(Y, w, plan_steps, order), objective_value(Y, w, even, order)
+    else:
+        even_err = planner.schedule_error(Y, w, even, order)
     return float(even_err / err) if err > 0 else (1.0 if even_err == 0 else float("inf"))
 
 
@@ -42,21 +57,30 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="saved shape_bench runs")
     ap.add_argument("--ratios", default="1,1.5,2,2.5,3")
+    ap.add_argument("--basis", default="plain", help="plain, objective, or both comma-separated (see ratio)")
+    ap.add_argument("--methods", default="", help="only these method labels, comma-separated (default: all)")
+    ap.add_argument("--steps", default="", help="only these step counts, comma-separated (default: all)")
+    ap.add_argument("--min-target", type=float, default=0.0, help="only targets at least this")
     args = ap.parse_args(argv)
     spec = {label: (method, params) for label, method, params in CATALOGUE}
-    rs: Dict[tuple, float] = {}
-    for path in args.runs:
-        rows = read_rows(path)
+    keep = lambda r: (
+        (not args.methods or r["method"] in args.methods.split(","))
+        and (not args.steps or str(r["steps"]) in args.steps.split(","))
+        and r["target"] >= args.min_target
+    )
+    rows = [r for path in args.runs for r in read_rows(path) if keep(r)]
+    print("# " + " ".join(args.runs) + f": {len(rows)} cells")
+    for basis in args.basis.split(","):
+        rs: Dict[tuple, float] = {}
         for r in rows:
             key = (r["model"], r["steps"], r["target"], r["method"])
             if key not in rs:
-                rs[key] = ratio(r["model"], r["steps"], r["target"], *spec[r["method"]])
-        print(f"# {path}")
+                rs[key] = ratio(r["model"], r["steps"], r["target"], *spec[r["method"]], basis=basis)
         for R in (float(x) for x in args.ratios.split(",")):
             hedged = lambda r: (
                 r["plan"][1] if rs[(r["model"], r["steps"], r["target"], r["method"])] >= R else r["even"][1]
             )
-            print(f"R {R:g}:")
+            print(f"{basis} R {R:g}:")
             for label in sorted({r["method"] for r in rows}) + ["all methods"]:
                 mine = [r for r in rows if label in (r["method"], "all methods")]
                 kept = sum(rs[(r["model"], r["steps"], r["target"], r["method"])] < R for r in mine)
@@ -70,8 +94,8 @@ def main(argv=None) -> None:
                     line += f"; hedge minus grid (20/30 steps, 2-3x): {_stat(cal)}"
                 print(line)
         print(
-            "  ratios (even over plan, predicted): "
-            + ", ".join(f"{m}{s}/{t:g}x {v:.2f}" for (m, s, t, lab), v in sorted(rs.items()) if lab == "TaylorSeer O=1")
+            f"  ratios ({basis}; even over plan, predicted): "
+            + ", ".join(f"{m}{s}/{t:g}x {lab[:2]} {v:.2f}" for (m, s, t, lab), v in sorted(rs.items()))
         )
 
 
