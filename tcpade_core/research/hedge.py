@@ -16,28 +16,19 @@ from __future__ import annotations
 import argparse
 from typing import Dict
 
-import numpy as np
-
-
 from .. import planner
 from ..calibrate import planned_config
 from ..config import make_config
 from ..methods import build
+from .proxy_rank import planner_objective
 from .shape_bench import CATALOGUE, _count, _stat, _trajectory, read_rows
 from .shape_fit import replay_schedule
 
 
-def objective_value(Y: np.ndarray, w: np.ndarray, steps, order: int = 1) -> float:
-    """The planner's own objective (each gap's cost with the closed-loop term, to the segment power, summed: what
-    :func:`tcpade_core.planner.plan` minimises) of computing exactly ``steps``; orders 0 and 1."""
-    _, full = planner.gap_costs(Y, w, order, "coherent", planner.closed_loop_lambda(order))
-    cost = planner._powered(full, float(full.max()) or 1.0)
-    return planner._total(planner._term1, cost, sorted(int(s) for s in steps))
-
-
 def ratio(name: str, steps: int, target: float, method: str, params: dict, basis: str = "plain") -> float:
     """Even spacing's predicted error over the plan's, on the calibration trajectory: ``basis`` "plain", the plain
-    open-loop sum (what a node reports); "objective", the planner's own objective (:func:`objective_value`). The
+    open-loop sum (what a node reports); "objective", the planner's own objective (order 1:
+    :func:`tcpade_core.research.proxy_rank.planner_objective`). The
     plan is the one a calibrated run gets (:func:`tcpade_core.calibrate.planned_config`), the even schedule the one
     the evenly spaced target computes on that trajectory (:func:`shape_fit.replay_schedule`)."""
     tr = _trajectory(name, steps)
@@ -47,7 +38,10 @@ def ratio(name: str, steps: int, target: float, method: str, params: dict, basis
     even = replay_schedule(make_config(method, target_speedup=target, **params), tr)
     order = build(cfg)[1].plan_order
     if basis == "objective":
-        err, even_err = objective_value(Y, w, plan_steps, order), objective_value(Y, w, even, order)
+        if order != 1:
+            raise ValueError(f"basis 'objective' is for order-1 planners, {method} plans at order {order}")
+        value = planner_objective(Y, w)
+        err, even_err = value(sorted(plan_steps)), value(sorted(even))
     else:
         even_err = planner.schedule_error(Y, w, even, order)
     return float(even_err / err) if err > 0 else (1.0 if even_err == 0 else float("inf"))
@@ -61,12 +55,14 @@ def main(argv=None) -> None:
     ap.add_argument("--methods", default="", help="only these method labels, comma-separated (default: all)")
     ap.add_argument("--steps", default="", help="only these step counts, comma-separated (default: all)")
     ap.add_argument("--min-target", type=float, default=0.0, help="only targets at least this")
+    ap.add_argument("--split", default="", help="only this split's rows (dev, held-out, fresh; default: all)")
     args = ap.parse_args(argv)
     spec = {label: (method, params) for label, method, params in CATALOGUE}
     keep = lambda r: (
         (not args.methods or r["method"] in args.methods.split(","))
         and (not args.steps or str(r["steps"]) in args.steps.split(","))
         and r["target"] >= args.min_target
+        and (not args.split or r["split"] == args.split)
     )
     rows = [r for path in args.runs for r in read_rows(path) if keep(r)]
     print("# " + " ".join(args.runs) + f": {len(rows)} cells")
