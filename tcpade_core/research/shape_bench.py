@@ -333,7 +333,7 @@ def plot(rows: List[dict], bench: dict, path: str) -> None:
 
 
 def main(argv=None) -> None:
-    global CALIB_SAMPLES
+    global CALIB_SAMPLES, FRESH_SEED
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="a,b,c")
     ap.add_argument("--steps", default="10,20,30")
@@ -383,6 +383,9 @@ def main(argv=None) -> None:
         help="plan on each calibration sample's costs apart, each gap their largest or their sum (planner.PER_SAMPLE; "
         "default: the frozen one)",
     )
+    ap.add_argument(
+        "--fresh-seed", type=int, default=None, help=f"the seed of --split fresh (default {FRESH_SEED}, already used)"
+    )
     ap.add_argument("--seeds", default="", help="only these seeds, comma-separated (default: every held-out one)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -397,6 +400,8 @@ def main(argv=None) -> None:
         return
     torch.set_num_threads(args.threads)
     CALIB_SAMPLES = args.calib_samples
+    if args.fresh_seed is not None:
+        FRESH_SEED = args.fresh_seed
     if args.s_flow is not None:
         planner.S_FLOW = args.s_flow if args.s_flow > 0 else None
     if args.seg_power is not None:
