@@ -46,6 +46,7 @@ from ..tcpade_core import calibrate as CALIB
 from ..tcpade_core.engine import eager, eager_frame
 from ..tcpade_core import methods as M
 from ..tcpade_core.report import finite_or_none
+from ..tcpade_core.config import AUTO_SHAPE_BELOW, placement_for
 from . import host
 from . import teacache_tables as TT
 from .driver import CallCtx, StackDriver
@@ -151,7 +152,10 @@ class CacheSettings:
                 notes.append(
                     f"{cal.describe()}; filled in: " + ", ".join(f"{k} {_fmt_value(v)}" for k, v in filled.items())
                 )
-        cfg, schedule = self._planned(cfg, cal, sigmas, sampler, notes)
+        auto = cfg.placement == "auto"
+        if auto:  # where a speed target without a plan puts its computes: it reads what the model predicts
+            cfg = cfg.with_(placement=placement_for("auto", host.prediction(model_sampling), cfg.target_speedup))
+        cfg, schedule = self._planned(cfg, cal, sigmas, sampler, notes, auto)
         if self.teacache_auto and "coefficients" not in filled:
             table = self.family.teacache(model_config, latent_shape)
             if table is not None:
@@ -189,17 +193,19 @@ class CacheSettings:
             )
         return driver
 
-    def _planned(self, cfg, cal, sigmas: List[float], sampler: str, notes: list):
+    def _planned(self, cfg, cal, sigmas: List[float], sampler: str, notes: list, auto: bool = False):
         """(config, where its schedule came from): at a speed target, for a method that plans (Method.plans), the
         schedule planned from the calibration's run when it was made for this sampler and these sigmas; else the
-        target's evenly spaced schedule (a calibration made for another sampler or sigmas: with a warning)."""
+        target's placement (``cfg.placement``, resolved; ``auto``: the node's placement was "auto"; a calibration
+        made for another sampler or sigmas: with a warning)."""
         if not cfg.target_speedup or not M.METHODS[cfg.method].plans or cfg.plan is not None:
             return cfg, ""
         n = len(sigmas) - 1
         placed = "spaced evenly" if cfg.placement == "even" else "default shape"
         if cal is None or not cal.plan_outputs or len(cal.plan_outputs) != n:
             if cfg.placement != "even":
-                return cfg, "default shape (not calibrated: Calibrate plans the schedule)"
+                why = f"below {AUTO_SHAPE_BELOW:g}x on a flow model, " if auto else ""
+                return cfg, f"default shape ({why}not calibrated: Calibrate plans the schedule)"
             return cfg, "not calibrated (Calibrate plans the schedule)"
         why = cal.plan_mismatch(sigmas, sampler)
         if why:

@@ -38,10 +38,25 @@ def _check_choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
-PLACEMENTS = ("even", "shape")  # where a speed target places its computes (_Common.placement)
-# the placement of a speed target without a calibration's plan: "even" (today's; the benchmarks' numbers) until the
-# held-out report (docs/shape_bench.txt) decides otherwise
-DEFAULT_PLACEMENT = "even"
+PLACEMENTS = ("auto", "even", "shape")  # where a speed target places its computes (_Common.placement)
+# the placement of a speed target without a calibration's plan. "auto": the default shape below AUTO_SHAPE_BELOW on a
+# flow-prediction model, else even spacing. Decided on development runs (model B seed 1234, 10 / 20 / 30 steps at
+# 1.25 / 1.5x: shape minus even +10.86 dB TaylorSeer O=1, +8.45 TC-Padé, every other method >= +2.85) and gated on a
+# seed no tool had run (9002: +4.73 dB over the flow cells, B +10.02, C -0.57); frozen in 77e5e6e (docs/flow_low.txt).
+# On the DDIM model A the shape loses at every target, and at 2x and above it loses held out on C: even there.
+DEFAULT_PLACEMENT = "auto"
+AUTO_SHAPE_BELOW = 2.0
+
+
+def placement_for(placement: str, prediction: Optional[str], target: float) -> str:
+    """The placement a speed target runs: ``placement`` itself unless it is ``"auto"``, which is ``"shape"`` for
+    a target in (0, :data:`AUTO_SHAPE_BELOW`) on a flow-prediction model (``prediction == "flow"``) and ``"even"``
+    otherwise (an unknown prediction included)."""
+    if placement != "auto":
+        return placement
+    return "shape" if prediction == "flow" and 0 < float(target or 0) < AUTO_SHAPE_BELOW else "even"
+
+
 TARGET_RANGE = (1.0, 100.0)  # a speed target (0 is off); the one range, checked here only
 
 

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from .config import _Common
+from .config import _Common, placement_for
 from .gates import Decision, GateState
 from .history import ResidualHistory
 from .methods import build, leading_blocks, split_blocks, trailing_blocks
@@ -126,13 +126,18 @@ class CacheRun:
         store_device: Optional[str] = None,
         measure_error: bool = False,
         target_speedup: Optional[float] = None,
+        prediction: Optional[str] = None,
     ):
         """The config's ``target_speedup`` > 0: compute round(steps / target) steps
         (:class:`~tcpade_core.gates.BudgetGate` around the method's gate) instead of following the method's own
-        schedule. ``target_speedup`` here, when given, replaces the config's (checked by the config)."""
+        schedule. ``target_speedup`` here, when given, replaces the config's (checked by the config).
+        ``prediction``: what the model predicts ("flow" or "eps"), which placement ``"auto"`` reads
+        (:func:`tcpade_core.config.placement_for`; None: even spacing)."""
         if target_speedup is not None:
             cfg = cfg.with_(target_speedup=target_speedup)
         target_speedup = cfg.target_speedup
+        if cfg.placement == "auto" and target_speedup:
+            cfg = cfg.with_(placement=placement_for("auto", prediction, target_speedup))
         self.cfg = cfg
         self.gate, self.predictor = build(cfg)
         # the blocks ahead of the cached stack that run on every step (Method.leading_blocks): the caller runs them

@@ -27,6 +27,7 @@ from . import teacache_tables as TT
 from .config import (
     DEFAULT_PLACEMENT,
     PLACEMENTS,
+    placement_for,
     ConfigError,
     ComposedConfig,
     MagCacheConfig,
@@ -161,11 +162,12 @@ def placement_widget() -> Widget:
         "combo",
         DEFAULT_PLACEMENT,
         "placement",
-        "Where a speed target puts its computes when no calibration plan applies. even: spaced evenly from "
-        "step 0 (the default: measured best over the held-out runs). shape: the default shape, denser at the "
-        "start and the end (fitted on development runs; better on some flow models, worse on DDIM ones: README "
-        "'Planned schedules'). A calibration made for this model, step count and sampler plans the schedule "
-        "instead. Used with a speed target only.",
+        "Where a speed target puts its computes when no calibration plan applies. auto (the default): the "
+        "default shape below 2x on a flow model (FLUX, Wan, SD3 ...: computes dense at the start, where spacing "
+        "them evenly from step 0 skipped the steps that move most), even spacing otherwise. even: spaced evenly "
+        "from step 0. shape: the default shape at every target (better on some flow models, worse on DDIM ones). "
+        "Measured: README 'Planned schedules'. A calibration made for this model, step count and sampler plans "
+        "the schedule instead. Used with a speed target only.",
         options=PLACEMENTS,
         param="placement",
     )
@@ -909,7 +911,8 @@ def build(cfg: _Common) -> Tuple[G.Gate, P.Predictor]:
     if cfg.plan is not None:
         gate = G.PlannedGate(gate, cfg.plan)
     elif cfg.target_speedup:
-        gate = G.BudgetGate(gate, cfg.target_speedup, cfg.placement, predictor.warmup)
+        # "auto" reads the model's prediction, which a config alone does not know: even spacing (CacheRun resolves it)
+        gate = G.BudgetGate(gate, cfg.target_speedup, placement_for(cfg.placement, None, 1.0), predictor.warmup)
     return gate, predictor
 
 

@@ -56,14 +56,50 @@ def test_shape_rejects_bad_parameters():
 def test_placement_is_checked():
     with pytest.raises(ConfigError, match="placement"):
         make_config("taylorseer", target_speedup=2.0, placement="random")
-    assert make_config("taylorseer").placement == "even"
+    assert make_config("taylorseer").placement == "auto"
 
 
-def _run(cfg, n, seed=0):
+def test_auto_placement_is_the_shape_below_2x_on_flow_models_only():
+    """placement "auto" (the default): the default shape for a target in (0, 2) on a flow-prediction model, even
+    spacing at 2x and above, on an eps model and where the prediction is unknown; "even" / "shape" stay themselves."""
+    from tcpade_core.config import AUTO_SHAPE_BELOW, placement_for
+
+    assert AUTO_SHAPE_BELOW == 2.0
+    assert [placement_for("auto", "flow", t) for t in (1.0, 1.25, 1.5, 1.99, 2.0, 2.5, 3.0)] == ["shape"] * 4 + [
+        "even"
+    ] * 3
+    assert placement_for("auto", "flow", 0) == "even"  # no target: the method's own schedule (never placed)
+    assert {placement_for("auto", p, 1.5) for p in ("eps", None, "v")} == {"even"}
+    assert {placement_for(p, "flow", t) for p in ("even",) for t in (1.5, 3.0)} == {"even"}
+    assert {placement_for("shape", p, t) for p in ("eps", "flow") for t in (1.5, 3.0)} == {"shape"}
+
+
+@pytest.mark.parametrize("target", [1.25, 1.5, 2.0, 3.0])
+def test_cache_run_resolves_auto_from_the_prediction(target):
+    """CacheRun(cfg, prediction=...) runs "auto" as placement_for says: on a flow model below 2x exactly the
+    shape's schedule (a reuse predictor: no signal moves a compute), else exactly the even placement's; without a
+    prediction (a config alone) even spacing."""
+    n = 20
+    auto = make_config("reuse", target_speedup=target)
+    shaped = _run(make_config("reuse", target_speedup=target, placement="shape"), n)
+    even = _run(make_config("reuse", target_speedup=target, placement="even"), n)
+
+    def steps(rep):
+        return [r.step for r in rep.steps if r.computed]
+
+    want = shaped if target < 2 else even
+    assert steps(_run(auto, n, prediction="flow")) == steps(want)
+    assert steps(_run(auto, n, prediction="eps")) == steps(even)
+    assert steps(_run(auto, n)) == steps(even)
+    if target < 2:
+        assert steps(shaped) != steps(even)  # the two placements differ here, so the check above can fail
+
+
+def _run(cfg, n, seed=0, prediction=None):
     """A run over a curving synthetic trajectory (the stack returns a fixed function of the step)."""
     g = torch.Generator().manual_seed(seed)
     a, b, c = (torch.randn(1, 4, 8, generator=g) for _ in range(3))
-    run = CacheRun(cfg)
+    run = CacheRun(cfg, prediction=prediction)
     for i in range(n):
         x = i / n
         run.begin_step(i, n, 1.0 - x)

@@ -47,6 +47,7 @@ from .common import (
     CALIB_SEED,
     CFG_SCALE,
     DEV_MODELS,
+    PREDICTION,
     EVAL_SEED,
     MODEL_TITLES,
     labels as _labels,
@@ -285,7 +286,7 @@ def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progre
         def measure(label, cfg, target, family=None):
             """One cached run of this case: its row (wall speed-up filled in below) and its images."""
             cfg = resolve(cfg, coeffs, mag_ratios)
-            run = CacheRun(cfg, target_speedup=target)
+            run = CacheRun(cfg, target_speedup=target, prediction=PREDICTION[name])  # as a node on this model
             img, sec = _sample(model, name, labels, steps, run, seed=seed)
             if not bool(torch.isfinite(img).all()):
                 raise RuntimeError(f"{cfg.describe()} produced NaN/Inf")

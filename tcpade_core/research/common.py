@@ -11,6 +11,8 @@ MODEL_TITLES = {
     "b": "B: FLUX-like shapes 32x32 (flow, Euler)",
     "c": "C: FLUX-like textures 32x32 (flow, Euler; held out for TC-Padé)",
 }
+# what each model predicts, as a ComfyUI host reports it (nodes.host.prediction): placement "auto" reads it
+PREDICTION = {"a": "eps", "b": "flow", "c": "flow"}
 CFG_SCALE = {
     "a": 2.0,
     "b": 2.0,
