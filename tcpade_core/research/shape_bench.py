@@ -33,9 +33,9 @@ import torch
 
 from .. import metrics, planner, shape
 from ..calibrate import calibrated_run
-from ..config import budget, make_config
+from ..config import budget, make_config, placement_for
 from ..engine import CacheRun
-from .common import CALIB_SEED, labels as _labels, sample_timed as _sample
+from .common import CALIB_SEED, PREDICTION, labels as _labels, sample_timed as _sample
 from .fbcache import best_baseline, cases, read_bench
 from .shape_fit import METHODS, TARGETS, record
 
@@ -242,9 +242,19 @@ def _stat(d) -> str:
     return f"mean {np.mean(d):+6.2f} dB, min {min(d):+6.2f}, max {max(d):+6.2f} over {len(d)} cells"
 
 
+def with_auto(rows: List[dict]) -> List[dict]:
+    """The rows with an ``auto`` column: what the default placement (``"auto"``) runs in each cell, read from the
+    measured ones (:func:`tcpade_core.config.placement_for` on the model's prediction: the ``shape`` column below 2x
+    on a flow model, else ``even``)."""
+    pick = lambda r: placement_for("auto", PREDICTION[r["model"]], r["target"])
+    return [dict(r, auto=r[pick(r)]) for r in rows]
+
+
 def target_checks(rows: List[dict], what: str) -> List[str]:
-    """The issue's targets, measured (a benchmark reports them; nothing here asserts)."""
+    """The issue's targets, measured (a benchmark reports them; nothing here asserts). ``auto``: the pack's default
+    placement (:func:`with_auto`), ``even``: the evenly spaced target (the default until placement "auto")."""
     out = [f"{what}: the targets of issue 18, per method"]
+    rows = with_auto(rows)
     for label in sorted({r["method"] for r in rows}):
         mine = [r for r in rows if r["method"] == label]
         cal = _d(mine, "plan", "grid", lambda r: r["steps"] in (20, 30) and r["target"] >= 2.0)
@@ -252,17 +262,20 @@ def target_checks(rows: List[dict], what: str) -> List[str]:
         out.append(
             f"  {label}: calibrated plan minus grid (20/30 steps, 2-3x; target mean >= +1, min >= -0.3): {_stat(cal)}  {'met' if ok else 'MISSED'}"
         )
-        for how in ("even", "shape"):
+        for how in ("auto", "even", "shape"):
             dg = _d(mine, how, "grid")
             out.append(
                 f"  {label}: uncalibrated {how:5} minus grid (target >= -0.5 in every cell): {_stat(dg)}; "
                 f"below -0.5 in {sum(x < -0.5 for x in dg)}  {'met' if dg and min(dg) >= -0.5 else 'MISSED'}"
             )
-        ds = _d(mine, "shape", "even")
-        out.append(
-            f"  {label}: shape minus today's even (target >= 0 in every cell): {_stat(ds)}  {'met' if ds and min(ds) >= -0.005 else 'MISSED'}"
-        )
-        for how in ("even", "shape", "plan"):
+        for how in ("auto", "shape"):
+            ds = _d(mine, how, "even")
+            out.append(
+                f"  {label}: {how} minus even spacing, the earlier default (target >= 0 in every cell): {_stat(ds)}"
+                f"{f'; below -0.5 in {sum(x < -0.5 for x in ds)}' if ds else ''}  "
+                f"{'met' if ds and min(ds) >= -0.005 else 'MISSED'}"
+            )
+        for how in ("auto", "even", "shape", "plan"):
             falls, lift = [], []
             cells = {(r["model"], r["seed"], r["steps"]) for r in mine}
             for cell in sorted(cells):
@@ -392,9 +405,16 @@ def main(argv=None) -> None:
     ap.add_argument("--split", default="held-out", choices=("dev", "held-out", "all", "fresh"))
     ap.add_argument("--transfer", action="store_true", help="also run each plan on its calibration samples")
     ap.add_argument("--plot", default="", help="write the PSNR-against-computes PNG here")
+    ap.add_argument("--checks", default="", help="run nothing: the targets of issue 18 on this saved run, per split")
     ap.add_argument("--compare", default="", help="run nothing: summarise this saved run (plan minus even per method)")
     ap.add_argument("--against", default="", help="with --compare: another saved run, plan minus its plan")
     args = ap.parse_args(argv)
+    if args.checks:
+        rows = read_rows(args.checks)
+        for split in ("dev", "held-out", "fresh"):
+            if any(r["split"] == split for r in rows):
+                print("\n".join(target_checks([r for r in rows if r["split"] == split], split)) + "\n")
+        return
     if args.compare:
         print("\n".join(compare(args.compare, args.against)))
         return
