@@ -38,13 +38,15 @@ def _check_choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
-PLACEMENTS = ("auto", "even", "shape")  # where a speed target places its computes (_Common.placement)
-# the placement of a speed target without a calibration's plan. "auto": the default shape below AUTO_SHAPE_BELOW on a
-# flow-prediction model, else even spacing. Decided on development runs (model B seed 1234, 10 / 20 / 30 steps at
-# 1.25 / 1.5x: shape minus even +10.86 dB TaylorSeer O=1, +8.45 TC-Padé, every other method >= +2.85) and gated on a
-# seed no tool had run (9002: +4.73 dB over the flow cells, B +10.02, C -0.57); frozen in 77e5e6e (docs/flow_low.txt).
-# On the DDIM model A the shape loses at every target, and at 2x and above it loses held out on C: even there.
-DEFAULT_PLACEMENT = "auto"
+PLACEMENTS = ("even", "auto", "shape")  # where a speed target places its computes (_Common.placement)
+# the placement of a speed target without a calibration's plan: "even" (the default). "auto": the default shape below
+# AUTO_SHAPE_BELOW on a flow-prediction model, else even spacing. Auto passed its gates (development model B seed
+# 1234 at 1.25 / 1.5x: shape minus even +10.86 dB TaylorSeer O=1, +8.45 TC-Padé, every other method >= +2.85; a
+# seed no tool had run, 9002: +4.73 dB over the flow cells, B +10.02, C -0.57) and was the default in 77e5e6e; through
+# the host the peer benchmark then lost its target in one cell with it (model C, 10 steps, 9 of 10 computes: +2.67 dB
+# over the best core cache, target +3; TaylorSeer 38.25 -> 29.28 dB) and C lost at most budgets at 10 steps, so even
+# spacing is the default again and auto an option (docs/flow_low.txt).
+DEFAULT_PLACEMENT = "even"
 AUTO_SHAPE_BELOW = 2.0
 
 

@@ -162,12 +162,12 @@ def placement_widget() -> Widget:
         "combo",
         DEFAULT_PLACEMENT,
         "placement",
-        "Where a speed target puts its computes when no calibration plan applies. auto (the default): the "
-        "default shape below 2x on a flow model (FLUX, Wan, SD3 ...: computes dense at the start, where spacing "
-        "them evenly from step 0 skipped the steps that move most), even spacing otherwise. even: spaced evenly "
-        "from step 0. shape: the default shape at every target (better on some flow models, worse on DDIM ones). "
-        "Measured: README 'Planned schedules'. A calibration made for this model, step count and sampler plans "
-        "the schedule instead. Used with a speed target only.",
+        "Where a speed target puts its computes when no calibration plan applies. even (the default): spaced "
+        "evenly from step 0. auto: below 2x on a flow model (FLUX, Wan, SD3 ...) the default shape, computes "
+        "dense at the start where even spacing skips the steps that move most, even spacing otherwise (on the "
+        "pack's models +5 to +11 dB on one flow model, a loss on another at 10 steps). shape: the default shape "
+        "at every target (worse on DDIM models). Measured: README 'Planned schedules'. A calibration made for "
+        "this model, step count and sampler plans the schedule instead. Used with a speed target only.",
         options=PLACEMENTS,
         param="placement",
     )

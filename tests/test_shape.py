@@ -56,7 +56,7 @@ def test_shape_rejects_bad_parameters():
 def test_placement_is_checked():
     with pytest.raises(ConfigError, match="placement"):
         make_config("taylorseer", target_speedup=2.0, placement="random")
-    assert make_config("taylorseer").placement == "auto"
+    assert make_config("taylorseer").placement == "even"
 
 
 def test_auto_placement_is_the_shape_below_2x_on_flow_models_only():
@@ -78,9 +78,9 @@ def test_auto_placement_is_the_shape_below_2x_on_flow_models_only():
 def test_cache_run_resolves_auto_from_the_prediction(target):
     """CacheRun(cfg, prediction=...) runs "auto" as placement_for says: on a flow model below 2x exactly the
     shape's schedule (a reuse predictor: no signal moves a compute), else exactly the even placement's; without a
-    prediction (a config alone) even spacing."""
+    prediction (a config alone) even spacing; the default placement (even) ignores the prediction."""
     n = 20
-    auto = make_config("reuse", target_speedup=target)
+    auto = make_config("reuse", target_speedup=target, placement="auto")
     shaped = _run(make_config("reuse", target_speedup=target, placement="shape"), n)
     even = _run(make_config("reuse", target_speedup=target, placement="even"), n)
 
@@ -91,6 +91,7 @@ def test_cache_run_resolves_auto_from_the_prediction(target):
     assert steps(_run(auto, n, prediction="flow")) == steps(want)
     assert steps(_run(auto, n, prediction="eps")) == steps(even)
     assert steps(_run(auto, n)) == steps(even)
+    assert steps(_run(make_config("reuse", target_speedup=target), n, prediction="flow")) == steps(even)
     if target < 2:
         assert steps(shaped) != steps(even)  # the two placements differ here, so the check above can fail
 

@@ -243,7 +243,7 @@ def _stat(d) -> str:
 
 
 def with_auto(rows: List[dict]) -> List[dict]:
-    """The rows with an ``auto`` column: what the default placement (``"auto"``) runs in each cell, read from the
+    """The rows with an ``auto`` column: what placement ``"auto"`` runs in each cell, read from the
     measured ones (:func:`tcpade_core.config.placement_for` on the model's prediction: the ``shape`` column below 2x
     on a flow model, else ``even``)."""
     pick = lambda r: placement_for("auto", PREDICTION[r["model"]], r["target"])
@@ -251,8 +251,8 @@ def with_auto(rows: List[dict]) -> List[dict]:
 
 
 def target_checks(rows: List[dict], what: str) -> List[str]:
-    """The issue's targets, measured (a benchmark reports them; nothing here asserts). ``auto``: the pack's default
-    placement (:func:`with_auto`), ``even``: the evenly spaced target (the default until placement "auto")."""
+    """The issue's targets, measured (a benchmark reports them; nothing here asserts). ``even``: the evenly spaced
+    target (the default placement); ``auto``: the placement option of that name (:func:`with_auto`)."""
     out = [f"{what}: the targets of issue 18, per method"]
     rows = with_auto(rows)
     for label in sorted({r["method"] for r in rows}):
@@ -271,7 +271,7 @@ def target_checks(rows: List[dict], what: str) -> List[str]:
         for how in ("auto", "shape"):
             ds = _d(mine, how, "even")
             out.append(
-                f"  {label}: {how} minus even spacing, the earlier default (target >= 0 in every cell): {_stat(ds)}"
+                f"  {label}: {how} minus even spacing, the default (target >= 0 in every cell): {_stat(ds)}"
                 f"{f'; below -0.5 in {sum(x < -0.5 for x in ds)}' if ds else ''}  "
                 f"{'met' if ds and min(ds) >= -0.005 else 'MISSED'}"
             )
