@@ -94,6 +94,10 @@ def test_cache_run_resolves_auto_from_the_prediction(target):
     assert steps(_run(make_config("reuse", target_speedup=target), n, prediction="flow")) == steps(even)
     if target < 2:
         assert steps(shaped) != steps(even)  # the two placements differ here, so the check above can fail
+    # a config built alone (no prediction) places "auto" evenly
+    from tcpade_core.methods import build
+
+    assert build(auto)[0].placement == "even"
 
 
 def _run(cfg, n, seed=0, prediction=None):
