@@ -912,7 +912,9 @@ def build(cfg: _Common) -> Tuple[G.Gate, P.Predictor]:
         gate = G.PlannedGate(gate, cfg.plan)
     elif cfg.target_speedup:
         # "auto" reads the model's prediction, which a config alone does not know: even spacing (CacheRun resolves it)
-        gate = G.BudgetGate(gate, cfg.target_speedup, placement_for(cfg.placement, None, 1.0), predictor.warmup)
+        gate = G.BudgetGate(
+            gate, cfg.target_speedup, placement_for(cfg.placement, None, cfg.target_speedup), predictor.warmup
+        )
     return gate, predictor
 
 

@@ -25,26 +25,29 @@ from .shape_bench import CATALOGUE, _count, _stat, _trajectory, read_rows
 from .shape_fit import replay_schedule
 
 
-def ratio(name: str, steps: int, target: float, method: str, params: dict, basis: str = "plain") -> float:
-    """Even spacing's predicted error over the plan's, on the calibration trajectory: ``basis`` "plain", the plain
+def ratios(name: str, steps: int, target: float, method: str, params: dict, bases=("plain",)) -> Dict[str, float]:
+    """basis -> even spacing's predicted error over the plan's, on the calibration trajectory: "plain", the plain
     open-loop sum (what a node reports); "objective", the planner's own objective (order 1:
-    :func:`tcpade_core.research.proxy_rank.planner_objective`). The
-    plan is the one a calibrated run gets (:func:`tcpade_core.calibrate.planned_config`), the even schedule the one
-    the evenly spaced target computes on that trajectory (:func:`shape_fit.replay_schedule`)."""
+    :func:`tcpade_core.research.proxy_rank.planner_objective`). The plan is the one a calibrated run gets
+    (:func:`tcpade_core.calibrate.planned_config`), the even schedule the one the evenly spaced target computes on
+    that trajectory (:func:`shape_fit.replay_schedule`); both are made once for every basis."""
     tr = _trajectory(name, steps)
     Y = planner.project(tr.outputs)
     w = planner.step_weights(tr.t, tr.sigmas, tr.prediction)
-    cfg, plan_steps, err = planned_config(make_config(method, **params), Y, w, target)
+    cfg, plan_steps, plain = planned_config(make_config(method, **params), Y, w, target)
     even = replay_schedule(make_config(method, target_speedup=target, **params), tr)
     order = build(cfg)[1].plan_order
-    if basis == "objective":
-        if order != 1:
-            raise ValueError(f"basis 'objective' is for order-1 planners, {method} plans at order {order}")
-        value = planner_objective(Y, w)
-        err, even_err = value(sorted(plan_steps)), value(sorted(even))
-    else:
-        even_err = planner.schedule_error(Y, w, even, order)
-    return float(even_err / err) if err > 0 else (1.0 if even_err == 0 else float("inf"))
+    out = {}
+    for basis in bases:
+        if basis == "objective":
+            if order != 1:
+                raise ValueError(f"basis 'objective' is for order-1 planners, {method} plans at order {order}")
+            value = planner_objective(Y, w)
+            err, even_err = value(sorted(plan_steps)), value(sorted(even))
+        else:
+            err, even_err = plain, planner.schedule_error(Y, w, even, order)
+        out[basis] = float(even_err / err) if err > 0 else (1.0 if even_err == 0 else float("inf"))
+    return out
 
 
 def main(argv=None) -> None:
@@ -66,12 +69,14 @@ def main(argv=None) -> None:
     )
     rows = [r for path in args.runs for r in read_rows(path) if keep(r)]
     print("# " + " ".join(args.runs) + f": {len(rows)} cells")
-    for basis in args.basis.split(","):
-        rs: Dict[tuple, float] = {}
-        for r in rows:
-            key = (r["model"], r["steps"], r["target"], r["method"])
-            if key not in rs:
-                rs[key] = ratio(r["model"], r["steps"], r["target"], *spec[r["method"]], basis=basis)
+    bases = args.basis.split(",")
+    every: Dict[tuple, Dict[str, float]] = {}
+    for r in rows:
+        key = (r["model"], r["steps"], r["target"], r["method"])
+        if key not in every:
+            every[key] = ratios(r["model"], r["steps"], r["target"], *spec[r["method"]], bases=bases)
+    for basis in bases:
+        rs = {key: v[basis] for key, v in every.items()}
         for R in (float(x) for x in args.ratios.split(",")):
             hedged = lambda r: (
                 r["plan"][1] if rs[(r["model"], r["steps"], r["target"], r["method"])] >= R else r["even"][1]
