@@ -28,6 +28,7 @@ MODEL_FILES = {
     "a": "model_a_digits.safetensors",
     "b": "model_b_shapes.safetensors",
     "c": "model_c_textures.safetensors",
+    "d": "model_d_textures.safetensors",
 }
 # class names of the shipped models' label sets (index = class; the null class is len(names))
 DIGITS_CLASSES = [str(i) for i in range(10)]
@@ -50,7 +51,7 @@ TEXTURE_NAMES = [
     "spokes",
 ]
 TEXTURES_CLASSES = list(TEXTURE_NAMES)
-CLASS_NAMES = {"a": DIGITS_CLASSES, "b": SHAPES_CLASSES, "c": TEXTURES_CLASSES}
+CLASS_NAMES = {"a": DIGITS_CLASSES, "b": SHAPES_CLASSES, "c": TEXTURES_CLASSES, "d": TEXTURES_CLASSES}
 _ALIASES = {
     "a": "a",
     "digits": "a",
@@ -61,6 +62,8 @@ _ALIASES = {
     "c": "c",
     "textures": "c",
     "model_c": "c",
+    "d": "d",
+    "model_d": "d",
 }
 
 
