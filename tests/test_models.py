@@ -120,7 +120,7 @@ def test_dit_loader_missing_and_unexpected_key_raise_with_key_name():
 
 
 # --------------------------------------------------------------------------- shipped models
-@pytest.fixture(scope="module", params=["a", "b", "c"])
+@pytest.fixture(scope="module", params=["a", "b", "c", "d"])
 def shipped(request):
     path = WEIGHTS_DIR / MODEL_FILES[request.param]
     if not path.exists():
@@ -145,7 +145,7 @@ def test_aliases_load_same_model():
     c, t = load_model("c"), load_model("textures")
     assert all(torch.equal(p, q) for p, q in zip(c.parameters(), t.parameters()))
     with pytest.raises(ValueError):
-        load_model("d")
+        load_model("e")
 
 
 def test_model_c_metadata_and_size():
@@ -165,6 +165,27 @@ def test_model_c_metadata_and_size():
     assert cfg == PRESETS["c"]["config"] and meta["config"]["arch"] == "fluxlike"
     assert read_metadata(path)["dtype"] == "float16"
     assert len(CLASS_NAMES["c"]) == 10
+
+
+def test_model_d_is_c_recipe_with_another_seed():
+    """Model D (the second held-out model): C's architecture, data and optimiser, training seed 1, its own file."""
+    from tcpade_core.research.classifiers import fit_classifier
+    from tcpade_core.research.common import CFG_SCALE, PREDICTION
+    from tcpade_core.research.train import PRESET_KIND, PRESETS
+
+    assert {k: v for k, v in PRESETS["d"].items() if k not in ("seed", "iters")} == {
+        k: v for k, v in PRESETS["c"].items() if k not in ("seed", "iters")
+    }
+    assert (PRESETS["d"]["seed"], PRESETS["d"]["iters"]) == (1, 6000) and PRESET_KIND["d"] == PRESET_KIND["c"]
+    assert (CFG_SCALE["d"], PREDICTION["d"]) == (CFG_SCALE["c"], PREDICTION["c"])
+    assert MODEL_FILES["d"] != MODEL_FILES["c"]
+    meta = load_model("d").metadata
+    assert (meta["model"], meta["train_seed"], meta["train_iters"], meta["torch_threads"]) == ("d", 1, 6000, 1)
+    cfg = {k: v for k, v in meta["config"].items() if k != "arch"}
+    assert cfg == PRESETS["c"]["config"] and meta["class_agreement_20steps"]["n"] >= 100
+    c, d = load_model("c"), load_model("d")
+    assert not all(torch.equal(p, q) for p, q in zip(c.parameters(), d.parameters()))
+    assert fit_classifier("d") is fit_classifier("c")  # trained on C's data: C's classifier
 
 
 def test_sampling_deterministic(shipped):
@@ -246,9 +267,10 @@ def test_tuning_tools_refuse_held_out_models():
     from tcpade_core.research.common import DEV_MODELS, refuse_held_out
 
     assert DEV_MODELS == ("a", "b")
-    for bad in (["c"], ["a", "textures"]):
+    for bad in (["c"], ["a", "textures"], ["d"]):
         with pytest.raises(SystemExit, match="held out"):
             ablation_main(["--models", ",".join(bad)])
     refuse_held_out(["a", "digits", "b"], "x")  # development models pass
     # the benchmark reports C only in its held-out split, on both seeds
     assert {(split, m) for split, m, _ in cases(False, ["a", "b", "c"]) if m == "c"} == {("held-out", "c")}
+    assert {(split, s) for split, m, s in cases(False, ["d"])} == {("held-out", 1234), ("held-out", 4321)}

@@ -19,7 +19,7 @@ def classifier_features(images, model_name: str) -> np.ndarray:
       sklearn digits scale); 8x8 input is used as is.
     * shapes: 16x16 area-downsampled RGB pixels, plus translation-invariant magnitudes of the 2-D
       FFT of each 32x32 channel (low frequencies), plus per-channel mean/std.
-    * textures (model C): the full (real-input) 2-D FFT magnitude spectrum of the mean-removed
+    * textures (models C and D): the full (real-input) 2-D FFT magnitude spectrum of the mean-removed
       luminance, ``log1p(4 |F|)``, plus per-channel mean/std (translation- and phase-invariant: the
       class is the texture's orientation/lattice/frequency structure).
     """
@@ -31,7 +31,7 @@ def classifier_features(images, model_name: str) -> np.ndarray:
     if key == "a":
         return digits_to_8x8(x).numpy().astype(np.float64)
     x = x.clamp(-1, 1)
-    if key == "c":
+    if key in ("c", "d"):
         lum = x.mean(dim=1)
         lum = lum - lum.mean(dim=(1, 2), keepdim=True)
         mag = torch.fft.rfft2(lum).abs() / x.shape[-1]
@@ -55,6 +55,7 @@ def fit_classifier(model_name: str):
     from ..models.zoo import canonical_name
 
     key = canonical_name(model_name)
+    key = "c" if key == "d" else key  # D is trained on C's data: one classifier
     if key in _CLASSIFIERS:
         return _CLASSIFIERS[key]
     if key == "a":

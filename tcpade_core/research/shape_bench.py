@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from pathlib import Path
 from typing import List
 
 import numpy as np
@@ -405,6 +406,12 @@ def main(argv=None) -> None:
     ap.add_argument("--split", default="held-out", choices=("dev", "held-out", "all", "fresh"))
     ap.add_argument("--transfer", action="store_true", help="also run each plan on its calibration samples")
     ap.add_argument("--plot", default="", help="write the PSNR-against-computes PNG here")
+    ap.add_argument(
+        "--bench",
+        default="",
+        help="the saved full benchmark(s) the grid column reads, comma-separated (default docs/bench.txt; model D: "
+        "docs/bench_d.txt)",
+    )
     ap.add_argument("--checks", default="", help="run nothing: the targets of issue 18 on this saved run, per split")
     ap.add_argument("--compare", default="", help="run nothing: summarise this saved run (plan minus even per method)")
     ap.add_argument("--against", default="", help="with --compare: another saved run, plan minus its plan")
@@ -436,12 +443,16 @@ def main(argv=None) -> None:
         planner.PER_SAMPLE = args.per_sample
     targets = tuple(float(t) for t in args.targets.split(","))
     methods = tuple(m for m in CATALOGUE if m[0] in args.methods.split(","))
-    bench = read_bench()
+    bench = {}
+    for path in args.bench.split(",") if args.bench else [None]:
+        bench.update(read_bench(Path(path)) if path else read_bench())
     t0 = time.perf_counter()
     print(
         f"default shape: power {shape.POWER:g}, late {shape.LATE:g} (frozen); PSNR against full compute, "
         f"{args.samples} samples; calibration: {CALIB_SAMPLES} samples of seed {CALIB_SEED}; grid: the best fixed "
-        "grid of docs/bench.txt at <= K computes"
+        "grid of "
+        + (args.bench or "docs/bench.txt")
+        + " at <= K computes"
         + (
             "; flow weights: step sizes in t"
             if planner.S_FLOW is None

@@ -119,7 +119,12 @@ PRESETS = {
 # that choices read post hoc from C's rows can be tested on a model of its kind that no tool has seen.
 PRESETS["d"] = dict(PRESETS["c"], seed=1, iters=6000)
 # arch / data of each preset (A: DiT, digits, eps; B and C: FluxLike, flow)
-PRESET_KIND = {"a": ("dit", "digits"), "b": ("fluxlike", "shapes"), "c": ("fluxlike", "textures"), "d": ("fluxlike", "textures")}
+PRESET_KIND = {
+    "a": ("dit", "digits"),
+    "b": ("fluxlike", "shapes"),
+    "c": ("fluxlike", "textures"),
+    "d": ("fluxlike", "textures"),
+}
 DATA_BATCH = {"shapes": shapes_batch, "textures": textures_batch}
 
 
