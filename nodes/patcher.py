@@ -46,7 +46,7 @@ from ..tcpade_core import calibrate as CALIB
 from ..tcpade_core.engine import eager, eager_frame
 from ..tcpade_core import methods as M
 from ..tcpade_core.report import finite_or_none
-from ..tcpade_core.config import AUTO_SHAPE_BELOW, placement_for
+from ..tcpade_core.config import AUTO_MIN_STEPS, AUTO_SHAPE_BELOW, placement_for
 from . import host
 from . import teacache_tables as TT
 from .driver import CallCtx, StackDriver
@@ -154,7 +154,8 @@ class CacheSettings:
                 )
         auto = cfg.placement == "auto"
         if auto:  # where a speed target without a plan puts its computes: it reads what the model predicts
-            cfg = cfg.with_(placement=placement_for("auto", host.prediction(model_sampling), cfg.target_speedup))
+            pred, n = host.prediction(model_sampling), len(sigmas) - 1
+            cfg = cfg.with_(placement=placement_for("auto", pred, cfg.target_speedup, n))
         cfg, schedule = self._planned(cfg, cal, sigmas, sampler, notes, auto)
         if self.teacache_auto and "coefficients" not in filled:
             table = self.family.teacache(model_config, latent_shape)
@@ -204,7 +205,7 @@ class CacheSettings:
         placed = "spaced evenly" if cfg.placement == "even" else "default shape"
         if cal is None or not cal.plan_outputs or len(cal.plan_outputs) != n:
             if cfg.placement != "even":
-                why = f"below {AUTO_SHAPE_BELOW:g}x on a flow model, " if auto else ""
+                why = f"below {AUTO_SHAPE_BELOW:g}x on a flow model from {AUTO_MIN_STEPS} steps, " if auto else ""
                 return cfg, f"default shape ({why}not calibrated: Calibrate plans the schedule)"
             return cfg, "not calibrated (Calibrate plans the schedule)"
         why = cal.plan_mismatch(sigmas, sampler)

@@ -38,25 +38,30 @@ def _check_choice(name: str, value: Any, choices: Tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
-PLACEMENTS = ("even", "auto", "shape")  # where a speed target places its computes (_Common.placement)
-# the placement of a speed target without a calibration's plan: "even" (the default). "auto": the default shape below
-# AUTO_SHAPE_BELOW on a flow-prediction model, else even spacing. Auto passed its gates (development model B seed
-# 1234 at 1.25 / 1.5x: shape minus even +10.86 dB TaylorSeer O=1, +8.45 TC-Padé, every other method >= +2.85; a
-# seed no tool had run, 9002: +4.73 dB over the flow cells, B +10.02, C -0.57) and was the default in 77e5e6e; through
-# the host the peer benchmark then lost its target in one cell with it (model C, 10 steps, 9 of 10 computes: +2.67 dB
-# over the best core cache, target +3; TaylorSeer 38.25 -> 29.28 dB) and C lost at most budgets at 10 steps, so even
-# spacing is the default again and auto an option (docs/flow_low.txt).
-DEFAULT_PLACEMENT = "even"
+PLACEMENTS = ("auto", "even", "shape")  # where a speed target places its computes (_Common.placement)
+# the placement of a speed target without a calibration's plan: "auto" (the default), the default shape below
+# AUTO_SHAPE_BELOW on a flow-prediction model run for AUTO_MIN_STEPS steps or more, else even spacing. History:
+# auto at every step count passed its gates (development model B seed 1234 at 1.25 / 1.5x: shape minus even +10.86
+# dB TaylorSeer O=1, +8.45 TC-Padé; fresh seed 9002: +4.73 dB over the flow cells, B +10.02, C -0.57) and was the
+# default in 77e5e6e; through the host the peer benchmark then lost its target in one cell (model C, 10 steps, 9 of
+# 10 computes: +2.67 dB over the best core cache, target +3), so it became an option (8b5d93b, docs/flow_low.txt).
+# Restricted to 20 steps or more and made the default again by the rule written before model D was sampled
+# (docs/model_d.txt): on held-out model D, at 20 / 30 steps below 2x, shape minus even +1.61 dB (15 of 16 cells
+# better); at 10 steps -2.67 dB.
+DEFAULT_PLACEMENT = "auto"
 AUTO_SHAPE_BELOW = 2.0
+AUTO_MIN_STEPS = 20
 
 
-def placement_for(placement: str, prediction: Optional[str], target: float) -> str:
+def placement_for(placement: str, prediction: Optional[str], target: float, steps: Optional[int] = None) -> str:
     """The placement a speed target runs: ``placement`` itself unless it is ``"auto"``, which is ``"shape"`` for
-    a target in (0, :data:`AUTO_SHAPE_BELOW`) on a flow-prediction model (``prediction == "flow"``) and ``"even"``
-    otherwise (an unknown prediction included)."""
+    a target in (0, :data:`AUTO_SHAPE_BELOW`) on a flow-prediction model (``prediction == "flow"``) run for
+    :data:`AUTO_MIN_STEPS` ``steps`` or more, and ``"even"`` otherwise (an unknown prediction or step count
+    included)."""
     if placement != "auto":
         return placement
-    return "shape" if prediction == "flow" and 0 < float(target or 0) < AUTO_SHAPE_BELOW else "even"
+    flow_low = prediction == "flow" and 0 < float(target or 0) < AUTO_SHAPE_BELOW
+    return "shape" if flow_low and steps is not None and steps >= AUTO_MIN_STEPS else "even"
 
 
 TARGET_RANGE = (1.0, 100.0)  # a speed target (0 is off); the one range, checked here only

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from .config import _Common, placement_for
+from .config import _Common
 from .gates import Decision, GateState
 from .history import ResidualHistory
 from .methods import build, leading_blocks, split_blocks, trailing_blocks
@@ -132,14 +132,13 @@ class CacheRun:
         (:class:`~tcpade_core.gates.BudgetGate` around the method's gate) instead of following the method's own
         schedule. ``target_speedup`` here, when given, replaces the config's (checked by the config).
         ``prediction``: what the model predicts ("flow" or "eps"), which placement ``"auto"`` reads
-        (:func:`tcpade_core.config.placement_for`; None: even spacing)."""
+        (:func:`tcpade_core.config.placement_for`, with the run's step count; None: even spacing)."""
         if target_speedup is not None:
             cfg = cfg.with_(target_speedup=target_speedup)
         target_speedup = cfg.target_speedup
-        if cfg.placement == "auto" and target_speedup:
-            cfg = cfg.with_(placement=placement_for("auto", prediction, target_speedup))
         self.cfg = cfg
-        self.gate, self.predictor = build(cfg)
+        # "auto" is resolved by the speed target's gate when the run's step count is known (its first step)
+        self.gate, self.predictor = build(cfg, prediction)
         # the blocks ahead of the cached stack that run on every step (Method.leading_blocks): the caller runs them
         self.leading_blocks = leading_blocks(cfg)
         # the blocks after it that run on every step, on its computed or predicted output (Method.trailing_blocks)

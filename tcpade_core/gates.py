@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from . import shape as _shape
-from .config import budget
+from .config import budget, placement_for
 from .signals import curvature_test, rel_l1, turn
 
 EPS = 1e-12
@@ -560,17 +560,19 @@ class BudgetGate(WrappedGate):
     for it (TSI turning, TeaCache's accumulated distance, ...); it never computes once the budget is spent. The
     engine's warm-up computes (a predictor that is not ready) count against it.
 
-    ``placement="even"``: the spacing is the even one, r / b. ``"shape"``: the computes go where the default shape
+    ``placement="auto"`` is resolved at the first step (:func:`tcpade_core.config.placement_for`, from
+    ``prediction`` and the run's step count). ``"even"``: the spacing is the even one, r / b. ``"shape"``: the computes go where the default shape
     puts them (:func:`tcpade_core.shape.schedule` for the run's steps and budget, the first ``warm`` steps, the
     predictor's warm-up, among them); the spacing is the gap from the last compute to the next planned step still
     ahead. A compute the schedule did not plan (early by the signal, or forced by the engine) takes the place of
     the next planned one, so the budget stays exact.
     """
 
-    def __init__(self, base: Gate, target: float, placement: str = "even", warm: int = 1):
+    def __init__(self, base: Gate, target: float, placement: str = "even", warm: int = 1, prediction=None):
         super().__init__(base)
         self.target = float(target)
         self.placement, self.warm = placement, int(warm)
+        self.prediction = prediction  # placement "auto" reads it (with the step count) at the first step
         self.used, self.last, self.budget = 0, None, None
         self.early = 0  # computes the method's signal moved earlier than the even spacing
         self.shape: Optional[List[int]] = None  # placement "shape": the planned steps
@@ -600,6 +602,7 @@ class BudgetGate(WrappedGate):
     def decide(self, step, st, signal_fn) -> Decision:
         if self.budget is None:
             self.budget = self.plan(step.num_steps)
+            self.placement = placement_for(self.placement, self.prediction, self.target, step.num_steps)
             if self.placement == "shape":
                 # imported with the module: a submodule imported lazily is not found where the host loads the
                 # pack under a path-like name (ComfyUI's custom_nodes loader)

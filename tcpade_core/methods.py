@@ -27,7 +27,6 @@ from . import teacache_tables as TT
 from .config import (
     DEFAULT_PLACEMENT,
     PLACEMENTS,
-    placement_for,
     ConfigError,
     ComposedConfig,
     MagCacheConfig,
@@ -162,12 +161,13 @@ def placement_widget() -> Widget:
         "combo",
         DEFAULT_PLACEMENT,
         "placement",
-        "Where a speed target puts its computes when no calibration plan applies. even (the default): spaced "
-        "evenly from step 0. auto: below 2x on a flow model (FLUX, Wan, SD3 ...) the default shape, computes "
-        "dense at the start where even spacing skips the steps that move most, even spacing otherwise (on the "
-        "pack's models +5 to +11 dB on one flow model, a loss on another at 10 steps). shape: the default shape "
-        "at every target (worse on DDIM models). Measured: README 'Planned schedules'. A calibration made for "
-        "this model, step count and sampler plans the schedule instead. Used with a speed target only.",
+        "Where a speed target puts its computes when no calibration plan applies. auto (the default): below 2x "
+        "on a flow model (FLUX, Wan, SD3 ...) run for 20 steps or more, the default shape: computes dense at the "
+        "start, where spacing them evenly from step 0 skips the steps that move most; even spacing otherwise (at "
+        "10 steps the shape lost on two of the pack's three flow models). even: spaced evenly from step 0. shape: "
+        "the default shape at every target (worse on DDIM models). Measured: README 'Planned schedules'. A "
+        "calibration made for this model, step count and sampler plans the schedule instead. Used with a speed "
+        "target only.",
         options=PLACEMENTS,
         param="placement",
     )
@@ -903,18 +903,17 @@ def check_pairing(gate_cfg: _Common, predictor_cfg: _Common) -> None:
         )
 
 
-def build(cfg: _Common) -> Tuple[G.Gate, P.Predictor]:
-    """The (gate, predictor) pair of a method config; a speed target wraps the gate in a budget."""
+def build(cfg: _Common, prediction: Optional[str] = None) -> Tuple[G.Gate, P.Predictor]:
+    """The (gate, predictor) pair of a method config; a speed target wraps the gate in a budget. ``prediction``
+    (what the model predicts; None: unknown) is what a speed target's placement ``"auto"`` reads, with the run's
+    step count, at its first step."""
     m = method_of(cfg)
     gate, predictor = m.gate(cfg), m.predictor(cfg)
     predictor.serve(gate.reads)  # a pairing that lacks what its gate reads was refused when its config was built
     if cfg.plan is not None:
         gate = G.PlannedGate(gate, cfg.plan)
     elif cfg.target_speedup:
-        # "auto" reads the model's prediction, which a config alone does not know: even spacing (CacheRun resolves it)
-        gate = G.BudgetGate(
-            gate, cfg.target_speedup, placement_for(cfg.placement, None, cfg.target_speedup), predictor.warmup
-        )
+        gate = G.BudgetGate(gate, cfg.target_speedup, cfg.placement, predictor.warmup, prediction=prediction)
     return gate, predictor
 
 

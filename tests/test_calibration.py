@@ -470,10 +470,11 @@ def test_the_placement_widget_puts_an_uncalibrated_target_on_the_default_shape(h
 
 
 def test_auto_placement_puts_a_low_target_on_the_default_shape_on_flow_models_only(host):
-    """Placement "auto" (an option, docs/flow_low.txt) through the nodes: below 2x on the flow model B, a node
-    without a calibration for its run places the target's computes on the default shape, exactly, and says why; at
-    2x it spaces them evenly; on the eps model A (DDIM) below 2x it spaces them evenly too. The default (even) and
-    the nodes without a placement widget (TeaCache here) space them evenly below 2x on B."""
+    """Placement "auto" (the default, docs/model_d.txt) through the nodes: below 2x on the flow model B run for 20
+    steps or more, a node without a calibration for its run places the target's computes on the default shape,
+    exactly, and says why; at 2x, and at 9 steps, it spaces them evenly; on the eps model A (DDIM) below 2x it spaces
+    them evenly too. Placement "even" spaces them evenly; nodes without a placement widget (TeaCache) run the
+    default, auto."""
     import comfy.sample
 
     from tcpade_core import shape
@@ -481,34 +482,39 @@ def test_auto_placement_puts_a_low_target_on_the_default_shape_on_flow_models_on
     from tcpade_core.config import budget
 
     env = host
-    n = 9  # no calibration for 9 steps in this store
-    shaped = "default shape (below 2x on a flow model, not calibrated: Calibrate plans the schedule)"
+    shaped = "default shape (below 2x on a flow model from 20 steps, not calibrated: Calibrate plans the schedule)"
     even = "not calibrated (Calibrate plans the schedule)"
     for nid in ("TCPade_TaylorSeer", "TCPade_TCPadeCache"):
         extra = dict(preset="custom") if nid == "TCPade_TCPadeCache" else {}
-        for target, want_shape in ((1.5, True), (2.0, False)):
-            m = _attach(env, nid, env["model"], target_speedup=target, placement="auto", **extra)
+        for n, target, want_shape in ((20, 1.5, True), (20, 2.0, False), (9, 1.5, False)):  # no calibration for them
+            m = _attach(env, nid, env["model"], target_speedup=target, **extra)
             _sample(env, m, steps=n)
             rep = m.model_options["transformer_options"]["tcpade"].last_report
             k = budget(n, target)
-            assert rep.computed == k, (nid, target)
+            assert rep.computed == k, (nid, n, target)
             assert ("placed by the default shape" if want_shape else "spaced evenly") in rep.target_note, nid
             assert rep.schedule == (shaped if want_shape else even), nid
             if want_shape and nid == "TCPade_TaylorSeer":  # no signal moves a compute: exactly the shape
                 assert rep.strip() == schedule_strip(shape.schedule(n, k, 1), n), rep.strip()
-    for nid, extra in (("TCPade_TaylorSeer", {}), ("TCPade_TeaCache", {})):
+    for nid, extra, want_shape in (
+        ("TCPade_TaylorSeer", dict(placement="even"), False),
+        ("TCPade_TeaCache", {}, True),
+    ):
         m = _attach(env, nid, env["model"], target_speedup=1.5, **extra)
-        _sample(env, m, steps=n)
+        _sample(env, m, steps=20)
         rep = m.model_options["transformer_options"]["tcpade"].last_report
-        assert "spaced evenly" in rep.target_note and rep.schedule == even and rep.computed == budget(n, 1.5), nid
+        assert rep.computed == budget(20, 1.5), nid
+        assert ("placed by the default shape" if want_shape else "spaced evenly") in rep.target_note, nid
+        assert rep.schedule == (shaped if want_shape else even), nid
+    n = 20
     nodes = env["nodes"]
     model_a = nodes["TCPade_BenchModelLoader"].execute("A: DiT digits 16x16").args[0]
     pos, neg = nodes["TCPade_ClassLabel"].execute("A: digits", 2, "").args
-    m = _attach(env, "TCPade_TaylorSeer", model_a, target_speedup=1.5, placement="auto")
+    m = _attach(env, "TCPade_TaylorSeer", model_a, target_speedup=1.5)
     noise = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(3))
     comfy.sample.sample(
         m, noise, n, 2.0, "ddim", "ddim_uniform", pos, neg, torch.zeros(1, 1, 16, 16), seed=3, disable_pbar=True
     )
     rep = m.model_options["transformer_options"]["tcpade"].last_report
     assert rep.schedule == even and rep.computed == budget(n, 1.5)
-    assert rep.target_note.startswith("target 1.5x: budget 6 of 9 computes, spaced evenly"), rep.target_note
+    assert rep.target_note.startswith("target 1.5x: budget 13 of 20 computes, spaced evenly"), rep.target_note

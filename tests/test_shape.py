@@ -56,48 +56,48 @@ def test_shape_rejects_bad_parameters():
 def test_placement_is_checked():
     with pytest.raises(ConfigError, match="placement"):
         make_config("taylorseer", target_speedup=2.0, placement="random")
-    assert make_config("taylorseer").placement == "even"
+    assert make_config("taylorseer").placement == "auto"
 
 
 def test_auto_placement_is_the_shape_below_2x_on_flow_models_only():
-    """placement "auto" (the default): the default shape for a target in (0, 2) on a flow-prediction model, even
-    spacing at 2x and above, on an eps model and where the prediction is unknown; "even" / "shape" stay themselves."""
-    from tcpade_core.config import AUTO_SHAPE_BELOW, placement_for
+    """placement "auto" (the default): the default shape for a target in (0, 2) on a flow-prediction model run for
+    20 steps or more, even spacing at 2x and above, below 20 steps, on an eps model and where the prediction or the
+    step count is unknown; "even" / "shape" stay themselves."""
+    from tcpade_core.config import AUTO_MIN_STEPS, AUTO_SHAPE_BELOW, placement_for
 
-    assert AUTO_SHAPE_BELOW == 2.0
-    assert [placement_for("auto", "flow", t) for t in (1.0, 1.25, 1.5, 1.99, 2.0, 2.5, 3.0)] == ["shape"] * 4 + [
+    assert (AUTO_SHAPE_BELOW, AUTO_MIN_STEPS) == (2.0, 20)
+    assert [placement_for("auto", "flow", t, 20) for t in (1.0, 1.25, 1.5, 1.99, 2.0, 2.5, 3.0)] == ["shape"] * 4 + [
         "even"
     ] * 3
-    assert placement_for("auto", "flow", 0) == "even"  # no target: the method's own schedule (never placed)
-    assert {placement_for("auto", p, 1.5) for p in ("eps", None, "v")} == {"even"}
-    assert {placement_for(p, "flow", t) for p in ("even",) for t in (1.5, 3.0)} == {"even"}
-    assert {placement_for("shape", p, t) for p in ("eps", "flow") for t in (1.5, 3.0)} == {"shape"}
+    assert [placement_for("auto", "flow", 1.5, n) for n in (1, 10, 19, 20, 30, 50)] == ["even"] * 3 + ["shape"] * 3
+    assert placement_for("auto", "flow", 1.5) == "even"  # the step count not known
+    assert placement_for("auto", "flow", 0, 30) == "even"  # no target: the method's own schedule (never placed)
+    assert {placement_for("auto", p, 1.5, 30) for p in ("eps", None, "v")} == {"even"}
+    assert {placement_for("even", "flow", t, n) for t in (1.5, 3.0) for n in (10, 30)} == {"even"}
+    assert {placement_for("shape", p, t, n) for p in ("eps", "flow") for t in (1.5, 3.0) for n in (10, 30)} == {"shape"}
 
 
 @pytest.mark.parametrize("target", [1.25, 1.5, 2.0, 3.0])
 def test_cache_run_resolves_auto_from_the_prediction(target):
-    """CacheRun(cfg, prediction=...) runs "auto" as placement_for says: on a flow model below 2x exactly the
-    shape's schedule (a reuse predictor: no signal moves a compute), else exactly the even placement's; without a
-    prediction (a config alone) even spacing; the default placement (even) ignores the prediction."""
-    n = 20
-    auto = make_config("reuse", target_speedup=target, placement="auto")
-    shaped = _run(make_config("reuse", target_speedup=target, placement="shape"), n)
-    even = _run(make_config("reuse", target_speedup=target, placement="even"), n)
+    """CacheRun(cfg, prediction=...) runs "auto" (the default) as placement_for says, with the run's step count: on a
+    flow model below 2x from 20 steps exactly the shape's schedule (a reuse predictor: no signal moves a compute),
+    else exactly the even placement's; without a prediction (a config alone) even spacing."""
+    for n in (20, 30, 10):
+        auto = make_config("reuse", target_speedup=target)
+        shaped = _run(make_config("reuse", target_speedup=target, placement="shape"), n)
+        even = _run(make_config("reuse", target_speedup=target, placement="even"), n)
 
-    def steps(rep):
-        return [r.step for r in rep.steps if r.computed]
+        def steps(rep):
+            return [r.step for r in rep.steps if r.computed]
 
-    want = shaped if target < 2 else even
-    assert steps(_run(auto, n, prediction="flow")) == steps(want)
-    assert steps(_run(auto, n, prediction="eps")) == steps(even)
-    assert steps(_run(auto, n)) == steps(even)
-    assert steps(_run(make_config("reuse", target_speedup=target), n, prediction="flow")) == steps(even)
-    if target < 2:
-        assert steps(shaped) != steps(even)  # the two placements differ here, so the check above can fail
-    # a config built alone (no prediction) places "auto" evenly
-    from tcpade_core.methods import build
-
-    assert build(auto)[0].placement == "even"
+        want = shaped if target < 2 and n >= 20 else even
+        assert steps(_run(auto, n, prediction="flow")) == steps(want), n
+        assert steps(_run(auto, n, prediction="eps")) == steps(even)
+        assert steps(_run(auto, n)) == steps(even)
+        if target < 2:
+            assert steps(shaped) != steps(even)  # the two placements differ here, so the checks above can fail
+        note = _run(auto, n, prediction="flow").target_note
+        assert ("placed by the default shape" if want is shaped else "spaced evenly") in note, (n, note)
 
 
 def _run(cfg, n, seed=0, prediction=None):
@@ -189,14 +189,15 @@ class _OldBudgetGate(G.WrappedGate):
     [("taylorseer", dict(order=1)), ("taylorseer", dict(order=2)), ("tcpade", {}), ("tracache", {}), ("reuse", {})],
 )
 def test_even_placement_is_todays_schedule(method, params, monkeypatch):
-    """The default placement ("even") computes exactly the steps of the rule before the knob (so the benchmarks
-    do not change): the same runs with the old rule patched in give the same schedules and reasons."""
+    """Placement "even" (and "auto" where the model's prediction is not known) computes exactly the steps of the
+    rule before the knob (so the benchmarks do not change): the same runs with the old rule patched in give the
+    same schedules and reasons."""
     for n in (5, 10, 20, 30):
         for t in TARGETS:
-            cfg = make_config(method, target_speedup=t, **params)
+            cfg = make_config(method, target_speedup=t, placement="even" if n % 10 else "auto", **params)
             now = _run(cfg, n, seed=n)
             with monkeypatch.context() as m:
-                m.setattr(G, "BudgetGate", lambda base, target, *a: _OldBudgetGate(base, target))
+                m.setattr(G, "BudgetGate", lambda base, target, *a, **k: _OldBudgetGate(base, target))
                 old = _run(cfg, n, seed=n)
             assert [(r.step, r.computed, r.reason) for r in now.steps] == [
                 (r.step, r.computed, r.reason) for r in old.steps

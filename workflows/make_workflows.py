@@ -556,7 +556,8 @@ def note_head(title: str, kinds: Sequence[str]) -> str:
         f"**One speed for every row:** the {NUMBERS[len(kinds)]} cached rows ({_and(LABELS[k] for k in kinds)}) "
         f"share one speed target, **{TARGET:g}x**: each computes {computed} of the {steps} steps. TC-Padé takes it from its "
         f"*preset* (*{TARGET_PRESET}*), the others from *target speed-up* {TARGET:g}. The target sets how many steps "
-        "compute and spaces them evenly"
+        "compute and spaces them evenly (placement *auto*: below 2x on a flow model run for 20 steps or more "
+        "they go denser at the start)"
         + (f"; a method's own signal ({_and(signals)}) may move a compute earlier" if signals else "")
         + ". "
         + (f"{_and(unused)} {'are' if len(unused) > 1 else 'is'} used only at target 0. " if unused else "")
