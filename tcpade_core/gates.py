@@ -561,10 +561,10 @@ class BudgetGate(WrappedGate):
     engine's warm-up computes (a predictor that is not ready) count against it.
 
     ``placement="auto"`` is resolved at the first step (:func:`tcpade_core.config.placement_for`, from
-    ``prediction`` and the run's step count). ``"even"``: the spacing is the even one, r / b. ``"shape"``: the computes go where the default shape
-    puts them (:func:`tcpade_core.shape.schedule` for the run's steps and budget, the first ``warm`` steps, the
-    predictor's warm-up, among them); the spacing is the gap from the last compute to the next planned step still
-    ahead. A compute the schedule did not plan (early by the signal, or forced by the engine) takes the place of
+    ``prediction`` and the run's step count). ``"even"``: the spacing is the even one, r / b. ``"shape"``: the
+    computes go where the default shape puts them (:func:`tcpade_core.shape.schedule` for the run's steps and
+    budget, the first ``warm`` steps, the predictor's warm-up, among them); the spacing is the gap from the last
+    compute to the next planned step still ahead. A compute the schedule did not plan (early by the signal, or forced by the engine) takes the place of
     the next planned one, so the budget stays exact.
     """
 
