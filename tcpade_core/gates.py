@@ -564,8 +564,8 @@ class BudgetGate(WrappedGate):
     ``prediction`` and the run's step count). ``"even"``: the spacing is the even one, r / b. ``"shape"``: the
     computes go where the default shape puts them (:func:`tcpade_core.shape.schedule` for the run's steps and
     budget, the first ``warm`` steps, the predictor's warm-up, among them); the spacing is the gap from the last
-    compute to the next planned step still ahead. A compute the schedule did not plan (early by the signal, or forced by the engine) takes the place of
-    the next planned one, so the budget stays exact.
+    compute to the next planned step still ahead. A compute the schedule did not plan (early by the signal, or
+    forced by the engine) takes the place of the next planned one, so the budget stays exact.
     """
 
     def __init__(self, base: Gate, target: float, placement: str = "even", warm: int = 1, prediction=None):

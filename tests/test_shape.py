@@ -82,14 +82,14 @@ def test_cache_run_resolves_auto_from_the_prediction(target):
     """CacheRun(cfg, prediction=...) runs "auto" (the default) as placement_for says, with the run's step count: on a
     flow model below 2x from 20 steps exactly the shape's schedule (a reuse predictor: no signal moves a compute),
     else exactly the even placement's; without a prediction (a config alone) even spacing."""
+
+    def steps(rep):
+        return [r.step for r in rep.steps if r.computed]
+
+    auto = make_config("reuse", target_speedup=target)
     for n in (20, 30, 10):
-        auto = make_config("reuse", target_speedup=target)
         shaped = _run(make_config("reuse", target_speedup=target, placement="shape"), n)
         even = _run(make_config("reuse", target_speedup=target, placement="even"), n)
-
-        def steps(rep):
-            return [r.step for r in rep.steps if r.computed]
-
         want = shaped if target < 2 and n >= 20 else even
         assert steps(_run(auto, n, prediction="flow")) == steps(want), n
         assert steps(_run(auto, n, prediction="eps")) == steps(even)

@@ -12,6 +12,14 @@ _CLASSIFIERS: dict = {}
 CLASSIFIER_SEED = 1234
 
 
+def _data_key(model_name: str) -> str:
+    """The model whose training data (and classifier) ``model_name``'s are: D is trained on C's textures."""
+    from ..models.zoo import canonical_name
+
+    key = canonical_name(model_name)
+    return "c" if key == "d" else key
+
+
 def classifier_features(images, model_name: str) -> np.ndarray:
     """Feature vectors used by the class-agreement classifiers.
 
@@ -24,14 +32,13 @@ def classifier_features(images, model_name: str) -> np.ndarray:
       class is the texture's orientation/lattice/frequency structure).
     """
     from .datasets import digits_to_8x8
-    from ..models.zoo import canonical_name
 
-    key = canonical_name(model_name)
+    key = _data_key(model_name)
     x = torch.as_tensor(images).float()
     if key == "a":
         return digits_to_8x8(x).numpy().astype(np.float64)
     x = x.clamp(-1, 1)
-    if key in ("c", "d"):
+    if key == "c":
         lum = x.mean(dim=1)
         lum = lum - lum.mean(dim=(1, 2), keepdim=True)
         mag = torch.fft.rfft2(lum).abs() / x.shape[-1]
@@ -52,10 +59,7 @@ def fit_classifier(model_name: str):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ..models.zoo import canonical_name
-
-    key = canonical_name(model_name)
-    key = "c" if key == "d" else key  # D is trained on C's data: one classifier
+    key = _data_key(model_name)
     if key in _CLASSIFIERS:
         return _CLASSIFIERS[key]
     if key == "a":

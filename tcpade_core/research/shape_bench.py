@@ -37,7 +37,7 @@ from ..calibrate import calibrated_run
 from ..config import budget, make_config, placement_for
 from ..engine import CacheRun
 from .common import CALIB_SEED, PREDICTION, labels as _labels, sample_timed as _sample
-from .fbcache import best_baseline, cases, read_bench
+from .fbcache import BENCH_TXT, best_baseline, cases, read_bench
 from .shape_fit import METHODS, TARGETS, record
 
 
@@ -244,9 +244,9 @@ def _stat(d) -> str:
 
 
 def with_auto(rows: List[dict]) -> List[dict]:
-    """The rows with an ``auto`` column: what placement ``"auto"`` runs in each cell, read from the
-    measured ones (:func:`tcpade_core.config.placement_for` on the model's prediction and the step count: the ``shape`` column below 2x
-    on a flow model, else ``even``)."""
+    """The rows with an ``auto`` column: what placement ``"auto"`` runs in each cell, read from the measured ones
+    (:func:`tcpade_core.config.placement_for` on the model's prediction and the step count: the ``shape`` column
+    below 2x on a flow model from 20 steps, else ``even``)."""
     pick = lambda r: placement_for("auto", PREDICTION[r["model"]], r["target"], r["steps"])
     return [dict(r, auto=r[pick(r)]) for r in rows]
 
@@ -444,8 +444,8 @@ def main(argv=None) -> None:
     targets = tuple(float(t) for t in args.targets.split(","))
     methods = tuple(m for m in CATALOGUE if m[0] in args.methods.split(","))
     bench = {}
-    for path in args.bench.split(",") if args.bench else [None]:
-        bench.update(read_bench(Path(path)) if path else read_bench())
+    for path in [Path(p) for p in args.bench.split(",")] if args.bench else [BENCH_TXT]:
+        bench.update(read_bench(path))
     t0 = time.perf_counter()
     print(
         f"default shape: power {shape.POWER:g}, late {shape.LATE:g} (frozen); PSNR against full compute, "
