@@ -94,6 +94,28 @@ def closed_loop_lambda(order: int, objective: str = "coherent") -> float:
     return CLOSED_LOOP if order == 1 and objective == "coherent" else 0.0
 
 
+# rho of a contraction in the planner's objective (0: off; a study, `shape_bench --contract RHO`): a sampler's step
+# from noise level sigma_j to sigma_(j+1) with the model computed pulls an error already in the latent back toward
+# the data by about the fraction of the remaining way it covers, (sigma_j - sigma_(j+1)) / sigma_j (for a denoiser
+# whose prediction follows the latent off the data: Euler on a rectified flow, DDIM), and a skipped step, whose
+# prediction does not see the latent, pulls nothing. Each gap's cost is therefore shrunk by every compute after it:
+# c_j = 1 - rho * w_j / sum_(i >= j) w_i per computed step j (w: the step weights; for a flow model the step
+# size over the time still to go), squared (the costs are squared norms) and raised to the segment power. The DP
+# stays exact: a compute multiplies the total so far by its factor (:func:`contraction`).
+CONTRACT: float = 0.0
+
+
+def contraction(dt: np.ndarray) -> Optional[np.ndarray]:
+    """Per step j, the factor by which computing step j shrinks the powered cost of every gap before it
+    (:data:`CONTRACT`), or None where the contraction is off."""
+    if not CONTRACT:
+        return None
+    w = np.asarray(dt, dtype=float)
+    rest = np.cumsum(w[::-1])[::-1]
+    frac = np.where(rest > 0, w / np.where(rest > 0, rest, 1.0), 0.0)
+    return np.clip(1.0 - CONTRACT * frac, 0.0, 1.0) ** (2.0 * SEG_POWER)
+
+
 # plans nested in the budget above this target's computes (None: every budget its own optimum): a plan of more
 # computes is the plan of one fewer and the one compute that lowers the objective most, so that lowering the target
 # only adds computes. A study: `shape_bench --nest T`.
@@ -407,7 +429,7 @@ def quadratic_costs(Y: np.ndarray, dt: np.ndarray) -> List[List[Optional[np.ndar
     return out
 
 
-def _plans2(plain, cost, n: int, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int], float]]:
+def _plans2(plain, cost, n: int, k: int, warm: int, every: bool, keep=None) -> Dict[int, Tuple[List[int], float]]:
     """:func:`_plans1` for an order-2 predictor: the state after a compute is the newest three computed steps
     (a, b, c) (a == b: fewer than three; :func:`quadratic_costs`, powered: ``cost``), the exact minimum over the
     same objective."""
@@ -448,6 +470,8 @@ def _plans2(plain, cost, n: int, k: int, warm: int, every: bool) -> Dict[int, Tu
             tot = col[:, :, None] + q[c][:, :, :-1]  # (b, a, d = c+1 .. n-1)
             a_best = np.argmin(tot, axis=1)  # ties: the smallest a
             val = np.take_along_axis(tot, a_best[:, None, :], axis=1)[:, 0, :]
+            if keep is not None:
+                val = val * keep[None, c + 1 :]
             ok = np.isfinite(val)
             nxt[: c + 1, c, c + 1 :] = np.where(ok, val, INF)
             prev[: c + 1, c, c + 1 :] = np.where(ok, a_best, 0)
@@ -495,8 +519,9 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
                 np.max(np.stack(each), axis=0) ** SEG_POWER if PER_SAMPLE == "max" else sum(e**SEG_POWER for e in each)
             )
         free, term = _plans1, _term1
+    keep = contraction(dt) if objective == "coherent" else None
     anchor = nest_anchor(n, warm)
-    out = free(plain, cost, n, min(k, anchor or k), warm, every)
+    out = free(plain, cost, n, min(k, anchor or k), warm, every, keep)
     if anchor is not None and k > anchor:
         steps = list(out[anchor][0])
         out = out if every else {}
@@ -504,14 +529,15 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
             steps = _add_best(term, cost, steps, n)
             if every or m == k:
                 out[m] = (steps, 0.0)
-    if SEG_POWER != 1.0 or anchor is not None or lam or samples is not None:  # each plan's plain open-loop error
+    if SEG_POWER != 1.0 or anchor is not None or lam or samples is not None or keep is not None:  # plain error
         out = {m: (steps, _total(term, plain, steps)) for m, (steps, _) in out.items()}
     return out
 
 
-def _plans1(plain, cum, n: int, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int], float]]:
+def _plans1(plain, cum, n: int, k: int, warm: int, every: bool, keep=None) -> Dict[int, Tuple[List[int], float]]:
     """The exact optima of an order-0 or order-1 predictor on the segment costs ``cum`` (:func:`segment_costs`,
-    powered), each with its value on ``cum``."""
+    powered), each with its value on ``cum`` (``keep``: each compute's factor on the total before it,
+    :func:`contraction`)."""
     # the state after a compute: (a, b), the newest two computed steps (a == b: b is the only one so far)
     best = np.full((n, n), INF)
     a0, b0 = (warm - 2, warm - 1) if warm >= 2 else (0, 0)
@@ -530,6 +556,8 @@ def _plans1(plain, cum, n: int, k: int, warm: int, every: bool) -> Dict[int, Tup
             cost = np.where(ok[:, None], col[:, None] + cum[:, b, :][:, cs], INF)  # (a, c)
             a_best = np.argmin(cost, axis=0)  # ties: the smallest a
             val = cost[a_best, np.arange(len(cs))]
+            if keep is not None:
+                val = val * keep[cs]
             better = val < nxt[b, cs]
             nxt[b, cs[better]] = val[better]
             prev[b, cs[better]] = a_best[better]

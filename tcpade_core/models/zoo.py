@@ -29,6 +29,7 @@ MODEL_FILES = {
     "b": "model_b_shapes.safetensors",
     "c": "model_c_textures.safetensors",
     "d": "model_d_textures.safetensors",
+    "e": "model_e_textures.safetensors",
 }
 # class names of the shipped models' label sets (index = class; the null class is len(names))
 DIGITS_CLASSES = [str(i) for i in range(10)]
@@ -51,7 +52,13 @@ TEXTURE_NAMES = [
     "spokes",
 ]
 TEXTURES_CLASSES = list(TEXTURE_NAMES)
-CLASS_NAMES = {"a": DIGITS_CLASSES, "b": SHAPES_CLASSES, "c": TEXTURES_CLASSES, "d": TEXTURES_CLASSES}
+CLASS_NAMES = {
+    "a": DIGITS_CLASSES,
+    "b": SHAPES_CLASSES,
+    "c": TEXTURES_CLASSES,
+    "d": TEXTURES_CLASSES,
+    "e": TEXTURES_CLASSES,
+}
 _ALIASES = {
     "a": "a",
     "digits": "a",
@@ -64,6 +71,8 @@ _ALIASES = {
     "model_c": "c",
     "d": "d",
     "model_d": "d",
+    "e": "e",
+    "model_e": "e",
 }
 
 

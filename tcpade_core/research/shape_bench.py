@@ -384,6 +384,12 @@ def main(argv=None) -> None:
         help="lambda of the planner's closed-loop term (planner.CLOSED_LOOP; 0: open loop; default: the frozen one)",
     )
     ap.add_argument(
+        "--contract",
+        type=float,
+        default=None,
+        help="rho of the planner's contraction (planner.CONTRACT; 0: off; default: the frozen one)",
+    )
+    ap.add_argument(
         "--nest",
         type=float,
         default=None,
@@ -437,6 +443,8 @@ def main(argv=None) -> None:
         planner.TAIL = args.tail if args.tail >= 0 else None
     if args.closed_loop is not None:
         planner.CLOSED_LOOP = args.closed_loop
+    if args.contract is not None:
+        planner.CONTRACT = args.contract
     if args.nest is not None:
         planner.NEST_TARGET = args.nest if args.nest > 0 else None
     if args.per_sample is not None:
@@ -463,6 +471,7 @@ def main(argv=None) -> None:
         + ("" if planner.NEST_TARGET is None else f"; plans nested above {planner.NEST_TARGET:g}x")
         + ("" if planner.CLOSED_LOOP == 0 else f"; closed-loop term {planner.CLOSED_LOOP:g}")
         + ("" if planner.PER_SAMPLE is None else f"; per sample: {planner.PER_SAMPLE}")
+        + ("" if not planner.CONTRACT else f"; contraction {planner.CONTRACT:g}")
     )
     print(head(), flush=True)
     rows: List[dict] = []
