@@ -274,3 +274,13 @@ def test_tuning_tools_refuse_held_out_models():
     # the benchmark reports C only in its held-out split, on both seeds
     assert {(split, m) for split, m, _ in cases(False, ["a", "b", "c"]) if m == "c"} == {("held-out", "c")}
     assert {(split, s) for split, m, s in cases(False, ["d"])} == {("held-out", 1234), ("held-out", 4321)}
+
+
+def test_a_margin_between_two_full_computes_is_zero():
+    """bench.psnr_diff: two runs that computed every step (PSNR inf against full compute) differ by 0, not NaN;
+    any other pair by the plain difference."""
+    from tcpade_core.research.bench import psnr_diff
+
+    inf = float("inf")
+    assert psnr_diff(inf, inf) == 0.0
+    assert psnr_diff(30.5, 28.0) == 2.5 and psnr_diff(30.0, inf) == -inf and psnr_diff(inf, 30.0) == inf

@@ -426,6 +426,47 @@ def test_with_the_closed_loop_term_the_plan_is_the_exact_minimum_of_its_objectiv
             assert value == pytest.approx(agg(steps, plain) if power == 1.0 else planner.schedule_cost(plain, steps))
 
 
+def test_a_contraction_plans_the_exact_minimum_of_its_objective(monkeypatch):
+    """planner.CONTRACT = rho (a study, off): each computed step j multiplies the powered cost of every gap before
+    it by (1 - rho w_j / sum_(i >= j) w_i)^(2p) (for a flow model's step sizes: 1 - rho h_j / t_j); the DP
+    minimises that exactly, at orders 1 and 2, against every schedule; the reported error stays the plain
+    open-loop one; off, the factors are None and the plans are today's."""
+    from tcpade_core import planner
+
+    t = np.array([1.0, 0.8, 0.5, 0.25, 0.1])
+    monkeypatch.setattr(planner, "CONTRACT", 0.5)
+    assert planner.contraction(planner.step_sizes(t)) == pytest.approx(
+        (1 - 0.5 * np.array([0.2 / 1.0, 0.3 / 0.8, 0.25 / 0.5, 0.15 / 0.25, 1.0])) ** 4
+    )
+    rng = np.random.default_rng(11)
+    n = 8
+    Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
+    keep = planner.contraction(dt)
+    for order, warm in ((1, 1), (1, 2), (2, 1)):
+        if order == 2:
+            plain = planner.quadratic_costs(Y, dt)
+            top = max(float(x.max()) for row in plain for x in row if x is not None)
+            cost, term = [[None if x is None else (x / top) ** 2 for x in row] for row in plain], planner._term2
+        else:
+            plain, full = planner.gap_costs(Y, dt, 1, "coherent", planner.CLOSED_LOOP)
+            cost, term = (full / full.max()) ** 2, planner._term1
+        for k in range(warm + 1, n):
+            steps, value = plan(Y, dt, k, order, warm)
+
+            def agg(s):
+                return sum(term(cost, s, i) * np.prod(keep[s[i + 1 :]]) for i in range(len(s)))
+
+            scheds = [sorted(set(range(warm)) | set(r)) for r in itertools.combinations(range(warm, n), k - warm)]
+            assert agg(steps) == pytest.approx(min(agg(s) for s in scheds), rel=1e-9, abs=1e-15)
+            assert value == pytest.approx(planner._total(term, plain, steps))
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)
+    assert planner.contraction(dt) is None
+    today = plan(Y, dt, 4, 1)[0]
+    monkeypatch.setattr(planner, "CONTRACT", 0.9)
+    late = plan(Y, dt, 4, 1)[0]
+    assert today[-1] < n - 1 and late[-1] == n - 1  # a strong contraction computes the last step
+
+
 def test_proxy_rank_variations_keep_the_budget_and_the_warm_up():
     """The study's candidate schedules (research.proxy_rank.variations): each has the bases' number of computes,
     sorted, distinct, within the run, the warm-up kept, none equal to a base or to another; the same seed gives the

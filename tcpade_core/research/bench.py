@@ -371,9 +371,14 @@ def best_baseline_at_most(rows: List[Row], r: Row) -> Optional[Row]:
     return max(c, key=lambda x: x.psnr) if c else None
 
 
+def psnr_diff(a: float, b: float) -> float:
+    """``a - b`` of two PSNRs; 0 where both are infinite (both runs computed every step: the same samples)."""
+    return 0.0 if math.isinf(a) and math.isinf(b) and a == b else a - b
+
+
 def pareto_margin(rows: List[Row], r: Row) -> Tuple[Optional[float], Optional[Row]]:
     b = best_baseline_at_most(rows, r)
-    return (r.psnr - b.psnr if b is not None else None), b
+    return (psnr_diff(r.psnr, b.psnr) if b is not None else None), b
 
 
 def best_at_nfe(rows: List[Row], family: str, computed: int, tol: int = 1) -> Optional[Row]:
@@ -443,7 +448,7 @@ def matched_table(rows: List[Row], split: str) -> str:
             out.append(f"{b.psnr:6.2f} ({b.computed:2d})" if b else f"{'-':>13}")
             if b:
                 best = max(best, b.psnr)
-        margin = f"{r.psnr - best:+7.2f}" if best > -math.inf else f"{'n/a':>7}"
+        margin = f"{psnr_diff(r.psnr, best):+7.2f}" if best > -math.inf else f"{'n/a':>7}"
         return " ".join(f"{c:>13}" for c in out) + f" | {margin}"
 
     return _tcpade_rows_table(
