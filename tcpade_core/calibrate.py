@@ -240,9 +240,10 @@ def plan_keys() -> List[Tuple[int, int]]:
 def plan_key(order: int, warm: int) -> str:
     """The key of one predictor's plans in :attr:`Calibration.plan_table`: its plan order and warm-up, and the
     planner's segment power where it is not 1 (:data:`tcpade_core.planner.SEG_POWER`) and the target its plans nest
-    above, if any (:data:`tcpade_core.planner.NEST_TARGET`), and the closed-loop term's lambda where that order
-    plans with one (:func:`tcpade_core.planner.closed_loop_lambda`), so that plans stored under another objective are not
-    read: the plan is made again from the stored outputs."""
+    above, if any (:data:`tcpade_core.planner.NEST_TARGET`), and the closed-loop term's lambda and the contraction's
+    rho where that order plans with them (:func:`tcpade_core.planner.closed_loop_lambda`,
+    :func:`tcpade_core.planner.contraction_rho`), so that plans stored under another objective are not read: the
+    plan is made again from the stored outputs."""
     from . import planner
 
     return (
@@ -250,6 +251,7 @@ def plan_key(order: int, warm: int) -> str:
         + ("" if planner.SEG_POWER == 1.0 else f"/p{planner.SEG_POWER:g}")
         + ("" if planner.NEST_TARGET is None else f"/n{planner.NEST_TARGET:g}")
         + ("" if not planner.closed_loop_lambda(order) else f"/cl{planner.closed_loop_lambda(order):g}")
+        + ("" if not planner.contraction_rho(order) else f"/ct{planner.contraction_rho(order):g}")
     )
 
 

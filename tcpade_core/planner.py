@@ -22,6 +22,7 @@ steps (:class:`tcpade_core.gates.PlannedGate`).
 from __future__ import annotations
 
 import bisect
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -105,15 +106,22 @@ def closed_loop_lambda(order: int, objective: str = "coherent") -> float:
 CONTRACT: float = 0.0
 
 
-def contraction(dt: np.ndarray) -> Optional[np.ndarray]:
+def contraction_rho(order: int, objective: str = "coherent") -> float:
+    """The contraction's rho the planner uses for an order-``order`` predictor: :data:`CONTRACT` for order 1 on the
+    coherent objective (TaylorSeer O=1 and TC-Padé, where it was measured), else 0. A stored plan's key names it
+    (:func:`tcpade_core.calibrate.plan_key`)."""
+    return CONTRACT if order == 1 and objective == "coherent" else 0.0
+
+
+def contraction(dt: np.ndarray, rho: float) -> Optional[np.ndarray]:
     """Per step j, the factor by which computing step j shrinks the powered cost of every gap before it
-    (:data:`CONTRACT`), or None where the contraction is off."""
-    if not CONTRACT:
+    (:data:`CONTRACT`) at ``rho``, or None where ``rho`` is 0."""
+    if not rho:
         return None
     w = np.asarray(dt, dtype=float)
     rest = np.cumsum(w[::-1])[::-1]
     frac = np.where(rest > 0, w / np.where(rest > 0, rest, 1.0), 0.0)
-    return np.clip(1.0 - CONTRACT * frac, 0.0, 1.0) ** (2.0 * SEG_POWER)
+    return np.clip(1.0 - rho * frac, 0.0, 1.0) ** (2.0 * SEG_POWER)
 
 
 # plans nested in the budget above this target's computes (None: every budget its own optimum): a plan of more
@@ -429,7 +437,7 @@ def quadratic_costs(Y: np.ndarray, dt: np.ndarray) -> List[List[Optional[np.ndar
     return out
 
 
-def _plans2(plain, cost, n: int, k: int, warm: int, every: bool, keep=None) -> Dict[int, Tuple[List[int], float]]:
+def _plans2(plain, cost, n: int, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int], float]]:
     """:func:`_plans1` for an order-2 predictor: the state after a compute is the newest three computed steps
     (a, b, c) (a == b: fewer than three; :func:`quadratic_costs`, powered: ``cost``), the exact minimum over the
     same objective."""
@@ -470,8 +478,6 @@ def _plans2(plain, cost, n: int, k: int, warm: int, every: bool, keep=None) -> D
             tot = col[:, :, None] + q[c][:, :, :-1]  # (b, a, d = c+1 .. n-1)
             a_best = np.argmin(tot, axis=1)  # ties: the smallest a
             val = np.take_along_axis(tot, a_best[:, None, :], axis=1)[:, 0, :]
-            if keep is not None:
-                val = val * keep[None, c + 1 :]
             ok = np.isfinite(val)
             nxt[: c + 1, c, c + 1 :] = np.where(ok, val, INF)
             prev[: c + 1, c, c + 1 :] = np.where(ok, a_best, 0)
@@ -503,7 +509,7 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
         plain = quadratic_costs(Y, dt)
         top = max((float(x.max()) for row in plain for x in row if x is not None), default=0.0) or 1.0
         cost = [[None if x is None else _powered(x, top) for x in row] for row in plain]
-        free, term, lam = _plans2, _term2, 0.0
+        free, term, lam, keep = _plans2, _term2, 0.0, None
     else:
         lam = closed_loop_lambda(order, objective)
         if samples is None:
@@ -518,10 +524,10 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
             cost = (
                 np.max(np.stack(each), axis=0) ** SEG_POWER if PER_SAMPLE == "max" else sum(e**SEG_POWER for e in each)
             )
-        free, term = _plans1, _term1
-    keep = contraction(dt) if objective == "coherent" else None
+        keep = contraction(dt, contraction_rho(order, objective))
+        free, term = partial(_plans1, keep=keep), _term1
     anchor = nest_anchor(n, warm)
-    out = free(plain, cost, n, min(k, anchor or k), warm, every, keep)
+    out = free(plain, cost, n, min(k, anchor or k), warm, every)
     if anchor is not None and k > anchor:
         steps = list(out[anchor][0])
         out = out if every else {}

@@ -111,6 +111,7 @@ def test_plans_stored_under_another_segment_power_are_not_read(monkeypatch):
 
     monkeypatch.setattr(planner, "SEG_POWER", 1.0)
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     old = calibrate(synthetic(), "abc", 2.0)
     assert set(old.plan_table) == {"0/1", "1/1", "1/3", "2/1"}
     monkeypatch.setattr(planner, "SEG_POWER", 2.0)

@@ -120,7 +120,7 @@ def test_dit_loader_missing_and_unexpected_key_raise_with_key_name():
 
 
 # --------------------------------------------------------------------------- shipped models
-@pytest.fixture(scope="module", params=["a", "b", "c", "d"])
+@pytest.fixture(scope="module", params=["a", "b", "c", "d", "e"])
 def shipped(request):
     path = WEIGHTS_DIR / MODEL_FILES[request.param]
     if not path.exists():
@@ -145,7 +145,7 @@ def test_aliases_load_same_model():
     c, t = load_model("c"), load_model("textures")
     assert all(torch.equal(p, q) for p, q in zip(c.parameters(), t.parameters()))
     with pytest.raises(ValueError):
-        load_model("e")
+        load_model("f")
 
 
 def test_model_c_metadata_and_size():
@@ -167,25 +167,27 @@ def test_model_c_metadata_and_size():
     assert len(CLASS_NAMES["c"]) == 10
 
 
-def test_model_d_is_c_recipe_with_another_seed():
-    """Model D (the second held-out model): C's architecture, data and optimiser, training seed 1, its own file."""
+@pytest.mark.parametrize("name, seed", [("d", 1), ("e", 2)])
+def test_models_d_and_e_are_c_recipe_with_other_seeds(name, seed):
+    """Models D and E (held-out models): C's architecture, data and optimiser, training seeds 1 and 2, 6000
+    iterations, their own files, C's classifier."""
     from tcpade_core.research.classifiers import fit_classifier
     from tcpade_core.research.common import CFG_SCALE, PREDICTION
     from tcpade_core.research.train import PRESET_KIND, PRESETS
 
-    assert {k: v for k, v in PRESETS["d"].items() if k not in ("seed", "iters")} == {
+    assert {k: v for k, v in PRESETS[name].items() if k not in ("seed", "iters")} == {
         k: v for k, v in PRESETS["c"].items() if k not in ("seed", "iters")
     }
-    assert (PRESETS["d"]["seed"], PRESETS["d"]["iters"]) == (1, 6000) and PRESET_KIND["d"] == PRESET_KIND["c"]
-    assert (CFG_SCALE["d"], PREDICTION["d"]) == (CFG_SCALE["c"], PREDICTION["c"])
-    assert MODEL_FILES["d"] != MODEL_FILES["c"]
-    meta = load_model("d").metadata
-    assert (meta["model"], meta["train_seed"], meta["train_iters"], meta["torch_threads"]) == ("d", 1, 6000, 1)
+    assert (PRESETS[name]["seed"], PRESETS[name]["iters"]) == (seed, 6000) and PRESET_KIND[name] == PRESET_KIND["c"]
+    assert (CFG_SCALE[name], PREDICTION[name]) == (CFG_SCALE["c"], PREDICTION["c"])
+    assert len({MODEL_FILES[m] for m in ("c", "d", "e")}) == 3
+    meta = load_model(name).metadata
+    assert (meta["model"], meta["train_seed"], meta["train_iters"], meta["torch_threads"]) == (name, seed, 6000, 1)
     cfg = {k: v for k, v in meta["config"].items() if k != "arch"}
     assert cfg == PRESETS["c"]["config"] and meta["class_agreement_20steps"]["n"] >= 100
-    c, d = load_model("c"), load_model("d")
-    assert not all(torch.equal(p, q) for p, q in zip(c.parameters(), d.parameters()))
-    assert fit_classifier("d") is fit_classifier("c")  # trained on C's data: C's classifier
+    c, m = load_model("c"), load_model(name)
+    assert not all(torch.equal(p, q) for p, q in zip(c.parameters(), m.parameters()))
+    assert fit_classifier(name) is fit_classifier("c")  # trained on C's data: C's classifier
 
 
 def test_sampling_deterministic(shipped):
@@ -267,13 +269,14 @@ def test_tuning_tools_refuse_held_out_models():
     from tcpade_core.research.common import DEV_MODELS, refuse_held_out
 
     assert DEV_MODELS == ("a", "b")
-    for bad in (["c"], ["a", "textures"], ["d"]):
+    for bad in (["c"], ["a", "textures"], ["d"], ["e"]):
         with pytest.raises(SystemExit, match="held out"):
             ablation_main(["--models", ",".join(bad)])
     refuse_held_out(["a", "digits", "b"], "x")  # development models pass
     # the benchmark reports C only in its held-out split, on both seeds
     assert {(split, m) for split, m, _ in cases(False, ["a", "b", "c"]) if m == "c"} == {("held-out", "c")}
-    assert {(split, s) for split, m, s in cases(False, ["d"])} == {("held-out", 1234), ("held-out", 4321)}
+    for name in ("d", "e"):
+        assert {(split, s) for split, m, s in cases(False, [name])} == {("held-out", 1234), ("held-out", 4321)}
 
 
 def test_a_margin_between_two_full_computes_is_zero():

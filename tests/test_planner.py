@@ -41,6 +41,7 @@ def test_a_kink_is_computed_and_the_linear_parts_cost_nothing(monkeypatch):
     traj = _traj(_kinked())
     assert any(10 <= s <= 11 for s in plan_trajectory(traj, 4, order=1)[0])
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     steps, err = plan_trajectory(traj, 4, order=1)
     assert len(steps) == 4 and steps[0] == 0 and err == pytest.approx(0.0, abs=1e-12)
     assert any(10 <= s <= 11 for s in steps)  # a compute at (or just after) the kink
@@ -71,6 +72,7 @@ def test_the_plan_is_the_exact_minimum_and_deterministic(seed, monkeypatch):
 
     monkeypatch.setattr(planner, "SEG_POWER", 1.0)  # the plain sum (the power: the test below)
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     rng = np.random.default_rng(seed)
     n = int(rng.integers(5, 9))
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n)
@@ -257,6 +259,7 @@ def test_a_segment_power_plans_the_exact_minimum_of_its_aggregate_and_reports_th
     n = int(rng.integers(6, 9))
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "SEG_POWER", 2.0)
     for order, warm in ((0, 1), (1, 1), (1, 2), (2, 1), (2, 3)):
         k = int(rng.integers(warm + 1, n))
@@ -328,6 +331,7 @@ def test_nested_plans_only_add_the_best_compute_above_their_anchor(power, monkey
     from tcpade_core.config import budget
 
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "SEG_POWER", power)
     rng = np.random.default_rng(20)
     n = 12
@@ -395,6 +399,7 @@ def test_a_closed_loop_term_adds_each_base_value_s_reach_through_the_prediction(
     for k, (steps, err) in table.items():
         assert err == pytest.approx(planner.schedule_error(Y, dt, steps, 1), rel=1e-12)
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     assert plan_key(1, 1) == "1/1/p2"
     assert any(table[k][0] != v[0] for k, v in planner.plan_table(Y, dt, 1, 1).items())
     assert planner.plan_table(Y, dt, 2, 1) == two and planner.plan_table(Y, dt, 0, 1) == zero
@@ -427,31 +432,31 @@ def test_with_the_closed_loop_term_the_plan_is_the_exact_minimum_of_its_objectiv
 
 
 def test_a_contraction_plans_the_exact_minimum_of_its_objective(monkeypatch):
-    """planner.CONTRACT = rho (a study, off): each computed step j multiplies the powered cost of every gap before
-    it by (1 - rho w_j / sum_(i >= j) w_i)^(2p) (for a flow model's step sizes: 1 - rho h_j / t_j); the DP
-    minimises that exactly, at orders 1 and 2, against every schedule; the reported error stays the plain
-    open-loop one; off, the factors are None and the plans are today's."""
+    """planner.CONTRACT = rho: for an order-1 predictor each computed step j multiplies the powered cost of every
+    gap before it by (1 - rho w_j / sum_(i >= j) w_i)^(2p) (for a flow model's step sizes: 1 - rho h_j / t_j); the
+    DP minimises that exactly, against every schedule; the reported error stays the plain open-loop one; orders 0
+    and 2 plan without it; at rho 0 the factors are None."""
     from tcpade_core import planner
 
     t = np.array([1.0, 0.8, 0.5, 0.25, 0.1])
-    monkeypatch.setattr(planner, "CONTRACT", 0.5)
-    assert planner.contraction(planner.step_sizes(t)) == pytest.approx(
+    assert planner.contraction(planner.step_sizes(t), 0.5) == pytest.approx(
         (1 - 0.5 * np.array([0.2 / 1.0, 0.3 / 0.8, 0.25 / 0.5, 0.15 / 0.25, 1.0])) ** 4
     )
     rng = np.random.default_rng(11)
     n = 8
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
-    keep = planner.contraction(dt)
-    for order, warm in ((1, 1), (1, 2), (2, 1)):
-        if order == 2:
-            plain = planner.quadratic_costs(Y, dt)
-            top = max(float(x.max()) for row in plain for x in row if x is not None)
-            cost, term = [[None if x is None else (x / top) ** 2 for x in row] for row in plain], planner._term2
-        else:
-            plain, full = planner.gap_costs(Y, dt, 1, "coherent", planner.CLOSED_LOOP)
-            cost, term = (full / full.max()) ** 2, planner._term1
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)
+    flat = {order: planner.plan_table(Y, dt, order, 1) for order in (0, 2)}
+    monkeypatch.setattr(planner, "CONTRACT", 0.5)
+    assert [planner.contraction_rho(o) for o in (0, 1, 2)] == [0.0, 0.5, 0.0]
+    assert planner.contraction_rho(1, "independent") == 0.0
+    assert {order: planner.plan_table(Y, dt, order, 1) for order in (0, 2)} == flat
+    keep = planner.contraction(dt, 0.5)
+    for warm in (1, 2):
+        plain, full = planner.gap_costs(Y, dt, 1, "coherent", planner.CLOSED_LOOP)
+        cost, term = (full / full.max()) ** 2, planner._term1
         for k in range(warm + 1, n):
-            steps, value = plan(Y, dt, k, order, warm)
+            steps, value = plan(Y, dt, k, 1, warm)
 
             def agg(s):
                 return sum(term(cost, s, i) * np.prod(keep[s[i + 1 :]]) for i in range(len(s)))
@@ -460,7 +465,7 @@ def test_a_contraction_plans_the_exact_minimum_of_its_objective(monkeypatch):
             assert agg(steps) == pytest.approx(min(agg(s) for s in scheds), rel=1e-9, abs=1e-15)
             assert value == pytest.approx(planner._total(term, plain, steps))
     monkeypatch.setattr(planner, "CONTRACT", 0.0)
-    assert planner.contraction(dt) is None
+    assert planner.contraction(dt, 0.0) is None
     today = plan(Y, dt, 4, 1)[0]
     monkeypatch.setattr(planner, "CONTRACT", 0.9)
     late = plan(Y, dt, 4, 1)[0]
@@ -521,6 +526,7 @@ def test_per_sample_plans_are_exact_and_one_sample_is_the_default(monkeypatch):
     power); with one sample both are the default plan; with the knob off a per-sample array plans as the batch."""
     from tcpade_core import planner
 
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)  # the study predates the contraction
     rng = np.random.default_rng(23)
     n, k = 10, 4
     scales = np.array([1.0, 10.0, 100.0])[None, :, None]  # samples of unlike sizes: the three modes plan apart
@@ -558,6 +564,7 @@ def test_calibrated_run_plans_per_sample_with_the_knob(monkeypatch):
     g = torch.Generator().manual_seed(15)  # a trajectory whose batch sketch plans otherwise
     outs = [torch.randn(2, 3, 4, generator=g) * (1 + j) + j * j for j in range(12)]
     tr = _traj(outs)
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)  # the study predates the contraction
     monkeypatch.setattr(planner, "PER_SAMPLE", "max")
     run = calibrated_run("taylorseer", tr, 3.0)
     Ys = planner.project_samples(outs)

@@ -42,6 +42,7 @@ def test_the_default_objective_plans_as_before(order, warm, k, steps, value, mon
 
     monkeypatch.setattr(planner, "SEG_POWER", 1.0)  # the golden values predate the segment power
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # and the closed-loop term
+    monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     Y, dt = _golden()
     for got in (plan(Y, dt, k, order, warm), plan(Y, dt, k, order, warm, "coherent")):
         assert tuple(got[0]) == steps and got[1] == pytest.approx(value, rel=1e-12)
