@@ -381,7 +381,7 @@ def test_a_closed_loop_term_adds_each_base_value_s_reach_through_the_prediction(
     rng = np.random.default_rng(5)
     n = 10
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n) + 0.1
-    assert planner.CLOSED_LOOP == 0.1 and plan_key(1, 1) == "1/1/p2/cl0.1"
+    assert planner.CLOSED_LOOP == 0.1 and plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1"
     assert plan_key(0, 1) == "0/1/p2" and plan_key(2, 1) == "2/1/p2"
     scale = (Y**2).sum(axis=1).mean()
     noise = 0.5 * (np.diff(Y, axis=0) ** 2).sum(axis=1).mean() / scale
@@ -437,7 +437,9 @@ def test_a_contraction_plans_the_exact_minimum_of_its_objective(monkeypatch):
     DP minimises that exactly, against every schedule; the reported error stays the plain open-loop one; orders 0
     and 2 plan without it; at rho 0 the factors are None."""
     from tcpade_core import planner
+    from tcpade_core.calibrate import plan_key
 
+    assert planner.CONTRACT == 0.1 and plan_key(1, 3) == "1/3/p2/cl0.1/ct0.1" and plan_key(2, 1) == "2/1/p2"
     t = np.array([1.0, 0.8, 0.5, 0.25, 0.1])
     assert planner.contraction(planner.step_sizes(t), 0.5) == pytest.approx(
         (1 - 0.5 * np.array([0.2 / 1.0, 0.3 / 0.8, 0.25 / 0.5, 0.15 / 0.25, 1.0])) ** 4
