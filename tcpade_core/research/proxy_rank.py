@@ -100,15 +100,24 @@ def _unevenness(n: int, k: int) -> Callable:
     return lambda steps: float(sum((b - a - g) ** 2 for a, b in zip(steps, list(steps[1:]) + [n])))
 
 
-def planner_objective(Y, w) -> Callable:
+def planner_objective(Y, w, contract: bool = True) -> Callable:
     """schedule -> the planner's own objective for an order-1 predictor (each gap's coherent cost with the
-    closed-loop term, to the segment power, summed): what :func:`tcpade_core.planner.plan` minimises."""
-    return _sum(_gap_costs(Y, w, planner.CLOSED_LOOP), planner.SEG_POWER)
+    closed-loop term, to the segment power, shrunk by the contraction of every compute after it, summed): what
+    :func:`tcpade_core.planner.plan` minimises (``contract`` False: the objective before the contraction)."""
+    cost = _gap_costs(Y, w, planner.CLOSED_LOOP)
+    scale = float(cost.max()) or 1.0
+    keep = planner.contraction(w, planner.contraction_rho(1)) if contract else None
+    return lambda steps: sum(
+        (planner._term1(cost, steps, i) / scale) ** planner.SEG_POWER
+        * (float(np.prod(keep[list(steps[i + 1 :])])) if keep is not None else 1.0)
+        for i in range(len(steps))
+    )
 
 
 # name -> (Y, step weights, n, k) -> (schedule -> predicted error; lower is better)
 PROXIES: Dict[str, Callable] = {
-    "planner (p2, cl 0.1)": lambda Y, w, n, k: planner_objective(Y, w),
+    "planner (p2, cl 0.1, ct 0.1)": lambda Y, w, n, k: planner_objective(Y, w),
+    "planner (p2, cl 0.1)": lambda Y, w, n, k: planner_objective(Y, w, contract=False),
     "open loop (reported)": lambda Y, w, n, k: _sum(_gap_costs(Y, w)),
     "open loop p2": lambda Y, w, n, k: _sum(_gap_costs(Y, w), 2.0),
     "closed loop 1": lambda Y, w, n, k: _sum(_gap_costs(Y, w, 1.0)),
