@@ -9,7 +9,8 @@ squared error ``||pred - y_j||^2 / ||y_j||^2`` weighted by how much step j's err
 moves the latent by its size times the model's output; for an eps-prediction sampler its step in asinh(sigma / s)),
 each gap's cost raised to :data:`SEG_POWER` (2: measured; no one gap left much worse than the rest) and summed;
 for order 1 each gap also pays what errors in the computed values it starts from would reach the sample through
-the line (:func:`closed_loop_costs`, :data:`CLOSED_LOOP`: measured). A
+the line (:func:`closed_loop_costs`, :data:`CLOSED_LOOP`: measured), and is shrunk by every compute after it, which
+pulls an error in the latent back toward the data (:func:`contraction`, :data:`CONTRACT`: measured). A
 dynamic programme over (computes used, the newest two computed steps) finds the exact minimum of that objective; an order-2 predictor (TaylorSeer at order 2 and up, the quadratic through its newest three
 values) over (computes used, the newest three) with :func:`quadratic_costs` (chosen on development runs:
 ``docs/dev_tuning.md``); other predictors of higher order are planned with the order-1 objective. The outputs are compared on a fixed random projection to :data:`PROJECTION` numbers per step, so 50
