@@ -97,10 +97,10 @@ def closed_loop_lambda(order: int, objective: str = "coherent") -> float:
 
 
 # rho of a contraction in the planner's objective (order 1: TaylorSeer O=1 and TC-Padé; 0: off; `shape_bench
-# --contract RHO` studies it): a sampler's step
-# from noise level sigma_j to sigma_(j+1) with the model computed pulls an error already in the latent back toward
-# the data by about the fraction of the remaining way it covers, (sigma_j - sigma_(j+1)) / sigma_j (for a denoiser
-# whose prediction follows the latent off the data: Euler on a rectified flow, DDIM), and a skipped step, whose
+# --contract RHO` studies it; plans nested by NEST_TARGET add their computes without it): a sampler's step from
+# noise level sigma_j to sigma_(j+1) with the model computed pulls an error already in the latent back toward the
+# data by about the fraction of the remaining way it covers, (sigma_j - sigma_(j+1)) / sigma_j (for a denoiser whose
+# prediction follows the latent off the data: Euler on a rectified flow, DDIM), and a skipped step, whose
 # prediction does not see the latent, pulls nothing. Each gap's cost is therefore shrunk by every compute after it:
 # c_j = 1 - rho * w_j / sum_(i >= j) w_i per computed step j (w: the step weights; for a flow model the step
 # size over the time still to go), squared (the costs are squared norms) and raised to the segment power. The DP
