@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -86,9 +86,14 @@ def _gap_costs(Y, w, lam: float = 0.0, objective: str = "coherent") -> np.ndarra
     return planner.gap_costs(Y, w, 1, objective, lam)[1]
 
 
-def _sum(cost: np.ndarray, power: float = 1.0) -> Callable:
+def _sum(cost: np.ndarray, power: float = 1.0, keep: Optional[np.ndarray] = None) -> Callable:
+    """schedule -> the sum over its gaps of each gap's cost (scaled and raised to ``power`` as the planner does),
+    each shrunk by the contraction ``keep`` of every compute after it (:func:`tcpade_core.planner.contraction`)."""
     scale = (float(cost.max()) or 1.0) if power != 1.0 else 1.0  # the planner's scaling before a power
-    return lambda steps: sum((planner._term1(cost, steps, i) / scale) ** power for i in range(len(steps)))
+    shrink = (lambda later: float(np.prod(keep[list(later)]))) if keep is not None else (lambda later: 1.0)
+    return lambda steps: sum(
+        (planner._term1(cost, steps, i) / scale) ** power * shrink(steps[i + 1 :]) for i in range(len(steps))
+    )
 
 
 def _max(cost: np.ndarray) -> Callable:
@@ -104,14 +109,8 @@ def planner_objective(Y, w, contract: bool = True) -> Callable:
     """schedule -> the planner's own objective for an order-1 predictor (each gap's coherent cost with the
     closed-loop term, to the segment power, shrunk by the contraction of every compute after it, summed): what
     :func:`tcpade_core.planner.plan` minimises (``contract`` False: the objective before the contraction)."""
-    cost = _gap_costs(Y, w, planner.CLOSED_LOOP)
-    scale = float(cost.max()) or 1.0
     keep = planner.contraction(w, planner.contraction_rho(1)) if contract else None
-    return lambda steps: sum(
-        (planner._term1(cost, steps, i) / scale) ** planner.SEG_POWER
-        * (float(np.prod(keep[list(steps[i + 1 :])])) if keep is not None else 1.0)
-        for i in range(len(steps))
-    )
+    return _sum(_gap_costs(Y, w, planner.CLOSED_LOOP), planner.SEG_POWER, keep)
 
 
 # name -> (Y, step weights, n, k) -> (schedule -> predicted error; lower is better)
