@@ -35,7 +35,7 @@ import torch
 from .config import TaylorSeerConfig, TCPadeConfig, TeaCacheConfig, _Common, budget
 from .engine import CacheRun
 from .methods import build
-from .planner import clamp_budget, plan, plan_table, project, sketch, step_weights
+from .planner import clamp_budget, even_steps, margin_ratio, plan, plan_table, project, sketch, step_weights
 from .magcache_tables import measure_ratios
 from .signals import fit_rescale, rel_l1
 
@@ -240,9 +240,10 @@ def plan_keys() -> List[Tuple[int, int]]:
 def plan_key(order: int, warm: int) -> str:
     """The key of one predictor's plans in :attr:`Calibration.plan_table`: its plan order and warm-up, and the
     planner's segment power where it is not 1 (:data:`tcpade_core.planner.SEG_POWER`) and the target its plans nest
-    above, if any (:data:`tcpade_core.planner.NEST_TARGET`), and the closed-loop term's lambda and the contraction's
-    rho where that order plans with them (:func:`tcpade_core.planner.closed_loop_lambda`,
-    :func:`tcpade_core.planner.contraction_rho`), so that plans stored under another objective are not read: the
+    above, if any (:data:`tcpade_core.planner.NEST_TARGET`), and the closed-loop term's lambda, the contraction's
+    rho and the margin over even spacing where that order plans with them
+    (:func:`tcpade_core.planner.closed_loop_lambda`, :func:`tcpade_core.planner.contraction_rho`,
+    :func:`tcpade_core.planner.margin_ratio`), so that plans stored under another objective are not read: the
     plan is made again from the stored outputs."""
     from . import planner
 
@@ -252,6 +253,7 @@ def plan_key(order: int, warm: int) -> str:
         + ("" if planner.NEST_TARGET is None else f"/n{planner.NEST_TARGET:g}")
         + ("" if not planner.closed_loop_lambda(order) else f"/cl{planner.closed_loop_lambda(order):g}")
         + ("" if not planner.contraction_rho(order) else f"/ct{planner.contraction_rho(order):g}")
+        + ("" if planner.margin_ratio(order) == 1.0 else f"/mg{planner.margin_ratio(order):g}")
     )
 
 
@@ -342,4 +344,8 @@ def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> Ca
     n = len(traj)
     run = CacheRun(cfg)
     run.report.notes.append(f"planned from calibration: {len(steps)} of {n} computes, predicted error {err:.3g}")
+    pred = build(cfg)[1]
+    r = margin_ratio(pred.plan_order)
+    if r != 1.0 and list(steps) == even_steps(n, len(steps), pred.warmup):
+        run.report.notes.append(f"the plan is the even spacing: no schedule beat it {r:g} times in predicted error")
     return run

@@ -131,6 +131,43 @@ def contraction(dt: np.ndarray, rho: float) -> Optional[np.ndarray]:
     return np.clip(1.0 - rho * frac, 0.0, 1.0) ** (2.0 * SEG_POWER)
 
 
+# R of a margin over even spacing (order 1: TaylorSeer O=1 and TC-Padé; 1: off; `shape_bench --margin R` studies
+# it): a calibrated plan replaces the even spacing of its budget (:func:`even_steps`, what the speed target spaces
+# without a calibration) only where the planner's objective rates it at least R times lower; elsewhere the plan is
+# the even spacing. The objective is a proxy measured on one run of four samples: a small predicted gain is within
+# its error, and a plan that moves off even spacing for one loses on other seeds (docs/plan_margin.txt).
+MARGIN: float = 1.0
+
+
+def margin_ratio(order: int, objective: str = "coherent") -> float:
+    """The margin over even spacing the planner asks of an order-``order`` plan: :data:`MARGIN` for order 1 on the
+    coherent objective, else 1 (off). A stored plan's key names it (:func:`tcpade_core.calibrate.plan_key`)."""
+    return MARGIN if order == 1 and objective == "coherent" else 1.0
+
+
+def even_steps(n: int, k: int, warm: int = 1) -> List[int]:
+    """The ``k`` steps of ``n`` a speed target computes without a plan (:class:`tcpade_core.gates.BudgetGate` with
+    placement ``"even"`` and no signal moving a compute): the first ``warm`` (the predictor's warm-up), then each
+    step whose gap from the last compute reaches the steps left over the computes left."""
+    k, warm = clamp_budget(n, k, warm)
+    steps = list(range(warm))
+    for i in range(warm, n):
+        b, r = k - len(steps), n - i
+        if b <= 0:
+            break
+        if b >= r or i - steps[-1] >= r / b - 1e-9:
+            steps.append(i)
+    return steps
+
+
+def objective_value(cost: np.ndarray, steps: Sequence[int], keep: Optional[np.ndarray] = None) -> float:
+    """The value of the planner's order-0/1 objective for computing exactly ``steps`` (sorted): each gap's cost on
+    ``cost`` (:func:`segment_costs`, as the planner powers it), shrunk by the contraction ``keep`` of every compute
+    after it (:func:`contraction`), summed; what :func:`_plans1` minimises, for any schedule."""
+    shrink = (lambda later: float(np.prod(keep[list(later)]))) if keep is not None else (lambda later: 1.0)
+    return sum(_term1(cost, steps, i) * shrink(steps[i + 1 :]) for i in range(len(steps)))
+
+
 # plans nested in the budget above this target's computes (None: every budget its own optimum): a plan of more
 # computes is the plan of one fewer and the one compute that lowers the objective most, so that lowering the target
 # only adds computes. A study: `shape_bench --nest T`.
@@ -542,8 +579,14 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
             steps = _add_best(term, cost, steps, n)
             if every or m == k:
                 out[m] = (steps, 0.0)
-    if SEG_POWER != 1.0 or anchor is not None or lam or samples is not None or keep is not None:  # plain error
-        out = {m: (steps, _total(term, plain, steps)) for m, (steps, _) in out.items()}
+    r = margin_ratio(order, objective)
+    if r != 1.0 and term is _term1:  # the margin over even spacing: a plan must beat it r times to replace it
+        for m, (steps, value) in list(out.items()):
+            even = even_steps(n, m, warm)
+            if objective_value(cost, even, keep) <= r * objective_value(cost, steps, keep):
+                out[m] = (even, value)
+    if SEG_POWER != 1.0 or anchor is not None or lam or samples is not None or keep is not None or r != 1.0:
+        out = {m: (steps, _total(term, plain, steps)) for m, (steps, _) in out.items()}  # the plain error
     return out
 
 

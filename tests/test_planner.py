@@ -576,3 +576,70 @@ def test_calibrated_run_plans_per_sample_with_the_knob(monkeypatch):
     Ys = planner.project_samples(outs)
     assert Ys.shape == (12, 2, 12)
     assert list(run.cfg.plan) == planner.plan(Ys, planner.step_sizes(tr.t), 4)[0] == [0, 5, 8, 10]
+
+
+def test_even_steps_are_what_a_speed_target_spaces_without_a_plan():
+    """planner.even_steps(n, k, warm): the steps the budget gate computes at a target with even spacing and no
+    signal moving a compute (TaylorSeer O=1 replayed through the engine), for every step count to 24 and a range of
+    targets; the warm-up first, exactly k of them, clamped as a plan's budget is."""
+    import torch
+
+    from tcpade_core import planner
+    from tcpade_core.config import budget, make_config
+    from tcpade_core.engine import CacheRun
+
+    for n in range(2, 25):
+        for target in (1.1, 1.25, 1.5, 2, 2.5, 3, 5):
+            run = CacheRun(make_config("taylorseer", order=1, target_speedup=target))
+            for i in range(n):
+                run.begin_step(i, n, 1 - i / n)
+                run("c", torch.zeros(1, 2), lambda h, i=i: torch.full((1, 2), float(i)), None)
+            got = [r.step for r in run.end_run().steps if r.computed]
+            assert planner.even_steps(n, budget(n, target), 1) == got
+    assert planner.even_steps(10, 4, 3) == [0, 1, 2, 6]
+    assert planner.even_steps(6, 9, 1) == list(range(6)) and planner.even_steps(6, 0, 2) == [0, 1]
+
+
+def test_a_margin_keeps_even_spacing_unless_a_plan_beats_it(monkeypatch):
+    """planner.MARGIN = R: an order-1 plan replaces the even spacing of its budget only where the objective
+    (objective_value: the powered, contracted sum the DP minimises) rates it at least R times lower, else the plan
+    is the even spacing, with its plain error; orders 0 and 2 are untouched; R 1 is the optimum; the stored plan's
+    key names R; a calibrated run says when its plan is the even spacing."""
+    import torch
+
+    from tcpade_core import planner
+    from tcpade_core.calibrate import Trajectory, calibrated_run, plan_key
+
+    assert planner.MARGIN == 1.0 and planner.margin_ratio(1) == 1.0 and plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1"
+    rng = np.random.default_rng(5)
+    n = 9
+    Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
+    opt = {order: planner.plan_table(Y, dt, order, 1) for order in (0, 1, 2)}
+    plain, full = planner.gap_costs(Y, dt, 1, "coherent", planner.CLOSED_LOOP)
+    cost, keep = (full / full.max()) ** 2, planner.contraction(dt, planner.CONTRACT)
+    for k in range(2, n):  # objective_value is what the DP minimises: the optimum is no worse than any schedule
+        scheds = [[0, *r] for r in itertools.combinations(range(1, n), k - 1)]
+        best = min(planner.objective_value(cost, s, keep) for s in scheds)
+        assert planner.objective_value(cost, opt[1][k][0], keep) == pytest.approx(best, rel=1e-9, abs=1e-15)
+    ratio = {}  # even spacing's objective over the optimum's (inf: the optimum is exact and even is not)
+    for k, (s, _) in opt[1].items():
+        e, p = planner.objective_value(cost, planner.even_steps(n, k), keep), planner.objective_value(cost, s, keep)
+        ratio[k] = e / p if p > 0 else (np.inf if e > 0 else 1.0)
+    assert any(r > 1.3 for r in ratio.values()) and any(1.0 < r < 1.3 for r in ratio.values())
+    for r_margin in (1.3, 1e9):
+        monkeypatch.setattr(planner, "MARGIN", r_margin)
+        assert [planner.margin_ratio(o) for o in (0, 1, 2)] == [1.0, r_margin, 1.0]
+        assert planner.margin_ratio(1, "independent") == 1.0
+        assert plan_key(1, 1) == f"1/1/p2/cl0.1/ct0.1/mg{r_margin:g}" and plan_key(0, 1) == "0/1/p2"
+        table = planner.plan_table(Y, dt, 1, 1)
+        for k, (steps, err) in table.items():
+            want = opt[1][k][0] if ratio[k] > r_margin else planner.even_steps(n, k)
+            assert steps == want and err == pytest.approx(planner._total(planner._term1, plain, steps))
+            assert planner.plan(Y, dt, k, 1) == (steps, err)
+        assert {o: planner.plan_table(Y, dt, o, 1) for o in (0, 2)} == {o: opt[o] for o in (0, 2)}
+    traj = Trajectory(t=list(np.linspace(1, 0.1, n)), outputs=[torch.tensor(y[None]) for y in Y])
+    notes = calibrated_run("taylorseer", traj, 2.0, order=1).report.notes
+    assert any("the plan is the even spacing: no schedule beat it 1e+09 times" in x for x in notes)
+    monkeypatch.setattr(planner, "MARGIN", 1.0)
+    assert planner.plan_table(Y, dt, 1, 1) == opt[1]
+    assert not any("even spacing" in x for x in calibrated_run("taylorseer", traj, 3.0, order=1).report.notes)

@@ -30,6 +30,7 @@ MODEL_FILES = {
     "c": "model_c_textures.safetensors",
     "d": "model_d_textures.safetensors",
     "e": "model_e_textures.safetensors",
+    "f": "model_f_textures.safetensors",
 }
 # class names of the shipped models' label sets (index = class; the null class is len(names))
 DIGITS_CLASSES = [str(i) for i in range(10)]
@@ -58,6 +59,7 @@ CLASS_NAMES = {
     "c": TEXTURES_CLASSES,
     "d": TEXTURES_CLASSES,
     "e": TEXTURES_CLASSES,
+    "f": TEXTURES_CLASSES,
 }
 _ALIASES = {
     "a": "a",
@@ -73,6 +75,8 @@ _ALIASES = {
     "model_d": "d",
     "e": "e",
     "model_e": "e",
+    "f": "f",
+    "model_f": "f",
 }
 
 

@@ -90,10 +90,8 @@ def _sum(cost: np.ndarray, power: float = 1.0, keep: Optional[np.ndarray] = None
     """schedule -> the sum over its gaps of each gap's cost (scaled and raised to ``power`` as the planner does),
     each shrunk by the contraction ``keep`` of every compute after it (:func:`tcpade_core.planner.contraction`)."""
     scale = (float(cost.max()) or 1.0) if power != 1.0 else 1.0  # the planner's scaling before a power
-    shrink = (lambda later: float(np.prod(keep[list(later)]))) if keep is not None else (lambda later: 1.0)
-    return lambda steps: sum(
-        (planner._term1(cost, steps, i) / scale) ** power * shrink(steps[i + 1 :]) for i in range(len(steps))
-    )
+    powered = (cost / scale) ** power if power != 1.0 else cost
+    return lambda steps: planner.objective_value(powered, steps, keep)
 
 
 def _max(cost: np.ndarray) -> Callable:

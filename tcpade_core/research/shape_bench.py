@@ -390,6 +390,12 @@ def main(argv=None) -> None:
         help="rho of the planner's contraction (planner.CONTRACT; 0: off; default: the frozen one)",
     )
     ap.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="R of the planner's margin over even spacing (planner.MARGIN; 1: off; default: the frozen one)",
+    )
+    ap.add_argument(
         "--nest",
         type=float,
         default=None,
@@ -445,6 +451,8 @@ def main(argv=None) -> None:
         planner.CLOSED_LOOP = args.closed_loop
     if args.contract is not None:
         planner.CONTRACT = args.contract
+    if args.margin is not None:
+        planner.MARGIN = args.margin
     if args.nest is not None:
         planner.NEST_TARGET = args.nest if args.nest > 0 else None
     if args.per_sample is not None:
@@ -472,6 +480,7 @@ def main(argv=None) -> None:
         + ("" if planner.CLOSED_LOOP == 0 else f"; closed-loop term {planner.CLOSED_LOOP:g}")
         + ("" if planner.PER_SAMPLE is None else f"; per sample: {planner.PER_SAMPLE}")
         + ("" if not planner.CONTRACT else f"; contraction {planner.CONTRACT:g}")
+        + ("" if planner.MARGIN == 1.0 else f"; margin over even spacing {planner.MARGIN:g}")
     )
     print(head(), flush=True)
     rows: List[dict] = []

@@ -121,9 +121,12 @@ PRESETS["d"] = dict(PRESETS["c"], seed=1, iters=6000)
 # Model E: a third held-out model, registered before the planner's contraction (docs/contraction.txt) was run on
 # any held-out row (2026-12-07): C's recipe with seed 2 and D's 6000 iterations.
 PRESETS["e"] = dict(PRESETS["c"], seed=2, iters=6000)
-# arch / data of each preset (A: DiT, digits, eps; B, C and D: FluxLike, flow)
+# Model F: a fourth held-out model, registered before the planner's margin (docs/plan_margin.txt) was run on any
+# held-out row (2026-12-07): C's recipe with seed 3 and D's 6000 iterations.
+PRESETS["f"] = dict(PRESETS["c"], seed=3, iters=6000)
+# arch / data of each preset (A: DiT, digits, eps; B to F: FluxLike, flow)
 PRESET_KIND = {"a": ("dit", "digits"), "b": ("fluxlike", "shapes"), "c": ("fluxlike", "textures")}
-PRESET_KIND["d"] = PRESET_KIND["e"] = PRESET_KIND["c"]
+PRESET_KIND["d"] = PRESET_KIND["e"] = PRESET_KIND["f"] = PRESET_KIND["c"]
 DATA_BATCH = {"shapes": shapes_batch, "textures": textures_batch}
 
 
