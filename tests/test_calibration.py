@@ -68,7 +68,7 @@ def test_calibrate_meets_the_budget_and_round_trips_as_json():
     assert cal.tcpade_warmup in (1, 2, 3)
     again = Calibration.from_json(json.loads(json.dumps(cal.to_json())))
     assert again == cal and again.plan_table == cal.plan_table
-    assert set(cal.plan_table) == {"0/1/p2", "1/1/p2/cl0.1/ct0.1", "1/3/p2/cl0.1/ct0.1", "2/1/p2"}
+    assert set(cal.plan_table) == {"0/1/p2", "1/1/p2/cl0.1/ct0.1/mg1.5", "1/3/p2/cl0.1/ct0.1/mg1.5", "2/1/p2"}
     older = {k: v for k, v in cal.to_json().items() if k != "plan_table"}  # a file from before the stored plans
     assert Calibration.from_json(older).plan_table is None
     with pytest.raises(ValueError, match="version"):
@@ -112,6 +112,7 @@ def test_plans_stored_under_another_segment_power_are_not_read(monkeypatch):
     monkeypatch.setattr(planner, "SEG_POWER", 1.0)
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
+    monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
     old = calibrate(synthetic(), "abc", 2.0)
     assert set(old.plan_table) == {"0/1", "1/1", "1/3", "2/1"}
     monkeypatch.setattr(planner, "SEG_POWER", 2.0)
@@ -123,6 +124,11 @@ def test_plans_stored_under_another_segment_power_are_not_read(monkeypatch):
     forged = {"1/1/p2": {k: [[0], 0.0] for k in old.plan_table["1/1"]}}  # stored before the closed-loop term
     assert CM.planned_config(cfg, old.plan_outputs, old.plan_weights, 2.5, table=forged) == fresh
     assert len(fresh[1]) == budget(20, 2.5)
+    monkeypatch.setattr(planner, "CONTRACT", 0.1)
+    monkeypatch.setattr(planner, "MARGIN", 1.5)
+    today = CM.planned_config(cfg, old.plan_outputs, old.plan_weights, 2.5)
+    forged = {"1/1/p2/cl0.1/ct0.1": {k: [[0], 0.0] for k in old.plan_table["1/1"]}}  # stored before the margin
+    assert CM.planned_config(cfg, old.plan_outputs, old.plan_weights, 2.5, table=forged) == today
 
 
 def test_the_plan_table_is_the_planner_at_every_budget():

@@ -42,6 +42,7 @@ def test_a_kink_is_computed_and_the_linear_parts_cost_nothing(monkeypatch):
     assert any(10 <= s <= 11 for s in plan_trajectory(traj, 4, order=1)[0])
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
+    monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
     steps, err = plan_trajectory(traj, 4, order=1)
     assert len(steps) == 4 and steps[0] == 0 and err == pytest.approx(0.0, abs=1e-12)
     assert any(10 <= s <= 11 for s in steps)  # a compute at (or just after) the kink
@@ -73,6 +74,7 @@ def test_the_plan_is_the_exact_minimum_and_deterministic(seed, monkeypatch):
     monkeypatch.setattr(planner, "SEG_POWER", 1.0)  # the plain sum (the power: the test below)
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
+    monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
     rng = np.random.default_rng(seed)
     n = int(rng.integers(5, 9))
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n)
@@ -260,6 +262,7 @@ def test_a_segment_power_plans_the_exact_minimum_of_its_aggregate_and_reports_th
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
+    monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
     monkeypatch.setattr(planner, "SEG_POWER", 2.0)
     for order, warm in ((0, 1), (1, 1), (1, 2), (2, 1), (2, 3)):
         k = int(rng.integers(warm + 1, n))
@@ -287,6 +290,7 @@ def test_a_tail_limit_keeps_the_last_compute_near_the_end(monkeypatch):
     without the limit."""
     from tcpade_core import planner
 
+    monkeypatch.setattr(planner, "MARGIN", 1.0)  # the study predates the margin over even spacing
     rng = np.random.default_rng(3)
     n = 12
     Y, dt = rng.normal(size=(n, 8)).cumsum(0), rng.random(n) + 0.1
@@ -332,6 +336,7 @@ def test_nested_plans_only_add_the_best_compute_above_their_anchor(power, monkey
 
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
+    monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
     monkeypatch.setattr(planner, "SEG_POWER", power)
     rng = np.random.default_rng(20)
     n = 12
@@ -381,7 +386,7 @@ def test_a_closed_loop_term_adds_each_base_value_s_reach_through_the_prediction(
     rng = np.random.default_rng(5)
     n = 10
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n) + 0.1
-    assert planner.CLOSED_LOOP == 0.1 and plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1"
+    assert planner.CLOSED_LOOP == 0.1 and plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1/mg1.5"
     assert plan_key(0, 1) == "0/1/p2" and plan_key(2, 1) == "2/1/p2"
     scale = (Y**2).sum(axis=1).mean()
     noise = 0.5 * (np.diff(Y, axis=0) ** 2).sum(axis=1).mean() / scale
@@ -400,6 +405,7 @@ def test_a_closed_loop_term_adds_each_base_value_s_reach_through_the_prediction(
         assert err == pytest.approx(planner.schedule_error(Y, dt, steps, 1), rel=1e-12)
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
+    monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
     assert plan_key(1, 1) == "1/1/p2"
     assert any(table[k][0] != v[0] for k, v in planner.plan_table(Y, dt, 1, 1).items())
     assert planner.plan_table(Y, dt, 2, 1) == two and planner.plan_table(Y, dt, 0, 1) == zero
@@ -412,6 +418,7 @@ def test_with_the_closed_loop_term_the_plan_is_the_exact_minimum_of_its_objectiv
     from tcpade_core import planner
 
     monkeypatch.setattr(planner, "SEG_POWER", power)
+    monkeypatch.setattr(planner, "MARGIN", 1.0)  # the exact minimum, before the margin over even spacing
     rng = np.random.default_rng(8)
     n = 8
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
@@ -439,7 +446,7 @@ def test_a_contraction_plans_the_exact_minimum_of_its_objective(monkeypatch):
     from tcpade_core import planner
     from tcpade_core.calibrate import plan_key
 
-    assert planner.CONTRACT == 0.1 and plan_key(1, 3) == "1/3/p2/cl0.1/ct0.1" and plan_key(2, 1) == "2/1/p2"
+    assert planner.CONTRACT == 0.1 and plan_key(1, 3) == "1/3/p2/cl0.1/ct0.1/mg1.5" and plan_key(2, 1) == "2/1/p2"
     t = np.array([1.0, 0.8, 0.5, 0.25, 0.1])
     assert planner.contraction(planner.step_sizes(t), 0.5) == pytest.approx(
         (1 - 0.5 * np.array([0.2 / 1.0, 0.3 / 0.8, 0.25 / 0.5, 0.15 / 0.25, 1.0])) ** 4
@@ -533,6 +540,7 @@ def test_per_sample_plans_are_exact_and_one_sample_is_the_default(monkeypatch):
     from tcpade_core import planner
 
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # the study predates the contraction
+    monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin
     rng = np.random.default_rng(23)
     n, k = 10, 4
     scales = np.array([1.0, 10.0, 100.0])[None, :, None]  # samples of unlike sizes: the three modes plan apart
@@ -571,6 +579,7 @@ def test_calibrated_run_plans_per_sample_with_the_knob(monkeypatch):
     outs = [torch.randn(2, 3, 4, generator=g) * (1 + j) + j * j for j in range(12)]
     tr = _traj(outs)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # the study predates the contraction
+    monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin
     monkeypatch.setattr(planner, "PER_SAMPLE", "max")
     run = calibrated_run("taylorseer", tr, 3.0)
     Ys = planner.project_samples(outs)
@@ -610,7 +619,9 @@ def test_a_margin_keeps_even_spacing_unless_a_plan_beats_it(monkeypatch):
     from tcpade_core import planner
     from tcpade_core.calibrate import Trajectory, calibrated_run, plan_key
 
-    assert planner.MARGIN == 1.0 and planner.margin_ratio(1) == 1.0 and plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1"
+    assert planner.MARGIN == 1.5 and planner.margin_ratio(1) == 1.5 and plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1/mg1.5"
+    monkeypatch.setattr(planner, "MARGIN", 1.0)
+    assert plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1"
     rng = np.random.default_rng(5)
     n = 9
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
