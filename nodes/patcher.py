@@ -217,7 +217,10 @@ class CacheSettings:
         cfg, steps, err = CALIB.planned_config(
             cfg, cal.plan_outputs, cal.plan_weights, cfg.target_speedup, self.user_set, table=cal.plan_table
         )
-        return cfg, f"planned from calibration, predicted error {err:.3g}"
+        kept = CALIB.margin_note(cfg, steps, n)
+        if kept:
+            notes.append(kept)
+        return cfg, f"planned from calibration{' (even spacing)' if kept else ''}, predicted error {err:.3g}"
 
     def _calibration_for(self, steps: int, notes: list):
         """The calibration that applies to a run of ``steps`` steps: the connected one if it was made for this

@@ -300,6 +300,16 @@ def planned_config(
     return cfg.with_(target_speedup=target, plan=tuple(steps)), steps, err
 
 
+def margin_note(cfg: _Common, steps, n: int) -> str:
+    """What a planned run of ``n`` steps says when its plan is the even spacing of its budget under the planner's
+    margin (:func:`tcpade_core.planner.margin_ratio`: no schedule beat it that many times), else ``""``."""
+    pred = build(cfg)[1]
+    r = margin_ratio(pred.plan_order)
+    if r == 1.0 or list(steps) != even_steps(n, len(steps), pred.warmup):
+        return ""
+    return f"the plan is the even spacing: no schedule beat it {r:g} times in predicted error"
+
+
 def schedule_strip(steps, n: int) -> str:
     """``#`` for a computed step, ``.`` for a skipped one."""
     on = set(steps)
@@ -344,8 +354,6 @@ def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> Ca
     n = len(traj)
     run = CacheRun(cfg)
     run.report.notes.append(f"planned from calibration: {len(steps)} of {n} computes, predicted error {err:.3g}")
-    pred = build(cfg)[1]
-    r = margin_ratio(pred.plan_order)
-    if r != 1.0 and list(steps) == even_steps(n, len(steps), pred.warmup):
-        run.report.notes.append(f"the plan is the even spacing: no schedule beat it {r:g} times in predicted error")
+    if margin_note(cfg, steps, n):
+        run.report.notes.append(margin_note(cfg, steps, n))
     return run

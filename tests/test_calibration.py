@@ -378,7 +378,7 @@ def test_a_calibration_plans_the_schedule_of_a_speed_target(host, caplog):
     """Issue 18: the Calibrate node stores what the planner needs (never images) for its sampler and scheduler; a
     node at a speed target then runs the planned schedule (exactly its budget) and says so; another sampler or
     scheduler gets the evenly spaced schedule with a warning naming the difference."""
-    from tcpade_core.calibrate import planned_config, schedule_strip
+    from tcpade_core.calibrate import margin_note, planned_config, schedule_strip
 
     env = host
     node = env["nodes"]["TCPade_Calibrate"]
@@ -391,8 +391,10 @@ def test_a_calibration_plans_the_schedule_of_a_speed_target(host, caplog):
     _sample(env, m)
     rep = m.model_options["transformer_options"]["tcpade"].last_report
     settings = m.model_options["transformer_options"]["tcpade"]
-    _, steps, err = planned_config(settings.cfg.with_(target_speedup=2.0), cal.plan_outputs, cal.plan_weights, 2.0)
-    assert rep.schedule == f"planned from calibration, predicted error {err:.3g}"
+    cfg, steps, err = planned_config(settings.cfg.with_(target_speedup=2.0), cal.plan_outputs, cal.plan_weights, 2.0)
+    kept = margin_note(cfg, steps, 12)  # the plan is the even spacing where no schedule beat it by the margin
+    assert rep.schedule == f"planned from calibration{' (even spacing)' if kept else ''}, predicted error {err:.3g}"
+    assert (kept in rep.notes) if kept else not any("even spacing" in n for n in rep.notes)
     assert rep.target_note == f"planned schedule: 6 of 12 computes at steps {', '.join(map(str, steps))}"
     assert rep.computed == 6 and [s.step for s in rep.steps if s.computed] == steps and len(steps) == 6
     assert rep.strip() == schedule_strip(steps, 12)
@@ -429,7 +431,7 @@ def test_every_cache_node_at_a_target_runs_the_calibration_s_plan(host, nid):
     did not lose, docs/plan_methods.txt) runs, at a speed target and with a calibration for its run, the schedule
     planned for its predictor, exactly; TraCache and Spectrum (their plans lost held out) keep the evenly spaced
     target with the calibration connected, and say nothing of a plan."""
-    from tcpade_core.calibrate import planned_config
+    from tcpade_core.calibrate import margin_note, planned_config
 
     env = host
     cal = _calibrated(env)
@@ -437,12 +439,15 @@ def test_every_cache_node_at_a_target_runs_the_calibration_s_plan(host, nid):
     _sample(env, m)
     settings = m.model_options["transformer_options"]["tcpade"]
     rep = settings.last_report
-    _, steps, err = planned_config(settings.cfg.with_(target_speedup=2.0), cal.plan_outputs, cal.plan_weights, 2.0)
+    cfg, steps, err = planned_config(settings.cfg.with_(target_speedup=2.0), cal.plan_outputs, cal.plan_weights, 2.0)
     if nid in ("TCPade_TraCache", "TCPade_Spectrum"):
         assert rep.schedule == "" and rep.computed == 6, nid
         assert rep.target_note.startswith("target 2x: budget 6 of 12 computes, spaced evenly"), nid
         return
-    assert rep.schedule == f"planned from calibration, predicted error {err:.3g}", nid
+    kept = margin_note(cfg, steps, 12)
+    assert rep.schedule == f"planned from calibration{' (even spacing)' if kept else ''}, predicted error {err:.3g}", (
+        nid
+    )
     assert rep.computed == 6 and [s.step for s in rep.steps if s.computed] == steps, nid
 
 
