@@ -354,6 +354,7 @@ def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> Ca
     n = len(traj)
     run = CacheRun(cfg)
     run.report.notes.append(f"planned from calibration: {len(steps)} of {n} computes, predicted error {err:.3g}")
-    if margin_note(cfg, steps, n):
-        run.report.notes.append(margin_note(cfg, steps, n))
+    kept = margin_note(cfg, steps, n)
+    if kept:
+        run.report.notes.append(kept)
     return run

@@ -131,8 +131,8 @@ def contraction(dt: np.ndarray, rho: float) -> Optional[np.ndarray]:
     return np.clip(1.0 - rho * frac, 0.0, 1.0) ** (2.0 * SEG_POWER)
 
 
-# R of a margin over even spacing (order 1: TaylorSeer O=1 and TC-Padé; 1: off; `shape_bench --margin R` studies
-# it): a calibrated plan replaces the even spacing of its budget (:func:`even_steps`, what the speed target spaces
+# R of a margin over even spacing (every order-1 plan: TaylorSeer O=1 and TC-Padé, where it was measured, and First
+# Block Cache's TaylorSeer predictor; 1: off; `shape_bench --margin R` studies it): a calibrated plan replaces the even spacing of its budget (:func:`even_steps`, what the speed target spaces
 # without a calibration) only where the planner's objective rates it at least R times lower; elsewhere the plan is
 # the even spacing. The objective is a proxy measured on one run of four samples: a small predicted gain is within
 # its error, and a plan that moves off even spacing for one loses on other seeds. Chosen on development runs (A, B
@@ -585,7 +585,7 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
             if every or m == k:
                 out[m] = (steps, 0.0)
     r = margin_ratio(order, objective)
-    if r != 1.0 and term is _term1:  # the margin over even spacing: a plan must beat it r times to replace it
+    if r != 1.0:  # the margin over even spacing (order 1, coherent: _term1): a plan must beat it r times to replace it
         for m, (steps, value) in list(out.items()):
             even = even_steps(n, m, warm)
             if objective_value(cost, even, keep) <= r * objective_value(cost, steps, keep):
