@@ -27,7 +27,7 @@ import argparse
 import re
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from .shape_fit import METHODS, TARGETS, record
 # plan; the order the best fixed grids use most) and every other method with a speed target, each with its defaults
 CATALOGUE = METHODS + (
     ("TaylorSeer O=2", "taylorseer", dict(order=2)),
+    ("TaylorSeer node", "taylorseer", {}),  # the node's defaults (order 1): with --wired, what a calibration fills
     ("TS O=2 official", "taylorseer", dict(order=2, form="official")),
     ("TraCache", "tracache", {}),
     ("TeaCache", "teacache", {}),
@@ -59,6 +60,8 @@ FRESH_SEED = 9001
 CALIB_SAMPLES = 4  # samples of the calibration run (classes 0 ..; --calib-samples)
 _TRAJ: dict = {}  # (model, steps) -> the calibration trajectory (one full-compute run, recorded once)
 _ON_CALIB: dict = {}  # (model, steps, target, method) -> (even, plan) PSNR on the calibration samples
+_CAL: dict = {}  # (model, steps, calibration target) -> the Calibration of the calibration trajectory (--wired)
+WIRED: Optional[float] = None  # --wired: the Calibrate node's target; the plan column runs the node's path
 
 
 def _trajectory(name: str, steps: int):
@@ -79,11 +82,34 @@ def on_calibration(model, name: str, steps: int, target: float, label: str, meth
         lab = _labels(CALIB_SAMPLES)
         ref = _sample(model, name, lab, steps, None, seed=CALIB_SEED)[0]
         even = CacheRun(make_config(method, target_speedup=target, **params))
-        plan = calibrated_run(method, _trajectory(name, steps), target, **params)
+        plan = planned_run(method, name, steps, target, params)
         _ON_CALIB[key] = tuple(
             metrics.psnr(_sample(model, name, lab, steps, run, seed=CALIB_SEED)[0], ref) for run in (even, plan)
         )
     return _ON_CALIB[key]
+
+
+def planned_run(method: str, name: str, steps: int, target: float, params) -> CacheRun:
+    """The "plan" column's run: :func:`tcpade_core.calibrate.calibrated_run` on the calibration trajectory, or,
+    with :data:`WIRED` set, what a cache node with these settings (the rest at the node's defaults) runs after a
+    Calibrate at target ``WIRED``: the method's calibration mapping fills what the user left alone
+    (``Method.calibrate``), then the plan is read from the calibration's stored table, as the patcher does."""
+    from ..calibrate import calibrate, planned_config
+    from ..methods import METHODS as ALL
+
+    traj = _trajectory(name, steps)
+    if WIRED is None:
+        return calibrated_run(method, traj, target, **params)
+    key = (name, steps, WIRED)
+    if key not in _CAL:
+        _CAL[key] = calibrate(traj, name, WIRED)
+    cal, user = _CAL[key], frozenset(params) | {"target_speedup"}
+    cfg = make_config(method, target_speedup=target, **params)
+    if ALL[method].calibrate is not None:
+        applied = ALL[method].calibrate(cfg, cal, target, user)
+        cfg = applied.cfg.with_(target_speedup=applied.target)
+    cfg = planned_config(cfg, cal.plan_outputs, cal.plan_weights, target, user, table=cal.plan_table)[0]
+    return CacheRun(cfg)
 
 
 def run_case(
@@ -101,7 +127,6 @@ def run_case(
     from ..models.zoo import load_model
 
     model = load_model(name)
-    traj = _trajectory(name, steps)
     lab = _labels(n_samples)
     ref = _sample(model, name, lab, steps, None, seed=seed)[0]
     rows = []
@@ -110,7 +135,7 @@ def run_case(
             row = dict(model=name, seed=seed, steps=steps, target=target, method=label, split=split)
             for how in ("even", "shape", "plan"):
                 if how == "plan":
-                    run = calibrated_run(method, traj, target, **params)
+                    run = planned_run(method, name, steps, target, params)
                 else:
                     run = CacheRun(make_config(method, target_speedup=target, placement=how, **params))
                 img = _sample(model, name, lab, steps, run, seed=seed)[0]
@@ -347,7 +372,7 @@ def plot(rows: List[dict], bench: dict, path: str) -> None:
 
 
 def main(argv=None) -> None:
-    global CALIB_SAMPLES, FRESH_SEED
+    global CALIB_SAMPLES, FRESH_SEED, WIRED
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="a,b,c")
     ap.add_argument("--steps", default="10,20,30")
@@ -412,6 +437,13 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--fresh-seed", type=int, default=None, help=f"the seed of --split fresh (default {FRESH_SEED}, already used)"
     )
+    ap.add_argument(
+        "--wired",
+        type=float,
+        default=None,
+        help="the plan column runs what a cache node does after a Calibrate at this target (its calibration mapping "
+        "fills what the method's settings leave at the node's defaults; the Calibrate node's default: 2)",
+    )
     ap.add_argument("--seeds", default="", help="only these seeds, comma-separated (default: every held-out one)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
@@ -439,6 +471,7 @@ def main(argv=None) -> None:
         return
     torch.set_num_threads(args.threads)
     CALIB_SAMPLES = args.calib_samples
+    WIRED = args.wired
     if args.fresh_seed is not None:
         FRESH_SEED = args.fresh_seed
     if args.s_flow is not None:
@@ -481,6 +514,7 @@ def main(argv=None) -> None:
         + ("" if planner.PER_SAMPLE is None else f"; per sample: {planner.PER_SAMPLE}")
         + ("" if not planner.CONTRACT else f"; contraction {planner.CONTRACT:g}")
         + ("" if planner.MARGIN == 1.0 else f"; margin over even spacing {planner.MARGIN:g}")
+        + ("" if WIRED is None else f"; plan: as a node runs it after a Calibrate at {WIRED:g}x")
     )
     print(head(), flush=True)
     rows: List[dict] = []
