@@ -657,9 +657,15 @@ def _calibrate_tcpade(cfg, cal, target: float, user_set: FrozenSet[str]) -> Appl
 
 
 def _calibrate_taylorseer(cfg, cal, target: float, user_set: FrozenSet[str]) -> Applied:
-    """The interval, order and first_enhance that meet the calibration's speed with the smallest error."""
+    """Without a target: the interval, order and first_enhance that meet the calibration's speed with the smallest
+    error. With a target nothing: the target (after a Calibrate, its plan) places the computes, and that fit was
+    made for the interval grid at the calibration's own speed; filling its order at a target ran order 2 on an
+    order-2 plan and lost on development (-0.67 dB mean against order 1 on its plan, 8 better / 12 worse of 30
+    cells; docs/node_wired.txt)."""
+    if target:
+        return Applied(cfg, target)
     if not cal.taylorseer:
-        return Applied(cfg, target) if target else Applied(cfg, cal.target, {"target_speedup": cal.target})
+        return Applied(cfg, cal.target, {"target_speedup": cal.target})
     vals = _fill(cfg, dict(cal.taylorseer), user_set)
     return Applied(cfg.with_(**vals), target, vals)
 

@@ -132,6 +132,11 @@ def test_calibration_fills_only_what_the_user_left():
     assert a.values == {"interval": 3, "order": 2, "first_enhance": 1} and a.cfg.interval == 3
     b = ts.calibrate(make_config("taylorseer", interval=5), _cal(), 0.0, frozenset({"interval"}))
     assert b.cfg.interval == 5 and "interval" not in b.values and b.cfg.order == 2
+    # at a speed target the target (or the calibration's plan) places the computes: the order stays the node's
+    t = ts.calibrate(make_config("taylorseer", target_speedup=2.0), _cal(), 2.0, frozenset({"target_speedup"}))
+    assert t.values == {} and t.target == 2.0 and t.cfg == make_config("taylorseer", target_speedup=2.0)
+    none = ts.calibrate(make_config("taylorseer"), _cal(taylorseer=None), 0.0, frozenset())
+    assert none.values == {"target_speedup": 2.0} and none.target == 2.0
     tea = M.METHODS["teacache"]
     c = tea.calibrate(make_config("teacache", threshold=0.2), _cal(), 0.0, frozenset({"threshold"}))
     assert c.cfg.threshold == 0.2 and c.cfg.coefficients == (2.0, 0.0) and set(c.values) == {"coefficients"}

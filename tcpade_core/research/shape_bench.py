@@ -215,12 +215,14 @@ def read_rows(path: str) -> List[dict]:
     return rows
 
 
-def compare(path: str, against: str = "") -> List[str]:
+def compare(path: str, against: str = "", rename: str = "") -> List[str]:
     """Per split and method of a saved run: plan minus even, over all its cells, by step count, model and target;
     with ``against`` (another saved run), its plan minus that run's plan on the cells both hold, by the same groups;
     where the run holds two or three methods, each method minus each other (plan, and even) on the cells both hold.
-    The split prefixes each line where the run holds more than one."""
-    rows = read_rows(path)
+    The split prefixes each line where the run holds more than one. ``rename``: "label=other label", comma-separated:
+    the run's rows of that method are compared as the other's."""
+    names = dict(pair.split("=", 1) for pair in rename.split(",") if pair)
+    rows = [dict(r, method=names.get(r["method"], r["method"])) for r in read_rows(path)]
     key = lambda r: (r["model"], r["seed"], r["steps"], r["target"], r["method"], r["split"])
     other = {key(r): r for r in read_rows(against)} if against else {}
     out = []
@@ -459,6 +461,9 @@ def main(argv=None) -> None:
     ap.add_argument("--checks", default="", help="run nothing: the targets of issue 18 on this saved run, per split")
     ap.add_argument("--compare", default="", help="run nothing: summarise this saved run (plan minus even per method)")
     ap.add_argument("--against", default="", help="with --compare: another saved run, plan minus its plan")
+    ap.add_argument(
+        "--rename", default="", help='with --compare: "label=other label", comma-separated: compare as the other'
+    )
     args = ap.parse_args(argv)
     if args.checks:
         rows = read_rows(args.checks)
@@ -467,7 +472,7 @@ def main(argv=None) -> None:
                 print("\n".join(target_checks([r for r in rows if r["split"] == split], split)) + "\n")
         return
     if args.compare:
-        print("\n".join(compare(args.compare, args.against)))
+        print("\n".join(compare(args.compare, args.against, args.rename)))
         return
     torch.set_num_threads(args.threads)
     CALIB_SAMPLES = args.calib_samples
