@@ -320,7 +320,8 @@ TAYLORSEER_WIDGETS = (
         1,
         "order O",
         "O, 0-4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached outputs (more memory) "
-        "and can overshoot.",
+        "and can overshoot. Without a target speed-up a calibration may set it; with one, 1 measured best on a "
+        "planned schedule.",
         0,
         4,
         param="order",

@@ -89,11 +89,19 @@ SEG_POWER: float = 2.0
 CLOSED_LOOP: float = 0.1
 
 
+# lambda of the same closed-loop term for an order-2 plan (TaylorSeer at order 2 and up; 0: open loop, as it was
+# chosen): each of the three computed values a quadratic starts from is off by that error, and the segment pays what
+# reaches the latent through the quadratic's weights (quadratic_costs). A study, off: `shape_bench --closed-loop2 L`.
+CLOSED_LOOP2: float = 0.0
+
+
 def closed_loop_lambda(order: int, objective: str = "coherent") -> float:
     """The closed-loop term's lambda the planner uses for an order-``order`` predictor: :data:`CLOSED_LOOP` for
-    order 1 on the coherent objective, else 0 (the reuse predictors lost with it; order 2 plans over its own
-    costs). A stored plan's key names it (:func:`tcpade_core.calibrate.plan_key`)."""
-    return CLOSED_LOOP if order == 1 and objective == "coherent" else 0.0
+    order 1 on the coherent objective, :data:`CLOSED_LOOP2` for order 2 and up (0 unless studied), else 0 (the
+    reuse predictors lost with it). A stored plan's key names it (:func:`tcpade_core.calibrate.plan_key`)."""
+    if objective != "coherent":
+        return 0.0
+    return CLOSED_LOOP if order == 1 else CLOSED_LOOP2 if order >= 2 else 0.0
 
 
 # rho of a contraction in the planner's objective (order 1: TaylorSeer O=1 and TC-Padé; 0: off; `shape_bench
@@ -429,7 +437,7 @@ def plan_table(
     return _plans(Y, dt, n, order, warm, objective, every=True)
 
 
-def quadratic_costs(Y: np.ndarray, dt: np.ndarray) -> List[List[Optional[np.ndarray]]]:
+def quadratic_costs(Y: np.ndarray, dt: np.ndarray, lam: float = 0.0) -> List[List[Optional[np.ndarray]]]:
     """The ``"coherent"`` segment costs of an order-2 predictor (the quadratic through the newest three computed
     steps, in the step index: :func:`tcpade_core.predictors.newton`): ``out[b][c][a, d]`` (a <= b <= c < d <= n) is
     the cost of the steps c+1 .. d-1, skipped and predicted from the computed a < b < c; a == b < c stands for "the
@@ -437,10 +445,12 @@ def quadratic_costs(Y: np.ndarray, dt: np.ndarray) -> List[List[Optional[np.ndar
     predicts. Each skipped step's prediction is a fixed combination of the three values, so the weighted sum of
     a segment's errors is ``Ca Y_a + Cb Y_b + Cc Y_c - (P_d - P_(c+1))`` (P: prefix sums of dt_j Y_j) and its
     squared norm is read from the Gram matrix of Y and P: no step's outputs are touched again, 50 steps cost
-    under a second."""
+    under a second. ``lam``: the closed-loop term (:data:`CLOSED_LOOP2`; :func:`closed_loop_costs` for order 1)
+    added, ``noise * (Ca^2 + Cb^2 + Cc^2)``."""
     n = Y.shape[0]
     dt = np.asarray(dt, dtype=float)
     scale = max(float((Y**2).sum(axis=1).mean()), 1e-24)
+    noise = lam * float((np.diff(Y, axis=0) ** 2).sum(axis=1).mean()) / scale if lam and n >= 2 else 0.0
     P = np.vstack([np.zeros((1, Y.shape[1])), np.cumsum(dt[:, None] * Y, axis=0)])  # P[m] = sum_{j<m} dt_j Y_j
     G, H, M = Y @ Y.T, Y @ P.T, P @ P.T
     out: List[List[Optional[np.ndarray]]] = [[None] * n for _ in range(n)]
@@ -481,7 +491,7 @@ def quadratic_costs(Y: np.ndarray, dt: np.ndarray) -> List[List[Optional[np.ndar
                 + qq[None, :]
             )
             cost = np.zeros((len(a), n + 1))
-            cost[:, c + 1 :] = np.maximum(e, 0.0) / scale
+            cost[:, c + 1 :] = np.maximum(e, 0.0) / scale + (noise * (Ca**2 + Cb**2 + Cc**2) if noise else 0.0)
             out[b][c] = cost
     return out
 
@@ -555,10 +565,11 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
     samples = Y if Y.ndim == 3 and PER_SAMPLE and order <= 1 and objective == "coherent" else None
     Y = Y.reshape(n, -1)  # per-sample sketches side by side: the batch's
     if order >= 2 and objective == "coherent":
-        plain = quadratic_costs(Y, dt)
-        top = max((float(x.max()) for row in plain for x in row if x is not None), default=0.0) or 1.0
-        cost = [[None if x is None else _powered(x, top) for x in row] for row in plain]
-        free, term, lam, keep = _plans2, _term2, 0.0, None
+        plain, lam, keep = quadratic_costs(Y, dt), closed_loop_lambda(order, objective), None
+        full = quadratic_costs(Y, dt, lam) if lam else plain
+        top = max((float(x.max()) for row in full for x in row if x is not None), default=0.0) or 1.0
+        cost = [[None if x is None else _powered(x, top) for x in row] for row in full]
+        free, term = _plans2, _term2
     else:
         lam = closed_loop_lambda(order, objective)
         if samples is None:

@@ -654,3 +654,32 @@ def test_a_margin_keeps_even_spacing_unless_a_plan_beats_it(monkeypatch):
     monkeypatch.setattr(planner, "MARGIN", 1.0)
     assert planner.plan_table(Y, dt, 1, 1) == opt[1]
     assert not any("even spacing" in x for x in calibrated_run("taylorseer", traj, 3.0, order=1).report.notes)
+
+
+def test_order2_closed_loop_term_is_the_noise_through_the_quadratics_weights(monkeypatch):
+    """planner.CLOSED_LOOP2 (a study, off by default): each order-2 segment pays the base error (lambda times the mean
+    squared one-step change, relative to the mean squared output) through the summed, step-weighted Lagrange weights
+    of its three computed values (two: the line's; one: reuse's); the plan key names it; 0 leaves the costs alone."""
+    from tcpade_core import planner
+    from tcpade_core.calibrate import plan_key
+
+    rng = np.random.default_rng(3)
+    n = 7
+    Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
+    lam = 0.3
+    plain, full = planner.quadratic_costs(Y, dt), planner.quadratic_costs(Y, dt, lam)
+    noise = lam * float((np.diff(Y, axis=0) ** 2).sum(axis=1).mean()) / float((Y**2).sum(axis=1).mean())
+
+    def lagrange(nodes, x):
+        return [np.prod([(x - m) / (k - m) for m in nodes if m != k]) for k in nodes]
+
+    for nodes, (a, b, c), d in (((0, 2, 3), (0, 2, 3), 6), ((1, 4), (1, 1, 4), 7), ((2,), (2, 2, 2), 5)):
+        w = np.sum([dt[j] * np.array(lagrange(nodes, j)) for j in range(c + 1, d)], axis=0)
+        assert full[b][c][a, d] - plain[b][c][a, d] == pytest.approx(noise * float((w**2).sum()), rel=1e-9)
+    assert all(
+        np.array_equal(x, y) for rx, ry in zip(plain, planner.quadratic_costs(Y, dt, 0.0)) for x, y in zip(rx, ry)
+    )
+    assert planner.CLOSED_LOOP2 == 0.0 and "/cl" not in plan_key(2, 3)
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", lam)
+    assert "/cl0.3" in plan_key(2, 3)
+    assert planner.closed_loop_lambda(2) == lam and planner.closed_loop_lambda(2, "independent") == 0.0

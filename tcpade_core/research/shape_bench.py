@@ -411,6 +411,12 @@ def main(argv=None) -> None:
         help="lambda of the planner's closed-loop term (planner.CLOSED_LOOP; 0: open loop; default: the frozen one)",
     )
     ap.add_argument(
+        "--closed-loop2",
+        type=float,
+        default=None,
+        help="lambda of the closed-loop term of order-2 plans (planner.CLOSED_LOOP2; default: the frozen one, 0)",
+    )
+    ap.add_argument(
         "--contract",
         type=float,
         default=None,
@@ -487,6 +493,8 @@ def main(argv=None) -> None:
         planner.TAIL = args.tail if args.tail >= 0 else None
     if args.closed_loop is not None:
         planner.CLOSED_LOOP = args.closed_loop
+    if args.closed_loop2 is not None:
+        planner.CLOSED_LOOP2 = args.closed_loop2
     if args.contract is not None:
         planner.CONTRACT = args.contract
     if args.margin is not None:
@@ -516,6 +524,7 @@ def main(argv=None) -> None:
         + ("" if planner.TAIL is None else f"; at most {planner.TAIL} steps predicted after the last compute")
         + ("" if planner.NEST_TARGET is None else f"; plans nested above {planner.NEST_TARGET:g}x")
         + ("" if planner.CLOSED_LOOP == 0 else f"; closed-loop term {planner.CLOSED_LOOP:g}")
+        + ("" if not planner.CLOSED_LOOP2 else f"; order 2: closed-loop term {planner.CLOSED_LOOP2:g}")
         + ("" if planner.PER_SAMPLE is None else f"; per sample: {planner.PER_SAMPLE}")
         + ("" if not planner.CONTRACT else f"; contraction {planner.CONTRACT:g}")
         + ("" if planner.MARGIN == 1.0 else f"; margin over even spacing {planner.MARGIN:g}")
