@@ -120,7 +120,7 @@ def test_dit_loader_missing_and_unexpected_key_raise_with_key_name():
 
 
 # --------------------------------------------------------------------------- shipped models
-@pytest.fixture(scope="module", params=["a", "b", "c", "d", "e", "f"])
+@pytest.fixture(scope="module", params=["a", "b", "c", "d", "e", "f", "g"])
 def shipped(request):
     path = WEIGHTS_DIR / MODEL_FILES[request.param]
     if not path.exists():
@@ -145,7 +145,7 @@ def test_aliases_load_same_model():
     c, t = load_model("c"), load_model("textures")
     assert all(torch.equal(p, q) for p, q in zip(c.parameters(), t.parameters()))
     with pytest.raises(ValueError):
-        load_model("g")
+        load_model("h")
 
 
 def test_model_c_metadata_and_size():
@@ -167,9 +167,9 @@ def test_model_c_metadata_and_size():
     assert len(CLASS_NAMES["c"]) == 10
 
 
-@pytest.mark.parametrize("name, seed", [("d", 1), ("e", 2), ("f", 3)])
-def test_models_d_e_and_f_are_c_recipe_with_other_seeds(name, seed):
-    """Models D, E and F (held-out models): C's architecture, data and optimiser, training seeds 1, 2 and 3, 6000
+@pytest.mark.parametrize("name, seed", [("d", 1), ("e", 2), ("f", 3), ("g", 4)])
+def test_models_d_to_g_are_c_recipe_with_other_seeds(name, seed):
+    """Models D to G (held-out models): C's architecture, data and optimiser, training seeds 1 to 4, 6000
     iterations, their own files, C's classifier."""
     from tcpade_core.research.classifiers import fit_classifier
     from tcpade_core.research.common import CFG_SCALE, PREDICTION
@@ -180,7 +180,7 @@ def test_models_d_e_and_f_are_c_recipe_with_other_seeds(name, seed):
     }
     assert (PRESETS[name]["seed"], PRESETS[name]["iters"]) == (seed, 6000) and PRESET_KIND[name] == PRESET_KIND["c"]
     assert (CFG_SCALE[name], PREDICTION[name]) == (CFG_SCALE["c"], PREDICTION["c"])
-    assert len({MODEL_FILES[m] for m in ("c", "d", "e", "f")}) == 4
+    assert len({MODEL_FILES[m] for m in ("c", "d", "e", "f", "g")}) == 5
     meta = load_model(name).metadata
     assert (meta["model"], meta["train_seed"], meta["train_iters"], meta["torch_threads"]) == (name, seed, 6000, 1)
     cfg = {k: v for k, v in meta["config"].items() if k != "arch"}
@@ -269,13 +269,13 @@ def test_tuning_tools_refuse_held_out_models():
     from tcpade_core.research.common import DEV_MODELS, refuse_held_out
 
     assert DEV_MODELS == ("a", "b")
-    for bad in (["c"], ["a", "textures"], ["d"], ["e"], ["f"]):
+    for bad in (["c"], ["a", "textures"], ["d"], ["e"], ["f"], ["g"]):
         with pytest.raises(SystemExit, match="held out"):
             ablation_main(["--models", ",".join(bad)])
     refuse_held_out(["a", "digits", "b"], "x")  # development models pass
     # the benchmark reports C only in its held-out split, on both seeds
     assert {(split, m) for split, m, _ in cases(False, ["a", "b", "c"]) if m == "c"} == {("held-out", "c")}
-    for name in ("d", "e", "f"):
+    for name in ("d", "e", "f", "g"):
         assert {(split, s) for split, m, s in cases(False, [name])} == {("held-out", 1234), ("held-out", 4321)}
 
 

@@ -31,6 +31,7 @@ MODEL_FILES = {
     "d": "model_d_textures.safetensors",
     "e": "model_e_textures.safetensors",
     "f": "model_f_textures.safetensors",
+    "g": "model_g_textures.safetensors",
 }
 # class names of the shipped models' label sets (index = class; the null class is len(names))
 DIGITS_CLASSES = [str(i) for i in range(10)]
@@ -60,6 +61,7 @@ CLASS_NAMES = {
     "d": TEXTURES_CLASSES,
     "e": TEXTURES_CLASSES,
     "f": TEXTURES_CLASSES,
+    "g": TEXTURES_CLASSES,
 }
 _ALIASES = {
     "a": "a",
@@ -77,6 +79,8 @@ _ALIASES = {
     "model_e": "e",
     "f": "f",
     "model_f": "f",
+    "g": "g",
+    "model_g": "g",
 }
 
 

@@ -13,9 +13,10 @@ MODEL_TITLES = {
     "d": "D: FLUX-like textures 32x32, C's recipe, another seed (flow, Euler; held out)",
     "e": "E: FLUX-like textures 32x32, C's recipe, a third seed (flow, Euler; held out)",
     "f": "F: FLUX-like textures 32x32, C's recipe, a fourth seed (flow, Euler; held out)",
+    "g": "G: FLUX-like textures 32x32, C's recipe, a fifth seed (flow, Euler; held out)",
 }
 # what each model predicts, as a ComfyUI host reports it (nodes.host.prediction): placement "auto" reads it
-PREDICTION = {"a": "eps", "b": "flow", "c": "flow", "d": "flow", "e": "flow", "f": "flow"}
+PREDICTION = {"a": "eps", "b": "flow", "c": "flow", "d": "flow", "e": "flow", "f": "flow", "g": "flow"}
 CFG_SCALE = {
     "a": 2.0,
     "b": 2.0,
@@ -23,7 +24,8 @@ CFG_SCALE = {
     "d": 4.0,
     "e": 4.0,
     "f": 4.0,
-}  # C: the lowest of 2 / 3 / 4 whose full-compute samples reach 90 % class agreement; D, E, F: C's, fixed before they ran
+    "g": 4.0,
+}  # C: the lowest of 2 / 3 / 4 whose full-compute samples reach 90 % class agreement; D to G: C's, fixed before they ran
 EVAL_SEED, CALIB_SEED = 1234, 777
 # The held-out protocol: every TC-Padé choice is made on the development models with EVAL_SEED. The tools
 # that inform those choices (devsweep, ablation) refuse any other model; the benchmark reports the frozen

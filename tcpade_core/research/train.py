@@ -124,9 +124,12 @@ PRESETS["e"] = dict(PRESETS["c"], seed=2, iters=6000)
 # Model F: a fourth held-out model, registered before the planner's margin (docs/plan_margin.txt) was run on any
 # held-out row (2026-12-07): C's recipe with seed 3 and D's 6000 iterations.
 PRESETS["f"] = dict(PRESETS["c"], seed=3, iters=6000)
-# arch / data of each preset (A: DiT, digits, eps; B to F: FluxLike, flow)
+# Model G: a fifth held-out model, registered before an order chosen from the calibration (docs/order2_closed_loop.txt)
+# was run on any held-out row (2026-12-07): C's recipe with seed 4 and D's 6000 iterations.
+PRESETS["g"] = dict(PRESETS["c"], seed=4, iters=6000)
+# arch / data of each preset (A: DiT, digits, eps; B to G: FluxLike, flow)
 PRESET_KIND = {"a": ("dit", "digits"), "b": ("fluxlike", "shapes"), "c": ("fluxlike", "textures")}
-PRESET_KIND["d"] = PRESET_KIND["e"] = PRESET_KIND["f"] = PRESET_KIND["c"]
+PRESET_KIND["d"] = PRESET_KIND["e"] = PRESET_KIND["f"] = PRESET_KIND["g"] = PRESET_KIND["c"]
 DATA_BATCH = {"shapes": shapes_batch, "textures": textures_batch}
 
 
