@@ -68,7 +68,7 @@ def test_calibrate_meets_the_budget_and_round_trips_as_json():
     assert cal.tcpade_warmup in (1, 2, 3)
     again = Calibration.from_json(json.loads(json.dumps(cal.to_json())))
     assert again == cal and again.plan_table == cal.plan_table
-    assert set(cal.plan_table) == {"0/1/p2", "1/1/p2/cl0.1/ct0.1/mg1.5", "1/3/p2/cl0.1/ct0.1/mg1.5", "2/1/p2"}
+    assert set(cal.plan_table) == {"0/1/p2", "1/1/p2/cl0.1/ct0.1/mg1.5", "1/3/p2/cl0.1/ct0.1/mg1.5", "2/1/p2/cl0.1"}
     older = {k: v for k, v in cal.to_json().items() if k != "plan_table"}  # a file from before the stored plans
     assert Calibration.from_json(older).plan_table is None
     with pytest.raises(ValueError, match="version"):
@@ -113,6 +113,7 @@ def test_plans_stored_under_another_segment_power_are_not_read(monkeypatch):
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     old = calibrate(synthetic(), "abc", 2.0)
     assert set(old.plan_table) == {"0/1", "1/1", "1/3", "2/1"}
     monkeypatch.setattr(planner, "SEG_POWER", 2.0)

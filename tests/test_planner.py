@@ -43,6 +43,7 @@ def test_a_kink_is_computed_and_the_linear_parts_cost_nothing(monkeypatch):
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     steps, err = plan_trajectory(traj, 4, order=1)
     assert len(steps) == 4 and steps[0] == 0 and err == pytest.approx(0.0, abs=1e-12)
     assert any(10 <= s <= 11 for s in steps)  # a compute at (or just after) the kink
@@ -75,6 +76,7 @@ def test_the_plan_is_the_exact_minimum_and_deterministic(seed, monkeypatch):
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     rng = np.random.default_rng(seed)
     n = int(rng.integers(5, 9))
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n)
@@ -111,6 +113,7 @@ def test_an_order_2_plan_is_the_exact_minimum_of_its_predictor_s_error(seed, mon
     from tcpade_core import planner
 
     monkeypatch.setattr(planner, "SEG_POWER", 1.0)
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # open loop: the predictor's own error
     rng = np.random.default_rng(seed)
     n = int(rng.integers(6, 9))
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
@@ -130,9 +133,12 @@ def test_an_order_2_plan_is_the_exact_minimum_of_its_predictor_s_error(seed, mon
         assert plan(Y, dt, k, 2, warm) == (steps, value)
 
 
-def test_order_2_is_exact_on_a_parabola_and_computes_after_its_kink():
+def test_order_2_is_exact_on_a_parabola_and_computes_after_its_kink(monkeypatch):
     """Two parabolas meeting at step 10: an order-2 plan of 6 computes costs nothing (three on each piece), and an
-    order-1 plan of the same budget cannot."""
+    order-1 plan of the same budget cannot (open loop: the closed-loop terms trade some of that for robustness)."""
+    from tcpade_core import planner
+
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)
     d = np.linspace(-1, 1, 6)
     Y = np.stack([d * (0.05 * j * j if j <= 10 else 5.0 - 0.1 * (j - 10) ** 2) + 2.0 for j in range(20)])
     dt = np.ones(20)
@@ -263,6 +269,7 @@ def test_a_segment_power_plans_the_exact_minimum_of_its_aggregate_and_reports_th
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     monkeypatch.setattr(planner, "SEG_POWER", 2.0)
     for order, warm in ((0, 1), (1, 1), (1, 2), (2, 1), (2, 3)):
         k = int(rng.integers(warm + 1, n))
@@ -291,6 +298,7 @@ def test_a_tail_limit_keeps_the_last_compute_near_the_end(monkeypatch):
     from tcpade_core import planner
 
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # the study predates the margin over even spacing
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     rng = np.random.default_rng(3)
     n = 12
     Y, dt = rng.normal(size=(n, 8)).cumsum(0), rng.random(n) + 0.1
@@ -337,6 +345,7 @@ def test_nested_plans_only_add_the_best_compute_above_their_anchor(power, monkey
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     monkeypatch.setattr(planner, "SEG_POWER", power)
     rng = np.random.default_rng(20)
     n = 12
@@ -378,8 +387,8 @@ def test_a_closed_loop_term_adds_each_base_value_s_reach_through_the_prediction(
     """planner.CLOSED_LOOP = lambda (0.1, measured): the planner adds to a coherent segment cost lambda times the
     mean one-step change (relative to the mean squared output) times (sum dt (1 + r))^2 + (sum dt r)^2 over the gap,
     r = (j - b) / (b - a) the line's reach (0 for a reuse and for a lone b); zero at lambda 0; it changes plans, the
-    error a plan reports stays the open-loop one, orders 0 (reuse) and 2 are planned without it, and the stored plan
-    key of order 1 names it."""
+    error a plan reports stays the open-loop one, order 0 (reuse) is planned without it, order 2 with its own
+    (CLOSED_LOOP2), untouched by this one, and the stored plan key of order 1 names it."""
     from tcpade_core import planner
     from tcpade_core.calibrate import plan_key
 
@@ -387,7 +396,7 @@ def test_a_closed_loop_term_adds_each_base_value_s_reach_through_the_prediction(
     n = 10
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n) + 0.1
     assert planner.CLOSED_LOOP == 0.1 and plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1/mg1.5"
-    assert plan_key(0, 1) == "0/1/p2" and plan_key(2, 1) == "2/1/p2"
+    assert plan_key(0, 1) == "0/1/p2" and plan_key(2, 1) == "2/1/p2/cl0.1"  # order 2: its own (CLOSED_LOOP2)
     scale = (Y**2).sum(axis=1).mean()
     noise = 0.5 * (np.diff(Y, axis=0) ** 2).sum(axis=1).mean() / scale
     for order in (0, 1):
@@ -419,6 +428,7 @@ def test_with_the_closed_loop_term_the_plan_is_the_exact_minimum_of_its_objectiv
 
     monkeypatch.setattr(planner, "SEG_POWER", power)
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # the exact minimum, before the margin over even spacing
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     rng = np.random.default_rng(8)
     n = 8
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
@@ -446,7 +456,7 @@ def test_a_contraction_plans_the_exact_minimum_of_its_objective(monkeypatch):
     from tcpade_core import planner
     from tcpade_core.calibrate import plan_key
 
-    assert planner.CONTRACT == 0.1 and plan_key(1, 3) == "1/3/p2/cl0.1/ct0.1/mg1.5" and plan_key(2, 1) == "2/1/p2"
+    assert planner.CONTRACT == 0.1 and plan_key(1, 3) == "1/3/p2/cl0.1/ct0.1/mg1.5" and plan_key(2, 1) == "2/1/p2/cl0.1"
     t = np.array([1.0, 0.8, 0.5, 0.25, 0.1])
     assert planner.contraction(planner.step_sizes(t), 0.5) == pytest.approx(
         (1 - 0.5 * np.array([0.2 / 1.0, 0.3 / 0.8, 0.25 / 0.5, 0.15 / 0.25, 1.0])) ** 4
@@ -541,6 +551,7 @@ def test_per_sample_plans_are_exact_and_one_sample_is_the_default(monkeypatch):
 
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # the study predates the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     rng = np.random.default_rng(23)
     n, k = 10, 4
     scales = np.array([1.0, 10.0, 100.0])[None, :, None]  # samples of unlike sizes: the three modes plan apart
@@ -580,6 +591,7 @@ def test_calibrated_run_plans_per_sample_with_the_knob(monkeypatch):
     tr = _traj(outs)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # the study predates the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     monkeypatch.setattr(planner, "PER_SAMPLE", "max")
     run = calibrated_run("taylorseer", tr, 3.0)
     Ys = planner.project_samples(outs)
@@ -621,6 +633,7 @@ def test_a_margin_keeps_even_spacing_unless_a_plan_beats_it(monkeypatch):
 
     assert planner.MARGIN == 1.5 and planner.margin_ratio(1) == 1.5 and plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1/mg1.5"
     monkeypatch.setattr(planner, "MARGIN", 1.0)
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     assert plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1"
     rng = np.random.default_rng(5)
     n = 9
@@ -652,12 +665,13 @@ def test_a_margin_keeps_even_spacing_unless_a_plan_beats_it(monkeypatch):
     notes = calibrated_run("taylorseer", traj, 2.0, order=1).report.notes
     assert any("the plan is the even spacing: no schedule beat it 1e+09 times" in x for x in notes)
     monkeypatch.setattr(planner, "MARGIN", 1.0)
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     assert planner.plan_table(Y, dt, 1, 1) == opt[1]
     assert not any("even spacing" in x for x in calibrated_run("taylorseer", traj, 3.0, order=1).report.notes)
 
 
 def test_order2_closed_loop_term_is_the_noise_through_the_quadratics_weights(monkeypatch):
-    """planner.CLOSED_LOOP2 (a study, off by default): each order-2 segment pays the base error (lambda times the mean
+    """planner.CLOSED_LOOP2 (0.1, measured): each order-2 segment pays the base error (lambda times the mean
     squared one-step change, relative to the mean squared output) through the summed, step-weighted Lagrange weights
     of its three computed values (two: the line's; one: reuse's); the plan key names it; 0 leaves the costs alone."""
     from tcpade_core import planner
@@ -679,7 +693,37 @@ def test_order2_closed_loop_term_is_the_noise_through_the_quadratics_weights(mon
     assert all(
         np.array_equal(x, y) for rx, ry in zip(plain, planner.quadratic_costs(Y, dt, 0.0)) for x, y in zip(rx, ry)
     )
-    assert planner.CLOSED_LOOP2 == 0.0 and "/cl" not in plan_key(2, 3)
+    assert planner.CLOSED_LOOP2 == 0.1 and plan_key(2, 3).endswith("/cl0.1")
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)
+    assert "/cl" not in plan_key(2, 3)
     monkeypatch.setattr(planner, "CLOSED_LOOP2", lam)
     assert "/cl0.3" in plan_key(2, 3)
     assert planner.closed_loop_lambda(2) == lam and planner.closed_loop_lambda(2, "independent") == 0.0
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_an_order_2_plan_with_its_closed_loop_term_is_the_exact_minimum_of_its_objective(power, monkeypatch):
+    """At the default CLOSED_LOOP2 (0.1) the order-2 DP still finds, for every budget, the exact minimum over every
+    schedule of its objective (each gap's open-loop cost plus its closed-loop term, relative to the largest, to the
+    segment power, summed), and reports that schedule's plain open-loop error."""
+    from tcpade_core import planner
+
+    assert planner.CLOSED_LOOP2 == 0.1
+    monkeypatch.setattr(planner, "SEG_POWER", power)
+    rng = np.random.default_rng(0)
+    n = 8
+    Y, dt = rng.normal(size=(n, 3)).cumsum(0), rng.random(n) + 0.1
+    full, plain = planner.quadratic_costs(Y, dt, 0.1), planner.quadratic_costs(Y, dt)
+    top = max(float(x.max()) for row in full for x in row if x is not None)
+    powered = [[None if x is None else planner._powered(x, top) for x in row] for row in full]
+    table = planner.plan_table(Y, dt, 2, 1)
+    moved = 0
+    for k, (steps, err) in table.items():
+        scheds = [[0, *r] for r in itertools.combinations(range(1, n), k - 1)]
+        best = min(planner._total(planner._term2, powered, s) for s in scheds)
+        assert planner._total(planner._term2, powered, steps) == pytest.approx(best, rel=1e-9, abs=1e-15)
+        assert err == pytest.approx(planner._total(planner._term2, plain, steps), rel=1e-12)
+        monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)
+        moved += planner.plan(Y, dt, k, 2, 1)[0] != steps
+        monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.1)
+    assert moved  # the term changes some plan
