@@ -443,6 +443,11 @@ def plan_table(
 
 
 def quadratic_costs(Y: np.ndarray, dt: np.ndarray, lam: float = 0.0) -> List[List[Optional[np.ndarray]]]:
+    """:func:`quadratic_cost_pair`'s costs with the closed-loop term at ``lam`` (0: the open-loop costs)."""
+    return quadratic_cost_pair(Y, dt, lam)[1]
+
+
+def quadratic_cost_pair(Y: np.ndarray, dt: np.ndarray, lam: float = 0.0) -> tuple:
     """The ``"coherent"`` segment costs of an order-2 predictor (the quadratic through the newest three computed
     steps, in the step index: :func:`tcpade_core.predictors.newton`): ``out[b][c][a, d]`` (a <= b <= c < d <= n) is
     the cost of the steps c+1 .. d-1, skipped and predicted from the computed a < b < c; a == b < c stands for "the
@@ -450,8 +455,9 @@ def quadratic_costs(Y: np.ndarray, dt: np.ndarray, lam: float = 0.0) -> List[Lis
     predicts. Each skipped step's prediction is a fixed combination of the three values, so the weighted sum of
     a segment's errors is ``Ca Y_a + Cb Y_b + Cc Y_c - (P_d - P_(c+1))`` (P: prefix sums of dt_j Y_j) and its
     squared norm is read from the Gram matrix of Y and P: no step's outputs are touched again, 50 steps cost
-    under a second. ``lam``: the closed-loop term (:data:`CLOSED_LOOP2`; :func:`closed_loop_costs` for order 1)
-    added, ``noise * (Ca^2 + Cb^2 + Cc^2)``."""
+    under a second. Returns (open loop, with the closed-loop term at ``lam`` added, ``noise * (Ca^2 + Cb^2 + Cc^2)``:
+    :data:`CLOSED_LOOP2`; :func:`closed_loop_costs` for order 1), made in one pass; the second is the first at
+    ``lam`` 0."""
     n = Y.shape[0]
     dt = np.asarray(dt, dtype=float)
     scale = max(float((Y**2).sum(axis=1).mean()), 1e-24)
@@ -459,6 +465,7 @@ def quadratic_costs(Y: np.ndarray, dt: np.ndarray, lam: float = 0.0) -> List[Lis
     P = np.vstack([np.zeros((1, Y.shape[1])), np.cumsum(dt[:, None] * Y, axis=0)])  # P[m] = sum_{j<m} dt_j Y_j
     G, H, M = Y @ Y.T, Y @ P.T, P @ P.T
     out: List[List[Optional[np.ndarray]]] = [[None] * n for _ in range(n)]
+    full: List[List[Optional[np.ndarray]]] = [[None] * n for _ in range(n)]
     ds = np.arange(n + 1)
     for c in range(n):
         js = np.arange(c + 1, n)
@@ -496,9 +503,12 @@ def quadratic_costs(Y: np.ndarray, dt: np.ndarray, lam: float = 0.0) -> List[Lis
                 + qq[None, :]
             )
             cost = np.zeros((len(a), n + 1))
-            cost[:, c + 1 :] = np.maximum(e, 0.0) / scale + (noise * (Ca**2 + Cb**2 + Cc**2) if noise else 0.0)
+            cost[:, c + 1 :] = np.maximum(e, 0.0) / scale
             out[b][c] = cost
-    return out
+            if noise:
+                full[b][c] = cost.copy()
+                full[b][c][:, c + 1 :] += noise * (Ca**2 + Cb**2 + Cc**2)
+    return out, (full if noise else out)
 
 
 def _plans2(plain, cost, n: int, k: int, warm: int, every: bool) -> Dict[int, Tuple[List[int], float]]:
@@ -570,8 +580,8 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
     samples = Y if Y.ndim == 3 and PER_SAMPLE and order <= 1 and objective == "coherent" else None
     Y = Y.reshape(n, -1)  # per-sample sketches side by side: the batch's
     if order >= 2 and objective == "coherent":
-        plain, lam, keep = quadratic_costs(Y, dt), closed_loop_lambda(order, objective), None
-        full = quadratic_costs(Y, dt, lam) if lam else plain
+        lam, keep = closed_loop_lambda(order, objective), None
+        plain, full = quadratic_cost_pair(Y, dt, lam)
         top = max((float(x.max()) for row in full for x in row if x is not None), default=0.0) or 1.0
         cost = [[None if x is None else _powered(x, top) for x in row] for row in full]
         free, term = _plans2, _term2
