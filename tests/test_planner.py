@@ -43,7 +43,6 @@ def test_a_kink_is_computed_and_the_linear_parts_cost_nothing(monkeypatch):
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
-    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     steps, err = plan_trajectory(traj, 4, order=1)
     assert len(steps) == 4 and steps[0] == 0 and err == pytest.approx(0.0, abs=1e-12)
     assert any(10 <= s <= 11 for s in steps)  # a compute at (or just after) the kink
@@ -76,7 +75,6 @@ def test_the_plan_is_the_exact_minimum_and_deterministic(seed, monkeypatch):
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
-    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     rng = np.random.default_rng(seed)
     n = int(rng.integers(5, 9))
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n)
@@ -298,7 +296,6 @@ def test_a_tail_limit_keeps_the_last_compute_near_the_end(monkeypatch):
     from tcpade_core import planner
 
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # the study predates the margin over even spacing
-    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     rng = np.random.default_rng(3)
     n = 12
     Y, dt = rng.normal(size=(n, 8)).cumsum(0), rng.random(n) + 0.1
@@ -428,7 +425,6 @@ def test_with_the_closed_loop_term_the_plan_is_the_exact_minimum_of_its_objectiv
 
     monkeypatch.setattr(planner, "SEG_POWER", power)
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # the exact minimum, before the margin over even spacing
-    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     rng = np.random.default_rng(8)
     n = 8
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
@@ -551,7 +547,6 @@ def test_per_sample_plans_are_exact_and_one_sample_is_the_default(monkeypatch):
 
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # the study predates the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin
-    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     rng = np.random.default_rng(23)
     n, k = 10, 4
     scales = np.array([1.0, 10.0, 100.0])[None, :, None]  # samples of unlike sizes: the three modes plan apart
@@ -591,7 +586,6 @@ def test_calibrated_run_plans_per_sample_with_the_knob(monkeypatch):
     tr = _traj(outs)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # the study predates the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin
-    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     monkeypatch.setattr(planner, "PER_SAMPLE", "max")
     run = calibrated_run("taylorseer", tr, 3.0)
     Ys = planner.project_samples(outs)
@@ -633,7 +627,6 @@ def test_a_margin_keeps_even_spacing_unless_a_plan_beats_it(monkeypatch):
 
     assert planner.MARGIN == 1.5 and planner.margin_ratio(1) == 1.5 and plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1/mg1.5"
     monkeypatch.setattr(planner, "MARGIN", 1.0)
-    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     assert plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1"
     rng = np.random.default_rng(5)
     n = 9
@@ -665,7 +658,6 @@ def test_a_margin_keeps_even_spacing_unless_a_plan_beats_it(monkeypatch):
     notes = calibrated_run("taylorseer", traj, 2.0, order=1).report.notes
     assert any("the plan is the even spacing: no schedule beat it 1e+09 times" in x for x in notes)
     monkeypatch.setattr(planner, "MARGIN", 1.0)
-    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     assert planner.plan_table(Y, dt, 1, 1) == opt[1]
     assert not any("even spacing" in x for x in calibrated_run("taylorseer", traj, 3.0, order=1).report.notes)
 

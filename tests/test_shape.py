@@ -209,7 +209,6 @@ def test_schedule_cost_is_what_the_planner_minimises(monkeypatch):
     monkeypatch.setattr(planner, "SEG_POWER", 1.0)  # schedule_cost is the plain sum over segments
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # of the open-loop costs
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # at their exact minimum
-    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
     g = np.random.default_rng(0)
     Y = np.cumsum(g.normal(size=(12, 6)), axis=0)
     dt = np.full(12, 1 / 12)

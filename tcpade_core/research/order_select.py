@@ -32,7 +32,7 @@ def values(name: str, steps: int, target: float) -> Tuple[float, float]:
     Y = planner.sketch(tr.outputs)
     w = planner.step_weights(tr.t, tr.sigmas, tr.prediction)
     flat = Y.reshape(Y.shape[0], -1)
-    one = planner.segment_costs(flat, w, 1) + planner.closed_loop_costs(flat, w, 1, LAMBDA)
+    one = planner.gap_costs(flat, w, 1, "coherent", LAMBDA)[1]
     two = planner.quadratic_costs(flat, w, LAMBDA)
     out = []
     for order, cost, term in ((1, one, planner._term1), (2, two, planner._term2)):
@@ -45,11 +45,17 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--order1", required=True, help="a saved shape_bench run with TaylorSeer O=1 rows")
     ap.add_argument("--order2", required=True, help="a saved shape_bench run with TaylorSeer O=2 rows")
-    ap.add_argument("--closed-loop2", type=float, default=0.0, help="planner.CLOSED_LOOP2 of the order-2 run")
+    ap.add_argument(
+        "--closed-loop2",
+        type=float,
+        default=None,
+        help="planner.CLOSED_LOOP2 of the order-2 run (default: the frozen one)",
+    )
     ap.add_argument("--ratios", default="1,1.5,2,3")
     ap.add_argument("--split", default="dev", choices=("dev", "held-out", "fresh"))
     args = ap.parse_args(argv)
-    planner.CLOSED_LOOP2 = args.closed_loop2
+    if args.closed_loop2 is not None:
+        planner.CLOSED_LOOP2 = args.closed_loop2
     key = lambda r: (r["model"], r["seed"], r["steps"], r["target"])
     o1 = {key(r): r for r in read_rows(args.order1) if r["method"] == "TaylorSeer O=1" and r["split"] == args.split}
     o2 = {key(r): r for r in read_rows(args.order2) if r["method"] == "TaylorSeer O=2" and r["split"] == args.split}

@@ -414,7 +414,7 @@ def main(argv=None) -> None:
         "--closed-loop2",
         type=float,
         default=None,
-        help="lambda of the closed-loop term of order-2 plans (planner.CLOSED_LOOP2; default: the frozen one, 0)",
+        help="lambda of the closed-loop term of order-2 plans (planner.CLOSED_LOOP2; default: the frozen one)",
     )
     ap.add_argument(
         "--contract",
