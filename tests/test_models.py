@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tcpade_core.models import DiT, FluxLike, load_dit_state_dict
-from tcpade_core.models.zoo import MODEL_FILES, WEIGHTS_DIR, load_model
+from tcpade_core.models.zoo import CLASS_NAMES, MODEL_FILES, WEIGHTS_DIR, load_model
 from tcpade_core.research.sampling import sample
 
 
@@ -120,7 +120,7 @@ def test_dit_loader_missing_and_unexpected_key_raise_with_key_name():
 
 
 # --------------------------------------------------------------------------- shipped models
-@pytest.fixture(scope="module", params=["a", "b", "c", "d", "e", "f", "g"])
+@pytest.fixture(scope="module", params=["a", "b", "c", "d", "e", "f", "g", "h"])
 def shipped(request):
     path = WEIGHTS_DIR / MODEL_FILES[request.param]
     if not path.exists():
@@ -145,7 +145,7 @@ def test_aliases_load_same_model():
     c, t = load_model("c"), load_model("textures")
     assert all(torch.equal(p, q) for p, q in zip(c.parameters(), t.parameters()))
     with pytest.raises(ValueError):
-        load_model("h")
+        load_model("i")
 
 
 def test_model_c_metadata_and_size():
@@ -188,6 +188,28 @@ def test_models_d_to_g_are_c_recipe_with_other_seeds(name, seed):
     c, m = load_model("c"), load_model(name)
     assert not all(torch.equal(p, q) for p, q in zip(c.parameters(), m.parameters()))
     assert fit_classifier(name) is fit_classifier("c")  # trained on C's data: C's classifier
+
+
+def test_model_h_is_a_recipe_with_another_seed():
+    """Model H (held-out eps model): A's architecture, data, optimiser and iterations, training seed 1, its own file,
+    A's classifier, A's CFG and prediction."""
+    from tcpade_core.research.classifiers import fit_classifier
+    from tcpade_core.research.common import CFG_SCALE, PREDICTION
+    from tcpade_core.research.train import PRESET_KIND, PRESETS
+
+    assert {k: v for k, v in PRESETS["h"].items() if k != "seed"} == {
+        k: v for k, v in PRESETS["a"].items() if k != "seed"
+    }
+    assert (PRESETS["h"]["seed"], PRESETS["a"]["seed"], PRESET_KIND["h"]) == (1, 0, PRESET_KIND["a"])
+    assert (CFG_SCALE["h"], PREDICTION["h"]) == (CFG_SCALE["a"], PREDICTION["a"]) == (2.0, "eps")
+    assert MODEL_FILES["h"] != MODEL_FILES["a"] and CLASS_NAMES["h"] == CLASS_NAMES["a"]
+    meta = load_model("h").metadata
+    assert (meta["model"], meta["train_seed"], meta["train_iters"], meta["torch_threads"]) == ("h", 1, 1800, 1)
+    cfg = {k: v for k, v in meta["config"].items() if k != "arch"}
+    assert cfg == PRESETS["a"]["config"] and meta["class_agreement_20steps"]["n"] >= 100
+    a, h = load_model("a"), load_model("h")
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), h.parameters()))
+    assert fit_classifier("h") is fit_classifier("a")  # trained on A's digits: A's classifier
 
 
 def test_sampling_deterministic(shipped):

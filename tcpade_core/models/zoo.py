@@ -32,6 +32,7 @@ MODEL_FILES = {
     "e": "model_e_textures.safetensors",
     "f": "model_f_textures.safetensors",
     "g": "model_g_textures.safetensors",
+    "h": "model_h_digits.safetensors",
 }
 # class names of the shipped models' label sets (index = class; the null class is len(names))
 DIGITS_CLASSES = [str(i) for i in range(10)]
@@ -62,6 +63,7 @@ CLASS_NAMES = {
     "e": TEXTURES_CLASSES,
     "f": TEXTURES_CLASSES,
     "g": TEXTURES_CLASSES,
+    "h": DIGITS_CLASSES,
 }
 _ALIASES = {
     "a": "a",
@@ -81,6 +83,8 @@ _ALIASES = {
     "model_f": "f",
     "g": "g",
     "model_g": "g",
+    "h": "h",
+    "model_h": "h",
 }
 
 

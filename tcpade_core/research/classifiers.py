@@ -13,11 +13,12 @@ CLASSIFIER_SEED = 1234
 
 
 def _data_key(model_name: str) -> str:
-    """The model whose training data (and classifier) ``model_name``'s are: D to G are trained on C's textures."""
+    """The model whose training data (and classifier) ``model_name``'s are: D to G are trained on C's textures, H on
+    A's digits."""
     from ..models.zoo import canonical_name
 
     key = canonical_name(model_name)
-    return "c" if key in ("d", "e", "f", "g") else key
+    return "c" if key in ("d", "e", "f", "g") else "a" if key == "h" else key
 
 
 def classifier_features(images, model_name: str) -> np.ndarray:

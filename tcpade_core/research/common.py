@@ -14,9 +14,10 @@ MODEL_TITLES = {
     "e": "E: FLUX-like textures 32x32, C's recipe, a third seed (flow, Euler; held out)",
     "f": "F: FLUX-like textures 32x32, C's recipe, a fourth seed (flow, Euler; held out)",
     "g": "G: FLUX-like textures 32x32, C's recipe, a fifth seed (flow, Euler; held out)",
+    "h": "H: DiT digits 16x16, A's recipe, another seed (DDIM, eps; held out)",
 }
 # what each model predicts, as a ComfyUI host reports it (nodes.host.prediction): placement "auto" reads it
-PREDICTION = {"a": "eps", "b": "flow", "c": "flow", "d": "flow", "e": "flow", "f": "flow", "g": "flow"}
+PREDICTION = {"a": "eps", "b": "flow", "c": "flow", "d": "flow", "e": "flow", "f": "flow", "g": "flow", "h": "eps"}
 CFG_SCALE = {
     "a": 2.0,
     "b": 2.0,
@@ -25,7 +26,8 @@ CFG_SCALE = {
     "e": 4.0,
     "f": 4.0,
     "g": 4.0,
-}  # C: the lowest of 2 / 3 / 4 whose full-compute samples reach 90 % class agreement; D to G: C's, fixed before they ran
+    "h": 2.0,
+}  # C: the lowest of 2 / 3 / 4 whose full-compute samples reach 90 % class agreement; D to G: C's, H: A's, fixed before they ran
 EVAL_SEED, CALIB_SEED = 1234, 777
 # The held-out protocol: every TC-Padé choice is made on the development models with EVAL_SEED. The tools
 # that inform those choices (devsweep, ablation) refuse any other model; the benchmark reports the frozen

@@ -127,9 +127,14 @@ PRESETS["f"] = dict(PRESETS["c"], seed=3, iters=6000)
 # Model G: a fifth held-out model, registered before an order chosen from the calibration (docs/order2_closed_loop.txt)
 # was run on any held-out row (2026-12-07): C's recipe with seed 4 and D's 6000 iterations.
 PRESETS["g"] = dict(PRESETS["c"], seed=4, iters=6000)
-# arch / data of each preset (A: DiT, digits, eps; B to G: FluxLike, flow)
+# Model H: the first held-out eps-prediction model, registered before TaylorSeer's order by prediction type
+# (docs/order_eps.txt) was run on any of its rows (2026-12-07): A's recipe (architecture, data, optimiser,
+# iterations) with training seed 1.
+PRESETS["h"] = dict(PRESETS["a"], seed=1)
+# arch / data of each preset (A and H: DiT, digits, eps; B to G: FluxLike, flow)
 PRESET_KIND = {"a": ("dit", "digits"), "b": ("fluxlike", "shapes"), "c": ("fluxlike", "textures")}
 PRESET_KIND["d"] = PRESET_KIND["e"] = PRESET_KIND["f"] = PRESET_KIND["g"] = PRESET_KIND["c"]
+PRESET_KIND["h"] = PRESET_KIND["a"]
 DATA_BATCH = {"shapes": shapes_batch, "textures": textures_batch}
 
 
