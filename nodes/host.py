@@ -85,3 +85,15 @@ def prediction(model_sampling) -> str:
     import comfy.model_sampling as MS
 
     return "flow" if isinstance(model_sampling, MS.CONST) else "eps"
+
+
+def output_kind(model_sampling) -> str:
+    """What the model's raw output is: "flow" (CONST), "v" (V_PREDICTION, EDM included), "x0" (X0), "eps" (EPS
+    itself), else "other". TaylorSeer's order at a target reads it (measured on eps models only:
+    docs/order_eps.txt)."""
+    import comfy.model_sampling as MS
+
+    for kind, cls in (("flow", "CONST"), ("v", "V_PREDICTION"), ("x0", "X0"), ("eps", "EPS")):
+        if isinstance(model_sampling, getattr(MS, cls, ())):
+            return kind
+    return "other"

@@ -339,13 +339,19 @@ def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> Ca
     predictor from this recorded full-compute trajectory (:mod:`tcpade_core.planner`): exactly
     ``budget(len(traj), target)`` computes, the predictor's own warm-up first. ``method`` is a name of
     :data:`tcpade_core.methods.METHODS`; ``params`` are that method's config parameters. TaylorSeer plans with a
-    form that is exact on uneven spacing (``newton``) unless ``form`` is given. The run's report notes the plan and
-    its predicted error."""
+    form that is exact on uneven spacing (``newton``) unless ``form`` is given; what a node fills at a target from
+    the prediction type (``Method.at_target``: TaylorSeer's order) is filled from ``traj.prediction`` where
+    ``params`` leave it. The run's report notes the plan and its predicted error."""
     from .config import check_target, make_config
+    from .methods import METHODS
 
     target = check_target(target, off=False)
+    cfg = make_config(method, **params)
+    if METHODS[method].at_target is not None:  # as a node fills it (TaylorSeer's order by the prediction type)
+        at = METHODS[method].at_target(cfg.with_(target_speedup=target), traj.prediction, len(traj), frozenset(params))
+        cfg = at[0].with_(target_speedup=cfg.target_speedup)
     cfg, steps, err = planned_config(
-        make_config(method, **params),
+        cfg,
         sketch(traj.outputs),
         step_weights(traj.t, traj.sigmas, traj.prediction),
         target,

@@ -53,6 +53,19 @@ AUTO_SHAPE_BELOW = 2.0
 AUTO_MIN_STEPS = 20
 
 
+# TaylorSeer's order at a speed target where the user left it at its default: order 2 on an eps-prediction model
+# run for AUTO_MIN_STEPS steps or more, order 1 otherwise (methods.taylorseer_order). The rule, its development
+# rows and its held-out test on model H were written down before H was trained (docs/order_eps.txt).
+ORDER_BY_PREDICTION = False
+
+
+def order_for(prediction: Optional[str], steps: Optional[int]) -> int:
+    """TaylorSeer's order at a speed target by :data:`ORDER_BY_PREDICTION`'s rule: 2 on an eps-prediction model
+    (``prediction == "eps"``) run for :data:`AUTO_MIN_STEPS` ``steps`` or more, else 1 (an unknown prediction or
+    step count included)."""
+    return 2 if prediction == "eps" and steps is not None and steps >= AUTO_MIN_STEPS else 1
+
+
 def placement_for(placement: str, prediction: Optional[str], target: float, steps: Optional[int] = None) -> str:
     """The placement a speed target runs: ``placement`` itself unless it is ``"auto"``, which is ``"shape"`` for
     a target in (0, :data:`AUTO_SHAPE_BELOW`) on a flow-prediction model (``prediction == "flow"``) run for

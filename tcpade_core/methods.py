@@ -103,6 +103,9 @@ class Method:
     # held-out runs did not lose: TraCache and Spectrum lost and keep the evenly spaced target; README "Planned
     # schedules")
     plans: bool = False
+    # at a speed target, what the method fills from the model's prediction type and the step count where the user
+    # left a setting at its default: (cfg, prediction, steps, user_set) -> (cfg, note or "")
+    at_target: Optional[Callable[..., Tuple[Any, str]]] = None
     # blocks that run on every step, skipped or not, ahead of the cached stack (0: none); a number, or a function of
     # the config where a setting decides (First Block Cache's Fn)
     leading_blocks: Any = 0
@@ -671,6 +674,21 @@ def _calibrate_taylorseer(cfg, cal, target: float, user_set: FrozenSet[str]) -> 
     return Applied(cfg.with_(**vals), target, vals)
 
 
+def taylorseer_order(cfg, prediction: Optional[str], steps: Optional[int], user_set: FrozenSet[str]):
+    """(config, note): at a speed target with the order left at its default, the order
+    :func:`tcpade_core.config.order_for` gives (2 on an eps model from 20 steps, else 1) while
+    :data:`tcpade_core.config.ORDER_BY_PREDICTION` is on (docs/order_eps.txt); else the config unchanged."""
+    from . import config as C
+
+    if not (C.ORDER_BY_PREDICTION and cfg.target_speedup) or "order" in user_set:
+        return cfg, ""
+    order = C.order_for(prediction, steps)
+    if order == cfg.order:
+        return cfg, ""
+    note = f"order {order} at the target ({prediction} prediction, {steps} steps: docs/order_eps.txt)"
+    return cfg.with_(order=order), note
+
+
 def _calibrate_teacache(cfg, cal, target: float, user_set: FrozenSet[str]) -> Applied:
     """This model's rescale polynomial, and the δ that meets the calibration's speed."""
     want = {"coefficients": tuple(cal.teacache_coefficients)}
@@ -741,6 +759,7 @@ _METHOD_LIST = (
         ),
         calibrate=_calibrate_taylorseer,
         plans=True,
+        at_target=taylorseer_order,
     ),
     Method(
         "teacache",

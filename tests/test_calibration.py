@@ -37,6 +37,35 @@ def test_replay_counts_and_errors_like_the_engine():
     assert c == budget(20, 2.5) == 8
 
 
+def test_calibrated_run_fills_taylorseers_order_from_the_trajectorys_prediction(monkeypatch):
+    """calibrated_run gives what a node runs: with the rule of docs/order_eps.txt on, TaylorSeer's order at a target
+    is 2 on an eps trajectory of 20 steps where ``params`` leave it, on the order-2 plan; a given order, a flow
+    trajectory or fewer steps keep order 1; with the rule off nothing changes."""
+    from tcpade_core import config as C
+    from tcpade_core.calibrate import calibrated_run, planned_config, sketch, step_weights
+
+    def eps(n):
+        tr = synthetic(n)
+        tr.prediction, tr.sigmas = "eps", [14.6 * (1 - i / n) ** 2 + 0.03 for i in range(n + 1)]
+        return tr
+
+    def plan_of(tr, order):
+        cfg = C.make_config("taylorseer", order=order)
+        w = step_weights(tr.t, tr.sigmas, tr.prediction)
+        return planned_config(cfg, sketch(tr.outputs), w, 2.0, keep=frozenset({"order"}))[1]
+
+    monkeypatch.setattr(C, "ORDER_BY_PREDICTION", True)
+    run = calibrated_run("taylorseer", eps(20), 2.0)
+    assert (
+        run.cfg.order == 2 and run.cfg.plan == tuple(plan_of(eps(20), 2)) and plan_of(eps(20), 1) != plan_of(eps(20), 2)
+    )
+    assert calibrated_run("taylorseer", eps(20), 2.0, order=1).cfg.order == 1
+    assert calibrated_run("taylorseer", eps(19), 2.0).cfg.order == 1
+    assert calibrated_run("taylorseer", synthetic(20), 2.0).cfg.order == 1
+    monkeypatch.setattr(C, "ORDER_BY_PREDICTION", False)
+    assert calibrated_run("taylorseer", eps(20), 2.0).cfg.order == 1
+
+
 def test_teacache_fit_recovers_a_known_relation():
     tr = Trajectory()
     g = torch.Generator().manual_seed(1)
@@ -480,6 +509,38 @@ def test_the_placement_widget_puts_an_uncalibrated_target_on_the_default_shape(h
         n.startswith("schedule on the default shape: the calibration's plan was made for sampler") for n in rep.notes
     )
     assert rep.strip() == schedule_strip(shape.schedule(12, 6, 1), 12)
+
+
+def test_taylorseer_order_at_a_target_reads_what_the_host_says_the_model_predicts(host, monkeypatch):
+    """docs/order_eps.txt through the node, with the rule on: on the eps model A (DDIM) at 20 steps a TaylorSeer
+    target runs order 2 and says so; at 15 steps, with the order typed, and on the flow model at 20 steps it runs
+    the node's order 1."""
+    import comfy.sample
+
+    import host_util as H
+
+    from tcpade_core.config import budget
+
+    monkeypatch.setattr(H.pack_module("tcpade_core.config"), "ORDER_BY_PREDICTION", True)  # the pack the host loaded
+    env = host
+    nodes = env["nodes"]
+    model_a = nodes["TCPade_BenchModelLoader"].execute("A: DiT digits 16x16").args[0]
+    pos, neg = nodes["TCPade_ClassLabel"].execute("A: digits", 2, "").args
+    note = "order 2 at the target (eps prediction, 20 steps: docs/order_eps.txt)"
+    for n, extra, want in ((20, {}, 2), (15, {}, 1), (20, dict(order=3), 3)):
+        m = _attach(env, "TCPade_TaylorSeer", model_a, target_speedup=2.0, **extra)
+        noise = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+        comfy.sample.sample(
+            m, noise, n, 2.0, "ddim", "ddim_uniform", pos, neg, torch.zeros(1, 1, 16, 16), seed=3, disable_pbar=True
+        )
+        rep = m.model_options["transformer_options"]["tcpade"].last_report
+        assert (note in rep.notes) == (want == 2 and n == 20), (n, rep.notes)
+        assert (f"order={want}" in rep.settings) == (want != 1), (n, rep.settings)
+        assert rep.computed == budget(len(rep.steps), 2.0) and (len(rep.steps) >= 20) == (n == 20), n
+    m = _attach(env, "TCPade_TaylorSeer", env["model"], target_speedup=2.0)
+    _sample(env, m, steps=20)
+    rep = m.model_options["transformer_options"]["tcpade"].last_report
+    assert not any(x.startswith("order ") for x in rep.notes) and "order=" not in rep.settings, rep.settings
 
 
 def test_auto_placement_puts_a_low_target_on_the_default_shape_on_flow_models_only(host):

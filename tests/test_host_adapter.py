@@ -68,3 +68,15 @@ def test_what_the_model_predicts_is_read_from_the_hosts_model_sampling():
         pass
 
     assert [host.prediction(c.__new__(c)) for c in (Flow, Eps, V)] == ["flow", "eps", "eps"]
+
+    class X0(MS.ModelSamplingDiscrete, MS.X0):
+        pass
+
+    class Edm(MS.ModelSamplingDiscrete, MS.EDM):
+        pass
+
+    class Other(MS.ModelSamplingDiscrete):
+        pass
+
+    kinds = [host.output_kind(c.__new__(c)) for c in (Flow, Eps, V, X0, Edm, Other)]
+    assert kinds == ["flow", "eps", "v", "x0", "v", "other"]  # TaylorSeer's order at a target reads "eps" only

@@ -126,6 +126,38 @@ def _cal(**kw):
     return Calibration(**base)
 
 
+def test_taylorseer_order_at_a_target_reads_the_prediction_type_and_the_step_count(monkeypatch):
+    """docs/order_eps.txt: with the rule on, a speed target on an eps model from 20 steps runs order 2 where the user
+    left the order at its default; flow, fewer steps, an unknown prediction, a typed order, no target, or the rule
+    off leave the config as it is."""
+    from tcpade_core import config as C
+
+    ts = M.METHODS["taylorseer"]
+    assert ts.at_target is M.taylorseer_order
+    assert [C.order_for(p, n) for p, n in (("eps", 20), ("eps", 19), ("flow", 30), (None, 30), ("eps", None))] == [
+        2,
+        1,
+        1,
+        1,
+        1,
+    ]
+    cfg = make_config("taylorseer", target_speedup=2.0)
+    monkeypatch.setattr(C, "ORDER_BY_PREDICTION", True)
+    two, note = ts.at_target(cfg, "eps", 20, frozenset({"target_speedup"}))
+    assert two == cfg.with_(order=2) and note == "order 2 at the target (eps prediction, 20 steps: docs/order_eps.txt)"
+    for args in (
+        (cfg, "eps", 19, frozenset()),
+        (cfg, "flow", 30, frozenset()),
+        (cfg, "v", 30, frozenset()),
+        (cfg, "eps", 30, frozenset({"order"})),
+        (make_config("taylorseer"), "eps", 30, frozenset()),
+    ):
+        assert ts.at_target(*args) == (args[0], ""), args[1:]
+    monkeypatch.setattr(C, "ORDER_BY_PREDICTION", False)
+    assert ts.at_target(cfg, "eps", 20, frozenset()) == (cfg, "")
+    assert all(m.at_target is None for m in M.METHODS.values() if m.name != "taylorseer")
+
+
 def test_calibration_fills_only_what_the_user_left():
     ts = M.METHODS["taylorseer"]
     a = ts.calibrate(make_config("taylorseer"), _cal(), 0.0, frozenset())

@@ -108,6 +108,8 @@ def planned_run(method: str, name: str, steps: int, target: float, params) -> Ca
     if ALL[method].calibrate is not None:
         applied = ALL[method].calibrate(cfg, cal, target, user)
         cfg = applied.cfg.with_(target_speedup=applied.target)
+    if ALL[method].at_target is not None:
+        cfg = ALL[method].at_target(cfg, PREDICTION[name], steps, user)[0]
     cfg = planned_config(cfg, cal.plan_outputs, cal.plan_weights, target, user, table=cal.plan_table)[0]
     return CacheRun(cfg)
 
