@@ -55,8 +55,10 @@ AUTO_MIN_STEPS = 20
 
 # TaylorSeer's order at a speed target where the user left it at its default: order 2 on an eps-prediction model
 # run for AUTO_MIN_STEPS steps or more, order 1 otherwise (methods.taylorseer_order). The rule, its development
-# rows and its held-out test on model H were written down before H was trained (docs/order_eps.txt).
-ORDER_BY_PREDICTION = False
+# rows and its held-out test on model H were written down before H was trained (docs/order_eps.txt, 41694b3). Held
+# out on H at 20 / 30 steps, order 2 minus order 1: on the plan +1.83 dB (18 better / 2 worse of 20 cells), spaced
+# evenly +0.24 (17 / 3): on by the rule (docs/runs/order_eps_h.txt).
+ORDER_BY_PREDICTION = True
 
 
 def order_for(prediction: Optional[str], steps: Optional[int]) -> int:

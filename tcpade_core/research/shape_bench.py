@@ -45,7 +45,9 @@ from .shape_fit import METHODS, TARGETS, record
 # plan; the order the best fixed grids use most) and every other method with a speed target, each with its defaults
 CATALOGUE = METHODS + (
     ("TaylorSeer O=2", "taylorseer", dict(order=2)),
-    ("TaylorSeer node", "taylorseer", {}),  # the node's defaults (order 1): with --wired, what a calibration fills
+    # the node's defaults (order 1; at a target order 2 on an eps model from 20 steps, config.ORDER_BY_PREDICTION):
+    # with --wired, what a calibration fills
+    ("TaylorSeer node", "taylorseer", {}),
     ("TS O=2 official", "taylorseer", dict(order=2, form="official")),
     ("TraCache", "tracache", {}),
     ("TeaCache", "teacache", {}),
@@ -81,12 +83,23 @@ def on_calibration(model, name: str, steps: int, target: float, label: str, meth
     if key not in _ON_CALIB:
         lab = _labels(CALIB_SAMPLES)
         ref = _sample(model, name, lab, steps, None, seed=CALIB_SEED)[0]
-        even = CacheRun(make_config(method, target_speedup=target, **params))
+        even = CacheRun(target_config(method, name, steps, params, target_speedup=target))
         plan = planned_run(method, name, steps, target, params)
         _ON_CALIB[key] = tuple(
             metrics.psnr(_sample(model, name, lab, steps, run, seed=CALIB_SEED)[0], ref) for run in (even, plan)
         )
     return _ON_CALIB[key]
+
+
+def target_config(method: str, name: str, steps: int, params, **kw):
+    """``make_config(method, **params, **kw)`` at a speed target, with what a node fills from the model's prediction
+    type and the step count where ``params`` leave it (``Method.at_target``: TaylorSeer's order)."""
+    from ..methods import METHODS as ALL
+
+    cfg = make_config(method, **params, **kw)
+    if ALL[method].at_target is not None:
+        cfg = ALL[method].at_target(cfg, PREDICTION[name], steps, frozenset(params))[0]
+    return cfg
 
 
 def planned_run(method: str, name: str, steps: int, target: float, params) -> CacheRun:
@@ -139,7 +152,7 @@ def run_case(
                 if how == "plan":
                     run = planned_run(method, name, steps, target, params)
                 else:
-                    run = CacheRun(make_config(method, target_speedup=target, placement=how, **params))
+                    run = CacheRun(target_config(method, name, steps, params, target_speedup=target, placement=how))
                 img = _sample(model, name, lab, steps, run, seed=seed)[0]
                 row[how] = (run.report.computed, metrics.psnr(img, ref), run.report.strip())
             g = best_baseline(bench_rows, budget(steps, target)) if bench_rows else None
