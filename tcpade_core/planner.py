@@ -155,12 +155,18 @@ def contraction(dt: np.ndarray, rho: float) -> Optional[np.ndarray]:
 # C; TaylorSeer's worst cell at 20/30 steps and 2-3x -1.29 -> -0.90), on model F, trained for the test, +0.15 (8 / 7
 # of 60); reported: E +0.29, D -0.10 (1 / 11). docs/plan_margin.txt.
 MARGIN: float = 1.5
+# the same margin for order-2 plans (TaylorSeer O=2, valued on order 2's own objective; 1: off), a study
+# (`shape_bench --margin2 R`, docs/order2_margin.txt)
+MARGIN2: float = 1.0
 
 
 def margin_ratio(order: int, objective: str = "coherent") -> float:
-    """The margin over even spacing the planner asks of an order-``order`` plan: :data:`MARGIN` for order 1 on the
-    coherent objective, else 1 (off). A stored plan's key names it (:func:`tcpade_core.calibrate.plan_key`)."""
-    return MARGIN if order == 1 and objective == "coherent" else 1.0
+    """The margin over even spacing the planner asks of an order-``order`` plan on the coherent objective:
+    :data:`MARGIN` for order 1, :data:`MARGIN2` for order 2, else 1 (off). A stored plan's key names it
+    (:func:`tcpade_core.calibrate.plan_key`)."""
+    if objective != "coherent":
+        return 1.0
+    return MARGIN if order == 1 else MARGIN2 if order == 2 else 1.0
 
 
 def even_steps(n: int, k: int, warm: int = 1) -> List[int]:
@@ -611,10 +617,11 @@ def _plans(Y, dt, k: int, order: int, warm: int, objective: str, every: bool) ->
             if every or m == k:
                 out[m] = (steps, 0.0)
     r = margin_ratio(order, objective)
-    if r != 1.0:  # the margin over even spacing (order 1, coherent: _term1): a plan must beat it r times to replace it
+    if r != 1.0:  # the margin over even spacing (coherent, orders 1 and 2): a plan must beat it r times to replace it
+        value_of = partial(objective_value, cost, keep=keep) if term is _term1 else partial(_total, term, cost)
         for m, (steps, value) in list(out.items()):
             even = even_steps(n, m, warm)
-            if objective_value(cost, even, keep) <= r * objective_value(cost, steps, keep):
+            if value_of(even) <= r * value_of(steps):
                 out[m] = (even, value)
     if SEG_POWER != 1.0 or anchor is not None or lam or samples is not None or keep is not None or r != 1.0:
         out = {m: (steps, _total(term, plain, steps)) for m, (steps, _) in out.items()}  # the plain error

@@ -615,6 +615,38 @@ def test_even_steps_are_what_a_speed_target_spaces_without_a_plan():
     assert planner.even_steps(6, 9, 1) == list(range(6)) and planner.even_steps(6, 0, 2) == [0, 1]
 
 
+def test_an_order2_margin_keeps_even_spacing_unless_order_2s_objective_rates_a_plan_better(monkeypatch):
+    """planner.MARGIN2 = R (docs/order2_margin.txt): an order-2 plan replaces the even spacing of its budget only
+    where order 2's objective (the powered quadratic costs with the closed-loop term, summed over the gaps) rates it
+    at least R times lower; orders 0 and 1 are untouched; the stored plan's key names R."""
+    from tcpade_core import planner
+    from tcpade_core.calibrate import plan_key
+
+    assert planner.MARGIN2 == 1.0 and planner.margin_ratio(2) == 1.0 and "mg" not in plan_key(2, 1)
+    rng = np.random.default_rng(7)
+    n = 10
+    Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
+    opt = {order: planner.plan_table(Y, dt, order, 1) for order in (0, 1, 2)}
+    plain, full = planner.quadratic_cost_pair(Y, dt, planner.closed_loop_lambda(2, "coherent"))
+    top = max(float(x.max()) for row in full for x in row if x is not None)
+    cost = [[None if x is None else planner._powered(x, top) for x in row] for row in full]
+    value = lambda s: planner._total(planner._term2, cost, s)  # noqa: E731
+    ratio = {k: value(planner.even_steps(n, k)) / value(s) for k, (s, _) in opt[2].items() if value(s) > 0}
+    assert any(r > 1.2 for r in ratio.values()) and any(1.0 < r < 1.2 for r in ratio.values()), ratio
+    for r_margin in (1.2, 1e9):
+        monkeypatch.setattr(planner, "MARGIN2", r_margin)
+        assert [planner.margin_ratio(o) for o in (0, 1, 2, 3)] == [1.0, planner.MARGIN, r_margin, 1.0]
+        assert planner.margin_ratio(2, "independent") == 1.0 and plan_key(2, 1).endswith(f"/mg{r_margin:g}")
+        table = planner.plan_table(Y, dt, 2, 1)
+        for k, (steps, err) in table.items():
+            want = opt[2][k][0] if k in ratio and ratio[k] > r_margin else planner.even_steps(n, k)
+            if k not in ratio:  # an exact plan (value 0): kept
+                want = opt[2][k][0]
+            assert steps == want, (k, steps, want)
+            assert err == pytest.approx(planner._total(planner._term2, plain, steps))
+        assert {o: planner.plan_table(Y, dt, o, 1) for o in (0, 1)} == {o: opt[o] for o in (0, 1)}
+
+
 def test_a_margin_keeps_even_spacing_unless_a_plan_beats_it(monkeypatch):
     """planner.MARGIN = R: an order-1 plan replaces the even spacing of its budget only where the objective
     (objective_value: the powered, contracted sum the DP minimises) rates it at least R times lower, else the plan

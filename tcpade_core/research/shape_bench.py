@@ -444,6 +444,12 @@ def main(argv=None) -> None:
         help="R of the planner's margin over even spacing (planner.MARGIN; 1: off; default: the frozen one)",
     )
     ap.add_argument(
+        "--margin2",
+        type=float,
+        default=None,
+        help="R of the same margin for order-2 plans (planner.MARGIN2; 1: off; default: the frozen one)",
+    )
+    ap.add_argument(
         "--nest",
         type=float,
         default=None,
@@ -514,6 +520,8 @@ def main(argv=None) -> None:
         planner.CONTRACT = args.contract
     if args.margin is not None:
         planner.MARGIN = args.margin
+    if args.margin2 is not None:
+        planner.MARGIN2 = args.margin2
     if args.nest is not None:
         planner.NEST_TARGET = args.nest if args.nest > 0 else None
     if args.per_sample is not None:
@@ -543,6 +551,7 @@ def main(argv=None) -> None:
         + ("" if planner.PER_SAMPLE is None else f"; per sample: {planner.PER_SAMPLE}")
         + ("" if not planner.CONTRACT else f"; contraction {planner.CONTRACT:g}")
         + ("" if planner.MARGIN == 1.0 else f"; margin over even spacing {planner.MARGIN:g}")
+        + ("" if planner.MARGIN2 == 1.0 else f"; order 2: margin {planner.MARGIN2:g}")
         + ("" if WIRED is None else f"; plan: as a node runs it after a Calibrate at {WIRED:g}x")
     )
     print(head(), flush=True)
