@@ -157,7 +157,7 @@ def contraction(dt: np.ndarray, rho: float) -> Optional[np.ndarray]:
 MARGIN: float = 1.5
 # the same margin for order-2 plans (TaylorSeer O=2, valued on order 2's own objective; 1: off), a study
 # (`shape_bench --margin2 R`, docs/order2_margin.txt)
-MARGIN2: float = 1.0
+MARGIN2: float = 1.0  # R 2 chosen on development (docs/order2_margin.txt), held out next
 
 
 def margin_ratio(order: int, objective: str = "coherent") -> float:
