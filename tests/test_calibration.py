@@ -97,7 +97,7 @@ def test_calibrate_meets_the_budget_and_round_trips_as_json():
     assert cal.tcpade_warmup in (1, 2, 3)
     again = Calibration.from_json(json.loads(json.dumps(cal.to_json())))
     assert again == cal and again.plan_table == cal.plan_table
-    assert set(cal.plan_table) == {"0/1/p2", "1/1/p2/cl0.1/ct0.1/mg1.5", "1/3/p2/cl0.1/ct0.1/mg1.5", "2/1/p2/cl0.1"}
+    assert set(cal.plan_table) == {"0/1/p2", "1/1/p2/cl0.1/ct0.1/mg1.5", "1/3/p2/cl0.1/ct0.1/mg1.5", "2/1/p2/cl0.1/mg2"}
     older = {k: v for k, v in cal.to_json().items() if k != "plan_table"}  # a file from before the stored plans
     assert Calibration.from_json(older).plan_table is None
     with pytest.raises(ValueError, match="version"):
@@ -143,6 +143,7 @@ def test_plans_stored_under_another_segment_power_are_not_read(monkeypatch):
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
     monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # and order 2 open loop
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # and without order 2's margin
     old = calibrate(synthetic(), "abc", 2.0)
     assert set(old.plan_table) == {"0/1", "1/1", "1/3", "2/1"}
     monkeypatch.setattr(planner, "SEG_POWER", 2.0)
@@ -159,6 +160,13 @@ def test_plans_stored_under_another_segment_power_are_not_read(monkeypatch):
     today = CM.planned_config(cfg, old.plan_outputs, old.plan_weights, 2.5)
     forged = {"1/1/p2/cl0.1/ct0.1": {k: [[0], 0.0] for k in old.plan_table["1/1"]}}  # stored before the margin
     assert CM.planned_config(cfg, old.plan_outputs, old.plan_weights, 2.5, table=forged) == today
+    monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.1)
+    monkeypatch.setattr(planner, "MARGIN2", 2.0)
+    cfg2 = make_config("taylorseer", order=2)
+    today2 = CM.planned_config(cfg2, old.plan_outputs, old.plan_weights, 2.5)
+    forged = {"2/1/p2/cl0.1": {k: [[0], 0.0] for k in old.plan_table["2/1"]}}  # stored before order 2's margin
+    assert CM.planned_config(cfg2, old.plan_outputs, old.plan_weights, 2.5, table=forged) == today2
+    assert len(today2[1]) == budget(20, 2.5)
 
 
 def test_the_plan_table_is_the_planner_at_every_budget():

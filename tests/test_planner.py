@@ -110,6 +110,7 @@ def test_an_order_2_plan_is_the_exact_minimum_of_its_predictor_s_error(seed, mon
     the error of the predictor's own quadratic (a line with two values, reuse with one)."""
     from tcpade_core import planner
 
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # the exact minimum, before order 2's margin over even spacing
     monkeypatch.setattr(planner, "SEG_POWER", 1.0)
     monkeypatch.setattr(planner, "CLOSED_LOOP2", 0.0)  # open loop: the predictor's own error
     rng = np.random.default_rng(seed)
@@ -261,6 +262,7 @@ def test_a_segment_power_plans_the_exact_minimum_of_its_aggregate_and_reports_th
     (orders 0, 1 and 2, against every schedule), and reports that schedule's plain error (the sum, p = 1)."""
     from tcpade_core import planner
 
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # the exact minimum, before order 2's margin over even spacing
     rng = np.random.default_rng(10 + seed)
     n = int(rng.integers(6, 9))
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
@@ -295,6 +297,7 @@ def test_a_tail_limit_keeps_the_last_compute_near_the_end(monkeypatch):
     without the limit."""
     from tcpade_core import planner
 
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # the exact minimum, before order 2's margin over even spacing
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # the study predates the margin over even spacing
     rng = np.random.default_rng(3)
     n = 12
@@ -339,6 +342,7 @@ def test_nested_plans_only_add_the_best_compute_above_their_anchor(power, monkey
     from tcpade_core import planner
     from tcpade_core.config import budget
 
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # the exact minimum, before order 2's margin over even spacing
     monkeypatch.setattr(planner, "CLOSED_LOOP", 0.0)  # open loop (the closed-loop term: its own test)
     monkeypatch.setattr(planner, "CONTRACT", 0.0)  # and without the contraction
     monkeypatch.setattr(planner, "MARGIN", 1.0)  # and the margin over even spacing
@@ -389,6 +393,7 @@ def test_a_closed_loop_term_adds_each_base_value_s_reach_through_the_prediction(
     from tcpade_core import planner
     from tcpade_core.calibrate import plan_key
 
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # the exact minimum, before order 2's margin over even spacing
     rng = np.random.default_rng(5)
     n = 10
     Y, dt = rng.normal(size=(n, 5)).cumsum(0), rng.random(n) + 0.1
@@ -452,6 +457,7 @@ def test_a_contraction_plans_the_exact_minimum_of_its_objective(monkeypatch):
     from tcpade_core import planner
     from tcpade_core.calibrate import plan_key
 
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # the exact minimum, before order 2's margin over even spacing
     assert planner.CONTRACT == 0.1 and plan_key(1, 3) == "1/3/p2/cl0.1/ct0.1/mg1.5" and plan_key(2, 1) == "2/1/p2/cl0.1"
     t = np.array([1.0, 0.8, 0.5, 0.25, 0.1])
     assert planner.contraction(planner.step_sizes(t), 0.5) == pytest.approx(
@@ -622,7 +628,9 @@ def test_an_order2_margin_keeps_even_spacing_unless_order_2s_objective_rates_a_p
     from tcpade_core import planner
     from tcpade_core.calibrate import plan_key
 
-    assert planner.MARGIN2 == 1.0 and planner.margin_ratio(2) == 1.0 and "mg" not in plan_key(2, 1)
+    assert planner.MARGIN2 == 2.0 and planner.margin_ratio(2) == 2.0 and plan_key(2, 1).endswith("/mg2")
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)
+    assert "mg" not in plan_key(2, 1)
     rng = np.random.default_rng(7)
     n = 10
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
@@ -657,6 +665,7 @@ def test_a_margin_keeps_even_spacing_unless_a_plan_beats_it(monkeypatch):
     from tcpade_core import planner
     from tcpade_core.calibrate import Trajectory, calibrated_run, plan_key
 
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # the exact minimum, before order 2's margin over even spacing
     assert planner.MARGIN == 1.5 and planner.margin_ratio(1) == 1.5 and plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1/mg1.5"
     monkeypatch.setattr(planner, "MARGIN", 1.0)
     assert plan_key(1, 1) == "1/1/p2/cl0.1/ct0.1"
@@ -701,6 +710,7 @@ def test_order2_closed_loop_term_is_the_noise_through_the_quadratics_weights(mon
     from tcpade_core import planner
     from tcpade_core.calibrate import plan_key
 
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # the exact minimum, before order 2's margin over even spacing
     rng = np.random.default_rng(3)
     n = 7
     Y, dt = rng.normal(size=(n, 4)).cumsum(0), rng.random(n) + 0.1
@@ -732,6 +742,7 @@ def test_an_order_2_plan_with_its_closed_loop_term_is_the_exact_minimum_of_its_o
     segment power, summed), and reports that schedule's plain open-loop error."""
     from tcpade_core import planner
 
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # the exact minimum, before order 2's margin over even spacing
     assert planner.CLOSED_LOOP2 == 0.1
     monkeypatch.setattr(planner, "SEG_POWER", power)
     rng = np.random.default_rng(0)
