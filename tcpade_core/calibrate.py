@@ -40,6 +40,10 @@ from .magcache_tables import measure_ratios
 from .signals import fit_rescale, rel_l1
 
 VERSION = 1
+# where a calibrated plan is the even spacing of its budget (the planner's margin kept it), TaylorSeer runs its
+# configured form instead of newton: the uncalibrated target's run on the same steps (docs/even_form.txt; a study
+# until its test decides: `shape_bench --even-form 1`)
+EVEN_PLAN_FORM = False
 
 
 @dataclass
@@ -280,10 +284,12 @@ def planned_config(
 ) -> tuple:
     """(config on its planned schedule, the steps, the predicted error) for a run of ``len(outputs)`` steps at
     ``target``: exactly ``budget(n, target)`` computes, the predictor's own warm-up first. TaylorSeer runs the
-    form that is right on uneven spacing (``newton``) unless ``form`` is in ``keep`` (the user set it).
+    form that is right on uneven spacing (``newton``) unless ``form`` is in ``keep`` (the user set it) or, with
+    :data:`EVEN_PLAN_FORM`, the plan is the even spacing of its budget (then its configured form).
     ``objective``: the planner's (:data:`tcpade_core.planner.OBJECTIVES`; the default is the measured one).
     ``table``: a calibration's stored plans (:attr:`Calibration.plan_table`): the plan is read from it where it
     holds this predictor's, else planned here."""
+    configured = cfg
     if cfg.method == "taylorseer" and "form" not in keep:
         cfg = cfg.with_(form="newton")
     _, pred = build(cfg)
@@ -297,6 +303,8 @@ def planned_config(
     else:
         Y = np.asarray(outputs, dtype=float)
         steps, err = plan(Y, np.asarray(weights, dtype=float), k, pred.plan_order, pred.warmup, objective)
+    if EVEN_PLAN_FORM and cfg != configured and list(steps) == even_steps(n, k, pred.warmup):
+        cfg = configured  # even spacing: the configured form, the uncalibrated target's run (docs/even_form.txt)
     return cfg.with_(target_speedup=target, plan=tuple(steps)), steps, err
 
 

@@ -66,6 +66,34 @@ def test_calibrated_run_fills_taylorseers_order_from_the_trajectorys_prediction(
     assert calibrated_run("taylorseer", eps(20), 2.0).cfg.order == 1
 
 
+def test_an_even_spaced_plan_runs_the_configured_form_as_the_uncalibrated_target_does(monkeypatch):
+    """calibrate.EVEN_PLAN_FORM (docs/even_form.txt): where the planner's margin keeps the even spacing of the budget,
+    TaylorSeer runs its configured form, so the planned run is the uncalibrated evenly spaced target's, prediction
+    for prediction; elsewhere, or with the rule off, the newton form; a form the user set is kept."""
+    from tcpade_core import calibrate as CM
+    from tcpade_core import planner
+    from tcpade_core.config import make_config
+
+    tr = synthetic(20)
+    monkeypatch.setattr(CM, "EVEN_PLAN_FORM", True)
+    monkeypatch.setattr(planner, "MARGIN2", 1e9)  # every order-2 plan is even spacing
+    run = CM.calibrated_run("taylorseer", tr, 2.0, order=2)
+    assert run.cfg.form == make_config("taylorseer").form == "official"
+    assert list(run.cfg.plan) == planner.even_steps(20, budget(20, 2.0), 1)
+    uncal = make_config("taylorseer", order=2, target_speedup=2.0, placement="even")
+    assert replay(run.cfg, tr, 2.0) == replay(uncal, tr, 2.0)
+    assert CM.calibrated_run("taylorseer", tr, 2.0, order=2, form="eq10").cfg.form == "eq10"
+    monkeypatch.setattr(CM, "EVEN_PLAN_FORM", False)
+    off = CM.calibrated_run("taylorseer", tr, 2.0, order=2).cfg
+    assert off.form == "newton" and off.plan == run.cfg.plan and replay(off, tr, 2.0) != replay(uncal, tr, 2.0)
+    monkeypatch.setattr(CM, "EVEN_PLAN_FORM", True)
+    monkeypatch.setattr(planner, "MARGIN2", 1.0)  # the optimum, off even spacing on a random walk
+    Y = np.random.default_rng(0).normal(size=(20, 4)).cumsum(0)
+    walk = Trajectory(t=list(np.linspace(1, 0.05, 20)), outputs=[torch.tensor(y[None]) for y in Y])
+    moved = CM.calibrated_run("taylorseer", walk, 2.0, order=2).cfg
+    assert moved.form == "newton" and list(moved.plan) != planner.even_steps(20, budget(20, 2.0), 1)
+
+
 def test_teacache_fit_recovers_a_known_relation():
     tr = Trajectory()
     g = torch.Generator().manual_seed(1)

@@ -32,7 +32,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from .. import metrics, planner, shape
+from .. import calibrate as CAL, metrics, planner, shape
 from ..calibrate import calibrated_run
 from ..config import budget, make_config, placement_for
 from ..engine import CacheRun
@@ -450,6 +450,14 @@ def main(argv=None) -> None:
         help="R of the same margin for order-2 plans (planner.MARGIN2; 1: off; default: the frozen one)",
     )
     ap.add_argument(
+        "--even-form",
+        type=int,
+        choices=(0, 1),
+        default=None,
+        help="1: where a plan is even spacing TaylorSeer runs its configured form (calibrate.EVEN_PLAN_FORM; "
+        "default: the frozen one)",
+    )
+    ap.add_argument(
         "--nest",
         type=float,
         default=None,
@@ -522,6 +530,8 @@ def main(argv=None) -> None:
         planner.MARGIN = args.margin
     if args.margin2 is not None:
         planner.MARGIN2 = args.margin2
+    if args.even_form is not None:
+        CAL.EVEN_PLAN_FORM = bool(args.even_form)
     if args.nest is not None:
         planner.NEST_TARGET = args.nest if args.nest > 0 else None
     if args.per_sample is not None:
@@ -552,6 +562,7 @@ def main(argv=None) -> None:
         + ("" if not planner.CONTRACT else f"; contraction {planner.CONTRACT:g}")
         + ("" if planner.MARGIN == 1.0 else f"; margin over even spacing {planner.MARGIN:g}")
         + ("" if planner.MARGIN2 == 1.0 else f"; order 2: margin {planner.MARGIN2:g}")
+        + ("" if not CAL.EVEN_PLAN_FORM else "; even-spaced plans: the configured form")
         + ("" if WIRED is None else f"; plan: as a node runs it after a Calibrate at {WIRED:g}x")
     )
     print(head(), flush=True)
