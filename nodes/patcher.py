@@ -153,10 +153,9 @@ class CacheSettings:
                     f"{cal.describe()}; filled in: " + ", ".join(f"{k} {_fmt_value(v)}" for k, v in filled.items())
                 )
         pred, n = host.prediction(model_sampling), len(sigmas) - 1
-        if method.at_target is not None:  # what a speed target fills from the prediction type and the step count
-            cfg, note = method.at_target(cfg, host.output_kind(model_sampling), n, self.user_set)
-            if note:
-                notes.append(note)
+        cfg, note = M.fill_at_target(cfg, host.output_kind(model_sampling), n, self.user_set)  # e.g. TaylorSeer's order
+        if note:
+            notes.append(note)
         auto = cfg.placement == "auto"
         if auto:  # where a speed target without a plan puts its computes: it reads what the model predicts
             cfg = cfg.with_(placement=placement_for("auto", pred, cfg.target_speedup, n))

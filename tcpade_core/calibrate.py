@@ -351,13 +351,11 @@ def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> Ca
     the prediction type (``Method.at_target``: TaylorSeer's order) is filled from ``traj.prediction`` where
     ``params`` leave it. The run's report notes the plan and its predicted error."""
     from .config import check_target, make_config
-    from .methods import METHODS
+    from .methods import fill_at_target
 
     target = check_target(target, off=False)
-    cfg = make_config(method, **params)
-    if METHODS[method].at_target is not None:  # as a node fills it (TaylorSeer's order by the prediction type)
-        at = METHODS[method].at_target(cfg.with_(target_speedup=target), traj.prediction, len(traj), frozenset(params))
-        cfg = at[0].with_(target_speedup=cfg.target_speedup)
+    cfg = make_config(method, **params).with_(target_speedup=target)
+    cfg = fill_at_target(cfg, traj.prediction, len(traj), frozenset(params))[0]  # as a node fills it
     cfg, steps, err = planned_config(
         cfg,
         sketch(traj.outputs),

@@ -890,6 +890,14 @@ def method_of(cfg: _Common) -> Method:
     return METHODS[cfg.method]
 
 
+def fill_at_target(cfg: _Common, prediction: Optional[str], steps: Optional[int], user_set=frozenset()):
+    """(config, note): what ``cfg``'s method fills at a speed target from the model's prediction type and the step
+    count where the user left a setting alone (:attr:`Method.at_target`), or ``(cfg, "")`` for a method that fills
+    nothing. One place for the nodes, :func:`tcpade_core.calibrate.calibrated_run` and the benchmarks."""
+    fill = method_of(cfg).at_target
+    return fill(cfg, prediction, steps, user_set) if fill is not None else (cfg, "")
+
+
 def leading_blocks(cfg: _Common) -> int:
     """The blocks ahead of the cached stack that run on every step of a run with config ``cfg``."""
     return method_of(cfg).leading(cfg)

@@ -156,6 +156,10 @@ def test_taylorseer_order_at_a_target_reads_the_prediction_type_and_the_step_cou
     monkeypatch.setattr(C, "ORDER_BY_PREDICTION", False)
     assert ts.at_target(cfg, "eps", 20, frozenset()) == (cfg, "")
     assert all(m.at_target is None for m in M.METHODS.values() if m.name != "taylorseer")
+    monkeypatch.setattr(C, "ORDER_BY_PREDICTION", True)  # the one dispatcher the nodes and benchmarks call
+    assert M.fill_at_target(cfg, "eps", 20) == (two, note)
+    tea = make_config("teacache", target_speedup=2.0)
+    assert M.fill_at_target(tea, "eps", 20) == (tea, "")
 
 
 def test_calibration_fills_only_what_the_user_left():

@@ -41,7 +41,7 @@ from ..config import (
 )
 from ..engine import CacheRun, Stack
 from ..magcache_tables import measure_ratios
-from ..methods import METHODS
+from ..methods import METHODS, fill_at_target
 from ..signals import fit_rescale, rel_l1
 from .common import (
     CALIB_SEED,
@@ -286,10 +286,8 @@ def bench_case(split: str, name: str, seed: int, steps_list, quick: bool, progre
         def measure(label, cfg, target, family=None):
             """One cached run of this case: its row (wall speed-up filled in below) and its images."""
             cfg = resolve(cfg, coeffs, mag_ratios)
-            if target and METHODS[cfg.method].at_target is not None:  # a node's defaults at a target on this model
-                cfg = METHODS[cfg.method].at_target(
-                    cfg.with_(target_speedup=target), PREDICTION[name], steps, frozenset()
-                )[0]
+            if target:  # a node's defaults at a target on this model (TaylorSeer's order)
+                cfg = fill_at_target(cfg.with_(target_speedup=target), PREDICTION[name], steps)[0]
             run = CacheRun(cfg, target_speedup=target, prediction=PREDICTION[name])  # as a node on this model
             img, sec = _sample(model, name, labels, steps, run, seed=seed)
             if not bool(torch.isfinite(img).all()):

@@ -94,12 +94,9 @@ def on_calibration(model, name: str, steps: int, target: float, label: str, meth
 def target_config(method: str, name: str, steps: int, params, **kw):
     """``make_config(method, **params, **kw)`` at a speed target, with what a node fills from the model's prediction
     type and the step count where ``params`` leave it (``Method.at_target``: TaylorSeer's order)."""
-    from ..methods import METHODS as ALL
+    from ..methods import fill_at_target
 
-    cfg = make_config(method, **params, **kw)
-    if ALL[method].at_target is not None:
-        cfg = ALL[method].at_target(cfg, PREDICTION[name], steps, frozenset(params))[0]
-    return cfg
+    return fill_at_target(make_config(method, **params, **kw), PREDICTION[name], steps, frozenset(params))[0]
 
 
 def planned_run(method: str, name: str, steps: int, target: float, params) -> CacheRun:
@@ -108,7 +105,7 @@ def planned_run(method: str, name: str, steps: int, target: float, params) -> Ca
     Calibrate at target ``WIRED``: the method's calibration mapping fills what the user left alone
     (``Method.calibrate``), then the plan is read from the calibration's stored table, as the patcher does."""
     from ..calibrate import calibrate, planned_config
-    from ..methods import METHODS as ALL
+    from ..methods import METHODS as ALL, fill_at_target
 
     traj = _trajectory(name, steps)
     if WIRED is None:
@@ -121,8 +118,7 @@ def planned_run(method: str, name: str, steps: int, target: float, params) -> Ca
     if ALL[method].calibrate is not None:
         applied = ALL[method].calibrate(cfg, cal, target, user)
         cfg = applied.cfg.with_(target_speedup=applied.target)
-    if ALL[method].at_target is not None:
-        cfg = ALL[method].at_target(cfg, PREDICTION[name], steps, user)[0]
+    cfg = fill_at_target(cfg, PREDICTION[name], steps, user)[0]
     cfg = planned_config(cfg, cal.plan_outputs, cal.plan_weights, target, user, table=cal.plan_table)[0]
     return CacheRun(cfg)
 
