@@ -128,7 +128,7 @@ class CacheNode(io.ComfyNode):
         """(engine config, notes that hold only without a calibration, whether TeaCache's table is re-chosen per
         run). Default: every widget with a ``param`` sets that config parameter."""
         m = cls.method()
-        params = {w.param: widgets[w.name] for w in m.all_widgets() if w.param is not None and w.name in widgets}
+        params = m.params(widgets)
         unknown = sorted(set(widgets) - {w.name for w in m.all_widgets()})
         if unknown:
             raise ConfigError(f"unknown input(s) for {m.title}: {', '.join(unknown)}")

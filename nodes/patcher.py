@@ -470,7 +470,8 @@ def outer_sample_wrapper(executor, *args, **kwargs):
             )
             driver.recorder = to.get(RECORD_KEY)
             if driver.recorder is not None:  # what the planner weighs each step by (tcpade_core.planner)
-                driver.recorder.traj.sigmas, driver.recorder.traj.prediction = sig, host.prediction(ms)
+                traj = driver.recorder.traj
+                traj.sigmas, traj.prediction, traj.output = sig, host.prediction(ms), host.output_kind(ms)
             apply_sampler_rules(driver, info)
             to[RUN_KEY] = driver
             if driver.layout is not None:

@@ -58,6 +58,10 @@ class Trajectory:
     # predicts ("flow" or "eps"): how the planner weights each step (tcpade_core.planner.step_weights)
     sigmas: Optional[List[float]] = None
     prediction: str = "flow"
+    # what the model's raw output is ("flow", "eps", "v", "x0" or "other", as nodes.host.output_kind says; None:
+    # ``prediction``): a v or x0 model is weighted as "eps" above, but what a method fills at a target from the
+    # prediction type (TaylorSeer's order 2, measured on eps models) must not reach it
+    output: Optional[str] = None
 
     def __len__(self) -> int:
         return len(self.outputs)
@@ -348,14 +352,14 @@ def calibrated_run(method: str, traj: Trajectory, target: float, **params) -> Ca
     ``budget(len(traj), target)`` computes, the predictor's own warm-up first. ``method`` is a name of
     :data:`tcpade_core.methods.METHODS`; ``params`` are that method's config parameters. TaylorSeer plans with a
     form that is exact on uneven spacing (``newton``) unless ``form`` is given; what a node fills at a target from
-    the prediction type (``Method.at_target``: TaylorSeer's order) is filled from ``traj.prediction`` where
-    ``params`` leave it. The run's report notes the plan and its predicted error."""
+    the prediction type (``Method.at_target``: TaylorSeer's order) is filled from ``traj.output`` (else
+    ``traj.prediction``) where ``params`` leave it. The run's report notes the plan and its predicted error."""
     from .config import check_target, make_config
     from .methods import fill_at_target
 
     target = check_target(target, off=False)
     cfg = make_config(method, **params).with_(target_speedup=target)
-    cfg = fill_at_target(cfg, traj.prediction, len(traj), frozenset(params))[0]  # as a node fills it
+    cfg = fill_at_target(cfg, traj.output or traj.prediction, len(traj), frozenset(params))[0]  # as a node does
     cfg, steps, err = planned_config(
         cfg,
         sketch(traj.outputs),

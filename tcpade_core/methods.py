@@ -60,6 +60,9 @@ class Widget:
     step: Optional[float] = None
     options: Tuple[str, ...] = ()
     param: Optional[str] = None
+    # a value that leaves the setting to the pack (TaylorSeer's order -1: by the model and step count): it is not
+    # passed to the config (the config's default stands) and is never the user's (a calibration or a rule may fill)
+    auto: Any = None
 
 
 @dataclass(frozen=True)
@@ -127,12 +130,25 @@ class Method:
         return self.widgets + self.tail_widgets
 
     def user_set(self, widgets: Dict[str, Any]) -> FrozenSet[str]:
-        """The config parameters whose widget the user moved off its default (calibration leaves those alone)."""
+        """The config parameters whose widget the user moved off its default (calibration leaves those alone); a
+        widget at its ``auto`` value is not the user's."""
         return frozenset(
             w.param
             for w in self.all_widgets()
-            if w.param is not None and w.name in widgets and widgets[w.name] != w.default
+            if w.param is not None
+            and w.name in widgets
+            and widgets[w.name] != w.default
+            and (w.auto is None or widgets[w.name] != w.auto)
         )
+
+    def params(self, widgets: Dict[str, Any]) -> Dict[str, Any]:
+        """The config parameters the widgets set: each widget's value by its ``param``, except a widget at its
+        ``auto`` value (the config's default stands, for the pack to fill)."""
+        return {
+            w.param: widgets[w.name]
+            for w in self.all_widgets()
+            if w.param is not None and w.name in widgets and (w.auto is None or widgets[w.name] != w.auto)
+        }
 
 
 # ------------------------------------------------------------------------------------------ widgets
@@ -320,15 +336,17 @@ TAYLORSEER_WIDGETS = (
     Widget(
         "order",
         "int",
-        1,
+        -1,
         "order O",
-        "O, 0-4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached outputs (more memory) "
-        "and can overshoot. Without a target speed-up a calibration may set it. With one and O left at 1: order 2 "
-        "on an eps-prediction model (DiT, PixArt) run for 20 steps or more, where it measured better; flow models "
-        "(FLUX, Wan, Qwen-Image) keep 1, which measured best there. The node's report says when it ran order 2.",
-        0,
+        "O, -1-4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached outputs (more memory) "
+        "and can overshoot. -1 (auto, the default): with a target speed-up, order 2 on an eps-prediction model "
+        "(DiT, PixArt) run for 20 steps or more, where it measured better, else 1 (flow models such as FLUX, Wan, "
+        "Qwen-Image keep 1, which measured best there); without a target, 1 unless a calibration sets it. The "
+        "node's report says when it ran order 2. 0-4 runs that order.",
+        -1,
         4,
         param="order",
+        auto=-1,
     ),
     Widget(
         "first_enhance",

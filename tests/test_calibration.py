@@ -40,7 +40,8 @@ def test_replay_counts_and_errors_like_the_engine():
 def test_calibrated_run_fills_taylorseers_order_from_the_trajectorys_prediction(monkeypatch):
     """calibrated_run gives what a node runs: with the rule of docs/order_eps.txt on, TaylorSeer's order at a target
     is 2 on an eps trajectory of 20 steps where ``params`` leave it, on the order-2 plan; a given order, a flow
-    trajectory or fewer steps keep order 1; with the rule off nothing changes."""
+    trajectory or fewer steps keep order 1, and so does a trajectory weighted as eps whose model outputs v, x0 or
+    another kind (``Trajectory.output``, which the Calibrate node records); with the rule off nothing changes."""
     from tcpade_core import config as C
     from tcpade_core.calibrate import calibrated_run, planned_config, sketch, step_weights
 
@@ -62,6 +63,10 @@ def test_calibrated_run_fills_taylorseers_order_from_the_trajectorys_prediction(
     assert calibrated_run("taylorseer", eps(20), 2.0, order=1).cfg.order == 1
     assert calibrated_run("taylorseer", eps(19), 2.0).cfg.order == 1
     assert calibrated_run("taylorseer", synthetic(20), 2.0).cfg.order == 1
+    for output, want in (("v", 1), ("x0", 1), ("other", 1), ("eps", 2)):  # weighted as eps, filled by what it outputs
+        tr = eps(20)
+        tr.output = output
+        assert calibrated_run("taylorseer", tr, 2.0).cfg.order == want, output
     monkeypatch.setattr(C, "ORDER_BY_PREDICTION", False)
     assert calibrated_run("taylorseer", eps(20), 2.0).cfg.order == 1
 
@@ -549,8 +554,8 @@ def test_the_placement_widget_puts_an_uncalibrated_target_on_the_default_shape(h
 
 def test_taylorseer_order_at_a_target_reads_what_the_host_says_the_model_predicts(host, monkeypatch):
     """docs/order_eps.txt through the node, with the rule on: on the eps model A (DDIM) at 20 steps a TaylorSeer
-    target runs order 2 and says so; at 15 steps, with the order typed, and on the flow model at 20 steps it runs
-    the node's order 1."""
+    target runs order 2 and says so; at 15 steps and on the flow model at 20 steps it runs order 1; a typed order,
+    1 included, is run as typed."""
     import comfy.sample
 
     import host_util as H
@@ -563,7 +568,7 @@ def test_taylorseer_order_at_a_target_reads_what_the_host_says_the_model_predict
     model_a = nodes["TCPade_BenchModelLoader"].execute("A: DiT digits 16x16").args[0]
     pos, neg = nodes["TCPade_ClassLabel"].execute("A: digits", 2, "").args
     note = "order 2 at the target (eps prediction, 20 steps: docs/order_eps.txt)"
-    for n, extra, want in ((20, {}, 2), (15, {}, 1), (20, dict(order=3), 3)):
+    for n, extra, want in ((20, {}, 2), (15, {}, 1), (20, dict(order=3), 3), (20, dict(order=1), 1)):
         m = _attach(env, "TCPade_TaylorSeer", model_a, target_speedup=2.0, **extra)
         noise = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(3))
         comfy.sample.sample(
@@ -577,6 +582,26 @@ def test_taylorseer_order_at_a_target_reads_what_the_host_says_the_model_predict
     _sample(env, m, steps=20)
     rep = m.model_options["transformer_options"]["tcpade"].last_report
     assert not any(x.startswith("order ") for x in rep.notes) and "order=" not in rep.settings, rep.settings
+
+
+def test_calibrate_records_what_the_model_outputs_beside_how_its_steps_are_weighted(host, monkeypatch):
+    """The Calibrate node's trajectory says how the planner weighs its steps (``prediction``) and what the model
+    outputs (``output``, which calibrated_run fills TaylorSeer's order from): flow / flow on the flow model B,
+    eps / eps on the DDIM model A."""
+    import host_util as H
+
+    env = host
+    cal_mod = H.pack_module("tcpade_core.calibrate")
+    seen, real = [], cal_mod.calibrate
+    monkeypatch.setattr(cal_mod, "calibrate", lambda traj, *a, **k: seen.append(traj) or real(traj, *a, **k))
+    nodes = env["nodes"]
+    model_a = nodes["TCPade_BenchModelLoader"].execute("A: DiT digits 16x16").args[0]
+    pos_a, neg_a = nodes["TCPade_ClassLabel"].execute("A: digits", 2, "").args
+    node = nodes["TCPade_Calibrate"]
+    node.execute(env["model"], env["pos"], env["neg"], {"samples": torch.zeros(1, 3, 32, 32)}, 3, 6, 2.0, "euler",
+                 "simple", 2.0)  # fmt: skip
+    node.execute(model_a, pos_a, neg_a, {"samples": torch.zeros(1, 1, 16, 16)}, 3, 6, 2.0, "ddim", "ddim_uniform", 2.0)
+    assert [(tr.prediction, tr.output) for tr in seen] == [("flow", "flow"), ("eps", "eps")]
 
 
 def test_auto_placement_puts_a_low_target_on_the_default_shape_on_flow_models_only(host):

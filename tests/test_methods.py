@@ -162,6 +162,23 @@ def test_taylorseer_order_at_a_target_reads_the_prediction_type_and_the_step_cou
     assert M.fill_at_target(tea, "eps", 20) == (tea, "")
 
 
+def test_taylorseer_order_widget_auto_is_left_to_the_pack_and_a_typed_order_is_the_users():
+    """The order widget's default, -1 (auto), sets no config value and is not the user's (the rule above or a
+    calibration fills it); any order typed, 1 included, is passed on and is the user's."""
+    ts = M.METHODS["taylorseer"]
+    (w,) = [w for w in ts.all_widgets() if w.name == "order"]
+    assert (w.default, w.auto, w.min, w.max) == (-1, -1, -1, 4)
+    assert ts.user_set({"order": -1, "interval": 4}) == frozenset()
+    assert ts.params({"order": -1, "interval": 4}) == {"interval": 4}
+    for typed in (0, 1, 2):
+        assert ts.user_set({"order": typed}) == frozenset({"order"})
+        assert ts.params({"order": typed}) == {"order": typed}
+    assert ts.user_set({"interval": 5}) == frozenset({"interval"}) and ts.params({"interval": 5}) == {"interval": 5}
+    assert make_config("taylorseer", **ts.params({"order": -1})).order == 1
+    others = [w for m in M.METHODS.values() for w in m.all_widgets() if w.auto is not None]
+    assert others == [w]
+
+
 def test_calibration_fills_only_what_the_user_left():
     ts = M.METHODS["taylorseer"]
     a = ts.calibrate(make_config("taylorseer"), _cal(), 0.0, frozenset())

@@ -1116,7 +1116,7 @@ def tiny(which: str) -> Workflow:
     wf = Workflow(f"tcpade_tiny_{which}_cpu", NAMES[which])
     branches = [
         ("tcpade", {}),
-        ("taylorseer", dict(interval=3, order=1, first_enhance=2)),
+        ("taylorseer", dict(interval=3, first_enhance=2)),
         ("teacache", dict(threshold=0.3)),
         ("tracache", dict(stride=2, max_order=2)),
     ]
@@ -1127,7 +1127,8 @@ def tiny(which: str) -> Workflow:
         "Model (tiny, CPU)**). They work in pixel space, so **Bench Latent** and **Bench Decode** replace the VAE; "
         "**Preview Image Grid (sharp upscale)** shows each batch of 8 as one grid, every pixel a sharp square. "
         f"{b['sampler_text']}, 20 steps, CFG 2. All "
-        "four cache methods of the pack side by side. Their other settings: TaylorSeer O = 1, first enhance 2 "
+        "four cache methods of the pack side by side. Their other settings: TaylorSeer O = auto (order 2 on the "
+        "digits model, an eps model at 20 steps; 1 on the shapes model, a flow model), first enhance 2 "
         "(N = 3 at target 0), TeaCache δ = 0.3 (no published coefficients for this model: raw "
         "relative L1; its node says so after a run), TraCache max order 2 (k = 2 at target 0).",
         size=(440, 820),
