@@ -971,8 +971,8 @@ def build(cfg: _Common, prediction: Optional[str] = None) -> Tuple[G.Gate, P.Pre
 
 
 def ui_table() -> Dict[str, dict]:
-    """What the web extension needs of every cache node (``GET /tcpade/methods``): its label, presets, and the
-    rules that grey out a widget."""
+    """What the web extension needs of every cache node (``GET /tcpade/methods``): its label, presets, the
+    widgets whose value can leave a setting to the pack, and the rules that grey out a widget."""
     out = {}
     for m in NODES:
         out[m.node_id] = {
@@ -980,6 +980,8 @@ def ui_table() -> Dict[str, dict]:
             "label": m.label,
             "title": m.title,
             "presets": dict(PRESETS) if m.presets else {},
+            # widget -> the value that leaves the setting to the pack (Widget.auto): its label then says "auto"
+            "autos": {w.name: w.auto for w in m.all_widgets() if w.auto is not None},
             "overrides": [
                 {
                     "widget": o.widget,

@@ -1159,6 +1159,22 @@ def test_widget_labels_and_what_a_preset_overrides(ui, server):
     finally:
         page.evaluate(set_target, before)
     assert ts()["interval"][1] is (before > 0)
+    # the order widget at -1 leaves the order to the pack (Widget.auto): its label says so, a typed order does not
+    ts_info = _get(server.url + "/object_info/TCPade_TaylorSeer")["TCPade_TaylorSeer"]["input"]["required"]
+    order_name = ts_info["order"][1].get("display_name", "order")
+    set_order = set_target.replace("'target_speedup'", "'order'")
+    before = widget_values(page, "TCPade_TaylorSeer")["order"]
+    try:
+        for value, label in (
+            (-1, f"{order_name}: auto"),
+            (1, order_name),
+            (2, order_name),
+            (-1, f"{order_name}: auto"),
+        ):
+            page.evaluate(set_order, value)
+            assert ts()["order"][:2] == [label, False], (value, ts()["order"])
+    finally:
+        page.evaluate(set_order, before)
     page.mouse.move(5, 500)
 
 

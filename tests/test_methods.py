@@ -177,6 +177,8 @@ def test_taylorseer_order_widget_auto_is_left_to_the_pack_and_a_typed_order_is_t
     assert make_config("taylorseer", **ts.params({"order": -1})).order == 1
     others = [w for m in M.METHODS.values() for w in m.all_widgets() if w.auto is not None]
     assert others == [w]
+    autos = {k: v["autos"] for k, v in M.ui_table().items() if v["autos"]}  # what the web extension labels "auto"
+    assert autos == {"TCPade_TaylorSeer": {"order": -1}}
 
 
 def test_calibration_fills_only_what_the_user_left():

@@ -1069,6 +1069,11 @@ function overridable(node) {
   return new Set((METHODS[node.type]?.overrides ?? []).map((o) => o.widget));
 }
 
+/** Widget name -> the value that leaves the setting to the pack (TaylorSeer's order -1), from the method. */
+function autosOf(node) {
+  return METHODS[node.type]?.autos ?? {};
+}
+
 /** A node's presets (preset name -> speed target), from its method. */
 function presetsOf(node) {
   return METHODS[node.type]?.presets ?? {};
@@ -1102,10 +1107,14 @@ function overridden(node) {
   return out;
 }
 
-/** Disable the widgets the preset, mode or target overrides, with the reason in their label and tooltip. */
+/**
+ * Disable the widgets the preset, mode or target overrides, with the reason in their label and tooltip; a widget at
+ * its auto value (the pack chooses) says "auto" in its label.
+ */
 function syncOverrides(node) {
   const why = overridden(node);
-  const names = overridable(node);
+  const autos = autosOf(node);
+  const names = new Set([...overridable(node), ...Object.keys(autos)]);
   for (const w of node.widgets ?? []) {
     if (!names.has(w.name)) continue;
     if (w.tcpadeLabel === undefined) {
@@ -1114,7 +1123,8 @@ function syncOverrides(node) {
     }
     const o = why[w.name];
     const base = w.tcpadeLabel ?? w.name;
-    const label = o ? `${base}${o[2] ? `: ${o[2]}` : ""} (${o[0]})` : w.tcpadeLabel ?? undefined;
+    const auto = w.name in autos && w.value === autos[w.name];
+    const label = o ? `${base}${o[2] ? `: ${o[2]}` : ""} (${o[0]})` : auto ? `${base}: auto` : w.tcpadeLabel ?? undefined;
     const general = node.tcpadeTooltips?.[w.name];
     const tooltip = o ? `Greyed out: ${o[1]}` + (general ? `\n${general}` : "") : w.tcpadeTooltip;
     if (!!w.disabled !== !!o || w.label !== label || w.tooltip !== tooltip) {
@@ -1168,6 +1178,7 @@ function setupCacheWidgets(node) {
   } else {
     chainSync(node, "target_speedup");
   }
+  for (const name of Object.keys(autosOf(node))) chainSync(node, name);
   syncOverrides(node);
 }
 
