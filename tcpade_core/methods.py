@@ -64,6 +64,10 @@ class Widget:
     # passed to the config (the config's default stands) and is never the user's (a calibration or a rule may fill)
     auto: Any = None
 
+    def is_auto(self, value) -> bool:
+        """Whether ``value`` is this widget's auto value (the setting left to the pack)."""
+        return self.auto is not None and value == self.auto
+
 
 @dataclass(frozen=True)
 class Override:
@@ -138,7 +142,7 @@ class Method:
             if w.param is not None
             and w.name in widgets
             and widgets[w.name] != w.default
-            and (w.auto is None or widgets[w.name] != w.auto)
+            and not w.is_auto(widgets[w.name])
         )
 
     def params(self, widgets: Dict[str, Any]) -> Dict[str, Any]:
@@ -147,7 +151,7 @@ class Method:
         return {
             w.param: widgets[w.name]
             for w in self.all_widgets()
-            if w.param is not None and w.name in widgets and (w.auto is None or widgets[w.name] != w.auto)
+            if w.param is not None and w.name in widgets and not w.is_auto(widgets[w.name])
         }
 
 
@@ -338,7 +342,7 @@ TAYLORSEER_WIDGETS = (
         "int",
         -1,
         "order O",
-        "O, -1-4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached outputs (more memory) "
+        "O, -1 to 4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached outputs (more memory) "
         "and can overshoot. -1 (auto, the default): with a target speed-up, order 2 on an eps-prediction model "
         "(DiT, PixArt) run for 20 steps or more, where it measured better, else 1 (flow models such as FLUX, Wan, "
         "Qwen-Image keep 1, which measured best there); without a target, 1 unless a calibration sets it. The "
