@@ -342,7 +342,7 @@ TAYLORSEER_WIDGETS = (
         "int",
         -1,
         "order O",
-        "O, -1 to 4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached outputs (more memory) "
+        "O, -1-4. Taylor order (0: plain reuse). Higher: follows curvature, needs O+1 cached outputs (more memory) "
         "and can overshoot. -1 (auto, the default): with a target speed-up, order 2 on an eps-prediction model "
         "(DiT, PixArt) run for 20 steps or more, where it measured better, else 1 (flow models such as FLUX, Wan, "
         "Qwen-Image keep 1, which measured best there); without a target, 1 unless a calibration sets it. The "
